@@ -1,0 +1,1 @@
+//! order-domain (being written).

@@ -1,0 +1,19 @@
+//! Plumbing shared by every service of the migration stack.
+//!
+//! Nothing here knows about orders or SAP. Each module owns one concern:
+//!
+//! - [`config`]: read environment variables into typed values, collecting *every* bad variable
+//!   so a service can report them all at once and exit (habit 1 of `STYLE.md`).
+//! - [`telemetry`]: the tracing subscriber (human or JSON logs).
+//! - [`correlation`]: the correlation id every request carries across the systems
+//!   (`X-Correlation-ID`, else `Idempotency-Key`, else generated), echoed on the response and
+//!   recorded on the request span.
+//! - [`http_metrics`]: the Prometheus recorder and a middleware counting requests and timing
+//!   them by route and status.
+//! - [`shutdown`]: SIGTERM/SIGINT turned into a cancellation token that servers drain on.
+
+pub mod config;
+pub mod correlation;
+pub mod http_metrics;
+pub mod shutdown;
+pub mod telemetry;

@@ -1,0 +1,2 @@
+//! order-service (being written).
+fn main() {}

@@ -1,0 +1,2 @@
+//! orderctl (being written).
+fn main() {}
