@@ -20,6 +20,7 @@
 #   KAFKA_VERSION      Apache Kafka release fetched from Maven Central (default 4.1.1)
 #   KAFKA_HEAP         JVM heap (default 512m)
 #   KAFKA_START_TIMEOUT seconds `start` waits for the broker (default 60)
+#   KAFKA_NODE_DIR     broker config, data, log and pid file (default $DATA/node-$KAFKA_PORT)
 #   ORDERS_DATA_DIR    project data folder (default <repo>/.data); Kafka lives in its kafka/
 #
 # Topics are never created on first use (auto.create.topics.enable=false): whoever owns a topic
@@ -37,7 +38,7 @@ PORT="${KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
 HEAP="${KAFKA_HEAP:-512m}"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
-NODE_DIR="$KAFKA_DIR/node-$PORT"
+NODE_DIR="${KAFKA_NODE_DIR:-$KAFKA_DIR/node-$PORT}"
 PID_FILE="$NODE_DIR/kafka.pid"
 LOG_FILE="$NODE_DIR/kafka.log"
 CONFIG="$NODE_DIR/server.properties"
