@@ -1,0 +1,51 @@
+//! The SAP wire contract of `API_SALES_ORDER_SRV` (OData V2), as SAP's own clients speak it.
+//!
+//! This crate owns *what travels on the wire* between an OData V2 client and SAP S/4HANA's
+//! sales order API, and nothing else: no I/O, no HTTP framework, no order logic. The SAP
+//! emulator (`sap-mock`) serves it and the proxy parses and builds it, so both sides agree on
+//! one definition. `../shared/reference/sap-sales-order-api.md` lists the facts encoded here.
+//!
+//! How a request flows through the modules:
+//!
+//! - [`uri`]: percent-decoding, splitting a resource path into segments and parsing key
+//!   predicates, named (`A_SalesOrder(SalesOrder='1')`) or positional (`('1')`).
+//! - [`query`]: the system query options (`$select`, `$expand`, `$filter`, `$orderby`, `$top`,
+//!   `$skip`, `$skiptoken`, `$inlinecount`, `$format`) parsed from a raw query string.
+//! - [`filter`]: the `$filter` language (comparison and logical operators, parentheses,
+//!   `substringof`, `startswith`, `endswith`, `tolower`, `toupper`, and the literal forms SAP's
+//!   clients send: `'..'`, `10.5M`, `datetime'..'`, `datetimeoffset'..'`, `guid'..'`), type-checked
+//!   against the [`schema`] and evaluated against typed values. Hostile input never panics.
+//! - [`schema`]: the `A_SalesOrder` / `A_SalesOrderItem` property tables (names, EDM types,
+//!   max lengths, keys, navigation), generated from SAP's service definition.
+//! - [`value`]: typed EDM values and their JSON encodings (`/Date(ms)/`, `/Date(ms+0000)/`,
+//!   decimals as strings), built from JSON *through validation* against a property.
+//! - [`date`]: the `/Date(..)/` encoding and the `datetime'..'` literal.
+//! - [`payload`]: request bodies, e.g. a deep-insert create (`to_Item` as a bare array or as
+//!   `{"results":[..]}`), validated property by property into typed maps.
+//! - [`envelope`]: response building blocks: `d`, `results`, `__metadata`, `__deferred`,
+//!   `__count`, `__next`, entity URIs and ETags.
+//! - [`error`]: the OData error JSON body (`{"error":{"code":..,"message":{..}}}`).
+//! - [`metadata`]: the `$metadata` EDMX document for the two entity types.
+
+pub mod date;
+pub mod envelope;
+pub mod error;
+pub mod filter;
+pub mod metadata;
+pub mod payload;
+pub mod query;
+pub mod schema;
+pub mod uri;
+pub mod value;
+
+pub use error::ODataError;
+pub use filter::{Expr, FilterError};
+pub use query::{QueryError, QueryOptions};
+pub use schema::{EdmType, EntityType, Property, SALES_ORDER, SALES_ORDER_ITEM};
+pub use value::EdmValue;
+
+/// Name of the OData service, as it appears in the service root and in type names.
+pub const SERVICE_NAME: &str = "API_SALES_ORDER_SRV";
+
+/// Path of the service root below the host, as SAP's generated clients hard-code it.
+pub const SERVICE_ROOT_PATH: &str = "/sap/opu/odata/sap/API_SALES_ORDER_SRV";
