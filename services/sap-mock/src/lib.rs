@@ -1,0 +1,1 @@
+//! SAP emulator (work in progress).
