@@ -31,10 +31,8 @@ impl CorrelationId {
 
 fn acceptable(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?.trim();
-    (!s.is_empty()
-        && s.len() <= MAX_CORRELATION_LEN
-        && s.chars().all(|c| c.is_ascii_graphic()))
-    .then(|| s.to_owned())
+    (!s.is_empty() && s.len() <= MAX_CORRELATION_LEN && s.chars().all(|c| c.is_ascii_graphic()))
+        .then(|| s.to_owned())
 }
 
 /// Picks the correlation id for a request's headers.

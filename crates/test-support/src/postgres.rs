@@ -1,0 +1,65 @@
+//! A real PostgreSQL for tests, with a fresh database per test.
+
+use std::process::Command;
+use std::sync::OnceLock;
+
+use sqlx::Connection;
+
+/// A database created for one test. It is left in place afterwards for inspection; the
+/// project's cluster is disposable (`.data/postgres`).
+#[derive(Debug, Clone)]
+pub struct TestDatabase {
+    /// Connection URL of the fresh database.
+    pub url: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// The admin URL of the server tests use, starting the project's cluster when needed.
+///
+/// `TEST_DATABASE_URL` (a URL whose user may create databases) selects an external server;
+/// otherwise `scripts/postgres.sh start` runs once per test process.
+pub fn server_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
+            return url;
+        }
+        let script = crate::workspace_root().join("scripts/postgres.sh");
+        let out = Command::new(&script)
+            .arg("start")
+            // The tests own this server choice; a DATABASE_URL from the shell must not divert it.
+            .env_remove("DATABASE_URL")
+            .env_remove("DB_HOST")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(
+            out.status.success(),
+            "PostgreSQL could not be started by {} (exit {:?}):\n{}{}",
+            script.display(),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = std::env::var("PG_PORT").unwrap_or_else(|_| "5432".into());
+        format!("postgres://postgres@127.0.0.1:{port}/postgres")
+    })
+}
+
+/// Creates a fresh, empty database on the test server.
+pub async fn fresh_database() -> TestDatabase {
+    let admin = server_url();
+    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to the test PostgreSQL at {admin}: {e}"));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
+    let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
+    TestDatabase {
+        url: format!("{base}/{name}"),
+        name,
+    }
+}

@@ -1,0 +1,78 @@
+//! Everything that can go wrong in the order service, named by what happened. The single
+//! mapping to HTTP (RFC 9457 problem+json) lives in [`crate::http::problem`].
+
+use order_domain::{FieldError, OrderStatus, TransitionError};
+
+/// The order service's error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The body is not JSON at all (syntax error, truncated).
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    /// The request is well-formed but fields are wrong, missing or of the wrong type.
+    #[error("invalid request: {} field(s)", .0.len())]
+    Validation(Vec<FieldError>),
+    /// The body is larger than the configured limit.
+    #[error("request body larger than {limit} bytes")]
+    BodyTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The body is not sent as `application/json`.
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// No order with that id or number.
+    #[error("order {0} not found")]
+    OrderNotFound(String),
+    /// The state machine does not allow the change.
+    #[error(transparent)]
+    IllegalTransition(#[from] TransitionError),
+    /// The caller's version is not the current one (someone changed the order meanwhile).
+    #[error("stale version {given}: the order is at version {current}")]
+    StaleVersion {
+        /// Version the caller sent.
+        given: i64,
+        /// Version stored.
+        current: i64,
+    },
+    /// The order can no longer be edited in its status.
+    #[error("an order in status {0} can no longer be changed")]
+    OrderNotEditable(OrderStatus),
+    /// An `Idempotency-Key` (or correlation id) was reused with a different body.
+    #[error("the {key_kind} was already used for a different request")]
+    IdempotencyKeyReused {
+        /// `Idempotency-Key` or `X-Correlation-ID`.
+        key_kind: &'static str,
+        /// The order the first request created.
+        order_id: uuid::Uuid,
+    },
+    /// The order is linked to another SAP order, or that SAP order to another order.
+    #[error("SAP order number conflict: {0}")]
+    SapNumberConflict(String),
+    /// The database is unreachable or the pool is exhausted.
+    #[error("database unavailable")]
+    DatabaseUnavailable(#[source] sqlx::Error),
+    /// Any other database failure.
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for ServiceError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => Self::DatabaseUnavailable(e),
+            _ => Self::Database(e),
+        }
+    }
+}
+
+impl ServiceError {
+    /// A validation error on one field.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+}

@@ -1,0 +1,536 @@
+//! PostgreSQL access for orders. Every change runs in one transaction that also appends its
+//! event to the outbox ([`crate::outbox::append`]), so an order change and its event are
+//! committed together or not at all.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use order_domain::{NewOrder, OrderStatus};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
+use uuid::Uuid;
+
+use crate::error::ServiceError;
+use crate::model::{ItemRow, Order, OrderItem, OrderRow};
+use crate::outbox::{self, EventType};
+
+/// Who asked for a change: travels into the order row and the outbox.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The request's correlation id.
+    pub correlation_id: String,
+    /// The client's `Idempotency-Key`, when sent.
+    pub idempotency_key: Option<String>,
+}
+
+/// What a create did.
+#[derive(Debug)]
+pub enum PlaceOutcome {
+    /// A new order was stored.
+    Created(Order),
+    /// The same request was seen before; this is the order it created.
+    Replayed(Order),
+}
+
+/// A requested status change.
+#[derive(Debug, Clone)]
+pub struct StatusChange {
+    /// Target status.
+    pub to: OrderStatus,
+    /// The version the caller last saw; `None` skips the check (compensation only).
+    pub expected_version: Option<i64>,
+    /// Why (for cancel and void).
+    pub reason: Option<String>,
+}
+
+/// A header update.
+#[derive(Debug, Clone, Default)]
+pub struct OrderPatch {
+    /// The version the caller last saw.
+    pub expected_version: i64,
+    /// New customer reference (`Some(None)` clears it).
+    pub customer_reference: Option<Option<String>>,
+    /// New requested delivery date (`Some(None)` clears it).
+    pub requested_delivery_date: Option<Option<NaiveDate>>,
+    /// Keys to merge into the header specifications (`null` removes a key).
+    pub specifications: Option<Map<String, Value>>,
+}
+
+/// Filters of the order list; all optional, combined with AND.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Exact customer.
+    pub customer_id: Option<String>,
+    /// Exact customer reference.
+    pub customer_reference: Option<String>,
+    /// Exact status.
+    pub status: Option<OrderStatus>,
+    /// Exact linked SAP order number.
+    pub sap_order_number: Option<String>,
+    /// Created at or after.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Created strictly before.
+    pub created_before: Option<DateTime<Utc>>,
+    /// Continue after this position (exclusive).
+    pub after: Option<Cursor>,
+    /// Page size.
+    pub limit: i64,
+}
+
+/// A keyset position: the (created_at, id) of the last order of a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// `created_at` of the last order shown.
+    pub created_at: DateTime<Utc>,
+    /// `id` of the last order shown.
+    pub id: Uuid,
+}
+
+impl Cursor {
+    /// Opaque text form (URL-safe base64 of `micros:uuid`).
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
+            "{}:{}",
+            self.created_at.timestamp_micros(),
+            self.id
+        ))
+    }
+
+    /// Parses [`Cursor::encode`]'s output.
+    pub fn decode(raw: &str) -> Option<Self> {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(raw)
+            .ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (micros, id) = text.split_once(':')?;
+        Some(Self {
+            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            id: Uuid::parse_str(id).ok()?,
+        })
+    }
+}
+
+/// The order store.
+#[derive(Debug, Clone)]
+pub struct OrderRepository {
+    pool: PgPool,
+}
+
+/// SHA-256 of the validated order: tells a replay (same body) from a reused key.
+fn request_hash(order: &NewOrder) -> String {
+    let canonical = serde_json::to_vec(order).unwrap_or_default();
+    hex::encode(Sha256::digest(canonical))
+}
+
+fn is_unique_violation(e: &sqlx::Error, constraint: &str) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation() && d.constraint() == Some(constraint))
+}
+
+impl OrderRepository {
+    /// A repository on `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The pool (for readiness checks and metrics).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Stores a new order with its items and its `order.created` event in one transaction.
+    ///
+    /// A request whose idempotency key or correlation id was seen before creates nothing: with
+    /// the same body it returns the first order ([`PlaceOutcome::Replayed`]), with another body
+    /// it is refused. Concurrent duplicates are serialized by the unique indexes: the second
+    /// insert waits for the first transaction and then finds its row.
+    pub async fn place_order(
+        &self,
+        order: &NewOrder,
+        ctx: &RequestContext,
+    ) -> Result<PlaceOutcome, ServiceError> {
+        let hash = request_hash(order);
+        let mut tx = self.pool.begin().await?;
+        let inserted: Option<OrderRow> = sqlx::query_as(
+            "INSERT INTO orders (id, order_number, status, customer_id, customer_reference, \
+               currency, sales_organization, distribution_channel, division, order_type, \
+               requested_delivery_date, total_net_amount, specifications, correlation_id, \
+               idempotency_key, request_hash) \
+             VALUES ($1, lpad(nextval('order_number_seq')::text, 10, '0'), 'created', $2, $3, \
+               $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+             ON CONFLICT DO NOTHING \
+             RETURNING *",
+        )
+        .bind(Uuid::now_v7())
+        .bind(order.customer_id.as_str())
+        .bind(order.customer_reference.as_ref().map(|v| v.as_str()))
+        .bind(order.currency.as_str())
+        .bind(order.sales_organization.as_ref().map(|v| v.as_str()))
+        .bind(order.distribution_channel.as_ref().map(|v| v.as_str()))
+        .bind(order.division.as_ref().map(|v| v.as_str()))
+        .bind(order.order_type.as_ref().map(|v| v.as_str()))
+        .bind(order.requested_delivery_date)
+        .bind(order.total_net_amount.map(|m| m.value()))
+        .bind(sqlx::types::Json(&order.specifications))
+        .bind(&ctx.correlation_id)
+        .bind(ctx.idempotency_key.as_deref())
+        .bind(&hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+
+        let Some(row) = inserted else {
+            let (existing, key_kind) = self.find_request_owner(&mut tx, ctx).await?;
+            tx.rollback().await?;
+            let Some(existing) = existing else {
+                return Err(ServiceError::Database(sqlx::Error::Protocol(
+                    "order insert conflicted, but no order owns the request keys".into(),
+                )));
+            };
+            if existing.request_hash != hash {
+                return Err(ServiceError::IdempotencyKeyReused {
+                    key_kind,
+                    order_id: existing.id,
+                });
+            }
+            let order = self.with_items(existing).await?;
+            return Ok(PlaceOutcome::Replayed(order));
+        };
+
+        let lines = &order.lines;
+        let items: Vec<ItemRow> = sqlx::query_as(
+            "INSERT INTO order_items (order_id, item_number, sku, quantity, unit, unit_price, \
+               net_amount, specifications) \
+             SELECT $1, * FROM UNNEST($2::int4[], $3::text[], $4::numeric[], $5::text[], \
+               $6::numeric[], $7::numeric[], $8::jsonb[]) \
+             RETURNING *",
+        )
+        .bind(row.id)
+        .bind(lines.iter().map(|l| l.item_number).collect::<Vec<_>>())
+        .bind(lines.iter().map(|l| l.sku.as_str()).collect::<Vec<_>>())
+        .bind(lines.iter().map(|l| l.quantity.value()).collect::<Vec<_>>())
+        .bind(lines.iter().map(|l| l.unit.as_str()).collect::<Vec<_>>())
+        .bind(
+            lines
+                .iter()
+                .map(|l| l.unit_price.map(|m| m.value()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            lines
+                .iter()
+                .map(|l| l.net_amount.map(|m| m.value()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            lines
+                .iter()
+                .map(|l| sqlx::types::Json(&l.specifications))
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut items: Vec<OrderItem> = items.into_iter().map(OrderItem::from).collect();
+        items.sort_by_key(|i| i.item_number);
+        let created = row.into_order(items);
+        outbox::append(&mut tx, EventType::Created, &created, &ctx.correlation_id).await?;
+        tx.commit().await?;
+        Ok(PlaceOutcome::Created(created))
+    }
+
+    /// The order that owns the request's idempotency key, else its correlation id.
+    async fn find_request_owner(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        ctx: &RequestContext,
+    ) -> Result<(Option<OrderRow>, &'static str), ServiceError> {
+        if let Some(key) = &ctx.idempotency_key {
+            let row = sqlx::query_as("SELECT * FROM orders WHERE idempotency_key = $1")
+                .bind(key)
+                .fetch_optional(&mut **tx)
+                .await?;
+            if row.is_some() {
+                return Ok((row, "Idempotency-Key"));
+            }
+        }
+        let row = sqlx::query_as("SELECT * FROM orders WHERE correlation_id = $1")
+            .bind(&ctx.correlation_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        Ok((row, "X-Correlation-ID"))
+    }
+
+    async fn with_items(&self, row: OrderRow) -> Result<Order, ServiceError> {
+        let items: Vec<ItemRow> =
+            sqlx::query_as("SELECT * FROM order_items WHERE order_id = $1 ORDER BY item_number")
+                .bind(row.id)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(row.into_order(items.into_iter().map(OrderItem::from).collect()))
+    }
+
+    async fn items_in_tx(
+        tx: &mut Transaction<'_, Postgres>,
+        row: OrderRow,
+    ) -> Result<Order, ServiceError> {
+        let items: Vec<ItemRow> =
+            sqlx::query_as("SELECT * FROM order_items WHERE order_id = $1 ORDER BY item_number")
+                .bind(row.id)
+                .fetch_all(&mut **tx)
+                .await?;
+        Ok(row.into_order(items.into_iter().map(OrderItem::from).collect()))
+    }
+
+    /// One order by id.
+    pub async fn get(&self, id: Uuid) -> Result<Order, ServiceError> {
+        let row: Option<OrderRow> = sqlx::query_as("SELECT * FROM orders WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let row = row.ok_or_else(|| ServiceError::OrderNotFound(id.to_string()))?;
+        self.with_items(row).await
+    }
+
+    /// One order by its order number.
+    pub async fn get_by_number(&self, number: &str) -> Result<Order, ServiceError> {
+        let row: Option<OrderRow> = sqlx::query_as("SELECT * FROM orders WHERE order_number = $1")
+            .bind(number)
+            .fetch_optional(&self.pool)
+            .await?;
+        let row = row.ok_or_else(|| ServiceError::OrderNotFound(number.to_owned()))?;
+        self.with_items(row).await
+    }
+
+    /// A page of orders, newest first, and the cursor of the next page if there is one.
+    pub async fn list(&self, f: &ListFilter) -> Result<(Vec<Order>, Option<Cursor>), ServiceError> {
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT * FROM orders WHERE TRUE");
+        if let Some(v) = &f.customer_id {
+            q.push(" AND customer_id = ").push_bind(v.clone());
+        }
+        if let Some(v) = &f.customer_reference {
+            q.push(" AND customer_reference = ").push_bind(v.clone());
+        }
+        if let Some(v) = f.status {
+            q.push(" AND status = ").push_bind(v.as_str());
+        }
+        if let Some(v) = &f.sap_order_number {
+            q.push(" AND sap_order_number = ").push_bind(v.clone());
+        }
+        if let Some(v) = f.created_after {
+            q.push(" AND created_at >= ").push_bind(v);
+        }
+        if let Some(v) = f.created_before {
+            q.push(" AND created_at < ").push_bind(v);
+        }
+        if let Some(c) = f.after {
+            q.push(" AND (created_at, id) < (")
+                .push_bind(c.created_at)
+                .push(", ")
+                .push_bind(c.id)
+                .push(")");
+        }
+        q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(f.limit + 1);
+        let mut rows: Vec<OrderRow> = q.build_query_as().fetch_all(&self.pool).await?;
+        let more = rows.len() as i64 > f.limit;
+        rows.truncate(f.limit.max(0) as usize);
+        let next = more.then(|| {
+            rows.last().map(|r| Cursor {
+                created_at: r.created_at,
+                id: r.id,
+            })
+        });
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+        let items: Vec<ItemRow> = sqlx::query_as(
+            "SELECT * FROM order_items WHERE order_id = ANY($1) ORDER BY order_id, item_number",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_order: std::collections::HashMap<Uuid, Vec<OrderItem>> =
+            std::collections::HashMap::new();
+        for item in items {
+            by_order.entry(item.order_id).or_default().push(item.into());
+        }
+        let orders = rows
+            .into_iter()
+            .map(|r| {
+                let items = by_order.remove(&r.id).unwrap_or_default();
+                r.into_order(items)
+            })
+            .collect();
+        Ok((orders, next.flatten()))
+    }
+
+    /// Locks the order for a change.
+    async fn lock(tx: &mut Transaction<'_, Postgres>, id: Uuid) -> Result<OrderRow, ServiceError> {
+        let row: Option<OrderRow> = sqlx::query_as("SELECT * FROM orders WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        row.ok_or_else(|| ServiceError::OrderNotFound(id.to_string()))
+    }
+
+    fn check_version(row: &OrderRow, expected: Option<i64>) -> Result<(), ServiceError> {
+        match expected {
+            Some(given) if given != row.version => Err(ServiceError::StaleVersion {
+                given,
+                current: row.version,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn current_status(row: &OrderRow) -> Result<OrderStatus, ServiceError> {
+        row.status.parse().map_err(|e: String| {
+            ServiceError::Database(sqlx::Error::Protocol(format!("stored status: {e}")))
+        })
+    }
+
+    /// Moves an order through the state machine, checking the caller's version.
+    ///
+    /// Voiding an order that is already voided changes nothing and succeeds (compensation is
+    /// retried by the proxy until it lands).
+    pub async fn change_status(
+        &self,
+        id: Uuid,
+        change: &StatusChange,
+        ctx: &RequestContext,
+    ) -> Result<Order, ServiceError> {
+        let mut tx = self.pool.begin().await?;
+        let row = Self::lock(&mut tx, id).await?;
+        let current = Self::current_status(&row)?;
+        if change.to == OrderStatus::Voided && current == OrderStatus::Voided {
+            tx.rollback().await?;
+            return self.with_items(row).await;
+        }
+        Self::check_version(&row, change.expected_version)?;
+        let next = current.transition_to(change.to)?;
+        let row: OrderRow = sqlx::query_as(
+            "UPDATE orders SET status = $2, status_reason = COALESCE($3, status_reason), \
+               version = version + 1, updated_at = now() \
+             WHERE id = $1 RETURNING *",
+        )
+        .bind(id)
+        .bind(next.as_str())
+        .bind(change.reason.as_deref())
+        .fetch_one(&mut *tx)
+        .await?;
+        let order = Self::items_in_tx(&mut tx, row).await?;
+        let event = match next {
+            OrderStatus::Cancelled | OrderStatus::Voided => EventType::Cancelled,
+            _ => EventType::StatusChanged,
+        };
+        outbox::append(&mut tx, event, &order, &ctx.correlation_id).await?;
+        tx.commit().await?;
+        Ok(order)
+    }
+
+    /// Links the SAP sales order number. Linking the same number again is a no-op; a different
+    /// number, or a number already linked to another order, is a conflict.
+    pub async fn link_sap_order(
+        &self,
+        id: Uuid,
+        sap_order_number: &str,
+        ctx: &RequestContext,
+    ) -> Result<Order, ServiceError> {
+        let mut tx = self.pool.begin().await?;
+        let row = Self::lock(&mut tx, id).await?;
+        match row.sap_order_number.as_deref() {
+            Some(existing) if existing == sap_order_number => {
+                tx.rollback().await?;
+                return self.with_items(row).await;
+            }
+            Some(existing) => {
+                return Err(ServiceError::SapNumberConflict(format!(
+                    "order {id} is already linked to SAP order {existing}"
+                )));
+            }
+            None => {}
+        }
+        let updated: Result<OrderRow, sqlx::Error> = sqlx::query_as(
+            "UPDATE orders SET sap_order_number = $2, version = version + 1, updated_at = now() \
+             WHERE id = $1 RETURNING *",
+        )
+        .bind(id)
+        .bind(sap_order_number)
+        .fetch_one(&mut *tx)
+        .await;
+        let row = match updated {
+            Err(e) if is_unique_violation(&e, "orders_sap_order_number_key") => {
+                return Err(ServiceError::SapNumberConflict(format!(
+                    "SAP order {sap_order_number} is already linked to another order"
+                )));
+            }
+            other => other?,
+        };
+        let order = Self::items_in_tx(&mut tx, row).await?;
+        outbox::append(&mut tx, EventType::Updated, &order, &ctx.correlation_id).await?;
+        tx.commit().await?;
+        Ok(order)
+    }
+
+    /// Updates header fields of an order that is not yet shipped.
+    pub async fn update(
+        &self,
+        id: Uuid,
+        patch: &OrderPatch,
+        ctx: &RequestContext,
+    ) -> Result<Order, ServiceError> {
+        let mut tx = self.pool.begin().await?;
+        let row = Self::lock(&mut tx, id).await?;
+        Self::check_version(&row, Some(patch.expected_version))?;
+        let status = Self::current_status(&row)?;
+        if !matches!(status, OrderStatus::Created | OrderStatus::Confirmed) {
+            return Err(ServiceError::OrderNotEditable(status));
+        }
+        let mut specifications = row.specifications.0.clone();
+        if let Some(changes) = &patch.specifications {
+            for (k, v) in changes {
+                if v.is_null() {
+                    specifications.remove(k);
+                } else {
+                    specifications.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        let reference = patch
+            .customer_reference
+            .clone()
+            .unwrap_or(row.customer_reference.clone());
+        let date = patch
+            .requested_delivery_date
+            .unwrap_or(row.requested_delivery_date);
+        let row: OrderRow = sqlx::query_as(
+            "UPDATE orders SET customer_reference = $2, requested_delivery_date = $3, \
+               specifications = $4, version = version + 1, updated_at = now() \
+             WHERE id = $1 RETURNING *",
+        )
+        .bind(id)
+        .bind(reference)
+        .bind(date)
+        .bind(sqlx::types::Json(&specifications))
+        .fetch_one(&mut *tx)
+        .await?;
+        let order = Self::items_in_tx(&mut tx, row).await?;
+        outbox::append(&mut tx, EventType::Updated, &order, &ctx.correlation_id).await?;
+        tx.commit().await?;
+        Ok(order)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = Cursor {
+            created_at: DateTime::from_timestamp_micros(1_795_478_400_123_456).unwrap(),
+            id: Uuid::now_v7(),
+        };
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        assert_eq!(Cursor::decode("not-a-cursor"), None);
+        assert_eq!(Cursor::decode(""), None);
+    }
+}

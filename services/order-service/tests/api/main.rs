@@ -1,0 +1,8 @@
+//! Integration tests of the order service against a real PostgreSQL (one fresh database per
+//! test). One test binary, several modules, to keep linking cheap.
+
+mod crash;
+mod helpers;
+mod idempotency;
+mod orders;
+mod validation;
