@@ -1,0 +1,157 @@
+//! Startup in the house shape: [`Application::build`] binds both listeners (port 0 works, so
+//! tests can run many proxies), opens the durable state and wires the parts;
+//! [`Application::run`] serves until the shutdown token fires, then drains.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, AdminState};
+use crate::config::ProxyConfig;
+use crate::order_client::{HttpOrderService, OrderService};
+use crate::replay::ReplayWorker;
+use crate::routes::RouteTable;
+use crate::sales_orders::SalesOrders;
+use crate::sap_client::SapClient;
+use crate::server::{self, ProxyState};
+use crate::store::Store;
+use crate::upstream::{Upstream, UpstreamSettings};
+
+/// A built, not yet running, proxy.
+pub struct Application {
+    listener: TcpListener,
+    admin_listener: TcpListener,
+    state: Arc<ProxyState>,
+    admin: AdminState,
+    worker: ReplayWorker,
+    config: Arc<ProxyConfig>,
+}
+
+impl Application {
+    /// Binds the listeners and opens the data folder.
+    pub async fn build(config: ProxyConfig) -> anyhow::Result<Self> {
+        let config = Arc::new(config);
+        let store = Store::open(&config.data_dir)?;
+        let routes =
+            RouteTable::open(&config.data_dir, config.initial_mode, config.initial_policy)?;
+        let sap = Arc::new(Upstream::new(UpstreamSettings {
+            name: "sap",
+            base: config.sap_url.clone(),
+            timeout: config.sap_timeout,
+            breaker_failures: config.breaker_failures,
+            breaker_cooldown: config.breaker_cooldown,
+            max_concurrency: config.upstream_max_concurrency,
+        }));
+        let order_upstream = Arc::new(Upstream::new(UpstreamSettings {
+            name: "order-service",
+            base: config.order_service_url.clone(),
+            timeout: config.order_service_timeout,
+            breaker_failures: config.breaker_failures,
+            breaker_cooldown: config.breaker_cooldown,
+            max_concurrency: config.upstream_max_concurrency,
+        }));
+        let orders: Arc<dyn OrderService> = Arc::new(HttpOrderService::new(order_upstream.clone()));
+        let sap_client = SapClient::new(sap.clone(), config.sap_credentials.clone());
+        let wakeup = Arc::new(Notify::new());
+        let sales_orders = SalesOrders {
+            config: config.clone(),
+            sap: sap.clone(),
+            sap_client: sap_client.clone(),
+            orders: orders.clone(),
+            store: store.clone(),
+            replay_wakeup: wakeup.clone(),
+            boot_id: uuid::Uuid::now_v7().to_string(),
+        };
+        let state = Arc::new(ProxyState {
+            config: config.clone(),
+            sap: sap.clone(),
+            routes: routes.clone(),
+            sales_orders,
+            inflight: Semaphore::new(config.max_concurrency),
+        });
+        let admin = AdminState {
+            routes,
+            store: store.clone(),
+            orders: orders.clone(),
+            sap,
+            order_upstream,
+            token: config.admin_token.clone(),
+            replay_wakeup: wakeup.clone(),
+            reconciliation: Default::default(),
+        };
+        let worker = ReplayWorker {
+            store,
+            orders,
+            sap: sap_client,
+            wakeup,
+            base: config.replay_base,
+            max: config.replay_max,
+            poll: config.replay_poll,
+        };
+        let listener = TcpListener::bind(config.listen).await?;
+        let admin_listener = TcpListener::bind(config.admin_listen).await?;
+        if config.admin_token.is_none() {
+            tracing::warn!("ADMIN_TOKEN is not set: every admin change will be refused");
+        }
+        Ok(Self {
+            listener,
+            admin_listener,
+            state,
+            admin,
+            worker,
+            config,
+        })
+    }
+
+    /// The client-facing address actually bound.
+    pub fn address(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// The admin address actually bound.
+    pub fn admin_address(&self) -> SocketAddr {
+        self.admin_listener
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// Serves until `shutdown` fires, then drains.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        platform::http_metrics::prometheus_handle();
+        tracing::info!(
+            listen = %self.address(),
+            admin = %self.admin_address(),
+            sap = %self.config.sap_url,
+            order_service = %self.config.order_service_url,
+            "proxy started"
+        );
+        let admin_router = admin::router(self.admin);
+        let admin_shutdown = shutdown.clone();
+        let admin_task = tokio::spawn(async move {
+            axum::serve(
+                self.admin_listener,
+                admin_router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { admin_shutdown.cancelled().await })
+            .await
+        });
+        let worker_task = tokio::spawn(self.worker.run(shutdown.clone()));
+        server::serve(
+            self.listener,
+            self.state,
+            shutdown,
+            self.config.client_header_timeout,
+            self.config.shutdown_grace,
+        )
+        .await;
+        let _ = worker_task.await;
+        admin_task.await??;
+        tracing::info!("proxy stopped");
+        Ok(())
+    }
+}

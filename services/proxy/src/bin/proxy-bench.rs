@@ -1,0 +1,3 @@
+//! Benchmark of the proxy against nginx and the upstream directly (work in progress).
+
+fn main() {}

@@ -1,0 +1,287 @@
+//! The proxy's one typed configuration, read once from the environment.
+//!
+//! Every variable the proxy understands is named here and nowhere else (habit 1 of `STYLE.md`).
+//! Bad values are collected by [`platform::config::EnvReader`] and reported together.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::Uri;
+use platform::config::{ConfigError, EnvReader};
+use platform::telemetry::LogFormat;
+
+use crate::routes::{Mode, SapUnavailablePolicy};
+
+/// Port of the client-facing (SAP-compatible) listener.
+pub const PROXY_PORT: &str = "PROXY_PORT";
+/// Address the client-facing listener binds to (default `0.0.0.0`).
+pub const PROXY_BIND: &str = "PROXY_BIND";
+/// Port of the admin API.
+pub const PROXY_ADMIN_PORT: &str = "PROXY_ADMIN_PORT";
+/// Address the admin API binds to (default loopback).
+pub const PROXY_ADMIN_BIND: &str = "PROXY_ADMIN_BIND";
+/// Base URL of SAP (or the emulator), e.g. `http://127.0.0.1:8082`.
+pub const SAP_URL: &str = "SAP_URL";
+/// Base URL of the order service, e.g. `http://127.0.0.1:8081`.
+pub const ORDER_SERVICE_URL: &str = "ORDER_SERVICE_URL";
+/// Bearer token required for every admin change. Unset: every change is refused.
+pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
+/// Folder of the replay log, the idempotency records, the route table and its audit trail.
+pub const PROXY_DATA_DIR: &str = "PROXY_DATA_DIR";
+/// Mode of the `sales-orders` route at first start (when no route file exists yet).
+pub const PROXY_SALES_ORDERS_MODE: &str = "PROXY_SALES_ORDERS_MODE";
+/// Policy of the `sales-orders` route when SAP is unavailable, at first start.
+pub const PROXY_SALES_ORDERS_POLICY: &str = "PROXY_SALES_ORDERS_POLICY";
+/// Technical SAP user for the proxy's own calls (replays, lookups). Clients' credentials are
+/// never stored.
+pub const SAP_USER: &str = "SAP_USER";
+/// Password of [`SAP_USER`].
+pub const SAP_PASSWORD: &str = "SAP_PASSWORD";
+/// Timeout for one SAP call (until the response head), milliseconds.
+pub const PROXY_SAP_TIMEOUT_MS: &str = "PROXY_SAP_TIMEOUT_MS";
+/// Timeout for one order-service call, milliseconds.
+pub const PROXY_ORDER_SERVICE_TIMEOUT_MS: &str = "PROXY_ORDER_SERVICE_TIMEOUT_MS";
+/// Consecutive failures that open an upstream's circuit breaker.
+pub const PROXY_BREAKER_FAILURES: &str = "PROXY_BREAKER_FAILURES";
+/// How long an open breaker fails fast before letting one probe through, milliseconds.
+pub const PROXY_BREAKER_COOLDOWN_MS: &str = "PROXY_BREAKER_COOLDOWN_MS";
+/// Requests handled at once; beyond this the proxy sheds load with 503.
+pub const PROXY_MAX_CONCURRENCY: &str = "PROXY_MAX_CONCURRENCY";
+/// Calls in flight to one upstream at once; further calls wait (within the timeout).
+pub const PROXY_UPSTREAM_MAX_CONCURRENCY: &str = "PROXY_UPSTREAM_MAX_CONCURRENCY";
+/// Largest request body accepted, bytes.
+pub const PROXY_MAX_BODY_BYTES: &str = "PROXY_MAX_BODY_BYTES";
+/// Time a client gets to send its request head, milliseconds (slow-loris guard).
+pub const PROXY_CLIENT_HEADER_TIMEOUT_MS: &str = "PROXY_CLIENT_HEADER_TIMEOUT_MS";
+/// Longest pause between two pieces of a client's body, milliseconds.
+pub const PROXY_CLIENT_BODY_TIMEOUT_MS: &str = "PROXY_CLIENT_BODY_TIMEOUT_MS";
+/// Forward the client's `Host` header to SAP (default true, so SAP's absolute links point at
+/// the proxy, where the client called); false sends SAP's own authority.
+pub const PROXY_PRESERVE_HOST: &str = "PROXY_PRESERVE_HOST";
+/// SAP header field stamped with the proxy's write key on creates it sends, and looked up
+/// before any retry creates (default `ExternalDocumentID`; `none` disables stamping).
+pub const PROXY_SAP_STAMP_FIELD: &str = "PROXY_SAP_STAMP_FIELD";
+/// Comma-separated SAP header fields forming a natural key that deduplicates creates sent
+/// without `Idempotency-Key` (e.g. `SoldToParty,PurchaseOrderByCustomer`). Empty: off.
+pub const PROXY_NATURAL_KEY_FIELDS: &str = "PROXY_NATURAL_KEY_FIELDS";
+/// Currency used for the order service when the SAP request names none (SAP derives it from
+/// the customer master; the proxy cannot).
+pub const PROXY_DEFAULT_CURRENCY: &str = "PROXY_DEFAULT_CURRENCY";
+/// First replay back-off, milliseconds (doubles per attempt, with jitter).
+pub const PROXY_REPLAY_BASE_MS: &str = "PROXY_REPLAY_BASE_MS";
+/// Longest replay back-off, milliseconds.
+pub const PROXY_REPLAY_MAX_MS: &str = "PROXY_REPLAY_MAX_MS";
+/// How often the replay worker looks for due work, milliseconds.
+pub const PROXY_REPLAY_POLL_MS: &str = "PROXY_REPLAY_POLL_MS";
+/// Grace period for in-flight requests at shutdown, milliseconds.
+pub const PROXY_SHUTDOWN_GRACE_MS: &str = "PROXY_SHUTDOWN_GRACE_MS";
+/// Log format, `text` or `json`.
+pub const LOG_FORMAT: &str = "LOG_FORMAT";
+
+/// Everything the proxy needs to run.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Client-facing listener address.
+    pub listen: SocketAddr,
+    /// Admin API listener address.
+    pub admin_listen: SocketAddr,
+    /// SAP base URL (scheme + authority, optional path prefix).
+    pub sap_url: Uri,
+    /// Order service base URL.
+    pub order_service_url: Uri,
+    /// Admin bearer token; `None` refuses every change.
+    pub admin_token: Option<String>,
+    /// Data folder (replay log, idempotency, routes, audit).
+    pub data_dir: PathBuf,
+    /// Initial mode of `sales-orders`.
+    pub initial_mode: Mode,
+    /// Initial SAP-unavailable policy of `sales-orders`.
+    pub initial_policy: SapUnavailablePolicy,
+    /// Technical SAP credentials for the proxy's own calls.
+    pub sap_credentials: Option<(String, String)>,
+    /// Per-call SAP timeout.
+    pub sap_timeout: Duration,
+    /// Per-call order-service timeout.
+    pub order_service_timeout: Duration,
+    /// Failures that open a breaker.
+    pub breaker_failures: u32,
+    /// Breaker cool-down.
+    pub breaker_cooldown: Duration,
+    /// Concurrent requests before shedding.
+    pub max_concurrency: usize,
+    /// Concurrent calls per upstream.
+    pub upstream_max_concurrency: usize,
+    /// Request body limit.
+    pub max_body_bytes: usize,
+    /// Slow client: head timeout.
+    pub client_header_timeout: Duration,
+    /// Slow client: body idle timeout.
+    pub client_body_timeout: Duration,
+    /// Forward the client's Host header.
+    pub preserve_host: bool,
+    /// SAP field stamped with the write key, if any.
+    pub sap_stamp_field: Option<String>,
+    /// Natural-key fields, if configured.
+    pub natural_key_fields: Vec<String>,
+    /// Fallback currency for translation.
+    pub default_currency: String,
+    /// Replay back-off base.
+    pub replay_base: Duration,
+    /// Replay back-off cap.
+    pub replay_max: Duration,
+    /// Replay poll interval.
+    pub replay_poll: Duration,
+    /// Shutdown grace period.
+    pub shutdown_grace: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+impl ProxyConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_reader(EnvReader::from_process())
+    }
+
+    /// Reads a prepared reader (tests build one from a map).
+    pub fn from_reader(mut r: EnvReader) -> Result<Self, ConfigError> {
+        let bind: IpAddr = r.read(PROXY_BIND, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let port: u16 = r.read(PROXY_PORT, 8080);
+        let admin_bind: IpAddr = r.read(PROXY_ADMIN_BIND, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let admin_port: u16 = r.read(PROXY_ADMIN_PORT, 9080);
+        let sap_url = read_base_url(&mut r, SAP_URL, "http://127.0.0.1:8082");
+        let order_service_url = read_base_url(&mut r, ORDER_SERVICE_URL, "http://127.0.0.1:8081");
+        let admin_token = r.raw(ADMIN_TOKEN);
+        let data_dir = PathBuf::from(r.read_string(PROXY_DATA_DIR, ".data/proxy"));
+        let initial_mode: Mode = r.read(PROXY_SALES_ORDERS_MODE, Mode::Legacy);
+        let initial_policy: SapUnavailablePolicy =
+            r.read(PROXY_SALES_ORDERS_POLICY, SapUnavailablePolicy::Strict);
+        let sap_credentials = match (r.raw(SAP_USER), r.raw(SAP_PASSWORD)) {
+            (Some(u), Some(p)) => Some((u, p)),
+            (None, None) => None,
+            _ => {
+                r.problem(format!(
+                    "{SAP_USER} and {SAP_PASSWORD} must be set together"
+                ));
+                None
+            }
+        };
+        let ms = |r: &mut EnvReader, name: &str, default: u64| {
+            Duration::from_millis(r.read::<u64>(name, default))
+        };
+        let sap_timeout = ms(&mut r, PROXY_SAP_TIMEOUT_MS, 30_000);
+        let order_service_timeout = ms(&mut r, PROXY_ORDER_SERVICE_TIMEOUT_MS, 5_000);
+        let breaker_failures = r.read(PROXY_BREAKER_FAILURES, 5u32).max(1);
+        let breaker_cooldown = ms(&mut r, PROXY_BREAKER_COOLDOWN_MS, 5_000);
+        let max_concurrency = r.read(PROXY_MAX_CONCURRENCY, 4096usize).max(1);
+        let upstream_max_concurrency = r.read(PROXY_UPSTREAM_MAX_CONCURRENCY, 1024usize).max(1);
+        let max_body_bytes = r.read(PROXY_MAX_BODY_BYTES, 10 * 1024 * 1024usize);
+        let client_header_timeout = ms(&mut r, PROXY_CLIENT_HEADER_TIMEOUT_MS, 10_000);
+        let client_body_timeout = ms(&mut r, PROXY_CLIENT_BODY_TIMEOUT_MS, 30_000);
+        let preserve_host = r.read_bool(PROXY_PRESERVE_HOST, true);
+        let sap_stamp_field = match r.raw(PROXY_SAP_STAMP_FIELD) {
+            None => Some("ExternalDocumentID".to_owned()),
+            Some(f) if f.eq_ignore_ascii_case("none") || f.eq_ignore_ascii_case("off") => None,
+            Some(f) => Some(f),
+        };
+        let natural_key_fields = r
+            .raw(PROXY_NATURAL_KEY_FIELDS)
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let default_currency = r.read_string(PROXY_DEFAULT_CURRENCY, "EUR");
+        let replay_base = ms(&mut r, PROXY_REPLAY_BASE_MS, 500);
+        let replay_max = ms(&mut r, PROXY_REPLAY_MAX_MS, 60_000);
+        let replay_poll = ms(&mut r, PROXY_REPLAY_POLL_MS, 250);
+        let shutdown_grace = ms(&mut r, PROXY_SHUTDOWN_GRACE_MS, 10_000);
+        let log_format: LogFormat = r.read(LOG_FORMAT, LogFormat::Text);
+        r.finish()?;
+        Ok(Self {
+            listen: SocketAddr::new(bind, port),
+            admin_listen: SocketAddr::new(admin_bind, admin_port),
+            sap_url,
+            order_service_url,
+            admin_token,
+            data_dir,
+            initial_mode,
+            initial_policy,
+            sap_credentials,
+            sap_timeout,
+            order_service_timeout,
+            breaker_failures,
+            breaker_cooldown,
+            max_concurrency,
+            upstream_max_concurrency,
+            max_body_bytes,
+            client_header_timeout,
+            client_body_timeout,
+            preserve_host,
+            sap_stamp_field,
+            natural_key_fields,
+            default_currency,
+            replay_base,
+            replay_max,
+            replay_poll,
+            shutdown_grace,
+            log_format,
+        })
+    }
+}
+
+fn read_base_url(r: &mut EnvReader, name: &str, default: &str) -> Uri {
+    let raw = r.read_string(name, default);
+    match raw.trim_end_matches('/').parse::<Uri>() {
+        Ok(u) if u.scheme_str() == Some("http") && u.authority().is_some() => u,
+        Ok(_) => {
+            r.problem(format!(
+                "{name}={raw:?}: expected http://host:port (TLS to upstreams is terminated elsewhere)"
+            ));
+            default.parse().expect("default URL parses")
+        }
+        Err(e) => {
+            r.problem(format!("{name}={raw:?}: {e}"));
+            default.parse().expect("default URL parses")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(pairs: &[(&str, &str)]) -> EnvReader {
+        EnvReader::from_map(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn defaults_follow_the_architecture_ports_and_keep_admin_on_loopback() {
+        let c = ProxyConfig::from_reader(reader(&[])).unwrap();
+        assert_eq!(c.listen.port(), 8080);
+        assert_eq!(c.admin_listen, "127.0.0.1:9080".parse().unwrap());
+        assert_eq!(c.initial_mode, Mode::Legacy);
+        assert_eq!(c.initial_policy, SapUnavailablePolicy::Strict);
+        assert!(c.admin_token.is_none());
+    }
+
+    #[test]
+    fn every_bad_variable_is_reported_together() {
+        let err = ProxyConfig::from_reader(reader(&[
+            (PROXY_PORT, "x"),
+            (SAP_URL, "https://sap"),
+            (PROXY_SALES_ORDERS_MODE, "phase-7"),
+            (SAP_USER, "only-user"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.problems.len(), 4, "{err}");
+    }
+}

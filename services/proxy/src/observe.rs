@@ -1,0 +1,116 @@
+//! Each important event is logged and counted here, in one function each (habit 8 of
+//! `STYLE.md`), so the log line and the metric can never disagree.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::outcome::{Decision, OutcomeClass};
+use crate::store::{Backlog, ReplayEntry};
+
+/// Outcome counts since start, in [`OutcomeClass`] order (for the admin API; Prometheus has
+/// the same numbers as `proxy_dual_write_outcomes_total`).
+static OUTCOMES: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+
+fn outcome_index(c: OutcomeClass) -> usize {
+    match c {
+        OutcomeClass::BothOk => 0,
+        OutcomeClass::SapOnly => 1,
+        OutcomeClass::NewOnly => 2,
+        OutcomeClass::BothFailed => 3,
+    }
+}
+
+/// Outcome counts since start, by class name.
+pub fn outcome_counts() -> serde_json::Value {
+    let get = |c| OUTCOMES[outcome_index(c)].load(Ordering::Relaxed);
+    serde_json::json!({
+        "both_ok": get(OutcomeClass::BothOk),
+        "sap_only": get(OutcomeClass::SapOnly),
+        "new_only": get(OutcomeClass::NewOnly),
+        "both_failed": get(OutcomeClass::BothFailed),
+    })
+}
+
+/// A dual write finished with this decision.
+pub fn dual_write_outcome(decision: &Decision, correlation_id: &str, elapsed: Duration) {
+    OUTCOMES[outcome_index(decision.class)].fetch_add(1, Ordering::Relaxed);
+    metrics::counter!(
+        "proxy_dual_write_outcomes_total",
+        "outcome" => decision.class.as_str(),
+        "row" => decision.row
+    )
+    .increment(1);
+    tracing::info!(
+        correlation_id,
+        outcome = decision.class.as_str(),
+        row = decision.row,
+        follow_ups = ?decision.follow_ups,
+        elapsed_ms = elapsed.as_millis() as u64,
+        "dual_write"
+    );
+}
+
+/// A replay was logged durably.
+pub fn replay_enqueued(entry: &ReplayEntry) {
+    metrics::counter!("proxy_replay_enqueued_total", "kind" => entry.kind.label()).increment(1);
+    tracing::info!(
+        replay_id = %entry.id,
+        kind = entry.kind.label(),
+        correlation_id = %entry.correlation_id,
+        state = ?entry.state,
+        "replay_enqueued"
+    );
+}
+
+/// A replay landed and left the log.
+pub fn replay_landed(entry: &ReplayEntry) {
+    metrics::counter!("proxy_replay_attempts_total", "kind" => entry.kind.label(), "result" => "landed")
+        .increment(1);
+    tracing::info!(replay_id = %entry.id, kind = entry.kind.label(), attempts = entry.attempts, correlation_id = %entry.correlation_id, "replay_landed");
+}
+
+/// A replay attempt failed and will be retried.
+pub fn replay_failed(entry: &ReplayEntry, error: &str, retry_in: Duration) {
+    metrics::counter!("proxy_replay_attempts_total", "kind" => entry.kind.label(), "result" => "failed")
+        .increment(1);
+    tracing::warn!(replay_id = %entry.id, kind = entry.kind.label(), attempts = entry.attempts, error, retry_in_ms = retry_in.as_millis() as u64, "replay_failed");
+}
+
+/// A replay was parked for an operator.
+pub fn replay_parked(entry: &ReplayEntry, reason: &str) {
+    metrics::counter!("proxy_replay_attempts_total", "kind" => entry.kind.label(), "result" => "parked")
+        .increment(1);
+    tracing::error!(replay_id = %entry.id, kind = entry.kind.label(), correlation_id = %entry.correlation_id, reason, "replay_parked");
+}
+
+/// An operator retried or discarded a replay.
+pub fn replay_operator_action(id: &str, action: &str, who: &str) {
+    metrics::counter!("proxy_replay_operator_actions_total", "action" => action.to_owned())
+        .increment(1);
+    tracing::warn!(replay_id = id, action, who, "replay_operator_action");
+}
+
+/// The replay backlog gauges.
+pub fn replay_backlog(backlog: &Backlog) {
+    metrics::gauge!("proxy_replay_backlog", "state" => "pending").set(backlog.pending as f64);
+    metrics::gauge!("proxy_replay_backlog", "state" => "parked").set(backlog.parked as f64);
+    let age = backlog
+        .oldest_created_at
+        .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
+        .unwrap_or(0.0);
+    metrics::gauge!("proxy_replay_oldest_age_seconds").set(age);
+}
+
+/// A route's mode or policy changed.
+pub fn route_changed(route: &str, field: &str, from: &str, to: &str, who: &str, forced: bool) {
+    metrics::counter!("proxy_route_changes_total", "route" => route.to_owned(), "to" => to.to_owned())
+        .increment(1);
+    tracing::warn!(route, field, from, to, who, forced, "route_changed");
+}
+
+/// A follow-up that could not be logged durably (the storage failed): the client gets an error
+/// instead of a promise the proxy cannot keep.
+pub fn follow_up_not_stored(correlation_id: &str, error: &str) {
+    metrics::counter!("proxy_follow_up_store_failures_total").increment(1);
+    tracing::error!(correlation_id, error, "follow_up_not_stored");
+}

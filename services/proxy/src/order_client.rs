@@ -1,0 +1,271 @@
+//! The order service as the proxy sees it: a trait (so the dual-write logic can be exercised
+//! against a fake) and its HTTP implementation over the pooled [`Upstream`].
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+
+use crate::body::{empty, full};
+use crate::error::UpstreamFailure;
+use crate::upstream::Upstream;
+
+/// How an order-service call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrderServiceError {
+    /// The service answered 4xx: the request itself is wrong; retrying will not help.
+    #[error("order service rejected the request ({status}): {detail}")]
+    Rejected {
+        /// Status.
+        status: u16,
+        /// Problem detail (body text).
+        detail: String,
+    },
+    /// The service answered 5xx: nothing was stored (its writes are transactional).
+    #[error("order service failed ({status}): {detail}")]
+    ServerError {
+        /// Status.
+        status: u16,
+        /// Body text.
+        detail: String,
+    },
+    /// No answer.
+    #[error("order service unreachable: {0}")]
+    Unavailable(UpstreamFailure),
+}
+
+impl OrderServiceError {
+    /// True when the order may have been stored despite the error.
+    pub fn is_ambiguous(&self) -> bool {
+        matches!(self, OrderServiceError::Unavailable(f) if f.is_ambiguous())
+    }
+
+    /// True when a retry can succeed.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, OrderServiceError::Rejected { .. })
+    }
+}
+
+/// The order the service answered with (the fields the proxy needs, plus the whole JSON).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderCreated {
+    /// Order id.
+    pub id: String,
+    /// The service's order number.
+    pub order_number: String,
+    /// The whole order.
+    pub order: Value,
+}
+
+/// The calls the proxy makes to the order service.
+pub trait OrderService: Send + Sync + 'static {
+    /// `POST /api/v1/orders` with an idempotency key.
+    fn create<'a>(
+        &'a self,
+        body: &'a Value,
+        idempotency_key: &'a str,
+        correlation_id: &'a str,
+    ) -> BoxFuture<'a, Result<OrderCreated, OrderServiceError>>;
+    /// `POST /api/v1/orders/{id}/void`.
+    fn void<'a>(
+        &'a self,
+        order_id: &'a str,
+        reason: &'a str,
+        correlation_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), OrderServiceError>>;
+    /// `PUT /api/v1/orders/{id}/sap-order-number`.
+    fn link_sap_order_number<'a>(
+        &'a self,
+        order_id: &'a str,
+        sap_order_number: &'a str,
+        correlation_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), OrderServiceError>>;
+    /// `GET /api/v1/orders?...` (query string given), the `items` array.
+    fn list<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<Vec<Value>, OrderServiceError>>;
+    /// `GET /api/v1/orders/by-number/{n}`; `None` on 404.
+    fn by_number<'a>(
+        &'a self,
+        order_number: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Value>, OrderServiceError>>;
+    /// `GET /ready` answered 200.
+    fn ready(&self) -> BoxFuture<'_, bool>;
+}
+
+/// The HTTP implementation.
+#[derive(Debug, Clone)]
+pub struct HttpOrderService {
+    upstream: Arc<Upstream>,
+}
+
+impl HttpOrderService {
+    /// Over the given upstream.
+    pub fn new(upstream: Arc<Upstream>) -> Self {
+        Self { upstream }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<(StatusCode, Bytes), OrderServiceError> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(self.upstream.uri_for(path))
+            .header(header::ACCEPT, "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = match body {
+            Some(b) => req
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(full(serde_json::to_vec(b).expect("json serialises"))),
+            None => req.body(empty()),
+        }
+        .map_err(|e| OrderServiceError::Unavailable(UpstreamFailure::Broken(e.to_string())))?;
+        let resp = self
+            .upstream
+            .send(req)
+            .await
+            .map_err(OrderServiceError::Unavailable)?;
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| OrderServiceError::Unavailable(UpstreamFailure::Broken(e.to_string())))?
+            .to_bytes();
+        if status.is_client_error() {
+            return Err(OrderServiceError::Rejected {
+                status: status.as_u16(),
+                detail: String::from_utf8_lossy(&bytes).into_owned(),
+            });
+        }
+        if !status.is_success() {
+            return Err(OrderServiceError::ServerError {
+                status: status.as_u16(),
+                detail: String::from_utf8_lossy(&bytes).into_owned(),
+            });
+        }
+        Ok((status, bytes))
+    }
+}
+
+fn parse_order(bytes: &[u8]) -> Result<OrderCreated, OrderServiceError> {
+    let order: Value =
+        serde_json::from_slice(bytes).map_err(|e| OrderServiceError::ServerError {
+            status: 200,
+            detail: format!("unparseable order: {e}"),
+        })?;
+    let s = |k: &str| order.get(k).and_then(Value::as_str).map(str::to_owned);
+    match (s("id"), s("order_number")) {
+        (Some(id), Some(order_number)) => Ok(OrderCreated {
+            id,
+            order_number,
+            order,
+        }),
+        _ => Err(OrderServiceError::ServerError {
+            status: 200,
+            detail: "order without id or order_number".into(),
+        }),
+    }
+}
+
+impl OrderService for HttpOrderService {
+    fn create<'a>(
+        &'a self,
+        body: &'a Value,
+        idempotency_key: &'a str,
+        correlation_id: &'a str,
+    ) -> BoxFuture<'a, Result<OrderCreated, OrderServiceError>> {
+        Box::pin(async move {
+            let (_, bytes) = self
+                .call(
+                    Method::POST,
+                    "/api/v1/orders",
+                    Some(body),
+                    &[
+                        ("idempotency-key", idempotency_key),
+                        ("x-correlation-id", correlation_id),
+                    ],
+                )
+                .await?;
+            parse_order(&bytes)
+        })
+    }
+
+    fn void<'a>(
+        &'a self,
+        order_id: &'a str,
+        reason: &'a str,
+        correlation_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), OrderServiceError>> {
+        Box::pin(async move {
+            self.call(
+                Method::POST,
+                &format!("/api/v1/orders/{order_id}/void"),
+                Some(&json!({ "reason": reason })),
+                &[("x-correlation-id", correlation_id)],
+            )
+            .await
+            .map(|_| ())
+        })
+    }
+
+    fn link_sap_order_number<'a>(
+        &'a self,
+        order_id: &'a str,
+        sap_order_number: &'a str,
+        correlation_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), OrderServiceError>> {
+        Box::pin(async move {
+            self.call(
+                Method::PUT,
+                &format!("/api/v1/orders/{order_id}/sap-order-number"),
+                Some(&json!({ "sap_order_number": sap_order_number })),
+                &[("x-correlation-id", correlation_id)],
+            )
+            .await
+            .map(|_| ())
+        })
+    }
+
+    fn list<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<Vec<Value>, OrderServiceError>> {
+        Box::pin(async move {
+            let (_, bytes) = self
+                .call(Method::GET, &format!("/api/v1/orders?{query}"), None, &[])
+                .await?;
+            let v: Value =
+                serde_json::from_slice(&bytes).map_err(|e| OrderServiceError::ServerError {
+                    status: 200,
+                    detail: e.to_string(),
+                })?;
+            Ok(v.get("items")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default())
+        })
+    }
+
+    fn by_number<'a>(
+        &'a self,
+        order_number: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Value>, OrderServiceError>> {
+        Box::pin(async move {
+            let path = format!("/api/v1/orders/by-number/{order_number}");
+            match self.call(Method::GET, &path, None, &[]).await {
+                Ok((_, bytes)) => Ok(serde_json::from_slice(&bytes).ok()),
+                Err(OrderServiceError::Rejected { status: 404, .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn ready(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async move { self.call(Method::GET, "/ready", None, &[]).await.is_ok() })
+    }
+}

@@ -1,0 +1,271 @@
+//! The replay worker: carries every durable follow-up in the log to completion.
+//!
+//! It wakes when a request logs work (or every poll interval), takes the due entries oldest
+//! first, and attempts each. An attempt either lands (the entry leaves the log), moves the entry
+//! to its next step (e.g. created → link the SAP number; persisted before it is attempted),
+//! fails retryably (next attempt after an exponential back-off with jitter, so a recovering
+//! upstream is not hit by every entry at once), or parks it for an operator when retrying
+//! cannot help (the admin API lists, retries and discards parked entries).
+//!
+//! Every step is idempotent, so an attempt interrupted by a crash is simply made again after
+//! restart: order-service creates carry the original idempotency key, SAP creates are preceded
+//! by a look-up of their stamp, links and voids are idempotent in the order service.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rand::Rng;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::observe;
+use crate::order_client::{OrderService, OrderServiceError};
+use crate::sap_client::{SapCallError, SapClient};
+use crate::store::{ReplayEntry, ReplayKind, ReplayState, Store};
+
+/// The result of one attempt.
+#[derive(Debug)]
+enum Step {
+    /// Done: remove the entry.
+    Landed,
+    /// Continue with this next step right away (already persisted by the caller).
+    Next(ReplayKind),
+    /// Try again later.
+    Retry(String),
+    /// Stop and wait for an operator.
+    Park(String),
+}
+
+/// Back-off before attempt `attempts + 1`: `base * 2^(attempts-1)` capped at `max`, then
+/// "equal jitter" (half fixed, half random) so retries spread out but never collapse to zero.
+pub fn backoff(attempts: u32, base: Duration, max: Duration, rng: &mut impl Rng) -> Duration {
+    let exp = attempts.saturating_sub(1).min(20);
+    let raw = base.saturating_mul(1u32 << exp).min(max);
+    let half = raw / 2;
+    let jitter_ms = rng.random_range(0..=half.as_millis() as u64);
+    half + Duration::from_millis(jitter_ms)
+}
+
+/// The worker.
+pub struct ReplayWorker {
+    /// Durable log.
+    pub store: Store,
+    /// Order service.
+    pub orders: Arc<dyn OrderService>,
+    /// SAP.
+    pub sap: SapClient,
+    /// Wake-ups from request handlers and the admin API.
+    pub wakeup: Arc<Notify>,
+    /// Back-off base.
+    pub base: Duration,
+    /// Back-off cap.
+    pub max: Duration,
+    /// Poll interval.
+    pub poll: Duration,
+}
+
+impl ReplayWorker {
+    /// Runs until `shutdown` fires. An attempt in progress at shutdown finishes first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            let worked = self.run_once().await;
+            if let Ok(b) = self.store.backlog().await {
+                observe::replay_backlog(&b);
+            }
+            if worked > 0 {
+                continue;
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = self.wakeup.notified() => {}
+                () = tokio::time::sleep(self.poll) => {}
+            }
+        }
+    }
+
+    /// Attempts every due entry once; returns how many were attempted.
+    pub async fn run_once(&self) -> usize {
+        let due = match self.store.due_replays(64).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "replay log unreadable");
+                return 0;
+            }
+        };
+        let n = due.len();
+        for entry in due {
+            self.process(entry).await;
+        }
+        n
+    }
+
+    async fn process(&self, mut entry: ReplayEntry) {
+        loop {
+            entry.attempts += 1;
+            let step = self.attempt(&entry).await;
+            let stored = match step {
+                Step::Landed => {
+                    observe::replay_landed(&entry);
+                    self.store.remove_replay(entry.id.clone()).await.map(|_| ())
+                }
+                Step::Next(kind) => {
+                    entry.kind = kind;
+                    entry.last_error = None;
+                    if let Err(e) = self.store.put_replay(entry.clone()).await {
+                        tracing::error!(error = %e, "could not persist replay step");
+                        return;
+                    }
+                    continue;
+                }
+                Step::Retry(error) => {
+                    let wait = backoff(entry.attempts, self.base, self.max, &mut rand::rng());
+                    observe::replay_failed(&entry, &error, wait);
+                    entry.last_error = Some(error);
+                    entry.next_attempt_at = Utc::now()
+                        + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero());
+                    self.store.put_replay(entry.clone()).await
+                }
+                Step::Park(reason) => {
+                    observe::replay_parked(&entry, &reason);
+                    entry.state = ReplayState::Parked;
+                    entry.last_error = Some(reason);
+                    self.store.put_replay(entry.clone()).await
+                }
+            };
+            if let Err(e) = stored {
+                tracing::error!(error = %e, replay_id = %entry.id, "could not record replay result");
+            }
+            return;
+        }
+    }
+
+    async fn attempt(&self, entry: &ReplayEntry) -> Step {
+        let corr = entry.correlation_id.as_str();
+        match &entry.kind {
+            ReplayKind::CreateInOrderService {
+                body,
+                idempotency_key,
+                sap_order_number,
+            } => match self.orders.create(body, idempotency_key, corr).await {
+                Ok(order) => match sap_order_number {
+                    Some(n) => Step::Next(ReplayKind::LinkSapOrderNumber {
+                        order_id: order.id,
+                        sap_order_number: n.clone(),
+                    }),
+                    None => Step::Landed,
+                },
+                Err(e) => order_service_step(e),
+            },
+            ReplayKind::LinkSapOrderNumber {
+                order_id,
+                sap_order_number,
+            } => match self
+                .orders
+                .link_sap_order_number(order_id, sap_order_number, corr)
+                .await
+            {
+                Ok(()) => Step::Landed,
+                Err(e) => order_service_step(e),
+            },
+            ReplayKind::VoidOrder { order_id, reason } => {
+                match self.orders.void(order_id, reason, corr).await {
+                    Ok(()) => Step::Landed,
+                    Err(e) => order_service_step(e),
+                }
+            }
+            ReplayKind::CompensateUnknownCreate {
+                body,
+                idempotency_key,
+                reason,
+            } => match self.orders.create(body, idempotency_key, corr).await {
+                Ok(order) => Step::Next(ReplayKind::VoidOrder {
+                    order_id: order.id,
+                    reason: reason.clone(),
+                }),
+                // The service refuses this body: the unknown create cannot have landed either.
+                Err(OrderServiceError::Rejected { .. }) => Step::Landed,
+                Err(e) => Step::Retry(e.to_string()),
+            },
+            ReplayKind::CreateInSap {
+                body,
+                stamp,
+                order_id,
+            } => {
+                if let Some((field, value)) = stamp {
+                    match self.sap.find_by_stamp(field, value, None).await {
+                        Ok(Some(found)) => {
+                            return Step::Next(ReplayKind::LinkSapOrderNumber {
+                                order_id: order_id.clone(),
+                                sap_order_number: found.sales_order,
+                            });
+                        }
+                        Ok(None) => {}
+                        Err(e) => return sap_step(e),
+                    }
+                }
+                match self.sap.create(body).await {
+                    Ok(number) => Step::Next(ReplayKind::LinkSapOrderNumber {
+                        order_id: order_id.clone(),
+                        sap_order_number: number,
+                    }),
+                    Err(e) => sap_step(e),
+                }
+            }
+        }
+    }
+}
+
+fn order_service_step(e: OrderServiceError) -> Step {
+    if e.is_retryable() {
+        Step::Retry(e.to_string())
+    } else {
+        Step::Park(e.to_string())
+    }
+}
+
+fn sap_step(e: SapCallError) -> Step {
+    match e {
+        SapCallError::Rejected { .. } => Step::Park(e.to_string()),
+        _ => Step::Retry(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn backoff_doubles_is_capped_and_jitters_within_half_to_full() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let base = Duration::from_millis(100);
+        let max = Duration::from_secs(2);
+        for attempts in 1..12u32 {
+            let full = base.saturating_mul(1 << (attempts - 1)).min(max);
+            for _ in 0..50 {
+                let d = backoff(attempts, base, max, &mut rng);
+                assert!(
+                    d >= full / 2 && d <= full,
+                    "attempt {attempts}: {d:?} vs {full:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn backoff_spreads_retries_instead_of_synchronising_them() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let waits: std::collections::BTreeSet<_> = (0..20)
+            .map(|_| {
+                backoff(
+                    5,
+                    Duration::from_millis(100),
+                    Duration::from_secs(60),
+                    &mut rng,
+                )
+            })
+            .collect();
+        assert!(waits.len() > 10, "{waits:?}");
+    }
+}

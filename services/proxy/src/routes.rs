@@ -1,0 +1,408 @@
+//! The route table: which migration mode each route is in, persisted and audited.
+//!
+//! A route names a group of operations on one SAP entity (today only `sales-orders`: the
+//! `A_SalesOrder` create and reads). Each request takes a *snapshot* of its route's mode when it
+//! starts and finishes in that mode, so a switch never disturbs a request in flight; the next
+//! request sees the new mode. There is no restart and no drain.
+//!
+//! The table lives in `routes.json` under the data folder (written to a temporary file, fsynced
+//! and renamed, so a crash leaves either the old or the new table). Every change appends one
+//! line to `routes-audit.jsonl` (who, when, from, to, forced) before it takes effect.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, RwLock};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The name of the sales order route (fixed by `ARCHITECTURE.md`).
+pub const SALES_ORDERS: &str = "sales-orders";
+
+/// Migration mode of a route, in phase order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Phase 1: SAP only, pass-through.
+    Legacy,
+    /// Phase 2: SAP and the order service written in parallel; SAP is the system of record.
+    DualWrite,
+    /// Phase 3: the order service only; SAP fed from Kafka by `sap-sync`.
+    Events,
+    /// Phase 4: the order service only; SAP no longer fed.
+    Retired,
+}
+
+impl Mode {
+    /// The wire name (`legacy`, `dual-write`, `events`, `retired`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Legacy => "legacy",
+            Mode::DualWrite => "dual-write",
+            Mode::Events => "events",
+            Mode::Retired => "retired",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "legacy" => Ok(Mode::Legacy),
+            "dual-write" => Ok(Mode::DualWrite),
+            "events" => Ok(Mode::Events),
+            "retired" => Ok(Mode::Retired),
+            other => Err(format!(
+                "unknown mode {other:?} (expected legacy, dual-write, events or retired)"
+            )),
+        }
+    }
+}
+
+/// What a dual write does when SAP is unavailable but the order service took the order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SapUnavailablePolicy {
+    /// Answer with an OData 502/504 and void the new order (default).
+    Strict,
+    /// Answer 201 with a legacy-shaped body and replay the SAP write later.
+    StoreAndForward,
+}
+
+impl FromStr for SapUnavailablePolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "strict" => Ok(Self::Strict),
+            "store-and-forward" => Ok(Self::StoreAndForward),
+            other => Err(format!(
+                "unknown policy {other:?} (expected strict or store-and-forward)"
+            )),
+        }
+    }
+}
+
+/// One route's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// Route name.
+    pub name: String,
+    /// Current mode.
+    pub mode: Mode,
+    /// SAP-unavailable policy for dual writes.
+    pub policy: SapUnavailablePolicy,
+    /// When the mode or policy last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Who changed it last (`config` at first start).
+    pub updated_by: String,
+}
+
+/// One audited change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Which route.
+    pub route: String,
+    /// Who (the actor named by the admin caller, plus its address).
+    pub who: String,
+    /// What changed (`mode` or `policy`).
+    pub field: String,
+    /// Old value.
+    pub from: String,
+    /// New value.
+    pub to: String,
+    /// Whether readiness criteria were overridden.
+    pub forced: bool,
+}
+
+/// Errors of the route table.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// No such route.
+    #[error("route {0:?} does not exist")]
+    UnknownRoute(String),
+    /// The file could not be read or written.
+    #[error("route table storage failed: {0}")]
+    Storage(#[from] std::io::Error),
+    /// The file exists but does not parse.
+    #[error("route table file is corrupt: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RouteFile {
+    routes: BTreeMap<String, Route>,
+}
+
+/// The live, persisted route table.
+#[derive(Debug, Clone)]
+pub struct RouteTable {
+    inner: Arc<RouteTableInner>,
+}
+
+#[derive(Debug)]
+struct RouteTableInner {
+    routes: RwLock<BTreeMap<String, Route>>,
+    /// Serialises changes so file order and memory order agree.
+    write_lock: Mutex<()>,
+    file: PathBuf,
+    audit_file: PathBuf,
+}
+
+impl RouteTable {
+    /// Loads `routes.json` from `data_dir`, or creates it with `sales-orders` in the given
+    /// initial mode and policy.
+    pub fn open(
+        data_dir: &Path,
+        initial_mode: Mode,
+        initial_policy: SapUnavailablePolicy,
+    ) -> Result<Self, RouteError> {
+        std::fs::create_dir_all(data_dir)?;
+        let file = data_dir.join("routes.json");
+        let audit_file = data_dir.join("routes-audit.jsonl");
+        let mut routes = if file.exists() {
+            serde_json::from_slice::<RouteFile>(&std::fs::read(&file)?)?.routes
+        } else {
+            BTreeMap::new()
+        };
+        let missing = !routes.contains_key(SALES_ORDERS);
+        if missing {
+            routes.insert(
+                SALES_ORDERS.to_owned(),
+                Route {
+                    name: SALES_ORDERS.to_owned(),
+                    mode: initial_mode,
+                    policy: initial_policy,
+                    updated_at: Utc::now(),
+                    updated_by: "config".to_owned(),
+                },
+            );
+        }
+        let table = Self {
+            inner: Arc::new(RouteTableInner {
+                routes: RwLock::new(routes),
+                write_lock: Mutex::new(()),
+                file,
+                audit_file,
+            }),
+        };
+        if missing {
+            let routes = table.list();
+            table.persist(&routes)?;
+        }
+        Ok(table)
+    }
+
+    /// The current mode of a route (the per-request snapshot).
+    pub fn snapshot(&self, route: &str) -> Option<Route> {
+        self.inner
+            .routes
+            .read()
+            .expect("route lock poisoned")
+            .get(route)
+            .cloned()
+    }
+
+    /// Every route.
+    pub fn list(&self) -> Vec<Route> {
+        self.inner
+            .routes
+            .read()
+            .expect("route lock poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Sets a route's mode: audit line first, then the file, then memory. Returns the old and
+    /// new route. Readiness is the caller's concern (see `admin`).
+    pub fn set_mode(
+        &self,
+        route: &str,
+        mode: Mode,
+        who: &str,
+        forced: bool,
+    ) -> Result<(Route, Route), RouteError> {
+        self.change(route, who, forced, "mode", |r| {
+            let from = r.mode.to_string();
+            r.mode = mode;
+            (from, mode.to_string())
+        })
+    }
+
+    /// Sets a route's SAP-unavailable policy, audited like a mode change.
+    pub fn set_policy(
+        &self,
+        route: &str,
+        policy: SapUnavailablePolicy,
+        who: &str,
+    ) -> Result<(Route, Route), RouteError> {
+        self.change(route, who, false, "policy", |r| {
+            let from = policy_name(r.policy);
+            r.policy = policy;
+            (from.to_owned(), policy_name(policy).to_owned())
+        })
+    }
+
+    fn change(
+        &self,
+        route: &str,
+        who: &str,
+        forced: bool,
+        field: &str,
+        apply: impl FnOnce(&mut Route) -> (String, String),
+    ) -> Result<(Route, Route), RouteError> {
+        let _serial = self.inner.write_lock.lock().expect("route lock poisoned");
+        let mut all: BTreeMap<String, Route> = self
+            .inner
+            .routes
+            .read()
+            .expect("route lock poisoned")
+            .clone();
+        let current = all
+            .get_mut(route)
+            .ok_or_else(|| RouteError::UnknownRoute(route.to_owned()))?;
+        let old = current.clone();
+        let (from, to) = apply(current);
+        current.updated_at = Utc::now();
+        current.updated_by = who.to_owned();
+        let new = current.clone();
+        self.append_audit(&AuditEntry {
+            at: new.updated_at,
+            route: route.to_owned(),
+            who: who.to_owned(),
+            field: field.to_owned(),
+            from,
+            to,
+            forced,
+        })?;
+        self.persist(&all.values().cloned().collect::<Vec<_>>())?;
+        *self.inner.routes.write().expect("route lock poisoned") = std::mem::take(&mut all);
+        Ok((old, new))
+    }
+
+    /// The audit trail, oldest first.
+    pub fn audit(&self) -> Result<Vec<AuditEntry>, RouteError> {
+        let text = match std::fs::read_to_string(&self.inner.audit_file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).map_err(RouteError::from))
+            .collect()
+    }
+
+    fn append_audit(&self, entry: &AuditEntry) -> Result<(), RouteError> {
+        let mut line = serde_json::to_vec(entry)?;
+        line.push(b'\n');
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.inner.audit_file)?;
+        f.write_all(&line)?;
+        f.sync_data()?;
+        Ok(())
+    }
+
+    fn persist(&self, routes: &[Route]) -> Result<(), RouteError> {
+        let file = RouteFile {
+            routes: routes.iter().map(|r| (r.name.clone(), r.clone())).collect(),
+        };
+        let tmp = self.inner.file.with_extension("json.tmp");
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&serde_json::to_vec_pretty(&file)?)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &self.inner.file)?;
+        if let Some(dir) = self.inner.file.parent()
+            && let Ok(d) = std::fs::File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+/// The wire name of a policy.
+pub fn policy_name(p: SapUnavailablePolicy) -> &'static str {
+    match p {
+        SapUnavailablePolicy::Strict => "strict",
+        SapUnavailablePolicy::StoreAndForward => "store-and-forward",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("proxy-routes-{tag}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn a_mode_change_survives_reopening_and_is_audited_with_who_from_and_to() {
+        let dir = temp_dir("persist");
+        let table = RouteTable::open(&dir, Mode::Legacy, SapUnavailablePolicy::Strict).unwrap();
+        table
+            .set_mode(SALES_ORDERS, Mode::DualWrite, "alice@127.0.0.1", false)
+            .unwrap();
+        let reopened = RouteTable::open(&dir, Mode::Legacy, SapUnavailablePolicy::Strict).unwrap();
+        let route = reopened.snapshot(SALES_ORDERS).unwrap();
+        assert_eq!(route.mode, Mode::DualWrite);
+        assert_eq!(route.updated_by, "alice@127.0.0.1");
+        let audit = reopened.audit().unwrap();
+        assert_eq!(audit.len(), 1);
+        assert_eq!(
+            (audit[0].from.as_str(), audit[0].to.as_str()),
+            ("legacy", "dual-write")
+        );
+    }
+
+    #[test]
+    fn the_initial_mode_comes_from_configuration_only_on_first_start() {
+        let dir = temp_dir("initial");
+        let t =
+            RouteTable::open(&dir, Mode::DualWrite, SapUnavailablePolicy::StoreAndForward).unwrap();
+        assert_eq!(t.snapshot(SALES_ORDERS).unwrap().mode, Mode::DualWrite);
+        let t2 = RouteTable::open(&dir, Mode::Legacy, SapUnavailablePolicy::Strict).unwrap();
+        let r = t2.snapshot(SALES_ORDERS).unwrap();
+        assert_eq!(
+            (r.mode, r.policy),
+            (Mode::DualWrite, SapUnavailablePolicy::StoreAndForward)
+        );
+    }
+
+    #[test]
+    fn an_unknown_route_is_refused_and_nothing_is_audited() {
+        let dir = temp_dir("unknown");
+        let t = RouteTable::open(&dir, Mode::Legacy, SapUnavailablePolicy::Strict).unwrap();
+        assert!(matches!(
+            t.set_mode("invoices", Mode::Events, "bob", true),
+            Err(RouteError::UnknownRoute(_))
+        ));
+        assert!(t.audit().unwrap().is_empty());
+    }
+
+    #[test]
+    fn modes_parse_from_their_wire_names_and_order_by_phase() {
+        assert_eq!("dual-write".parse::<Mode>().unwrap(), Mode::DualWrite);
+        assert!("dual_write".parse::<Mode>().is_err());
+        assert!(Mode::Legacy < Mode::DualWrite && Mode::Events < Mode::Retired);
+    }
+}

@@ -1,0 +1,247 @@
+//! SAP calls the proxy makes on its own (replays and look-ups), as SAP's own clients make them:
+//! a CSRF token fetched with `HEAD .../A_SalesOrder/` before every write, its cookies sent back
+//! on the write, JSON chosen by `Accept`.
+//!
+//! SAP has no idempotency key, so a create the proxy repeats could make a second sales order.
+//! Every create the proxy sends carries a *stamp* (a field value this system controls, by
+//! default `ExternalDocumentID` = the write key), and every repeat looks the stamp up first.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::Value;
+
+use crate::body::{empty, full};
+use crate::error::UpstreamFailure;
+use crate::upstream::Upstream;
+
+/// The service root of `API_SALES_ORDER_SRV`.
+pub const SERVICE_ROOT: &str = "/sap/opu/odata/sap/API_SALES_ORDER_SRV";
+
+/// How a proxy-originated SAP call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SapCallError {
+    /// SAP refused the request (4xx): a retry will not help.
+    #[error("SAP rejected the request ({status}): {body}")]
+    Rejected {
+        /// Status.
+        status: u16,
+        /// Error body.
+        body: String,
+    },
+    /// SAP answered 5xx.
+    #[error("SAP failed ({status})")]
+    ServerError {
+        /// Status.
+        status: u16,
+    },
+    /// No answer.
+    #[error("SAP unreachable: {0}")]
+    Unavailable(UpstreamFailure),
+    /// The answer could not be understood.
+    #[error("unexpected SAP answer: {0}")]
+    Protocol(String),
+}
+
+/// Client for the proxy's own SAP calls.
+#[derive(Debug, Clone)]
+pub struct SapClient {
+    upstream: Arc<Upstream>,
+    technical_auth: Option<HeaderValue>,
+}
+
+/// An entity found by a look-up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoundOrder {
+    /// SAP's order number.
+    pub sales_order: String,
+    /// The entity as a single-entity body (`{"d":{...}}`), items expanded.
+    pub entity_body: Bytes,
+}
+
+impl SapClient {
+    /// Over the SAP upstream, with optional technical credentials.
+    pub fn new(upstream: Arc<Upstream>, credentials: Option<(String, String)>) -> Self {
+        let technical_auth = credentials.and_then(|(u, p)| {
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+            HeaderValue::from_str(&format!("Basic {token}")).ok()
+        });
+        Self {
+            upstream,
+            technical_auth,
+        }
+    }
+
+    fn auth<'a>(&'a self, caller: Option<&'a HeaderValue>) -> Option<&'a HeaderValue> {
+        caller.or(self.technical_auth.as_ref())
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        auth: Option<&HeaderValue>,
+        extra: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, http::HeaderMap, Bytes), SapCallError> {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(self.upstream.uri_for(path_and_query))
+            .header(header::ACCEPT, "application/json");
+        if let Some(a) = self.auth(auth) {
+            b = b.header(header::AUTHORIZATION, a);
+        }
+        for (k, v) in extra {
+            b = b.header(*k, v.as_str());
+        }
+        let req = match body {
+            Some(v) => b
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(full(serde_json::to_vec(v).expect("json serialises"))),
+            None => b.body(empty()),
+        }
+        .map_err(|e| SapCallError::Protocol(e.to_string()))?;
+        let resp = self
+            .upstream
+            .send(req)
+            .await
+            .map_err(SapCallError::Unavailable)?;
+        let (parts, body) = resp.into_parts();
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| SapCallError::Unavailable(UpstreamFailure::Broken(e.to_string())))?
+            .to_bytes();
+        if parts.status.is_server_error() {
+            return Err(SapCallError::ServerError {
+                status: parts.status.as_u16(),
+            });
+        }
+        Ok((parts.status, parts.headers, bytes))
+    }
+
+    /// Fetches a CSRF token and the session cookies (`name=value;name=value`).
+    pub async fn fetch_csrf(
+        &self,
+        auth: Option<&HeaderValue>,
+    ) -> Result<(Option<String>, String), SapCallError> {
+        let (_, headers, _) = self
+            .call(
+                Method::HEAD,
+                &format!("{SERVICE_ROOT}/A_SalesOrder/"),
+                auth,
+                &[("x-csrf-token", "Fetch".to_owned())],
+                None,
+            )
+            .await?;
+        let token = headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let cookies = headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|c| c.split(';').next())
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(";");
+        Ok((token, cookies))
+    }
+
+    /// Looks a sales order up by a stamp field; the first match, with items.
+    pub async fn find_by_stamp(
+        &self,
+        field: &str,
+        value: &str,
+        auth: Option<&HeaderValue>,
+    ) -> Result<Option<FoundOrder>, SapCallError> {
+        let literal = odata_string_literal(value);
+        let path = format!(
+            "{SERVICE_ROOT}/A_SalesOrder?$select=*,to_Item/*&$expand=to_Item&$filter=({field}%20eq%20{literal})&$top=1"
+        );
+        let (status, _, bytes) = self.call(Method::GET, &path, auth, &[], None).await?;
+        if !status.is_success() {
+            return Err(SapCallError::Rejected {
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            });
+        }
+        let v: Value =
+            serde_json::from_slice(&bytes).map_err(|e| SapCallError::Protocol(e.to_string()))?;
+        let first = v
+            .get("d")
+            .and_then(|d| d.get("results"))
+            .and_then(Value::as_array)
+            .and_then(|r| r.first())
+            .cloned();
+        Ok(first.and_then(|entity| {
+            let number = entity.get("SalesOrder")?.as_str()?.to_owned();
+            let body = serde_json::to_vec(&serde_json::json!({ "d": entity })).ok()?;
+            Some(FoundOrder {
+                sales_order: number,
+                entity_body: Bytes::from(body),
+            })
+        }))
+    }
+
+    /// Creates a sales order (CSRF fetched first) and returns SAP's number.
+    pub async fn create(&self, body: &Value) -> Result<String, SapCallError> {
+        let (token, cookies) = self.fetch_csrf(None).await?;
+        let mut extra = Vec::new();
+        if let Some(t) = token {
+            extra.push(("x-csrf-token", t));
+        }
+        if !cookies.is_empty() {
+            extra.push(("cookie", cookies));
+        }
+        let (status, _, bytes) = self
+            .call(
+                Method::POST,
+                &format!("{SERVICE_ROOT}/A_SalesOrder"),
+                None,
+                &extra,
+                Some(body),
+            )
+            .await?;
+        if !status.is_success() {
+            return Err(SapCallError::Rejected {
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            });
+        }
+        crate::translate::sales_order_number(&bytes)
+            .ok_or_else(|| SapCallError::Protocol("create answer without SalesOrder".into()))
+    }
+}
+
+/// An OData string literal for a `$filter`, quotes doubled and the rest percent-encoded the
+/// way SAP's SDK does (quotes stay raw).
+pub fn odata_string_literal(value: &str) -> String {
+    let escaped = value.replace('\'', "''");
+    let mut out = String::from("'");
+    for b in escaped.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'\'' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_literals_double_quotes_and_percent_encode_the_rest() {
+        assert_eq!(odata_string_literal("A'B C"), "'A''B%20C'");
+        assert_eq!(odata_string_literal("0192f-ab"), "'0192f-ab'");
+    }
+}

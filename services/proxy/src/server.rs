@@ -1,0 +1,207 @@
+//! The client-facing listener and the request path, as named phases (pingora's habit):
+//!
+//! 1. **admit**: take a concurrency slot or shed load with an OData 503;
+//! 2. **classify**: what the request is (sales order create, sales order read, anything else);
+//! 3. **route**: snapshot the route's mode (a switch during the request does not affect it);
+//! 4. **handle**: pass through, dual write, or answer from the order service;
+//! 5. **log**: one latency observation per request, by route, mode and status.
+//!
+//! Connections are HTTP/1.1 with keep-alive; the head must arrive within the header timeout
+//! (slow-loris guard). At shutdown the listener closes, in-flight requests finish within the
+//! grace period, idle keep-alive connections are closed.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::body::{ProxyBody, collect_limited};
+use crate::config::ProxyConfig;
+use crate::error::ProxyError;
+use crate::passthrough::{self, declared_length};
+use crate::routes::{Mode, RouteTable, SALES_ORDERS};
+use crate::sales_orders::{Operation, SalesOrders, classify};
+use crate::upstream::Upstream;
+
+/// State of the client-facing side.
+pub struct ProxyState {
+    /// Configuration.
+    pub config: Arc<ProxyConfig>,
+    /// SAP.
+    pub sap: Arc<Upstream>,
+    /// Route table.
+    pub routes: RouteTable,
+    /// The sales order route's handlers.
+    pub sales_orders: SalesOrders,
+    /// Request slots.
+    pub inflight: Semaphore,
+}
+
+impl ProxyState {
+    /// Handles one request through the phases above.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let start = Instant::now();
+        // Phase 1: admit.
+        let Ok(_slot) = self.inflight.try_acquire() else {
+            return ProxyError::Overloaded.to_response();
+        };
+        // Phase 2: classify.
+        let op = classify(req.method(), req.uri().path());
+        // Phase 3: route.
+        let route = match op {
+            Operation::PassThrough => None,
+            _ => self.routes.snapshot(SALES_ORDERS),
+        };
+        let mode = route.as_ref().map(|r| r.mode);
+        // Phase 4: handle.
+        let resp = match (op, route) {
+            (Operation::SalesOrderCreate, Some(route))
+                if route.mode != Mode::Legacy || self.legacy_create_needs_buffering(&req) =>
+            {
+                self.buffered_create(req, &route).await
+            }
+            (Operation::SalesOrderRead, Some(route)) if route.mode >= Mode::Events => {
+                let (parts, body) = req.into_parts();
+                match self.sales_orders.read_from_order_service(&parts).await {
+                    Some(resp) => resp,
+                    None if route.mode == Mode::Events => {
+                        self.pass_through(Request::from_parts(parts, body)).await
+                    }
+                    None => ProxyError::NotSupported(
+                        "this query is not available after SAP was retired".into(),
+                    )
+                    .to_response(),
+                }
+            }
+            _ => self.pass_through(req).await,
+        };
+        // Phase 5: log.
+        let route_label = match op {
+            Operation::PassThrough => "passthrough",
+            _ => SALES_ORDERS,
+        };
+        let op_label = match op {
+            Operation::SalesOrderCreate => "create",
+            Operation::SalesOrderRead => "read",
+            Operation::PassThrough => "other",
+        };
+        metrics::histogram!(
+            "proxy_request_duration_seconds",
+            "route" => route_label,
+            "operation" => op_label,
+            "mode" => mode.map_or("none", Mode::as_str),
+            "status" => status_class(resp.status().as_u16()),
+        )
+        .record(start.elapsed().as_secs_f64());
+        resp
+    }
+
+    /// In legacy mode a create streams through unless an idempotency key (header or natural)
+    /// must be honoured, which needs the body and the answer in hand.
+    fn legacy_create_needs_buffering(&self, req: &Request<Incoming>) -> bool {
+        req.headers()
+            .contains_key(&platform::correlation::IDEMPOTENCY_HEADER)
+            || !self.config.natural_key_fields.is_empty()
+    }
+
+    async fn buffered_create(
+        &self,
+        req: Request<Incoming>,
+        route: &crate::routes::Route,
+    ) -> Response<ProxyBody> {
+        let (parts, body) = req.into_parts();
+        let body = match collect_limited(
+            body,
+            declared_length(&parts.headers),
+            self.config.max_body_bytes,
+            self.config.client_body_timeout,
+        )
+        .await
+        {
+            Ok(b) => b,
+            Err(e) => return e.to_response(),
+        };
+        self.sales_orders.create(&parts, body, route).await
+    }
+
+    async fn pass_through(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        match passthrough::forward(
+            req,
+            &self.sap,
+            self.config.preserve_host,
+            self.config.client_body_timeout,
+            self.config.max_body_bytes,
+            self.config.sap_timeout,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => e.to_response(),
+        }
+    }
+}
+
+fn status_class(s: u16) -> &'static str {
+    match s {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Accepts connections until `shutdown`, then drains in-flight requests for up to `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<ProxyState>,
+    shutdown: CancellationToken,
+    header_timeout: Duration,
+    grace: Duration,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = shutdown.cancelled() => break,
+        };
+        let (stream, _peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and the like: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let st = state.clone();
+        let service = service_fn(move |req| {
+            let st = st.clone();
+            async move { Ok::<_, Infallible>(st.handle(req).await) }
+        });
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "client connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all client connections drained"),
+        () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+}

@@ -1,0 +1,386 @@
+//! The anti-corruption layer between SAP's OData deep insert and the order service's model.
+//!
+//! Nothing is lost in either direction. Fields with a modern home go there
+//! (`SoldToParty` → `customer_id`, `PurchaseOrderByCustomer` → `customer_reference`,
+//! `TransactionCurrency` → `currency`, the sales area and order type, `RequestedDeliveryDate` →
+//! `requested_delivery_date`; per item `Material` → `sku`, `RequestedQuantity` → `quantity`,
+//! `RequestedQuantityUnit` → `unit`). Every other property, navigation properties included, is
+//! kept under its SAP name in `specifications` (header or item), with its SAP wire value, so the
+//! reverse direction can rebuild it exactly.
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use serde_json::{Map, Value, json};
+
+/// Why a deep insert could not be translated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TranslateError {
+    /// The body is not a JSON object.
+    #[error("the request body is not a JSON object")]
+    NotAnObject,
+    /// A property has a type the order service cannot hold.
+    #[error("property {0} has an unexpected type")]
+    BadType(&'static str),
+}
+
+/// Options of the translation.
+#[derive(Debug, Clone)]
+pub struct TranslateOptions {
+    /// Currency used when the request names none (SAP takes it from the customer master).
+    pub default_currency: String,
+}
+
+const HEADER_MAP: &[(&str, &str)] = &[
+    ("SoldToParty", "customer_id"),
+    ("PurchaseOrderByCustomer", "customer_reference"),
+    ("TransactionCurrency", "currency"),
+    ("SalesOrganization", "sales_organization"),
+    ("DistributionChannel", "distribution_channel"),
+    ("OrganizationDivision", "division"),
+    ("SalesOrderType", "order_type"),
+];
+
+const ITEM_MAP: &[(&str, &str)] = &[
+    ("Material", "sku"),
+    ("RequestedQuantity", "quantity"),
+    ("RequestedQuantityUnit", "unit"),
+];
+
+/// Translates an `A_SalesOrder` deep insert into an order-service create body.
+pub fn deep_insert_to_order(
+    body: &Value,
+    opts: &TranslateOptions,
+) -> Result<Value, TranslateError> {
+    let obj = body.as_object().ok_or(TranslateError::NotAnObject)?;
+    let mut out = Map::new();
+    let mut specs = Map::new();
+    let mut items = Vec::new();
+    for (k, v) in obj {
+        if let Some((_, modern)) = HEADER_MAP.iter().find(|(sap, _)| sap == k) {
+            match v {
+                Value::String(s) => {
+                    out.insert((*modern).to_owned(), Value::String(s.clone()));
+                }
+                Value::Null => {}
+                _ => return Err(TranslateError::BadType(leak_name(k))),
+            }
+            continue;
+        }
+        match k.as_str() {
+            "__metadata" => {}
+            "RequestedDeliveryDate" => match v.as_str().and_then(parse_odata_date) {
+                Some(d) => {
+                    out.insert(
+                        "requested_delivery_date".into(),
+                        Value::String(d.format("%Y-%m-%d").to_string()),
+                    );
+                }
+                None if v.is_null() => {}
+                None => {
+                    specs.insert(k.clone(), v.clone());
+                }
+            },
+            "to_Item" => {
+                let list = match v {
+                    Value::Array(a) => a.as_slice(),
+                    Value::Object(o) => match o.get("results") {
+                        Some(Value::Array(a)) => a.as_slice(),
+                        _ => return Err(TranslateError::BadType("to_Item")),
+                    },
+                    Value::Null => &[],
+                    _ => return Err(TranslateError::BadType("to_Item")),
+                };
+                for item in list {
+                    items.push(item_to_order(item)?);
+                }
+            }
+            _ => {
+                specs.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    out.entry("currency")
+        .or_insert_with(|| Value::String(opts.default_currency.clone()));
+    out.insert("items".into(), Value::Array(items));
+    if !specs.is_empty() {
+        out.insert("specifications".into(), Value::Object(specs));
+    }
+    Ok(Value::Object(out))
+}
+
+fn item_to_order(item: &Value) -> Result<Value, TranslateError> {
+    let obj = item.as_object().ok_or(TranslateError::BadType("to_Item"))?;
+    let mut out = Map::new();
+    let mut specs = Map::new();
+    for (k, v) in obj {
+        if let Some((_, modern)) = ITEM_MAP.iter().find(|(sap, _)| sap == k) {
+            match v {
+                Value::String(s) => {
+                    out.insert((*modern).to_owned(), Value::String(s.clone()));
+                }
+                // Clients may send decimals as numbers; the order service wants strings.
+                Value::Number(n) => {
+                    out.insert((*modern).to_owned(), Value::String(n.to_string()));
+                }
+                Value::Null => {}
+                _ => return Err(TranslateError::BadType(leak_name(k))),
+            }
+        } else if k != "__metadata" {
+            specs.insert(k.clone(), v.clone());
+        }
+    }
+    if !specs.is_empty() {
+        out.insert("specifications".into(), Value::Object(specs));
+    }
+    Ok(Value::Object(out))
+}
+
+fn leak_name(k: &str) -> &'static str {
+    HEADER_MAP
+        .iter()
+        .chain(ITEM_MAP)
+        .map(|(s, _)| *s)
+        .find(|s| *s == k)
+        .unwrap_or("property")
+}
+
+/// Parses an OData V2 `/Date(<ms>[+-hhmm])/` value into its UTC date.
+pub fn parse_odata_date(s: &str) -> Option<NaiveDate> {
+    let inner = s.strip_prefix("/Date(")?.strip_suffix(")/")?;
+    let digits_end = inner
+        .char_indices()
+        .skip(1)
+        .find(|(_, c)| *c == '+' || *c == '-')
+        .map(|(i, _)| i)
+        .unwrap_or(inner.len());
+    let ms: i64 = inner[..digits_end].parse().ok()?;
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .map(|t| t.date_naive())
+}
+
+/// Formats a date as OData V2 `/Date(<ms>)/` (midnight UTC).
+pub fn format_odata_date(d: NaiveDate) -> String {
+    let ms = d
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight exists")
+        .and_utc()
+        .timestamp_millis();
+    format!("/Date({ms})/")
+}
+
+/// SAP's order number from a create (or read) response body: `d.SalesOrder`.
+pub fn sales_order_number(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    v.get("d")?
+        .get("SalesOrder")?
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// A legacy-shaped `A_SalesOrder` entity (`{"d":{...}}`) built from an order-service order,
+/// for answers the order service gives alone (store-and-forward, `events`, `retired`).
+/// `SalesOrder` is SAP's number once linked, else the order service's `order_number`.
+pub fn order_to_entity(order: &Value, service_root: &str) -> Value {
+    let s = |k: &str| {
+        order
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let number = order
+        .get("sap_order_number")
+        .and_then(Value::as_str)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .unwrap_or_else(|| s("order_number"));
+    let created = order
+        .get("created_at")
+        .and_then(Value::as_str)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    let entity_uri = format!("{service_root}/A_SalesOrder('{number}')");
+    let mut d = Map::new();
+    d.insert(
+        "__metadata".into(),
+        json!({"id": entity_uri, "uri": entity_uri, "type": "API_SALES_ORDER_SRV.A_SalesOrder"}),
+    );
+    d.insert("SalesOrder".into(), json!(number));
+    d.insert("SalesOrderType".into(), json!(s("order_type")));
+    d.insert("SalesOrganization".into(), json!(s("sales_organization")));
+    d.insert(
+        "DistributionChannel".into(),
+        json!(s("distribution_channel")),
+    );
+    d.insert("OrganizationDivision".into(), json!(s("division")));
+    d.insert("SoldToParty".into(), json!(s("customer_id")));
+    d.insert(
+        "PurchaseOrderByCustomer".into(),
+        json!(s("customer_reference")),
+    );
+    d.insert("TransactionCurrency".into(), json!(s("currency")));
+    d.insert(
+        "TotalNetAmount".into(),
+        json!(
+            order
+                .get("total_net_amount")
+                .and_then(Value::as_str)
+                .unwrap_or("0.00")
+        ),
+    );
+    d.insert(
+        "CreationDate".into(),
+        created.map_or(Value::Null, |t| json!(format_odata_date(t.date_naive()))),
+    );
+    d.insert(
+        "RequestedDeliveryDate".into(),
+        order
+            .get("requested_delivery_date")
+            .and_then(Value::as_str)
+            .and_then(|t| NaiveDate::parse_from_str(t, "%Y-%m-%d").ok())
+            .map_or(Value::Null, |t| json!(format_odata_date(t))),
+    );
+    if let Some(Value::Object(specs)) = order.get("specifications") {
+        for (k, v) in specs {
+            d.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    let items: Vec<Value> = order
+        .get("items")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .map(|it| item_to_entity(it, &number, service_root))
+                .collect()
+        })
+        .unwrap_or_default();
+    d.insert("to_Item".into(), json!({ "results": items }));
+    json!({ "d": d })
+}
+
+fn item_to_entity(item: &Value, number: &str, service_root: &str) -> Value {
+    let s = |k: &str| item.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    let item_no = match item.get("item_number") {
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(v)) => v.clone(),
+        _ => String::new(),
+    };
+    let uri = format!(
+        "{service_root}/A_SalesOrderItem(SalesOrder='{number}',SalesOrderItem='{item_no}')"
+    );
+    let mut m = Map::new();
+    m.insert(
+        "__metadata".into(),
+        json!({"id": uri, "uri": uri, "type": "API_SALES_ORDER_SRV.A_SalesOrderItem"}),
+    );
+    m.insert("SalesOrder".into(), json!(number));
+    m.insert("SalesOrderItem".into(), json!(item_no));
+    m.insert("Material".into(), json!(s("sku")));
+    m.insert("RequestedQuantity".into(), json!(s("quantity")));
+    m.insert("RequestedQuantityUnit".into(), json!(s("unit")));
+    if let Some(net) = item.get("net_amount").and_then(Value::as_str) {
+        m.insert("NetAmount".into(), json!(net));
+    }
+    if let Some(Value::Object(specs)) = item.get("specifications") {
+        for (k, v) in specs {
+            m.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> TranslateOptions {
+        TranslateOptions {
+            default_currency: "EUR".into(),
+        }
+    }
+
+    const SDK_BODY: &str = r#"{"SalesOrderType":"OR","SalesOrganization":"1010","DistributionChannel":"10","OrganizationDivision":"00","SoldToParty":"17100001","PurchaseOrderByCustomer":"SDK-1795530057332","CustomerPurchaseOrderDate":"/Date(1795478400000+0000)/","to_Item":[{"Material":"TG11","RequestedQuantity":"2","RequestedQuantityUnit":"PC"},{"Material":"TG12","RequestedQuantity":"5","RequestedQuantityUnit":"PC"}]}"#;
+
+    #[test]
+    fn the_sdk_deep_insert_maps_to_the_order_service_body_keeping_unmapped_fields() {
+        let v: Value = serde_json::from_str(SDK_BODY).unwrap();
+        let out = deep_insert_to_order(&v, &opts()).unwrap();
+        assert_eq!(
+            out,
+            json!({
+                "order_type": "OR", "sales_organization": "1010", "distribution_channel": "10",
+                "division": "00", "customer_id": "17100001",
+                "customer_reference": "SDK-1795530057332", "currency": "EUR",
+                "specifications": {"CustomerPurchaseOrderDate": "/Date(1795478400000+0000)/"},
+                "items": [
+                    {"sku": "TG11", "quantity": "2", "unit": "PC"},
+                    {"sku": "TG12", "quantity": "5", "unit": "PC"}
+                ]
+            })
+        );
+    }
+
+    #[test]
+    fn item_extras_nav_properties_and_results_wrapped_items_are_all_kept() {
+        let v = json!({
+            "SoldToParty": "17100001", "TransactionCurrency": "USD",
+            "RequestedDeliveryDate": "/Date(1796083200000)/",
+            "to_Partner": [{"PartnerFunction": "SH", "Customer": "17100002"}],
+            "to_Item": {"results": [{"Material": "TG11", "RequestedQuantity": 2.5,
+                "RequestedQuantityUnit": "PC", "SalesOrderItemText": "gift wrap"}]}
+        });
+        let out = deep_insert_to_order(&v, &opts()).unwrap();
+        assert_eq!(out["currency"], "USD");
+        assert_eq!(out["requested_delivery_date"], "2026-12-01");
+        assert_eq!(
+            out["specifications"]["to_Partner"][0]["Customer"],
+            "17100002"
+        );
+        assert_eq!(out["items"][0]["quantity"], "2.5");
+        assert_eq!(
+            out["items"][0]["specifications"]["SalesOrderItemText"],
+            "gift wrap"
+        );
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_object_is_untranslatable() {
+        assert_eq!(
+            deep_insert_to_order(&json!([1]), &opts()),
+            Err(TranslateError::NotAnObject)
+        );
+    }
+
+    #[test]
+    fn odata_dates_parse_with_and_without_offset_and_round_trip() {
+        let d = parse_odata_date("/Date(1795478400000+0000)/").unwrap();
+        assert_eq!(d.to_string(), "2026-11-24");
+        assert_eq!(parse_odata_date(&format_odata_date(d)), Some(d));
+        assert_eq!(parse_odata_date("2026-11-24"), None);
+    }
+
+    #[test]
+    fn an_order_service_order_becomes_a_legacy_entity_with_its_specifications_restored() {
+        let order = json!({
+            "id": "0192", "order_number": "8000000001", "sap_order_number": null,
+            "customer_id": "17100001", "currency": "EUR", "customer_reference": "PO-1",
+            "sales_organization": "1010", "distribution_channel": "10", "division": "00",
+            "order_type": "OR", "requested_delivery_date": "2026-12-01",
+            "total_net_amount": "25.00", "created_at": "2026-11-24T15:00:00Z",
+            "specifications": {"CustomerPurchaseOrderDate": "/Date(1795478400000+0000)/"},
+            "items": [{"item_number": 10, "sku": "TG11", "quantity": "2", "unit": "PC",
+                "net_amount": "25.00", "specifications": {"SalesOrderItemText": "x"}}]
+        });
+        let e = order_to_entity(&order, "/sap/opu/odata/sap/API_SALES_ORDER_SRV");
+        assert_eq!(e["d"]["SalesOrder"], "8000000001");
+        assert_eq!(e["d"]["RequestedDeliveryDate"], "/Date(1796083200000)/");
+        assert_eq!(
+            e["d"]["CustomerPurchaseOrderDate"],
+            "/Date(1795478400000+0000)/"
+        );
+        assert_eq!(e["d"]["to_Item"]["results"][0]["SalesOrderItem"], "10");
+        assert_eq!(e["d"]["to_Item"]["results"][0]["SalesOrderItemText"], "x");
+    }
+}
