@@ -1,2 +1,67 @@
-//! orderctl (being written).
-fn main() {}
+//! `orderctl`: the operator's command line for the migration stack.
+//!
+//! - `orderctl up`: start everything on this machine (PostgreSQL and Kafka through the project
+//!   scripts, then the services) and keep it running until Ctrl-C.
+//! - `orderctl bench order-create`: the order service's create path against `pgbench` running the
+//!   same SQL transaction on the same database.
+
+mod bench;
+mod infra;
+mod load;
+mod stack;
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "orderctl",
+    version,
+    about = "Operate the SAP order migration stack"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the whole stack locally and keep it running until Ctrl-C.
+    Up(stack::UpArgs),
+    /// Stop PostgreSQL and Kafka started by `up`.
+    Down,
+    /// Benchmarks that print numbers (never timed tests).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// POST /api/v1/orders at fixed concurrency vs pgbench running the same transaction.
+    OrderCreate(bench::order_create::Args),
+}
+
+/// Parses durations such as `20s`, `500ms`, `2m` or a bare number of seconds.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let (num, unit) = raw
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((raw, "s"), |i| raw.split_at(i));
+    let n: u64 = num.parse().map_err(|_| format!("bad duration {raw:?}"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("bad duration unit in {raw:?} (use ms, s or m)")),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Up(args) => stack::up(args).await,
+        Command::Down => stack::down(),
+        Command::Bench(BenchCommand::OrderCreate(args)) => bench::order_create::run(args).await,
+    }
+}

@@ -1,0 +1,3 @@
+//! Benchmarks: each runs our code and a peer in the same run and prints the ratio.
+
+pub mod order_create;

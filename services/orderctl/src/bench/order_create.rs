@@ -1,0 +1,214 @@
+//! `orderctl bench order-create`: how close the order service's create path comes to the
+//! database's own limit.
+//!
+//! In one run, against one fresh database on the project's PostgreSQL:
+//! 1. the real `order-service` binary takes `POST /api/v1/orders` from `concurrency` closed-loop
+//!    workers for `duration` (after a warm-up); orders/s, p50 and p99 are printed;
+//! 2. `pgbench` runs the same SQL transaction the service runs for a create (BEGIN; insert the
+//!    order; insert its items with UNNEST; insert the outbox row; COMMIT) at the same
+//!    concurrency for the same time;
+//! 3. the ratio service/pgbench is printed (goal: at least 0.7 at concurrency 32).
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::json;
+use sqlx::Connection;
+
+use crate::infra;
+use crate::load;
+
+/// Options of the benchmark.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Concurrent clients (HTTP workers and pgbench clients alike).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Measured time of each side.
+    #[arg(long, default_value = "20s", value_parser = crate::parse_duration)]
+    duration: Duration,
+    /// Warm-up before the service is measured.
+    #[arg(long, default_value = "3s", value_parser = crate::parse_duration)]
+    warmup: Duration,
+}
+
+/// The transaction of one create, as pgbench runs it (the service sends the same statements).
+const PGBENCH_SCRIPT: &str = r#"BEGIN;
+INSERT INTO orders (id, order_number, status, customer_id, customer_reference, currency, total_net_amount, specifications, correlation_id, request_hash) VALUES (gen_random_uuid(), lpad(nextval('order_number_seq')::text, 10, '0'), 'created', '17100001', 'PGBENCH', 'EUR', 25.00, '{}', gen_random_uuid()::text, '6f1ed002ab5595859014ebf0951522d9d6f1ed002ab5595859014ebf0951522d') ON CONFLICT DO NOTHING RETURNING id \gset
+INSERT INTO order_items (order_id, item_number, sku, quantity, unit, unit_price, net_amount, specifications) SELECT :id::uuid, * FROM UNNEST(ARRAY[10,20]::int4[], ARRAY['TG11','TG12']::text[], ARRAY[2,5]::numeric[], ARRAY['PC','PC']::text[], ARRAY[12.50,NULL]::numeric[], ARRAY[25.00,NULL]::numeric[], ARRAY['{"color":"red"}','{}']::jsonb[]) RETURNING *;
+INSERT INTO outbox (event_id, aggregate_id, event_type, payload, correlation_id) VALUES (gen_random_uuid(), :id::uuid, 'order.created', '{payload}', 'pgbench');
+COMMIT;
+"#;
+
+/// An outbox payload of the same size as the service's (an order with two items). Colons get a
+/// space after them because pgbench would read `:name` as one of its variables.
+const OUTBOX_PAYLOAD: &str = r#"{"id":"00000000-0000-0000-0000-000000000000","order_number":"8000000001","status":"created","status_reason":null,"version":1,"customer_id":"17100001","customer_reference":"PGBENCH","currency":"EUR","sales_organization":null,"distribution_channel":null,"division":null,"order_type":null,"requested_delivery_date":null,"total_net_amount":"25.00","sap_order_number":null,"specifications":{},"correlation_id":"00000000-0000-0000-0000-000000000000","items":[{"item_number":10,"sku":"TG11","quantity":"2","unit":"PC","unit_price":"12.50","net_amount":"25.00","specifications":{"color":"red"}},{"item_number":20,"sku":"TG12","quantity":"5","unit":"PC","unit_price":null,"net_amount":null,"specifications":{}}],"created_at":"2026-11-24T15:00:00.000000Z","updated_at":"2026-11-24T15:00:00.000000Z"}"#;
+
+/// Runs the benchmark and prints its report.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let root = infra::repo_root()?;
+    infra::script(&root, "postgres.sh", &["start"])?;
+    let server_url = infra::script(&root, "postgres.sh", &["url"])?;
+    let base_url = server_url
+        .rsplit_once('/')
+        .map_or(server_url.as_str(), |(b, _)| b)
+        .to_owned();
+    let db_name = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&format!("{base_url}/postgres"))
+        .await
+        .context("connecting to PostgreSQL")?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
+        .execute(&mut admin)
+        .await?;
+    let db_url = format!("{base_url}/{db_name}");
+
+    let port = infra::free_port()?;
+    let mut service = Command::new(infra::sibling_binary("order-service")?)
+        .env("DATABASE_URL", &db_url)
+        .env("ORDER_SERVICE_PORT", port.to_string())
+        .env("ORDER_SERVICE_HOST", "127.0.0.1")
+        .env("DB_POOL_SIZE", args.concurrency.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting order-service")?;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    wait_ready(&client, &format!("{base}/ready")).await?;
+
+    let body = json!({
+        "customer_id": "17100001", "currency": "EUR", "customer_reference": "BENCH",
+        "items": [
+            {"sku": "TG11", "quantity": "2", "unit": "PC", "unit_price": "12.50", "specifications": {"color": "red"}},
+            {"sku": "TG12", "quantity": "5", "unit": "PC"}
+        ]
+    })
+    .to_string();
+    let url = format!("{base}/api/v1/orders");
+    let create = move |_w: usize, _n: u64| {
+        let (client, url, body) = (client.clone(), url.clone(), body.clone());
+        async move {
+            matches!(
+                client.post(&url).header("content-type", "application/json").body(body).send().await,
+                Ok(r) if r.status() == 201
+            )
+        }
+    };
+    println!(
+        "order-create benchmark: concurrency {}, {:?} per side (warm-up {:?}), database {db_name}",
+        args.concurrency, args.duration, args.warmup
+    );
+    let warm = load::closed_loop(args.concurrency, args.warmup, create.clone()).await;
+    let ours = load::closed_loop(args.concurrency, args.duration, create).await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &service.id().to_string()])
+        .status();
+    let _ = service.wait();
+
+    let mut db = sqlx::PgConnection::connect(&db_url).await?;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&mut db)
+        .await?;
+    if stored as u64 != warm.ok + ours.ok {
+        bail!(
+            "the service acknowledged {} creates but {stored} orders are stored",
+            warm.ok + ours.ok
+        );
+    }
+
+    let peer = run_pgbench(&db_url, args.concurrency, args.duration)?;
+    let ratio = ours.rate() / peer.tps;
+    println!();
+    println!("| side | tx/s | p50 ms | p99 ms | errors |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| order-service POST /api/v1/orders | {:.0} | {:.2} | {:.2} | {} |",
+        ours.rate(),
+        ours.ms(0.50),
+        ours.ms(0.99),
+        ours.errors
+    );
+    println!(
+        "| pgbench, same transaction | {:.0} | {:.2} (mean) | — | {} |",
+        peer.tps, peer.latency_avg_ms, peer.failed
+    );
+    println!();
+    println!(
+        "ratio order-service / pgbench = {ratio:.2} (goal >= 0.70); {stored} orders stored = acknowledged"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {db_name}"
+    )))
+    .execute(&mut admin)
+    .await
+    .ok();
+    Ok(())
+}
+
+async fn wait_ready(client: &reqwest::Client, url: &str) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(url).send().await
+            && r.status() == 200
+        {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("order-service did not become ready at {url}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct PgbenchResult {
+    tps: f64,
+    latency_avg_ms: f64,
+    failed: u64,
+}
+
+fn run_pgbench(db_url: &str, clients: usize, duration: Duration) -> anyhow::Result<PgbenchResult> {
+    let script = std::env::temp_dir().join(format!("order-create-{}.sql", std::process::id()));
+    std::fs::write(
+        &script,
+        PGBENCH_SCRIPT.replace("{payload}", &OUTBOX_PAYLOAD.replace(':', ": ")),
+    )?;
+    let out = Command::new("pgbench")
+        .args([
+            "-n",
+            "-M",
+            "prepared",
+            "-c",
+            &clients.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &duration.as_secs().max(1).to_string(),
+            "-f",
+        ])
+        .arg(&script)
+        .arg(db_url)
+        .output()
+        .context("running pgbench (Debian package postgresql-contrib / postgresql-client)")?;
+    let _ = std::fs::remove_file(&script);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!(
+            "pgbench failed:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let number_after = |prefix: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+    };
+    Ok(PgbenchResult {
+        tps: number_after("tps = ").context("no tps in pgbench output")?,
+        latency_avg_ms: number_after("latency average = ").unwrap_or(f64::NAN),
+        failed: number_after("number of failed transactions: ").unwrap_or(0.0) as u64,
+    })
+}
