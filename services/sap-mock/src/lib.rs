@@ -1,1 +1,166 @@
-//! SAP emulator (work in progress).
+//! `sap-mock`: an emulator of SAP S/4HANA's sales order API (`API_SALES_ORDER_SRV`, OData V2)
+//! that SAP's own client libraries accept unchanged and that misbehaves on demand the way real
+//! SAP systems do.
+//!
+//! It imports only the SAP wire contract (`sap-odata`) and the platform plumbing, never our
+//! order logic, so it checks our translation independently. How a request flows:
+//!
+//! - [`server`]: TCP accept loop on hyper (connection limit, dropping connections on purpose,
+//!   graceful drain).
+//! - [`fault_layer`] applies the [`faults`] knobs (latency, errors, hangs, outage, lost
+//!   responses) to OData requests; [`admin`] changes them at runtime.
+//! - [`odata`]: client, logon and CSRF ([`session`]), resource path and query options, then the
+//!   operation; answers are shaped by [`render`], refusals by [`error`].
+//! - [`sales_order`]: SAP's checks, numbering, defaults and pricing against [`master_data`].
+//! - [`store`]: orders in an embedded redb database (durable before the answer), mirrored in
+//!   memory.
+//! - [`config`]: every `SAP_MOCK_*` variable, read once.
+//!
+//! [`Application::build`] binds the port (0 in tests) and opens the store;
+//! [`Application::run_until`] serves until a cancellation token fires and drains.
+
+pub mod admin;
+pub mod config;
+pub mod error;
+pub mod fault_layer;
+pub mod faults;
+pub mod master_data;
+pub mod odata;
+pub mod render;
+pub mod sales_order;
+pub mod server;
+pub mod session;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{any, get};
+use platform::shutdown::CancellationToken;
+use sap_odata::SERVICE_ROOT_PATH;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+use crate::error::SapError;
+use crate::faults::Faults;
+use crate::master_data::MasterData;
+use crate::session::Sessions;
+use crate::store::Store;
+
+/// Everything a request handler needs.
+#[derive(Debug)]
+pub struct AppState {
+    /// Configuration read at start.
+    pub config: Config,
+    /// Persistent orders.
+    pub store: Store,
+    /// Customers, materials, sales areas.
+    pub master: Arc<MasterData>,
+    /// Live fault knobs.
+    pub faults: Arc<Faults>,
+    /// Logon sessions and CSRF tokens.
+    pub sessions: Sessions,
+    /// Fires when the server shuts down (ends hangs and delays early).
+    pub shutdown: CancellationToken,
+}
+
+/// A built emulator: port bound, store open, not yet serving.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    state: Arc<AppState>,
+}
+
+impl Application {
+    /// Opens the store, loads master data and binds the port.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let master = MasterData::load(config.master_data_file.as_deref())?;
+        let store = Store::open(&config.data_dir, config.first_sales_order)?;
+        let listener = TcpListener::bind(SocketAddr::new(config.bind, config.port)).await?;
+        let sessions = Sessions::new(&config.system_id, &config.sap_client, config.users.clone());
+        let state = Arc::new(AppState {
+            faults: Arc::new(Faults::new(config.faults.clone())),
+            config,
+            store,
+            master: Arc::new(master),
+            sessions,
+            shutdown: CancellationToken::new(),
+        });
+        Ok(Self { listener, state })
+    }
+
+    /// The bound address (the real port when 0 was asked for).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The shared state (tests inspect the store through it).
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` fires, then drains open requests for the grace period.
+    pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let internal = state.shutdown.clone();
+        let forward = tokio::spawn({
+            let internal = internal.clone();
+            async move {
+                shutdown.cancelled().await;
+                internal.cancel();
+            }
+        });
+        tracing::info!(addr = %self.listener.local_addr()?, "sap_mock_listening");
+        server::serve(
+            self.listener,
+            router(state.clone()),
+            state.faults.clone(),
+            internal,
+            state.config.shutdown_grace,
+        )
+        .await;
+        forward.abort();
+        tracing::info!("sap_mock_stopped");
+        Ok(())
+    }
+}
+
+/// The HTTP routes. Layers, outermost first: correlation id (span per request), metrics, then
+/// on the OData routes only, the fault layer.
+pub fn router(state: Arc<AppState>) -> Router {
+    let odata = Router::new()
+        .route(SERVICE_ROOT_PATH, any(odata::handle))
+        .route(&format!("{SERVICE_ROOT_PATH}/"), any(odata::handle))
+        .route(
+            &format!("{SERVICE_ROOT_PATH}/{{*rest}}"),
+            any(odata::handle),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            fault_layer::apply_faults,
+        ));
+    Router::new()
+        .route(
+            "/sap-mock/admin/faults",
+            get(admin::get_faults)
+                .put(admin::put_faults)
+                .patch(admin::patch_faults)
+                .delete(admin::reset_faults),
+        )
+        .route("/sap-mock/admin/stats", get(admin::stats))
+        .route("/sap-mock/admin/master-data", get(admin::master_data))
+        .route("/sap-mock/health", get(admin::health))
+        .route("/metrics", get(platform::http_metrics::render))
+        .merge(odata)
+        .fallback(|uri: axum::http::Uri| async move {
+            use axum::response::IntoResponse;
+            SapError::resource_not_found(uri.path()).into_response()
+        })
+        .layer(axum::middleware::from_fn(
+            platform::http_metrics::middleware,
+        ))
+        .layer(axum::middleware::from_fn(platform::correlation::middleware))
+        .with_state(state)
+}

@@ -1,1 +1,18 @@
-fn main() {}
+//! `sap-mock`: the SAP S/4HANA sales order API emulator. See the library docs and
+//! `docs/sap-mock.md`.
+
+use sap_mock::{Application, Config};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sap-mock: {e}");
+            std::process::exit(2);
+        }
+    };
+    platform::telemetry::init(config.log_format);
+    let app = Application::build(config).await?;
+    app.run_until(platform::shutdown::token_on_signal()).await
+}

@@ -1,0 +1,204 @@
+//! The emulator's configuration: every `SAP_MOCK_*` variable, read once at start.
+//!
+//! This is the only module that reads the environment (through [`platform::config::EnvReader`],
+//! which reports every bad variable at once). Each field documents the variable that sets it;
+//! `docs/sap-mock.md` is the operator's copy of this list.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use platform::config::{ConfigError, EnvReader};
+use platform::telemetry::LogFormat;
+
+use crate::faults::{ErrorStatus, FaultSettings, Outage};
+
+/// A user allowed to log on (`SAP_MOCK_USERS=name:password,...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Logon name (case-insensitive, as SAP's).
+    pub name: String,
+    /// Password (case-sensitive).
+    pub password: String,
+}
+
+/// Everything the emulator needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `SAP_MOCK_BIND` (default `0.0.0.0`): address to listen on.
+    pub bind: IpAddr,
+    /// `SAP_MOCK_PORT` (default 8082; 0 picks a free port).
+    pub port: u16,
+    /// `SAP_MOCK_USERS`: `name:password` pairs, comma-separated. Empty = anonymous access.
+    pub users: Vec<User>,
+    /// `SAP_MOCK_DATA_DIR` (default `./data/sap-mock`): the embedded store lives here.
+    pub data_dir: PathBuf,
+    /// `SAP_MOCK_MASTER_DATA`: a JSON file of customers/materials added to the demo data.
+    pub master_data_file: Option<PathBuf>,
+    /// `SAP_MOCK_CLIENT` (default `100`): the SAP client (`sap-client`) this system has.
+    pub sap_client: String,
+    /// `SAP_MOCK_SYSTEM_ID` (default `MCK`): the system id in cookie names.
+    pub system_id: String,
+    /// `SAP_MOCK_FIRST_SALES_ORDER` (default 1000001): first number of the number range.
+    pub first_sales_order: u64,
+    /// `SAP_MOCK_PAGE_SIZE` (default 1000): server-side page size; longer lists get `__next`.
+    pub page_size: usize,
+    /// `SAP_MOCK_MAX_BODY_BYTES` (default 1 MiB): larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// `SAP_MOCK_ADMIN_TOKEN`: when set, the admin endpoint requires `Authorization: Bearer`.
+    pub admin_token: Option<String>,
+    /// `SAP_MOCK_SHUTDOWN_GRACE_MS` (default 5000): how long open requests may finish.
+    pub shutdown_grace: Duration,
+    /// `SAP_MOCK_LOG_FORMAT` (`text` or `json`, default `text`).
+    pub log_format: LogFormat,
+    /// Fault knobs at start (`SAP_MOCK_LATENCY_MS` and friends); changeable at runtime.
+    pub faults: FaultSettings,
+}
+
+impl Config {
+    /// Defaults for tests: port 0, anonymous, the given data folder, no faults.
+    pub fn for_tests(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            bind: IpAddr::from([127, 0, 0, 1]),
+            port: 0,
+            users: Vec::new(),
+            data_dir: data_dir.into(),
+            master_data_file: None,
+            sap_client: "100".to_owned(),
+            system_id: "MCK".to_owned(),
+            first_sales_order: 1_000_001,
+            page_size: 1000,
+            max_body_bytes: 1024 * 1024,
+            admin_token: None,
+            shutdown_grace: Duration::from_secs(5),
+            log_format: LogFormat::Text,
+            faults: FaultSettings::default(),
+        }
+    }
+
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_reader(EnvReader::from_process())
+    }
+
+    /// Reads the variables of `r` (tests pass a map).
+    pub fn from_reader(mut r: EnvReader) -> Result<Self, ConfigError> {
+        let users = match r.raw("SAP_MOCK_USERS") {
+            None => Vec::new(),
+            Some(raw) => parse_users(&raw).unwrap_or_else(|e| {
+                r.problem(format!("SAP_MOCK_USERS: {e}"));
+                Vec::new()
+            }),
+        };
+        let faults = FaultSettings {
+            latency_ms: r.read("SAP_MOCK_LATENCY_MS", 0),
+            latency_jitter_ms: r.read("SAP_MOCK_LATENCY_JITTER_MS", 0),
+            tail_rate: r.read("SAP_MOCK_TAIL_RATE", 0.0),
+            tail_ms: r.read("SAP_MOCK_TAIL_MS", 0),
+            error_rate: r.read("SAP_MOCK_ERROR_RATE", 0.0),
+            error_status: r.read("SAP_MOCK_ERROR_STATUS", ErrorStatus::Mixed),
+            hang_rate: r.read("SAP_MOCK_HANG_RATE", 0.0),
+            hang_ms: r.read("SAP_MOCK_HANG_MS", 120_000),
+            outage: r.read("SAP_MOCK_OUTAGE", Outage::Off),
+            lost_response_rate: r.read("SAP_MOCK_LOST_RESPONSE_RATE", 0.0),
+            max_connections: r.read_opt("SAP_MOCK_MAX_CONNECTIONS"),
+        };
+        if let Err(e) = faults.validate() {
+            r.problem(e);
+        }
+        let config = Self {
+            bind: r.read("SAP_MOCK_BIND", IpAddr::from([0, 0, 0, 0])),
+            port: r.read("SAP_MOCK_PORT", 8082),
+            users,
+            data_dir: PathBuf::from(r.read_string("SAP_MOCK_DATA_DIR", "./data/sap-mock")),
+            master_data_file: r.raw("SAP_MOCK_MASTER_DATA").map(PathBuf::from),
+            sap_client: r.read_string("SAP_MOCK_CLIENT", "100"),
+            system_id: r.read_string("SAP_MOCK_SYSTEM_ID", "MCK"),
+            first_sales_order: r.read("SAP_MOCK_FIRST_SALES_ORDER", 1_000_001),
+            page_size: r.read("SAP_MOCK_PAGE_SIZE", 1000),
+            max_body_bytes: r.read("SAP_MOCK_MAX_BODY_BYTES", 1024 * 1024),
+            admin_token: r.raw("SAP_MOCK_ADMIN_TOKEN"),
+            shutdown_grace: Duration::from_millis(r.read("SAP_MOCK_SHUTDOWN_GRACE_MS", 5000)),
+            log_format: r.read("SAP_MOCK_LOG_FORMAT", LogFormat::Text),
+            faults,
+        };
+        if config.sap_client.len() != 3 || !config.sap_client.bytes().all(|b| b.is_ascii_digit()) {
+            r.problem("SAP_MOCK_CLIENT: expected three digits, e.g. 100");
+        }
+        if config.page_size == 0 {
+            r.problem("SAP_MOCK_PAGE_SIZE: must be at least 1");
+        }
+        if config.first_sales_order == 0 || config.first_sales_order > 9_999_999_999 {
+            r.problem("SAP_MOCK_FIRST_SALES_ORDER: must be between 1 and 9999999999");
+        }
+        r.finish()?;
+        Ok(config)
+    }
+}
+
+/// Parses `name:password,name2:password2`.
+pub fn parse_users(raw: &str) -> Result<Vec<User>, String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|pair| match pair.split_once(':') {
+            Some((n, p)) if !n.is_empty() && !p.is_empty() => Ok(User {
+                name: n.to_owned(),
+                password: p.to_owned(),
+            }),
+            _ => Err(format!("expected name:password pairs, got {pair:?}")),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_reader(EnvReader::from_map(map))
+    }
+
+    #[test]
+    fn defaults_follow_the_architecture() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.port, 8082);
+        assert!(c.users.is_empty());
+        assert_eq!(c.sap_client, "100");
+        assert_eq!(c.faults, FaultSettings::default());
+    }
+
+    #[test]
+    fn users_and_fault_knobs_are_read() {
+        let c = config(&[
+            ("SAP_MOCK_USERS", "alice:secret, bob:pw"),
+            ("SAP_MOCK_LATENCY_MS", "25"),
+            ("SAP_MOCK_ERROR_RATE", "0.5"),
+            ("SAP_MOCK_OUTAGE", "reset"),
+            ("SAP_MOCK_MAX_CONNECTIONS", "8"),
+        ])
+        .unwrap();
+        assert_eq!(c.users.len(), 2);
+        assert_eq!(c.users[1].name, "bob");
+        assert_eq!(c.faults.latency_ms, 25);
+        assert_eq!(c.faults.outage, Outage::Reset);
+        assert_eq!(c.faults.max_connections, Some(8));
+    }
+
+    #[test]
+    fn every_bad_variable_is_reported_together() {
+        let e = config(&[
+            ("SAP_MOCK_PORT", "http"),
+            ("SAP_MOCK_USERS", "nopassword"),
+            ("SAP_MOCK_ERROR_RATE", "2"),
+            ("SAP_MOCK_CLIENT", "1000"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.problems.len(), 4, "{e}");
+    }
+}

@@ -1,0 +1,91 @@
+//! The middleware that carries out the fault plan of each OData request (see [`crate::faults`]).
+//!
+//! It sits in front of the OData handler only; the admin endpoint, health and metrics are never
+//! delayed or failed. A "dropped" answer is a response marked with [`DropConnection`]: the
+//! connection server sees the mark and closes the connection without writing anything.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+
+use crate::AppState;
+use crate::error::{SapError, codes};
+use crate::faults::{Outage, plan_with};
+
+/// Response extension: close the connection instead of answering.
+#[derive(Debug, Clone, Copy)]
+pub struct DropConnection;
+
+/// Request extension set by the connection server.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionInfo {
+    /// This connection arrived while `max_connections` were already open.
+    pub over_limit: bool,
+}
+
+fn dropped() -> Response {
+    let mut r = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    r.extensions_mut().insert(DropConnection);
+    r
+}
+
+fn unavailable(message: &str) -> Response {
+    SapError::new(StatusCode::SERVICE_UNAVAILABLE, codes::UNAVAILABLE, message).into_response()
+}
+
+/// Sleeps for `d` unless the server shuts down first (then `false`).
+async fn wait(app: &AppState, d: Duration) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(d) => true,
+        () = app.shutdown.cancelled() => false,
+    }
+}
+
+/// Applies outage, connection limit, hang, latency, injected errors and lost responses.
+pub async fn apply_faults(State(app): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if req
+        .extensions()
+        .get::<ConnectionInfo>()
+        .is_some_and(|c| c.over_limit)
+    {
+        tracing::warn!("sap_mock_fault_connection_limit");
+        return unavailable("Service unavailable: connection limit reached");
+    }
+    let settings = app.faults.current();
+    match settings.outage {
+        Outage::Off => {}
+        Outage::Unavailable => return unavailable("Service unavailable"),
+        Outage::Reset => return dropped(),
+    }
+    let plan = plan_with(&settings, &mut rand::rng());
+    if let Some(hang) = plan.hang {
+        tracing::warn!(hang_ms = hang.as_millis() as u64, "sap_mock_fault_hang");
+        if !wait(&app, hang).await {
+            return unavailable("Service unavailable: shutting down");
+        }
+    }
+    if !plan.delay.is_zero() && !wait(&app, plan.delay).await {
+        return unavailable("Service unavailable: shutting down");
+    }
+    if let Some(status) = plan.error {
+        tracing::warn!(status, "sap_mock_fault_error");
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let (code, message) = if status == StatusCode::SERVICE_UNAVAILABLE {
+            (codes::UNAVAILABLE, "Service unavailable")
+        } else {
+            (codes::INTERNAL, "Internal server error")
+        };
+        return SapError::new(status, code, message).into_response();
+    }
+    let write = !matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS");
+    let response = next.run(req).await;
+    if plan.lose_response && write && response.status().is_success() {
+        tracing::warn!("sap_mock_fault_response_lost");
+        return dropped();
+    }
+    response
+}

@@ -1,0 +1,738 @@
+//! The OData face: `/sap/opu/odata/sap/API_SALES_ORDER_SRV/...`.
+//!
+//! One handler takes every request below the service root and walks it through the phases
+//! SAP's stack does, in order:
+//!
+//! 1. **client and logon** (`sap-client` header or query parameter; basic auth or session),
+//! 2. **CSRF**: `x-csrf-token: Fetch` on GET/HEAD hands out a token; writes must return it,
+//! 3. **resource path** (entity set, key predicate, navigation, `$count`) and **query options**,
+//! 4. **format** (`Accept` / `$format`): JSON; an explicit demand for XML only gets 406,
+//! 5. the **operation**: read, list, count, create (deep insert), update, delete.
+//!
+//! Every refusal is an [`SapError`], written as SAP's OData error JSON.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use sap_odata::envelope::{Node, collection, single};
+use sap_odata::payload::{parse_sales_order_create, parse_update};
+use sap_odata::query::{QueryOptions, SortDirection};
+use sap_odata::uri::{Segment, parse_resource_path, percent_decode, resolve_key};
+use sap_odata::{EdmValue, SALES_ORDER, SALES_ORDER_ITEM, SERVICE_ROOT_PATH, metadata, schema};
+
+use crate::AppState;
+use crate::error::{SapError, codes};
+use crate::render;
+use crate::sales_order::{apply_update, build_order};
+use crate::session::{LogonFailure, Principal};
+use crate::store::{Order, Record, StoreError};
+
+/// Handles every request below the service root.
+pub async fn handle(State(app): State<Arc<AppState>>, req: Request) -> Response {
+    let fetch_requested = req
+        .headers()
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("fetch"));
+    let (parts, body) = req.into_parts();
+    let method = effective_method(&parts.method, &parts.headers);
+    let principal = match logon(&app, &parts.headers, parts.uri.query().unwrap_or_default()) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let issued = (fetch_requested && (method == Method::GET || method == Method::HEAD))
+        .then(|| app.sessions.fetch_token(&parts.headers, &principal));
+    let mut response = if method == Method::HEAD {
+        // SAP's clients fetch the token with HEAD on the entity set (often with a trailing
+        // slash) or on the entity to be changed; any resource below the root answers 200.
+        (StatusCode::OK, Body::empty()).into_response()
+    } else if is_write(&method) && !app.sessions.token_valid(&parts.headers, &principal) {
+        csrf_required()
+    } else {
+        let ctx = RequestContext {
+            app: &app,
+            method: &method,
+            headers: &parts.headers,
+            raw_path: parts.uri.path(),
+            raw_query: parts.uri.query().unwrap_or_default(),
+            principal: &principal,
+        };
+        match serve(&ctx, body).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        }
+    };
+    let h = response.headers_mut();
+    h.insert("dataserviceversion", HeaderValue::from_static("2.0"));
+    if let Some(issued) = issued {
+        if let Ok(v) = HeaderValue::from_str(&issued.token) {
+            h.insert("x-csrf-token", v);
+        }
+        for c in issued.cookies {
+            if let Ok(v) = HeaderValue::from_str(&c) {
+                h.append(header::SET_COOKIE, v);
+            }
+        }
+    }
+    response
+}
+
+/// `POST` with `X-HTTP-Method: MERGE|PATCH|PUT|DELETE` is tunnelled, as SAP Gateway allows.
+fn effective_method(method: &Method, headers: &HeaderMap) -> Method {
+    if method == Method::POST
+        && let Some(m) = headers.get("x-http-method").and_then(|v| v.to_str().ok())
+        && let Ok(m) = Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes())
+    {
+        return m;
+    }
+    method.clone()
+}
+
+fn is_write(method: &Method) -> bool {
+    !matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS")
+}
+
+fn csrf_required() -> Response {
+    let mut r = (StatusCode::FORBIDDEN, "CSRF token validation failed").into_response();
+    let h = r.headers_mut();
+    h.insert("x-csrf-token", HeaderValue::from_static("Required"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Checks the client (`sap-client`) and logs the caller on.
+fn logon(app: &AppState, headers: &HeaderMap, raw_query: &str) -> Result<Principal, Response> {
+    let from_query = raw_query
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| *k == "sap-client")
+        .map(|(_, v)| percent_decode(v, true).unwrap_or_default());
+    let from_header = headers
+        .get("sap-client")
+        .map(|v| v.to_str().unwrap_or_default().trim().to_owned());
+    for client in [from_header, from_query].into_iter().flatten() {
+        if client != app.config.sap_client {
+            return Err(logon_failed(
+                app,
+                &format!("Client {client} is not available in this system"),
+            ));
+        }
+    }
+    app.sessions.authenticate(headers).map_err(|f| {
+        let message = match f {
+            LogonFailure::Missing => "Logon failed: no credentials",
+            LogonFailure::Wrong => "Logon failed: name or password is incorrect",
+        };
+        logon_failed(app, message)
+    })
+}
+
+fn logon_failed(app: &AppState, message: &str) -> Response {
+    let mut r =
+        SapError::new(StatusCode::UNAUTHORIZED, codes::LOGON_FAILED, message).into_response();
+    let realm = format!(
+        "Basic realm=\"SAP NetWeaver Application Server [{}/{}]\"",
+        app.config.system_id, app.config.sap_client
+    );
+    if let Ok(v) = HeaderValue::from_str(&realm) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    r
+}
+
+struct RequestContext<'a> {
+    app: &'a AppState,
+    method: &'a Method,
+    headers: &'a HeaderMap,
+    raw_path: &'a str,
+    raw_query: &'a str,
+    principal: &'a Principal,
+}
+
+impl RequestContext<'_> {
+    /// `http://<host>/sap/opu/odata/sap/API_SALES_ORDER_SRV`, used in `__metadata` and links.
+    fn service_root(&self) -> String {
+        let host = self
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| {
+                !h.is_empty()
+                    && h.len() <= 255
+                    && h.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-.:[]_".contains(c))
+            })
+            .unwrap_or("localhost");
+        format!("http://{host}{SERVICE_ROOT_PATH}")
+    }
+}
+
+async fn serve(ctx: &RequestContext<'_>, body: Body) -> Result<Response, SapError> {
+    let below_root = ctx
+        .raw_path
+        .strip_prefix(SERVICE_ROOT_PATH)
+        .unwrap_or_default();
+    let segments = parse_resource_path(below_root)?;
+    let query = QueryOptions::parse(ctx.raw_query)?;
+    negotiate_json(ctx.headers, &query, &segments)?;
+    let method = ctx.method.as_str();
+    let only = |allowed: &[&str]| -> Result<(), SapError> {
+        if allowed.contains(&method) {
+            Ok(())
+        } else {
+            Err(SapError::method_not_allowed(method))
+        }
+    };
+    match segments.as_slice() {
+        [] => {
+            only(&["GET"])?;
+            Ok(json(
+                StatusCode::OK,
+                &single(Node::object().with(
+                    "EntitySets",
+                    Node::Array(vec!["A_SalesOrder".into(), "A_SalesOrderItem".into()]),
+                )),
+            ))
+        }
+        [s] if s.name == "$metadata" && s.key.is_none() => {
+            only(&["GET"])?;
+            let mut r = (StatusCode::OK, metadata::edmx()).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/xml"),
+            );
+            Ok(r)
+        }
+        [s] if s.name == "A_SalesOrder" && s.key.is_none() => match method {
+            "GET" => list_orders(ctx, &query).await,
+            "POST" => create_order(ctx, body).await,
+            _ => Err(SapError::method_not_allowed(method)),
+        },
+        [s, c] if s.name == "A_SalesOrder" && s.key.is_none() && is_count(c) => {
+            only(&["GET"])?;
+            query.check(&SALES_ORDER, &schema::entity_type)?;
+            let orders = filtered_orders(ctx, &query).await;
+            Ok(count(orders.len()))
+        }
+        [s] if s.name == "A_SalesOrder" => {
+            let number = order_key(s)?;
+            match method {
+                "GET" => read_order(ctx, &number, &query).await,
+                "PATCH" | "MERGE" | "PUT" => update_order(ctx, &number, body).await,
+                "DELETE" => delete_order(ctx, &number).await,
+                _ => Err(SapError::method_not_allowed(method)),
+            }
+        }
+        [s, nav, rest @ ..] if s.name == "A_SalesOrder" && s.key.is_some() && nav.key.is_none() => {
+            only(&["GET"])?;
+            let number = order_key(s)?;
+            let order = ctx
+                .app
+                .store
+                .get(&number)
+                .await
+                .ok_or_else(|| SapError::document_not_found(&number))?;
+            let navigation = SALES_ORDER
+                .navigation(&nav.name)
+                .ok_or_else(|| SapError::resource_not_found(&nav.name))?;
+            let items: Vec<(Record, Option<Arc<Order>>)> = if navigation.name == "to_Item" {
+                order
+                    .items
+                    .iter()
+                    .map(|i| (i.clone(), Some(order.clone())))
+                    .collect()
+            } else if navigation.to_many {
+                Vec::new()
+            } else {
+                return Err(SapError::resource_not_found(&nav.name));
+            };
+            match rest {
+                [] => list_items(ctx, &query, items),
+                [c] if is_count(c) => {
+                    query.check(&SALES_ORDER_ITEM, &schema::entity_type)?;
+                    Ok(count(filter_items(&query, items).len()))
+                }
+                [other, ..] => Err(SapError::resource_not_found(&other.name)),
+            }
+        }
+        [s] if s.name == "A_SalesOrderItem" && s.key.is_none() => {
+            only(&["GET"])?;
+            list_items(ctx, &query, all_items(ctx).await)
+        }
+        [s, c] if s.name == "A_SalesOrderItem" && s.key.is_none() && is_count(c) => {
+            only(&["GET"])?;
+            query.check(&SALES_ORDER_ITEM, &schema::entity_type)?;
+            Ok(count(filter_items(&query, all_items(ctx).await).len()))
+        }
+        [s, rest @ ..] if s.name == "A_SalesOrderItem" && rest.len() <= 1 => {
+            only(&["GET"])?;
+            let key = resolve_key(&SALES_ORDER_ITEM, s.key.as_deref().unwrap_or_default())?;
+            let (number, item_no) = (&key[0], &key[1]);
+            let order = ctx
+                .app
+                .store
+                .get(number)
+                .await
+                .ok_or_else(|| SapError::document_not_found(number))?;
+            let item = order
+                .items
+                .iter()
+                .find(|i| i.get_str("SalesOrderItem") == item_no.trim_start_matches('0'))
+                .ok_or_else(|| {
+                    SapError::new(
+                        StatusCode::NOT_FOUND,
+                        codes::DOCUMENT_NOT_FOUND,
+                        format!("Item {item_no} of SD document {number} does not exist"),
+                    )
+                })?;
+            let root = ctx.service_root();
+            match rest {
+                [] => {
+                    query.check(&SALES_ORDER_ITEM, &schema::entity_type)?;
+                    Ok(json(
+                        StatusCode::OK,
+                        &single(render::item_node(&root, item, Some(&order), &query)),
+                    ))
+                }
+                [nav] if nav.name == "to_SalesOrder" && nav.key.is_none() => {
+                    query.check(&SALES_ORDER, &schema::entity_type)?;
+                    Ok(entity_response(
+                        render::order_node(&root, &order, &query),
+                        &order,
+                    ))
+                }
+                [nav]
+                    if SALES_ORDER_ITEM
+                        .navigation(&nav.name)
+                        .is_some_and(|n| n.to_many) =>
+                {
+                    Ok(json(StatusCode::OK, &collection(Vec::new(), None, None)))
+                }
+                [other, ..] => Err(SapError::resource_not_found(&other.name)),
+            }
+        }
+        [first, ..] => Err(SapError::resource_not_found(&first.name)),
+    }
+}
+
+fn is_count(s: &Segment) -> bool {
+    s.name == "$count" && s.key.is_none()
+}
+
+fn order_key(s: &Segment) -> Result<String, SapError> {
+    let key = resolve_key(&SALES_ORDER, s.key.as_deref().unwrap_or_default())?;
+    Ok(key.into_iter().next().unwrap_or_default())
+}
+
+/// JSON is the only format served: `$format=xml` or an `Accept` that allows only XML is
+/// refused with 406 (S/4 would answer Atom XML; the emulator does not speak it).
+fn negotiate_json(
+    headers: &HeaderMap,
+    query: &QueryOptions,
+    segments: &[Segment],
+) -> Result<(), SapError> {
+    if segments.first().is_some_and(|s| s.name == "$metadata") {
+        return Ok(());
+    }
+    let not_acceptable = || {
+        SapError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            codes::MEDIA_TYPE,
+            "The emulator answers only in JSON: send Accept: application/json or $format=json",
+        )
+    };
+    match query.format {
+        Some(sap_odata::query::Format::Json) => return Ok(()),
+        Some(sap_odata::query::Format::Xml) => return Err(not_acceptable()),
+        None => {}
+    }
+    let accept = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    if accept.trim().is_empty() {
+        return Ok(());
+    }
+    let acceptable = accept.split(',').any(|m| {
+        let m = m
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        matches!(
+            m.as_str(),
+            "application/json" | "application/*" | "*/*" | "text/*" | "text/plain"
+        )
+    });
+    if acceptable {
+        Ok(())
+    } else {
+        Err(not_acceptable())
+    }
+}
+
+fn json(status: StatusCode, node: &Node) -> Response {
+    let mut r = (status, node.to_json_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    r
+}
+
+fn entity_response(node: Node, order: &Order) -> Response {
+    let mut r = json(StatusCode::OK, &single(node));
+    if let Ok(v) = HeaderValue::from_str(&render::etag(order)) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    r
+}
+
+fn count(n: usize) -> Response {
+    let mut r = (StatusCode::OK, n.to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn storage_failed(e: StoreError) -> SapError {
+    tracing::error!(error = %e, "sap_mock_storage_failed");
+    SapError::internal()
+}
+
+async fn read_order(
+    ctx: &RequestContext<'_>,
+    number: &str,
+    query: &QueryOptions,
+) -> Result<Response, SapError> {
+    query.check(&SALES_ORDER, &schema::entity_type)?;
+    let order = ctx
+        .app
+        .store
+        .get(number)
+        .await
+        .ok_or_else(|| SapError::document_not_found(number))?;
+    Ok(entity_response(
+        render::order_node(&ctx.service_root(), &order, query),
+        &order,
+    ))
+}
+
+async fn filtered_orders(ctx: &RequestContext<'_>, query: &QueryOptions) -> Vec<Arc<Order>> {
+    let mut orders = ctx.app.store.all().await;
+    if let Some(f) = &query.filter {
+        orders.retain(|o| f.evaluate(&|name| o.header.get(name).clone()));
+    }
+    orders
+}
+
+/// Sorts by `$orderby` (stable, so ties keep key order).
+fn sort_by<T>(rows: &mut [T], query: &QueryOptions, get: impl Fn(&T, &str) -> EdmValue) {
+    if query.orderby.is_empty() {
+        return;
+    }
+    rows.sort_by(|a, b| {
+        for o in &query.orderby {
+            let ord = get(a, &o.property)
+                .compare(&get(b, &o.property))
+                .unwrap_or(Ordering::Equal);
+            let ord = match o.direction {
+                SortDirection::Ascending => ord,
+                SortDirection::Descending => ord.reverse(),
+            };
+            if ord != Ordering::Equal {
+                return ord;
+            }
+        }
+        Ordering::Equal
+    });
+}
+
+/// The window of a sorted list to answer: `$skip`, `$top`, `$skiptoken` and the server's page
+/// size. Returns the range and the skiptoken of the next page when the page was cut.
+fn page(
+    total: usize,
+    query: &QueryOptions,
+    page_size: usize,
+) -> Result<(usize, usize, Option<usize>), SapError> {
+    let delivered = match &query.skiptoken {
+        None => 0,
+        Some(t) => t.parse::<usize>().map_err(|_| {
+            SapError::bad_request(codes::QUERY_INVALID, format!("Invalid $skiptoken '{t}'"))
+        })?,
+    };
+    let skip = usize::try_from(query.skip.unwrap_or(0)).unwrap_or(usize::MAX);
+    let start = skip.saturating_add(delivered).min(total);
+    let wanted = query
+        .top
+        .map(|t| {
+            usize::try_from(t)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(delivered)
+        })
+        .unwrap_or(usize::MAX);
+    let available = total - start;
+    let take = wanted.min(available).min(page_size);
+    let more = take < wanted.min(available);
+    Ok((start, start + take, more.then_some(delivered + take)))
+}
+
+fn next_link(ctx: &RequestContext<'_>, token: usize) -> String {
+    let mut params: Vec<&str> = ctx
+        .raw_query
+        .split('&')
+        .filter(|p| {
+            !p.is_empty() && !p.starts_with("$skiptoken=") && !p.starts_with("%24skiptoken=")
+        })
+        .collect();
+    let token_param = format!("$skiptoken={token}");
+    params.push(&token_param);
+    let below_root = ctx
+        .raw_path
+        .strip_prefix(SERVICE_ROOT_PATH)
+        .unwrap_or_default();
+    format!("{}{}?{}", ctx.service_root(), below_root, params.join("&"))
+}
+
+async fn list_orders(ctx: &RequestContext<'_>, query: &QueryOptions) -> Result<Response, SapError> {
+    query.check(&SALES_ORDER, &schema::entity_type)?;
+    let mut orders = filtered_orders(ctx, query).await;
+    sort_by(&mut orders, query, |o, p| o.header.get(p).clone());
+    let (start, end, next) = page(orders.len(), query, ctx.app.config.page_size)?;
+    let root = ctx.service_root();
+    let results = orders[start..end]
+        .iter()
+        .map(|o| render::order_node(&root, o, query))
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &collection(
+            results,
+            query.inline_count.then_some(orders.len() as u64),
+            next.map(|t| next_link(ctx, t)),
+        ),
+    ))
+}
+
+async fn all_items(ctx: &RequestContext<'_>) -> Vec<(Record, Option<Arc<Order>>)> {
+    ctx.app
+        .store
+        .all()
+        .await
+        .into_iter()
+        .flat_map(|o| {
+            o.items
+                .iter()
+                .map(|i| (i.clone(), Some(o.clone())))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn filter_items(
+    query: &QueryOptions,
+    mut items: Vec<(Record, Option<Arc<Order>>)>,
+) -> Vec<(Record, Option<Arc<Order>>)> {
+    if let Some(f) = &query.filter {
+        items.retain(|(i, _)| f.evaluate(&|name| i.get(name).clone()));
+    }
+    items
+}
+
+fn list_items(
+    ctx: &RequestContext<'_>,
+    query: &QueryOptions,
+    items: Vec<(Record, Option<Arc<Order>>)>,
+) -> Result<Response, SapError> {
+    query.check(&SALES_ORDER_ITEM, &schema::entity_type)?;
+    let mut items = filter_items(query, items);
+    sort_by(&mut items, query, |(i, _), p| i.get(p).clone());
+    let (start, end, next) = page(items.len(), query, ctx.app.config.page_size)?;
+    let root = ctx.service_root();
+    let results = items[start..end]
+        .iter()
+        .map(|(i, o)| render::item_node(&root, i, o.as_deref(), query))
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &collection(
+            results,
+            query.inline_count.then_some(items.len() as u64),
+            next.map(|t| next_link(ctx, t)),
+        ),
+    ))
+}
+
+/// Reads the request body up to the configured limit; JSON content types only.
+async fn read_body(ctx: &RequestContext<'_>, body: Body) -> Result<bytes::Bytes, SapError> {
+    let too_large = || {
+        SapError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            codes::BODY_TOO_LARGE,
+            format!(
+                "The request body exceeds the maximum size of {} bytes",
+                ctx.app.config.max_body_bytes
+            ),
+        )
+    };
+    if let Some(ct) = ctx.headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
+        if !ct.trim().is_empty() && !ct.starts_with("application/json") {
+            return Err(SapError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                codes::MEDIA_TYPE,
+                format!("Content type '{ct}' is not supported; send application/json"),
+            ));
+        }
+    }
+    let declared = ctx
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > ctx.app.config.max_body_bytes) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, ctx.app.config.max_body_bytes)
+        .await
+        .map_err(|_| too_large())
+}
+
+async fn create_order(ctx: &RequestContext<'_>, body: Body) -> Result<Response, SapError> {
+    let bytes = read_body(ctx, body).await?;
+    let request = parse_sales_order_create(&bytes)?;
+    let master = ctx.app.master.clone();
+    let user = ctx.principal.user.clone();
+    let order = ctx
+        .app
+        .store
+        .create(move |number| build_order(&request, number, &master, &user, chrono::Utc::now()))
+        .await
+        .map_err(storage_failed)??;
+    tracing::info!(
+        sales_order = order.number(),
+        items = order.items.len(),
+        "sap_mock_order_created"
+    );
+    let root = ctx.service_root();
+    let mut r = json(
+        StatusCode::CREATED,
+        &single(render::created_order_node(&root, &order)),
+    );
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&render::order_uri(&root, &order)) {
+        h.insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&render::etag(&order)) {
+        h.insert(header::ETAG, v);
+    }
+    Ok(r)
+}
+
+/// What `If-Match` says about the current ETag.
+fn if_match(headers: &HeaderMap, current: &str) -> Option<bool> {
+    let sent = headers
+        .get(header::IF_MATCH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .to_owned();
+    let strip = |s: &str| s.trim().trim_start_matches("W/").to_owned();
+    Some(sent == "*" || strip(&sent) == strip(current))
+}
+
+fn precondition_failed() -> SapError {
+    SapError::new(
+        StatusCode::PRECONDITION_FAILED,
+        codes::PRECONDITION_FAILED,
+        "The entity was changed by another user (ETag mismatch); read it again",
+    )
+}
+
+async fn update_order(
+    ctx: &RequestContext<'_>,
+    number: &str,
+    body: Body,
+) -> Result<Response, SapError> {
+    let bytes = read_body(ctx, body).await?;
+    let changes = parse_update(&bytes, &SALES_ORDER)?;
+    let headers = ctx.headers.clone();
+    if headers.get(header::IF_MATCH).is_none() {
+        return Err(SapError::new(
+            StatusCode::PRECONDITION_REQUIRED,
+            codes::PRECONDITION_REQUIRED,
+            "Precondition required: send If-Match with the entity's ETag",
+        ));
+    }
+    let updated = ctx
+        .app
+        .store
+        .update(number, move |order: &mut Order| {
+            if if_match(&headers, &render::etag(order)) != Some(true) {
+                return Err(precondition_failed());
+            }
+            apply_update(order, &changes, chrono::Utc::now())
+        })
+        .await
+        .map_err(storage_failed)?
+        .ok_or_else(|| SapError::document_not_found(number))??;
+    tracing::info!(sales_order = number, "sap_mock_order_updated");
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    if let Ok(v) = HeaderValue::from_str(&render::etag(&updated)) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    Ok(r)
+}
+
+async fn delete_order(ctx: &RequestContext<'_>, number: &str) -> Result<Response, SapError> {
+    let headers = ctx.headers.clone();
+    ctx.app
+        .store
+        .delete(number, move |order| {
+            if if_match(&headers, &render::etag(order)) == Some(false) {
+                return Err(precondition_failed());
+            }
+            Ok(())
+        })
+        .await
+        .map_err(storage_failed)?
+        .ok_or_else(|| SapError::document_not_found(number))??;
+    tracing::info!(sales_order = number, "sap_mock_order_deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(raw: &str) -> QueryOptions {
+        QueryOptions::parse(raw).unwrap()
+    }
+
+    #[test]
+    fn paging_cuts_at_the_page_size_and_hands_out_a_skiptoken() {
+        assert_eq!(page(10, &q(""), 4).unwrap(), (0, 4, Some(4)));
+        assert_eq!(page(10, &q("$skiptoken=4"), 4).unwrap(), (4, 8, Some(8)));
+        assert_eq!(page(10, &q("$skiptoken=8"), 4).unwrap(), (8, 10, None));
+        assert_eq!(page(10, &q("$top=5"), 4).unwrap(), (0, 4, Some(4)));
+        assert_eq!(
+            page(10, &q("$top=5&$skiptoken=4"), 4).unwrap(),
+            (4, 5, None)
+        );
+        assert_eq!(page(10, &q("$skip=3&$top=2"), 4).unwrap(), (3, 5, None));
+        assert_eq!(page(10, &q("$skip=30"), 4).unwrap(), (10, 10, None));
+        assert!(page(10, &q("$skiptoken=x"), 4).is_err());
+    }
+}

@@ -1,0 +1,489 @@
+//! What SAP does with a sales order: checks against master data, numbering, defaults,
+//! pricing, and the rules of a header change.
+//!
+//! This is the emulator's own stand-in for SD's order processing, written from SAP's
+//! behaviour, not from our order logic (the emulator must stay an independent cross-check).
+
+use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
+use sap_odata::date::JsonDate;
+use sap_odata::payload::{PropertyMap, SalesOrderCreate};
+use sap_odata::value::decimal_fits;
+use sap_odata::{EdmValue, SALES_ORDER, SALES_ORDER_ITEM};
+
+use crate::error::{SapError, codes};
+use crate::master_data::MasterData;
+use crate::store::{Order, Record};
+
+/// Header properties SAP computes; values sent for them are ignored.
+const COMPUTED_HEADER: &[&str] = &[
+    "CreationDate",
+    "CreatedByUser",
+    "LastChangeDate",
+    "LastChangeDateTime",
+    "TotalNetAmount",
+    "OverallSDProcessStatus",
+    "OverallTotalDeliveryStatus",
+    "OverallDeliveryStatus",
+    "OverallOrdReltdBillgStatus",
+    "OverallSDDocReferenceStatus",
+    "OverallSDDocumentRejectionSts",
+    "TotalBlockStatus",
+    "TotalCreditCheckStatus",
+    "SalesDocApprovalStatus",
+];
+
+/// Header properties that cannot change once the order exists.
+const FIXED_AFTER_CREATE: &[&str] = &[
+    "SalesOrderType",
+    "SalesOrganization",
+    "DistributionChannel",
+    "OrganizationDivision",
+    "SoldToParty",
+    "TransactionCurrency",
+];
+
+fn str_or_empty<'a>(m: &'a PropertyMap, name: &str) -> &'a str {
+    m.get_str(name).unwrap_or_default()
+}
+
+fn date(at: DateTime<Utc>) -> EdmValue {
+    EdmValue::DateTime(JsonDate::from_date(at.date_naive()))
+}
+
+fn money(d: Decimal) -> EdmValue {
+    let mut d = d.round_dp(2);
+    d.rescale(2);
+    EdmValue::Decimal(d)
+}
+
+/// Checks a deep-insert create against the master data and builds the order SAP would save
+/// under `number`, priced, with items numbered 10, 20, ... unless the client numbered them.
+pub fn build_order(
+    req: &SalesOrderCreate,
+    number: String,
+    md: &MasterData,
+    user: &str,
+    now: DateTime<Utc>,
+) -> Result<Order, SapError> {
+    let h = &req.header;
+    if !str_or_empty(h, "SalesOrder").is_empty() {
+        return Err(SapError::bad_request(
+            codes::EXTERNAL_NUMBER,
+            "Sales documents of this type are numbered internally; leave SalesOrder empty",
+        )
+        .on("SalesOrder"));
+    }
+    let order_type = str_or_empty(h, "SalesOrderType");
+    let org = str_or_empty(h, "SalesOrganization");
+    let channel = str_or_empty(h, "DistributionChannel");
+    let division = str_or_empty(h, "OrganizationDivision");
+    let sold_to = str_or_empty(h, "SoldToParty");
+    for (field, value, what) in [
+        ("SalesOrderType", order_type, "a sales document type"),
+        ("SalesOrganization", org, "a sales organization"),
+        ("DistributionChannel", channel, "a distribution channel"),
+        ("OrganizationDivision", division, "a division"),
+    ] {
+        if value.is_empty() {
+            return Err(
+                SapError::bad_request(codes::FIELD_MISSING, format!("Enter {what}")).on(field),
+            );
+        }
+    }
+    if sold_to.is_empty() {
+        return Err(
+            SapError::bad_request(codes::SOLD_TO_MISSING, "Enter a sold-to party")
+                .on("SoldToParty"),
+        );
+    }
+    if !md.order_types.iter().any(|t| t == order_type) {
+        return Err(SapError::bad_request(
+            codes::ORDER_TYPE_UNKNOWN,
+            format!("Sales document type {order_type} is not defined"),
+        )
+        .on("SalesOrderType"));
+    }
+    let area = md.sales_area(org, channel, division).ok_or_else(|| {
+        SapError::bad_request(
+            codes::SALES_AREA_UNKNOWN,
+            format!("Sales area {org} {channel} {division} is not defined"),
+        )
+        .on("SalesOrganization")
+    })?;
+    let customer = md.customers.get(sold_to).ok_or_else(|| {
+        SapError::bad_request(
+            codes::CUSTOMER_UNKNOWN,
+            format!(
+                "Sold-to party {sold_to} is not defined for sales area {org} {channel} {division}"
+            ),
+        )
+        .on("SoldToParty")
+    })?;
+    let currency = match h.get_str("TransactionCurrency").filter(|c| !c.is_empty()) {
+        None => area.currency.clone(),
+        Some(c) if c == area.currency => c.to_owned(),
+        Some(c) => {
+            return Err(SapError::bad_request(
+                codes::PRICING_FAILED,
+                format!("No prices are maintained in currency {c} for sales area {org} {channel} {division}"),
+            )
+            .on("TransactionCurrency"));
+        }
+    };
+
+    let mut header = Record::empty(&SALES_ORDER);
+    for (p, v) in h.iter() {
+        if !COMPUTED_HEADER.contains(&p.name) {
+            header.set(p.name, v.clone());
+        }
+    }
+    let today = date(now);
+    header.set("SalesOrder", EdmValue::String(number.clone()));
+    header.set("TransactionCurrency", EdmValue::String(currency.clone()));
+    header.set("CreationDate", today.clone());
+    header.set(
+        "CreatedByUser",
+        EdmValue::String(user.chars().take(12).collect::<String>().to_uppercase()),
+    );
+    header.set("LastChangeDate", EdmValue::Null);
+    header.set(
+        "LastChangeDateTime",
+        EdmValue::DateTimeOffset(JsonDate::from_utc(now)),
+    );
+    for (field, value) in [
+        ("SalesOrderDate", today.clone()),
+        ("PricingDate", today.clone()),
+        ("RequestedDeliveryDate", today.clone()),
+    ] {
+        if matches!(header.get(field), EdmValue::Null) {
+            header.set(field, value);
+        }
+    }
+    for (field, value) in [
+        ("CustomerPaymentTerms", customer.payment_terms.as_str()),
+        ("IncotermsClassification", customer.incoterms.as_str()),
+        ("ShippingCondition", "01"),
+    ] {
+        if header.get_str(field).is_empty() {
+            header.set(field, EdmValue::String(value.to_owned()));
+        }
+    }
+    for (field, value) in [
+        ("OverallSDProcessStatus", "A"),
+        ("OverallTotalDeliveryStatus", "A"),
+        ("OverallDeliveryStatus", "A"),
+        ("OverallOrdReltdBillgStatus", ""),
+        ("TotalCreditCheckStatus", ""),
+    ] {
+        header.set(field, EdmValue::String(value.to_owned()));
+    }
+
+    let mut items = Vec::with_capacity(req.items.len());
+    let mut total = Decimal::ZERO;
+    let mut last_number = 0u32;
+    for sent in &req.items {
+        let item_number = match sent.get_str("SalesOrderItem").filter(|s| !s.is_empty()) {
+            None => last_number + 10,
+            Some(s) => s
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > last_number && *n <= 999_999)
+                .ok_or_else(|| {
+                    SapError::bad_request(
+                        codes::ITEM_NUMBER_INVALID,
+                        format!("Item number {s} is invalid or not ascending"),
+                    )
+                    .on("SalesOrderItem")
+                })?,
+        };
+        if item_number > 999_999 {
+            return Err(SapError::bad_request(
+                codes::ITEM_NUMBER_INVALID,
+                "Too many items",
+            ));
+        }
+        last_number = item_number;
+        let item_label = item_number.to_string();
+        let material_id = str_or_empty(sent, "Material");
+        if material_id.is_empty() {
+            return Err(SapError::bad_request(
+                codes::MATERIAL_MISSING,
+                format!("Enter a material for item {item_label}"),
+            )
+            .on("Material"));
+        }
+        let material = md.materials.get(material_id).ok_or_else(|| {
+            SapError::bad_request(
+                codes::MATERIAL_UNKNOWN,
+                format!("Material {material_id} is not defined for sales org.{org}, distr.chan.{channel}, language EN"),
+            )
+            .on("Material")
+        })?;
+        let quantity = sent
+            .get("RequestedQuantity")
+            .and_then(EdmValue::as_decimal)
+            .unwrap_or(Decimal::ZERO);
+        if quantity <= Decimal::ZERO {
+            return Err(SapError::bad_request(
+                codes::QUANTITY_NOT_POSITIVE,
+                format!("Enter a positive order quantity for item {item_label}"),
+            )
+            .on("RequestedQuantity"));
+        }
+        let unit = match sent
+            .get_str("RequestedQuantityUnit")
+            .filter(|u| !u.is_empty())
+        {
+            None => material.base_unit.clone(),
+            Some(u) if u == material.base_unit || u == material.iso_unit => {
+                material.base_unit.clone()
+            }
+            Some(u) => {
+                return Err(SapError::bad_request(
+                    codes::UNIT_UNKNOWN,
+                    format!("Unit {u} is not defined for material {material_id}"),
+                )
+                .on("RequestedQuantityUnit"));
+            }
+        };
+        if material.currency != currency {
+            return Err(SapError::bad_request(
+                codes::PRICING_FAILED,
+                format!("No price is maintained for material {material_id} in currency {currency}"),
+            ));
+        }
+        let net = quantity
+            .checked_mul(material.price)
+            .map(|d| d.round_dp(2))
+            .filter(|d| decimal_fits(*d, 16, 3))
+            .ok_or_else(|| {
+                SapError::bad_request(
+                    codes::PRICING_FAILED,
+                    format!("Net value of item {item_label} is too large"),
+                )
+                .on("RequestedQuantity")
+            })?;
+        total = total
+            .checked_add(net)
+            .filter(|d| decimal_fits(*d, 16, 3))
+            .ok_or_else(|| {
+                SapError::bad_request(codes::PRICING_FAILED, "Net value of the order is too large")
+            })?;
+
+        let mut item = Record::empty(&SALES_ORDER_ITEM);
+        for (p, v) in sent.iter() {
+            item.set(p.name, v.clone());
+        }
+        let qty = EdmValue::Decimal(quantity.normalize());
+        let weight = |per: Decimal| {
+            EdmValue::Decimal(
+                quantity
+                    .checked_mul(per)
+                    .filter(|d| decimal_fits(*d, 15, 3))
+                    .unwrap_or(Decimal::ZERO)
+                    .normalize(),
+            )
+        };
+        let s = |v: &str| EdmValue::String(v.to_owned());
+        item.set("SalesOrder", s(&number));
+        item.set("SalesOrderItem", s(&item_label));
+        item.set("RequestedQuantity", qty.clone());
+        item.set("ConfdDelivQtyInOrderQtyUnit", qty);
+        for f in [
+            "RequestedQuantityUnit",
+            "RequestedQuantitySAPUnit",
+            "OrderQuantityUnit",
+            "OrderQuantitySAPUnit",
+        ] {
+            item.set(f, s(&unit));
+        }
+        item.set("RequestedQuantityISOUnit", s(&material.iso_unit));
+        item.set("OrderQuantityISOUnit", s(&material.iso_unit));
+        item.set("ItemGrossWeight", weight(material.gross_weight));
+        item.set("ItemNetWeight", weight(material.net_weight));
+        for f in ["ItemWeightUnit", "ItemWeightSAPUnit"] {
+            item.set(f, s(&material.weight_unit));
+        }
+        item.set(
+            "ItemWeightISOUnit",
+            s(if material.weight_unit == "KG" {
+                "KGM"
+            } else {
+                ""
+            }),
+        );
+        item.set("TransactionCurrency", s(&currency));
+        item.set("NetAmount", money(net));
+        item.set("MaterialGroup", s(&material.material_group));
+        item.set("SDProcessStatus", s("A"));
+        item.set("DeliveryStatus", s("A"));
+        item.set("OrderRelatedBillingStatus", s(""));
+        for (field, value) in [
+            ("SalesOrderItemCategory", "TAN"),
+            ("SalesOrderItemText", material.description.as_str()),
+            ("ProductionPlant", "1010"),
+            ("ShippingPoint", "1010"),
+            (
+                "PurchaseOrderByCustomer",
+                header.get_str("PurchaseOrderByCustomer"),
+            ),
+        ] {
+            if item.get_str(field).is_empty() {
+                let v: String = value.chars().take(40).collect();
+                item.set(field, EdmValue::String(v));
+            }
+        }
+        if matches!(item.get("PricingDate"), EdmValue::Null) {
+            item.set("PricingDate", header.get("PricingDate").clone());
+        }
+        items.push(item);
+    }
+    header.set("TotalNetAmount", money(total));
+    Ok(Order {
+        header,
+        items,
+        changed_at: now,
+    })
+}
+
+/// Applies a header change (`PATCH`/`MERGE`/`PUT`) the way SAP does: the key and the fields
+/// fixed at creation may only be repeated unchanged, computed fields are ignored, the rest is
+/// taken; the change date and timestamp (the ETag source) move forward.
+pub fn apply_update(
+    order: &mut Order,
+    changes: &PropertyMap,
+    now: DateTime<Utc>,
+) -> Result<(), SapError> {
+    for (p, v) in changes.iter() {
+        if p.name == "SalesOrder" {
+            if v.as_str() != Some(order.number()) {
+                return Err(SapError::bad_request(
+                    codes::FIELD_NOT_CHANGEABLE,
+                    "The key field SalesOrder cannot be changed",
+                )
+                .on("SalesOrder"));
+            }
+            continue;
+        }
+        if FIXED_AFTER_CREATE.contains(&p.name) {
+            if order.header.get(p.name) != v {
+                return Err(SapError::bad_request(
+                    codes::FIELD_NOT_CHANGEABLE,
+                    format!(
+                        "Field {} cannot be changed after the sales order was created",
+                        p.name
+                    ),
+                )
+                .on(p.name));
+            }
+            continue;
+        }
+        if COMPUTED_HEADER.contains(&p.name) {
+            continue;
+        }
+        let value = match (p.edm, v) {
+            (
+                sap_odata::EdmType::String { .. }
+                | sap_odata::EdmType::Decimal { .. }
+                | sap_odata::EdmType::Boolean,
+                EdmValue::Null,
+            ) => EdmValue::unset(p.edm),
+            _ => v.clone(),
+        };
+        order.header.set(p.name, value);
+    }
+    let mut at = now;
+    if at <= order.changed_at {
+        at = order.changed_at + Duration::nanoseconds(100);
+    }
+    order.changed_at = at;
+    order.header.set("LastChangeDate", date(at));
+    order.header.set(
+        "LastChangeDateTime",
+        EdmValue::DateTimeOffset(JsonDate::from_utc(at)),
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sap_odata::payload::parse_sales_order_create;
+
+    fn create(body: &str) -> Result<Order, SapError> {
+        let req = parse_sales_order_create(body.as_bytes()).unwrap();
+        build_order(
+            &req,
+            "1000001".into(),
+            &MasterData::demo(),
+            "alice",
+            Utc::now(),
+        )
+    }
+
+    const GOOD: &str = r#"{"SalesOrderType":"OR","SalesOrganization":"1010","DistributionChannel":"10","OrganizationDivision":"00","SoldToParty":"17100001","PurchaseOrderByCustomer":"PO-1","to_Item":[{"Material":"TG11","RequestedQuantity":"2","RequestedQuantityUnit":"PC"},{"Material":"TG12","RequestedQuantity":"5"}]}"#;
+
+    #[test]
+    fn items_are_numbered_priced_and_totalled() {
+        let o = create(GOOD).unwrap();
+        assert_eq!(o.items[0].get_str("SalesOrderItem"), "10");
+        assert_eq!(o.items[1].get_str("SalesOrderItem"), "20");
+        assert_eq!(o.items[0].get("NetAmount").to_json(), "25.00");
+        assert_eq!(o.items[1].get("NetAmount").to_json(), "90.00");
+        assert_eq!(o.header.get("TotalNetAmount").to_json(), "115.00");
+        assert_eq!(o.header.get_str("TransactionCurrency"), "EUR");
+        assert_eq!(o.header.get_str("CreatedByUser"), "ALICE");
+        assert_eq!(o.items[1].get_str("PurchaseOrderByCustomer"), "PO-1");
+        assert_eq!(o.items[1].get_str("RequestedQuantityUnit"), "PC");
+    }
+
+    #[test]
+    fn business_errors_carry_sap_message_ids() {
+        let cases = [
+            (GOOD.replace("17100001", ""), codes::SOLD_TO_MISSING),
+            (
+                GOOD.replace("17100001", "99999999"),
+                codes::CUSTOMER_UNKNOWN,
+            ),
+            (GOOD.replace("TG12", "NOPE"), codes::MATERIAL_UNKNOWN),
+            (GOOD.replace("\"5\"", "\"0\""), codes::QUANTITY_NOT_POSITIVE),
+            (
+                GOOD.replace("\"2\"", "\"-1\""),
+                codes::QUANTITY_NOT_POSITIVE,
+            ),
+            (GOOD.replace("\"PC\"", "\"KG\""), codes::UNIT_UNKNOWN),
+            (GOOD.replace("\"OR\"", "\"ZZ\""), codes::ORDER_TYPE_UNKNOWN),
+            (
+                GOOD.replace("\"1010\"", "\"9999\""),
+                codes::SALES_AREA_UNKNOWN,
+            ),
+        ];
+        for (body, code) in cases {
+            assert_eq!(create(&body).unwrap_err().code, code, "{body}");
+        }
+    }
+
+    #[test]
+    fn fixed_fields_cannot_change_but_free_ones_can_and_the_timestamp_moves() {
+        let mut o = create(GOOD).unwrap();
+        let before = o.changed_at;
+        let mut change = PropertyMap::new();
+        change.set(
+            SALES_ORDER.property("PurchaseOrderByCustomer").unwrap(),
+            EdmValue::String("PO-2".into()),
+        );
+        apply_update(&mut o, &change, before).unwrap();
+        assert_eq!(o.header.get_str("PurchaseOrderByCustomer"), "PO-2");
+        assert!(o.changed_at > before);
+        let mut bad = PropertyMap::new();
+        bad.set(
+            SALES_ORDER.property("SoldToParty").unwrap(),
+            EdmValue::String("17100002".into()),
+        );
+        assert_eq!(
+            apply_update(&mut o, &bad, Utc::now()).unwrap_err().code,
+            codes::FIELD_NOT_CHANGEABLE
+        );
+    }
+}
