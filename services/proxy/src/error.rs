@@ -179,21 +179,15 @@ impl ProxyError {
     }
 }
 
-/// An OData V2 error response (`{"error":{"code","message":{"lang","value"}}}`), the shape
-/// SAP's own clients read `error.message.value` from.
+/// An OData V2 error response (`{"error":{"code","message":{"lang","value"},"innererror"}}`,
+/// built by the shared wire contract), the shape SAP's own clients read
+/// `error.message.value` from.
 pub fn odata_error(status: StatusCode, code: &str, message: &str) -> Response<ProxyBody> {
-    let body = serde_json::json!({
-        "error": {
-            "code": code,
-            "message": { "lang": "en", "value": message },
-            "innererror": {
-                "application": { "component_id": "", "service_namespace": "/SAP/", "service_id": "API_SALES_ORDER_SRV", "service_version": "0001" },
-                "transactionid": uuid::Uuid::new_v4().simple().to_string().to_uppercase(),
-                "timestamp": sap_timestamp(chrono::Utc::now()),
-                "errordetails": []
-            }
-        }
-    });
+    let body = sap_odata::error::ODataError::new(code, message).with_inner_error(
+        uuid::Uuid::new_v4().simple().to_string().to_uppercase(),
+        chrono::Utc::now(),
+        None,
+    );
     let bytes = Bytes::from(serde_json::to_vec(&body).expect("json serialises"));
     let mut resp = Response::new(full(bytes));
     *resp.status_mut() = status;
@@ -204,12 +198,6 @@ pub fn odata_error(status: StatusCode, code: &str, message: &str) -> Response<Pr
     resp.headers_mut()
         .insert("dataserviceversion", HeaderValue::from_static("1.0"));
     resp
-}
-
-/// SAP's error timestamp form, `YYYYMMDDhhmmss.fffffff`.
-fn sap_timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
-    use chrono::Timelike;
-    format!("{}.{:07}", t.format("%Y%m%d%H%M%S"), t.nanosecond() / 100)
 }
 
 #[cfg(test)]

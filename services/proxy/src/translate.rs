@@ -8,7 +8,8 @@
 //! kept under its SAP name in `specifications` (header or item), with its SAP wire value, so the
 //! reverse direction can rebuild it exactly.
 
-use chrono::{NaiveDate, TimeZone, Utc};
+use chrono::{NaiveDate, Utc};
+use sap_odata::date::JsonDate;
 use serde_json::{Map, Value, json};
 
 /// Why a deep insert could not be translated.
@@ -145,27 +146,12 @@ fn leak_name(k: &str) -> &'static str {
 
 /// Parses an OData V2 `/Date(<ms>[+-hhmm])/` value into its UTC date.
 pub fn parse_odata_date(s: &str) -> Option<NaiveDate> {
-    let inner = s.strip_prefix("/Date(")?.strip_suffix(")/")?;
-    let digits_end = inner
-        .char_indices()
-        .skip(1)
-        .find(|(_, c)| *c == '+' || *c == '-')
-        .map(|(i, _)| i)
-        .unwrap_or(inner.len());
-    let ms: i64 = inner[..digits_end].parse().ok()?;
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .map(|t| t.date_naive())
+    JsonDate::parse(s).ok()?.to_utc().map(|t| t.date_naive())
 }
 
 /// Formats a date as OData V2 `/Date(<ms>)/` (midnight UTC).
 pub fn format_odata_date(d: NaiveDate) -> String {
-    let ms = d
-        .and_hms_opt(0, 0, 0)
-        .expect("midnight exists")
-        .and_utc()
-        .timestamp_millis();
-    format!("/Date({ms})/")
+    JsonDate::from_date(d).to_datetime_string()
 }
 
 /// SAP's order number from a create (or read) response body: `d.SalesOrder`.
