@@ -14,6 +14,18 @@
 //! | `REQUEST_TIMEOUT_MS` | 15000 | longest a request may take (503 after) |
 //! | `SHUTDOWN_GRACE_MS` | 10000 | how long SIGTERM waits for in-flight requests |
 //! | `LOG_FORMAT` | text | `text` or `json` |
+//! | `KAFKA_BROKERS` | 127.0.0.1:9092 | bootstrap servers of the event broker |
+//! | `KAFKA_TOPIC` | order-events | topic the outbox relay publishes to |
+//! | `KAFKA_TOPIC_PARTITIONS` | 6 | partitions when the relay provisions the topic |
+//! | `KAFKA_TOPIC_REPLICATION_FACTOR` | 1 | replication factor when the relay provisions the topic |
+//! | `KAFKA_LINGER_MS` | 2 | producer batching delay |
+//! | `KAFKA_MESSAGE_TIMEOUT_MS` | 0 | producer delivery timeout; 0 = retry until the broker is back (keeps per-order order) |
+//! | `OUTBOX_RELAY_ENABLED` | true | run the relay inside the service (the `outbox-relay` binary runs it alone) |
+//! | `OUTBOX_BATCH_SIZE` | 1000 | most events one relay batch publishes |
+//! | `OUTBOX_POLL_INTERVAL_MS` | 250 | idle relay re-check when no insert notification arrives |
+//! | `OUTBOX_RETENTION_SECS` | 86400 | published rows are pruned after this long |
+//! | `OUTBOX_PRUNE_INTERVAL_SECS` | 60 | how often published rows are pruned |
+//! | `OUTBOX_MARK_DELAY_MS` | 0 | fault injection for crash tests: wait between broker ack and marking rows published |
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -76,6 +88,102 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Log output format.
     pub log_format: LogFormat,
+    /// The event broker.
+    pub kafka: KafkaSettings,
+    /// The transactional outbox's relay.
+    pub outbox: OutboxSettings,
+}
+
+/// The event broker and topic.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// Bootstrap servers, comma-separated.
+    pub brokers: String,
+    /// Topic of order events.
+    pub topic: String,
+    /// Partitions when the topic is provisioned.
+    pub topic_partitions: i32,
+    /// Replication factor when the topic is provisioned.
+    pub topic_replication_factor: i32,
+    /// Producer batching delay.
+    pub linger: Duration,
+    /// Producer delivery timeout; zero means no timeout.
+    pub message_timeout: Duration,
+}
+
+/// The outbox relay.
+#[derive(Debug, Clone)]
+pub struct OutboxSettings {
+    /// Whether the service runs a relay itself.
+    pub relay_enabled: bool,
+    /// Most events per batch.
+    pub batch_size: i64,
+    /// Idle re-check interval (insert notifications wake the relay sooner).
+    pub poll_interval: Duration,
+    /// Age after which published rows are deleted.
+    pub retention: Duration,
+    /// Interval of the pruning pass.
+    pub prune_interval: Duration,
+    /// Fault injection: pause between the broker's ack and marking rows published.
+    pub mark_delay: Duration,
+}
+
+impl KafkaSettings {
+    fn load(env: &mut EnvReader) -> Self {
+        let brokers = env.read_string("KAFKA_BROKERS", "127.0.0.1:9092");
+        let topic = env.read_string("KAFKA_TOPIC", order_events::DEFAULT_TOPIC);
+        if !topic
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            || topic.len() > 249
+        {
+            env.problem("KAFKA_TOPIC: only letters, digits, '.', '_' and '-', at most 249");
+        }
+        let topic_partitions = env.read("KAFKA_TOPIC_PARTITIONS", 6_i32);
+        if topic_partitions < 1 {
+            env.problem("KAFKA_TOPIC_PARTITIONS: must be at least 1");
+        }
+        let topic_replication_factor = env.read("KAFKA_TOPIC_REPLICATION_FACTOR", 1_i32);
+        if topic_replication_factor < 1 {
+            env.problem("KAFKA_TOPIC_REPLICATION_FACTOR: must be at least 1");
+        }
+        let linger = Duration::from_millis(env.read("KAFKA_LINGER_MS", 2_u64));
+        let message_timeout = Duration::from_millis(env.read("KAFKA_MESSAGE_TIMEOUT_MS", 0_u64));
+        Self {
+            brokers,
+            topic,
+            topic_partitions,
+            topic_replication_factor,
+            linger,
+            message_timeout,
+        }
+    }
+}
+
+impl OutboxSettings {
+    fn load(env: &mut EnvReader) -> Self {
+        let relay_enabled = env.read_bool("OUTBOX_RELAY_ENABLED", true);
+        let batch_size = env.read("OUTBOX_BATCH_SIZE", 1000_i64);
+        if !(1..=100_000).contains(&batch_size) {
+            env.problem("OUTBOX_BATCH_SIZE: must be between 1 and 100000");
+        }
+        let poll_interval = Duration::from_millis(env.read("OUTBOX_POLL_INTERVAL_MS", 250_u64));
+        if poll_interval.is_zero() {
+            env.problem("OUTBOX_POLL_INTERVAL_MS: must be at least 1");
+        }
+        let retention = Duration::from_secs(env.read("OUTBOX_RETENTION_SECS", 86_400_u64));
+        let prune_interval =
+            Duration::from_secs(env.read("OUTBOX_PRUNE_INTERVAL_SECS", 60_u64).max(1));
+        let mark_delay = Duration::from_millis(env.read("OUTBOX_MARK_DELAY_MS", 0_u64));
+        Self {
+            relay_enabled,
+            batch_size,
+            poll_interval,
+            retention,
+            prune_interval,
+            mark_delay,
+        }
+    }
 }
 
 impl Config {
@@ -121,6 +229,8 @@ impl Config {
         let request_timeout = Duration::from_millis(env.read("REQUEST_TIMEOUT_MS", 15_000_u64));
         let shutdown_grace = Duration::from_millis(env.read("SHUTDOWN_GRACE_MS", 10_000_u64));
         let log_format = env.read("LOG_FORMAT", LogFormat::Text);
+        let kafka = KafkaSettings::load(&mut env);
+        let outbox = OutboxSettings::load(&mut env);
         env.finish()?;
         Ok(Self {
             host,
@@ -135,6 +245,8 @@ impl Config {
             request_timeout,
             shutdown_grace,
             log_format,
+            kafka,
+            outbox,
         })
     }
 }
@@ -181,6 +293,22 @@ mod tests {
     fn database_url_wins_over_the_parts() {
         let c = load(&[("DATABASE_URL", "postgres://x@h/d"), ("DB_HOST", "other")]).unwrap();
         assert_eq!(c.database.url, "postgres://x@h/d");
+    }
+
+    #[test]
+    fn kafka_and_outbox_settings_have_working_defaults_and_are_validated() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.kafka.brokers, "127.0.0.1:9092");
+        assert_eq!(c.kafka.topic, "order-events");
+        assert!(c.outbox.relay_enabled);
+        let err = load(&[
+            ("KAFKA_TOPIC", "bad topic"),
+            ("KAFKA_TOPIC_PARTITIONS", "0"),
+            ("OUTBOX_BATCH_SIZE", "0"),
+            ("OUTBOX_RELAY_ENABLED", "maybe"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.problems.len(), 4, "{err}");
     }
 
     #[test]

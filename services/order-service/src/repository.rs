@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::error::ServiceError;
 use crate::model::{ItemRow, Order, OrderItem, OrderRow};
-use crate::outbox::{self, EventType};
+use crate::outbox::{self, OrderChange};
 
 /// Who asked for a change: travels into the order row and the outbox.
 #[derive(Debug, Clone)]
@@ -20,6 +20,8 @@ pub struct RequestContext {
     pub correlation_id: String,
     /// The client's `Idempotency-Key`, when sent.
     pub idempotency_key: Option<String>,
+    /// The caller's W3C `traceparent`, when sent and well-formed.
+    pub traceparent: Option<String>,
 }
 
 /// What a create did.
@@ -233,7 +235,7 @@ impl OrderRepository {
         let mut items: Vec<OrderItem> = items.into_iter().map(OrderItem::from).collect();
         items.sort_by_key(|i| i.item_number);
         let created = row.into_order(items);
-        outbox::append(&mut tx, EventType::Created, &created, &ctx.correlation_id).await?;
+        outbox::append(&mut tx, OrderChange::Created, &created, ctx).await?;
         tx.commit().await?;
         Ok(PlaceOutcome::Created(created))
     }
@@ -417,11 +419,8 @@ impl OrderRepository {
         .fetch_one(&mut *tx)
         .await?;
         let order = Self::items_in_tx(&mut tx, row).await?;
-        let event = match next {
-            OrderStatus::Cancelled | OrderStatus::Voided => EventType::Cancelled,
-            _ => EventType::StatusChanged,
-        };
-        outbox::append(&mut tx, event, &order, &ctx.correlation_id).await?;
+        let change = OrderChange::Status { previous: current };
+        outbox::append(&mut tx, change, &order, ctx).await?;
         tx.commit().await?;
         Ok(order)
     }
@@ -465,7 +464,10 @@ impl OrderRepository {
             other => other?,
         };
         let order = Self::items_in_tx(&mut tx, row).await?;
-        outbox::append(&mut tx, EventType::Updated, &order, &ctx.correlation_id).await?;
+        let change = OrderChange::Updated {
+            changed_fields: vec!["sap_order_number"],
+        };
+        outbox::append(&mut tx, change, &order, ctx).await?;
         tx.commit().await?;
         Ok(order)
     }
@@ -501,6 +503,16 @@ impl OrderRepository {
         let date = patch
             .requested_delivery_date
             .unwrap_or(row.requested_delivery_date);
+        let mut changed_fields = Vec::new();
+        if reference != row.customer_reference {
+            changed_fields.push("customer_reference");
+        }
+        if date != row.requested_delivery_date {
+            changed_fields.push("requested_delivery_date");
+        }
+        if specifications != row.specifications.0 {
+            changed_fields.push("specifications");
+        }
         let row: OrderRow = sqlx::query_as(
             "UPDATE orders SET customer_reference = $2, requested_delivery_date = $3, \
                specifications = $4, version = version + 1, updated_at = now() \
@@ -513,7 +525,8 @@ impl OrderRepository {
         .fetch_one(&mut *tx)
         .await?;
         let order = Self::items_in_tx(&mut tx, row).await?;
-        outbox::append(&mut tx, EventType::Updated, &order, &ctx.correlation_id).await?;
+        let change = OrderChange::Updated { changed_fields };
+        outbox::append(&mut tx, change, &order, ctx).await?;
         tx.commit().await?;
         Ok(order)
     }

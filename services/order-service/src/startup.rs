@@ -25,6 +25,9 @@ pub enum StartupError {
         #[source]
         source: sqlx::Error,
     },
+    /// The Kafka producer could not be configured.
+    #[error("Kafka producer: {0}")]
+    Kafka(#[source] rdkafka::error::KafkaError),
     /// The port could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -42,6 +45,7 @@ pub struct Application {
     router: axum::Router,
     grace: Duration,
     state: AppState,
+    outbox: crate::outbox::OutboxWorkers,
 }
 
 impl Application {
@@ -61,8 +65,11 @@ impl Application {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartupError::Bind { addr, source })?;
+        let outbox = crate::outbox::OutboxWorkers::prepare(pool.clone(), &config)
+            .map_err(StartupError::Kafka)?;
         let state = AppState {
             repository: OrderRepository::new(pool),
+            kafka: outbox.health(),
         };
         let router = http::router(state.clone(), &config);
         Ok(Self {
@@ -70,6 +77,7 @@ impl Application {
             router,
             grace: config.shutdown_grace,
             state,
+            outbox,
         })
     }
 
@@ -86,6 +94,7 @@ impl Application {
     /// Serves until `shutdown` fires, then drains for at most the grace period.
     pub async fn run_until(self, shutdown: CancellationToken) -> std::io::Result<()> {
         tracing::info!(port = self.port(), "order-service listening");
+        self.outbox.spawn(shutdown.clone());
         let server = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let grace = self.grace;

@@ -39,6 +39,8 @@ pub const MAX_PAGE: i64 = 200;
 pub struct AppState {
     /// The order store.
     pub repository: OrderRepository,
+    /// The event broker as the outbox relay last saw it.
+    pub kafka: crate::outbox::kafka::KafkaHealth,
 }
 
 /// The service's router. Layers, outermost first: correlation id (so every log line and
@@ -101,9 +103,17 @@ fn context(
             Some(key.to_owned())
         }
     };
+    // W3C trace context: kept only when well-formed; the outbox row gets a child span of it.
+    let traceparent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| order_events::traceparent::is_valid(v))
+        .map(str::to_owned);
     Ok(RequestContext {
         correlation_id: correlation.0.clone(),
         idempotency_key,
+        traceparent,
     })
 }
 
@@ -503,7 +513,9 @@ async fn health() -> Json<Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
-/// Readiness: the database answers and every migration is applied.
+/// Readiness: the database answers and every migration is applied (else 503). Also reports the
+/// event broker and the outbox backlog: a Kafka outage does not make the service unready,
+/// since orders are still accepted and their events wait in the outbox ("degraded").
 async fn ready(State(state): State<AppState>) -> Response {
     let pool = state.repository.pool();
     let (status, database, migrations) = match crate::db::migrations_applied(pool).await {
@@ -514,9 +526,21 @@ async fn ready(State(state): State<AppState>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, "unreachable", "unknown")
         }
     };
+    let kafka = state.kafka.current();
+    let outbox = match crate::outbox::maintenance::backlog(pool).await {
+        Ok(b) => serde_json::json!({
+            "status": "ok", "backlog": b.pending, "oldest_age_seconds": b.oldest_age_seconds,
+        }),
+        Err(_) => serde_json::json!({"status": "unknown"}),
+    };
+    let overall = match (status, kafka.status) {
+        (StatusCode::OK, "ok" | "disabled") => "ready",
+        (StatusCode::OK, _) => "degraded",
+        _ => "not_ready",
+    };
     let body = serde_json::json!({
-        "status": if status == StatusCode::OK { "ready" } else { "not_ready" },
-        "checks": {"database": database, "migrations": migrations},
+        "status": overall,
+        "checks": {"database": database, "migrations": migrations, "kafka": kafka, "outbox": outbox},
     });
     (status, Json(body)).into_response()
 }
@@ -526,6 +550,10 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let pool = state.repository.pool();
     metrics::gauge!("db_pool_connections", "state" => "open").set(f64::from(pool.size()));
     metrics::gauge!("db_pool_connections", "state" => "idle").set(pool.num_idle() as f64);
+    // Sets outbox_backlog_events and outbox_oldest_pending_age_seconds.
+    if let Err(e) = crate::outbox::maintenance::backlog(pool).await {
+        tracing::warn!(error = %e, "metrics: outbox backlog unavailable");
+    }
     platform::http_metrics::render().await
 }
 

@@ -1,0 +1,422 @@
+//! The relay: publishes pending outbox rows to Kafka, in order per order, and marks them
+//! published once the broker acknowledged them.
+//!
+//! One pass ([`Relay::publish_batch`]):
+//!
+//! 1. **Claim.** Take the orders of the oldest pending rows and try an advisory lock per order
+//!    (session-level, on the relay's own connection). Orders another relay holds are skipped:
+//!    two relays never publish events of the same order at once. If the relay dies, PostgreSQL
+//!    drops its connection and with it the locks.
+//! 2. **Fetch.** In a new statement, so the snapshot is taken *after* the locks: every pending
+//!    row of the claimed orders, by order and `order_version`. A row another relay published
+//!    just before releasing the lock is seen as published and not sent again.
+//! 3. **Publish.** Enqueue every row in that order (one idempotent producer keeps a partition's
+//!    order across retries), then wait for every acknowledgement.
+//! 4. **Mark** the acknowledged prefix of each order published (never a row after a failed one),
+//!    then **unlock**.
+//!
+//! No high-water mark: each pass starts again from all pending rows, so rows whose transaction
+//! committed after rows with higher ids are never skipped.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use order_events::{CloudEvent, EventType, STRUCTURED_CONTENT_TYPE, headers};
+use platform::shutdown::CancellationToken;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+use sqlx::postgres::{PgConnection, PgListener};
+use sqlx::{Connection, PgPool};
+use uuid::Uuid;
+
+use super::kafka::RelayProducer;
+
+/// Channel the outbox insert trigger notifies.
+pub const NOTIFY_CHANNEL: &str = "outbox_pending";
+
+/// First key of the relay's two-key advisory locks (the second is a hash of the order id).
+/// Two-key locks live apart from single-key ones (such as sqlx's migration lock).
+pub const LOCK_NAMESPACE: i32 = 0x0b0c_5e1a;
+
+/// Why a pass failed. The relay drops its connection (releasing its locks) and starts over.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// PostgreSQL failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The producer refused a record outright (not a delivery failure).
+    #[error("producer: {0}")]
+    Producer(KafkaError),
+    /// A row that cannot be an event (a bug: rows are written by [`super::append`] only).
+    #[error("outbox row {id}: {reason}")]
+    CorruptRow {
+        /// Row id.
+        id: i64,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A pending outbox row.
+#[derive(Debug, sqlx::FromRow)]
+struct PendingRow {
+    id: i64,
+    event_id: Uuid,
+    aggregate_id: Uuid,
+    event_type: String,
+    payload: sqlx::types::Json<serde_json::Value>,
+    correlation_id: Option<String>,
+    traceparent: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Orders claimed.
+    pub orders: usize,
+    /// Rows acknowledged by the broker and marked published.
+    pub published: usize,
+    /// Rows whose delivery failed (left pending).
+    pub failed: usize,
+}
+
+/// A relay: one PostgreSQL connection for its locks, one producer.
+pub struct Relay {
+    pool: PgPool,
+    producer: RelayProducer,
+    topic: String,
+    batch_size: i64,
+    mark_delay: Duration,
+    conn: Option<PgConnection>,
+}
+
+impl Relay {
+    /// A relay publishing to `topic` at most `batch_size` rows per pass.
+    pub fn new(pool: PgPool, producer: RelayProducer, topic: String, batch_size: i64) -> Self {
+        Self {
+            pool,
+            producer,
+            topic,
+            batch_size,
+            mark_delay: Duration::ZERO,
+            conn: None,
+        }
+    }
+
+    /// Fault injection for crash tests: pause between the acks and the marking.
+    pub fn with_mark_delay(mut self, delay: Duration) -> Self {
+        self.mark_delay = delay;
+        self
+    }
+
+    async fn connection(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
+        if self.conn.is_none() {
+            // A connection of its own, never returned to the pool: session advisory locks
+            // must not leak to another user of the connection.
+            let conn = self.pool.acquire().await?.detach();
+            self.conn = Some(conn);
+        }
+        Ok(self.conn.as_mut().expect("connection just set"))
+    }
+
+    /// Drops the relay's connection; PostgreSQL releases every lock it held.
+    async fn reset_connection(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let _ = conn.close().await;
+        }
+    }
+
+    /// One pass: claim, fetch, publish, mark, unlock. Returns what it did.
+    pub async fn publish_batch(&mut self) -> Result<BatchOutcome, RelayError> {
+        let started = Instant::now();
+        let batch_size = self.batch_size;
+        let conn = self.connection().await?;
+        let claimed: Vec<Uuid> = sqlx::query_scalar(
+            "WITH candidates AS MATERIALIZED ( \
+               SELECT DISTINCT aggregate_id FROM ( \
+                 SELECT aggregate_id FROM outbox WHERE published_at IS NULL \
+                 ORDER BY id LIMIT $1) oldest) \
+             SELECT aggregate_id FROM candidates \
+             WHERE pg_try_advisory_lock($2, hashtext(aggregate_id::text))",
+        )
+        .bind(batch_size)
+        .bind(LOCK_NAMESPACE)
+        .fetch_all(&mut *conn)
+        .await?;
+        if claimed.is_empty() {
+            return Ok(BatchOutcome::default());
+        }
+        let result = self.publish_claimed(&claimed, batch_size).await;
+        // Unlock even after a failed pass; if unlocking itself fails, dropping the connection
+        // releases the locks.
+        let unlocked = match self.conn.as_mut() {
+            Some(conn) => sqlx::query(
+                "SELECT pg_advisory_unlock($2, hashtext(a::text)) FROM unnest($1::uuid[]) a",
+            )
+            .bind(&claimed)
+            .bind(LOCK_NAMESPACE)
+            .execute(conn)
+            .await
+            .map(|_| ()),
+            None => Ok(()),
+        };
+        if unlocked.is_err() {
+            self.reset_connection().await;
+        }
+        let outcome = result?;
+        unlocked?;
+        metrics::histogram!("outbox_batch_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        Ok(outcome)
+    }
+
+    async fn publish_claimed(
+        &mut self,
+        claimed: &[Uuid],
+        batch_size: i64,
+    ) -> Result<BatchOutcome, RelayError> {
+        let conn = self.connection().await?;
+        let rows: Vec<PendingRow> = sqlx::query_as(
+            "SELECT id, event_id, aggregate_id, event_type, payload, correlation_id, \
+               traceparent, created_at \
+             FROM outbox WHERE published_at IS NULL AND aggregate_id = ANY($1) \
+             ORDER BY aggregate_id, order_version LIMIT $2",
+        )
+        .bind(claimed)
+        .bind(batch_size)
+        .fetch_all(&mut *conn)
+        .await?;
+
+        let mut deliveries = Vec::with_capacity(rows.len());
+        for row in &rows {
+            deliveries.push(self.enqueue(row).await?);
+        }
+        // Every ack, in enqueue order; a failed row poisons the rest of its order's rows for
+        // this pass (they stay pending and go out, in order, in a later pass).
+        let mut blocked: HashSet<Uuid> = HashSet::new();
+        let mut acked: Vec<i64> = Vec::with_capacity(rows.len());
+        let mut outcome = BatchOutcome {
+            orders: claimed.len(),
+            ..BatchOutcome::default()
+        };
+        let now = Utc::now();
+        for (row, delivery) in rows.iter().zip(deliveries) {
+            let delivered = match delivery.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((e, _))) => Err(e.to_string()),
+                Err(_) => Err("producer dropped the delivery".to_owned()),
+            };
+            match delivered {
+                Ok(()) if !blocked.contains(&row.aggregate_id) => {
+                    acked.push(row.id);
+                    let lag = (now - row.created_at).to_std().unwrap_or_default();
+                    metrics::histogram!("outbox_commit_to_ack_duration_seconds")
+                        .record(lag.as_secs_f64());
+                }
+                Ok(()) => {
+                    // Acked after an earlier event of the same order failed: stays pending and
+                    // is sent again after that one (the consumer drops the copy by event id).
+                    outcome.failed += 1;
+                }
+                Err(error) => {
+                    blocked.insert(row.aggregate_id);
+                    outcome.failed += 1;
+                    metrics::counter!("outbox_publish_errors_total", "kind" => "delivery")
+                        .increment(1);
+                    tracing::warn!(event_id = %row.event_id, order_id = %row.aggregate_id,
+                        %error, "event not delivered, will retry");
+                }
+            }
+        }
+        if !self.mark_delay.is_zero() {
+            tracing::info!(events = acked.len(), delay = ?self.mark_delay,
+                "fault injection: acked, waiting before marking published");
+            tokio::time::sleep(self.mark_delay).await;
+        }
+        if !acked.is_empty() {
+            let conn = self.connection().await?;
+            sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+                .bind(&acked)
+                .execute(conn)
+                .await?;
+        }
+        outcome.published = acked.len();
+        metrics::counter!("outbox_published_total").increment(acked.len() as u64);
+        Ok(outcome)
+    }
+
+    /// Hands one row to the producer, waiting while its queue is full.
+    async fn enqueue(
+        &self,
+        row: &PendingRow,
+    ) -> Result<rdkafka::producer::DeliveryFuture, RelayError> {
+        let event_type: EventType =
+            row.event_type
+                .parse()
+                .map_err(
+                    |e: order_events::envelope::UnknownEventType| RelayError::CorruptRow {
+                        id: row.id,
+                        reason: e.to_string(),
+                    },
+                )?;
+        let event = CloudEvent {
+            specversion: order_events::SPEC_VERSION.to_owned(),
+            id: row.event_id.to_string(),
+            source: order_events::ORDER_SERVICE_SOURCE.to_owned(),
+            event_type,
+            subject: row.aggregate_id.to_string(),
+            time: row.created_at,
+            datacontenttype: order_events::envelope::DATA_CONTENT_TYPE.to_owned(),
+            dataschema: event_type.dataschema().to_owned(),
+            correlationid: row.correlation_id.clone(),
+            traceparent: row.traceparent.clone(),
+            data: &row.payload.0,
+        };
+        let value = serde_json::to_vec(&event).expect("JSON values serialize");
+        let key = row.aggregate_id.to_string();
+        let id = row.event_id.to_string();
+        let mut hdrs = OwnedHeaders::new_with_capacity(6)
+            .insert(Header {
+                key: headers::CONTENT_TYPE,
+                value: Some(STRUCTURED_CONTENT_TYPE),
+            })
+            .insert(Header {
+                key: headers::EVENT_ID,
+                value: Some(&id),
+            })
+            .insert(Header {
+                key: headers::EVENT_TYPE,
+                value: Some(event_type.as_str()),
+            })
+            .insert(Header {
+                key: headers::SPEC_VERSION,
+                value: Some(order_events::SPEC_VERSION),
+            });
+        if let Some(c) = &row.correlation_id {
+            hdrs = hdrs.insert(Header {
+                key: headers::CORRELATION_ID,
+                value: Some(c),
+            });
+        }
+        if let Some(t) = &row.traceparent {
+            hdrs = hdrs.insert(Header {
+                key: headers::TRACEPARENT,
+                value: Some(t),
+            });
+        }
+        let mut record = FutureRecord::to(&self.topic)
+            .key(&key)
+            .payload(&value)
+            .headers(hdrs);
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(RelayError::Producer(e)),
+            }
+        }
+    }
+
+    /// Runs passes until `shutdown` fires: back to back while there is work, otherwise waiting
+    /// for an insert notification or the poll interval. A pass in flight when `shutdown` fires
+    /// gets `grace` to finish; rows it could not mark stay pending for the next relay.
+    pub async fn run(
+        mut self,
+        poll_interval: Duration,
+        grace: Duration,
+        shutdown: CancellationToken,
+    ) {
+        let mut listener: Option<PgListener> = None;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            if listener.is_none() {
+                listener = match PgListener::connect_with(&self.pool).await {
+                    Ok(mut l) => match l.listen(NOTIFY_CHANNEL).await {
+                        Ok(()) => Some(l),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot LISTEN for outbox inserts; polling");
+                            None
+                        }
+                    },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot LISTEN for outbox inserts; polling");
+                        None
+                    }
+                };
+            }
+            let pass = self.publish_batch();
+            let deadline = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(grace).await;
+            };
+            let result = tokio::select! {
+                r = pass => r,
+                () = deadline => {
+                    tracing::warn!("relay stopped mid-batch; unmarked events will be sent again");
+                    break;
+                }
+            };
+            match result {
+                Ok(outcome) if outcome.published > 0 => {
+                    backoff = Duration::from_millis(100);
+                    tracing::debug!(?outcome, "outbox batch published");
+                    continue;
+                }
+                Ok(outcome) if outcome.failed > 0 => {
+                    // Deliveries failed (only with a finite message timeout): give the broker
+                    // a moment before the next attempt.
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    metrics::counter!("outbox_publish_errors_total", "kind" => "relay")
+                        .increment(1);
+                    tracing::warn!(error = %e, "outbox relay pass failed; reconnecting");
+                    self.reset_connection().await;
+                    listener = None;
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            }
+            // Idle: wait for an insert, the poll interval, or shutdown.
+            let notified = async {
+                match listener.as_mut() {
+                    Some(l) => {
+                        if l.recv().await.is_err() {
+                            return false;
+                        }
+                        // Coalesce notifications that arrived meanwhile.
+                        while l.next_buffered().is_some() {}
+                        true
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                ok = notified => if !ok { listener = None; },
+                () = tokio::time::sleep(poll_interval) => {}
+            }
+        }
+        self.reset_connection().await;
+        tracing::info!("outbox relay stopped");
+    }
+}
