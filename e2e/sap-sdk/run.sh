@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Runs the SAP JavaScript client test against the SAP emulator, or against SAP_URL when set
+# (e.g. the proxy in front of it). Exits non-zero when any test fails.
+#
+#   e2e/sap-sdk/run.sh                         # builds and starts sap-mock on a free port
+#   SAP_URL=http://127.0.0.1:8080 e2e/sap-sdk/run.sh   # drives an already running system
+#
+# Optional: SAP_USER / SAP_PASSWORD (basic auth), SAP_CLIENT (sap-client header),
+# CARGO_TARGET_DIR, SAP_MOCK_BIN (a prebuilt sap-mock binary).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cd "$here"
+
+if [ -f package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+else
+  npm install --no-audit --no-fund --loglevel=error
+fi
+
+# The SDK honours proxy variables; the system under test is local.
+export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}"
+export no_proxy="$NO_PROXY"
+
+pid=""
+data_dir=""
+cleanup() {
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  if [ -n "$data_dir" ]; then rm -rf "$data_dir"; fi
+}
+trap cleanup EXIT
+
+if [ -z "${SAP_URL:-}" ]; then
+  bin="${SAP_MOCK_BIN:-}"
+  if [ -z "$bin" ]; then
+    (cd "$root" && cargo build --quiet -p sap-mock --bin sap-mock)
+    bin="${CARGO_TARGET_DIR:-$root/target}/debug/sap-mock"
+  fi
+  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')"
+  data_dir="$(mktemp -d)"
+  export SAP_USER="${SAP_USER:-e2e}"
+  export SAP_PASSWORD="${SAP_PASSWORD:-e2e-secret}"
+  export SAP_CLIENT="${SAP_CLIENT:-100}"
+  SAP_MOCK_BIND=127.0.0.1 SAP_MOCK_PORT="$port" SAP_MOCK_DATA_DIR="$data_dir" \
+    SAP_MOCK_USERS="$SAP_USER:$SAP_PASSWORD" SAP_MOCK_CLIENT="$SAP_CLIENT" \
+    RUST_LOG="${RUST_LOG:-warn}" "$bin" &
+  pid=$!
+  export SAP_URL="http://127.0.0.1:$port"
+  # poll until the emulator answers (deadline 30 s)
+  for _ in $(seq 1 300); do
+    if curl -fsS -o /dev/null "$SAP_URL/sap-mock/health" 2>/dev/null; then break; fi
+    if ! kill -0 "$pid" 2>/dev/null; then echo "sap-mock exited during start" >&2; exit 1; fi
+    sleep 0.1
+  done
+  curl -fsS -o /dev/null "$SAP_URL/sap-mock/health"
+fi
+
+echo "sap-sdk e2e against $SAP_URL"
+node --test test/
