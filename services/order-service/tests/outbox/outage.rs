@@ -1,0 +1,97 @@
+//! Must-show 2: with Kafka down, orders are still accepted; their events arrive after it is back.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use test_support::kafka::{self, PrivateBroker};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn orders_created_while_kafka_is_down_succeed_and_all_their_events_arrive_after_it_restarts()
+{
+    // A broker of this test's own: stopping the shared one would break other tests.
+    let broker = PrivateBroker::start();
+    let topic = kafka::create_topic(&broker.brokers, 3).await;
+    let service = spawn_service(&topic, &[]).await;
+
+    // The relay works before the outage.
+    let (first, _) = service.create_order("PO-before").await;
+    let consumer = kafka::consumer(&topic);
+    let before = kafka::consume_exactly(&consumer, 1, KAFKA_PATIENCE, Duration::ZERO).await;
+    assert_eq!(before[0].key.as_deref(), Some(first.to_string().as_str()));
+
+    broker.stop();
+    const N: usize = 15;
+    const K: i64 = 5;
+    let created = join_all((0..N).map(|i| {
+        let service = &service;
+        async move {
+            let (id, v) = service.create_order(&format!("PO-outage-{i}")).await;
+            service
+                .change_order(id, v, &format!("{}", 200_000 + i))
+                .await
+        }
+    }))
+    .await;
+    assert_eq!(
+        created.len(),
+        N,
+        "every create and change succeeded with Kafka down"
+    );
+
+    // The outage is visible but the service stays ready (degraded): orders are still taken.
+    let ready = test_support::eventually(
+        "/ready reports Kafka unreachable with a backlog",
+        KAFKA_PATIENCE,
+        || async {
+            let (status, body) = service.get_json("/ready").await;
+            let down = status == 200
+                && body["status"] == "degraded"
+                && body["checks"]["kafka"]["status"] != "ok"
+                && body["checks"]["outbox"]["backlog"].as_i64() >= Some(N as i64);
+            down.then_some(body)
+        },
+    )
+    .await;
+    assert!(
+        ready["checks"]["outbox"]["oldest_age_seconds"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    let (total, pending) = service.outbox_counts().await;
+    assert_eq!(total, 1 + N as i64 * K);
+    assert!(
+        pending >= N as i64 * K,
+        "the backlog holds the outage events ({pending})"
+    );
+
+    broker.restart();
+    let after = kafka::consume_until(&consumer, KAFKA_PATIENCE, |seen| {
+        distinct_ids(seen).len() >= N * K as usize
+    })
+    .await;
+    let mut all = before.clone();
+    all.extend(after);
+    assert_eq!(
+        distinct_ids(&all),
+        service.event_ids().await,
+        "every committed event arrived"
+    );
+    let versions = first_seen_versions(&all);
+    let outage_orders: std::collections::BTreeMap<_, _> = versions
+        .into_iter()
+        .filter(|(order, _)| *order != first.to_string())
+        .collect();
+    assert_in_order(&outage_orders, N, K);
+    test_support::eventually("the backlog drains to zero", KAFKA_PATIENCE, || async {
+        (service.outbox_counts().await.1 == 0).then_some(())
+    })
+    .await;
+    let metrics = service.get_text("/metrics").await;
+    assert!(
+        metrics.contains("outbox_publish_errors_total"),
+        "the outage shows as publish errors"
+    );
+}
