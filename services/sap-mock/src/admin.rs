@@ -4,7 +4,7 @@
 //! - `PUT /sap-mock/admin/faults`: replace them (omitted fields take their defaults).
 //! - `PATCH /sap-mock/admin/faults`: change only the fields sent.
 //! - `DELETE /sap-mock/admin/faults`: back to the settings the process started with.
-//! - `GET /sap-mock/admin/stats`: orders, items, next number, open sessions.
+//! - `GET /sap-mock/admin/stats`: orders, items, next number, open sessions, hung requests.
 //! - `GET /sap-mock/admin/master-data`: the catalogue in force.
 //! - `GET /sap-mock/health`: liveness.
 //!
@@ -131,6 +131,7 @@ pub async fn stats(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         "items": items,
         "next_sales_order": next.map(|n| n.to_string()),
         "sessions": app.sessions.len(),
+        "hanging_requests": app.hanging.load(std::sync::atomic::Ordering::SeqCst),
     }))
     .into_response()
 }

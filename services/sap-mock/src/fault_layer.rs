@@ -5,6 +5,7 @@
 //! connection server sees the mark and closes the connection without writing anything.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -53,7 +54,13 @@ pub async fn apply_faults(State(app): State<Arc<AppState>>, req: Request, next: 
         .is_some_and(|c| c.over_limit)
     {
         tracing::warn!("sap_mock_fault_connection_limit");
-        return unavailable("Service unavailable: connection limit reached");
+        // close the connection after the answer, so a pooled client comes back on a new one
+        let mut r = unavailable("Service unavailable: connection limit reached");
+        r.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        return r;
     }
     let settings = app.faults.current();
     match settings.outage {
@@ -64,7 +71,10 @@ pub async fn apply_faults(State(app): State<Arc<AppState>>, req: Request, next: 
     let plan = plan_with(&settings, &mut rand::rng());
     if let Some(hang) = plan.hang {
         tracing::warn!(hang_ms = hang.as_millis() as u64, "sap_mock_fault_hang");
-        if !wait(&app, hang).await {
+        app.hanging.fetch_add(1, Ordering::SeqCst);
+        let finished = wait(&app, hang).await;
+        app.hanging.fetch_sub(1, Ordering::SeqCst);
+        if !finished {
             return unavailable("Service unavailable: shutting down");
         }
     }

@@ -64,6 +64,8 @@ pub struct AppState {
     pub sessions: Sessions,
     /// Fires when the server shuts down (ends hangs and delays early).
     pub shutdown: CancellationToken,
+    /// Requests being held by the hang fault right now.
+    pub hanging: std::sync::atomic::AtomicUsize,
 }
 
 /// A built emulator: port bound, store open, not yet serving.
@@ -87,6 +89,7 @@ impl Application {
             master: Arc::new(master),
             sessions,
             shutdown: CancellationToken::new(),
+            hanging: std::sync::atomic::AtomicUsize::new(0),
         });
         Ok(Self { listener, state })
     }
