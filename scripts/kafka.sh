@@ -2,6 +2,9 @@
 # Apache Kafka for local use and tests: a single-node KRaft broker (broker + controller in one
 # JVM, no ZooKeeper) run from Apache's own jars, fetched from Maven Central with `mvn`.
 #
+#   scripts/kafka.sh deps             apt-get install what Kafka and the rdkafka build need, if missing:
+#                                     default-jre-headless + maven (broker), cmake + libcurl4-openssl-dev
+#                                     (librdkafka built from rdkafka's vendored sources)
 #   scripts/kafka.sh install          fetch the jars into $DATA/libs (reused once complete)
 #   scripts/kafka.sh start            format storage if new, start the broker, wait until it answers
 #   scripts/kafka.sh stop             SIGTERM, wait for a clean shutdown, SIGKILL after a deadline
@@ -65,6 +68,24 @@ ensure_packages() {
     major="$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')"
     if [[ -n "$major" && "${major%%.*}" -lt 17 ]]; then
         die "Kafka $KAFKA_VERSION needs Java 17 or newer, found $major"
+    fi
+}
+
+# Debian packages the Rust side needs to build rdkafka with `cmake-build`: cmake, and the curl
+# headers that librdkafka 2.12 includes even with curl disabled (nothing links to libcurl).
+RDKAFKA_BUILD_PACKAGES=(cmake libcurl4-openssl-dev)
+
+deps() {
+    ensure_packages
+    local missing=() p
+    for p in "${RDKAFKA_BUILD_PACKAGES[@]}"; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    if ((${#missing[@]})); then
+        say "installing ${missing[*]} with apt-get"
+        if [[ $(id -u) -ne 0 ]]; then die "need root to apt-get install ${missing[*]}"; fi
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
 }
 
@@ -348,6 +369,7 @@ status() {
 cmd="${1:-}"
 [[ $# -gt 0 ]] && shift
 case "$cmd" in
+deps) deps ;;
 install) install ;;
 start) start ;;
 stop) stop ;;
@@ -360,7 +382,7 @@ perf-producer) tool org.apache.kafka.tools.ProducerPerformance "$@" ;;
 console-consumer) tool org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server "$(bootstrap)" "$@" ;;
 api-versions) tool org.apache.kafka.tools.BrokerApiVersionsCommand --bootstrap-server "$(bootstrap)" "$@" ;;
 *)
-    sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     [[ -z "$cmd" || "$cmd" == "help" || "$cmd" == "-h" || "$cmd" == "--help" ]] || exit 2
     ;;
 esac
