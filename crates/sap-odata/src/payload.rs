@@ -267,7 +267,8 @@ mod tests {
 
     #[test]
     fn every_kind_of_bad_body_is_refused_with_a_reason() {
-        let cases: &[(&str, fn(&PayloadError) -> bool)] = &[
+        type Expectation = fn(&PayloadError) -> bool;
+        let cases: &[(&str, Expectation)] = &[
             ("{", |e| matches!(e, PayloadError::MalformedJson(_))),
             ("[]", |e| matches!(e, PayloadError::NotAnObject(_))),
             (r#"{"Nope":"1"}"#, |e| {

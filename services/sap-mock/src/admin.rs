@@ -24,7 +24,8 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::faults::FaultSettings;
 
-fn authorized(app: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+/// `Err` with the 401 answer when an admin token is configured and not sent.
+fn authorized(app: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let Some(token) = &app.config.admin_token else {
         return Ok(());
     };
@@ -35,11 +36,13 @@ fn authorized(app: &AppState, headers: &HeaderMap) -> Result<(), Response> {
     if sent == Some(token.as_str()) {
         Ok(())
     } else {
-        Err((
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": "admin token required"})),
-        )
-            .into_response())
+        Err(Box::new(
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"error": "admin token required"})),
+            )
+                .into_response(),
+        ))
     }
 }
 
@@ -54,7 +57,7 @@ fn bad(message: impl std::fmt::Display) -> Response {
 /// `GET /sap-mock/admin/faults`.
 pub async fn get_faults(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Err(r) = authorized(&app, &headers) {
-        return r;
+        return *r;
     }
     Json(app.faults.current()).into_response()
 }
@@ -66,7 +69,7 @@ pub async fn put_faults(
     body: Bytes,
 ) -> Response {
     if let Err(r) = authorized(&app, &headers) {
-        return r;
+        return *r;
     }
     let settings: FaultSettings = match serde_json::from_slice(&body) {
         Ok(s) => s,
@@ -82,7 +85,7 @@ pub async fn patch_faults(
     body: Bytes,
 ) -> Response {
     if let Err(r) = authorized(&app, &headers) {
-        return r;
+        return *r;
     }
     let changes: Value = match serde_json::from_slice(&body) {
         Ok(Value::Object(m)) => Value::Object(m),
@@ -112,7 +115,7 @@ fn store_faults(app: &AppState, settings: FaultSettings) -> Response {
 /// `DELETE /sap-mock/admin/faults`.
 pub async fn reset_faults(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Err(r) = authorized(&app, &headers) {
-        return r;
+        return *r;
     }
     let s = app.faults.reset();
     tracing::info!(faults = ?s, "sap_mock_faults_reset");
@@ -122,7 +125,7 @@ pub async fn reset_faults(State(app): State<Arc<AppState>>, headers: HeaderMap) 
 /// `GET /sap-mock/admin/stats`.
 pub async fn stats(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Err(r) = authorized(&app, &headers) {
-        return r;
+        return *r;
     }
     let (orders, items) = app.store.counts().await;
     let next = app.store.next_number().ok();
@@ -139,7 +142,7 @@ pub async fn stats(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Resp
 /// `GET /sap-mock/admin/master-data`.
 pub async fn master_data(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Err(r) = authorized(&app, &headers) {
-        return r;
+        return *r;
     }
     Json(app.master.as_ref().clone()).into_response()
 }

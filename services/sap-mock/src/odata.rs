@@ -42,7 +42,7 @@ pub async fn handle(State(app): State<Arc<AppState>>, req: Request) -> Response 
     let method = effective_method(&parts.method, &parts.headers);
     let principal = match logon(&app, &parts.headers, parts.uri.query().unwrap_or_default()) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(message) => return logon_failed(&app, &message),
     };
     let issued = (fetch_requested && (method == Method::GET || method == Method::HEAD))
         .then(|| app.sessions.fetch_token(&parts.headers, &principal));
@@ -107,8 +107,8 @@ fn csrf_required() -> Response {
     r
 }
 
-/// Checks the client (`sap-client`) and logs the caller on.
-fn logon(app: &AppState, headers: &HeaderMap, raw_query: &str) -> Result<Principal, Response> {
+/// Checks the client (`sap-client`) and logs the caller on; `Err` carries the reason.
+fn logon(app: &AppState, headers: &HeaderMap, raw_query: &str) -> Result<Principal, String> {
     let from_query = raw_query
         .split('&')
         .filter_map(|p| p.split_once('='))
@@ -119,18 +119,15 @@ fn logon(app: &AppState, headers: &HeaderMap, raw_query: &str) -> Result<Princip
         .map(|v| v.to_str().unwrap_or_default().trim().to_owned());
     for client in [from_header, from_query].into_iter().flatten() {
         if client != app.config.sap_client {
-            return Err(logon_failed(
-                app,
-                &format!("Client {client} is not available in this system"),
-            ));
+            return Err(format!("Client {client} is not available in this system"));
         }
     }
     app.sessions.authenticate(headers).map_err(|f| {
-        let message = match f {
+        match f {
             LogonFailure::Missing => "Logon failed: no credentials",
             LogonFailure::Wrong => "Logon failed: name or password is incorrect",
-        };
-        logon_failed(app, message)
+        }
+        .to_owned()
     })
 }
 
