@@ -159,6 +159,14 @@ pub struct SalesOrders {
     pub boot_id: String,
 }
 
+/// The keys of one create attempt.
+pub struct WriteKeys {
+    /// Stamped into SAP's `ExternalDocumentID` (stable across a key's attempts).
+    pub stamp: String,
+    /// The order service's idempotency key (one per attempt).
+    pub order_service: String,
+}
+
 /// What the SAP call produced, with the answer when there was one.
 struct SapResult {
     side: SapSide,
@@ -206,13 +214,40 @@ impl SalesOrders {
             }
             Claim::Mismatch => return ProxyError::IdempotencyKeyReused.to_response(),
             Claim::InProgress => return ProxyError::IdempotencyInProgress.to_response(),
-            Claim::Fresh | Claim::Retry => {}
+            Claim::Fresh | Claim::Retry { .. } => {}
         }
-        let write_key = match &key {
-            Some(k) => Uuid::new_v5(&WRITE_KEY_NAMESPACE, k.as_bytes()).to_string(),
-            None => Uuid::now_v7().to_string(),
+        let attempt = match claim {
+            Claim::Retry { attempt } => attempt,
+            _ => 0,
         };
-        let look_up_first = claim == Claim::Retry;
+        // The SAP stamp is the same for every attempt of one key, so a retry finds what an
+        // earlier attempt created. The order service gets a key per attempt: an earlier
+        // attempt's order may have been voided (compensated), and a retry must not revive it.
+        let keys = match &key {
+            Some(k) => WriteKeys {
+                stamp: Uuid::new_v5(&WRITE_KEY_NAMESPACE, k.as_bytes()).to_string(),
+                order_service: if attempt == 0 {
+                    Uuid::new_v5(&WRITE_KEY_NAMESPACE, k.as_bytes()).to_string()
+                } else {
+                    Uuid::new_v5(&WRITE_KEY_NAMESPACE, format!("{k}#{attempt}").as_bytes())
+                        .to_string()
+                },
+            },
+            None => {
+                let k = Uuid::now_v7().to_string();
+                WriteKeys {
+                    stamp: k.clone(),
+                    order_service: k,
+                }
+            }
+        };
+        let look_up_first = attempt > 0;
+        // The order service keeps correlation ids unique; a retry is traced as `<id>/retry-<n>`.
+        let correlation_id = if attempt == 0 {
+            correlation_id
+        } else {
+            format!("{correlation_id}/retry-{attempt}")
+        };
 
         let result = match route.mode {
             Mode::Legacy => self.legacy_create(parts, body).await,
@@ -221,7 +256,7 @@ impl SalesOrders {
                     parts,
                     body,
                     parsed,
-                    &write_key,
+                    &keys,
                     look_up_first,
                     route,
                     &correlation_id,
@@ -229,7 +264,7 @@ impl SalesOrders {
                 .await
             }
             Mode::Events | Mode::Retired => {
-                self.order_service_create(parts, parsed, &write_key, &correlation_id)
+                self.order_service_create(parts, parsed, &keys.order_service, &correlation_id)
                     .await
             }
         };
@@ -240,7 +275,7 @@ impl SalesOrders {
                 Ok(b) if !b.status.is_server_error() => Some(b.to_stored()),
                 _ => None,
             };
-            if let Err(e) = self.store.finish_key(k, fingerprint, stored).await {
+            if let Err(e) = self.store.finish_key(k, fingerprint, attempt, stored).await {
                 tracing::error!(error = %e, "could not finish idempotency key");
             }
         }
@@ -301,12 +336,13 @@ impl SalesOrders {
         parts: &http::request::Parts,
         body: Bytes,
         parsed: Option<Value>,
-        write_key: &str,
+        keys: &WriteKeys,
         look_up_first: bool,
         route: &Route,
         correlation_id: &str,
     ) -> Result<Buffered, ProxyError> {
         let started = Instant::now();
+        let write_key = keys.order_service.as_str();
 
         // Phase 2: prepare.
         let stamp_field = self.config.sap_stamp_field.as_deref();
@@ -318,8 +354,8 @@ impl SalesOrders {
         };
         let (sap_body, stamp) = match stamp_field {
             Some(f) if parsed.as_ref().is_some_and(Value::is_object) && !client_has_field(f) => (
-                stamp_body(&body, f, write_key),
-                Some((f.to_owned(), write_key.to_owned())),
+                stamp_body(&body, f, &keys.stamp),
+                Some((f.to_owned(), keys.stamp.clone())),
             ),
             Some(f) => {
                 // The client set the field itself: its value is the best look-up key we have.

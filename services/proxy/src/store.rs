@@ -184,6 +184,9 @@ pub struct IdemRecord {
     pub state: IdemState,
     /// First seen.
     pub created_at: DateTime<Utc>,
+    /// How many earlier attempts ended without a definite answer.
+    #[serde(default)]
+    pub attempt: u32,
 }
 
 /// Result of claiming an idempotency key.
@@ -192,8 +195,11 @@ pub enum Claim {
     /// New key: go ahead.
     Fresh,
     /// Seen before without a definite result (crash, or SAP unavailable): go ahead, but look
-    /// up before creating.
-    Retry,
+    /// up before creating. `attempt` counts the earlier attempts.
+    Retry {
+        /// 1 for the first retry.
+        attempt: u32,
+    },
     /// Finished before: answer this.
     Replay(StoredResponse),
     /// Same key, different request.
@@ -349,14 +355,24 @@ impl Store {
                         IdemState::InFlight { boot_id: b } if b == boot_id => {
                             (Claim::InProgress, false)
                         }
-                        IdemState::InFlight { .. } | IdemState::Unknown => (Claim::Retry, true),
+                        IdemState::InFlight { .. } | IdemState::Unknown => (
+                            Claim::Retry {
+                                attempt: r.attempt + 1,
+                            },
+                            true,
+                        ),
                     },
                 };
                 if write {
+                    let attempt = match claim {
+                        Claim::Retry { attempt } => attempt,
+                        _ => 0,
+                    };
                     let rec = IdemRecord {
                         fingerprint,
                         state: IdemState::InFlight { boot_id },
                         created_at: Utc::now(),
+                        attempt,
                     };
                     let bytes = serde_json::to_vec(&rec).map_err(|e| StoreError(e.to_string()))?;
                     t.insert(key.as_str(), bytes.as_slice())?;
@@ -375,6 +391,7 @@ impl Store {
         &self,
         key: String,
         fingerprint: String,
+        attempt: u32,
         response: Option<StoredResponse>,
     ) -> Result<(), StoreError> {
         self.blocking(move |db| {
@@ -388,6 +405,7 @@ impl Store {
                         None => IdemState::Unknown,
                     },
                     created_at: Utc::now(),
+                    attempt,
                 };
                 let bytes = serde_json::to_vec(&rec).map_err(|e| StoreError(e.to_string()))?;
                 t.insert(key.as_str(), bytes.as_slice())?;
@@ -440,7 +458,7 @@ mod tests {
             body_b64: "e30=".into(),
         };
         store
-            .finish_key("k1".into(), "fp-a".into(), Some(resp.clone()))
+            .finish_key("k1".into(), "fp-a".into(), 0, Some(resp.clone()))
             .await
             .unwrap();
         assert_eq!(claim("fp-a").await.unwrap(), Claim::Replay(resp));
@@ -459,15 +477,15 @@ mod tests {
             .claim_key("k2".into(), "fp".into(), "boot-new".into())
             .await
             .unwrap();
-        assert_eq!(after_crash, Claim::Retry);
+        assert_eq!(after_crash, Claim::Retry { attempt: 1 });
         store
-            .finish_key("k2".into(), "fp".into(), None)
+            .finish_key("k2".into(), "fp".into(), 1, None)
             .await
             .unwrap();
         let again = store
             .claim_key("k2".into(), "fp".into(), "boot-new".into())
             .await
             .unwrap();
-        assert_eq!(again, Claim::Retry);
+        assert_eq!(again, Claim::Retry { attempt: 2 });
     }
 }

@@ -1,0 +1,168 @@
+//! The admin API: token required for every change; a refused change changes nothing.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn admin_changes_without_the_token_are_refused_and_change_nothing() {
+    let mut s = Stack::start(Options {
+        mode: "legacy",
+        ..Options::default()
+    })
+    .await;
+    // A parked replay to try to retry and discard.
+    s.set_mode("dual-write", true).await;
+    s.stop_order_service();
+    let r = s
+        .sdk_create(&s.proxy_url(), &order_body(&unique("ADM")), &[])
+        .await;
+    assert_eq!(r.status, 201);
+    let replay_id = s.replays().await[0]["id"].as_str().unwrap().to_owned();
+    let audit_before = s
+        .admin(
+            Method::GET,
+            "/admin/v1/routes/sales-orders/audit",
+            None,
+            None,
+        )
+        .await
+        .json();
+
+    let attempts: Vec<(Method, String, Option<serde_json::Value>)> = vec![
+        (
+            Method::PUT,
+            "/admin/v1/routes/sales-orders/mode".into(),
+            Some(json!({"mode": "legacy", "force": true})),
+        ),
+        (
+            Method::PUT,
+            "/admin/v1/routes/sales-orders/policy".into(),
+            Some(json!({"policy": "store-and-forward"})),
+        ),
+        (
+            Method::POST,
+            format!("/admin/v1/replays/{replay_id}/discard"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/admin/v1/replays/{replay_id}/retry"),
+            None,
+        ),
+        (
+            Method::PUT,
+            "/admin/v1/routes/sales-orders/reconciliation".into(),
+            Some(json!({"drift": 0})),
+        ),
+    ];
+    for (method, path, body) in attempts {
+        for token in [None, Some("wrong-token"), Some("")] {
+            let r = s.admin(method.clone(), &path, body.clone(), token).await;
+            assert_eq!(r.status, 401, "{method} {path} with {token:?}");
+        }
+    }
+    let routes = s
+        .admin(Method::GET, "/admin/v1/routes", None, None)
+        .await
+        .json();
+    assert_eq!(routes["routes"][0]["mode"], "dual-write");
+    assert_eq!(routes["routes"][0]["policy"], "strict");
+    let replays = s.replays().await;
+    assert_eq!(replays.len(), 1);
+    assert_eq!(replays[0]["id"], replay_id.as_str());
+    let audit_after = s
+        .admin(
+            Method::GET,
+            "/admin/v1/routes/sales-orders/audit",
+            None,
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(audit_before, audit_after);
+    // With the token the same change goes through and is audited with who, from and to.
+    let ok = s
+        .http
+        .put(format!(
+            "{}/admin/v1/routes/sales-orders/mode",
+            s.admin_url()
+        ))
+        .bearer_auth(TOKEN)
+        .header("x-admin-actor", "alice")
+        .json(&json!({"mode": "legacy"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let audit = s
+        .admin(
+            Method::GET,
+            "/admin/v1/routes/sales-orders/audit",
+            None,
+            None,
+        )
+        .await
+        .json();
+    let last = audit["entries"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["from"].as_str(), last["to"].as_str()),
+        (Some("dual-write"), Some("legacy"))
+    );
+    assert!(last["who"].as_str().unwrap().starts_with("alice@127.0.0.1"));
+}
+
+#[tokio::test]
+async fn a_forward_switch_is_refused_until_readiness_holds_unless_forced_and_a_switch_back_always_works()
+ {
+    let mut s = Stack::start(Options {
+        mode: "legacy",
+        ..Options::default()
+    })
+    .await;
+    s.stop_order_service();
+    let refused = s.set_mode("dual-write", false).await;
+    assert_eq!(refused.status, 409, "{:?}", refused.body);
+    let criteria = refused.json()["criteria"].clone();
+    assert!(
+        criteria
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "order_service_ready" && c["ok"] == false)
+    );
+    s.start_order_service().await;
+    let ok = s.set_mode("dual-write", false).await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    // dual-write → events needs a reconciliation report with zero drift.
+    assert_eq!(s.set_mode("events", false).await.status, 409);
+    let forced = s.set_mode("events", true).await;
+    assert_eq!(forced.status, 200);
+    assert_eq!(
+        s.set_mode("legacy", false).await.status,
+        200,
+        "back is always allowed"
+    );
+    // The mode survives a restart.
+    s.set_mode("dual-write", false).await;
+    s.kill_proxy();
+    s.start_proxy().await;
+    let routes = s
+        .admin(Method::GET, "/admin/v1/routes", None, None)
+        .await
+        .json();
+    assert_eq!(routes["routes"][0]["mode"], "dual-write");
+    let audit = s
+        .admin(
+            Method::GET,
+            "/admin/v1/routes/sales-orders/audit",
+            None,
+            None,
+        )
+        .await
+        .json();
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 4);
+    assert_eq!(entries[1]["forced"], true);
+}

@@ -1,0 +1,455 @@
+//! The whole stack for one test, from the real binaries: `sap-mock` (its own temp data
+//! folder), `order-service` (a fresh PostgreSQL database), and the `proxy` (its own temp data
+//! folder), each on free loopback ports. Helpers talk to them the way SAP's SDK does and count
+//! what each system holds, querying each one directly.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use test_support::postgres::{TestDatabase, fresh_database};
+use test_support::process::{ChildProcess, free_port};
+
+pub const TOKEN: &str = "test-admin-token";
+pub const ROOT: &str = "/sap/opu/odata/sap/API_SALES_ORDER_SRV";
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Builds the other services' binaries once per test process and returns the target dir.
+/// `PROXY_IT_PREBUILT=1` uses the binaries already in the target dir (e.g. when `scripts/test`
+/// built them just before).
+pub fn binaries() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = test_support::workspace_root();
+        if std::env::var_os("PROXY_IT_PREBUILT").is_none() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .current_dir(&root)
+                .args(["build", "-q", "-p", "order-service", "-p", "sap-mock"])
+                .status()
+                .expect("cargo runs");
+            assert!(
+                status.success(),
+                "building order-service and sap-mock failed"
+            );
+        }
+        std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| root.join("target"))
+            .join("debug")
+    })
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("proxy-it-{tag}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn log_file(dir: &Path, name: &str) -> Stdio {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(name))
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null())
+}
+
+/// How to start the stack.
+#[derive(Clone)]
+pub struct Options {
+    pub mode: &'static str,
+    pub policy: &'static str,
+    pub proxy_env: Vec<(&'static str, String)>,
+    pub sap_env: Vec<(&'static str, String)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            mode: "dual-write",
+            policy: "strict",
+            proxy_env: Vec::new(),
+            sap_env: Vec::new(),
+        }
+    }
+}
+
+/// A response, fully read.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+pub struct Stack {
+    pub db: TestDatabase,
+    pub sap: Option<ChildProcess>,
+    pub sap_port: u16,
+    pub sap_dir: PathBuf,
+    pub sap_env: Vec<(&'static str, String)>,
+    pub orders: Option<ChildProcess>,
+    pub orders_port: u16,
+    pub proxy: Option<ChildProcess>,
+    pub proxy_port: u16,
+    pub admin_port: u16,
+    pub proxy_dir: PathBuf,
+    pub opts: Options,
+    pub http: reqwest::Client,
+    pub pool: sqlx::PgPool,
+}
+
+impl Stack {
+    pub async fn start(opts: Options) -> Stack {
+        let bins = binaries();
+        let _ = bins;
+        let db = fresh_database().await;
+        let mut s = Stack {
+            pool: sqlx::postgres::PgPoolOptions::new()
+                .max_connections(2)
+                .connect_lazy(&db.url)
+                .unwrap(),
+            db,
+            sap: None,
+            sap_port: free_port(),
+            sap_dir: temp_dir("sap"),
+            sap_env: opts.sap_env.clone(),
+            orders: None,
+            orders_port: free_port(),
+            proxy: None,
+            proxy_port: free_port(),
+            admin_port: free_port(),
+            proxy_dir: temp_dir("proxy"),
+            opts,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        };
+        s.start_sap().await;
+        s.start_order_service().await;
+        s.start_proxy().await;
+        s
+    }
+
+    pub fn sap_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.sap_port)
+    }
+    pub fn proxy_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.proxy_port)
+    }
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port)
+    }
+    pub fn orders_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.orders_port)
+    }
+
+    async fn wait_ok(&self, url: String, what: &str) {
+        let http = self.http.clone();
+        test_support::eventually(what, WAIT, || {
+            let http = http.clone();
+            let url = url.clone();
+            async move {
+                match http.get(&url).send().await {
+                    Ok(r) if r.status().is_success() => Some(()),
+                    _ => None,
+                }
+            }
+        })
+        .await;
+    }
+
+    pub async fn start_sap(&mut self) {
+        let mut cmd = Command::new(binaries().join("sap-mock"));
+        cmd.env("SAP_MOCK_BIND", "127.0.0.1")
+            .env("SAP_MOCK_PORT", self.sap_port.to_string())
+            .env("SAP_MOCK_DATA_DIR", &self.sap_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(log_file(&self.sap_dir, "sap-mock.log"))
+            .stderr(log_file(&self.sap_dir, "sap-mock.log"));
+        for (k, v) in &self.sap_env {
+            cmd.env(k, v);
+        }
+        self.sap = Some(ChildProcess::spawn("sap-mock", cmd));
+        self.wait_ok(
+            format!("{}/sap-mock/health", self.sap_url()),
+            "sap-mock healthy",
+        )
+        .await;
+    }
+
+    pub async fn start_order_service(&mut self) {
+        let mut cmd = Command::new(binaries().join("order-service"));
+        cmd.env("ORDER_SERVICE_HOST", "127.0.0.1")
+            .env("ORDER_SERVICE_PORT", self.orders_port.to_string())
+            .env("DATABASE_URL", &self.db.url)
+            .env("OUTBOX_RELAY_ENABLED", "false")
+            .env("RUST_LOG", "warn")
+            .stdout(log_file(&self.proxy_dir, "order-service.log"))
+            .stderr(log_file(&self.proxy_dir, "order-service.log"));
+        self.orders = Some(ChildProcess::spawn("order-service", cmd));
+        self.wait_ok(
+            format!("{}/health", self.orders_url()),
+            "order-service healthy",
+        )
+        .await;
+    }
+
+    pub fn stop_order_service(&mut self) {
+        if let Some(mut p) = self.orders.take() {
+            p.kill_hard();
+        }
+    }
+
+    /// SIGSTOP / SIGCONT: the order service stops answering without closing its port.
+    pub fn freeze_order_service(&self, frozen: bool) {
+        let pid = self.orders.as_ref().expect("order service running").id();
+        let sig = if frozen { "-STOP" } else { "-CONT" };
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    pub async fn start_proxy(&mut self) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_proxy"));
+        cmd.env("PROXY_BIND", "127.0.0.1")
+            .env("PROXY_PORT", self.proxy_port.to_string())
+            .env("PROXY_ADMIN_PORT", self.admin_port.to_string())
+            .env("SAP_URL", self.sap_url())
+            .env("ORDER_SERVICE_URL", self.orders_url())
+            .env("ADMIN_TOKEN", TOKEN)
+            .env("PROXY_DATA_DIR", &self.proxy_dir)
+            .env("PROXY_SALES_ORDERS_MODE", self.opts.mode)
+            .env("PROXY_SALES_ORDERS_POLICY", self.opts.policy)
+            .env("PROXY_REPLAY_BASE_MS", "100")
+            .env("PROXY_REPLAY_MAX_MS", "1000")
+            .env("PROXY_REPLAY_POLL_MS", "100")
+            .env("PROXY_SAP_TIMEOUT_MS", "5000")
+            .env("PROXY_ORDER_SERVICE_TIMEOUT_MS", "3000")
+            .env("PROXY_BREAKER_FAILURES", "1000")
+            .env("RUST_LOG", "info")
+            .stdout(log_file(&self.proxy_dir, "proxy.log"))
+            .stderr(log_file(&self.proxy_dir, "proxy.log"));
+        for (k, v) in &self.opts.proxy_env {
+            cmd.env(k, v);
+        }
+        self.proxy = Some(ChildProcess::spawn("proxy", cmd));
+        self.wait_ok(format!("{}/health", self.admin_url()), "proxy healthy")
+            .await;
+    }
+
+    pub fn kill_proxy(&mut self) {
+        if let Some(mut p) = self.proxy.take() {
+            p.kill_hard();
+        }
+    }
+
+    /// Replaces sap-mock's fault knobs (`{}` = none).
+    pub async fn sap_faults(&self, knobs: Value) {
+        let r = self
+            .http
+            .put(format!("{}/sap-mock/admin/faults", self.sap_url()))
+            .json(&knobs)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "fault knobs refused: {}",
+            r.text().await.unwrap()
+        );
+    }
+
+    /// A create as SAP's SDK sends it: CSRF fetch with `HEAD .../A_SalesOrder/`, then the POST
+    /// with the token and the cookies.
+    pub async fn sdk_create(&self, base: &str, body: &Value, headers: &[(&str, &str)]) -> Resp {
+        let head = self
+            .http
+            .head(format!("{base}{ROOT}/A_SalesOrder/"))
+            .header("x-csrf-token", "Fetch")
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        let token = head
+            .headers()
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let cookies = head
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|c| c.split(';').next())
+            .collect::<Vec<_>>()
+            .join(";");
+        let mut req = self
+            .http
+            .post(format!("{base}{ROOT}/A_SalesOrder"))
+            .header("accept", "application/json")
+            .header("content-type", "application/json")
+            .header("x-csrf-token", token)
+            .header("cookie", cookies)
+            .body(serde_json::to_vec(body).unwrap());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        into_resp(req.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, url: String) -> Resp {
+        into_resp(
+            self.http
+                .get(url)
+                .header("accept", "application/json")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// SAP's orders with this `PurchaseOrderByCustomer`, asked of SAP directly.
+    pub async fn sap_orders(&self, reference: &str) -> Vec<Value> {
+        let url = format!(
+            "{}{ROOT}/A_SalesOrder?$select=SalesOrder,PurchaseOrderByCustomer,ExternalDocumentID&$filter=(PurchaseOrderByCustomer%20eq%20'{reference}')",
+            self.sap_url()
+        );
+        let r = self.get(url).await;
+        assert_eq!(r.status, 200, "SAP list failed: {:?}", r.body);
+        r.json()["d"]["results"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every SAP order.
+    pub async fn sap_all(&self) -> Vec<Value> {
+        let url = format!(
+            "{}{ROOT}/A_SalesOrder?$select=SalesOrder,PurchaseOrderByCustomer,ExternalDocumentID&$top=10000",
+            self.sap_url()
+        );
+        let r = self.get(url).await;
+        assert_eq!(r.status, 200, "SAP list failed: {:?}", r.body);
+        r.json()["d"]["results"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The order service's rows with this `customer_reference`, read from PostgreSQL:
+    /// (status, sap_order_number, specifications).
+    pub async fn db_orders(&self, reference: &str) -> Vec<(String, Option<String>, Value)> {
+        sqlx::query_as::<_, (String, Option<String>, Value)>(
+            "SELECT status, sap_order_number, specifications FROM orders WHERE customer_reference = $1 ORDER BY created_at",
+        )
+        .bind(reference)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    /// Every row: (customer_reference, status, sap_order_number).
+    pub async fn db_all(&self) -> Vec<(Option<String>, String, Option<String>)> {
+        sqlx::query_as("SELECT customer_reference, status, sap_order_number FROM orders")
+            .fetch_all(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> Resp {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.admin_url()));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        into_resp(req.send().await.unwrap()).await
+    }
+
+    pub async fn set_mode(&self, mode: &str, force: bool) -> Resp {
+        self.admin(
+            reqwest::Method::PUT,
+            "/admin/v1/routes/sales-orders/mode",
+            Some(json!({"mode": mode, "force": force})),
+            Some(TOKEN),
+        )
+        .await
+    }
+
+    pub async fn replays(&self) -> Vec<Value> {
+        let r = self
+            .admin(reqwest::Method::GET, "/admin/v1/replays", None, None)
+            .await;
+        r.json()["replays"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Polls until the replay log is empty.
+    pub async fn wait_replays_drained(&self) {
+        test_support::eventually("replay log drained", WAIT, || async {
+            self.replays().await.is_empty().then_some(())
+        })
+        .await;
+    }
+
+    pub fn proxy_log(&self) -> String {
+        std::fs::read_to_string(self.proxy_dir.join("proxy.log")).unwrap_or_default()
+    }
+}
+
+pub async fn into_resp(r: reqwest::Response) -> Resp {
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let body = r.bytes().await.unwrap_or_default();
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// A deep insert as SAP's SDK sends it, with a unique reference.
+pub fn order_body(reference: &str) -> Value {
+    json!({
+        "SalesOrderType": "OR", "SalesOrganization": "1010", "DistributionChannel": "10",
+        "OrganizationDivision": "00", "SoldToParty": "17100001",
+        "PurchaseOrderByCustomer": reference,
+        "CustomerPurchaseOrderDate": "/Date(1795478400000+0000)/",
+        "to_Item": [
+            {"Material": "TG11", "RequestedQuantity": "2", "RequestedQuantityUnit": "PC"},
+            {"Material": "TG12", "RequestedQuantity": "5", "RequestedQuantityUnit": "PC"}
+        ]
+    })
+}
+
+pub fn unique(tag: &str) -> String {
+    format!("{tag}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}

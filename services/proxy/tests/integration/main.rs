@@ -1,0 +1,10 @@
+//! Integration tests of the proxy against the real `sap-mock` and `order-service` binaries and a
+//! real PostgreSQL (one fresh database per test). One test binary, so the stack's binaries are
+//! built once.
+
+mod admin;
+mod common;
+mod crash;
+mod outcomes;
+mod switching;
+mod wire;
