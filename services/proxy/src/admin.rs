@@ -26,6 +26,7 @@ use crate::breaker::BreakerState;
 use crate::observe;
 use crate::order_client::OrderService;
 use crate::routes::{Mode, Route, RouteError, RouteTable, SapUnavailablePolicy, policy_name};
+use crate::shadow::ShadowStats;
 use crate::store::{ReplayState, Store};
 use crate::upstream::Upstream;
 
@@ -48,6 +49,12 @@ pub struct AdminState {
     pub replay_wakeup: Arc<Notify>,
     /// Latest reconciliation report per route (from `orderctl reconcile`).
     pub reconciliation: Arc<Mutex<HashMap<String, ReconciliationReport>>>,
+    /// Shadow read counts.
+    pub shadow: Arc<ShadowStats>,
+    /// Shadow samples needed.
+    pub shadow_min_samples: u64,
+    /// Shadow match rate needed.
+    pub shadow_min_match_rate: f64,
 }
 
 /// A reconciliation result reported by the operator tooling.
@@ -199,6 +206,21 @@ pub async fn readiness(state: &AdminState, route: &Route, target: Mode) -> Vec<C
         });
     }
     if target >= Mode::Events {
+        let (matched, compared) = state.shadow.counts();
+        let rate = if compared == 0 {
+            0.0
+        } else {
+            matched as f64 / compared as f64
+        };
+        out.push(Criterion {
+            name: "shadow_match_rate",
+            ok: compared >= state.shadow_min_samples && rate >= state.shadow_min_match_rate,
+            detail: format!(
+                "{matched}/{compared} shadow reads matched (need ≥ {} samples at ≥ {:.1}%)",
+                state.shadow_min_samples,
+                state.shadow_min_match_rate * 100.0
+            ),
+        });
         let backlog = state.store.backlog().await.unwrap_or_default();
         out.push(Criterion {
             name: "replay_backlog_empty",
@@ -494,6 +516,7 @@ async fn counters(State(state): State<AdminState>) -> Response {
         .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0);
     Json(json!({
         "dual_write_outcomes": observe::outcome_counts(),
+        "shadow_reads": {"matched": state.shadow.counts().0, "compared": state.shadow.counts().1},
         "replay_backlog": {"pending": backlog.pending, "parked": backlog.parked, "oldest_age_seconds": age},
         "breakers": {"sap": format!("{:?}", state.sap.breaker_state()), "order-service": format!("{:?}", state.order_upstream.breaker_state())},
     }))

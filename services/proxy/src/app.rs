@@ -17,6 +17,7 @@ use crate::routes::RouteTable;
 use crate::sales_orders::SalesOrders;
 use crate::sap_client::SapClient;
 use crate::server::{self, ProxyState};
+use crate::shadow::ShadowStats;
 use crate::store::Store;
 use crate::upstream::{Upstream, UpstreamSettings};
 
@@ -56,6 +57,7 @@ impl Application {
         let orders: Arc<dyn OrderService> = Arc::new(HttpOrderService::new(order_upstream.clone()));
         let sap_client = SapClient::new(sap.clone(), config.sap_credentials.clone());
         let wakeup = Arc::new(Notify::new());
+        let shadow = Arc::new(ShadowStats::default());
         let sales_orders = SalesOrders {
             config: config.clone(),
             sap: sap.clone(),
@@ -71,6 +73,8 @@ impl Application {
             routes: routes.clone(),
             sales_orders,
             inflight: Semaphore::new(config.max_concurrency),
+            orders: orders.clone(),
+            shadow: shadow.clone(),
         });
         let admin = AdminState {
             routes,
@@ -81,6 +85,9 @@ impl Application {
             token: config.admin_token.clone(),
             replay_wakeup: wakeup.clone(),
             reconciliation: Default::default(),
+            shadow,
+            shadow_min_samples: config.shadow_min_samples,
+            shadow_min_match_rate: config.shadow_min_match_rate,
         };
         let worker = ReplayWorker {
             store,

@@ -76,6 +76,10 @@ pub const PROXY_REPLAY_MAX_MS: &str = "PROXY_REPLAY_MAX_MS";
 pub const PROXY_REPLAY_POLL_MS: &str = "PROXY_REPLAY_POLL_MS";
 /// Grace period for in-flight requests at shutdown, milliseconds.
 pub const PROXY_SHUTDOWN_GRACE_MS: &str = "PROXY_SHUTDOWN_GRACE_MS";
+/// Shadow comparisons needed before the match rate counts for readiness.
+pub const PROXY_SHADOW_MIN_SAMPLES: &str = "PROXY_SHADOW_MIN_SAMPLES";
+/// Shadow match rate (0..1) required to leave dual-write.
+pub const PROXY_SHADOW_MIN_MATCH_RATE: &str = "PROXY_SHADOW_MIN_MATCH_RATE";
 /// Log format, `text` or `json`.
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
 
@@ -134,6 +138,10 @@ pub struct ProxyConfig {
     pub replay_poll: Duration,
     /// Shutdown grace period.
     pub shutdown_grace: Duration,
+    /// Shadow samples needed for readiness.
+    pub shadow_min_samples: u64,
+    /// Shadow match rate needed for readiness.
+    pub shadow_min_match_rate: f64,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -199,6 +207,13 @@ impl ProxyConfig {
         let replay_max = ms(&mut r, PROXY_REPLAY_MAX_MS, 60_000);
         let replay_poll = ms(&mut r, PROXY_REPLAY_POLL_MS, 250);
         let shutdown_grace = ms(&mut r, PROXY_SHUTDOWN_GRACE_MS, 10_000);
+        let shadow_min_samples = r.read(PROXY_SHADOW_MIN_SAMPLES, 100u64);
+        let shadow_min_match_rate = r.read(PROXY_SHADOW_MIN_MATCH_RATE, 0.99f64);
+        if !(0.0..=1.0).contains(&shadow_min_match_rate) {
+            r.problem(format!(
+                "{PROXY_SHADOW_MIN_MATCH_RATE} must be between 0 and 1"
+            ));
+        }
         let log_format: LogFormat = r.read(LOG_FORMAT, LogFormat::Text);
         r.finish()?;
         Ok(Self {
@@ -228,6 +243,8 @@ impl ProxyConfig {
             replay_max,
             replay_poll,
             shutdown_grace,
+            shadow_min_samples,
+            shadow_min_match_rate,
             log_format,
         })
     }

@@ -23,6 +23,7 @@
 //! - [`routes`]: route table with modes and policies, persisted and audited.
 //! - [`sales_orders`]: the create and reads of the `sales-orders` route in each mode.
 //! - [`outcome`]: **the dual-write outcome table**, one pure function.
+//! - [`shadow`]: shadow comparison of dual-write reads (a readiness criterion).
 //! - [`translate`]: the anti-corruption layer (OData deep insert ↔ order service).
 //! - [`store`]: redb file with the replay log and idempotency records (fsync per commit);
 //!   [`replay`]: the worker that lands every logged follow-up, with back-off and jitter.
@@ -47,6 +48,7 @@ pub mod routes;
 pub mod sales_orders;
 pub mod sap_client;
 pub mod server;
+pub mod shadow;
 pub mod store;
 pub mod translate;
 pub mod upstream;

@@ -25,10 +25,13 @@ use tokio_util::sync::CancellationToken;
 use crate::body::{ProxyBody, collect_limited};
 use crate::config::ProxyConfig;
 use crate::error::ProxyError;
+use crate::order_client::OrderService;
 use crate::passthrough::{self, declared_length};
 use crate::routes::{Mode, RouteTable, SALES_ORDERS};
 use crate::sales_orders::{Operation, SalesOrders, classify};
+use crate::shadow::{self, ShadowStats, Tee};
 use crate::upstream::Upstream;
+use http_body_util::BodyExt;
 
 /// State of the client-facing side.
 pub struct ProxyState {
@@ -42,6 +45,10 @@ pub struct ProxyState {
     pub sales_orders: SalesOrders,
     /// Request slots.
     pub inflight: Semaphore,
+    /// The order service (shadow reads).
+    pub orders: Arc<dyn OrderService>,
+    /// Shadow read counts.
+    pub shadow: Arc<ShadowStats>,
 }
 
 impl ProxyState {
@@ -66,6 +73,11 @@ impl ProxyState {
                 if route.mode != Mode::Legacy || self.legacy_create_needs_buffering(&req) =>
             {
                 self.buffered_create(req, &route).await
+            }
+            (Operation::SalesOrderRead, Some(route))
+                if route.mode == Mode::DualWrite && is_entity_read(req.uri().path()) =>
+            {
+                self.shadowed_read(req).await
             }
             (Operation::SalesOrderRead, Some(route)) if route.mode >= Mode::Events => {
                 let (parts, body) = req.into_parts();
@@ -131,6 +143,25 @@ impl ProxyState {
         self.sales_orders.create(&parts, body, route).await
     }
 
+    /// A dual-write read by key: SAP answers, a copy is compared with the order service after
+    /// the client has it.
+    async fn shadowed_read(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let resp = self.pass_through(req).await;
+        if resp.status() != http::StatusCode::OK {
+            return resp;
+        }
+        let (parts, body) = resp.into_parts();
+        let (tee, copy) = Tee::new(body);
+        let orders = self.orders.clone();
+        let stats = self.shadow.clone();
+        tokio::spawn(async move {
+            if let Ok(bytes) = copy.await {
+                shadow::compare(bytes, orders, stats).await;
+            }
+        });
+        Response::from_parts(parts, tee.boxed_unsync())
+    }
+
     async fn pass_through(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         match passthrough::forward(
             req,
@@ -146,6 +177,12 @@ impl ProxyState {
             Err(e) => e.to_response(),
         }
     }
+}
+
+/// `.../A_SalesOrder(<key>)` with nothing after the key (query aside).
+fn is_entity_read(path: &str) -> bool {
+    path.rsplit_once("/A_SalesOrder(")
+        .is_some_and(|(_, rest)| rest.ends_with(')') && !rest.contains('/'))
 }
 
 fn status_class(s: u16) -> &'static str {

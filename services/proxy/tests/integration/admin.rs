@@ -166,3 +166,93 @@ async fn a_forward_switch_is_refused_until_readiness_holds_unless_forced_and_a_s
     assert_eq!(entries.len(), 4);
     assert_eq!(entries[1]["forced"], true);
 }
+
+#[tokio::test]
+async fn dual_write_reads_are_shadow_compared_and_their_match_rate_gates_leaving_dual_write() {
+    let s = Stack::start(Options {
+        proxy_env: vec![
+            ("PROXY_SHADOW_MIN_SAMPLES", "2".into()),
+            ("PROXY_SHADOW_MIN_MATCH_RATE", "1.0".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let mut numbers = Vec::new();
+    for i in 0..2 {
+        let reference = unique(&format!("SHADOW-{i}"));
+        let r = s
+            .sdk_create(&s.proxy_url(), &order_body(&reference), &[])
+            .await;
+        assert_eq!(r.status, 201);
+        let n = r.json()["d"]["SalesOrder"].as_str().unwrap().to_owned();
+        test_support::eventually("linked", WAIT, || async {
+            let rows = s.db_orders(&reference).await;
+            (rows.len() == 1 && rows[0].1.is_some()).then_some(())
+        })
+        .await;
+        numbers.push(n);
+    }
+    for n in &numbers {
+        let url = format!(
+            "{}{ROOT}/A_SalesOrder('{n}')?$select=*,to_Item/*&$expand=to_Item",
+            s.proxy_url()
+        );
+        let direct = s.get(url.replace(&s.proxy_url(), &s.sap_url())).await;
+        let proxied = s.get(url).await;
+        assert_eq!(proxied.status, 200);
+        // SAP builds its links from the Host the client called; otherwise the bytes are SAP's.
+        let proxied_text = String::from_utf8_lossy(&proxied.body).replace(
+            &format!("127.0.0.1:{}", s.proxy_port),
+            &format!("127.0.0.1:{}", s.sap_port),
+        );
+        assert!(
+            proxied_text.as_bytes() == &direct.body[..],
+            "the client still gets SAP's answer"
+        );
+    }
+    async fn counters(s: &Stack) -> serde_json::Value {
+        s.admin(Method::GET, "/admin/v1/counters", None, None)
+            .await
+            .json()
+    }
+    test_support::eventually("two shadow matches", WAIT, || async {
+        let c = counters(&s).await;
+        (c["shadow_reads"]["matched"] == 2 && c["shadow_reads"]["compared"] == 2).then_some(())
+    })
+    .await;
+    // An order only SAP has (created around the proxy) is a shadow miss.
+    let only_sap = s
+        .sdk_create(&s.sap_url(), &order_body(&unique("SHADOW-SAP-ONLY")), &[])
+        .await;
+    let n = only_sap.json()["d"]["SalesOrder"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        s.get(format!("{}{ROOT}/A_SalesOrder('{n}')", s.proxy_url()))
+            .await
+            .status,
+        200
+    );
+    test_support::eventually("a shadow miss", WAIT, || async {
+        (counters(&s).await["shadow_reads"]["compared"] == 3).then_some(())
+    })
+    .await;
+    s.admin(
+        Method::PUT,
+        "/admin/v1/routes/sales-orders/reconciliation",
+        Some(json!({"drift": 0})),
+        Some(TOKEN),
+    )
+    .await;
+    let refused = s.set_mode("events", false).await;
+    assert_eq!(refused.status, 409, "{:?}", refused.body);
+    let failing: Vec<_> = refused.json()["criteria"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(failing, ["shadow_match_rate"]);
+}

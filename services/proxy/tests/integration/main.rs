@@ -6,5 +6,6 @@ mod admin;
 mod common;
 mod crash;
 mod outcomes;
+mod resilience;
 mod switching;
 mod wire;

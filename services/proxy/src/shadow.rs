@@ -1,0 +1,264 @@
+//! Shadow reads in `dual-write`: SAP answers the client; a copy of SAP's answer to an
+//! entity-by-key read is compared, after the client has it, with what the order service holds
+//! for the same SAP number. The match rate is a readiness criterion for leaving dual-write.
+//!
+//! Only the fields both systems own are compared (customer, reference, currency, and per item
+//! material, quantity, unit), and only those present in SAP's answer (a `$select` narrows it).
+//! The comparison never delays or changes the client's answer: the body is teed while it
+//! streams, and the comparison runs in a task of its own.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use hyper::body::{Body, Frame, SizeHint};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::body::{BoxError, ProxyBody};
+use crate::order_client::OrderService;
+
+/// Largest SAP answer copied for comparison.
+const MAX_COPY: usize = 1024 * 1024;
+
+/// Result of one shadow comparison.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShadowResult {
+    /// Same values.
+    Match,
+    /// Different values in these fields.
+    Mismatch(Vec<String>),
+    /// The order service has no order with this SAP number.
+    Missing,
+}
+
+/// Shadow comparison counts since start.
+#[derive(Debug, Default)]
+pub struct ShadowStats {
+    matched: AtomicU64,
+    mismatched: AtomicU64,
+    missing: AtomicU64,
+}
+
+impl ShadowStats {
+    /// (matched, compared) since start.
+    pub fn counts(&self) -> (u64, u64) {
+        let m = self.matched.load(Ordering::Relaxed);
+        let total =
+            m + self.mismatched.load(Ordering::Relaxed) + self.missing.load(Ordering::Relaxed);
+        (m, total)
+    }
+
+    fn record(&self, r: &ShadowResult, sales_order: &str) {
+        let label = match r {
+            ShadowResult::Match => {
+                self.matched.fetch_add(1, Ordering::Relaxed);
+                "match"
+            }
+            ShadowResult::Mismatch(fields) => {
+                self.mismatched.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(sales_order, ?fields, "shadow_mismatch");
+                "mismatch"
+            }
+            ShadowResult::Missing => {
+                self.missing.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(sales_order, "shadow_missing");
+                "missing"
+            }
+        };
+        metrics::counter!("proxy_shadow_reads_total", "result" => label).increment(1);
+    }
+}
+
+/// A body that passes frames through and, at the end, hands a copy to `done`.
+pub struct Tee {
+    inner: ProxyBody,
+    copy: BytesMut,
+    done: Option<oneshot::Sender<Bytes>>,
+}
+
+impl Tee {
+    /// Wraps `inner`; the receiver gets the whole body once it has been sent to the client.
+    pub fn new(inner: ProxyBody) -> (Self, oneshot::Receiver<Bytes>) {
+        let (tx, rx) = oneshot::channel();
+        (
+            Self {
+                inner,
+                copy: BytesMut::new(),
+                done: Some(tx),
+            },
+            rx,
+        )
+    }
+}
+
+impl Body for Tee {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    if this.copy.len() + d.len() <= MAX_COPY {
+                        this.copy.extend_from_slice(d);
+                    } else {
+                        this.done = None; // too large: no comparison
+                    }
+                }
+                if this.inner.is_end_stream()
+                    && let Some(tx) = this.done.take()
+                {
+                    let _ = tx.send(std::mem::take(&mut this.copy).freeze());
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(tx) = this.done.take() {
+                    let _ = tx.send(std::mem::take(&mut this.copy).freeze());
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.done = None,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Compares SAP's entity with the order service's order for the same SAP number, records the
+/// result, and returns it.
+pub async fn compare(
+    sap_body: Bytes,
+    orders: Arc<dyn OrderService>,
+    stats: Arc<ShadowStats>,
+) -> Option<ShadowResult> {
+    let v: Value = serde_json::from_slice(&sap_body).ok()?;
+    let entity = v.get("d")?;
+    let number = entity.get("SalesOrder")?.as_str()?.to_owned();
+    let query = format!("sap_order_number={number}&limit=1");
+    let found = orders.list(&query).await.ok()?;
+    let result = match found.first() {
+        None => ShadowResult::Missing,
+        Some(order) => ShadowResult::from_diff(diff(entity, order)),
+    };
+    stats.record(&result, &number);
+    Some(result)
+}
+
+fn norm_decimal(s: &str) -> String {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s.to_owned()
+    }
+}
+
+/// The fields that differ between SAP's entity and the order (only fields SAP's answer has).
+pub fn diff(sap: &Value, order: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let pairs = [
+        ("SoldToParty", "customer_id"),
+        ("PurchaseOrderByCustomer", "customer_reference"),
+        ("TransactionCurrency", "currency"),
+    ];
+    for (s, o) in pairs {
+        if let Some(sv) = sap.get(s).and_then(Value::as_str) {
+            let ov = order.get(o).and_then(Value::as_str).unwrap_or("");
+            if sv != ov {
+                out.push(s.to_owned());
+            }
+        }
+    }
+    let sap_items = sap
+        .get("to_Item")
+        .and_then(|i| i.get("results").or(Some(i)))
+        .and_then(Value::as_array);
+    let order_items = order.get("items").and_then(Value::as_array);
+    if let (Some(si), Some(oi)) = (sap_items, order_items) {
+        if si.len() != oi.len() {
+            out.push("to_Item".to_owned());
+        } else {
+            for (n, (s, o)) in si.iter().zip(oi).enumerate() {
+                for (sk, ok, decimal) in [
+                    ("Material", "sku", false),
+                    ("RequestedQuantity", "quantity", true),
+                    ("RequestedQuantityUnit", "unit", false),
+                ] {
+                    if let Some(sv) = s.get(sk).and_then(Value::as_str) {
+                        let ov = o.get(ok).and_then(Value::as_str).unwrap_or("");
+                        let same = if decimal {
+                            norm_decimal(sv) == norm_decimal(ov)
+                        } else {
+                            sv == ov
+                        };
+                        if !same {
+                            out.push(format!("to_Item[{n}].{sk}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+impl ShadowResult {
+    /// From a diff.
+    pub fn from_diff(fields: Vec<String>) -> Self {
+        if fields.is_empty() {
+            ShadowResult::Match
+        } else {
+            ShadowResult::Mismatch(fields)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn equal_orders_match_even_with_differently_padded_decimals() {
+        let sap = json!({"SoldToParty": "17100001", "PurchaseOrderByCustomer": "PO-1",
+            "TransactionCurrency": "EUR",
+            "to_Item": {"results": [{"Material": "TG11", "RequestedQuantity": "2", "RequestedQuantityUnit": "PC"}]}});
+        let order = json!({"customer_id": "17100001", "customer_reference": "PO-1", "currency": "EUR",
+            "items": [{"sku": "TG11", "quantity": "2.000", "unit": "PC"}]});
+        assert_eq!(
+            ShadowResult::from_diff(diff(&sap, &order)),
+            ShadowResult::Match
+        );
+    }
+
+    #[test]
+    fn a_different_quantity_or_missing_item_is_a_mismatch_naming_the_field() {
+        let sap = json!({"SoldToParty": "17100001",
+            "to_Item": {"results": [{"Material": "TG11", "RequestedQuantity": "3"}]}});
+        let order = json!({"customer_id": "17100001", "items": [{"sku": "TG11", "quantity": "2"}]});
+        assert_eq!(diff(&sap, &order), ["to_Item[0].RequestedQuantity"]);
+        let fewer = json!({"customer_id": "17100001", "items": []});
+        assert_eq!(diff(&sap, &fewer), ["to_Item"]);
+    }
+
+    #[test]
+    fn fields_absent_from_a_narrowed_sap_answer_are_not_compared() {
+        let sap = json!({"SalesOrder": "1"});
+        let order = json!({"customer_id": "x"});
+        assert!(diff(&sap, &order).is_empty());
+    }
+}
