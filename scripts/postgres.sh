@@ -5,17 +5,19 @@
 #   scripts/postgres.sh install   install the server packages if initdb/pg_ctl are missing
 #   scripts/postgres.sh start     install, init (first time) and start; wait until it accepts
 #   scripts/postgres.sh stop      stop (fast shutdown)
+#   scripts/postgres.sh crash     stop at once without a checkpoint (immediate mode), as a crash would
 #   scripts/postgres.sh status    exit 0 when running
 #   scripts/postgres.sh url       print the DATABASE_URL of the project cluster (database orders)
 #
-# Environment: ORDERS_DATA_DIR (default <repo>/.data), PG_PORT (default 5432).
+# Environment: ORDERS_DATA_DIR (default <repo>/.data), PG_PORT (default 5432), PG_CLUSTER_DIR
+# (default $ORDERS_DATA_DIR/postgres; tests run private clusters they can stop this way).
 # When DATABASE_URL or DB_HOST is set, the project cluster is not used: start only checks that
 # the given server answers.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 data_root=${ORDERS_DATA_DIR:-$repo/.data}
-pg_dir=$data_root/postgres
+pg_dir=${PG_CLUSTER_DIR:-$data_root/postgres}
 pg_data=$pg_dir/data
 pg_port=${PG_PORT:-5432}
 pg_log=$pg_dir/postgres.log
@@ -101,17 +103,19 @@ CONF
 }
 
 cmd_stop() {
+  local mode=${1:-fast}
   external && return 0
   local bin; bin=$(pg_bin_dir) || return 0
   running || return 0
-  as_owner "$bin/pg_ctl" -D "$pg_data" -m fast -w stop >/dev/null
+  as_owner "$bin/pg_ctl" -D "$pg_data" -m "$mode" -w stop >/dev/null
 }
 
 case "${1:-}" in
   install) cmd_install ;;
   start) cmd_start ;;
-  stop) cmd_stop ;;
+  stop) cmd_stop fast ;;
+  crash) cmd_stop immediate ;;
   status) running ;;
   url) echo "${DATABASE_URL:-postgres://postgres@127.0.0.1:$pg_port/orders}" ;;
-  *) echo "usage: $0 install|start|stop|status|url" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop|crash|status|url" >&2; exit 2 ;;
 esac

@@ -63,3 +63,72 @@ pub async fn fresh_database() -> TestDatabase {
         name,
     }
 }
+
+/// A PostgreSQL cluster of one test's own, on a free port, which the test may crash and
+/// restart (the shared server must stay up for every other test). Removed when dropped.
+#[derive(Debug)]
+pub struct PrivateCluster {
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl PrivateCluster {
+    /// Initialises and starts a new cluster (about a second), panicking with the reason if it
+    /// cannot.
+    pub fn start() -> Self {
+        let dir = crate::workspace_root()
+            .join(".data/tmp")
+            .join(format!("pg-{}", uuid::Uuid::new_v4().simple()));
+        let cluster = Self {
+            dir,
+            port: crate::process::free_port(),
+        };
+        cluster.run("start");
+        cluster
+    }
+
+    fn run(&self, action: &str) {
+        let script = crate::workspace_root().join("scripts/postgres.sh");
+        let out = Command::new(&script)
+            .arg(action)
+            .env("PG_CLUSTER_DIR", &self.dir)
+            .env("PG_PORT", self.port.to_string())
+            .env_remove("DATABASE_URL")
+            .env_remove("DB_HOST")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(
+            out.status.success(),
+            "postgres.sh {action} on the private cluster failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// URL of the cluster's `orders` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/orders", self.port)
+    }
+
+    /// Stops the server at once, without a checkpoint, as a crash would.
+    pub fn crash(&self) {
+        self.run("crash");
+    }
+
+    /// Starts the server again on the same port and data.
+    pub fn restart(&self) {
+        self.run("start");
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let script = crate::workspace_root().join("scripts/postgres.sh");
+        let _ = Command::new(&script)
+            .arg("crash")
+            .env("PG_CLUSTER_DIR", &self.dir)
+            .env("PG_PORT", self.port.to_string())
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -28,6 +28,8 @@ pub fn test_config(database_url: &str, extra: &[(&str, &str)]) -> Config {
         ("ORDER_SERVICE_HOST".into(), "127.0.0.1".into()),
         ("DATABASE_URL".into(), database_url.into()),
         ("DB_POOL_SIZE".into(), "20".into()),
+        // The relay has tests of its own (tests/outbox); here the outbox rows are counted.
+        ("OUTBOX_RELAY_ENABLED".into(), "false".into()),
     ]);
     for (k, v) in extra {
         vars.insert((*k).into(), (*v).into());
@@ -41,11 +43,18 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     let db = test_support::postgres::fresh_database().await;
-    let app = Application::build(test_config(&db.url, extra))
+    spawn_app_on(&db.url, extra).await
+}
+
+/// The service on an existing database (e.g. a private cluster the test will crash).
+pub async fn spawn_app_on(database_url: &str, extra: &[(&str, &str)]) -> TestApp {
+    let app = Application::build(test_config(database_url, extra))
         .await
         .expect("order-service starts");
     let port = app.port();
-    let pool = PgPool::connect(&db.url).await.expect("test pool connects");
+    let pool = PgPool::connect(database_url)
+        .await
+        .expect("test pool connects");
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run_until(shutdown.clone()));
     TestApp {

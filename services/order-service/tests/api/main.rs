@@ -5,4 +5,5 @@ mod crash;
 mod helpers;
 mod idempotency;
 mod orders;
+mod outage;
 mod validation;
