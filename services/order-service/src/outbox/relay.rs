@@ -66,7 +66,8 @@ struct PendingRow {
     event_id: Uuid,
     aggregate_id: Uuid,
     event_type: String,
-    payload: sqlx::types::Json<serde_json::Value>,
+    /// The stored `data`, as JSON text (spliced into the event as it is).
+    payload: String,
     correlation_id: Option<String>,
     traceparent: Option<String>,
     created_at: DateTime<Utc>,
@@ -81,6 +82,14 @@ pub struct BatchOutcome {
     pub published: usize,
     /// Rows whose delivery failed (left pending).
     pub failed: usize,
+}
+
+/// A batch handed to the producer, not yet acknowledged.
+struct InFlight {
+    claimed: Vec<Uuid>,
+    rows: Vec<PendingRow>,
+    deliveries: Vec<rdkafka::producer::DeliveryFuture>,
+    started: Instant,
 }
 
 /// A relay: one PostgreSQL connection for its locks, one producer.
@@ -129,72 +138,87 @@ impl Relay {
         }
     }
 
-    /// One pass: claim, fetch, publish, mark, unlock. Returns what it did.
+    /// One pass, not overlapped with another: claim, fetch, publish, mark, unlock.
     pub async fn publish_batch(&mut self) -> Result<BatchOutcome, RelayError> {
+        match self.start_batch(&[]).await? {
+            Some(batch) => self.finish_batch(batch).await,
+            None => Ok(BatchOutcome::default()),
+        }
+    }
+
+    /// Claims orders (except `exclude`, the orders of the batch still in flight: session locks
+    /// are re-entrant, so the exclusion is what keeps an order in one batch at a time), fetches
+    /// their pending rows and hands them to the producer. `None` when there is nothing to claim.
+    async fn start_batch(&mut self, exclude: &[Uuid]) -> Result<Option<InFlight>, RelayError> {
         let started = Instant::now();
         let batch_size = self.batch_size;
         let conn = self.connection().await?;
         let claimed: Vec<Uuid> = sqlx::query_scalar(
             "WITH candidates AS MATERIALIZED ( \
                SELECT DISTINCT aggregate_id FROM ( \
-                 SELECT aggregate_id FROM outbox WHERE published_at IS NULL \
+                 SELECT aggregate_id FROM outbox \
+                 WHERE published_at IS NULL AND NOT (aggregate_id = ANY($3)) \
                  ORDER BY id LIMIT $1) oldest) \
              SELECT aggregate_id FROM candidates \
              WHERE pg_try_advisory_lock($2, hashtext(aggregate_id::text))",
         )
         .bind(batch_size)
         .bind(LOCK_NAMESPACE)
+        .bind(exclude)
         .fetch_all(&mut *conn)
         .await?;
         if claimed.is_empty() {
-            return Ok(BatchOutcome::default());
+            return Ok(None);
         }
-        let result = self.publish_claimed(&claimed, batch_size).await;
-        // Unlock even after a failed pass; if unlocking itself fails, dropping the connection
-        // releases the locks.
-        let unlocked = match self.conn.as_mut() {
-            Some(conn) => sqlx::query(
-                "SELECT pg_advisory_unlock($2, hashtext(a::text)) FROM unnest($1::uuid[]) a",
-            )
-            .bind(&claimed)
-            .bind(LOCK_NAMESPACE)
-            .execute(conn)
-            .await
-            .map(|_| ()),
-            None => Ok(()),
-        };
-        if unlocked.is_err() {
-            self.reset_connection().await;
-        }
-        let outcome = result?;
-        unlocked?;
-        metrics::histogram!("outbox_batch_duration_seconds")
-            .record(started.elapsed().as_secs_f64());
-        Ok(outcome)
-    }
-
-    async fn publish_claimed(
-        &mut self,
-        claimed: &[Uuid],
-        batch_size: i64,
-    ) -> Result<BatchOutcome, RelayError> {
-        let conn = self.connection().await?;
-        let rows: Vec<PendingRow> = sqlx::query_as(
-            "SELECT id, event_id, aggregate_id, event_type, payload, correlation_id, \
-               traceparent, created_at \
+        // A new statement, so its snapshot is taken after the locks: rows another relay marked
+        // before releasing an order are seen as published.
+        let fetched: Result<Vec<PendingRow>, sqlx::Error> = sqlx::query_as(
+            "SELECT id, event_id, aggregate_id, event_type, payload::text AS payload, \
+               correlation_id, traceparent, created_at \
              FROM outbox WHERE published_at IS NULL AND aggregate_id = ANY($1) \
              ORDER BY aggregate_id, order_version LIMIT $2",
         )
-        .bind(claimed)
+        .bind(&claimed)
         .bind(batch_size)
         .fetch_all(&mut *conn)
-        .await?;
-
-        let mut deliveries = Vec::with_capacity(rows.len());
+        .await;
+        let mut batch = InFlight {
+            claimed,
+            rows: Vec::new(),
+            deliveries: Vec::new(),
+            started,
+        };
+        let rows = match fetched {
+            Ok(rows) => rows,
+            Err(e) => {
+                self.unlock(&batch.claimed).await;
+                return Err(e.into());
+            }
+        };
+        batch.deliveries.reserve(rows.len());
         for row in &rows {
-            deliveries.push(self.enqueue(row).await?);
+            match self.enqueue(row).await {
+                Ok(delivery) => batch.deliveries.push(delivery),
+                Err(e) => {
+                    self.unlock(&batch.claimed).await;
+                    return Err(e);
+                }
+            }
         }
-        // Every ack, in enqueue order; a failed row poisons the rest of its order's rows for
+        batch.rows = rows;
+        Ok(Some(batch))
+    }
+
+    /// Waits for every ack of `batch`, marks the acknowledged prefix of each order published,
+    /// and unlocks its orders.
+    async fn finish_batch(&mut self, batch: InFlight) -> Result<BatchOutcome, RelayError> {
+        let InFlight {
+            claimed,
+            rows,
+            deliveries,
+            started,
+        } = batch;
+        // Every ack, in enqueue order; a failed row holds back the rest of its order's rows for
         // this pass (they stay pending and go out, in order, in a later pass).
         let mut blocked: HashSet<Uuid> = HashSet::new();
         let mut acked: Vec<i64> = Vec::with_capacity(rows.len());
@@ -202,7 +226,6 @@ impl Relay {
             orders: claimed.len(),
             ..BatchOutcome::default()
         };
-        let now = Utc::now();
         for (row, delivery) in rows.iter().zip(deliveries) {
             let delivered = match delivery.await {
                 Ok(Ok(_)) => Ok(()),
@@ -212,7 +235,7 @@ impl Relay {
             match delivered {
                 Ok(()) if !blocked.contains(&row.aggregate_id) => {
                     acked.push(row.id);
-                    let lag = (now - row.created_at).to_std().unwrap_or_default();
+                    let lag = (Utc::now() - row.created_at).to_std().unwrap_or_default();
                     metrics::histogram!("outbox_commit_to_ack_duration_seconds")
                         .record(lag.as_secs_f64());
                 }
@@ -237,15 +260,47 @@ impl Relay {
             tokio::time::sleep(self.mark_delay).await;
         }
         if !acked.is_empty() {
-            let conn = self.connection().await?;
-            sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
-                .bind(&acked)
-                .execute(conn)
-                .await?;
+            let marked = match self.connection().await {
+                Ok(conn) => {
+                    sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+                        .bind(&acked)
+                        .execute(conn)
+                        .await
+                        .map(|_| ())
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = marked {
+                self.unlock(&claimed).await;
+                return Err(e.into());
+            }
         }
+        self.unlock(&claimed).await;
         outcome.published = acked.len();
         metrics::counter!("outbox_published_total").increment(acked.len() as u64);
+        metrics::histogram!("outbox_batch_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
         Ok(outcome)
+    }
+
+    /// Releases the locks of `orders`; when that fails, drops the connection, which releases
+    /// every lock the relay holds.
+    async fn unlock(&mut self, orders: &[Uuid]) {
+        let unlocked = match self.conn.as_mut() {
+            Some(conn) => sqlx::query(
+                "SELECT pg_advisory_unlock($2, hashtext(a::text)) FROM unnest($1::uuid[]) a",
+            )
+            .bind(orders)
+            .bind(LOCK_NAMESPACE)
+            .execute(conn)
+            .await
+            .map(|_| ()),
+            None => Ok(()),
+        };
+        if let Err(e) = unlocked {
+            tracing::warn!(error = %e, "cannot unlock orders; dropping the relay's connection");
+            self.reset_connection().await;
+        }
     }
 
     /// Hands one row to the producer, waiting while its queue is full.
@@ -262,6 +317,11 @@ impl Relay {
                         reason: e.to_string(),
                     },
                 )?;
+        let data: &serde_json::value::RawValue =
+            serde_json::from_str(&row.payload).map_err(|e| RelayError::CorruptRow {
+                id: row.id,
+                reason: format!("payload is not JSON: {e}"),
+            })?;
         let event = CloudEvent {
             specversion: order_events::SPEC_VERSION.to_owned(),
             id: row.event_id.to_string(),
@@ -273,7 +333,7 @@ impl Relay {
             dataschema: event_type.dataschema().to_owned(),
             correlationid: row.correlation_id.clone(),
             traceparent: row.traceparent.clone(),
-            data: &row.payload.0,
+            data,
         };
         let value = serde_json::to_vec(&event).expect("JSON values serialize");
         let key = row.aggregate_id.to_string();
@@ -323,9 +383,12 @@ impl Relay {
         }
     }
 
-    /// Runs passes until `shutdown` fires: back to back while there is work, otherwise waiting
-    /// for an insert notification or the poll interval. A pass in flight when `shutdown` fires
-    /// gets `grace` to finish; rows it could not mark stay pending for the next relay.
+    /// Runs until `shutdown` fires. Batches overlap: the next batch is claimed, fetched and
+    /// handed to the producer while the previous one waits for its acks (never for the same
+    /// orders), so the database work hides behind the broker round trip. When there is no work,
+    /// waits for an insert notification or the poll interval. The batch in flight when
+    /// `shutdown` fires gets `grace` to finish; rows it could not mark stay pending for the
+    /// next relay.
     pub async fn run(
         mut self,
         poll_interval: Duration,
@@ -333,9 +396,10 @@ impl Relay {
         shutdown: CancellationToken,
     ) {
         let mut listener: Option<PgListener> = None;
+        let mut in_flight: Option<InFlight> = None;
         let mut backoff = Duration::from_millis(100);
         loop {
-            if shutdown.is_cancelled() {
+            if shutdown.is_cancelled() && in_flight.is_none() {
                 break;
             }
             if listener.is_none() {
@@ -353,39 +417,63 @@ impl Relay {
                     }
                 };
             }
-            let pass = self.publish_batch();
+            // One step: start the next batch, then finish the one in flight.
+            let step = async {
+                let exclude: Vec<Uuid> = in_flight
+                    .as_ref()
+                    .map(|b| b.claimed.clone())
+                    .unwrap_or_default();
+                let next = if shutdown.is_cancelled() {
+                    None
+                } else {
+                    self.start_batch(&exclude).await?
+                };
+                let outcome = match in_flight.take() {
+                    Some(batch) => self.finish_batch(batch).await?,
+                    None => BatchOutcome::default(),
+                };
+                in_flight = next;
+                Ok::<_, RelayError>(outcome)
+            };
             let deadline = async {
                 shutdown.cancelled().await;
                 tokio::time::sleep(grace).await;
             };
             let result = tokio::select! {
-                r = pass => r,
+                r = step => r,
                 () = deadline => {
                     tracing::warn!("relay stopped mid-batch; unmarked events will be sent again");
                     break;
                 }
             };
             match result {
-                Ok(outcome) if outcome.published > 0 => {
-                    backoff = Duration::from_millis(100);
-                    tracing::debug!(?outcome, "outbox batch published");
-                    continue;
-                }
                 Ok(outcome) if outcome.failed > 0 => {
                     // Deliveries failed (only with a finite message timeout): give the broker
                     // a moment before the next attempt.
+                    tracing::warn!(?outcome, "outbox batch partly delivered");
                     tokio::select! {
-                        () = shutdown.cancelled() => break,
+                        () = shutdown.cancelled() => {}
                         () = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
                 }
-                Ok(_) => {}
+                Ok(outcome) => {
+                    if outcome.published > 0 {
+                        backoff = Duration::from_millis(100);
+                        tracing::debug!(?outcome, "outbox batch published");
+                    }
+                    if in_flight.is_some() || outcome.published > 0 {
+                        continue;
+                    }
+                }
                 Err(e) => {
                     metrics::counter!("outbox_publish_errors_total", "kind" => "relay")
                         .increment(1);
                     tracing::warn!(error = %e, "outbox relay pass failed; reconnecting");
+                    // Dropping the connection releases every lock; unmarked rows are sent
+                    // again later under the same event ids.
+                    in_flight = None;
                     self.reset_connection().await;
                     listener = None;
                     tokio::select! {
