@@ -12,8 +12,10 @@
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::Value;
 
+use crate::payload::PropertyMap;
 use crate::schema::EntityType;
 use crate::uri::format_key;
+use crate::value::EdmValue;
 
 /// A JSON tree whose objects keep their key order.
 #[derive(Debug, Clone, PartialEq)]
@@ -160,6 +162,45 @@ pub fn collection(results: Vec<Node>, count: Option<u64>, next: Option<String>) 
     single(d)
 }
 
+/// An entity as S/4HANA writes it in full, for building legacy-shaped answers from data that
+/// did not come from SAP: `__metadata` (with `etag` when given), then **every** property of
+/// `entity` in the order of the service definition, taken from `values` or, when unset, S/4's
+/// empty value (`""`, `"0"`, `false`, `null`), then every navigation property: the node given
+/// in `inline` (e.g. `("to_Item", inline_results(items))`) or `__deferred`. The key values for
+/// the URIs are read from `values`.
+pub fn full_entity(
+    service_root: &str,
+    entity: &'static EntityType,
+    values: &PropertyMap,
+    etag: Option<&str>,
+    inline: Vec<(&str, Node)>,
+) -> Node {
+    let key: Vec<&str> = entity
+        .keys
+        .iter()
+        .map(|k| values.get_str(k).unwrap_or_default())
+        .collect();
+    let uri = entity_uri(service_root, entity, &key);
+    let mut node = Node::object().with("__metadata", entity_metadata(&uri, entity, etag));
+    for p in entity.properties {
+        let value = values
+            .get(p.name)
+            .cloned()
+            .unwrap_or_else(|| EdmValue::unset(p.edm));
+        node.push(p.name, value.to_json());
+    }
+    let mut inline = inline;
+    for nav in entity.navigations {
+        let given = inline.iter().position(|(n, _)| *n == nav.name);
+        let value = match given {
+            Some(i) => inline.swap_remove(i).1,
+            None => deferred(&format!("{uri}/{}", nav.name)),
+        };
+        node.push(nav.name, value);
+    }
+    node
+}
+
 /// The weak ETag S/4HANA derives from `LastChangeDateTime`:
 /// `W/"datetimeoffset'2026-11-24T14%3A20%3A57.3810000Z'"` (seven fractional digits, colons
 /// percent-encoded).
@@ -216,6 +257,65 @@ mod tests {
             Some(&Node::from("API_SALES_ORDER_SRV.A_SalesOrder"))
         );
         assert!(m.get("etag").is_some());
+    }
+
+    #[test]
+    fn a_full_entity_has_every_property_with_s4_empty_values_and_inline_items() {
+        let create = crate::payload::parse_sales_order_create(
+            br#"{"SoldToParty":"17100001","to_Item":[{"Material":"TG11","RequestedQuantity":"2"}]}"#,
+        )
+        .unwrap();
+        let mut header = create.header.clone();
+        header.set(
+            SALES_ORDER.property("SalesOrder").unwrap(),
+            EdmValue::String("4711".into()),
+        );
+        let mut item = create.items[0].clone();
+        item.set(
+            SALES_ORDER_ITEM.property("SalesOrder").unwrap(),
+            EdmValue::String("4711".into()),
+        );
+        item.set(
+            SALES_ORDER_ITEM.property("SalesOrderItem").unwrap(),
+            EdmValue::String("10".into()),
+        );
+        let root = "http://h/sap/opu/odata/sap/API_SALES_ORDER_SRV";
+        let items = vec![full_entity(
+            root,
+            &SALES_ORDER_ITEM,
+            &item,
+            None,
+            Vec::new(),
+        )];
+        let n = full_entity(
+            root,
+            &SALES_ORDER,
+            &header,
+            Some("W/\"x\""),
+            vec![("to_Item", inline_results(items))],
+        )
+        .into_value();
+        let d = n.as_object().unwrap();
+        assert_eq!(d.len(), 1 + 83 + 9);
+        assert_eq!(n["SoldToParty"], "17100001");
+        assert_eq!(n["SalesGroup"], "");
+        assert_eq!(n["TotalNetAmount"], "0");
+        assert_eq!(n["LastChangeDate"], Value::Null);
+        assert_eq!(n["CompleteDeliveryIsDefined"], false);
+        assert!(
+            n["__metadata"]["uri"]
+                .as_str()
+                .unwrap()
+                .ends_with("A_SalesOrder('4711')")
+        );
+        assert_eq!(n["to_Item"]["results"][0]["RequestedQuantity"], "2");
+        assert!(
+            n["to_Item"]["results"][0]["__metadata"]["uri"]
+                .as_str()
+                .unwrap()
+                .ends_with("A_SalesOrderItem(SalesOrder='4711',SalesOrderItem='10')")
+        );
+        assert!(n["to_Partner"]["__deferred"]["uri"].is_string());
     }
 
     #[test]

@@ -23,9 +23,31 @@
 //! - [`payload`]: request bodies, e.g. a deep-insert create (`to_Item` as a bare array or as
 //!   `{"results":[..]}`), validated property by property into typed maps.
 //! - [`envelope`]: response building blocks: `d`, `results`, `__metadata`, `__deferred`,
-//!   `__count`, `__next`, entity URIs and ETags.
+//!   `__count`, `__next`, entity URIs and ETags, and [`envelope::full_entity`], which shapes
+//!   data that did not come from SAP (a [`payload::PropertyMap`]) exactly like an S/4 answer.
 //! - [`error`]: the OData error JSON body (`{"error":{"code":..,"message":{..}}}`).
 //! - [`metadata`]: the `$metadata` EDMX document for the two entity types.
+//!
+//! # Example: what a proxy does with a create and a list request
+//!
+//! ```
+//! use sap_odata::{EdmValue, SALES_ORDER, payload, query::QueryOptions, schema};
+//!
+//! // the exact body SAP's JavaScript client sends for a deep insert
+//! let body = br#"{"SalesOrderType":"OR","SoldToParty":"17100001","CustomerPurchaseOrderDate":"/Date(1795478400000+0000)/","to_Item":[{"Material":"TG11","RequestedQuantity":"2","RequestedQuantityUnit":"PC"}]}"#;
+//! let order = payload::parse_sales_order_create(body).unwrap();
+//! assert_eq!(order.header.get_str("SoldToParty"), Some("17100001"));
+//! assert_eq!(order.items[0].get("RequestedQuantity").and_then(EdmValue::as_decimal), Some(2.into()));
+//!
+//! // a list request as it arrives on the wire
+//! let q = QueryOptions::parse("$select=SalesOrder,to_Item/Material&$expand=to_Item&$filter=(PurchaseOrderByCustomer%20eq%20'PO-1')&$top=5").unwrap();
+//! q.check(&SALES_ORDER, &schema::entity_type).unwrap();
+//! let matches = q.filter.as_ref().unwrap().evaluate(&|name| match name {
+//!     "PurchaseOrderByCustomer" => EdmValue::String("PO-1".into()),
+//!     _ => EdmValue::Null,
+//! });
+//! assert!(matches);
+//! ```
 
 pub mod date;
 pub mod envelope;

@@ -6,7 +6,6 @@
 //! its current request and close (`graceful_shutdown`), and the server waits up to the grace
 //! period for them.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -114,10 +113,4 @@ pub async fn serve(
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!("sap_mock_shutdown_grace_expired");
     }
-}
-
-/// Keeps `Infallible` in scope for the match above on older compilers.
-#[allow(dead_code)]
-fn _infallible(i: Infallible) -> ! {
-    match i {}
 }

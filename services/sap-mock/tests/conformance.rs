@@ -1051,3 +1051,37 @@ async fn a_repeated_create_makes_a_second_order_because_sap_has_no_idempotency()
         .await;
     assert_eq!(results(&v).len(), 2);
 }
+
+#[tokio::test]
+async fn master_data_from_a_file_extends_the_demo_catalogue_for_checks_and_pricing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("master-data.json");
+    std::fs::write(
+        &file,
+        r#"{"customers":[{"id":"17100099","name":"File Customer"}],
+            "materials":[{"id":"TG99","description":"File Good","base_unit":"PC","iso_unit":"PCE","price":"9.99","currency":"EUR"},
+                         {"id":"TG11","description":"Repriced","base_unit":"PC","iso_unit":"PCE","price":"1.00","currency":"EUR"}]}"#,
+    )
+    .unwrap();
+    let e = TestEmulator::start_with(|c| c.master_data_file = Some(file.clone())).await;
+    let mut body = order_body("MD", &[("TG99", "3"), ("TG11", "2"), ("TG12", "1")]);
+    body["SoldToParty"] = json!("17100099");
+    let created = e.create_ok(&body).await;
+    let items = created["to_Item"]["results"].as_array().unwrap();
+    assert_eq!(items[0]["NetAmount"], "29.97");
+    assert_eq!(items[0]["SalesOrderItemText"], "File Good");
+    assert_eq!(
+        items[1]["NetAmount"], "2.00",
+        "the file overrides the demo price"
+    );
+    assert_eq!(items[2]["NetAmount"], "18.00", "demo entries stay");
+    assert_eq!(created["TotalNetAmount"], "49.97");
+    let catalogue: Value = e
+        .admin(Method::GET, "/sap-mock/admin/master-data", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(catalogue["customers"]["17100099"]["name"], "File Customer");
+    assert!(catalogue["customers"]["17100001"].is_object());
+}
