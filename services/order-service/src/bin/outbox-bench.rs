@@ -19,7 +19,7 @@
 //!
 //! ```text
 //! cargo run --release -p order-service --bin outbox-bench -- [--rates 500,2000] [--seconds 10]
-//!     [--backlog 50000] [--batch 1000] [--linger-ms 2]
+//!     [--backlog 50000] [--batch 1000] [--linger-ms 2] [--concurrency 64]
 //! ```
 
 use std::collections::HashMap;
@@ -48,6 +48,7 @@ struct Args {
     backlog: i64,
     batch: i64,
     linger_ms: u64,
+    concurrency: usize,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -57,6 +58,7 @@ fn parse_args() -> anyhow::Result<Args> {
         backlog: 50_000,
         batch: 1000,
         linger_ms: 2,
+        concurrency: 64,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -72,9 +74,10 @@ fn parse_args() -> anyhow::Result<Args> {
             "--backlog" => args.backlog = value()?.parse()?,
             "--batch" => args.batch = value()?.parse()?,
             "--linger-ms" => args.linger_ms = value()?.parse()?,
+            "--concurrency" => args.concurrency = value()?.parse()?,
             "-h" | "--help" => {
                 println!(
-                    "outbox-bench [--rates 500,2000] [--seconds 10] [--backlog 50000] [--batch 1000] [--linger-ms 2]"
+                    "outbox-bench [--rates 500,2000] [--seconds 10] [--backlog 50000] [--batch 1000] [--linger-ms 2] [--concurrency 64]"
                 );
                 std::process::exit(0);
             }
@@ -144,6 +147,14 @@ fn new_order() -> NewOrder {
     NewOrder::parse(&draft).expect("static draft is valid")
 }
 
+/// The 1-minute load average, to say how busy the machine was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
 fn percentile_ms(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
@@ -163,6 +174,7 @@ async fn measure_lag(
     consumer: &StreamConsumer,
     rate: u32,
     seconds: u64,
+    concurrency: usize,
     value_sizes: &Mutex<Vec<usize>>,
 ) -> anyhow::Result<LagResult> {
     let total = (rate as u64 * seconds) as usize;
@@ -191,10 +203,10 @@ async fn measure_lag(
         }
     };
 
-    // Generator: one create every 1/rate s, at most 64 in flight.
+    // Generator: one create every 1/rate s, at most `concurrency` in flight.
     let generator = async {
         let order = Arc::new(new_order());
-        let limit = Arc::new(tokio::sync::Semaphore::new(64));
+        let limit = Arc::new(tokio::sync::Semaphore::new(concurrency));
         let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
         let start = tokio::time::Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
@@ -310,6 +322,7 @@ fn parse_perf_rate(output: &str) -> Option<f64> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
+    let load_before = load_average();
     let admin = admin_url()?;
     let brokers = brokers()?;
     let run = Uuid::new_v4().simple().to_string();
@@ -364,11 +377,29 @@ async fn main() -> anyhow::Result<()> {
 
     let value_sizes = Mutex::new(Vec::new());
     // Let the consumer join its group before measuring.
-    measure_lag(&repository, &consumer, 50, 2, &value_sizes).await?;
+    measure_lag(
+        &repository,
+        &consumer,
+        50,
+        2,
+        args.concurrency,
+        &value_sizes,
+    )
+    .await?;
     let mut lags = Vec::new();
     for &rate in &args.rates {
         eprintln!("outbox-bench: {rate} orders/s for {} s", args.seconds);
-        lags.push(measure_lag(&repository, &consumer, rate, args.seconds, &value_sizes).await?);
+        lags.push(
+            measure_lag(
+                &repository,
+                &consumer,
+                rate,
+                args.seconds,
+                args.concurrency,
+                &value_sizes,
+            )
+            .await?,
+        );
     }
     relay_stop.cancel();
     relay_task.await?;
@@ -427,10 +458,11 @@ async fn main() -> anyhow::Result<()> {
     let raw_rate = parse_perf_rate(&perf).context("cannot read kafka-producer-perf-test output")?;
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load_after = load_average();
     println!("## Outbox to Kafka (issue 3)\n");
     println!(
         "`cargo run --release -p order-service --bin outbox-bench -- --rates {} --seconds {} --backlog {}` \
-         on {cores} cores; PostgreSQL and Apache Kafka 4.1.1 (single KRaft node) on the same machine; \
+         on {cores} cores (load average {load_before} before, {load_after} after); at most {} creates in flight; PostgreSQL and Apache Kafka 4.1.1 (single KRaft node) on the same machine; \
          relay batch {} events, linger {} ms, acks=all, idempotent producer, topic of 6 partitions; \
          event value {value_size} bytes (structured CloudEvent JSON) plus key and 6 headers.\n",
         args.rates
@@ -440,6 +472,7 @@ async fn main() -> anyhow::Result<()> {
             .join(","),
         args.seconds,
         args.backlog,
+        args.concurrency,
         args.batch,
         args.linger_ms
     );
