@@ -15,6 +15,7 @@ use http::StatusCode;
 
 use crate::AppState;
 use crate::error::{SapError, codes};
+use crate::events::{Event, record};
 use crate::faults::{Outage, plan_with};
 
 /// Response extension: close the connection instead of answering.
@@ -53,7 +54,7 @@ pub async fn apply_faults(State(app): State<Arc<AppState>>, req: Request, next: 
         .get::<ConnectionInfo>()
         .is_some_and(|c| c.over_limit)
     {
-        tracing::warn!("sap_mock_fault_connection_limit");
+        record(Event::FaultConnectionLimit);
         // close the connection after the answer, so a pooled client comes back on a new one
         let mut r = unavailable("Service unavailable: connection limit reached");
         r.headers_mut().insert(
@@ -65,12 +66,18 @@ pub async fn apply_faults(State(app): State<Arc<AppState>>, req: Request, next: 
     let settings = app.faults.current();
     match settings.outage {
         Outage::Off => {}
-        Outage::Unavailable => return unavailable("Service unavailable"),
-        Outage::Reset => return dropped(),
+        Outage::Unavailable => {
+            record(Event::FaultOutage);
+            return unavailable("Service unavailable");
+        }
+        Outage::Reset => {
+            record(Event::FaultOutage);
+            return dropped();
+        }
     }
     let plan = plan_with(&settings, &mut rand::rng());
     if let Some(hang) = plan.hang {
-        tracing::warn!(hang_ms = hang.as_millis() as u64, "sap_mock_fault_hang");
+        record(Event::FaultHang(hang.as_millis() as u64));
         app.hanging.fetch_add(1, Ordering::SeqCst);
         let finished = wait(&app, hang).await;
         app.hanging.fetch_sub(1, Ordering::SeqCst);
@@ -78,11 +85,14 @@ pub async fn apply_faults(State(app): State<Arc<AppState>>, req: Request, next: 
             return unavailable("Service unavailable: shutting down");
         }
     }
-    if !plan.delay.is_zero() && !wait(&app, plan.delay).await {
-        return unavailable("Service unavailable: shutting down");
+    if !plan.delay.is_zero() {
+        record(Event::FaultLatency(plan.delay.as_millis() as u64));
+        if !wait(&app, plan.delay).await {
+            return unavailable("Service unavailable: shutting down");
+        }
     }
     if let Some(status) = plan.error {
-        tracing::warn!(status, "sap_mock_fault_error");
+        record(Event::FaultError(status));
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let (code, message) = if status == StatusCode::SERVICE_UNAVAILABLE {
             (codes::UNAVAILABLE, "Service unavailable")
@@ -94,7 +104,7 @@ pub async fn apply_faults(State(app): State<Arc<AppState>>, req: Request, next: 
     let write = !matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS");
     let response = next.run(req).await;
     if plan.lose_response && write && response.status().is_success() {
-        tracing::warn!("sap_mock_fault_response_lost");
+        record(Event::FaultResponseLost);
         return dropped();
     }
     response

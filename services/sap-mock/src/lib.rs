@@ -14,7 +14,7 @@
 //! - [`sales_order`]: SAP's checks, numbering, defaults and pricing against [`master_data`].
 //! - [`store`]: orders in an embedded redb database (durable before the answer), mirrored in
 //!   memory.
-//! - [`config`]: every `SAP_MOCK_*` variable, read once.
+//! - [`config`]: every `SAP_MOCK_*` variable, read once; [`events`]: what is logged and counted.
 //!
 //! [`Application::build`] binds the port (0 in tests) and opens the store;
 //! [`Application::run_until`] serves until a cancellation token fires and drains.
@@ -22,6 +22,7 @@
 pub mod admin;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod fault_layer;
 pub mod faults;
 pub mod master_data;
@@ -78,6 +79,8 @@ pub struct Application {
 impl Application {
     /// Opens the store, loads master data and binds the port.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // install the Prometheus recorder before the first request is counted
+        platform::http_metrics::prometheus_handle();
         let master = MasterData::load(config.master_data_file.as_deref())?;
         let store = Store::open(&config.data_dir, config.first_sales_order)?;
         let listener = TcpListener::bind(SocketAddr::new(config.bind, config.port)).await?;

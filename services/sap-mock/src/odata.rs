@@ -26,6 +26,7 @@ use sap_odata::{EdmValue, SALES_ORDER, SALES_ORDER_ITEM, SERVICE_ROOT_PATH, meta
 
 use crate::AppState;
 use crate::error::{SapError, codes};
+use crate::events::{Event, record};
 use crate::render;
 use crate::sales_order::{apply_update, build_order};
 use crate::session::{LogonFailure, Principal};
@@ -63,11 +64,17 @@ pub async fn handle(State(app): State<Arc<AppState>>, req: Request) -> Response 
         };
         match serve(&ctx, body).await {
             Ok(r) => r,
-            Err(e) => e.into_response(),
+            Err(e) => {
+                record(Event::Refused(e.status.as_u16(), e.code));
+                e.into_response()
+            }
         }
     };
     let h = response.headers_mut();
     h.insert("dataserviceversion", HeaderValue::from_static("2.0"));
+    h.insert("sap-server", HeaderValue::from_static("true"));
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store, no-cache"));
     if let Some(issued) = issued {
         if let Ok(v) = HeaderValue::from_str(&issued.token) {
             h.insert("x-csrf-token", v);
@@ -618,11 +625,7 @@ async fn create_order(ctx: &RequestContext<'_>, body: Body) -> Result<Response, 
         .create(move |number| build_order(&request, number, &master, &user, chrono::Utc::now()))
         .await
         .map_err(storage_failed)??;
-    tracing::info!(
-        sales_order = order.number(),
-        items = order.items.len(),
-        "sap_mock_order_created"
-    );
+    record(Event::OrderCreated(order.number(), order.items.len()));
     let root = ctx.service_root();
     let mut r = json(
         StatusCode::CREATED,
@@ -685,7 +688,7 @@ async fn update_order(
         .await
         .map_err(storage_failed)?
         .ok_or_else(|| SapError::document_not_found(number))??;
-    tracing::info!(sales_order = number, "sap_mock_order_updated");
+    record(Event::OrderUpdated(number));
     let mut r = StatusCode::NO_CONTENT.into_response();
     if let Ok(v) = HeaderValue::from_str(&render::etag(&updated)) {
         r.headers_mut().insert(header::ETAG, v);
@@ -706,7 +709,7 @@ async fn delete_order(ctx: &RequestContext<'_>, number: &str) -> Result<Response
         .await
         .map_err(storage_failed)?
         .ok_or_else(|| SapError::document_not_found(number))??;
-    tracing::info!(sales_order = number, "sap_mock_order_deleted");
+    record(Event::OrderDeleted(number));
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

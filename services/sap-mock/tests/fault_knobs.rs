@@ -367,3 +367,30 @@ async fn knobs_set_at_start_apply_at_once_and_an_admin_token_guards_the_endpoint
     assert_eq!(allowed.status(), StatusCode::OK);
     assert_eq!(e.get("/A_SalesOrder").await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn metrics_count_created_orders_refusals_and_injected_faults() {
+    let e = TestEmulator::start().await;
+    e.create_ok(&order_body("METRICS", &[("TG11", "1")])).await;
+    let r = e.get("/A_SalesOrder?$top=x").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    e.set_faults(json!({"error_rate": 1.0})).await;
+    assert!(e.get("/A_SalesOrder").await.status().is_server_error());
+    let text = e
+        .admin(Method::GET, "/metrics", None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    for event in [
+        "sap_mock_order_created",
+        "sap_mock_request_refused",
+        "sap_mock_fault_error",
+    ] {
+        assert!(
+            text.contains(&format!("sap_mock_events_total{{event=\"{event}\"}}")),
+            "{event} missing in:\n{text}"
+        );
+    }
+    assert!(text.contains("http_requests_total"), "{text}");
+}
