@@ -16,7 +16,6 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -24,26 +23,28 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::faults::FaultSettings;
 
-/// `Err` with the 401 answer when an admin token is configured and not sent.
-fn authorized(app: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let Some(token) = &app.config.admin_token else {
-        return Ok(());
-    };
-    let sent = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if sent == Some(token.as_str()) {
-        Ok(())
-    } else {
-        Err(Box::new(
-            (
+/// Middleware on every admin route: with `SAP_MOCK_ADMIN_TOKEN` set, the request must carry
+/// `Authorization: Bearer <token>`; otherwise 401.
+pub async fn require_token(
+    State(app): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(token) = &app.config.admin_token {
+        let sent = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if sent != Some(token.as_str()) {
+            return (
                 StatusCode::UNAUTHORIZED,
                 Json(json!({"error": "admin token required"})),
             )
-                .into_response(),
-        ))
+                .into_response();
+        }
     }
+    next.run(req).await
 }
 
 fn bad(message: impl std::fmt::Display) -> Response {
@@ -55,22 +56,12 @@ fn bad(message: impl std::fmt::Display) -> Response {
 }
 
 /// `GET /sap-mock/admin/faults`.
-pub async fn get_faults(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&app, &headers) {
-        return *r;
-    }
+pub async fn get_faults(State(app): State<Arc<AppState>>) -> Response {
     Json(app.faults.current()).into_response()
 }
 
 /// `PUT /sap-mock/admin/faults`.
-pub async fn put_faults(
-    State(app): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if let Err(r) = authorized(&app, &headers) {
-        return *r;
-    }
+pub async fn put_faults(State(app): State<Arc<AppState>>, body: Bytes) -> Response {
     let settings: FaultSettings = match serde_json::from_slice(&body) {
         Ok(s) => s,
         Err(e) => return bad(e),
@@ -79,14 +70,7 @@ pub async fn put_faults(
 }
 
 /// `PATCH /sap-mock/admin/faults`.
-pub async fn patch_faults(
-    State(app): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if let Err(r) = authorized(&app, &headers) {
-        return *r;
-    }
+pub async fn patch_faults(State(app): State<Arc<AppState>>, body: Bytes) -> Response {
     let changes: Value = match serde_json::from_slice(&body) {
         Ok(Value::Object(m)) => Value::Object(m),
         Ok(_) => return bad("expected a JSON object of fault settings"),
@@ -113,20 +97,14 @@ fn store_faults(app: &AppState, settings: FaultSettings) -> Response {
 }
 
 /// `DELETE /sap-mock/admin/faults`.
-pub async fn reset_faults(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&app, &headers) {
-        return *r;
-    }
+pub async fn reset_faults(State(app): State<Arc<AppState>>) -> Response {
     let s = app.faults.reset();
     tracing::info!(faults = ?s, "sap_mock_faults_reset");
     Json(s).into_response()
 }
 
 /// `GET /sap-mock/admin/stats`.
-pub async fn stats(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&app, &headers) {
-        return *r;
-    }
+pub async fn stats(State(app): State<Arc<AppState>>) -> Response {
     let (orders, items) = app.store.counts().await;
     let next = app.store.next_number().ok();
     Json(json!({
@@ -140,10 +118,7 @@ pub async fn stats(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Resp
 }
 
 /// `GET /sap-mock/admin/master-data`.
-pub async fn master_data(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&app, &headers) {
-        return *r;
-    }
+pub async fn master_data(State(app): State<Arc<AppState>>) -> Response {
     Json(app.master.as_ref().clone()).into_response()
 }
 

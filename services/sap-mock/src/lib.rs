@@ -147,7 +147,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             fault_layer::apply_faults,
         ));
-    Router::new()
+    let admin = Router::new()
         .route(
             "/sap-mock/admin/faults",
             get(admin::get_faults)
@@ -157,6 +157,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/sap-mock/admin/stats", get(admin::stats))
         .route("/sap-mock/admin/master-data", get(admin::master_data))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_token,
+        ));
+    Router::new()
+        .merge(admin)
         .route("/sap-mock/health", get(admin::health))
         .route("/metrics", get(platform::http_metrics::render))
         .merge(odata)

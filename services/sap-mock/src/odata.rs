@@ -161,6 +161,15 @@ struct RequestContext<'a> {
 }
 
 impl RequestContext<'_> {
+    /// The stored order `number`, or SAP's 404.
+    async fn order(&self, number: &str) -> Result<Arc<Order>, SapError> {
+        self.app
+            .store
+            .get(number)
+            .await
+            .ok_or_else(|| SapError::document_not_found(number))
+    }
+
     /// `http://<host>/sap/opu/odata/sap/API_SALES_ORDER_SRV`, used in `__metadata` and links.
     fn service_root(&self) -> String {
         let host = self
@@ -237,12 +246,7 @@ async fn serve(ctx: &RequestContext<'_>, body: Body) -> Result<Response, SapErro
         [s, nav, rest @ ..] if s.name == "A_SalesOrder" && s.key.is_some() && nav.key.is_none() => {
             only(&["GET"])?;
             let number = order_key(s)?;
-            let order = ctx
-                .app
-                .store
-                .get(&number)
-                .await
-                .ok_or_else(|| SapError::document_not_found(&number))?;
+            let order = ctx.order(&number).await?;
             let navigation = SALES_ORDER
                 .navigation(&nav.name)
                 .ok_or_else(|| SapError::resource_not_found(&nav.name))?;
@@ -279,12 +283,7 @@ async fn serve(ctx: &RequestContext<'_>, body: Body) -> Result<Response, SapErro
             only(&["GET"])?;
             let key = resolve_key(&SALES_ORDER_ITEM, s.key.as_deref().unwrap_or_default())?;
             let (number, item_no) = (&key[0], &key[1]);
-            let order = ctx
-                .app
-                .store
-                .get(number)
-                .await
-                .ok_or_else(|| SapError::document_not_found(number))?;
+            let order = ctx.order(number).await?;
             let item = order
                 .items
                 .iter()
@@ -422,12 +421,7 @@ async fn read_order(
     query: &QueryOptions,
 ) -> Result<Response, SapError> {
     query.check(&SALES_ORDER, &schema::entity_type)?;
-    let order = ctx
-        .app
-        .store
-        .get(number)
-        .await
-        .ok_or_else(|| SapError::document_not_found(number))?;
+    let order = ctx.order(number).await?;
     Ok(entity_response(
         render::order_node(&ctx.service_root(), &order, query),
         &order,

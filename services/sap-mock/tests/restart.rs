@@ -56,9 +56,9 @@ impl Binary {
         format!("{}{ROOT}{p}", self.base)
     }
 
-    async fn create(&self, body: &Value) -> reqwest::Result<reqwest::Response> {
-        let c = client();
-        let head = c
+    /// CSRF fetch as SAP's client does it: the token and the `cookie` header value.
+    async fn csrf(&self) -> reqwest::Result<(String, String)> {
+        let head = client()
             .head(self.url("/A_SalesOrder/"))
             .basic_auth("tester", Some("pw"))
             .header("x-csrf-token", "Fetch")
@@ -71,10 +71,16 @@ impl Binary {
             .iter()
             .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
             .collect();
-        c.post(self.url("/A_SalesOrder"))
+        Ok((token, cookie.join(";")))
+    }
+
+    async fn create(&self, body: &Value) -> reqwest::Result<reqwest::Response> {
+        let (token, cookie) = self.csrf().await?;
+        client()
+            .post(self.url("/A_SalesOrder"))
             .basic_auth("tester", Some("pw"))
             .header("x-csrf-token", token)
-            .header("cookie", cookie.join(";"))
+            .header("cookie", cookie)
             .header("content-type", "application/json")
             .header("accept", "application/json")
             .body(serde_json::to_vec(body).unwrap())
@@ -136,26 +142,7 @@ async fn every_order_survives_sigkill_and_a_restart_and_numbering_continues() {
     }
     // a change and a delete must survive too
     let deleted = created.pop().unwrap();
-    let (token, cookie) = {
-        let c = client();
-        let head = c
-            .head(first.url("/A_SalesOrder/"))
-            .basic_auth("tester", Some("pw"))
-            .header("x-csrf-token", "Fetch")
-            .send()
-            .await
-            .unwrap();
-        let cookie: Vec<String> = head
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
-            .collect();
-        (
-            head.headers()["x-csrf-token"].to_str().unwrap().to_owned(),
-            cookie.join(";"),
-        )
-    };
+    let (token, cookie) = first.csrf().await.unwrap();
     let del = client()
         .delete(first.url(&format!(
             "/A_SalesOrder('{}')",
