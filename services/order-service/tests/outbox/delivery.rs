@@ -137,3 +137,32 @@ async fn ready_reports_kafka_and_the_outbox_backlog_and_metrics_expose_the_relay
         assert!(metrics.contains(name), "/metrics lacks {name}:\n{metrics}");
     }
 }
+
+#[tokio::test]
+async fn a_voided_order_publishes_order_cancelled_with_status_voided_and_its_reason() {
+    let topic = kafka::fresh_topic(1).await;
+    let service = spawn_service(&topic, &[]).await;
+    let (id, _) = service.create_order("PO-void").await;
+    let r = service
+        .client
+        .post(service.url(&format!("/api/v1/orders/{id}/void")))
+        .json(&serde_json::json!({"reason": "sap_rejected"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "void answered {}", r.status());
+
+    let consumer = kafka::consumer(&topic);
+    let records =
+        kafka::consume_exactly(&consumer, 2, KAFKA_PATIENCE, Duration::from_millis(500)).await;
+    assert_eq!(records.len(), 2);
+    let void = order_events::CloudEvent::decode(&records[1].payload).unwrap();
+    check_record(&records[1]);
+    let order_events::OrderEventData::Cancelled(c) = void.data else {
+        panic!("expected order.cancelled, got {:?}", void.event_type);
+    };
+    assert_eq!(c.order.status, "voided");
+    assert_eq!(c.previous_status, "created");
+    assert_eq!(c.reason.as_deref(), Some("sap_rejected"));
+    assert_eq!(c.order.version, 2);
+}
