@@ -21,6 +21,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use sap_odata::envelope::{Node, collection, single};
 use sap_odata::payload::{parse_sales_order_create, parse_update};
 use sap_odata::query::{QueryOptions, SortDirection};
+use sap_odata::schema::EntityType;
 use sap_odata::uri::{Segment, parse_resource_path, percent_decode, resolve_key};
 use sap_odata::{EdmValue, SALES_ORDER, SALES_ORDER_ITEM, SERVICE_ROOT_PATH, metadata, schema};
 
@@ -224,14 +225,21 @@ async fn serve(ctx: &RequestContext<'_>, body: Body) -> Result<Response, SapErro
             Ok(r)
         }
         [s] if s.name == "A_SalesOrder" && s.key.is_none() => match method {
-            "GET" => list_orders(ctx, &query).await,
+            "GET" => list(
+                ctx,
+                &query,
+                &SALES_ORDER,
+                ctx.app.store.all().await,
+                |o| &o.header,
+                |root, o| render::order_node(root, o, &query),
+            ),
             "POST" => create_order(ctx, body).await,
             _ => Err(SapError::method_not_allowed(method)),
         },
         [s, c] if s.name == "A_SalesOrder" && s.key.is_none() && is_count(c) => {
             only(&["GET"])?;
             query.check(&SALES_ORDER, &schema::entity_type)?;
-            let orders = filtered_orders(ctx, &query).await;
+            let orders = matching(&query, ctx.app.store.all().await, |o| &o.header);
             Ok(count(orders.len()))
         }
         [s] if s.name == "A_SalesOrder" => {
@@ -250,7 +258,7 @@ async fn serve(ctx: &RequestContext<'_>, body: Body) -> Result<Response, SapErro
             let navigation = SALES_ORDER
                 .navigation(&nav.name)
                 .ok_or_else(|| SapError::resource_not_found(&nav.name))?;
-            let items: Vec<(Record, Option<Arc<Order>>)> = if navigation.name == "to_Item" {
+            let items: Vec<ItemRow> = if navigation.name == "to_Item" {
                 order
                     .items
                     .iter()
@@ -265,7 +273,7 @@ async fn serve(ctx: &RequestContext<'_>, body: Body) -> Result<Response, SapErro
                 [] => list_items(ctx, &query, items),
                 [c] if is_count(c) => {
                     query.check(&SALES_ORDER_ITEM, &schema::entity_type)?;
-                    Ok(count(filter_items(&query, items).len()))
+                    Ok(count(matching(&query, items, |(i, _)| i).len()))
                 }
                 [other, ..] => Err(SapError::resource_not_found(&other.name)),
             }
@@ -277,7 +285,9 @@ async fn serve(ctx: &RequestContext<'_>, body: Body) -> Result<Response, SapErro
         [s, c] if s.name == "A_SalesOrderItem" && s.key.is_none() && is_count(c) => {
             only(&["GET"])?;
             query.check(&SALES_ORDER_ITEM, &schema::entity_type)?;
-            Ok(count(filter_items(&query, all_items(ctx).await).len()))
+            Ok(count(
+                matching(&query, all_items(ctx).await, |(i, _)| i).len(),
+            ))
         }
         [s, rest @ ..] if s.name == "A_SalesOrderItem" && rest.len() <= 1 => {
             only(&["GET"])?;
@@ -428,12 +438,12 @@ async fn read_order(
     ))
 }
 
-async fn filtered_orders(ctx: &RequestContext<'_>, query: &QueryOptions) -> Vec<Arc<Order>> {
-    let mut orders = ctx.app.store.all().await;
+/// The rows whose record matches `$filter`.
+fn matching<T>(query: &QueryOptions, mut rows: Vec<T>, record: impl Fn(&T) -> &Record) -> Vec<T> {
     if let Some(f) = &query.filter {
-        orders.retain(|o| f.evaluate(&|name| o.header.get(name).clone()));
+        rows.retain(|r| f.evaluate(&|name| record(r).get(name).clone()));
     }
-    orders
+    rows
 }
 
 /// Sorts by `$orderby` (stable, so ties keep key order).
@@ -504,27 +514,35 @@ fn next_link(ctx: &RequestContext<'_>, token: usize) -> String {
     format!("{}{}?{}", ctx.service_root(), below_root, params.join("&"))
 }
 
-async fn list_orders(ctx: &RequestContext<'_>, query: &QueryOptions) -> Result<Response, SapError> {
-    query.check(&SALES_ORDER, &schema::entity_type)?;
-    let mut orders = filtered_orders(ctx, query).await;
-    sort_by(&mut orders, query, |o, p| o.header.get(p).clone());
-    let (start, end, next) = page(orders.len(), query, ctx.app.config.page_size)?;
+/// A collection answer: `$filter`, `$orderby`, paging (`$skip`, `$top`, `$skiptoken`, page
+/// size with `__next`), `$inlinecount`, each row rendered by `render`.
+fn list<T>(
+    ctx: &RequestContext<'_>,
+    query: &QueryOptions,
+    entity: &EntityType,
+    rows: Vec<T>,
+    record: impl Fn(&T) -> &Record,
+    render: impl Fn(&str, &T) -> Node,
+) -> Result<Response, SapError> {
+    query.check(entity, &schema::entity_type)?;
+    let mut rows = matching(query, rows, &record);
+    sort_by(&mut rows, query, |r, p| record(r).get(p).clone());
+    let (start, end, next) = page(rows.len(), query, ctx.app.config.page_size)?;
     let root = ctx.service_root();
-    let results = orders[start..end]
-        .iter()
-        .map(|o| render::order_node(&root, o, query))
-        .collect();
+    let results = rows[start..end].iter().map(|r| render(&root, r)).collect();
     Ok(json(
         StatusCode::OK,
         &collection(
             results,
-            query.inline_count.then_some(orders.len() as u64),
+            query.inline_count.then_some(rows.len() as u64),
             next.map(|t| next_link(ctx, t)),
         ),
     ))
 }
 
-async fn all_items(ctx: &RequestContext<'_>) -> Vec<(Record, Option<Arc<Order>>)> {
+type ItemRow = (Record, Option<Arc<Order>>);
+
+async fn all_items(ctx: &RequestContext<'_>) -> Vec<ItemRow> {
     ctx.app
         .store
         .all()
@@ -539,38 +557,19 @@ async fn all_items(ctx: &RequestContext<'_>) -> Vec<(Record, Option<Arc<Order>>)
         .collect()
 }
 
-fn filter_items(
-    query: &QueryOptions,
-    mut items: Vec<(Record, Option<Arc<Order>>)>,
-) -> Vec<(Record, Option<Arc<Order>>)> {
-    if let Some(f) = &query.filter {
-        items.retain(|(i, _)| f.evaluate(&|name| i.get(name).clone()));
-    }
-    items
-}
-
 fn list_items(
     ctx: &RequestContext<'_>,
     query: &QueryOptions,
-    items: Vec<(Record, Option<Arc<Order>>)>,
+    items: Vec<ItemRow>,
 ) -> Result<Response, SapError> {
-    query.check(&SALES_ORDER_ITEM, &schema::entity_type)?;
-    let mut items = filter_items(query, items);
-    sort_by(&mut items, query, |(i, _), p| i.get(p).clone());
-    let (start, end, next) = page(items.len(), query, ctx.app.config.page_size)?;
-    let root = ctx.service_root();
-    let results = items[start..end]
-        .iter()
-        .map(|(i, o)| render::item_node(&root, i, o.as_deref(), query))
-        .collect();
-    Ok(json(
-        StatusCode::OK,
-        &collection(
-            results,
-            query.inline_count.then_some(items.len() as u64),
-            next.map(|t| next_link(ctx, t)),
-        ),
-    ))
+    list(
+        ctx,
+        query,
+        &SALES_ORDER_ITEM,
+        items,
+        |(i, _)| i,
+        |root, (i, o)| render::item_node(root, i, o.as_deref(), query),
+    )
 }
 
 /// Reads the request body up to the configured limit; JSON content types only.
