@@ -15,6 +15,11 @@
 //! 4. **Mark** the acknowledged prefix of each order published (never a row after a failed one),
 //!    then **unlock**.
 //!
+//! [`Relay::run`] overlaps passes: steps 1 to 3 of the next batch run while the previous batch
+//! waits for its acks (step 4). The next claim excludes the orders still in flight, so an order
+//! is in one batch at a time (a session's advisory locks are re-entrant: the exclusion, not the
+//! lock, keeps the same relay from taking an order twice).
+//!
 //! No high-water mark: each pass starts again from all pending rows, so rows whose transaction
 //! committed after rows with higher ids are never skipped.
 
