@@ -18,7 +18,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use sap_odata::envelope::{Node, collection, single};
+use sap_odata::envelope::{Node, collection, entity_uri, single};
 use sap_odata::payload::{parse_sales_order_create, parse_update};
 use sap_odata::query::{QueryOptions, SortDirection};
 use sap_odata::schema::EntityType;
@@ -29,7 +29,7 @@ use crate::AppState;
 use crate::error::{SapError, codes};
 use crate::events::{Event, record};
 use crate::render;
-use crate::sales_order::{apply_update, build_order};
+use crate::sales_order::{add_item, apply_update, build_order, change_item, remove_item};
 use crate::session::{LogonFailure, Principal};
 use crate::store::{Order, Record, StoreError};
 
@@ -251,6 +251,17 @@ async fn serve(ctx: &RequestContext<'_>, body: Body) -> Result<Response, SapErro
                 _ => Err(SapError::method_not_allowed(method)),
             }
         }
+        [s, nav]
+            if s.name == "A_SalesOrder"
+                && s.key.is_some()
+                && nav.name == "to_Item"
+                && nav.key.is_none()
+                && method == "POST" =>
+        {
+            let number = order_key(s)?;
+            let sent = parse_update(&read_body(ctx, body).await?, &SALES_ORDER_ITEM)?;
+            write_item(ctx, &number, ItemWrite::Add(sent)).await
+        }
         [s, nav, rest @ ..] if s.name == "A_SalesOrder" && s.key.is_some() && nav.key.is_none() => {
             only(&["GET"])?;
             let number = order_key(s)?;
@@ -278,16 +289,41 @@ async fn serve(ctx: &RequestContext<'_>, body: Body) -> Result<Response, SapErro
                 [other, ..] => Err(SapError::resource_not_found(&other.name)),
             }
         }
-        [s] if s.name == "A_SalesOrderItem" && s.key.is_none() => {
-            only(&["GET"])?;
-            list_items(ctx, &query, all_items(ctx).await)
-        }
+        [s] if s.name == "A_SalesOrderItem" && s.key.is_none() => match method {
+            "GET" => list_items(ctx, &query, all_items(ctx).await),
+            "POST" => {
+                let sent = parse_update(&read_body(ctx, body).await?, &SALES_ORDER_ITEM)?;
+                let number = sent.get_str("SalesOrder").unwrap_or_default().to_owned();
+                if number.is_empty() {
+                    return Err(SapError::bad_request(
+                        codes::FIELD_MISSING,
+                        "Enter the sales order the item belongs to",
+                    )
+                    .on("SalesOrder"));
+                }
+                write_item(ctx, &number, ItemWrite::Add(sent)).await
+            }
+            _ => Err(SapError::method_not_allowed(method)),
+        },
         [s, c] if s.name == "A_SalesOrderItem" && s.key.is_none() && is_count(c) => {
             only(&["GET"])?;
             query.check(&SALES_ORDER_ITEM, &schema::entity_type)?;
             Ok(count(
                 matching(&query, all_items(ctx).await, |(i, _)| i).len(),
             ))
+        }
+        [s] if s.name == "A_SalesOrderItem"
+            && matches!(method, "PATCH" | "MERGE" | "PUT" | "DELETE") =>
+        {
+            let key = resolve_key(&SALES_ORDER_ITEM, s.key.as_deref().unwrap_or_default())?;
+            let (number, item_no) = (key[0].clone(), key[1].clone());
+            let write = if method == "DELETE" {
+                ItemWrite::Remove(item_no)
+            } else {
+                let changes = parse_update(&read_body(ctx, body).await?, &SALES_ORDER_ITEM)?;
+                ItemWrite::Change(item_no, changes, method == "PUT")
+            };
+            write_item(ctx, &number, write).await
         }
         [s, rest @ ..] if s.name == "A_SalesOrderItem" && rest.len() <= 1 => {
             only(&["GET"])?;
@@ -669,22 +705,81 @@ async fn update_order(
             "Precondition required: send If-Match with the entity's ETag",
         ));
     }
-    let updated = ctx
+    let replace = ctx.method == Method::PUT;
+    let (updated, ()) = ctx
         .app
         .store
         .update(number, move |order: &mut Order| {
             if if_match(&headers, &render::etag(order)) != Some(true) {
                 return Err(precondition_failed());
             }
-            apply_update(order, &changes, chrono::Utc::now())
+            apply_update(order, &changes, replace, chrono::Utc::now())
         })
         .await
         .map_err(storage_failed)?
         .ok_or_else(|| SapError::document_not_found(number))??;
     record(Event::OrderUpdated(number));
+    Ok(no_content_with_etag(&updated))
+}
+
+fn no_content_with_etag(order: &Order) -> Response {
     let mut r = StatusCode::NO_CONTENT.into_response();
-    if let Ok(v) = HeaderValue::from_str(&render::etag(&updated)) {
+    if let Ok(v) = HeaderValue::from_str(&render::etag(order)) {
         r.headers_mut().insert(header::ETAG, v);
+    }
+    r
+}
+
+/// What an item write does to its order.
+enum ItemWrite {
+    Add(sap_odata::payload::PropertyMap),
+    Change(String, sap_odata::payload::PropertyMap, bool),
+    Remove(String),
+}
+
+/// Adds, changes or removes an item. Items carry no ETag of their own; an `If-Match`, when
+/// sent, is checked against the order's.
+async fn write_item(
+    ctx: &RequestContext<'_>,
+    number: &str,
+    write: ItemWrite,
+) -> Result<Response, SapError> {
+    let headers = ctx.headers.clone();
+    let master = ctx.app.master.clone();
+    let (order, item_no) = ctx
+        .app
+        .store
+        .update(number, move |order: &mut Order| {
+            if if_match(&headers, &render::etag(order)) == Some(false) {
+                return Err(precondition_failed());
+            }
+            let now = chrono::Utc::now();
+            match write {
+                ItemWrite::Add(sent) => add_item(order, &sent, &master, now),
+                ItemWrite::Change(item, changes, replace) => {
+                    change_item(order, &item, &changes, replace, &master, now).map(|()| item)
+                }
+                ItemWrite::Remove(item) => remove_item(order, &item, now).map(|()| item),
+            }
+        })
+        .await
+        .map_err(storage_failed)?
+        .ok_or_else(|| SapError::document_not_found(number))??;
+    record(Event::OrderUpdated(number));
+    if ctx.method != Method::POST {
+        return Ok(no_content_with_etag(&order));
+    }
+    let root = ctx.service_root();
+    let item = order
+        .items
+        .iter()
+        .find(|i| i.get_str("SalesOrderItem") == item_no)
+        .ok_or_else(SapError::internal)?;
+    let uri = entity_uri(&root, &SALES_ORDER_ITEM, &[order.number(), &item_no]);
+    let node = render::item_node(&root, item, Some(&order), &QueryOptions::default());
+    let mut r = json(StatusCode::CREATED, &single(node));
+    if let Ok(v) = HeaderValue::from_str(&uri) {
+        r.headers_mut().insert(header::LOCATION, v);
     }
     Ok(r)
 }

@@ -180,7 +180,6 @@ pub fn build_order(
     }
 
     let mut items = Vec::with_capacity(req.items.len());
-    let mut total = Decimal::ZERO;
     let mut last_number = 0u32;
     for sent in &req.items {
         let item_number = match sent.get_str("SalesOrderItem").filter(|s| !s.is_empty()) {
@@ -188,7 +187,7 @@ pub fn build_order(
             Some(s) => s
                 .parse::<u32>()
                 .ok()
-                .filter(|n| *n > last_number && *n <= 999_999)
+                .filter(|n| *n > last_number)
                 .ok_or_else(|| {
                     SapError::bad_request(
                         codes::ITEM_NUMBER_INVALID,
@@ -197,154 +196,316 @@ pub fn build_order(
                     .on("SalesOrderItem")
                 })?,
         };
-        if item_number > 999_999 {
-            return Err(SapError::bad_request(
-                codes::ITEM_NUMBER_INVALID,
-                "Too many items",
-            ));
-        }
         last_number = item_number;
-        let item_label = item_number.to_string();
-        let material_id = str_or_empty(sent, "Material");
-        if material_id.is_empty() {
-            return Err(SapError::bad_request(
-                codes::MATERIAL_MISSING,
-                format!("Enter a material for item {item_label}"),
-            )
-            .on("Material"));
-        }
-        let material = md.materials.get(material_id).ok_or_else(|| {
-            SapError::bad_request(
-                codes::MATERIAL_UNKNOWN,
-                format!("Material {material_id} is not defined for sales org.{org}, distr.chan.{channel}, language EN"),
-            )
-            .on("Material")
-        })?;
-        let quantity = sent
-            .get("RequestedQuantity")
-            .and_then(EdmValue::as_decimal)
-            .unwrap_or(Decimal::ZERO);
-        if quantity <= Decimal::ZERO {
-            return Err(SapError::bad_request(
-                codes::QUANTITY_NOT_POSITIVE,
-                format!("Enter a positive order quantity for item {item_label}"),
-            )
-            .on("RequestedQuantity"));
-        }
-        let unit = match sent
-            .get_str("RequestedQuantityUnit")
-            .filter(|u| !u.is_empty())
-        {
-            None => material.base_unit.clone(),
-            Some(u) if u == material.base_unit || u == material.iso_unit => {
-                material.base_unit.clone()
-            }
-            Some(u) => {
-                return Err(SapError::bad_request(
-                    codes::UNIT_UNKNOWN,
-                    format!("Unit {u} is not defined for material {material_id}"),
-                )
-                .on("RequestedQuantityUnit"));
-            }
-        };
-        if material.currency != currency {
-            return Err(SapError::bad_request(
-                codes::PRICING_FAILED,
-                format!("No price is maintained for material {material_id} in currency {currency}"),
-            ));
-        }
-        let net = quantity
-            .checked_mul(material.price)
-            .map(|d| d.round_dp(2))
-            .filter(|d| decimal_fits(*d, 16, 3))
-            .ok_or_else(|| {
-                SapError::bad_request(
-                    codes::PRICING_FAILED,
-                    format!("Net value of item {item_label} is too large"),
-                )
-                .on("RequestedQuantity")
-            })?;
-        total = total
-            .checked_add(net)
-            .filter(|d| decimal_fits(*d, 16, 3))
-            .ok_or_else(|| {
-                SapError::bad_request(codes::PRICING_FAILED, "Net value of the order is too large")
-            })?;
-
-        let mut item = Record::empty(&SALES_ORDER_ITEM);
-        for (p, v) in sent.iter() {
-            item.set(p.name, v.clone());
-        }
-        let qty = EdmValue::Decimal(quantity.normalize());
-        let weight = |per: Decimal| {
-            EdmValue::Decimal(
-                quantity
-                    .checked_mul(per)
-                    .filter(|d| decimal_fits(*d, 15, 3))
-                    .unwrap_or(Decimal::ZERO)
-                    .normalize(),
-            )
-        };
-        let s = |v: &str| EdmValue::String(v.to_owned());
-        item.set("SalesOrder", s(&number));
-        item.set("SalesOrderItem", s(&item_label));
-        item.set("RequestedQuantity", qty.clone());
-        item.set("ConfdDelivQtyInOrderQtyUnit", qty);
-        for f in [
-            "RequestedQuantityUnit",
-            "RequestedQuantitySAPUnit",
-            "OrderQuantityUnit",
-            "OrderQuantitySAPUnit",
-        ] {
-            item.set(f, s(&unit));
-        }
-        item.set("RequestedQuantityISOUnit", s(&material.iso_unit));
-        item.set("OrderQuantityISOUnit", s(&material.iso_unit));
-        item.set("ItemGrossWeight", weight(material.gross_weight));
-        item.set("ItemNetWeight", weight(material.net_weight));
-        for f in ["ItemWeightUnit", "ItemWeightSAPUnit"] {
-            item.set(f, s(&material.weight_unit));
-        }
-        item.set(
-            "ItemWeightISOUnit",
-            s(if material.weight_unit == "KG" {
-                "KGM"
-            } else {
-                ""
-            }),
-        );
-        item.set("TransactionCurrency", s(&currency));
-        item.set("NetAmount", money(net));
-        item.set("MaterialGroup", s(&material.material_group));
-        item.set("SDProcessStatus", s("A"));
-        item.set("DeliveryStatus", s("A"));
-        item.set("OrderRelatedBillingStatus", s(""));
-        for (field, value) in [
-            ("SalesOrderItemCategory", "TAN"),
-            ("SalesOrderItemText", material.description.as_str()),
-            ("ProductionPlant", "1010"),
-            ("ShippingPoint", "1010"),
-            (
-                "PurchaseOrderByCustomer",
-                header.get_str("PurchaseOrderByCustomer"),
-            ),
-        ] {
-            if item.get_str(field).is_empty() {
-                let v: String = value.chars().take(40).collect();
-                item.set(field, EdmValue::String(v));
-            }
-        }
-        if matches!(item.get("PricingDate"), EdmValue::Null) {
-            item.set("PricingDate", header.get("PricingDate").clone());
-        }
-        items.push(item);
+        items.push(build_item(sent, item_number, &header, md)?);
     }
-    header.set("TotalNetAmount", money(total));
+    header.set("TotalNetAmount", money(total_net(&items)?));
     Ok(Order {
         header,
         items,
         changed_at: now,
     })
+}
+
+/// Checks one item against the master data and builds it as SAP saves it: units, weights,
+/// texts and defaults filled in, priced in the order's currency.
+fn build_item(
+    sent: &PropertyMap,
+    item_number: u32,
+    header: &Record,
+    md: &MasterData,
+) -> Result<Record, SapError> {
+    if item_number == 0 || item_number > 999_999 {
+        return Err(SapError::bad_request(
+            codes::ITEM_NUMBER_INVALID,
+            format!("Item number {item_number} is out of range (1 to 999999)"),
+        )
+        .on("SalesOrderItem"));
+    }
+    let item_label = item_number.to_string();
+    let org = header.get_str("SalesOrganization");
+    let channel = header.get_str("DistributionChannel");
+    let currency = header.get_str("TransactionCurrency");
+    let material_id = str_or_empty(sent, "Material");
+    if material_id.is_empty() {
+        return Err(SapError::bad_request(
+            codes::MATERIAL_MISSING,
+            format!("Enter a material for item {item_label}"),
+        )
+        .on("Material"));
+    }
+    let material = md.materials.get(material_id).ok_or_else(|| {
+        SapError::bad_request(
+            codes::MATERIAL_UNKNOWN,
+            format!("Material {material_id} is not defined for sales org.{org}, distr.chan.{channel}, language EN"),
+        )
+        .on("Material")
+    })?;
+    let quantity = sent
+        .get("RequestedQuantity")
+        .and_then(EdmValue::as_decimal)
+        .unwrap_or(Decimal::ZERO);
+    if quantity <= Decimal::ZERO {
+        return Err(SapError::bad_request(
+            codes::QUANTITY_NOT_POSITIVE,
+            format!("Enter a positive order quantity for item {item_label}"),
+        )
+        .on("RequestedQuantity"));
+    }
+    let unit = match sent
+        .get_str("RequestedQuantityUnit")
+        .filter(|u| !u.is_empty())
+    {
+        None => material.base_unit.clone(),
+        Some(u) if u == material.base_unit || u == material.iso_unit => material.base_unit.clone(),
+        Some(u) => {
+            return Err(SapError::bad_request(
+                codes::UNIT_UNKNOWN,
+                format!("Unit {u} is not defined for material {material_id}"),
+            )
+            .on("RequestedQuantityUnit"));
+        }
+    };
+    if material.currency != currency {
+        return Err(SapError::bad_request(
+            codes::PRICING_FAILED,
+            format!("No price is maintained for material {material_id} in currency {currency}"),
+        ));
+    }
+    let net = quantity
+        .checked_mul(material.price)
+        .map(|d| d.round_dp(2))
+        .filter(|d| decimal_fits(*d, 16, 3))
+        .ok_or_else(|| {
+            SapError::bad_request(
+                codes::PRICING_FAILED,
+                format!("Net value of item {item_label} is too large"),
+            )
+            .on("RequestedQuantity")
+        })?;
+
+    let mut item = Record::empty(&SALES_ORDER_ITEM);
+    for (p, v) in sent.iter() {
+        item.set(p.name, v.clone());
+    }
+    let qty = EdmValue::Decimal(quantity.normalize());
+    let weight = |per: Decimal| {
+        EdmValue::Decimal(
+            quantity
+                .checked_mul(per)
+                .filter(|d| decimal_fits(*d, 15, 3))
+                .unwrap_or(Decimal::ZERO)
+                .normalize(),
+        )
+    };
+    let s = |v: &str| EdmValue::String(v.to_owned());
+    item.set("SalesOrder", s(header.get_str("SalesOrder")));
+    item.set("SalesOrderItem", s(&item_label));
+    item.set("RequestedQuantity", qty.clone());
+    item.set("ConfdDelivQtyInOrderQtyUnit", qty);
+    for f in [
+        "RequestedQuantityUnit",
+        "RequestedQuantitySAPUnit",
+        "OrderQuantityUnit",
+        "OrderQuantitySAPUnit",
+    ] {
+        item.set(f, s(&unit));
+    }
+    item.set("RequestedQuantityISOUnit", s(&material.iso_unit));
+    item.set("OrderQuantityISOUnit", s(&material.iso_unit));
+    item.set("ItemGrossWeight", weight(material.gross_weight));
+    item.set("ItemNetWeight", weight(material.net_weight));
+    for f in ["ItemWeightUnit", "ItemWeightSAPUnit"] {
+        item.set(f, s(&material.weight_unit));
+    }
+    item.set(
+        "ItemWeightISOUnit",
+        s(if material.weight_unit == "KG" {
+            "KGM"
+        } else {
+            ""
+        }),
+    );
+    item.set("TransactionCurrency", s(currency));
+    item.set("NetAmount", money(net));
+    item.set("MaterialGroup", s(&material.material_group));
+    item.set("SDProcessStatus", s("A"));
+    item.set("DeliveryStatus", s("A"));
+    item.set("OrderRelatedBillingStatus", s(""));
+    for (field, value) in [
+        ("SalesOrderItemCategory", "TAN"),
+        ("SalesOrderItemText", material.description.as_str()),
+        ("ProductionPlant", "1010"),
+        ("ShippingPoint", "1010"),
+        (
+            "PurchaseOrderByCustomer",
+            header.get_str("PurchaseOrderByCustomer"),
+        ),
+    ] {
+        if item.get_str(field).is_empty() {
+            let v: String = value.chars().take(35).collect();
+            item.set(field, EdmValue::String(v));
+        }
+    }
+    if matches!(item.get("PricingDate"), EdmValue::Null) {
+        item.set("PricingDate", header.get("PricingDate").clone());
+    }
+    Ok(item)
+}
+
+/// The sum of the items' net amounts, if it fits `TotalNetAmount`.
+fn total_net(items: &[Record]) -> Result<Decimal, SapError> {
+    items
+        .iter()
+        .try_fold(Decimal::ZERO, |sum, i| {
+            sum.checked_add(i.get("NetAmount").as_decimal().unwrap_or_default())
+        })
+        .filter(|d| decimal_fits(*d, 16, 3))
+        .ok_or_else(|| {
+            SapError::bad_request(codes::PRICING_FAILED, "Net value of the order is too large")
+        })
+}
+
+/// Moves the change date and timestamp (the ETag source) forward, strictly.
+fn touch(order: &mut Order, now: DateTime<Utc>) {
+    let mut at = now;
+    if at <= order.changed_at {
+        at = order.changed_at + Duration::nanoseconds(100);
+    }
+    order.changed_at = at;
+    order.header.set("LastChangeDate", date(at));
+    order.header.set(
+        "LastChangeDateTime",
+        EdmValue::DateTimeOffset(JsonDate::from_utc(at)),
+    );
+}
+
+fn item_not_found(order: &Order, item_no: &str) -> SapError {
+    SapError::new(
+        http::StatusCode::NOT_FOUND,
+        codes::DOCUMENT_NOT_FOUND,
+        format!(
+            "Item {item_no} of SD document {} does not exist",
+            order.number()
+        ),
+    )
+}
+
+fn item_index(order: &Order, item_no: &str) -> Option<usize> {
+    let wanted = item_no.trim_start_matches('0');
+    order
+        .items
+        .iter()
+        .position(|i| i.get_str("SalesOrderItem") == wanted)
+}
+
+/// Adds an item (`POST A_SalesOrder(..)/to_Item`): numbered after the last one (or as sent,
+/// if free), checked and priced like a created item; the order total follows. Returns the
+/// item number.
+pub fn add_item(
+    order: &mut Order,
+    sent: &PropertyMap,
+    md: &MasterData,
+    now: DateTime<Utc>,
+) -> Result<String, SapError> {
+    if let Some(so) = sent.get_str("SalesOrder").filter(|s| !s.is_empty())
+        && so.trim_start_matches('0') != order.number()
+    {
+        return Err(SapError::bad_request(
+            codes::FIELD_NOT_CHANGEABLE,
+            format!("Item belongs to SD document {so}, not {}", order.number()),
+        )
+        .on("SalesOrder"));
+    }
+    let last = order
+        .items
+        .iter()
+        .filter_map(|i| i.get_str("SalesOrderItem").parse::<u32>().ok())
+        .max()
+        .unwrap_or(0);
+    let number = match sent.get_str("SalesOrderItem").filter(|s| !s.is_empty()) {
+        None => last - last % 10 + 10,
+        Some(s) => s
+            .parse::<u32>()
+            .ok()
+            .filter(|n| item_index(order, &n.to_string()).is_none())
+            .ok_or_else(|| {
+                SapError::bad_request(
+                    codes::ITEM_NUMBER_INVALID,
+                    format!("Item number {s} is invalid or already used"),
+                )
+                .on("SalesOrderItem")
+            })?,
+    };
+    let item = build_item(sent, number, &order.header, md)?;
+    order.items.push(item);
+    order
+        .items
+        .sort_by_key(|i| i.get_str("SalesOrderItem").parse::<u32>().unwrap_or(0));
+    order
+        .header
+        .set("TotalNetAmount", money(total_net(&order.items)?));
+    touch(order, now);
+    Ok(number.to_string())
+}
+
+/// Changes an item (`PATCH`/`MERGE`, or `PUT` = `replace`): the keys may only be repeated,
+/// the rest is merged over the stored item (or replaces it) and the item is checked and priced
+/// again; the order total follows.
+pub fn change_item(
+    order: &mut Order,
+    item_no: &str,
+    changes: &PropertyMap,
+    replace: bool,
+    md: &MasterData,
+    now: DateTime<Utc>,
+) -> Result<(), SapError> {
+    let index = item_index(order, item_no).ok_or_else(|| item_not_found(order, item_no))?;
+    let current = &order.items[index];
+    for key in ["SalesOrder", "SalesOrderItem"] {
+        if let Some(v) = changes.get_str(key)
+            && v.trim_start_matches('0') != current.get_str(key)
+        {
+            return Err(SapError::bad_request(
+                codes::FIELD_NOT_CHANGEABLE,
+                format!("The key field {key} cannot be changed"),
+            )
+            .on(key));
+        }
+    }
+    let mut merged = PropertyMap::new();
+    if !replace {
+        for (name, value) in current.iter() {
+            if let Some(p) = SALES_ORDER_ITEM.property(name) {
+                merged.set(p, value.clone());
+            }
+        }
+    }
+    for (p, v) in changes.iter() {
+        merged.set(p, v.clone());
+    }
+    let number = current
+        .get_str("SalesOrderItem")
+        .parse::<u32>()
+        .unwrap_or(0);
+    let item = build_item(&merged, number, &order.header, md)?;
+    order.items[index] = item;
+    order
+        .header
+        .set("TotalNetAmount", money(total_net(&order.items)?));
+    touch(order, now);
+    Ok(())
+}
+
+/// Removes an item; the order total follows.
+pub fn remove_item(order: &mut Order, item_no: &str, now: DateTime<Utc>) -> Result<(), SapError> {
+    let index = item_index(order, item_no).ok_or_else(|| item_not_found(order, item_no))?;
+    order.items.remove(index);
+    order
+        .header
+        .set("TotalNetAmount", money(total_net(&order.items)?));
+    touch(order, now);
+    Ok(())
 }
 
 /// Applies a header change (`PATCH`/`MERGE`/`PUT`) the way SAP does: the key and the fields
@@ -353,8 +514,21 @@ pub fn build_order(
 pub fn apply_update(
     order: &mut Order,
     changes: &PropertyMap,
+    replace: bool,
     now: DateTime<Utc>,
 ) -> Result<(), SapError> {
+    if replace {
+        // PUT: every changeable property not sent returns to its initial value
+        for p in SALES_ORDER.properties {
+            if !p.key
+                && !FIXED_AFTER_CREATE.contains(&p.name)
+                && !COMPUTED_HEADER.contains(&p.name)
+                && changes.get(p.name).is_none()
+            {
+                order.header.set(p.name, EdmValue::unset(p.edm));
+            }
+        }
+    }
     for (p, v) in changes.iter() {
         if p.name == "SalesOrder" {
             if v.as_str() != Some(order.number()) {
@@ -393,16 +567,7 @@ pub fn apply_update(
         };
         order.header.set(p.name, value);
     }
-    let mut at = now;
-    if at <= order.changed_at {
-        at = order.changed_at + Duration::nanoseconds(100);
-    }
-    order.changed_at = at;
-    order.header.set("LastChangeDate", date(at));
-    order.header.set(
-        "LastChangeDateTime",
-        EdmValue::DateTimeOffset(JsonDate::from_utc(at)),
-    );
+    touch(order, now);
     Ok(())
 }
 
@@ -473,7 +638,7 @@ mod tests {
             SALES_ORDER.property("PurchaseOrderByCustomer").unwrap(),
             EdmValue::String("PO-2".into()),
         );
-        apply_update(&mut o, &change, before).unwrap();
+        apply_update(&mut o, &change, false, before).unwrap();
         assert_eq!(o.header.get_str("PurchaseOrderByCustomer"), "PO-2");
         assert!(o.changed_at > before);
         let mut bad = PropertyMap::new();
@@ -482,7 +647,9 @@ mod tests {
             EdmValue::String("17100002".into()),
         );
         assert_eq!(
-            apply_update(&mut o, &bad, Utc::now()).unwrap_err().code,
+            apply_update(&mut o, &bad, false, Utc::now())
+                .unwrap_err()
+                .code,
             codes::FIELD_NOT_CHANGEABLE
         );
     }

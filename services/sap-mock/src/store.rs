@@ -390,13 +390,13 @@ impl Store {
             .map_err(|_| StoreError::Task("the writer thread dropped a create".to_owned()))?
     }
 
-    /// Replaces an order after `change` edited a copy of it. `change` may refuse. Returns
-    /// `None` when there is no such order.
-    pub async fn update<E: Send + 'static>(
+    /// Replaces an order after `change` edited a copy of it. `change` may refuse; what it
+    /// returns comes back with the stored order. `None` when there is no such order.
+    pub async fn update<R, E: Send + 'static>(
         &self,
         number: &str,
-        change: impl FnOnce(&mut Order) -> Result<(), E> + Send + 'static,
-    ) -> Result<Option<Result<Arc<Order>, E>>, StoreError> {
+        change: impl FnOnce(&mut Order) -> Result<R, E> + Send + 'static,
+    ) -> Result<Option<Result<(Arc<Order>, R), E>>, StoreError> {
         let Some(n) = parse_number(number) else {
             return Ok(None);
         };
@@ -405,9 +405,10 @@ impl Store {
             return Ok(None);
         };
         let mut order = (*current).clone();
-        if let Err(e) = change(&mut order) {
-            return Ok(Some(Err(e)));
-        }
+        let outcome = match change(&mut order) {
+            Ok(r) => r,
+            Err(e) => return Ok(Some(Err(e))),
+        };
         let bytes = order.to_bytes();
         self.write_blocking(move |tx| {
             let mut table = tx.open_table(ORDERS).map_err(db_err)?;
@@ -417,7 +418,7 @@ impl Store {
         .await?;
         let order = Arc::new(order);
         self.orders.write().await.insert(n, order.clone());
-        Ok(Some(Ok(order)))
+        Ok(Some(Ok((order, outcome))))
     }
 
     /// Deletes an order if `check` allows it. `None` when there is no such order.

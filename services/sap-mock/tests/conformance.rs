@@ -658,7 +658,7 @@ async fn etag_updates_need_the_current_etag_and_a_stale_one_gets_412() {
     .await;
     assert_eq!(merge.status(), StatusCode::NO_CONTENT);
     let star = patch(
-        Method::PUT,
+        Method::PATCH,
         Some("*".into()),
         json!({"ShippingCondition": "02"}),
     )
@@ -1032,10 +1032,19 @@ async fn unknown_resources_and_methods_get_odata_errors() {
         .unwrap();
     assert_odata_error(r, StatusCode::METHOD_NOT_ALLOWED).await;
     let r = e
-        .write(Method::POST, "/A_SalesOrderItem", Some(b"{}".to_vec()))
+        .write(Method::PUT, "/A_SalesOrderItem", Some(b"{}".to_vec()))
         .await
         .unwrap();
     assert_odata_error(r, StatusCode::METHOD_NOT_ALLOWED).await;
+    let r = e
+        .write(Method::POST, "/A_SalesOrderItem", Some(b"{}".to_vec()))
+        .await
+        .unwrap();
+    let err = assert_odata_error(r, StatusCode::BAD_REQUEST).await;
+    assert_eq!(
+        err["error"]["code"], "V1/323",
+        "an item needs its sales order"
+    );
     assert_eq!(e.count().await, 0);
 }
 
@@ -1084,4 +1093,175 @@ async fn master_data_from_a_file_extends_the_demo_catalogue_for_checks_and_prici
         .unwrap();
     assert_eq!(catalogue["customers"]["17100099"]["name"], "File Customer");
     assert!(catalogue["customers"]["17100001"].is_object());
+}
+
+#[tokio::test]
+async fn items_are_added_changed_and_removed_with_repricing_and_the_order_etag_moves() {
+    let e = TestEmulator::start().await;
+    let created = e.create_ok(&order_body("ITEMS", &[("TG11", "2")])).await;
+    let n = created["SalesOrder"].as_str().unwrap().to_owned();
+    let etag0 = created["__metadata"]["etag"].as_str().unwrap().to_owned();
+    let order = async || {
+        e.get_json(&format!("/A_SalesOrder('{n}')?$expand=to_Item"))
+            .await["d"]
+            .clone()
+    };
+    let item_path = |i: &str| format!("/A_SalesOrderItem(SalesOrder='{n}',SalesOrderItem='{i}')");
+    let body = |v: Value| Some(serde_json::to_vec(&v).unwrap());
+
+    let added = e
+        .write(
+            Method::POST,
+            &format!("/A_SalesOrder('{n}')/to_Item"),
+            body(json!({"Material": "TG12", "RequestedQuantity": "1"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(added.status(), StatusCode::CREATED);
+    assert!(
+        added.headers()["location"]
+            .to_str()
+            .unwrap()
+            .ends_with("SalesOrderItem='20')")
+    );
+    let item: Value = added.json().await.unwrap();
+    assert_eq!(item["d"]["NetAmount"], "18.00");
+    assert_eq!(order().await["TotalNetAmount"], "43.00");
+
+    let changed = e
+        .write(
+            Method::PATCH,
+            &item_path("10"),
+            body(json!({"RequestedQuantity": "4"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), StatusCode::NO_CONTENT);
+    let after = order().await;
+    assert_eq!(after["TotalNetAmount"], "68.00");
+    assert_eq!(after["to_Item"]["results"][0]["NetAmount"], "50.00");
+    assert_eq!(
+        after["to_Item"]["results"][0]["Material"], "TG11",
+        "merge keeps what was not sent"
+    );
+    assert_ne!(after["__metadata"]["etag"], etag0.as_str());
+
+    let (token, cookie) = e.csrf().await;
+    let stale = e
+        .request(Method::PATCH, &item_path("10"))
+        .header("x-csrf-token", token)
+        .header("cookie", cookie)
+        .header("content-type", "application/json")
+        .header("if-match", &etag0)
+        .body(r#"{"RequestedQuantity":"9"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_odata_error(stale, StatusCode::PRECONDITION_FAILED).await;
+    let zero = e
+        .write(
+            Method::PATCH,
+            &item_path("10"),
+            body(json!({"RequestedQuantity": "0"})),
+        )
+        .await
+        .unwrap();
+    let err = assert_odata_error(zero, StatusCode::BAD_REQUEST).await;
+    assert_eq!(err["error"]["code"], "V1/084");
+    let rekey = e
+        .write(
+            Method::PATCH,
+            &item_path("10"),
+            body(json!({"SalesOrderItem": "30"})),
+        )
+        .await
+        .unwrap();
+    assert_odata_error(rekey, StatusCode::BAD_REQUEST).await;
+    assert_eq!(
+        order().await["TotalNetAmount"],
+        "68.00",
+        "refused changes change nothing"
+    );
+
+    let removed = e
+        .write(Method::DELETE, &item_path("20"), None)
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+    let after = order().await;
+    assert_eq!(after["TotalNetAmount"], "50.00");
+    assert_eq!(after["to_Item"]["results"].as_array().unwrap().len(), 1);
+    assert_odata_error(e.get(&item_path("20")).await, StatusCode::NOT_FOUND).await;
+    let missing = e
+        .write(Method::DELETE, &item_path("90"), None)
+        .await
+        .unwrap();
+    assert_odata_error(missing, StatusCode::NOT_FOUND).await;
+
+    let by_set = e
+        .write(
+            Method::POST,
+            "/A_SalesOrderItem",
+            body(json!({"SalesOrder": n, "Material": "TG10", "RequestedQuantity": "1"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_set.status(), StatusCode::CREATED);
+    assert_eq!(order().await["TotalNetAmount"], "60.00");
+    assert_eq!(e.count().await, 1);
+}
+
+#[tokio::test]
+async fn put_replaces_the_header_resetting_what_was_not_sent_while_patch_merges() {
+    let e = TestEmulator::start().await;
+    let mut body = order_body("PUT", &[("TG11", "1")]);
+    body["CustomerPurchaseOrderType"] = json!("EDI");
+    body["SalesDistrict"] = json!("NORTH");
+    let created = e.create_ok(&body).await;
+    let n = created["SalesOrder"].as_str().unwrap().to_owned();
+    let path = format!("/A_SalesOrder('{n}')");
+    let send = async |method: Method, v: Value| {
+        let (token, cookie) = e.csrf().await;
+        e.request(method, &path)
+            .header("x-csrf-token", token)
+            .header("cookie", cookie)
+            .header("content-type", "application/json")
+            .header("if-match", "*")
+            .body(serde_json::to_vec(&v).unwrap())
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        send(Method::PATCH, json!({"SalesDistrict": "SOUTH"}))
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    let d = e.get_json(&path).await["d"].clone();
+    assert_eq!(
+        (
+            d["SalesDistrict"].as_str(),
+            d["CustomerPurchaseOrderType"].as_str()
+        ),
+        (Some("SOUTH"), Some("EDI"))
+    );
+    assert_eq!(
+        send(
+            Method::PUT,
+            json!({"SoldToParty": "17100001", "SalesDistrict": "WEST"})
+        )
+        .await
+        .status(),
+        StatusCode::NO_CONTENT
+    );
+    let d = e.get_json(&path).await["d"].clone();
+    assert_eq!(d["SalesDistrict"], "WEST");
+    assert_eq!(
+        d["CustomerPurchaseOrderType"], "",
+        "not sent in PUT: back to initial"
+    );
+    assert_eq!(d["PurchaseOrderByCustomer"], "");
+    assert_eq!(d["SoldToParty"], "17100001", "fixed fields stay");
+    assert_eq!(d["TotalNetAmount"], "12.50", "computed fields stay");
 }
