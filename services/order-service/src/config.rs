@@ -22,7 +22,7 @@
 //! | `KAFKA_MESSAGE_TIMEOUT_MS` | 0 | producer delivery timeout; 0 = retry until the broker is back (keeps per-order order) |
 //! | `OUTBOX_RELAY_ENABLED` | true | run the relay inside the service (the `outbox-relay` binary runs it alone) |
 //! | `OUTBOX_BATCH_SIZE` | 1000 | most events one relay batch publishes |
-//! | `OUTBOX_POLL_INTERVAL_MS` | 250 | idle relay re-check when no insert notification arrives |
+//! | `OUTBOX_POLL_INTERVAL_MS` | 50 | longest wait of an idle relay between two looks for work (it starts at 2 ms and doubles) |
 //! | `OUTBOX_RETENTION_SECS` | 86400 | published rows are pruned after this long |
 //! | `OUTBOX_PRUNE_INTERVAL_SECS` | 60 | how often published rows are pruned |
 //! | `OUTBOX_MARK_DELAY_MS` | 0 | fault injection for crash tests: wait between broker ack and marking rows published |
@@ -118,7 +118,7 @@ pub struct OutboxSettings {
     pub relay_enabled: bool,
     /// Most events per batch.
     pub batch_size: i64,
-    /// Idle re-check interval (insert notifications wake the relay sooner).
+    /// Longest wait of an idle relay between two looks for work.
     pub poll_interval: Duration,
     /// Age after which published rows are deleted.
     pub retention: Duration,
@@ -167,7 +167,7 @@ impl OutboxSettings {
         if !(1..=100_000).contains(&batch_size) {
             env.problem("OUTBOX_BATCH_SIZE: must be between 1 and 100000");
         }
-        let poll_interval = Duration::from_millis(env.read("OUTBOX_POLL_INTERVAL_MS", 250_u64));
+        let poll_interval = Duration::from_millis(env.read("OUTBOX_POLL_INTERVAL_MS", 50_u64));
         if poll_interval.is_zero() {
             env.problem("OUTBOX_POLL_INTERVAL_MS: must be at least 1");
         }

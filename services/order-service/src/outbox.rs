@@ -3,8 +3,8 @@
 //! to Kafka.
 //!
 //! ```text
-//! repository tx ─► append (one row: event id fixed here) ─► COMMIT ─► NOTIFY outbox_pending
-//!                                                                         │
+//! repository tx ─► append (one row: event id fixed here) ─► COMMIT
+//!                                                             │ (relay polls, backing off when idle)
 //! relay: claim orders (advisory lock per order) ─► fetch their pending rows in version order
 //!        ─► produce (idempotent, acks=all, key = order id) ─► wait for every ack
 //!        ─► mark published ─► unlock

@@ -32,14 +32,15 @@ use platform::shutdown::CancellationToken;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
-use sqlx::postgres::{PgConnection, PgListener};
+use sqlx::postgres::PgConnection;
 use sqlx::{Connection, PgPool};
 use uuid::Uuid;
 
 use super::kafka::RelayProducer;
 
-/// Channel the outbox insert trigger notifies.
-pub const NOTIFY_CHANNEL: &str = "outbox_pending";
+/// Shortest idle wait between two looks for work; it doubles while the outbox stays empty, up
+/// to the configured poll interval, and drops back here as soon as there is work.
+pub const MIN_IDLE_WAIT: Duration = Duration::from_millis(2);
 
 /// First key of the relay's two-key advisory locks (the second is a hash of the order id).
 /// Two-key locks live apart from single-key ones (such as sqlx's migration lock).
@@ -391,7 +392,8 @@ impl Relay {
     /// Runs until `shutdown` fires. Batches overlap: the next batch is claimed, fetched and
     /// handed to the producer while the previous one waits for its acks (never for the same
     /// orders), so the database work hides behind the broker round trip. When there is no work,
-    /// waits for an insert notification or the poll interval. The batch in flight when
+    /// looks again after [`MIN_IDLE_WAIT`], doubling the wait up to `poll_interval` while the
+    /// outbox stays empty. The batch in flight when
     /// `shutdown` fires gets `grace` to finish; rows it could not mark stay pending for the
     /// next relay.
     pub async fn run(
@@ -400,27 +402,12 @@ impl Relay {
         grace: Duration,
         shutdown: CancellationToken,
     ) {
-        let mut listener: Option<PgListener> = None;
         let mut in_flight: Option<InFlight> = None;
         let mut backoff = Duration::from_millis(100);
+        let mut idle_wait = MIN_IDLE_WAIT;
         loop {
             if shutdown.is_cancelled() && in_flight.is_none() {
                 break;
-            }
-            if listener.is_none() {
-                listener = match PgListener::connect_with(&self.pool).await {
-                    Ok(mut l) => match l.listen(NOTIFY_CHANNEL).await {
-                        Ok(()) => Some(l),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot LISTEN for outbox inserts; polling");
-                            None
-                        }
-                    },
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot LISTEN for outbox inserts; polling");
-                        None
-                    }
-                };
             }
             // One step: start the next batch, then finish the one in flight.
             let step = async {
@@ -469,6 +456,7 @@ impl Relay {
                         tracing::debug!(?outcome, "outbox batch published");
                     }
                     if in_flight.is_some() || outcome.published > 0 {
+                        idle_wait = MIN_IDLE_WAIT;
                         continue;
                     }
                 }
@@ -480,7 +468,6 @@ impl Relay {
                     // again later under the same event ids.
                     in_flight = None;
                     self.reset_connection().await;
-                    listener = None;
                     tokio::select! {
                         () = shutdown.cancelled() => break,
                         () = tokio::time::sleep(backoff) => {}
@@ -489,25 +476,12 @@ impl Relay {
                     continue;
                 }
             }
-            // Idle: wait for an insert, the poll interval, or shutdown.
-            let notified = async {
-                match listener.as_mut() {
-                    Some(l) => {
-                        if l.recv().await.is_err() {
-                            return false;
-                        }
-                        // Coalesce notifications that arrived meanwhile.
-                        while l.next_buffered().is_some() {}
-                        true
-                    }
-                    None => std::future::pending().await,
-                }
-            };
+            // Idle: look again soon, a little later each time the outbox is still empty.
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                ok = notified => if !ok { listener = None; },
-                () = tokio::time::sleep(poll_interval) => {}
+                () = tokio::time::sleep(idle_wait) => {}
             }
+            idle_wait = (idle_wait * 2).min(poll_interval.max(MIN_IDLE_WAIT));
         }
         self.reset_connection().await;
         tracing::info!("outbox relay stopped");
