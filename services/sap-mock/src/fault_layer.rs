@@ -1,7 +1,8 @@
 //! The middleware that carries out the fault plan of each OData request (see [`crate::faults`]).
 //!
 //! It sits in front of the OData handler only; the admin endpoint, health and metrics are never
-//! delayed or failed. A "dropped" answer is a response marked with [`DropConnection`]: the
+//! delayed or failed. The faulted request runs on its own task, so a caller that gives up
+//! (times out, disconnects) does not cancel it: as on SAP, the work is done anyway. A "dropped" answer is a response marked with [`DropConnection`]: the
 //! connection server sees the mark and closes the connection without writing anything.
 
 use std::sync::Arc;
@@ -76,6 +77,24 @@ pub async fn apply_faults(State(app): State<Arc<AppState>>, req: Request, next: 
         }
     }
     let plan = plan_with(&settings, &mut rand::rng());
+    // Like an SAP work process, the request runs to its end even when the caller hangs up
+    // (a timed-out create may still be committed), so it runs on its own task.
+    let work = tokio::spawn(run_with_plan(app, plan, req, next));
+    match work.await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "sap_mock_request_task_failed");
+            SapError::internal().into_response()
+        }
+    }
+}
+
+async fn run_with_plan(
+    app: Arc<AppState>,
+    plan: crate::faults::RequestFaults,
+    req: Request,
+    next: Next,
+) -> Response {
     if let Some(hang) = plan.hang {
         record(Event::FaultHang(hang.as_millis() as u64));
         app.hanging.fetch_add(1, Ordering::SeqCst);

@@ -130,6 +130,30 @@ async fn a_hang_holds_the_request_past_the_callers_timeout_while_admin_stays_res
 }
 
 #[tokio::test]
+async fn a_create_whose_caller_timed_out_during_a_hang_is_still_committed_like_on_sap() {
+    let e = TestEmulator::start().await;
+    let csrf = e.csrf().await;
+    e.set_faults(json!({"hang_rate": 1.0, "hang_ms": 700}))
+        .await;
+    let impatient = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let r = impatient
+        .post(e.url("/A_SalesOrder"))
+        .header("x-csrf-token", &csrf.0)
+        .header("cookie", &csrf.1)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&order_body("TIMED-OUT", &[("TG11", "1")])).unwrap())
+        .send()
+        .await;
+    assert!(r.expect_err("the caller gives up").is_timeout());
+    e.set_faults(json!({"hang_rate": 0.0})).await;
+    eventually(Duration::from_secs(10), async || e.count().await == 1).await;
+}
+
+#[tokio::test]
 async fn shutting_down_answers_hung_requests_at_once_instead_of_waiting_out_the_hang() {
     let e = TestEmulator::start().await;
     e.set_faults(json!({"hang_rate": 1.0, "hang_ms": 60000}))
