@@ -25,22 +25,7 @@ pub fn server_url() -> &'static str {
         if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
             return url;
         }
-        let script = crate::workspace_root().join("scripts/postgres.sh");
-        let out = Command::new(&script)
-            .arg("start")
-            // The tests own this server choice; a DATABASE_URL from the shell must not divert it.
-            .env_remove("DATABASE_URL")
-            .env_remove("DB_HOST")
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        assert!(
-            out.status.success(),
-            "PostgreSQL could not be started by {} (exit {:?}):\n{}{}",
-            script.display(),
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_script("start", &[]);
         let port = std::env::var("PG_PORT").unwrap_or_else(|_| "5432".into());
         format!("postgres://postgres@127.0.0.1:{port}/postgres")
     })
@@ -88,21 +73,14 @@ impl PrivateCluster {
     }
 
     fn run(&self, action: &str) {
-        let script = crate::workspace_root().join("scripts/postgres.sh");
-        let out = Command::new(&script)
-            .arg(action)
-            .env("PG_CLUSTER_DIR", &self.dir)
-            .env("PG_PORT", self.port.to_string())
-            .env_remove("DATABASE_URL")
-            .env_remove("DB_HOST")
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        assert!(
-            out.status.success(),
-            "postgres.sh {action} on the private cluster failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_script(action, &self.env());
+    }
+
+    fn env(&self) -> [(&'static str, String); 2] {
+        [
+            ("PG_CLUSTER_DIR", self.dir.display().to_string()),
+            ("PG_PORT", self.port.to_string()),
+        ]
     }
 
     /// URL of the cluster's `orders` database.
@@ -123,12 +101,33 @@ impl PrivateCluster {
 
 impl Drop for PrivateCluster {
     fn drop(&mut self) {
-        let script = crate::workspace_root().join("scripts/postgres.sh");
-        let _ = Command::new(&script)
-            .arg("crash")
-            .env("PG_CLUSTER_DIR", &self.dir)
-            .env("PG_PORT", self.port.to_string())
-            .output();
+        let _ = script_command("crash", &self.env()).output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// `scripts/postgres.sh <action>` with `env`, never diverted by the shell's `DATABASE_URL`.
+fn script_command(action: &str, env: &[(&str, String)]) -> Command {
+    let mut cmd = Command::new(crate::workspace_root().join("scripts/postgres.sh"));
+    cmd.arg(action)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        // The tests own their server choice; a DATABASE_URL from the shell must not divert it.
+        .env_remove("DATABASE_URL")
+        .env_remove("DB_HOST");
+    cmd
+}
+
+/// Runs `scripts/postgres.sh <action>`, panicking with its output when it fails: tests that
+/// need PostgreSQL fail loudly, never skip.
+fn run_script(action: &str, env: &[(&str, String)]) {
+    let out = script_command(action, env)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run scripts/postgres.sh: {e}"));
+    assert!(
+        out.status.success(),
+        "scripts/postgres.sh {action} failed (exit {:?}):\n{}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

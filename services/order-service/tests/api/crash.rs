@@ -1,40 +1,17 @@
 //! The service killed with SIGKILL mid-burst: no order is left without its items, and every
 //! create the client saw succeed is stored.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use test_support::process::{ChildProcess, free_port};
 
-use crate::helpers::order_body;
+use crate::helpers::{order_body, spawn_binary};
 
 #[tokio::test]
 async fn a_sigkill_in_the_middle_of_a_burst_leaves_no_order_without_its_items() {
     let db = test_support::postgres::fresh_database().await;
-    let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_order-service"));
-    cmd.env("DATABASE_URL", &db.url)
-        .env("ORDER_SERVICE_PORT", port.to_string())
-        .env("ORDER_SERVICE_HOST", "127.0.0.1")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut service = ChildProcess::spawn("order-service", cmd);
-    let base = format!("http://127.0.0.1:{port}");
+    let (mut service, base) = spawn_binary(&db.url).await;
     let client = reqwest::Client::new();
-    test_support::eventually("order-service ready", Duration::from_secs(30), || {
-        let (client, url) = (client.clone(), format!("{base}/ready"));
-        async move {
-            client
-                .get(url)
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status() == 200)
-        }
-    })
-    .await;
 
     // 8 writers create 5-item orders as fast as they can; the kill lands once 100 succeeded.
     let succeeded = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::<String>::new()));

@@ -129,3 +129,37 @@ impl TestApp {
         )
     }
 }
+
+/// The real `order-service` binary on a free port (for SIGKILL and SIGTERM tests), ready.
+pub async fn spawn_binary(database_url: &str) -> (test_support::process::ChildProcess, String) {
+    use std::process::{Command, Stdio};
+    let port = test_support::process::free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_order-service"));
+    cmd.env("DATABASE_URL", database_url)
+        .env("ORDER_SERVICE_PORT", port.to_string())
+        .env("ORDER_SERVICE_HOST", "127.0.0.1")
+        .env("OUTBOX_RELAY_ENABLED", "false")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let service = test_support::process::ChildProcess::spawn("order-service", cmd);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    test_support::eventually(
+        "order-service ready",
+        std::time::Duration::from_secs(30),
+        || {
+            let (client, url) = (client.clone(), format!("{base}/ready"));
+            async move {
+                client
+                    .get(url)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status() == 200)
+            }
+        },
+    )
+    .await;
+    (service, base)
+}

@@ -1,14 +1,12 @@
 //! PostgreSQL down: the service answers 503 problem+json without internals and loses nothing
 //! it acknowledged; once the database is back, creates succeed again. SIGTERM drains.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 use test_support::postgres::PrivateCluster;
-use test_support::process::{ChildProcess, free_port};
 
-use crate::helpers::{order_body, spawn_app_on};
+use crate::helpers::{order_body, spawn_app_on, spawn_binary};
 
 #[tokio::test]
 async fn while_postgres_is_down_creates_get_a_generic_503_and_after_restart_they_succeed() {
@@ -72,30 +70,8 @@ async fn spawn_app_with_url(url: &str) -> crate::helpers::TestApp {
 #[tokio::test]
 async fn sigterm_lets_in_flight_creates_finish_and_every_acknowledged_order_is_stored() {
     let db = test_support::postgres::fresh_database().await;
-    let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_order-service"));
-    cmd.env("DATABASE_URL", &db.url)
-        .env("ORDER_SERVICE_PORT", port.to_string())
-        .env("ORDER_SERVICE_HOST", "127.0.0.1")
-        .env("OUTBOX_RELAY_ENABLED", "false")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut service = ChildProcess::spawn("order-service", cmd);
-    let base = format!("http://127.0.0.1:{port}");
+    let (mut service, base) = spawn_binary(&db.url).await;
     let client = reqwest::Client::new();
-    test_support::eventually("order-service ready", Duration::from_secs(30), || {
-        let (client, url) = (client.clone(), format!("{base}/ready"));
-        async move {
-            client
-                .get(url)
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status() == 200)
-        }
-    })
-    .await;
     let acknowledged = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
     let mut writers = Vec::new();
     for w in 0..6 {
