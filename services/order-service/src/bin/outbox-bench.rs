@@ -19,7 +19,7 @@
 //!
 //! ```text
 //! cargo run --release -p order-service --bin outbox-bench -- [--rates 500,2000] [--seconds 10]
-//!     [--backlog 50000] [--batch 1000] [--linger-ms 2] [--concurrency 64]
+//!     [--backlog 50000] [--batch 1000] [--linger-ms 2] [--concurrency 16]
 //! ```
 
 use std::collections::HashMap;
@@ -58,7 +58,7 @@ fn parse_args() -> anyhow::Result<Args> {
         backlog: 50_000,
         batch: 1000,
         linger_ms: 2,
-        concurrency: 64,
+        concurrency: 16,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -77,7 +77,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--concurrency" => args.concurrency = value()?.parse()?,
             "-h" | "--help" => {
                 println!(
-                    "outbox-bench [--rates 500,2000] [--seconds 10] [--backlog 50000] [--batch 1000] [--linger-ms 2] [--concurrency 64]"
+                    "outbox-bench [--rates 500,2000] [--seconds 10] [--backlog 50000] [--batch 1000] [--linger-ms 2] [--concurrency 16]"
                 );
                 std::process::exit(0);
             }
