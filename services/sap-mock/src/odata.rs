@@ -29,7 +29,9 @@ use crate::AppState;
 use crate::error::{SapError, codes};
 use crate::events::{Event, record};
 use crate::render;
-use crate::sales_order::{add_item, apply_update, build_order, change_item, remove_item};
+use crate::sales_order::{
+    add_item, apply_update, build_order, change_item, find_item, remove_item,
+};
 use crate::session::{LogonFailure, Principal};
 use crate::store::{Order, Record, StoreError};
 
@@ -197,26 +199,19 @@ async fn serve(ctx: &RequestContext<'_>, body: Body) -> Result<Response, SapErro
     let query = QueryOptions::parse(ctx.raw_query)?;
     negotiate_json(ctx.headers, &query, &segments)?;
     let method = ctx.method.as_str();
-    let only = |allowed: &[&str]| -> Result<(), SapError> {
-        if allowed.contains(&method) {
-            Ok(())
-        } else {
-            Err(SapError::method_not_allowed(method))
-        }
+    let Some((set, rest)) = segments.split_first() else {
+        only(method, &["GET"])?;
+        return Ok(json(
+            StatusCode::OK,
+            &single(Node::object().with(
+                "EntitySets",
+                Node::Array(vec!["A_SalesOrder".into(), "A_SalesOrderItem".into()]),
+            )),
+        ));
     };
-    match segments.as_slice() {
-        [] => {
-            only(&["GET"])?;
-            Ok(json(
-                StatusCode::OK,
-                &single(Node::object().with(
-                    "EntitySets",
-                    Node::Array(vec!["A_SalesOrder".into(), "A_SalesOrderItem".into()]),
-                )),
-            ))
-        }
-        [s] if s.name == "$metadata" && s.key.is_none() => {
-            only(&["GET"])?;
+    match set.name.as_str() {
+        "$metadata" if set.key.is_none() && rest.is_empty() => {
+            only(method, &["GET"])?;
             let mut r = (StatusCode::OK, metadata::edmx()).into_response();
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -224,74 +219,106 @@ async fn serve(ctx: &RequestContext<'_>, body: Body) -> Result<Response, SapErro
             );
             Ok(r)
         }
-        [s] if s.name == "A_SalesOrder" && s.key.is_none() => match method {
-            "GET" => list(
+        "A_SalesOrder" => serve_orders(ctx, set, rest, &query, body).await,
+        "A_SalesOrderItem" => serve_items(ctx, set, rest, &query, body).await,
+        _ => Err(SapError::resource_not_found(&set.name)),
+    }
+}
+
+/// 405 unless `method` is one of `allowed`.
+fn only(method: &str, allowed: &[&str]) -> Result<(), SapError> {
+    if allowed.contains(&method) {
+        Ok(())
+    } else {
+        Err(SapError::method_not_allowed(method))
+    }
+}
+
+/// Everything below `A_SalesOrder`: the collection, `$count`, one order, its navigations.
+async fn serve_orders(
+    ctx: &RequestContext<'_>,
+    set: &Segment,
+    rest: &[Segment],
+    query: &QueryOptions,
+    body: Body,
+) -> Result<Response, SapError> {
+    let method = ctx.method.as_str();
+    if set.key.is_none() {
+        return match (rest, method) {
+            ([], "GET") => list(
                 ctx,
-                &query,
+                query,
                 &SALES_ORDER,
                 ctx.app.store.all().await,
                 |o| &o.header,
-                |root, o| render::order_node(root, o, &query),
+                |root, o| render::order_node(root, o, query),
             ),
-            "POST" => create_order(ctx, body).await,
+            ([], "POST") => create_order(ctx, body).await,
+            ([], _) => Err(SapError::method_not_allowed(method)),
+            ([c], _) if is_count(c) => {
+                only(method, &["GET"])?;
+                query.check(&SALES_ORDER, &schema::entity_type)?;
+                let orders = matching(query, ctx.app.store.all().await, |o| &o.header);
+                Ok(count(orders.len()))
+            }
+            ([other, ..], _) => Err(SapError::resource_not_found(&other.name)),
+        };
+    }
+    let number = order_key(set)?;
+    let Some((nav, tail)) = rest.split_first() else {
+        return match method {
+            "GET" => read_order(ctx, &number, query).await,
+            "PATCH" | "MERGE" | "PUT" => update_order(ctx, &number, body).await,
+            "DELETE" => delete_order(ctx, &number).await,
             _ => Err(SapError::method_not_allowed(method)),
-        },
-        [s, c] if s.name == "A_SalesOrder" && s.key.is_none() && is_count(c) => {
-            only(&["GET"])?;
-            query.check(&SALES_ORDER, &schema::entity_type)?;
-            let orders = matching(&query, ctx.app.store.all().await, |o| &o.header);
-            Ok(count(orders.len()))
+        };
+    };
+    if nav.key.is_some() {
+        return Err(SapError::resource_not_found(&nav.name));
+    }
+    if nav.name == "to_Item" && tail.is_empty() && method == "POST" {
+        let sent = parse_update(&read_body(ctx, body).await?, &SALES_ORDER_ITEM)?;
+        return write_item(ctx, &number, ItemWrite::Add(sent)).await;
+    }
+    only(method, &["GET"])?;
+    let order = ctx.order(&number).await?;
+    let navigation = SALES_ORDER
+        .navigation(&nav.name)
+        .ok_or_else(|| SapError::resource_not_found(&nav.name))?;
+    let items: Vec<ItemRow> = if navigation.name == "to_Item" {
+        order
+            .items
+            .iter()
+            .map(|i| (i.clone(), Some(order.clone())))
+            .collect()
+    } else if navigation.to_many {
+        Vec::new()
+    } else {
+        return Err(SapError::resource_not_found(&nav.name));
+    };
+    match tail {
+        [] => list_items(ctx, query, items),
+        [c] if is_count(c) => {
+            query.check(&SALES_ORDER_ITEM, &schema::entity_type)?;
+            Ok(count(matching(query, items, |(i, _)| i).len()))
         }
-        [s] if s.name == "A_SalesOrder" => {
-            let number = order_key(s)?;
-            match method {
-                "GET" => read_order(ctx, &number, &query).await,
-                "PATCH" | "MERGE" | "PUT" => update_order(ctx, &number, body).await,
-                "DELETE" => delete_order(ctx, &number).await,
-                _ => Err(SapError::method_not_allowed(method)),
-            }
-        }
-        [s, nav]
-            if s.name == "A_SalesOrder"
-                && s.key.is_some()
-                && nav.name == "to_Item"
-                && nav.key.is_none()
-                && method == "POST" =>
-        {
-            let number = order_key(s)?;
-            let sent = parse_update(&read_body(ctx, body).await?, &SALES_ORDER_ITEM)?;
-            write_item(ctx, &number, ItemWrite::Add(sent)).await
-        }
-        [s, nav, rest @ ..] if s.name == "A_SalesOrder" && s.key.is_some() && nav.key.is_none() => {
-            only(&["GET"])?;
-            let number = order_key(s)?;
-            let order = ctx.order(&number).await?;
-            let navigation = SALES_ORDER
-                .navigation(&nav.name)
-                .ok_or_else(|| SapError::resource_not_found(&nav.name))?;
-            let items: Vec<ItemRow> = if navigation.name == "to_Item" {
-                order
-                    .items
-                    .iter()
-                    .map(|i| (i.clone(), Some(order.clone())))
-                    .collect()
-            } else if navigation.to_many {
-                Vec::new()
-            } else {
-                return Err(SapError::resource_not_found(&nav.name));
-            };
-            match rest {
-                [] => list_items(ctx, &query, items),
-                [c] if is_count(c) => {
-                    query.check(&SALES_ORDER_ITEM, &schema::entity_type)?;
-                    Ok(count(matching(&query, items, |(i, _)| i).len()))
-                }
-                [other, ..] => Err(SapError::resource_not_found(&other.name)),
-            }
-        }
-        [s] if s.name == "A_SalesOrderItem" && s.key.is_none() => match method {
-            "GET" => list_items(ctx, &query, all_items(ctx).await),
-            "POST" => {
+        [other, ..] => Err(SapError::resource_not_found(&other.name)),
+    }
+}
+
+/// Everything below `A_SalesOrderItem`: the collection, `$count`, one item, its navigations.
+async fn serve_items(
+    ctx: &RequestContext<'_>,
+    set: &Segment,
+    rest: &[Segment],
+    query: &QueryOptions,
+    body: Body,
+) -> Result<Response, SapError> {
+    let method = ctx.method.as_str();
+    let Some(key) = set.key.as_deref() else {
+        return match (rest, method) {
+            ([], "GET") => list_items(ctx, query, all_items(ctx).await),
+            ([], "POST") => {
                 let sent = parse_update(&read_body(ctx, body).await?, &SALES_ORDER_ITEM)?;
                 let number = sent.get_str("SalesOrder").unwrap_or_default().to_owned();
                 if number.is_empty() {
@@ -303,71 +330,56 @@ async fn serve(ctx: &RequestContext<'_>, body: Body) -> Result<Response, SapErro
                 }
                 write_item(ctx, &number, ItemWrite::Add(sent)).await
             }
-            _ => Err(SapError::method_not_allowed(method)),
-        },
-        [s, c] if s.name == "A_SalesOrderItem" && s.key.is_none() && is_count(c) => {
-            only(&["GET"])?;
+            ([], _) => Err(SapError::method_not_allowed(method)),
+            ([c], _) if is_count(c) => {
+                only(method, &["GET"])?;
+                query.check(&SALES_ORDER_ITEM, &schema::entity_type)?;
+                Ok(count(
+                    matching(query, all_items(ctx).await, |(i, _)| i).len(),
+                ))
+            }
+            ([other, ..], _) => Err(SapError::resource_not_found(&other.name)),
+        };
+    };
+    let key = resolve_key(&SALES_ORDER_ITEM, key)?;
+    let (number, item_no) = (key[0].clone(), key[1].clone());
+    if rest.is_empty() && matches!(method, "PATCH" | "MERGE" | "PUT" | "DELETE") {
+        let write = if method == "DELETE" {
+            ItemWrite::Remove(item_no)
+        } else {
+            let changes = parse_update(&read_body(ctx, body).await?, &SALES_ORDER_ITEM)?;
+            ItemWrite::Change(item_no, changes, method == "PUT")
+        };
+        return write_item(ctx, &number, write).await;
+    }
+    only(method, &["GET"])?;
+    let order = ctx.order(&number).await?;
+    let item = find_item(&order, &item_no)?;
+    let root = ctx.service_root();
+    match rest {
+        [] => {
             query.check(&SALES_ORDER_ITEM, &schema::entity_type)?;
-            Ok(count(
-                matching(&query, all_items(ctx).await, |(i, _)| i).len(),
+            Ok(json(
+                StatusCode::OK,
+                &single(render::item_node(&root, item, Some(&order), query)),
             ))
         }
-        [s] if s.name == "A_SalesOrderItem"
-            && matches!(method, "PATCH" | "MERGE" | "PUT" | "DELETE") =>
+        [nav] if nav.name == "to_SalesOrder" && nav.key.is_none() => {
+            query.check(&SALES_ORDER, &schema::entity_type)?;
+            Ok(entity_response(
+                render::order_node(&root, &order, query),
+                &order,
+            ))
+        }
+        [nav]
+            if nav.key.is_none()
+                && SALES_ORDER_ITEM
+                    .navigation(&nav.name)
+                    .is_some_and(|n| n.to_many) =>
         {
-            let key = resolve_key(&SALES_ORDER_ITEM, s.key.as_deref().unwrap_or_default())?;
-            let (number, item_no) = (key[0].clone(), key[1].clone());
-            let write = if method == "DELETE" {
-                ItemWrite::Remove(item_no)
-            } else {
-                let changes = parse_update(&read_body(ctx, body).await?, &SALES_ORDER_ITEM)?;
-                ItemWrite::Change(item_no, changes, method == "PUT")
-            };
-            write_item(ctx, &number, write).await
+            Ok(json(StatusCode::OK, &collection(Vec::new(), None, None)))
         }
-        [s, rest @ ..] if s.name == "A_SalesOrderItem" && rest.len() <= 1 => {
-            only(&["GET"])?;
-            let key = resolve_key(&SALES_ORDER_ITEM, s.key.as_deref().unwrap_or_default())?;
-            let (number, item_no) = (&key[0], &key[1]);
-            let order = ctx.order(number).await?;
-            let item = order
-                .items
-                .iter()
-                .find(|i| i.get_str("SalesOrderItem") == item_no.trim_start_matches('0'))
-                .ok_or_else(|| {
-                    SapError::new(
-                        StatusCode::NOT_FOUND,
-                        codes::DOCUMENT_NOT_FOUND,
-                        format!("Item {item_no} of SD document {number} does not exist"),
-                    )
-                })?;
-            let root = ctx.service_root();
-            match rest {
-                [] => {
-                    query.check(&SALES_ORDER_ITEM, &schema::entity_type)?;
-                    Ok(json(
-                        StatusCode::OK,
-                        &single(render::item_node(&root, item, Some(&order), &query)),
-                    ))
-                }
-                [nav] if nav.name == "to_SalesOrder" && nav.key.is_none() => {
-                    query.check(&SALES_ORDER, &schema::entity_type)?;
-                    Ok(entity_response(
-                        render::order_node(&root, &order, &query),
-                        &order,
-                    ))
-                }
-                [nav]
-                    if SALES_ORDER_ITEM
-                        .navigation(&nav.name)
-                        .is_some_and(|n| n.to_many) =>
-                {
-                    Ok(json(StatusCode::OK, &collection(Vec::new(), None, None)))
-                }
-                [other, ..] => Err(SapError::resource_not_found(&other.name)),
-            }
-        }
-        [first, ..] => Err(SapError::resource_not_found(&first.name)),
+        [other, ..] => Err(SapError::resource_not_found(&other.name)),
     }
 }
 

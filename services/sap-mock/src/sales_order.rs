@@ -391,6 +391,13 @@ fn item_not_found(order: &Order, item_no: &str) -> SapError {
     )
 }
 
+/// The item `item_no` of `order` (leading zeros ignored), or SAP's 404.
+pub fn find_item<'a>(order: &'a Order, item_no: &str) -> Result<&'a Record, SapError> {
+    item_index(order, item_no)
+        .map(|i| &order.items[i])
+        .ok_or_else(|| item_not_found(order, item_no))
+}
+
 fn item_index(order: &Order, item_no: &str) -> Option<usize> {
     let wanted = item_no.trim_start_matches('0');
     order
