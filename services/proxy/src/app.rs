@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
@@ -19,7 +20,7 @@ use crate::sap_client::SapClient;
 use crate::server::{self, ProxyState};
 use crate::shadow::ShadowStats;
 use crate::store::Store;
-use crate::upstream::{Upstream, UpstreamSettings};
+use crate::upstream::{Upstream, UpstreamSettings, set_worker_index};
 
 /// A built, not yet running, proxy.
 pub struct Application {
@@ -34,6 +35,8 @@ pub struct Application {
 impl Application {
     /// Binds the listeners and opens the data folder.
     pub async fn build(config: ProxyConfig) -> anyhow::Result<Self> {
+        // The recorder first: metric handles registered while wiring must reach it.
+        platform::http_metrics::prometheus_handle();
         let config = Arc::new(config);
         let store = Store::open(&config.data_dir)?;
         let routes =
@@ -45,6 +48,7 @@ impl Application {
             breaker_failures: config.breaker_failures,
             breaker_cooldown: config.breaker_cooldown,
             max_concurrency: config.upstream_max_concurrency,
+            workers: config.workers,
         }));
         let order_upstream = Arc::new(Upstream::new(UpstreamSettings {
             name: "order-service",
@@ -53,6 +57,7 @@ impl Application {
             breaker_failures: config.breaker_failures,
             breaker_cooldown: config.breaker_cooldown,
             max_concurrency: config.upstream_max_concurrency,
+            workers: config.workers,
         }));
         let orders: Arc<dyn OrderService> = Arc::new(HttpOrderService::new(order_upstream.clone()));
         let sap_client = SapClient::new(sap.clone(), config.sap_credentials.clone());
@@ -129,7 +134,6 @@ impl Application {
 
     /// Serves until `shutdown` fires, then drains.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        platform::http_metrics::prometheus_handle();
         tracing::info!(
             listen = %self.address(),
             admin = %self.admin_address(),
@@ -148,17 +152,69 @@ impl Application {
             .await
         });
         let worker_task = tokio::spawn(self.worker.run(shutdown.clone()));
-        server::serve(
-            self.listener,
-            self.state,
-            shutdown,
-            self.config.client_header_timeout,
-            self.config.shutdown_grace,
-        )
-        .await;
+        if self.config.workers <= 1 {
+            server::serve(
+                self.listener,
+                self.state,
+                shutdown,
+                self.config.client_header_timeout,
+                self.config.shutdown_grace,
+            )
+            .await;
+        } else {
+            serve_on_workers(self.listener, self.state, shutdown, &self.config).await?;
+        }
         let _ = worker_task.await;
         admin_task.await??;
         tracing::info!("proxy stopped");
         Ok(())
     }
+}
+
+/// Thread per core, like nginx's worker processes: each worker thread runs its own
+/// single-threaded event loop accepting from the shared listener, and uses its own upstream
+/// connection pools. A request never hops threads, which on a small machine saves the
+/// cross-thread wake-ups a work-stealing scheduler pays on every proxied request. Shared state
+/// (routes, breakers, concurrency limits, the replay log) is the same for all workers.
+async fn serve_on_workers(
+    listener: TcpListener,
+    state: Arc<ProxyState>,
+    shutdown: CancellationToken,
+    config: &ProxyConfig,
+) -> anyhow::Result<()> {
+    let std_listener = listener.into_std()?;
+    let header_timeout = config.client_header_timeout;
+    let grace: Duration = config.shutdown_grace;
+    let mut threads = Vec::with_capacity(config.workers);
+    for index in 0..config.workers {
+        let listener = std_listener.try_clone()?;
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("proxy-worker-{index}"))
+                .spawn(move || -> anyhow::Result<()> {
+                    set_worker_index(index);
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    rt.block_on(async move {
+                        let listener = TcpListener::from_std(listener)?;
+                        server::serve(listener, state, shutdown, header_timeout, grace).await;
+                        anyhow::Ok(())
+                    })
+                })?,
+        );
+    }
+    tokio::task::spawn_blocking(move || {
+        for t in threads {
+            match t.join() {
+                Ok(Err(e)) => tracing::error!(error = %e, "proxy worker failed"),
+                Err(_) => tracing::error!("proxy worker panicked"),
+                Ok(Ok(())) => {}
+            }
+        }
+    })
+    .await?;
+    Ok(())
 }

@@ -44,10 +44,13 @@ pub enum BodyGuardError {
 }
 
 /// Wraps a streaming body with an idle timeout between frames and a byte limit.
+///
+/// The timer is only armed when the body actually makes the reader wait (most bodies are
+/// complete or arrive in one piece), so the common case costs no timer registration.
 pub struct Guarded<B> {
     inner: B,
     idle: Duration,
-    sleep: Pin<Box<Sleep>>,
+    sleep: Option<Pin<Box<Sleep>>>,
     limit: usize,
     seen: usize,
 }
@@ -58,7 +61,7 @@ impl<B> Guarded<B> {
         Self {
             inner,
             idle,
-            sleep: Box::pin(tokio::time::sleep(idle)),
+            sleep: None,
             limit,
             seen: 0,
         }
@@ -86,16 +89,22 @@ where
                         return Poll::Ready(Some(Err(BodyGuardError::TooLarge(this.limit).into())));
                     }
                 }
-                let idle = this.idle;
-                this.sleep.as_mut().reset(Instant::now() + idle);
+                // The next wait starts a new idle period.
+                this.sleep = None;
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(BodyGuardError::Idle(this.idle).into()))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let idle = this.idle;
+                let sleep = this.sleep.get_or_insert_with(|| {
+                    Box::pin(tokio::time::sleep_until(Instant::now() + idle))
+                });
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(BodyGuardError::Idle(idle).into()))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 //! through (half-open): its success closes the breaker, its failure opens it again.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Breaker state, for metrics and the admin API.
@@ -28,6 +29,8 @@ enum Inner {
 /// The breaker.
 #[derive(Debug)]
 pub struct Breaker {
+    /// Closed with no failure counted: the hot path reads this flag and takes no lock.
+    healthy: AtomicBool,
     inner: Mutex<Inner>,
     threshold: u32,
     cooldown: Duration,
@@ -37,6 +40,7 @@ impl Breaker {
     /// A closed breaker.
     pub fn new(threshold: u32, cooldown: Duration) -> Self {
         Self {
+            healthy: AtomicBool::new(true),
             inner: Mutex::new(Inner::Closed { failures: 0 }),
             threshold: threshold.max(1),
             cooldown,
@@ -46,6 +50,9 @@ impl Breaker {
     /// Whether a call may go out now. In the open state after the cool-down, the first caller
     /// becomes the probe.
     pub fn allow(&self) -> bool {
+        if self.healthy.load(Ordering::Acquire) {
+            return true;
+        }
         let mut inner = self.inner.lock().expect("breaker lock poisoned");
         match *inner {
             Inner::Closed { .. } => true,
@@ -59,6 +66,9 @@ impl Breaker {
 
     /// Records a call's result.
     pub fn record(&self, success: bool) {
+        if success && self.healthy.load(Ordering::Acquire) {
+            return;
+        }
         let mut inner = self.inner.lock().expect("breaker lock poisoned");
         *inner = match (&*inner, success) {
             (_, true) => Inner::Closed { failures: 0 },
@@ -72,6 +82,10 @@ impl Breaker {
                 }
             }
         };
+        self.healthy.store(
+            matches!(*inner, Inner::Closed { failures: 0 }),
+            Ordering::Release,
+        );
     }
 
     /// The state now.

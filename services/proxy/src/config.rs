@@ -80,6 +80,9 @@ pub const PROXY_SHUTDOWN_GRACE_MS: &str = "PROXY_SHUTDOWN_GRACE_MS";
 pub const PROXY_SHADOW_MIN_SAMPLES: &str = "PROXY_SHADOW_MIN_SAMPLES";
 /// Shadow match rate (0..1) required to leave dual-write.
 pub const PROXY_SHADOW_MIN_MATCH_RATE: &str = "PROXY_SHADOW_MIN_MATCH_RATE";
+/// Worker threads serving clients, each with its own event loop and upstream pools
+/// (default: one per CPU; `1` serves on the main runtime).
+pub const PROXY_WORKERS: &str = "PROXY_WORKERS";
 /// Log format, `text` or `json`.
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
 
@@ -142,6 +145,8 @@ pub struct ProxyConfig {
     pub shadow_min_samples: u64,
     /// Shadow match rate needed for readiness.
     pub shadow_min_match_rate: f64,
+    /// Worker threads for the client side.
+    pub workers: usize,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -214,6 +219,8 @@ impl ProxyConfig {
                 "{PROXY_SHADOW_MIN_MATCH_RATE} must be between 0 and 1"
             ));
         }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = r.read(PROXY_WORKERS, cpus).clamp(1, 256);
         let log_format: LogFormat = r.read(LOG_FORMAT, LogFormat::Text);
         r.finish()?;
         Ok(Self {
@@ -245,6 +252,7 @@ impl ProxyConfig {
             shutdown_grace,
             shadow_min_samples,
             shadow_min_match_rate,
+            workers,
             log_format,
         })
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use http::header::{CONNECTION, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 
 use crate::body::{Guarded, ProxyBody};
 use crate::error::{ProxyError, Side};
@@ -30,8 +30,28 @@ pub const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    use http::header::{
+        CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING,
+        UPGRADE,
+    };
+    *name == CONNECTION
+        || *name == TRANSFER_ENCODING
+        || *name == TE
+        || *name == TRAILER
+        || *name == UPGRADE
+        || *name == PROXY_AUTHENTICATE
+        || *name == PROXY_AUTHORIZATION
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
+}
+
 /// Removes hop-by-hop headers, including any named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names (no hashing) settles that.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -54,16 +74,29 @@ pub fn upstream_request(
     upstream: &Upstream,
     preserve_host: bool,
 ) -> Request<ProxyBody> {
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
+    upstream_request_owned(
+        parts.method.clone(),
+        &parts.uri,
+        parts.headers.clone(),
+        body,
+        upstream,
+        preserve_host,
+    )
+}
+
+/// As [`upstream_request`], taking the head's parts by value (no header copy on the hot path).
+pub fn upstream_request_owned(
+    method: http::Method,
+    uri: &http::Uri,
+    mut headers: HeaderMap,
+    body: ProxyBody,
+    upstream: &Upstream,
+    preserve_host: bool,
+) -> Request<ProxyBody> {
     let mut req = Request::new(body);
-    *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = upstream.uri_for(pq);
+    *req.method_mut() = method;
+    *req.uri_mut() = upstream.uri_for_client(uri);
     *req.version_mut() = Version::HTTP_11;
-    let mut headers = parts.headers.clone();
     strip_hop_by_hop(&mut headers);
     if (!preserve_host || !headers.contains_key(HOST))
         && let Ok(v) = HeaderValue::from_str(upstream.authority().as_str())
@@ -100,8 +133,20 @@ pub async fn forward(
     {
         return Err(ProxyError::BodyTooLarge { limit: max_body });
     }
-    let body = Guarded::new(body, client_body_timeout, max_body).boxed_unsync();
-    let upstream_req = upstream_request(&parts, body, sap, preserve_host);
+    // A complete (empty) body needs no guard: no timer, no allocation.
+    let body = if body.is_end_stream() {
+        crate::body::empty()
+    } else {
+        Guarded::new(body, client_body_timeout, max_body).boxed_unsync()
+    };
+    let upstream_req = upstream_request_owned(
+        parts.method,
+        &parts.uri,
+        parts.headers,
+        body,
+        sap,
+        preserve_host,
+    );
     let resp = sap
         .send(upstream_req)
         .await

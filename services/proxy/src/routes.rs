@@ -153,7 +153,8 @@ pub struct RouteTable {
 
 #[derive(Debug)]
 struct RouteTableInner {
-    routes: RwLock<BTreeMap<String, Route>>,
+    /// Routes behind `Arc`s: a per-request snapshot is a reference count, not a copy.
+    routes: RwLock<BTreeMap<String, Arc<Route>>>,
     /// Serialises changes so file order and memory order agree.
     write_lock: Mutex<()>,
     file: PathBuf,
@@ -191,7 +192,7 @@ impl RouteTable {
         }
         let table = Self {
             inner: Arc::new(RouteTableInner {
-                routes: RwLock::new(routes),
+                routes: RwLock::new(routes.into_iter().map(|(k, v)| (k, Arc::new(v))).collect()),
                 write_lock: Mutex::new(()),
                 file,
                 audit_file,
@@ -205,7 +206,7 @@ impl RouteTable {
     }
 
     /// The current mode of a route (the per-request snapshot).
-    pub fn snapshot(&self, route: &str) -> Option<Route> {
+    pub fn snapshot(&self, route: &str) -> Option<Arc<Route>> {
         self.inner
             .routes
             .read()
@@ -221,7 +222,7 @@ impl RouteTable {
             .read()
             .expect("route lock poisoned")
             .values()
-            .cloned()
+            .map(|r| Route::clone(r))
             .collect()
     }
 
@@ -264,15 +265,16 @@ impl RouteTable {
         apply: impl FnOnce(&mut Route) -> (String, String),
     ) -> Result<(Route, Route), RouteError> {
         let _serial = self.inner.write_lock.lock().expect("route lock poisoned");
-        let mut all: BTreeMap<String, Route> = self
+        let mut all: BTreeMap<String, Arc<Route>> = self
             .inner
             .routes
             .read()
             .expect("route lock poisoned")
             .clone();
-        let current = all
-            .get_mut(route)
-            .ok_or_else(|| RouteError::UnknownRoute(route.to_owned()))?;
+        let current = Arc::make_mut(
+            all.get_mut(route)
+                .ok_or_else(|| RouteError::UnknownRoute(route.to_owned()))?,
+        );
         let old = current.clone();
         let (from, to) = apply(current);
         current.updated_at = Utc::now();
@@ -287,7 +289,7 @@ impl RouteTable {
             to,
             forced,
         })?;
-        self.persist(&all.values().cloned().collect::<Vec<_>>())?;
+        self.persist(&all.values().map(|r| Route::clone(r)).collect::<Vec<_>>())?;
         *self.inner.routes.write().expect("route lock poisoned") = std::mem::take(&mut all);
         Ok((old, new))
     }

@@ -11,7 +11,7 @@
 //! grace period, idle keep-alive connections are closed.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
@@ -104,14 +104,8 @@ impl ProxyState {
             Operation::SalesOrderRead => "read",
             Operation::PassThrough => "other",
         };
-        metrics::histogram!(
-            "proxy_request_duration_seconds",
-            "route" => route_label,
-            "operation" => op_label,
-            "mode" => mode.map_or("none", Mode::as_str),
-            "status" => status_class(resp.status().as_u16()),
-        )
-        .record(start.elapsed().as_secs_f64());
+        request_histogram(op, route_label, op_label, mode, resp.status().as_u16())
+            .record(start.elapsed().as_secs_f64());
         resp
     }
 
@@ -177,6 +171,48 @@ impl ProxyState {
             Err(e) => e.to_response(),
         }
     }
+}
+
+/// The request histogram for this label set, registered on first use and then reused (building
+/// a metrics key per request would cost an allocation and a registry look-up each time).
+fn request_histogram(
+    op: Operation,
+    route: &'static str,
+    op_label: &'static str,
+    mode: Option<Mode>,
+    status: u16,
+) -> &'static metrics::Histogram {
+    const N: usize = 3 * 5 * 5;
+    static CELLS: [OnceLock<metrics::Histogram>; N] = [const { OnceLock::new() }; N];
+    let o = match op {
+        Operation::PassThrough => 0,
+        Operation::SalesOrderCreate => 1,
+        Operation::SalesOrderRead => 2,
+    };
+    let m = match mode {
+        None => 0,
+        Some(Mode::Legacy) => 1,
+        Some(Mode::DualWrite) => 2,
+        Some(Mode::Events) => 3,
+        Some(Mode::Retired) => 4,
+    };
+    let class = status_class(status);
+    let c = match class {
+        "1xx" => 0,
+        "2xx" => 1,
+        "3xx" => 2,
+        "4xx" => 3,
+        _ => 4,
+    };
+    CELLS[(o * 5 + m) * 5 + c].get_or_init(|| {
+        metrics::histogram!(
+            "proxy_request_duration_seconds",
+            "route" => route,
+            "operation" => op_label,
+            "mode" => mode.map_or("none", Mode::as_str),
+            "status" => class,
+        )
+    })
 }
 
 /// `.../A_SalesOrder(<key>)` with nothing after the key (query aside).

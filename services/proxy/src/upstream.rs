@@ -8,6 +8,7 @@
 //! 3. the concurrency bound, so a slow upstream cannot absorb unbounded connections;
 //! 4. the pooled client.
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -37,6 +38,19 @@ pub struct UpstreamSettings {
     pub breaker_cooldown: Duration,
     /// Calls in flight at once.
     pub max_concurrency: usize,
+    /// Proxy worker threads (each gets a connection pool of its own).
+    pub workers: usize,
+}
+
+thread_local! {
+    static WORKER: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Marks the current thread as proxy worker `index`: its upstream calls use that worker's own
+/// connection pool, so a request and its upstream connection live on one thread (no
+/// cross-thread wake-ups, the way nginx workers keep their own upstream connections).
+pub fn set_worker_index(index: usize) {
+    WORKER.with(|w| w.set(Some(index)));
 }
 
 /// A configured upstream.
@@ -46,11 +60,22 @@ pub struct Upstream {
     scheme: Scheme,
     authority: Authority,
     prefix: String,
-    client: Client<HttpConnector, ProxyBody>,
+    /// One pool per worker thread, plus one for every other thread (admin, replays).
+    clients: Vec<Client<HttpConnector, ProxyBody>>,
     timeout: Duration,
     breaker: Breaker,
     slots: Semaphore,
+    /// Latency histograms by outcome, registered once (no key building per call).
+    histograms: [metrics::Histogram; 5],
 }
+
+const OUTCOMES: [&str; 5] = [
+    "response",
+    "server_error",
+    "timeout",
+    "connect_error",
+    "broken",
+];
 
 /// Records the breaker outcome exactly once, even when the caller's future is dropped (a probe
 /// abandoned half-way must not leave the breaker half-open for ever).
@@ -81,10 +106,14 @@ impl Upstream {
         connector.set_nodelay(true);
         connector.set_keepalive(Some(Duration::from_secs(60)));
         connector.set_connect_timeout(Some(s.timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        let clients = (0..=s.workers)
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(Duration::from_secs(30))
+                    .build(connector.clone())
+            })
+            .collect();
         let parts = s.base.clone().into_parts();
         let prefix = parts
             .path_and_query
@@ -96,11 +125,20 @@ impl Upstream {
             scheme: parts.scheme.unwrap_or(Scheme::HTTP),
             authority: parts.authority.expect("config validated the authority"),
             prefix,
-            client,
+            clients,
             timeout: s.timeout,
             breaker: Breaker::new(s.breaker_failures, s.breaker_cooldown),
             slots: Semaphore::new(s.max_concurrency),
+            histograms: OUTCOMES.map(|o| {
+                metrics::histogram!("proxy_upstream_duration_seconds", "upstream" => s.name, "outcome" => o)
+            }),
         }
+    }
+
+    fn client(&self) -> &Client<HttpConnector, ProxyBody> {
+        let last = self.clients.len() - 1;
+        let i = WORKER.with(Cell::get).map_or(last, |i| i.min(last));
+        &self.clients[i]
     }
 
     /// The label of this upstream.
@@ -131,6 +169,21 @@ impl Upstream {
             .expect("scheme, authority and path make a URI")
     }
 
+    /// The full URI for a client's request URI; without a base path prefix the client's
+    /// path-and-query is reused as is (no copy, no re-parse).
+    pub fn uri_for_client(&self, uri: &Uri) -> Uri {
+        match uri.path_and_query() {
+            Some(pq) if self.prefix.is_empty() => Uri::builder()
+                .scheme(self.scheme.clone())
+                .authority(self.authority.clone())
+                .path_and_query(pq.clone())
+                .build()
+                .expect("scheme, authority and path make a URI"),
+            Some(pq) => self.uri_for(pq.as_str()),
+            None => self.uri_for("/"),
+        }
+    }
+
     /// The breaker's state now.
     pub fn breaker_state(&self) -> BreakerState {
         self.breaker.state()
@@ -143,7 +196,8 @@ impl Upstream {
         req: Request<ProxyBody>,
     ) -> Result<Response<Incoming>, UpstreamFailure> {
         if !self.breaker.allow() {
-            self.observe(Instant::now(), "breaker_open");
+            metrics::counter!("proxy_upstream_breaker_rejections_total", "upstream" => self.name)
+                .increment(1);
             return Err(UpstreamFailure::BreakerOpen);
         }
         let guard = BreakerGuard {
@@ -153,7 +207,7 @@ impl Upstream {
         let start = Instant::now();
         let call = async {
             let _slot = self.slots.acquire().await.expect("semaphore never closed");
-            self.client.request(req).await
+            self.client().request(req).await
         };
         let result = match tokio::time::timeout(self.timeout, call).await {
             Err(_) => Err(UpstreamFailure::Timeout),
@@ -165,30 +219,19 @@ impl Upstream {
             Ok(resp) => {
                 let ok = !resp.status().is_server_error();
                 guard.record(ok);
-                self.observe(start, if ok { "response" } else { "server_error" });
+                self.histograms[if ok { 0 } else { 1 }].record(start.elapsed().as_secs_f64());
             }
             Err(f) => {
                 guard.record(false);
-                self.observe(
-                    start,
-                    match f {
-                        UpstreamFailure::Timeout => "timeout",
-                        UpstreamFailure::Connect(_) => "connect_error",
-                        _ => "broken",
-                    },
-                );
+                let i = match f {
+                    UpstreamFailure::Timeout => 2,
+                    UpstreamFailure::Connect(_) => 3,
+                    _ => 4,
+                };
+                self.histograms[i].record(start.elapsed().as_secs_f64());
             }
         }
         result
-    }
-
-    fn observe(&self, start: Instant, outcome: &'static str) {
-        metrics::histogram!(
-            "proxy_upstream_duration_seconds",
-            "upstream" => self.name,
-            "outcome" => outcome
-        )
-        .record(start.elapsed().as_secs_f64());
     }
 }
 

