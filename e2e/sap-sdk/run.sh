@@ -13,11 +13,20 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 cd "$here"
 
-if [ -f package-lock.json ]; then
-  npm ci --no-audit --no-fund --loglevel=error
-else
-  npm install --no-audit --no-fund --loglevel=error
+# Install once per lock file change. Several engineers (and scripts/test) may run this at the
+# same time in one checkout: the lock keeps a second `npm ci` from deleting node_modules under a
+# running test, and a current install is reused.
+exec 9>"${TMPDIR:-/tmp}/sap-sdk-e2e-npm-$(id -u).lock"
+flock 9
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ] \
+   || [ package.json -nt node_modules/.package-lock.json ]; then
+  if [ -f package-lock.json ]; then
+    npm ci --no-audit --no-fund --loglevel=error
+  else
+    npm install --no-audit --no-fund --loglevel=error
+  fi
 fi
+flock -u 9
 
 # The SDK honours proxy variables; the system under test is local.
 export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}"
