@@ -300,3 +300,56 @@ async fn a_client_retry_after_sap_went_silent_looks_up_before_creating_again() {
     assert_eq!(live.len(), 1, "{rows:?}");
     assert!(rows.len() <= 2, "{rows:?}");
 }
+
+#[tokio::test]
+async fn in_events_mode_a_create_goes_to_the_order_service_alone_and_reads_come_back_legacy_shaped()
+{
+    let s = Stack::start(Options {
+        mode: "events",
+        ..Options::default()
+    })
+    .await;
+    let reference = unique("EVENTS");
+    let r = s
+        .sdk_create(&s.proxy_url(), &order_body(&reference), &[])
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let number = r.json()["d"]["SalesOrder"].as_str().unwrap().to_owned();
+    assert!(number.starts_with('8') && number.len() == 10, "{number}");
+    assert_eq!(
+        s.sap_orders(&reference).await.len(),
+        0,
+        "SAP is fed by sap-sync, not the proxy"
+    );
+    let rows = s.db_orders(&reference).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0].2["CustomerPurchaseOrderDate"],
+        "/Date(1795478400000+0000)/"
+    );
+    let by_key = s
+        .get(format!(
+            "{}{ROOT}/A_SalesOrder(SalesOrder=%27{number}%27)",
+            s.proxy_url()
+        ))
+        .await;
+    assert_eq!(by_key.status, 200);
+    let d = &by_key.json()["d"];
+    assert_eq!(d["PurchaseOrderByCustomer"], reference.as_str());
+    assert_eq!(d["to_Item"]["results"][0]["Material"], "TG11");
+    assert_eq!(d["CustomerPurchaseOrderDate"], "/Date(1795478400000+0000)/");
+    let list = s
+        .get(format!(
+            "{}{ROOT}/A_SalesOrder?$filter=(PurchaseOrderByCustomer%20eq%20'{reference}')",
+            s.proxy_url()
+        ))
+        .await;
+    assert_eq!(list.json()["d"]["results"].as_array().unwrap().len(), 1);
+    // Invalid input gets an OData error and stores nothing.
+    let mut bad = order_body(&format!("{reference}-BAD"));
+    bad["to_Item"][0]["RequestedQuantity"] = serde_json::json!("-1");
+    let refused = s.sdk_create(&s.proxy_url(), &bad, &[]).await;
+    assert!((400..500).contains(&refused.status), "{}", refused.status);
+    assert!(refused.json()["error"]["message"]["value"].is_string());
+    assert_eq!(s.db_orders(&format!("{reference}-BAD")).await.len(), 0);
+}
