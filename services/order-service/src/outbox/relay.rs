@@ -15,6 +15,10 @@
 //! 4. **Mark** the acknowledged prefix of each order published (never a row after a failed one),
 //!    then **unlock**.
 //!
+//! Steps 1 and 2, and the unlock of the previous batch, are one round trip: the SQL function
+//! `outbox_claim` (migration 0004), whose fetch runs as its own query after the locks, under a
+//! fresh snapshot. A pass costs two round trips (claim, mark).
+//!
 //! [`Relay::run`] overlaps passes: steps 1 to 3 of the next batch run while the previous batch
 //! waits for its acks (step 4). The next claim excludes the orders still in flight, so an order
 //! is in one batch at a time (a session's advisory locks are re-entrant: the exclusion, not the
@@ -106,6 +110,9 @@ pub struct Relay {
     batch_size: i64,
     mark_delay: Duration,
     conn: Option<PgConnection>,
+    /// Orders of marked batches whose locks are still held: released by the next claim (same
+    /// round trip) or, when the relay goes idle, on their own.
+    held: Vec<Uuid>,
 }
 
 impl Relay {
@@ -118,6 +125,7 @@ impl Relay {
             batch_size,
             mark_delay: Duration::ZERO,
             conn: None,
+            held: Vec::new(),
         }
     }
 
@@ -139,6 +147,7 @@ impl Relay {
 
     /// Drops the relay's connection; PostgreSQL releases every lock it held.
     async fn reset_connection(&mut self) {
+        self.held.clear();
         if let Some(conn) = self.conn.take() {
             let _ = conn.close().await;
         }
@@ -146,10 +155,12 @@ impl Relay {
 
     /// One pass, not overlapped with another: claim, fetch, publish, mark, unlock.
     pub async fn publish_batch(&mut self) -> Result<BatchOutcome, RelayError> {
-        match self.start_batch(&[]).await? {
-            Some(batch) => self.finish_batch(batch).await,
-            None => Ok(BatchOutcome::default()),
-        }
+        let outcome = match self.start_batch(&[]).await? {
+            Some(batch) => self.finish_batch(batch).await?,
+            None => BatchOutcome::default(),
+        };
+        self.release_held().await;
+        Ok(outcome)
     }
 
     /// Claims orders (except `exclude`, the orders of the batch still in flight: session locks
@@ -157,49 +168,34 @@ impl Relay {
     /// their pending rows and hands them to the producer. `None` when there is nothing to claim.
     async fn start_batch(&mut self, exclude: &[Uuid]) -> Result<Option<InFlight>, RelayError> {
         let started = Instant::now();
-        let batch_size = self.batch_size;
+        let batch_size = i32::try_from(self.batch_size).unwrap_or(i32::MAX);
+        let release = std::mem::take(&mut self.held);
         let conn = self.connection().await?;
-        let claimed: Vec<Uuid> = sqlx::query_scalar(
-            "WITH candidates AS MATERIALIZED ( \
-               SELECT DISTINCT aggregate_id FROM ( \
-                 SELECT aggregate_id FROM outbox \
-                 WHERE published_at IS NULL AND NOT (aggregate_id = ANY($3)) \
-                 ORDER BY id LIMIT $1) oldest) \
-             SELECT aggregate_id FROM candidates \
-             WHERE pg_try_advisory_lock($2, hashtext(aggregate_id::text))",
+        // Release the previous batch's orders, claim orders, fetch their pending rows: one
+        // round trip (`outbox_claim`, migration 0004, explains the snapshot it relies on).
+        let rows: Vec<PendingRow> = sqlx::query_as(
+            "SELECT out_id AS id, out_event_id AS event_id, out_aggregate_id AS aggregate_id, \
+               out_event_type AS event_type, out_payload AS payload, \
+               out_correlation_id AS correlation_id, out_traceparent AS traceparent, \
+               out_created_at AS created_at \
+             FROM outbox_claim($1, $2, $3, $4)",
         )
         .bind(batch_size)
         .bind(LOCK_NAMESPACE)
         .bind(exclude)
+        .bind(&release)
         .fetch_all(&mut *conn)
         .await?;
-        if claimed.is_empty() {
+        if rows.is_empty() {
             return Ok(None);
         }
-        // A new statement, so its snapshot is taken after the locks: rows another relay marked
-        // before releasing an order are seen as published.
-        let fetched: Result<Vec<PendingRow>, sqlx::Error> = sqlx::query_as(
-            "SELECT id, event_id, aggregate_id, event_type, payload::text AS payload, \
-               correlation_id, traceparent, created_at \
-             FROM outbox WHERE published_at IS NULL AND aggregate_id = ANY($1) \
-             ORDER BY aggregate_id, order_version LIMIT $2",
-        )
-        .bind(&claimed)
-        .bind(batch_size)
-        .fetch_all(&mut *conn)
-        .await;
+        let mut claimed: Vec<Uuid> = rows.iter().map(|r| r.aggregate_id).collect();
+        claimed.dedup();
         let mut batch = InFlight {
             claimed,
             rows: Vec::new(),
             deliveries: Vec::new(),
             started,
-        };
-        let rows = match fetched {
-            Ok(rows) => rows,
-            Err(e) => {
-                self.unlock(&batch.claimed).await;
-                return Err(e.into());
-            }
         };
         batch.deliveries.reserve(rows.len());
         for row in &rows {
@@ -215,8 +211,9 @@ impl Relay {
         Ok(Some(batch))
     }
 
-    /// Waits for every ack of `batch`, marks the acknowledged prefix of each order published,
-    /// and unlocks its orders.
+    /// Waits for every ack of `batch` and marks the acknowledged prefix of each order
+    /// published. Its orders stay locked until the next claim releases them (same round trip)
+    /// or the relay goes idle.
     async fn finish_batch(&mut self, batch: InFlight) -> Result<BatchOutcome, RelayError> {
         let InFlight {
             claimed,
@@ -281,12 +278,20 @@ impl Relay {
                 return Err(e.into());
             }
         }
-        self.unlock(&claimed).await;
+        self.held.extend_from_slice(&claimed);
         outcome.published = acked.len();
         metrics::counter!("outbox_published_total").increment(acked.len() as u64);
         metrics::histogram!("outbox_batch_duration_seconds")
             .record(started.elapsed().as_secs_f64());
         Ok(outcome)
+    }
+
+    /// Releases the locks of marked batches now (the relay is about to idle).
+    async fn release_held(&mut self) {
+        if !self.held.is_empty() {
+            let held = std::mem::take(&mut self.held);
+            self.unlock(&held).await;
+        }
     }
 
     /// Releases the locks of `orders`; when that fails, drops the connection, which releases
@@ -476,7 +481,9 @@ impl Relay {
                     continue;
                 }
             }
-            // Idle: look again soon, a little later each time the outbox is still empty.
+            // Idle: let other relays have this relay's last orders, then look again soon, a
+            // little later each time the outbox is still empty.
+            self.release_held().await;
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(idle_wait) => {}
