@@ -212,9 +212,14 @@ async fn sap_javascript_client_gets_the_same_results_direct_and_through_the_prox
     assert!(dual_ok, "SDK through the proxy in dual-write:\n{dual}");
     assert_eq!(verdicts(&legacy), verdicts(&direct));
     assert_eq!(verdicts(&dual), verdicts(&direct));
+    let direct_verdicts = verdicts(&direct);
     assert!(
-        !verdicts(&direct).is_empty(),
-        "no test verdicts parsed:\n{direct}"
+        direct_verdicts.len() >= 8,
+        "too few SDK tests parsed:\n{direct}"
+    );
+    assert!(
+        direct_verdicts.iter().all(|v| v.starts_with("ok ")),
+        "{direct_verdicts:?}"
     );
     // In dual-write the SDK's creates also reached the order service.
     assert!(
