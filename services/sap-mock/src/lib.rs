@@ -118,7 +118,18 @@ impl Application {
                 internal.cancel();
             }
         });
-        tracing::info!(addr = %self.listener.local_addr()?, "sap_mock_listening");
+        let (orders, _) = state.store.counts().await;
+        tracing::info!(
+            addr = %self.listener.local_addr()?,
+            data_dir = %state.config.data_dir.display(),
+            orders,
+            users = state.config.users.len(),
+            sap_client = %state.config.sap_client,
+            customers = state.master.customers.len(),
+            materials = state.master.materials.len(),
+            faults = ?state.faults.current(),
+            "sap_mock_listening"
+        );
         server::serve(
             self.listener,
             router(state.clone()),
