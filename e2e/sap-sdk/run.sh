@@ -6,7 +6,8 @@
 #   SAP_URL=http://127.0.0.1:8080 e2e/sap-sdk/run.sh   # drives an already running system
 #
 # Optional: SAP_USER / SAP_PASSWORD (basic auth), SAP_CLIENT (sap-client header),
-# CARGO_TARGET_DIR, SAP_MOCK_BIN (a prebuilt sap-mock binary).
+# CARGO_TARGET_DIR, SAP_MOCK_BIN (a prebuilt sap-mock binary), SAP_MOCK_ADMIN_URL (the
+# emulator's base URL when SAP_URL is something in front of it: enables the fault tests).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -60,6 +61,8 @@ if [ -z "${SAP_URL:-}" ]; then
     RUST_LOG="${RUST_LOG:-warn}" "$bin" &
   pid=$!
   export SAP_URL="http://127.0.0.1:$port"
+  # the emulator's own admin endpoint: enables the fault tests (test/faults.test.js)
+  export SAP_MOCK_ADMIN_URL="$SAP_URL"
   # poll until the emulator answers (deadline 30 s)
   for _ in $(seq 1 300); do
     if curl -fsS -o /dev/null "$SAP_URL/sap-mock/health" 2>/dev/null; then break; fi
@@ -70,4 +73,5 @@ if [ -z "${SAP_URL:-}" ]; then
 fi
 
 echo "sap-sdk e2e against $SAP_URL"
-node --test test/
+# one test file at a time: the fault tests switch knobs that every request would feel
+node --test --test-concurrency=1 test/

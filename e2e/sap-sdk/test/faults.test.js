@@ -1,0 +1,94 @@
+// SAP's own client against the emulator's legacy realism: what an outage and a lost response
+// look like to it. Runs only when SAP_MOCK_ADMIN_URL points at the emulator's admin endpoint
+// (run.sh sets it when it starts the emulator itself); the knobs are reset after each test.
+'use strict';
+
+const { test, afterEach } = require('node:test');
+const assert = require('node:assert/strict');
+const http = require('node:http');
+const { BigNumber } = require('bignumber.js');
+const { salesOrderService } = require('@sap/cloud-sdk-vdm-sales-order-service');
+
+const { salesOrderApi, salesOrderItemApi } = salesOrderService();
+const SO = salesOrderApi.schema;
+const admin = process.env.SAP_MOCK_ADMIN_URL;
+const skip = admin ? false : 'SAP_MOCK_ADMIN_URL not set (not driving the emulator directly)';
+
+const destination = { url: process.env.SAP_URL };
+if (process.env.SAP_USER) {
+  destination.username = process.env.SAP_USER;
+  destination.password = process.env.SAP_PASSWORD || '';
+}
+if (process.env.SAP_CLIENT) destination.sapClient = process.env.SAP_CLIENT;
+
+function setFaults(method, body) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      `${admin}/sap-mock/admin/faults`,
+      { method, headers: { 'content-type': 'application/json' } },
+      (res) => {
+        res.resume();
+        res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`admin ${res.statusCode}`))));
+      }
+    );
+    req.on('error', reject);
+    req.end(body ? JSON.stringify(body) : undefined);
+  });
+}
+
+function order(reference) {
+  return salesOrderApi
+    .entityBuilder()
+    .salesOrderType('OR')
+    .salesOrganization('1010')
+    .distributionChannel('10')
+    .organizationDivision('00')
+    .soldToParty('17100001')
+    .purchaseOrderByCustomer(reference)
+    .toItem([
+      salesOrderItemApi.entityBuilder().material('TG11').requestedQuantity(new BigNumber(1)).build(),
+    ])
+    .build();
+}
+
+function countByReference(reference) {
+  return salesOrderApi
+    .requestBuilder()
+    .getAll()
+    .filter(SO.PURCHASE_ORDER_BY_CUSTOMER.equals(reference))
+    .count()
+    .execute(destination);
+}
+
+function rootStatus(err) {
+  for (let e = err; e; e = e.cause) if (e.response) return e.response.status;
+  return undefined;
+}
+
+afterEach(async () => {
+  if (admin) await setFaults('DELETE');
+});
+
+test('during an outage the client gets 503 and nothing is created', { skip }, async () => {
+  const reference = `OUTAGE-${Date.now()}-${process.pid}`;
+  await setFaults('PATCH', { outage: 'unavailable' });
+  await assert.rejects(
+    salesOrderApi.requestBuilder().create(order(reference)).execute(destination),
+    (err) => rootStatus(err) === 503
+  );
+  await setFaults('DELETE');
+  assert.equal(await countByReference(reference), 0);
+});
+
+test('a lost response fails the client although SAP created the order, and a blind retry duplicates it', { skip }, async () => {
+  const reference = `LOST-${Date.now()}-${process.pid}`;
+  await setFaults('PATCH', { lost_response_rate: 1 });
+  await assert.rejects(
+    salesOrderApi.requestBuilder().create(order(reference)).execute(destination),
+    (err) => rootStatus(err) === undefined // no HTTP answer at all: the connection was dropped
+  );
+  await setFaults('DELETE');
+  assert.equal(await countByReference(reference), 1, 'the order exists although the client saw an error');
+  await salesOrderApi.requestBuilder().create(order(reference)).execute(destination);
+  assert.equal(await countByReference(reference), 2, 'SAP has no idempotency: the retry made a duplicate');
+});
