@@ -679,6 +679,20 @@ async fn create_order(ctx: &RequestContext<'_>, body: Body) -> Result<Response, 
     if let Ok(v) = HeaderValue::from_str(&render::etag(&order)) {
         h.insert(header::ETAG, v);
     }
+    // S/4 reports the save as a success message in the `sap-message` header
+    let saved = serde_json::json!({
+        "code": "V1/311",
+        "message": format!("Standard Order {} has been saved", order.number()),
+        "longtext_url": "",
+        "target": "",
+        "numericSeverity": 1,
+        "severity": "success",
+        "transition": true,
+        "details": [],
+    });
+    if let Ok(v) = HeaderValue::from_str(&saved.to_string()) {
+        h.insert("sap-message", v);
+    }
     Ok(r)
 }
 

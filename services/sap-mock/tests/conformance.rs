@@ -68,6 +68,11 @@ async fn a_create_answers_201_with_location_etag_number_priced_items_and_the_ful
     let location = r.headers()["location"].to_str().unwrap().to_owned();
     let etag = r.headers()["etag"].to_str().unwrap().to_owned();
     assert_eq!(r.headers()["dataserviceversion"], "2.0");
+    let message: Value =
+        serde_json::from_str(r.headers()["sap-message"].to_str().unwrap()).unwrap();
+    assert_eq!(message["code"], "V1/311");
+    assert_eq!(message["severity"], "success");
+    assert_eq!(message["message"], "Standard Order 1000001 has been saved");
     let v: Value = r.json().await.unwrap();
     let d = &v["d"];
     assert_eq!(d["SalesOrder"], "1000001");
