@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use sap_odata::date::JsonDate;
 use sap_odata::schema::EntityType;
 use sap_odata::{EdmValue, SALES_ORDER, SALES_ORDER_ITEM};
 use serde_json::{Map, Value};
@@ -61,10 +62,17 @@ impl Record {
         self.get(name).as_str().unwrap_or_default()
     }
 
-    /// Sets `name`; unknown names are ignored (callers use schema names).
+    /// Sets `name`; unknown names are ignored (callers use schema names). Every `Edm.DateTime`
+    /// of this service is a date (ABAP `DATS`), so SAP keeps only the day: the time of day is
+    /// dropped, as S/4 does, and the date comes back as midnight UTC.
     pub fn set(&mut self, name: &str, value: EdmValue) {
         if let Some(i) = self.index(name) {
-            self.values[i] = value;
+            self.values[i] = match value {
+                EdmValue::DateTime(d) => EdmValue::DateTime(JsonDate::from_millis(
+                    d.millis - d.millis.rem_euclid(86_400_000),
+                )),
+                other => other,
+            };
         }
     }
 
@@ -499,6 +507,32 @@ mod tests {
             items: Vec::new(),
             changed_at: Utc::now(),
         }
+    }
+
+    #[test]
+    fn dates_keep_only_the_day_as_sap_does() {
+        let mut r = Record::empty(&SALES_ORDER);
+        r.set(
+            "CustomerPurchaseOrderDate",
+            EdmValue::DateTime(JsonDate::from_millis(
+                1_795_478_400_000 + 13 * 3_600_000 + 5,
+            )),
+        );
+        assert_eq!(
+            r.get("CustomerPurchaseOrderDate").to_json(),
+            "/Date(1795478400000)/"
+        );
+        r.set(
+            "CustomerPurchaseOrderDate",
+            EdmValue::DateTime(JsonDate::from_millis(-1)),
+        );
+        assert_eq!(
+            r.get("CustomerPurchaseOrderDate").to_json(),
+            "/Date(-86400000)/"
+        );
+        let at = JsonDate::from_millis(1_795_478_400_123);
+        r.set("LastChangeDateTime", EdmValue::DateTimeOffset(at));
+        assert_eq!(r.get("LastChangeDateTime"), &EdmValue::DateTimeOffset(at));
     }
 
     #[test]
