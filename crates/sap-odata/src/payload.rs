@@ -155,7 +155,8 @@ pub fn parse_sales_order_create(body: &[u8]) -> Result<SalesOrderCreate, Payload
     })
 }
 
-/// Parses the body of `PATCH`/`MERGE`/`PUT` on one entity of `entity`.
+/// Parses a single-entity body of `entity` without navigation properties: the body of
+/// `PATCH`/`MERGE`/`PUT`, or of a `POST` that creates one item.
 pub fn parse_update(body: &[u8], entity: &'static EntityType) -> Result<PropertyMap, PayloadError> {
     let json = parse_json(body)?;
     let Value::Object(object) = json else {
