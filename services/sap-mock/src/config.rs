@@ -31,7 +31,8 @@ pub struct Config {
     pub port: u16,
     /// `SAP_MOCK_USERS`: `name:password` pairs, comma-separated. Empty = anonymous access.
     pub users: Vec<User>,
-    /// `SAP_MOCK_DATA_DIR` (default `./data/sap-mock`): the embedded store lives here.
+    /// `SAP_MOCK_DATA_DIR` (default `.data/sap-mock`, inside the project's ignored data
+    /// folder): the embedded store lives here.
     pub data_dir: PathBuf,
     /// `SAP_MOCK_MASTER_DATA`: a JSON file of customers/materials added to the demo data.
     pub master_data_file: Option<PathBuf>,
@@ -110,7 +111,7 @@ impl Config {
             bind: r.read("SAP_MOCK_BIND", IpAddr::from([0, 0, 0, 0])),
             port: r.read("SAP_MOCK_PORT", 8082),
             users,
-            data_dir: PathBuf::from(r.read_string("SAP_MOCK_DATA_DIR", "./data/sap-mock")),
+            data_dir: PathBuf::from(r.read_string("SAP_MOCK_DATA_DIR", ".data/sap-mock")),
             master_data_file: r.raw("SAP_MOCK_MASTER_DATA").map(PathBuf::from),
             sap_client: r.read_string("SAP_MOCK_CLIENT", "100"),
             system_id: r.read_string("SAP_MOCK_SYSTEM_ID", "MCK"),
