@@ -19,15 +19,15 @@
 //! `outbox_claim` (migration 0004), whose fetch runs as its own query after the locks, under a
 //! fresh snapshot. A pass costs two round trips (claim, mark).
 //!
-//! [`Relay::run`] overlaps passes: steps 1 to 3 of the next batch run while the previous batch
-//! waits for its acks (step 4). The next claim excludes the orders still in flight, so an order
-//! is in one batch at a time (a session's advisory locks are re-entrant: the exclusion, not the
+//! [`Relay::run`] overlaps passes: steps 1 to 3 of the next batches run while earlier batches
+//! wait for their acks (up to [`MAX_IN_FLIGHT_BATCHES`]). Each claim excludes the orders still
+//! in flight, so an order is in one batch at a time (a session's advisory locks are re-entrant: the exclusion, not the
 //! lock, keeps the same relay from taking an order twice).
 //!
 //! No high-water mark: each pass starts again from all pending rows, so rows whose transaction
 //! committed after rows with higher ids are never skipped.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -41,6 +41,11 @@ use sqlx::{Connection, PgPool};
 use uuid::Uuid;
 
 use super::kafka::RelayProducer;
+
+/// Most batches a relay has handed to the producer without their acks yet. Each holds its own
+/// orders (the next claim excludes every order in flight), so deeper pipelining never puts one
+/// order in two batches; it hides the broker round trip when the machine is busy.
+pub const MAX_IN_FLIGHT_BATCHES: usize = 4;
 
 /// Shortest idle wait between two looks for work; it doubles while the outbox stays empty, up
 /// to the configured poll interval, and drops back here as soon as there is work.
@@ -394,9 +399,9 @@ impl Relay {
         }
     }
 
-    /// Runs until `shutdown` fires. Batches overlap: the next batch is claimed, fetched and
-    /// handed to the producer while the previous one waits for its acks (never for the same
-    /// orders), so the database work hides behind the broker round trip. When there is no work,
+    /// Runs until `shutdown` fires. Batches overlap: new batches are claimed, fetched and handed
+    /// to the producer while up to [`MAX_IN_FLIGHT_BATCHES`] earlier ones wait for their acks
+    /// (never for the same orders), so the database work hides behind the broker round trip. When there is no work,
     /// looks again after [`MIN_IDLE_WAIT`], doubling the wait up to `poll_interval` while the
     /// outbox stays empty. The batch in flight when
     /// `shutdown` fires gets `grace` to finish; rows it could not mark stay pending for the
@@ -407,29 +412,35 @@ impl Relay {
         grace: Duration,
         shutdown: CancellationToken,
     ) {
-        let mut in_flight: Option<InFlight> = None;
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         let mut backoff = Duration::from_millis(100);
         let mut idle_wait = MIN_IDLE_WAIT;
         loop {
-            if shutdown.is_cancelled() && in_flight.is_none() {
+            if shutdown.is_cancelled() && in_flight.is_empty() {
                 break;
             }
-            // One step: start the next batch, then finish the one in flight.
+            // One step: start a batch if the pipeline has room; finish the oldest batch when
+            // the pipeline is full or there was nothing new to start.
             let step = async {
-                let exclude: Vec<Uuid> = in_flight
-                    .as_ref()
-                    .map(|b| b.claimed.clone())
-                    .unwrap_or_default();
-                let next = if shutdown.is_cancelled() {
-                    None
+                let mut started = false;
+                if !shutdown.is_cancelled() && in_flight.len() < MAX_IN_FLIGHT_BATCHES {
+                    let exclude: Vec<Uuid> = in_flight
+                        .iter()
+                        .flat_map(|b| b.claimed.iter().copied())
+                        .collect();
+                    if let Some(batch) = self.start_batch(&exclude).await? {
+                        in_flight.push_back(batch);
+                        started = true;
+                    }
+                }
+                let outcome = if !started || in_flight.len() >= MAX_IN_FLIGHT_BATCHES {
+                    match in_flight.pop_front() {
+                        Some(batch) => self.finish_batch(batch).await?,
+                        None => BatchOutcome::default(),
+                    }
                 } else {
-                    self.start_batch(&exclude).await?
+                    BatchOutcome::default()
                 };
-                let outcome = match in_flight.take() {
-                    Some(batch) => self.finish_batch(batch).await?,
-                    None => BatchOutcome::default(),
-                };
-                in_flight = next;
                 Ok::<_, RelayError>(outcome)
             };
             let deadline = async {
@@ -460,7 +471,7 @@ impl Relay {
                         backoff = Duration::from_millis(100);
                         tracing::debug!(?outcome, "outbox batch published");
                     }
-                    if in_flight.is_some() || outcome.published > 0 {
+                    if !in_flight.is_empty() || outcome.published > 0 {
                         idle_wait = MIN_IDLE_WAIT;
                         continue;
                     }
@@ -471,7 +482,7 @@ impl Relay {
                     tracing::warn!(error = %e, "outbox relay pass failed; reconnecting");
                     // Dropping the connection releases every lock; unmarked rows are sent
                     // again later under the same event ids.
-                    in_flight = None;
+                    in_flight.clear();
                     self.reset_connection().await;
                     tokio::select! {
                         () = shutdown.cancelled() => break,
