@@ -2,12 +2,16 @@
 //!
 //! - `orderctl up`: start everything on this machine (PostgreSQL and Kafka through the project
 //!   scripts, then the services) and keep it running until Ctrl-C.
+//! - `orderctl routes`, `orderctl mode ROUTE MODE`, `orderctl replays ...`: the proxy's admin API.
+//! - `orderctl reconcile`: SAP and the order service compared order by order.
 //! - `orderctl bench order-create`: the order service's create path against `pgbench` running the
 //!   same SQL transaction on the same database.
 
+mod admin;
 mod bench;
 mod infra;
 mod load;
+mod reconcile;
 mod stack;
 
 use std::time::Duration;
@@ -34,6 +38,29 @@ enum Command {
     /// Benchmarks that print numbers (never timed tests).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Compare SAP and the order service order by order; optionally report the drift.
+    Reconcile(reconcile::Args),
+    /// List the proxy's routes with their mode and readiness.
+    Routes(admin::Target),
+    /// Switch a route's migration mode (legacy, dual-write, events, retired).
+    Mode {
+        /// Route name, e.g. sales-orders.
+        route: String,
+        /// Target mode.
+        mode: String,
+        /// Switch forward even if the readiness criteria do not hold.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        target: admin::Target,
+    },
+    /// The proxy's durable replay log.
+    Replays {
+        #[command(subcommand)]
+        action: admin::ReplayAction,
+        #[command(flatten)]
+        target: admin::Target,
+    },
 }
 
 #[derive(Subcommand)]
@@ -62,6 +89,15 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Up(args) => stack::up(args).await,
         Command::Down => stack::down(),
+        Command::Reconcile(args) => reconcile::run(args).await,
+        Command::Routes(target) => admin::routes(target).await,
+        Command::Mode {
+            route,
+            mode,
+            force,
+            target,
+        } => admin::mode(target, route, mode, force).await,
+        Command::Replays { action, target } => admin::replays(target, action).await,
         Command::Bench(BenchCommand::OrderCreate(args)) => bench::order_create::run(args).await,
     }
 }

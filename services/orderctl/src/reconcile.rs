@@ -1,0 +1,539 @@
+//! `orderctl reconcile`: proves that SAP and the order service agree, order by order.
+//!
+//! Both sides are read in full through their public APIs (SAP's OData `A_SalesOrder` with its
+//! items, paged; the order service's `/api/v1/orders`, keyset-paged). Orders are paired by the
+//! link the migration keeps: the SAP number linked to the new order (dual write), else SAP's
+//! `ExternalDocumentID` carrying our correlation id (the proxy's stamp) or our order number
+//! (sap-sync's stamp). Then:
+//!
+//! - **missing in SAP**: a live new order (not voided) with no SAP partner;
+//! - **missing in the order service**: an SAP order no new order pairs with;
+//! - **duplicates**: several SAP orders claiming the same new order;
+//! - **mismatches**: paired orders whose customer, reference, currency or items differ.
+//!
+//! The drift (sum of all four) can be reported to the proxy, whose readiness criteria need a
+//! fresh zero before a route moves forward.
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+/// Options of `reconcile`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// SAP's base URL (the service path is appended).
+    #[arg(long, env = "SAP_URL", default_value = "http://127.0.0.1:8082")]
+    sap_url: String,
+    /// SAP user (basic authentication).
+    #[arg(long, env = "SAP_USER")]
+    sap_user: Option<String>,
+    /// SAP password.
+    #[arg(long, env = "SAP_PASSWORD", hide_env_values = true)]
+    sap_password: Option<String>,
+    /// The order service's base URL.
+    #[arg(
+        long,
+        env = "ORDER_SERVICE_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    orders_url: String,
+    /// Report the drift of this route to the proxy's admin API.
+    #[arg(long)]
+    report_route: Option<String>,
+    /// The proxy's admin API.
+    #[arg(long, env = "PROXY_ADMIN_URL", default_value = "http://127.0.0.1:9080")]
+    admin_url: String,
+    /// Bearer token of the admin API.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Exit with status 1 when there is any drift.
+    #[arg(long)]
+    fail_on_drift: bool,
+}
+
+/// The SAP service root below the base URL.
+const SAP_SERVICE: &str = "/sap/opu/odata/sap/API_SALES_ORDER_SRV";
+
+/// The fields compared between the systems, with their item lines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparable {
+    /// SAP `SoldToParty` / `customer_id`.
+    pub customer: String,
+    /// SAP `PurchaseOrderByCustomer` / `customer_reference`.
+    pub reference: String,
+    /// SAP `TransactionCurrency` / `currency` (empty when SAP left it to the customer master).
+    pub currency: String,
+    /// (material, quantity normalized, unit) per item, in item order.
+    pub items: Vec<(String, String, String)>,
+}
+
+/// An SAP sales order as reconciliation sees it.
+#[derive(Debug, Clone)]
+pub struct SapOrder {
+    /// `SalesOrder`.
+    pub number: String,
+    /// `ExternalDocumentID`.
+    pub external_id: String,
+    /// Compared fields.
+    pub fields: Comparable,
+}
+
+/// A new order as reconciliation sees it.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    /// `order_number`.
+    pub number: String,
+    /// `correlation_id`.
+    pub correlation_id: String,
+    /// `sap_order_number`.
+    pub sap_number: Option<String>,
+    /// `status`.
+    pub status: String,
+    /// Compared fields.
+    pub fields: Comparable,
+}
+
+/// What reconciliation found.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Report {
+    /// SAP orders read.
+    pub sap_orders: usize,
+    /// New orders read (voided ones included).
+    pub new_orders: usize,
+    /// Pairs found.
+    pub paired: usize,
+    /// New order numbers without an SAP partner.
+    pub missing_in_sap: Vec<String>,
+    /// SAP numbers without a new partner.
+    pub missing_in_order_service: Vec<String>,
+    /// New order number → the SAP numbers that claim it (more than one).
+    pub duplicates: BTreeMap<String, Vec<String>>,
+    /// (new order number, SAP number, differing fields).
+    pub mismatches: Vec<(String, String, Vec<String>)>,
+}
+
+impl Report {
+    /// Orders missing, duplicated or mismatched.
+    pub fn drift(&self) -> usize {
+        self.missing_in_sap.len()
+            + self.missing_in_order_service.len()
+            + self.duplicates.values().map(|v| v.len() - 1).sum::<usize>()
+            + self.mismatches.len()
+    }
+}
+
+/// Decimal text normalized for comparison (`"2.000"` and `"2"` are the same quantity).
+/// Text that is not a plain decimal is compared as it is.
+fn normalize_decimal(raw: &str) -> String {
+    let raw = raw.trim();
+    if f64::from_str(raw).is_err() || raw.contains(['e', 'E', '-', '+']) {
+        return raw.to_owned();
+    }
+    let (int, frac) = raw.split_once('.').unwrap_or((raw, ""));
+    let frac = frac.trim_end_matches('0');
+    let int = match int.trim_start_matches('0') {
+        "" => "0",
+        digits => digits,
+    };
+    if frac.is_empty() {
+        int.to_owned()
+    } else {
+        format!("{int}.{frac}")
+    }
+}
+
+/// Pairs the two sides and lists every difference.
+pub fn reconcile(sap: &[SapOrder], new: &[NewOrder]) -> Report {
+    let mut report = Report {
+        sap_orders: sap.len(),
+        new_orders: new.len(),
+        ..Report::default()
+    };
+    let by_sap_number: HashMap<&str, &SapOrder> =
+        sap.iter().map(|o| (o.number.as_str(), o)).collect();
+    let mut by_external: HashMap<&str, Vec<&SapOrder>> = HashMap::new();
+    for o in sap.iter().filter(|o| !o.external_id.is_empty()) {
+        by_external
+            .entry(o.external_id.as_str())
+            .or_default()
+            .push(o);
+    }
+    let mut claimed: HashMap<&str, &str> = HashMap::new();
+    for order in new {
+        let mut partners: Vec<&SapOrder> = Vec::new();
+        if let Some(linked) = order
+            .sap_number
+            .as_deref()
+            .and_then(|n| by_sap_number.get(n))
+        {
+            partners.push(linked);
+        }
+        for key in [order.correlation_id.as_str(), order.number.as_str()] {
+            for o in by_external.get(key).into_iter().flatten() {
+                if !partners.iter().any(|p| p.number == o.number) {
+                    partners.push(o);
+                }
+            }
+        }
+        let live = order.status != "voided";
+        match partners.as_slice() {
+            [] if live => report.missing_in_sap.push(order.number.clone()),
+            [] => {}
+            [first, rest @ ..] => {
+                for p in &partners {
+                    claimed.insert(p.number.as_str(), order.number.as_str());
+                }
+                if !rest.is_empty() {
+                    report.duplicates.insert(
+                        order.number.clone(),
+                        partners.iter().map(|p| p.number.clone()).collect(),
+                    );
+                }
+                if !live {
+                    // A voided order must not exist in SAP: its partner is drift.
+                    report.mismatches.push((
+                        order.number.clone(),
+                        first.number.clone(),
+                        vec!["voided here but present in SAP".into()],
+                    ));
+                    continue;
+                }
+                report.paired += 1;
+                let diffs = differences(&order.fields, &first.fields);
+                if !diffs.is_empty() {
+                    report
+                        .mismatches
+                        .push((order.number.clone(), first.number.clone(), diffs));
+                }
+            }
+        }
+    }
+    report.missing_in_order_service = sap
+        .iter()
+        .filter(|o| !claimed.contains_key(o.number.as_str()))
+        .map(|o| o.number.clone())
+        .collect();
+    report
+}
+
+fn differences(ours: &Comparable, sap: &Comparable) -> Vec<String> {
+    let mut diffs = Vec::new();
+    if ours.customer != sap.customer {
+        diffs.push(format!("customer {} vs {}", ours.customer, sap.customer));
+    }
+    if ours.reference != sap.reference {
+        diffs.push(format!(
+            "reference {:?} vs {:?}",
+            ours.reference, sap.reference
+        ));
+    }
+    if !sap.currency.is_empty() && ours.currency != sap.currency {
+        diffs.push(format!("currency {} vs {}", ours.currency, sap.currency));
+    }
+    if ours.items != sap.items {
+        diffs.push(format!("items {:?} vs {:?}", ours.items, sap.items));
+    }
+    diffs
+}
+
+fn text(v: &Value, key: &str) -> String {
+    v[key].as_str().unwrap_or_default().to_owned()
+}
+
+fn sap_order(v: &Value) -> SapOrder {
+    let items = v["to_Item"]["results"]
+        .as_array()
+        .or_else(|| v["to_Item"].as_array())
+        .map(|items| {
+            items
+                .iter()
+                .map(|i| {
+                    (
+                        text(i, "Material"),
+                        normalize_decimal(&text(i, "RequestedQuantity")),
+                        text(i, "RequestedQuantityUnit"),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    SapOrder {
+        number: text(v, "SalesOrder"),
+        external_id: text(v, "ExternalDocumentID"),
+        fields: Comparable {
+            customer: text(v, "SoldToParty"),
+            reference: text(v, "PurchaseOrderByCustomer"),
+            currency: text(v, "TransactionCurrency"),
+            items,
+        },
+    }
+}
+
+fn new_order(v: &Value) -> NewOrder {
+    let items = v["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|i| {
+                    (
+                        text(i, "sku"),
+                        normalize_decimal(&text(i, "quantity")),
+                        text(i, "unit"),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    NewOrder {
+        number: text(v, "order_number"),
+        correlation_id: text(v, "correlation_id"),
+        sap_number: v["sap_order_number"].as_str().map(str::to_owned),
+        status: text(v, "status"),
+        fields: Comparable {
+            customer: text(v, "customer_id"),
+            reference: text(v, "customer_reference"),
+            currency: text(v, "currency"),
+            items,
+        },
+    }
+}
+
+/// Reads every SAP sales order with its items, following SAP's paging.
+pub async fn fetch_sap(
+    client: &reqwest::Client,
+    base: &str,
+    auth: Option<(&str, &str)>,
+) -> anyhow::Result<Vec<SapOrder>> {
+    let select = "SalesOrder,ExternalDocumentID,SoldToParty,PurchaseOrderByCustomer,TransactionCurrency,to_Item/Material,to_Item/RequestedQuantity,to_Item/RequestedQuantityUnit";
+    let page = 500;
+    let mut orders = Vec::new();
+    let mut skip = 0;
+    loop {
+        let url = format!(
+            "{base}{SAP_SERVICE}/A_SalesOrder?$select={select}&$expand=to_Item&$orderby=SalesOrder&$top={page}&$skip={skip}"
+        );
+        let mut req = client.get(&url).header("accept", "application/json");
+        if let Some((user, password)) = auth {
+            req = req.basic_auth(user, Some(password));
+        }
+        let r = req.send().await.with_context(|| format!("reading {url}"))?;
+        if !r.status().is_success() {
+            bail!("SAP answered {} to {url}", r.status());
+        }
+        let body: Value = r.json().await.context("SAP's answer is not JSON")?;
+        let results = body["d"]["results"]
+            .as_array()
+            .context("SAP's answer has no d.results")?;
+        orders.extend(results.iter().map(sap_order));
+        if results.len() < page {
+            return Ok(orders);
+        }
+        skip += page;
+    }
+}
+
+/// Reads every order of the order service.
+pub async fn fetch_orders(client: &reqwest::Client, base: &str) -> anyhow::Result<Vec<NewOrder>> {
+    let mut orders = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let url = match &cursor {
+            Some(c) => format!("{base}/api/v1/orders?limit=200&cursor={c}"),
+            None => format!("{base}/api/v1/orders?limit=200"),
+        };
+        let r = client
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("reading {url}"))?;
+        if !r.status().is_success() {
+            bail!("the order service answered {} to {url}", r.status());
+        }
+        let page: Value = r.json().await?;
+        orders.extend(
+            page["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(new_order),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return Ok(orders),
+        }
+    }
+}
+
+/// Runs the command.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let auth = match (&args.sap_user, &args.sap_password) {
+        (Some(u), Some(p)) => Some((u.as_str(), p.as_str())),
+        _ => None,
+    };
+    let sap = fetch_sap(&client, args.sap_url.trim_end_matches('/'), auth).await?;
+    let new = fetch_orders(&client, args.orders_url.trim_end_matches('/')).await?;
+    let report = reconcile(&sap, &new);
+    let drift = report.drift();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"drift": drift, "report": report}))?
+        );
+    } else {
+        print_report(&report);
+    }
+    if let Some(route) = &args.report_route {
+        let token = args
+            .admin_token
+            .as_deref()
+            .context("reporting to the proxy needs ADMIN_TOKEN")?;
+        let url = format!(
+            "{}/admin/v1/routes/{route}/reconciliation",
+            args.admin_url.trim_end_matches('/')
+        );
+        let r = client
+            .put(&url)
+            .bearer_auth(token)
+            .json(&json!({ "drift": drift }))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("the proxy refused the report: {}", r.status());
+        }
+        println!("reported drift {drift} for route {route}");
+    }
+    if args.fail_on_drift && drift > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn print_report(r: &Report) {
+    println!(
+        "SAP orders: {}   new orders: {}   paired: {}   drift: {}",
+        r.sap_orders,
+        r.new_orders,
+        r.paired,
+        r.drift()
+    );
+    for n in &r.missing_in_sap {
+        println!("missing in SAP:            order {n}");
+    }
+    for n in &r.missing_in_order_service {
+        println!("missing in order service:  SAP order {n}");
+    }
+    for (n, saps) in &r.duplicates {
+        println!(
+            "duplicate in SAP:          order {n} is SAP orders {}",
+            saps.join(", ")
+        );
+    }
+    for (n, s, diffs) in &r.mismatches {
+        println!(
+            "mismatch:                  order {n} / SAP {s}: {}",
+            diffs.join("; ")
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(customer: &str, qty: &str) -> Comparable {
+        Comparable {
+            customer: customer.into(),
+            reference: "PO-1".into(),
+            currency: "EUR".into(),
+            items: vec![("TG11".into(), normalize_decimal(qty), "PC".into())],
+        }
+    }
+
+    fn sap(number: &str, external: &str, f: Comparable) -> SapOrder {
+        SapOrder {
+            number: number.into(),
+            external_id: external.into(),
+            fields: f,
+        }
+    }
+
+    fn new(number: &str, corr: &str, link: Option<&str>, status: &str, f: Comparable) -> NewOrder {
+        NewOrder {
+            number: number.into(),
+            correlation_id: corr.into(),
+            sap_number: link.map(Into::into),
+            status: status.into(),
+            fields: f,
+        }
+    }
+
+    #[test]
+    fn agreeing_systems_have_no_drift_whatever_the_decimal_scale() {
+        let s = [sap("1", "", fields("17100001", "2"))];
+        let n = [new(
+            "8000000001",
+            "c1",
+            Some("1"),
+            "created",
+            fields("17100001", "2.000"),
+        )];
+        let r = reconcile(&s, &n);
+        assert_eq!((r.paired, r.drift()), (1, 0), "{r:?}");
+    }
+
+    #[test]
+    fn every_kind_of_drift_is_named_by_order() {
+        let s = [
+            sap("1", "", fields("17100001", "2")),
+            sap("2", "k-2", fields("17100001", "2")),
+            sap("3", "k-2", fields("17100001", "2")),
+            sap("4", "", fields("17100001", "2")),
+            sap("5", "", fields("17100001", "2")),
+        ];
+        let n = [
+            new(
+                "8000000001",
+                "c1",
+                Some("1"),
+                "created",
+                fields("17100002", "2"),
+            ),
+            new(
+                "8000000002",
+                "k-2",
+                None,
+                "created",
+                fields("17100001", "2"),
+            ),
+            new(
+                "8000000003",
+                "c3",
+                None,
+                "confirmed",
+                fields("17100001", "2"),
+            ),
+            new(
+                "8000000004",
+                "c4",
+                Some("5"),
+                "voided",
+                fields("17100001", "2"),
+            ),
+        ];
+        let r = reconcile(&s, &n);
+        assert_eq!(r.mismatches.len(), 2, "{r:?}");
+        assert_eq!(r.mismatches[0].0, "8000000001");
+        assert!(r.mismatches[1].2[0].contains("voided"));
+        assert_eq!(r.duplicates["8000000002"], ["2", "3"]);
+        assert_eq!(r.missing_in_sap, ["8000000003"]);
+        assert_eq!(r.missing_in_order_service, ["4"]);
+        assert_eq!(r.drift(), 5);
+    }
+}
