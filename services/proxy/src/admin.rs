@@ -55,6 +55,10 @@ pub struct AdminState {
     pub shadow_min_samples: u64,
     /// Shadow match rate needed.
     pub shadow_min_match_rate: f64,
+    /// The client side's request slots.
+    pub inflight: Arc<tokio::sync::Semaphore>,
+    /// Their number.
+    pub max_concurrency: usize,
 }
 
 /// A reconciliation result reported by the operator tooling.
@@ -515,6 +519,7 @@ async fn counters(State(state): State<AdminState>) -> Response {
         .oldest_created_at
         .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0);
     Json(json!({
+        "in_flight": state.max_concurrency.saturating_sub(state.inflight.available_permits()),
         "dual_write_outcomes": observe::outcome_counts(),
         "shadow_reads": {"matched": state.shadow.counts().0, "compared": state.shadow.counts().1},
         "replay_backlog": {"pending": backlog.pending, "parked": backlog.parked, "oldest_age_seconds": age},

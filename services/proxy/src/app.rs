@@ -63,6 +63,7 @@ impl Application {
         let sap_client = SapClient::new(sap.clone(), config.sap_credentials.clone());
         let wakeup = Arc::new(Notify::new());
         let shadow = Arc::new(ShadowStats::default());
+        let inflight = Arc::new(Semaphore::new(config.max_concurrency));
         let sales_orders = SalesOrders {
             config: config.clone(),
             sap: sap.clone(),
@@ -77,7 +78,7 @@ impl Application {
             sap: sap.clone(),
             routes: routes.clone(),
             sales_orders,
-            inflight: Semaphore::new(config.max_concurrency),
+            inflight: inflight.clone(),
             orders: orders.clone(),
             shadow: shadow.clone(),
         });
@@ -93,6 +94,8 @@ impl Application {
             shadow,
             shadow_min_samples: config.shadow_min_samples,
             shadow_min_match_rate: config.shadow_min_match_rate,
+            inflight,
+            max_concurrency: config.max_concurrency,
         };
         let worker = ReplayWorker {
             store,

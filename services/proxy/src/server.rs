@@ -43,8 +43,8 @@ pub struct ProxyState {
     pub routes: RouteTable,
     /// The sales order route's handlers.
     pub sales_orders: SalesOrders,
-    /// Request slots.
-    pub inflight: Semaphore,
+    /// Request slots (shared with the admin API, which reports how many are taken).
+    pub inflight: Arc<Semaphore>,
     /// The order service (shadow reads).
     pub orders: Arc<dyn OrderService>,
     /// Shadow read counts.

@@ -51,6 +51,7 @@ struct Options {
     order_create_ms: u64,
     rounds: u64,
     proxy_env: Vec<(String, String)>,
+    throughput_only: bool,
 }
 
 fn parse_options() -> anyhow::Result<Options> {
@@ -63,6 +64,7 @@ fn parse_options() -> anyhow::Result<Options> {
         order_create_ms: 30,
         rounds: 3,
         proxy_env: Vec::new(),
+        throughput_only: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -81,6 +83,7 @@ fn parse_options() -> anyhow::Result<Options> {
             "--sap-create-ms" => o.sap_create_ms = v()?,
             "--order-create-ms" => o.order_create_ms = v()?,
             "--rounds" => o.rounds = v()?.max(1),
+            "--throughput-only" => o.throughput_only = true,
             "--proxy-env" => {
                 let kv = it.next().context("--proxy-env NAME=VALUE")?;
                 let (k, v) = kv.split_once('=').context("--proxy-env NAME=VALUE")?;

@@ -139,3 +139,40 @@ async fn requests_beyond_the_concurrency_limit_are_shed_with_odata_503() {
     assert!((1..=2).contains(&ok), "ok {ok}");
     assert!(shed >= 4, "shed {shed}");
 }
+
+#[tokio::test]
+async fn sigterm_lets_a_request_in_flight_finish_before_the_proxy_exits() {
+    let mut s = Stack::start(Options {
+        mode: "legacy",
+        ..Options::default()
+    })
+    .await;
+    s.sap_faults(json!({"latency_ms": 1500})).await;
+    let url = format!("{}{ROOT}/A_SalesOrder?$top=1", s.proxy_url());
+    let http = s.http.clone();
+    let in_flight =
+        tokio::spawn(async move { http.get(url).send().await.map(|r| r.status().as_u16()) });
+    test_support::eventually("the request is in flight", WAIT, || async {
+        let c = s
+            .admin(reqwest::Method::GET, "/admin/v1/counters", None, None)
+            .await
+            .json();
+        (c["in_flight"] == 1).then_some(())
+    })
+    .await;
+    let mut proxy = s.proxy.take().unwrap();
+    let exited = tokio::task::spawn_blocking(move || proxy.terminate());
+    assert_eq!(
+        in_flight.await.unwrap().unwrap(),
+        200,
+        "the in-flight request completed"
+    );
+    assert!(exited.await.unwrap(), "the proxy exited cleanly");
+    assert!(
+        TcpStream::connect(("127.0.0.1", s.proxy_port))
+            .await
+            .is_err(),
+        "no new connections after shutdown"
+    );
+    s.sap_faults(json!({})).await;
+}
