@@ -95,3 +95,26 @@ async fn orders_created_while_kafka_is_down_succeed_and_all_their_events_arrive_
         "the outage shows as publish errors"
     );
 }
+
+#[tokio::test]
+async fn a_service_started_while_kafka_is_down_takes_orders_and_provisions_its_topic_once_kafka_is_up()
+ {
+    let broker = PrivateBroker::start();
+    broker.stop();
+    let topic = kafka::TestTopic {
+        name: format!("late-{}", uuid::Uuid::new_v4().simple()),
+        brokers: broker.brokers.clone(),
+    };
+    let service = spawn_service(&topic, &[("KAFKA_TOPIC_PARTITIONS", "2")]).await;
+    let (id, _) = service.create_order("PO-no-kafka-yet").await;
+    let (status, body) = service.get_json("/ready").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert_eq!(body["checks"]["outbox"]["backlog"], 1, "{body}");
+
+    broker.restart();
+    let consumer = kafka::consumer(&topic);
+    let records = kafka::consume_exactly(&consumer, 1, KAFKA_PATIENCE, Duration::ZERO).await;
+    assert_eq!(records[0].key.as_deref(), Some(id.to_string().as_str()));
+    check_record(&records[0]);
+}
