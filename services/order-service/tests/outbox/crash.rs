@@ -110,3 +110,63 @@ async fn a_relay_killed_by_sigkill_mid_batch_loses_nothing_and_resent_events_kee
     let versions = first_seen_versions(&all);
     assert_in_order(&versions, N, K);
 }
+
+#[tokio::test]
+async fn a_relay_killed_by_sigkill_at_an_arbitrary_moment_of_a_drain_loses_nothing_and_keeps_order()
+{
+    const N: usize = 60;
+    const K: i64 = 5;
+    let topic = kafka::fresh_topic(3).await;
+    let service = spawn_service(&topic, &[("OUTBOX_RELAY_ENABLED", "false")]).await;
+    join_all((0..N).map(|i| {
+        let service = &service;
+        async move {
+            let (id, v) = service.create_order(&format!("PO-kill-{i}")).await;
+            service
+                .change_order(id, v, &format!("{}", 500_000 + i))
+                .await
+        }
+    }))
+    .await;
+
+    // Small batches, each held 20 ms between its acks and its mark, so the drain takes about a
+    // second and the kill lands with batches marked, acked but unmarked, and in flight.
+    let relay_env = [
+        ("OUTBOX_BATCH_SIZE", "10"),
+        ("KAFKA_LINGER_MS", "0"),
+        ("OUTBOX_MARK_DELAY_MS", "20"),
+    ];
+    let (mut relay_a, _log_a) = spawn_relay("relay-a", &service.db, &topic, &relay_env);
+    let consumer = kafka::consumer(&topic);
+    let first = kafka::consume_until(&consumer, KAFKA_PATIENCE, |seen| seen.len() >= 50).await;
+    relay_a.kill_hard();
+    let (_, pending_after_kill) = service.outbox_counts().await;
+
+    let (_relay_b, _log_b) = spawn_relay("relay-b", &service.db, &topic, &relay_env[..2]);
+    test_support::eventually(
+        "relay B marks everything published",
+        KAFKA_PATIENCE,
+        || async { (service.outbox_counts().await.1 == 0).then_some(()) },
+    )
+    .await;
+    let mut all = first;
+    all.extend(
+        kafka::consume_exactly(
+            &consumer,
+            0,
+            KAFKA_PATIENCE,
+            std::time::Duration::from_secs(3),
+        )
+        .await,
+    );
+    assert!(
+        pending_after_kill > 0,
+        "relay A was killed before the drain ended"
+    );
+    assert_eq!(
+        distinct_ids(&all),
+        service.event_ids().await,
+        "nothing lost"
+    );
+    assert_in_order(&first_seen_versions(&all), N, K);
+}
