@@ -309,7 +309,17 @@ start() {
         return 0
     fi
     if port_open 127.0.0.1 "$PORT"; then
-        die "port $PORT is taken by another process; set KAFKA_PORT or KAFKA_BROKERS"
+        # Not ours (no pid file here), e.g. the broker of another checkout on this machine, or
+        # one left running by an earlier session: use it if it is a Kafka broker.
+        install
+        if timeout 30 java -Djava.awt.headless=true \
+            "-Dlog4j2.configurationFile=$KAFKA_DIR/log4j2-tools.properties" -cp "$LIBS/*" \
+            org.apache.kafka.tools.BrokerApiVersionsCommand \
+            --bootstrap-server "127.0.0.1:$PORT" >/dev/null 2>&1; then
+            say "a Kafka broker not started from $KAFKA_DIR already answers on 127.0.0.1:$PORT; using it"
+            return 0
+        fi
+        die "port $PORT is taken by a process that is not a Kafka broker; set KAFKA_PORT or KAFKA_BROKERS"
     fi
     install
     write_server_properties
