@@ -21,8 +21,9 @@
 //!
 //! [`Relay::run`] overlaps passes: steps 1 to 3 of the next batches run while earlier batches
 //! wait for their acks (up to [`MAX_IN_FLIGHT_BATCHES`]). Each claim excludes the orders still
-//! in flight, so an order is in one batch at a time (a session's advisory locks are re-entrant: the exclusion, not the
-//! lock, keeps the same relay from taking an order twice).
+//! in flight, so an order is in one batch at a time (a session's advisory locks are
+//! re-entrant: the exclusion, not the lock, keeps the same relay from taking an order twice).
+//! An order's next batch is claimed only after its previous batch was acknowledged and marked.
 //!
 //! No high-water mark: each pass starts again from all pending rows, so rows whose transaction
 //! committed after rows with higher ids are never skipped.
