@@ -106,7 +106,7 @@ impl Application {
             max: config.replay_max,
             poll: config.replay_poll,
         };
-        let listener = TcpListener::bind(config.listen).await?;
+        let listener = bind_client_listener(config.listen, config.workers > 1)?;
         let admin_listener = TcpListener::bind(config.admin_listen).await?;
         if config.admin_token.is_none() {
             tracing::warn!("ADMIN_TOKEN is not set: every admin change will be refused");
@@ -174,6 +174,22 @@ impl Application {
     }
 }
 
+/// Binds the client-facing listener, with `SO_REUSEPORT` when several workers will share the
+/// port.
+fn bind_client_listener(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
 /// Thread per core, like nginx's worker processes: each worker thread runs its own
 /// single-threaded event loop accepting from the shared listener, and uses its own upstream
 /// connection pools. A request never hops threads, which on a small machine saves the
@@ -185,12 +201,13 @@ async fn serve_on_workers(
     shutdown: CancellationToken,
     config: &ProxyConfig,
 ) -> anyhow::Result<()> {
-    let std_listener = listener.into_std()?;
+    let addr = listener.local_addr()?;
+    let mut first = Some(listener.into_std()?);
     let header_timeout = config.client_header_timeout;
     let grace: Duration = config.shutdown_grace;
     let mut threads = Vec::with_capacity(config.workers);
     for index in 0..config.workers {
-        let listener = std_listener.try_clone()?;
+        let own = first.take();
         let state = state.clone();
         let shutdown = shutdown.clone();
         threads.push(
@@ -202,7 +219,14 @@ async fn serve_on_workers(
                         .enable_all()
                         .build()?;
                     rt.block_on(async move {
-                        let listener = TcpListener::from_std(listener)?;
+                        // Worker 0 keeps the socket bound at build time; the others bind their
+                        // own to the same port with SO_REUSEPORT, so the kernel spreads new
+                        // connections evenly over the workers (one shared socket lets whichever
+                        // thread wakes first take every connection of a burst).
+                        let listener = match own {
+                            Some(l) => TcpListener::from_std(l)?,
+                            None => bind_client_listener(addr, true)?,
+                        };
                         server::serve(listener, state, shutdown, header_timeout, grace).await;
                         anyhow::Ok(())
                     })

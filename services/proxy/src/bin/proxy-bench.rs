@@ -19,7 +19,8 @@
 //!
 //! Run: `cargo build --release -p proxy --bins && target/release/proxy-bench`
 //! (options: `--seconds N`, `--connections N`, `--rate N`, `--rounds N`, `--dual-rate N`,
-//! `--sap-create-ms N`, `--order-create-ms N`, `--proxy-env NAME=VALUE`).
+//! `--sap-create-ms N`, `--order-create-ms N`, `--proxy-env NAME=VALUE`, `--throughput-only`,
+//! `--latency-seconds N`, `--latency-rounds N`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -52,6 +53,8 @@ struct Options {
     rounds: u64,
     proxy_env: Vec<(String, String)>,
     throughput_only: bool,
+    latency_seconds: Option<u64>,
+    latency_rounds: Option<u64>,
 }
 
 fn parse_options() -> anyhow::Result<Options> {
@@ -65,6 +68,8 @@ fn parse_options() -> anyhow::Result<Options> {
         rounds: 3,
         proxy_env: Vec::new(),
         throughput_only: false,
+        latency_seconds: None,
+        latency_rounds: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -84,6 +89,8 @@ fn parse_options() -> anyhow::Result<Options> {
             "--order-create-ms" => o.order_create_ms = v()?,
             "--rounds" => o.rounds = v()?.max(1),
             "--throughput-only" => o.throughput_only = true,
+            "--latency-seconds" => o.latency_seconds = Some(v()?),
+            "--latency-rounds" => o.latency_rounds = Some(v()?.max(1)),
             "--proxy-env" => {
                 let kv = it.next().context("--proxy-env NAME=VALUE")?;
                 let (k, v) = kv.split_once('=').context("--proxy-env NAME=VALUE")?;
@@ -638,16 +645,23 @@ async fn bench(o: Options) -> anyhow::Result<()> {
         if ratio >= 1.0 { "met" } else { "NOT met" }
     );
 
+    if o.throughput_only {
+        return Ok(());
+    }
+    let lat_rounds = o.latency_rounds.unwrap_or(o.rounds);
+    let lat_dur = Duration::from_secs(o.latency_seconds.unwrap_or(o.seconds));
     println!(
-        "\n## Latency at {} requests/s (open loop, {} rounds)\n",
-        o.rate, o.rounds
+        "\n## Latency at {} requests/s (open loop, {} rounds of {} s)\n",
+        o.rate,
+        lat_rounds,
+        lat_dur.as_secs()
     );
     println!("| target | round | sent | errors | p50 ms | p99 ms | p99.9 ms |");
     println!("|---|---|---|---|---|---|---|");
     let mut best: std::collections::BTreeMap<&str, (f64, f64)> = Default::default();
-    for round in 1..=o.rounds {
+    for round in 1..=lat_rounds {
         for (name, p) in targets {
-            let r = open_loop(addr(p), read.clone(), o.rate, o.connections, dur).await;
+            let r = open_loop(addr(p), read.clone(), o.rate, o.connections, lat_dur).await;
             println!(
                 "| {name} | {round} | {} | {} | {:.2} | {:.2} | {:.2} |",
                 r.requests,
