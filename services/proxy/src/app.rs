@@ -20,7 +20,7 @@ use crate::sap_client::SapClient;
 use crate::server::{self, ProxyState};
 use crate::shadow::ShadowStats;
 use crate::store::Store;
-use crate::upstream::{Upstream, UpstreamSettings, set_worker_index};
+use crate::upstream::{Upstream, UpstreamSettings};
 
 /// A built, not yet running, proxy.
 pub struct Application {
@@ -48,7 +48,6 @@ impl Application {
             breaker_failures: config.breaker_failures,
             breaker_cooldown: config.breaker_cooldown,
             max_concurrency: config.upstream_max_concurrency,
-            workers: config.workers,
         }));
         let order_upstream = Arc::new(Upstream::new(UpstreamSettings {
             name: "order-service",
@@ -57,7 +56,6 @@ impl Application {
             breaker_failures: config.breaker_failures,
             breaker_cooldown: config.breaker_cooldown,
             max_concurrency: config.upstream_max_concurrency,
-            workers: config.workers,
         }));
         let orders: Arc<dyn OrderService> = Arc::new(HttpOrderService::new(order_upstream.clone()));
         let sap_client = SapClient::new(sap.clone(), config.sap_credentials.clone());
@@ -214,7 +212,6 @@ async fn serve_on_workers(
             std::thread::Builder::new()
                 .name(format!("proxy-worker-{index}"))
                 .spawn(move || -> anyhow::Result<()> {
-                    set_worker_index(index);
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()?;

@@ -15,7 +15,7 @@ use hyper::body::{Body, Incoming};
 
 use crate::body::{Guarded, ProxyBody};
 use crate::error::{ProxyError, Side};
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, UpstreamBody};
 
 /// Hop-by-hop headers, never forwarded.
 pub const HOP_BY_HOP: &[&str] = &[
@@ -110,7 +110,7 @@ pub fn upstream_request_owned(
 /// The client's response for an upstream response: status and end-to-end headers as they came,
 /// the body streamed (with an idle guard, so a stalled upstream body cannot pin the
 /// connection).
-pub fn client_response(resp: Response<Incoming>, idle: Duration) -> Response<ProxyBody> {
+pub fn client_response(resp: Response<UpstreamBody>, idle: Duration) -> Response<ProxyBody> {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     parts.version = Version::HTTP_11;

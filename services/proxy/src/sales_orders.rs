@@ -123,7 +123,7 @@ impl Buffered {
     }
 
     async fn from_response(
-        resp: Response<hyper::body::Incoming>,
+        resp: Response<crate::upstream::UpstreamBody>,
         timeout: Duration,
     ) -> Result<Self, UpstreamFailure> {
         let (mut parts, body) = resp.into_parts();

@@ -1,22 +1,34 @@
-//! One upstream (SAP or the order service): a pooled keep-alive HTTP/1.1 client with a timeout,
-//! a circuit breaker, a concurrency bound and a latency histogram.
+//! One upstream (SAP or the order service): pooled keep-alive HTTP/1.1 connections with a
+//! timeout, a circuit breaker, a concurrency bound and a latency histogram.
 //!
 //! The layers apply in this order, outermost first, and the order matters:
 //! 1. the breaker, so an upstream known to be down costs nothing (no wait, no connection);
 //! 2. the timeout, which covers waiting for a concurrency slot *and* the call, so a saturated
 //!    upstream cannot hold a request longer than the timeout;
 //! 3. the concurrency bound, so a slow upstream cannot absorb unbounded connections;
-//! 4. the pooled client.
+//! 4. the connection pool.
+//!
+//! The pool is per thread (each proxy worker thread keeps its own idle connections, as each
+//! nginx worker keeps its own upstream keep-alive cache): taking and returning a connection is a
+//! push/pop on a thread-local list, no lock, no task. A connection goes back to the pool when
+//! its response body has been read to the end (before that it is busy); one the server closed
+//! while idle is skipped, and a request it refused before sending is retried on a fresh one.
 
-use std::cell::Cell;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http::header::HOST;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, Uri};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http::{HeaderValue, Request, Response, Uri};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
 use crate::body::ProxyBody;
@@ -38,19 +50,96 @@ pub struct UpstreamSettings {
     pub breaker_cooldown: Duration,
     /// Calls in flight at once.
     pub max_concurrency: usize,
-    /// Proxy worker threads (each gets a connection pool of its own).
-    pub workers: usize,
 }
+
+/// Idle connections kept per upstream and thread.
+const MAX_IDLE_PER_THREAD: usize = 512;
+
+static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
-    static WORKER: Cell<Option<usize>> = const { Cell::new(None) };
+    static IDLE: RefCell<HashMap<u64, Vec<SendRequest<ProxyBody>>>> = RefCell::new(HashMap::new());
 }
 
-/// Marks the current thread as proxy worker `index`: its upstream calls use that worker's own
-/// connection pool, so a request and its upstream connection live on one thread (no
-/// cross-thread wake-ups, the way nginx workers keep their own upstream connections).
-pub fn set_worker_index(index: usize) {
-    WORKER.with(|w| w.set(Some(index)));
+fn take_idle(pool: u64) -> Option<SendRequest<ProxyBody>> {
+    IDLE.with(|idle| {
+        let mut idle = idle.borrow_mut();
+        let list = idle.get_mut(&pool)?;
+        while let Some(s) = list.pop() {
+            if !s.is_closed() {
+                return Some(s);
+            }
+        }
+        None
+    })
+}
+
+fn put_idle(pool: u64, sender: SendRequest<ProxyBody>) {
+    if sender.is_closed() {
+        return;
+    }
+    IDLE.with(|idle| {
+        let mut idle = idle.borrow_mut();
+        let list = idle.entry(pool).or_default();
+        if list.len() < MAX_IDLE_PER_THREAD {
+            list.push(sender);
+        }
+    });
+}
+
+/// A response body from an upstream; when it has been read to the end its connection returns
+/// to the pool.
+pub struct UpstreamBody {
+    inner: Incoming,
+    sender: Option<SendRequest<ProxyBody>>,
+    pool: u64,
+}
+
+impl UpstreamBody {
+    fn new(inner: Incoming, sender: SendRequest<ProxyBody>, pool: u64) -> Self {
+        let mut b = Self {
+            inner,
+            sender: Some(sender),
+            pool,
+        };
+        if b.inner.is_end_stream() {
+            b.release();
+        }
+        b
+    }
+
+    fn release(&mut self) {
+        if let Some(s) = self.sender.take() {
+            put_idle(self.pool, s);
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.release(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.release(),
+            Poll::Ready(Some(Err(_))) => self.sender = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// A configured upstream.
@@ -59,9 +148,9 @@ pub struct Upstream {
     name: &'static str,
     scheme: Scheme,
     authority: Authority,
+    host_header: HeaderValue,
     prefix: String,
-    /// One pool per worker thread, plus one for every other thread (admin, replays).
-    clients: Vec<Client<HttpConnector, ProxyBody>>,
+    pool: u64,
     timeout: Duration,
     breaker: Breaker,
     slots: Semaphore,
@@ -100,32 +189,22 @@ impl Drop for BreakerGuard<'_> {
 }
 
 impl Upstream {
-    /// Builds the client (no connection is made yet).
+    /// Prepares the upstream (no connection is made yet).
     pub fn new(s: UpstreamSettings) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        connector.set_connect_timeout(Some(s.timeout));
-        let clients = (0..=s.workers)
-            .map(|_| {
-                Client::builder(TokioExecutor::new())
-                    .pool_timer(TokioTimer::new())
-                    .pool_idle_timeout(Duration::from_secs(30))
-                    .build(connector.clone())
-            })
-            .collect();
         let parts = s.base.clone().into_parts();
         let prefix = parts
             .path_and_query
             .as_ref()
             .map(|p| p.path().trim_end_matches('/').to_owned())
             .unwrap_or_default();
+        let authority = parts.authority.expect("config validated the authority");
         Self {
             name: s.name,
             scheme: parts.scheme.unwrap_or(Scheme::HTTP),
-            authority: parts.authority.expect("config validated the authority"),
+            host_header: HeaderValue::from_str(authority.as_str()).expect("an authority is a valid header"),
+            authority,
             prefix,
-            clients,
+            pool: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
             timeout: s.timeout,
             breaker: Breaker::new(s.breaker_failures, s.breaker_cooldown),
             slots: Semaphore::new(s.max_concurrency),
@@ -135,10 +214,55 @@ impl Upstream {
         }
     }
 
-    fn client(&self) -> &Client<HttpConnector, ProxyBody> {
-        let last = self.clients.len() - 1;
-        let i = WORKER.with(Cell::get).map_or(last, |i| i.min(last));
-        &self.clients[i]
+    async fn connect(&self) -> Result<SendRequest<ProxyBody>, UpstreamFailure> {
+        let host = self.authority.host();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = self.authority.port_u16().unwrap_or(80);
+        let stream = TcpStream::connect((host, port))
+            .await
+            .map_err(|e| UpstreamFailure::Connect(e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| UpstreamFailure::Connect(error_chain(&e)))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Sends on a pooled connection (or a new one). A pooled connection that the server closed
+    /// before the request went out gives the request back, and it is tried on another one.
+    async fn call(
+        &self,
+        mut req: Request<ProxyBody>,
+    ) -> Result<Response<UpstreamBody>, UpstreamFailure> {
+        loop {
+            let (mut sender, pooled) = match take_idle(self.pool) {
+                Some(s) => (s, true),
+                None => (self.connect().await?, false),
+            };
+            if sender.ready().await.is_err() {
+                if pooled {
+                    continue;
+                }
+                return Err(UpstreamFailure::Broken(
+                    "connection closed before use".into(),
+                ));
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    let pool = self.pool;
+                    return Ok(resp.map(|b| UpstreamBody::new(b, sender, pool)));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(back) if pooled => req = back,
+                    _ => return Err(UpstreamFailure::Broken(error_chain(e.error()))),
+                },
+            }
+        }
     }
 
     /// The label of this upstream.
@@ -193,8 +317,18 @@ impl Upstream {
     /// response: what it means is the caller's decision.
     pub async fn send(
         &self,
-        req: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, UpstreamFailure> {
+        mut req: Request<ProxyBody>,
+    ) -> Result<Response<UpstreamBody>, UpstreamFailure> {
+        // HTTP/1.1 to an origin server: origin-form target, Host from the URI unless set.
+        if !req.headers().contains_key(HOST) {
+            req.headers_mut().insert(HOST, self.host_header.clone());
+        }
+        let origin = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *req.uri_mut() = Uri::from(origin);
         if !self.breaker.allow() {
             metrics::counter!("proxy_upstream_breaker_rejections_total", "upstream" => self.name)
                 .increment(1);
@@ -207,13 +341,11 @@ impl Upstream {
         let start = Instant::now();
         let call = async {
             let _slot = self.slots.acquire().await.expect("semaphore never closed");
-            self.client().request(req).await
+            self.call(req).await
         };
         let result = match tokio::time::timeout(self.timeout, call).await {
             Err(_) => Err(UpstreamFailure::Timeout),
-            Ok(Err(e)) if e.is_connect() => Err(UpstreamFailure::Connect(error_chain(&e))),
-            Ok(Err(e)) => Err(UpstreamFailure::Broken(error_chain(&e))),
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(r) => r,
         };
         match &result {
             Ok(resp) => {
