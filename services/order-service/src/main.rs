@@ -4,6 +4,12 @@ use order_service::{Application, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // For `orderctl bench order-create`: the exact statement a create runs, so pgbench runs it
+    // too and the comparison can never drift from the code.
+    if std::env::args().nth(1).as_deref() == Some("--print-create-sql") {
+        println!("{}", order_service::repository::CREATE_ORDER_SQL);
+        return Ok(());
+    }
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {

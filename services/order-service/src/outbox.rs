@@ -65,37 +65,62 @@ pub enum OrderChange {
     },
 }
 
+/// One outbox row, ready to be inserted: the event id is fixed here, once, so every resend of
+/// the event carries it.
+#[derive(Debug)]
+pub struct EventRow {
+    /// The event id (UUID v7).
+    pub event_id: Uuid,
+    /// The CloudEvents type.
+    pub event_type: &'static str,
+    /// The event data.
+    pub data: OrderEventData,
+    /// A span of its own within the caller's trace (or a new trace), so the consumer's work
+    /// links back to the request that made the change.
+    pub traceparent: String,
+}
+
+impl EventRow {
+    /// The row for `order`'s change (the order as it is after the change).
+    pub fn new(change: OrderChange, order: &Order, ctx: &RequestContext) -> Self {
+        let data = event_data(change, order);
+        Self {
+            event_id: Uuid::now_v7(),
+            event_type: data.event_type().as_str(),
+            data,
+            traceparent: traceparent::child_of(ctx.traceparent.as_deref()),
+        }
+    }
+}
+
 /// Appends the event for `order`'s change to the outbox in `tx` and returns its event id.
 ///
 /// `order` is the order as it is after the change, read inside `tx` after its row was locked
 /// and its version bumped, so the row's `order_version` orders this event after every earlier
-/// event of the order.
+/// event of the order. (A create writes its row in the same statement as the order instead:
+/// see `repository::place_order`.)
 pub async fn append(
     tx: &mut Transaction<'_, Postgres>,
     change: OrderChange,
     order: &Order,
     ctx: &RequestContext,
 ) -> Result<Uuid, ServiceError> {
-    let event_id = Uuid::now_v7();
-    let data = event_data(change, order);
-    let event_type = data.event_type();
+    let row = EventRow::new(change, order, ctx);
     sqlx::query(
         "INSERT INTO outbox (event_id, aggregate_id, order_version, event_type, payload, \
            correlation_id, traceparent) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
-    .bind(event_id)
+    .bind(row.event_id)
     .bind(order.id)
     .bind(order.version)
-    .bind(event_type.as_str())
-    .bind(sqlx::types::Json(&data))
+    .bind(row.event_type)
+    .bind(sqlx::types::Json(&row.data))
     .bind(&ctx.correlation_id)
-    // A span of its own within the caller's trace (or a new trace), so the consumer's work
-    // links back to the request that made the change.
-    .bind(traceparent::child_of(ctx.traceparent.as_deref()))
+    .bind(&row.traceparent)
     .execute(&mut **tx)
     .await?;
-    Ok(event_id)
+    Ok(row.event_id)
 }
 
 /// The event payload for a change: the order after it, plus what the type adds.

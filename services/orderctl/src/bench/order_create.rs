@@ -4,9 +4,9 @@
 //! In one run, against one fresh database on the project's PostgreSQL:
 //! 1. the real `order-service` binary takes `POST /api/v1/orders` from `concurrency` closed-loop
 //!    workers for `duration` (after a warm-up); orders/s, p50 and p99 are printed;
-//! 2. `pgbench` runs the same SQL transaction the service runs for a create (BEGIN; insert the
-//!    order; insert its items with UNNEST; insert the outbox row; COMMIT) at the same
-//!    concurrency for the same time;
+//! 2. `pgbench` runs the same SQL the service runs for a create (one statement inserting the
+//!    order, its items and its outbox row; printed by `order-service --print-create-sql`) at the
+//!    same concurrency for the same time;
 //! 3. the ratio service/pgbench is printed (goal: at least 0.7 at concurrency 32).
 
 use std::process::{Command, Stdio};
@@ -37,15 +37,59 @@ pub struct Args {
     with_relay: bool,
 }
 
-/// The transaction of one create, as pgbench runs it: the same statements the service's
-/// `repository::place_order` and `outbox::append` send (keep them in step; a schema change that
-/// breaks this script makes the benchmark fail loudly, never report a wrong ratio).
-const PGBENCH_SCRIPT: &str = r#"BEGIN;
-INSERT INTO orders (id, order_number, status, customer_id, customer_reference, currency, total_net_amount, specifications, correlation_id, request_hash) VALUES (gen_random_uuid(), lpad(nextval('order_number_seq')::text, 10, '0'), 'created', '17100001', 'PGBENCH', 'EUR', 25.00, '{}', gen_random_uuid()::text, '6f1ed002ab5595859014ebf0951522d9d6f1ed002ab5595859014ebf0951522d') ON CONFLICT DO NOTHING RETURNING id \gset
-INSERT INTO order_items (order_id, item_number, sku, quantity, unit, unit_price, net_amount, specifications) SELECT :id::uuid, * FROM UNNEST(ARRAY[10,20]::int4[], ARRAY['TG11','TG12']::text[], ARRAY[2,5]::numeric[], ARRAY['PC','PC']::text[], ARRAY[12.50,NULL]::numeric[], ARRAY[25.00,NULL]::numeric[], ARRAY['{"color":"red"}','{}']::jsonb[]) RETURNING *;
-INSERT INTO outbox (event_id, aggregate_id, order_version, event_type, payload, correlation_id, traceparent) VALUES (gen_random_uuid(), :id::uuid, 1, 'order.created', '{payload}', 'pgbench', '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01');
-COMMIT;
-"#;
+/// pgbench's value for each parameter of the service's create statement (`$1` is the first):
+/// fresh ids per transaction, the benchmark body's values otherwise. The statement itself comes
+/// from `order-service --print-create-sql`, so both sides always run the same SQL.
+const PGBENCH_PARAMS: &[&str] = &[
+    "gen_random_uuid()",                                // $1 order id
+    "lpad(nextval('order_number_seq')::text, 10, '0')", // $2 order number (the service buffers blocks)
+    "'17100001'",                                       // $3 customer
+    "'PGBENCH'",                                        // $4 customer reference
+    "'EUR'",                                            // $5 currency
+    "NULL",                                             // $6 sales organization
+    "NULL",                                             // $7 distribution channel
+    "NULL",                                             // $8 division
+    "NULL",                                             // $9 order type
+    "NULL::date",                                       // $10 requested delivery date
+    "25.00",                                            // $11 total
+    "'{}'::jsonb",                                      // $12 specifications
+    "gen_random_uuid()::text",                          // $13 correlation id
+    "NULL::text",                                       // $14 idempotency key
+    "'6f1ed002ab5595859014ebf0951522d9d6f1ed002ab5595859014ebf0951522d'", // $15 request hash
+    "now()",                                            // $16 created at
+    "ARRAY[10,20]",                                     // $17 item numbers
+    "ARRAY['TG11','TG12']",                             // $18 skus
+    "ARRAY[2,5]",                                       // $19 quantities
+    "ARRAY['PC','PC']",                                 // $20 units
+    "ARRAY[12.50,NULL]",                                // $21 unit prices
+    "ARRAY[25.00,NULL]",                                // $22 net amounts
+    "ARRAY['{\"color\": \"red\"}','{}']",               // $23 item specifications
+    "gen_random_uuid()",                                // $24 event id
+    "'order.created'",                                  // $25 event type
+    "'{payload}'::jsonb",                               // $26 event data
+    "'00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'", // $27 traceparent
+];
+
+/// The pgbench script: the service's statement with pgbench's values in place of `$n`.
+fn pgbench_script(statement: &str) -> anyhow::Result<String> {
+    let mut script = statement.trim().to_owned();
+    let highest = (1..=99)
+        .rev()
+        .find(|n| script.contains(&format!("${n}")))
+        .unwrap_or(0);
+    if highest != PGBENCH_PARAMS.len() {
+        bail!(
+            "the create statement has {highest} parameters, the benchmark knows {}: update PGBENCH_PARAMS",
+            PGBENCH_PARAMS.len()
+        );
+    }
+    // Highest first, so `$1` does not match inside `$12`.
+    for n in (1..=highest).rev() {
+        let value = PGBENCH_PARAMS[n - 1].replace("{payload}", &OUTBOX_PAYLOAD.replace(':', ": "));
+        script = script.replace(&format!("${n}"), &value);
+    }
+    Ok(format!("{};\n", script.replace('\n', " ")))
+}
 
 /// An outbox payload of the same size as the service's (an order with two items). Colons get a
 /// space after them because pgbench would read `:name` as one of its variables.
@@ -81,9 +125,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .spawn()
         .context("starting order-service")?;
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
-        .build()?;
+    let client = reqwest::Client::new();
     wait_ready(&client, &format!("{base}/ready")).await?;
 
     let body = json!({
@@ -94,22 +136,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ]
     })
     .to_string();
-    let url = format!("{base}/api/v1/orders");
-    let create = move |_w: usize, _n: u64| {
-        let (client, url, body) = (client.clone(), url.clone(), body.clone());
-        async move {
-            matches!(
-                client.post(&url).header("content-type", "application/json").body(body).send().await,
-                Ok(r) if r.status() == 201
-            )
-        }
+    let spec = load::RequestSpec {
+        authority: format!("127.0.0.1:{port}"),
+        method: http::Method::POST,
+        path: "/api/v1/orders".into(),
+        headers: vec![("content-type", "application/json".into())],
+        body: body.into(),
+        expect: http::StatusCode::CREATED,
     };
     println!(
         "order-create benchmark: concurrency {}, {:?} per side (warm-up {:?}), database {db_name}",
         args.concurrency, args.duration, args.warmup
     );
-    let warm = load::closed_loop(args.concurrency, args.warmup, create.clone()).await;
-    let ours = load::closed_loop(args.concurrency, args.duration, create).await;
+    let warm = load::closed_loop(args.concurrency, args.warmup, spec.clone()).await;
+    let ours = load::closed_loop(args.concurrency, args.duration, spec).await;
     let _ = Command::new("kill")
         .args(["-TERM", &service.id().to_string()])
         .status();
@@ -177,11 +217,13 @@ struct PgbenchResult {
 }
 
 fn run_pgbench(db_url: &str, clients: usize, duration: Duration) -> anyhow::Result<PgbenchResult> {
+    let statement = Command::new(infra::sibling_binary("order-service")?)
+        .arg("--print-create-sql")
+        .output()
+        .context("asking order-service for its create statement")?;
+    let statement = String::from_utf8(statement.stdout)?;
     let script = std::env::temp_dir().join(format!("order-create-{}.sql", std::process::id()));
-    std::fs::write(
-        &script,
-        PGBENCH_SCRIPT.replace("{payload}", &OUTBOX_PAYLOAD.replace(':', ": ")),
-    )?;
+    std::fs::write(&script, pgbench_script(&statement)?)?;
     let out = Command::new("pgbench")
         .args([
             "-n",
