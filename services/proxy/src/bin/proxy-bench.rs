@@ -20,7 +20,7 @@
 //! Run: `cargo build --release -p proxy --bins && target/release/proxy-bench`
 //! (options: `--seconds N`, `--connections N`, `--rate N`, `--rounds N`, `--dual-rate N`,
 //! `--sap-create-ms N`, `--order-create-ms N`, `--proxy-env NAME=VALUE`, `--throughput-only`,
-//! `--latency-seconds N`, `--latency-rounds N`).
+//! `--latency-seconds N`, `--latency-rounds N`, `--pin`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -55,6 +55,7 @@ struct Options {
     throughput_only: bool,
     latency_seconds: Option<u64>,
     latency_rounds: Option<u64>,
+    pin: bool,
 }
 
 fn parse_options() -> anyhow::Result<Options> {
@@ -70,6 +71,7 @@ fn parse_options() -> anyhow::Result<Options> {
         throughput_only: false,
         latency_seconds: None,
         latency_rounds: None,
+        pin: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -89,6 +91,7 @@ fn parse_options() -> anyhow::Result<Options> {
             "--order-create-ms" => o.order_create_ms = v()?,
             "--rounds" => o.rounds = v()?.max(1),
             "--throughput-only" => o.throughput_only = true,
+            "--pin" => o.pin = true,
             "--latency-seconds" => o.latency_seconds = Some(v()?),
             "--latency-rounds" => o.latency_rounds = Some(v()?.max(1)),
             "--proxy-env" => {
@@ -108,6 +111,18 @@ fn main() -> anyhow::Result<()> {
         return run_upstream(&args[2..]);
     }
     let opts = parse_options()?;
+    if opts.pin {
+        // Load generator and upstream on CPU 0; the proxy under test (nginx or ours, one worker
+        // each) alone on CPU 1: a per-core comparison less exposed to scheduling luck.
+        let ok = Command::new("taskset")
+            .args(["-a", "-p", "-c", "0", &std::process::id().to_string()])
+            .stdout(Stdio::null())
+            .status()?
+            .success();
+        if !ok {
+            bail!("taskset failed");
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -255,9 +270,10 @@ fn nginx_binary() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from("/usr/sbin/nginx"))
 }
 
-fn start_nginx(dir: &Path, port: u16, upstream_port: u16) -> anyhow::Result<Proc> {
+fn start_nginx(dir: &Path, port: u16, upstream_port: u16, pin: bool) -> anyhow::Result<Proc> {
+    let workers = if pin { 1 } else { 2 };
     let conf = format!(
-        r#"worker_processes 2;
+        r#"worker_processes {workers};
 pid {dir}/nginx.pid;
 error_log {dir}/error.log warn;
 daemon off;
@@ -289,7 +305,14 @@ http {{
         dir = dir.display()
     );
     std::fs::write(dir.join("nginx.conf"), conf)?;
-    let child = Command::new(nginx_binary()?)
+    let mut cmd = if pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "1"]).arg(nginx_binary()?);
+        c
+    } else {
+        Command::new(nginx_binary()?)
+    };
+    let child = cmd
         .arg("-p")
         .arg(dir)
         .arg("-c")
@@ -311,6 +334,7 @@ fn start_proxy(
     order_port: u16,
     mode: &str,
     extra_env: &[(String, String)],
+    pin: bool,
 ) -> anyhow::Result<Proc> {
     let exe = std::env::current_exe()?.with_file_name("proxy");
     if !exe.exists() {
@@ -319,7 +343,14 @@ fn start_proxy(
             exe.display()
         );
     }
-    let child = Command::new(exe)
+    let mut cmd = if pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "1"]).arg(&exe).env("PROXY_WORKERS", "1");
+        c
+    } else {
+        Command::new(&exe)
+    };
+    let child = cmd
         .env("PROXY_PORT", port.to_string())
         .env("PROXY_BIND", "127.0.0.1")
         .env("PROXY_ADMIN_PORT", admin_port.to_string())
@@ -541,7 +572,7 @@ async fn bench(o: Options) -> anyhow::Result<()> {
     );
     let nginx_dir = dir.join("nginx");
     std::fs::create_dir_all(&nginx_dir)?;
-    let _nginx = start_nginx(&nginx_dir, nginx_port, sap_port)?;
+    let _nginx = start_nginx(&nginx_dir, nginx_port, sap_port, o.pin)?;
     let _proxy = start_proxy(
         &dir.join("legacy"),
         proxy_port,
@@ -550,6 +581,7 @@ async fn bench(o: Options) -> anyhow::Result<()> {
         order_port,
         "legacy",
         &o.proxy_env,
+        o.pin,
     )?;
     let _dual = start_proxy(
         &dir.join("dual"),
@@ -559,6 +591,7 @@ async fn bench(o: Options) -> anyhow::Result<()> {
         order_port,
         "dual-write",
         &o.proxy_env,
+        o.pin,
     )?;
     let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
     for (p, what) in [
