@@ -326,6 +326,7 @@ http {{
     Ok(Proc(child))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn start_proxy(
     dir: &Path,
     port: u16,
