@@ -103,6 +103,7 @@ impl Application {
             base: config.replay_base,
             max: config.replay_max,
             poll: config.replay_poll,
+            idempotency_ttl: config.idempotency_ttl,
         };
         let listener = bind_client_listener(config.listen, config.workers > 1)?;
         let admin_listener = TcpListener::bind(config.admin_listen).await?;

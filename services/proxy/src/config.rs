@@ -83,6 +83,8 @@ pub const PROXY_SHADOW_MIN_MATCH_RATE: &str = "PROXY_SHADOW_MIN_MATCH_RATE";
 /// Worker threads serving clients, each with its own event loop and upstream pools
 /// (default: one per CPU; `1` serves on the main runtime).
 pub const PROXY_WORKERS: &str = "PROXY_WORKERS";
+/// How long a finished idempotency record is kept, hours (a retry after that is a new request).
+pub const PROXY_IDEMPOTENCY_TTL_HOURS: &str = "PROXY_IDEMPOTENCY_TTL_HOURS";
 /// Log format, `text` or `json`.
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
 
@@ -147,6 +149,8 @@ pub struct ProxyConfig {
     pub shadow_min_match_rate: f64,
     /// Worker threads for the client side.
     pub workers: usize,
+    /// Idempotency record lifetime.
+    pub idempotency_ttl: Duration,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -219,6 +223,8 @@ impl ProxyConfig {
                 "{PROXY_SHADOW_MIN_MATCH_RATE} must be between 0 and 1"
             ));
         }
+        let idempotency_ttl =
+            Duration::from_secs(r.read(PROXY_IDEMPOTENCY_TTL_HOURS, 24u64).max(1) * 3600);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let workers = r.read(PROXY_WORKERS, cpus).clamp(1, 256);
         let log_format: LogFormat = r.read(LOG_FORMAT, LogFormat::Text);
@@ -253,6 +259,7 @@ impl ProxyConfig {
             shadow_min_samples,
             shadow_min_match_rate,
             workers,
+            idempotency_ttl,
             log_format,
         })
     }

@@ -63,12 +63,25 @@ pub struct ReplayWorker {
     pub max: Duration,
     /// Poll interval.
     pub poll: Duration,
+    /// Lifetime of finished idempotency records (expired here, once an hour).
+    pub idempotency_ttl: Duration,
 }
 
 impl ReplayWorker {
     /// Runs until `shutdown` fires. An attempt in progress at shutdown finishes first.
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut next_expiry = tokio::time::Instant::now();
         loop {
+            if tokio::time::Instant::now() >= next_expiry {
+                next_expiry += Duration::from_secs(3600);
+                let ttl = chrono::Duration::from_std(self.idempotency_ttl)
+                    .unwrap_or(chrono::Duration::hours(24));
+                match self.store.expire_keys(ttl).await {
+                    Ok(n) if n > 0 => tracing::info!(removed = n, "idempotency records expired"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "expiring idempotency records failed"),
+                }
+            }
             let worked = self.run_once().await;
             if let Ok(b) = self.store.backlog().await {
                 observe::replay_backlog(&b);

@@ -385,6 +385,35 @@ impl Store {
         .await
     }
 
+    /// Removes finished idempotency records older than `ttl` (in-flight ones stay: their
+    /// outcome is still being decided). Returns how many were removed.
+    pub async fn expire_keys(&self, ttl: chrono::Duration) -> Result<usize, StoreError> {
+        let cutoff = Utc::now() - ttl;
+        self.blocking(move |db| {
+            let tx = db.begin_write()?;
+            let removed = {
+                let mut t = tx.open_table(IDEMPOTENCY)?;
+                let mut old = Vec::new();
+                for row in t.iter()? {
+                    let (k, v) = row?;
+                    if let Ok(rec) = serde_json::from_slice::<IdemRecord>(v.value())
+                        && rec.created_at < cutoff
+                        && !matches!(rec.state, IdemState::InFlight { .. })
+                    {
+                        old.push(k.value().to_owned());
+                    }
+                }
+                for k in &old {
+                    t.remove(k.as_str())?;
+                }
+                old.len()
+            };
+            tx.commit()?;
+            Ok(removed)
+        })
+        .await
+    }
+
     /// Finishes a claimed key: `Some(response)` for a definite answer, `None` when the outcome
     /// is unknown (the next attempt will look up before creating).
     pub async fn finish_key(
@@ -463,6 +492,41 @@ mod tests {
             .unwrap();
         assert_eq!(claim("fp-a").await.unwrap(), Claim::Replay(resp));
         assert_eq!(claim("fp-b").await.unwrap(), Claim::Mismatch);
+    }
+
+    #[tokio::test]
+    async fn finished_idempotency_records_expire_but_keys_in_flight_stay() {
+        let store = temp_store();
+        store
+            .claim_key("done".into(), "fp".into(), "b".into())
+            .await
+            .unwrap();
+        store
+            .finish_key("done".into(), "fp".into(), 0, None)
+            .await
+            .unwrap();
+        store
+            .claim_key("running".into(), "fp".into(), "b".into())
+            .await
+            .unwrap();
+        assert_eq!(
+            store.expire_keys(chrono::Duration::hours(1)).await.unwrap(),
+            0
+        );
+        assert_eq!(
+            store.expire_keys(chrono::Duration::zero()).await.unwrap(),
+            1
+        );
+        let again = store
+            .claim_key("done".into(), "other".into(), "b".into())
+            .await
+            .unwrap();
+        assert_eq!(again, Claim::Fresh, "an expired key is new again");
+        let running = store
+            .claim_key("running".into(), "fp".into(), "b".into())
+            .await
+            .unwrap();
+        assert_eq!(running, Claim::InProgress);
     }
 
     #[tokio::test]
