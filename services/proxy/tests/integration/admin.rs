@@ -256,3 +256,103 @@ async fn dual_write_reads_are_shadow_compared_and_their_match_rate_gates_leaving
         .collect();
     assert_eq!(failing, ["shadow_match_rate"]);
 }
+
+#[tokio::test]
+async fn an_operator_can_retry_a_waiting_replay_at_once_and_discard_another() {
+    let mut s = Stack::start(Options {
+        proxy_env: vec![
+            ("PROXY_REPLAY_BASE_MS", "120000".into()),
+            ("PROXY_REPLAY_MAX_MS", "120000".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    s.stop_order_service();
+    let (a, b) = (unique("OP-RETRY"), unique("OP-DISCARD"));
+    for reference in [&a, &b] {
+        let r = s
+            .sdk_create(&s.proxy_url(), &order_body(reference), &[])
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    // Both failed their first attempt and now wait a long back-off.
+    let entries = test_support::eventually("both replays attempted once", WAIT, || async {
+        let e = s.replays().await;
+        (e.len() == 2 && e.iter().all(|x| x["attempts"].as_u64() >= Some(1))).then_some(e)
+    })
+    .await;
+    let id_of = |reference: &str| {
+        entries
+            .iter()
+            .find(|e| e["body"]["customer_reference"] == reference)
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    let (id_a, id_b) = (id_of(&a), id_of(&b));
+    s.start_order_service().await;
+    let r = s
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/replays/{id_a}/retry"),
+            None,
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    test_support::eventually("the retried replay landed", WAIT, || async {
+        let rows = s.db_orders(&a).await;
+        (rows.len() == 1 && rows[0].1.is_some()).then_some(())
+    })
+    .await;
+    let left = s.replays().await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        left[0]["id"],
+        id_b.as_str(),
+        "the other one still waits its back-off"
+    );
+    let r = s
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/replays/{id_b}/discard"),
+            None,
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    assert!(s.replays().await.is_empty());
+    assert_eq!(s.db_orders(&b).await.len(), 0);
+    let counters = s
+        .admin(Method::GET, "/admin/v1/counters", None, None)
+        .await
+        .json();
+    assert_eq!(counters["replay_backlog"]["pending"], 0);
+    assert_eq!(counters["dual_write_outcomes"]["sap_only"], 2);
+}
+
+#[tokio::test]
+async fn a_configured_natural_key_deduplicates_a_create_sent_twice_without_idempotency_key() {
+    let s = Stack::start(Options {
+        proxy_env: vec![(
+            "PROXY_NATURAL_KEY_FIELDS",
+            "SoldToParty,PurchaseOrderByCustomer".into(),
+        )],
+        ..Options::default()
+    })
+    .await;
+    let reference = unique("NATURAL");
+    let first = s
+        .sdk_create(&s.proxy_url(), &order_body(&reference), &[])
+        .await;
+    let second = s
+        .sdk_create(&s.proxy_url(), &order_body(&reference), &[])
+        .await;
+    assert_eq!((first.status, second.status), (201, 201));
+    assert_eq!(first.body, second.body);
+    assert_eq!(s.sap_orders(&reference).await.len(), 1);
+    test_support::eventually("one linked order", WAIT, || async {
+        let rows = s.db_orders(&reference).await;
+        (rows.len() == 1 && rows[0].1.is_some()).then_some(())
+    })
+    .await;
+}
