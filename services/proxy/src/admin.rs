@@ -158,6 +158,31 @@ async fn require_token_for_changes(
     next.run(req).await
 }
 
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(problem(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            e.to_string(),
+        ))
+    })
+}
+
+fn change_failed(e: RouteError) -> Response {
+    match e {
+        RouteError::UnknownRoute(r) => problem(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            format!("no route {r:?}"),
+        ),
+        e => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Storage failed",
+            e.to_string(),
+        ),
+    }
+}
+
 fn actor(headers: &HeaderMap, peer: SocketAddr) -> String {
     let name = headers
         .get("x-admin-actor")
@@ -288,9 +313,9 @@ async fn set_mode(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let change: ModeChange = match serde_json::from_slice(&body) {
+    let change: ModeChange = match parse_json(&body) {
         Ok(c) => c,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, "Bad request", e.to_string()),
+        Err(r) => return *r,
     };
     let mode: Mode = match change.mode.parse() {
         Ok(m) => m,
@@ -334,16 +359,7 @@ async fn set_mode(
             );
             (StatusCode::OK, Json(route_view(&state, &new).await)).into_response()
         }
-        Err(RouteError::UnknownRoute(r)) => problem(
-            StatusCode::NOT_FOUND,
-            "Not found",
-            format!("no route {r:?}"),
-        ),
-        Err(e) => problem(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Storage failed",
-            e.to_string(),
-        ),
+        Err(e) => change_failed(e),
     }
 }
 
@@ -360,9 +376,9 @@ async fn set_policy(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let change: PolicyChange = match serde_json::from_slice(&body) {
+    let change: PolicyChange = match parse_json(&body) {
         Ok(c) => c,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, "Bad request", e.to_string()),
+        Err(r) => return *r,
     };
     let policy: SapUnavailablePolicy = match change.policy.parse() {
         Ok(p) => p,
@@ -381,16 +397,7 @@ async fn set_policy(
             );
             (StatusCode::OK, Json(route_view(&state, &new).await)).into_response()
         }
-        Err(RouteError::UnknownRoute(r)) => problem(
-            StatusCode::NOT_FOUND,
-            "Not found",
-            format!("no route {r:?}"),
-        ),
-        Err(e) => problem(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Storage failed",
-            e.to_string(),
-        ),
+        Err(e) => change_failed(e),
     }
 }
 

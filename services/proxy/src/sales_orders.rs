@@ -721,16 +721,8 @@ impl SalesOrders {
                 .await;
             let found = match by_sap {
                 Ok(items) if !items.is_empty() => Some(items[0].clone()),
-                Ok(_) => self.orders.by_number(&key).await.ok().flatten(),
-                Err(e) => {
-                    return Some(
-                        ProxyError::Upstream {
-                            side: Side::OrderService,
-                            failure: UpstreamFailure::Broken(e.to_string()),
-                        }
-                        .to_response(),
-                    );
-                }
+                Ok(_) => self.orders.by_number(&pct(&key)).await.ok().flatten(),
+                Err(e) => return Some(order_service_failed(e)),
             };
             return Some(match found {
                 Some(o) => json_response(StatusCode::OK, &translate::order_to_entity(&o, &root)),
@@ -761,15 +753,7 @@ impl SalesOrders {
             .await
         {
             Ok(i) => i,
-            Err(e) => {
-                return Some(
-                    ProxyError::Upstream {
-                        side: Side::OrderService,
-                        failure: UpstreamFailure::Broken(e.to_string()),
-                    }
-                    .to_response(),
-                );
-            }
+            Err(e) => return Some(order_service_failed(e)),
         };
         let results: Vec<Value> = items
             .iter()
@@ -780,6 +764,19 @@ impl SalesOrders {
             &serde_json::json!({"d": {"results": results}}),
         ))
     }
+}
+
+/// The OData error for an order-service read that failed.
+fn order_service_failed(e: OrderServiceError) -> Response<ProxyBody> {
+    let failure = match e {
+        OrderServiceError::Unavailable(f) => f,
+        other => UpstreamFailure::Broken(other.to_string()),
+    };
+    ProxyError::Upstream {
+        side: Side::OrderService,
+        failure,
+    }
+    .to_response()
 }
 
 fn found_as_created(found: crate::sap_client::FoundOrder) -> SapResult {
