@@ -2,6 +2,11 @@
 
 use order_service::{Application, Config};
 
+/// mimalloc instead of glibc's allocator: a create allocates a few hundred small objects, and
+/// glibc's malloc/free took about 14% of the service's CPU under load (perf), mimalloc a fraction.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // For `orderctl bench order-create`: the exact statement a create runs, so pgbench runs it

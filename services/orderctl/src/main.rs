@@ -84,7 +84,7 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     }
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Up(args) => stack::up(args).await,
