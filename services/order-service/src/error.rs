@@ -49,6 +49,10 @@ pub enum ServiceError {
     /// The order is linked to another SAP order, or that SAP order to another order.
     #[error("SAP order number conflict: {0}")]
     SapNumberConflict(String),
+    /// The request took longer than the configured limit (and was abandoned, its transaction
+    /// rolled back).
+    #[error("request took longer than {0:?}")]
+    RequestTimedOut(std::time::Duration),
     /// The database is unreachable or the pool is exhausted.
     #[error("database unavailable")]
     DatabaseUnavailable(#[source] sqlx::Error),

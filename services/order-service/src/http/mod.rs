@@ -76,10 +76,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
 async fn enforce_timeout(limit: Duration, req: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
-        Err(_) => {
-            tracing::warn!(?limit, "request timed out");
-            ServiceError::DatabaseUnavailable(sqlx::Error::PoolTimedOut).into_response()
-        }
+        Err(_) => ServiceError::RequestTimedOut(limit).into_response(),
     }
 }
 

@@ -187,6 +187,12 @@ impl From<&ServiceError> for Problem {
                     .push(FieldError::new("sap_order_number", msg.clone()));
                 p
             }
+            RequestTimedOut(_) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "Request timed out",
+                "the request took too long and was abandoned; nothing was changed; retry later",
+            ),
             DatabaseUnavailable(_) => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

@@ -116,3 +116,37 @@ async fn sigterm_lets_in_flight_creates_finish_and_every_acknowledged_order_is_s
         "stored {stored}, acknowledged {acknowledged}"
     );
 }
+
+#[tokio::test]
+async fn a_request_past_its_time_limit_gets_a_503_timeout_problem_and_changes_nothing() {
+    let app = crate::helpers::spawn_app_with(&[("REQUEST_TIMEOUT_MS", "300")]).await;
+    let order = app.create(&order_body("SLOW-1")).await;
+    let id = order["id"].as_str().unwrap().to_owned();
+    // Another session holds the order's row lock, so the transition waits past the limit.
+    let mut blocker = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM orders WHERE id = $1::uuid FOR UPDATE")
+        .bind(&id)
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let r = app
+        .post_json(
+            &format!("/api/v1/orders/{id}/transitions"),
+            &serde_json::json!({"to": "confirmed", "version": 1}),
+        )
+        .await;
+    assert_eq!(r.status(), 503);
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:order-service:problem:timeout");
+    blocker.rollback().await.unwrap();
+    let (_, after) = app.get_json(&format!("/api/v1/orders/{id}")).await;
+    assert_eq!(
+        (after["status"].as_str(), after["version"].as_i64()),
+        (Some("created"), Some(1))
+    );
+    assert_eq!(
+        app.count("outbox").await,
+        1,
+        "no event for the abandoned change"
+    );
+}
