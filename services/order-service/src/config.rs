@@ -23,7 +23,7 @@
 //! | `OUTBOX_RELAY_ENABLED` | true | run the relay inside the service (the `outbox-relay` binary runs it alone) |
 //! | `OUTBOX_BATCH_SIZE` | 1000 | most events one relay batch publishes |
 //! | `OUTBOX_POLL_INTERVAL_MS` | 50 | longest wait of an idle relay between two looks for work (it starts at 2 ms and doubles) |
-//! | `OUTBOX_RETENTION_SECS` | 86400 | published rows are pruned after this long |
+//! | `OUTBOX_RETENTION_SECS` | 86400 | published events are pruned once this much older (pending ones never are) |
 //! | `OUTBOX_PRUNE_INTERVAL_SECS` | 60 | how often published rows are pruned |
 //! | `OUTBOX_MARK_DELAY_MS` | 0 | fault injection for crash tests: wait between broker ack and marking rows published |
 

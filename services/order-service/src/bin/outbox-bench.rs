@@ -305,11 +305,9 @@ async fn write_backlog(pool: &sqlx::PgPool, events: i64) -> anyhow::Result<()> {
 }
 
 async fn pending(pool: &sqlx::PgPool) -> anyhow::Result<i64> {
-    Ok(
-        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-            .fetch_one(pool)
-            .await?,
-    )
+    Ok(sqlx::query_scalar("SELECT count(*) FROM outbox_pending")
+        .fetch_one(pool)
+        .await?)
 }
 
 fn parse_perf_rate(output: &str) -> Option<f64> {

@@ -1,4 +1,7 @@
 //! Keeping the outbox small and visible: backlog figures and pruning of published rows.
+//!
+//! An event is pending while it has a row in the queue table `outbox_pending` (migration
+//! 0006) and published once a relay deleted that row.
 
 use std::time::Duration;
 
@@ -15,11 +18,11 @@ pub struct Backlog {
     pub oldest_age_seconds: f64,
 }
 
-/// Reads the backlog (an index-only look at the pending rows) and updates the gauges.
+/// Reads the backlog (a look at the narrow queue table) and updates the gauges.
 pub async fn backlog(pool: &PgPool) -> Result<Backlog, sqlx::Error> {
     let (pending, oldest): (i64, Option<f64>) = sqlx::query_as(
         "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8 \
-         FROM outbox WHERE published_at IS NULL",
+         FROM outbox_pending",
     )
     .fetch_one(pool)
     .await?;
@@ -35,15 +38,16 @@ pub async fn backlog(pool: &PgPool) -> Result<Backlog, sqlx::Error> {
 /// Rows deleted per statement, so pruning never holds many locks or a long transaction.
 const PRUNE_CHUNK: i64 = 5_000;
 
-/// Deletes rows published more than `retention` ago; returns how many.
+/// Deletes published events written more than `retention` ago; returns how many. A pending
+/// event is never deleted, however old: it goes once it is published and past the retention.
 pub async fn prune_published(pool: &PgPool, retention: Duration) -> Result<u64, sqlx::Error> {
     let mut total = 0;
     loop {
         let deleted = sqlx::query(
             "DELETE FROM outbox WHERE id IN ( \
-               SELECT id FROM outbox \
-               WHERE published_at IS NOT NULL \
-                 AND published_at < now() - make_interval(secs => $1) \
+               SELECT o.id FROM outbox o \
+               WHERE o.created_at < now() - make_interval(secs => $1) \
+                 AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.id = o.id) \
                LIMIT $2)",
         )
         .bind(retention.as_secs_f64())

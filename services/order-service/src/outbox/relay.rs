@@ -1,9 +1,11 @@
 //! The relay: publishes pending outbox rows to Kafka, in order per order, and marks them
 //! published once the broker acknowledged them.
 //!
-//! One pass ([`Relay::publish_batch`]):
+//! Pending events are the rows of the queue table `outbox_pending` (one narrow row per event
+//! of the append-only `outbox` log, written by a trigger in the event's own statement; see
+//! migration 0006). One pass ([`Relay::publish_batch`]):
 //!
-//! 1. **Claim.** Take the orders of the oldest pending rows and try an advisory lock per order
+//! 1. **Claim.** Take the orders of the oldest queue rows and try an advisory lock per order
 //!    (session-level, on the relay's own connection). Orders another relay holds are skipped:
 //!    two relays never publish events of the same order at once. If the relay dies, PostgreSQL
 //!    drops its connection and with it the locks.
@@ -12,11 +14,11 @@
 //!    just before releasing the lock is seen as published and not sent again.
 //! 3. **Publish.** Enqueue every row in that order (one idempotent producer keeps a partition's
 //!    order across retries), then wait for every acknowledgement.
-//! 4. **Mark** the acknowledged prefix of each order published (never a row after a failed one),
-//!    then **unlock**.
+//! 4. **Mark** the acknowledged prefix of each order published (delete its queue rows; never a
+//!    row after a failed one), then **unlock**.
 //!
 //! Steps 1 and 2, and the unlock of the previous batch, are one round trip: the SQL function
-//! `outbox_claim` (migration 0004), whose fetch runs as its own query after the locks, under a
+//! `outbox_claim` (migration 0006), whose fetch runs as its own query after the locks, under a
 //! fresh snapshot. A pass costs two round trips (claim, mark).
 //!
 //! [`Relay::run`] overlaps passes: steps 1 to 3 of the next batches run while earlier batches
@@ -75,8 +77,38 @@ pub enum RelayError {
     },
 }
 
-/// A pending outbox row.
+/// A row of `outbox_claim`'s answer: a pending event, or (every event column NULL) the marker
+/// of an order the claim locked.
 #[derive(Debug, sqlx::FromRow)]
+struct ClaimRow {
+    id: Option<i64>,
+    event_id: Option<Uuid>,
+    aggregate_id: Uuid,
+    event_type: Option<String>,
+    payload: Option<String>,
+    correlation_id: Option<String>,
+    traceparent: Option<String>,
+    created_at: Option<DateTime<Utc>>,
+}
+
+impl ClaimRow {
+    /// The event, or `None` for an order marker.
+    fn into_pending(self) -> Option<PendingRow> {
+        Some(PendingRow {
+            id: self.id?,
+            event_id: self.event_id?,
+            aggregate_id: self.aggregate_id,
+            event_type: self.event_type?,
+            payload: self.payload?,
+            correlation_id: self.correlation_id,
+            traceparent: self.traceparent,
+            created_at: self.created_at?,
+        })
+    }
+}
+
+/// A pending outbox row.
+#[derive(Debug)]
 struct PendingRow {
     id: i64,
     event_id: Uuid,
@@ -161,7 +193,7 @@ impl Relay {
 
     /// One pass, not overlapped with another: claim, fetch, publish, mark, unlock.
     pub async fn publish_batch(&mut self) -> Result<BatchOutcome, RelayError> {
-        let outcome = match self.start_batch(&[]).await? {
+        let outcome = match self.start_batch(&[], 0).await? {
             Some(batch) => self.finish_batch(batch).await?,
             None => BatchOutcome::default(),
         };
@@ -172,31 +204,48 @@ impl Relay {
     /// Claims orders (except `exclude`, the orders of the batch still in flight: session locks
     /// are re-entrant, so the exclusion is what keeps an order in one batch at a time), fetches
     /// their pending rows and hands them to the producer. `None` when there is nothing to claim.
-    async fn start_batch(&mut self, exclude: &[Uuid]) -> Result<Option<InFlight>, RelayError> {
+    async fn start_batch(
+        &mut self,
+        exclude: &[Uuid],
+        in_flight_rows: usize,
+    ) -> Result<Option<InFlight>, RelayError> {
         let started = Instant::now();
         let batch_size = i32::try_from(self.batch_size).unwrap_or(i32::MAX);
         let release = std::mem::take(&mut self.held);
         let conn = self.connection().await?;
         // Release the previous batch's orders, claim orders, fetch their pending rows: one
-        // round trip (`outbox_claim`, migration 0004, explains the snapshot it relies on).
-        let rows: Vec<PendingRow> = sqlx::query_as(
+        // round trip (`outbox_claim`, migration 0006, explains the snapshot it relies on).
+        let answer: Vec<ClaimRow> = sqlx::query_as(
             "SELECT out_id AS id, out_event_id AS event_id, out_aggregate_id AS aggregate_id, \
                out_event_type AS event_type, out_payload AS payload, \
                out_correlation_id AS correlation_id, out_traceparent AS traceparent, \
                out_created_at AS created_at \
-             FROM outbox_claim($1, $2, $3, $4)",
+             FROM outbox_claim($1, $2, $3, $4, $5)",
         )
         .bind(batch_size)
         .bind(LOCK_NAMESPACE)
         .bind(exclude)
+        .bind(i32::try_from(in_flight_rows).unwrap_or(i32::MAX))
         .bind(&release)
         .fetch_all(&mut *conn)
         .await?;
+        // Every event first, then one marker per claimed order (held until the batch is done,
+        // whether or not it still had events).
+        let mut rows = Vec::with_capacity(answer.len());
+        let mut claimed = Vec::new();
+        for row in answer {
+            let order = row.aggregate_id;
+            match row.into_pending() {
+                Some(pending) => rows.push(pending),
+                None => claimed.push(order),
+            }
+        }
         if rows.is_empty() {
+            if !claimed.is_empty() {
+                self.unlock(&claimed).await;
+            }
             return Ok(None);
         }
-        let mut claimed: Vec<Uuid> = rows.iter().map(|r| r.aggregate_id).collect();
-        claimed.dedup();
         let mut batch = InFlight {
             claimed,
             rows: Vec::new(),
@@ -270,13 +319,11 @@ impl Relay {
         }
         if !acked.is_empty() {
             let marked = match self.connection().await {
-                Ok(conn) => {
-                    sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
-                        .bind(&acked)
-                        .execute(conn)
-                        .await
-                        .map(|_| ())
-                }
+                Ok(conn) => sqlx::query("DELETE FROM outbox_pending WHERE id = ANY($1)")
+                    .bind(&acked)
+                    .execute(conn)
+                    .await
+                    .map(|_| ()),
                 Err(e) => Err(e),
             };
             if let Err(e) = marked {
@@ -429,7 +476,8 @@ impl Relay {
                         .iter()
                         .flat_map(|b| b.claimed.iter().copied())
                         .collect();
-                    if let Some(batch) = self.start_batch(&exclude).await? {
+                    let rows = in_flight.iter().map(|b| b.rows.len()).sum();
+                    if let Some(batch) = self.start_batch(&exclude, rows).await? {
                         in_flight.push_back(batch);
                         started = true;
                     }

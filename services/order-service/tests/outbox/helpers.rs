@@ -190,10 +190,12 @@ impl Service {
     }
 
     pub async fn outbox_counts(&self) -> (i64, i64) {
-        sqlx::query_as("SELECT count(*), count(*) FILTER (WHERE published_at IS NULL) FROM outbox")
-            .fetch_one(&self.pool)
-            .await
-            .expect("outbox counts")
+        sqlx::query_as(
+            "SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM outbox_pending)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .expect("outbox counts")
     }
 
     pub async fn event_ids(&self) -> HashSet<String> {
