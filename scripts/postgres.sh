@@ -110,12 +110,27 @@ cmd_stop() {
   as_owner "$bin/pg_ctl" -D "$pg_data" -m "$mode" -w stop >/dev/null
 }
 
+# Drops the per-test and per-benchmark databases earlier runs left behind (each test gets a
+# fresh database and does not drop it, so a failed test's data can be inspected afterwards).
+cmd_drop_scratch() {
+  external && { log "external server: leaving its databases alone"; return 0; }
+  running || return 0
+  local q="SELECT datname FROM pg_database WHERE datname ~ '^(test|bench|outbox_bench)_'"
+  local names; names=$(as_owner psql -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -qtAc "$q")
+  [ -n "$names" ] || return 0
+  log "dropping $(wc -l <<<"$names") scratch databases of earlier runs"
+  while read -r name; do
+    printf 'DROP DATABASE IF EXISTS "%s" WITH (FORCE);\n' "$name"
+  done <<<"$names" | as_owner psql -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -q >/dev/null
+}
+
 case "${1:-}" in
   install) cmd_install ;;
+  drop-scratch) cmd_drop_scratch ;;
   start) cmd_start ;;
   stop) cmd_stop fast ;;
   crash) cmd_stop immediate ;;
   status) running ;;
   url) echo "${DATABASE_URL:-postgres://postgres@127.0.0.1:$pg_port/orders}" ;;
-  *) echo "usage: $0 install|start|stop|crash|status|url" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop|crash|status|url|drop-scratch" >&2; exit 2 ;;
 esac

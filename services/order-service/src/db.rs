@@ -15,6 +15,12 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// How long start-up keeps retrying an unreachable database before giving up.
 const CONNECT_PATIENCE: Duration = Duration::from_secs(30);
 
+/// A pooled connection idle longer than this is pinged before use. sqlx's default pings on
+/// every acquire: a whole extra round trip per request (and a second one, which sqlx always
+/// makes, on release), so a create cost three round trips instead of two. Busy connections
+/// have just proved themselves; one that sat idle (say, across a database restart) is checked.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// Connects the pool, retrying while the database is not yet reachable.
 pub async fn connect(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
     let deadline = Instant::now() + CONNECT_PATIENCE;
@@ -23,6 +29,15 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error>
             .max_connections(settings.pool_size)
             .min_connections(1)
             .acquire_timeout(settings.acquire_timeout)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > PING_WHEN_IDLE_FOR {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect(&settings.url)
             .await;
         match attempt {

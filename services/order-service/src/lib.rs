@@ -19,6 +19,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod lane;
 pub mod model;
 pub mod outbox;
 pub mod repository;

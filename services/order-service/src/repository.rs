@@ -10,6 +10,7 @@ use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
 use uuid::Uuid;
 
 use crate::error::ServiceError;
+use crate::lane::Lane;
 use crate::model::{ItemRow, Order, OrderItem, OrderRow};
 use crate::outbox::{self, EventRow, OrderChange};
 
@@ -117,6 +118,8 @@ impl Cursor {
 #[derive(Debug, Clone)]
 pub struct OrderRepository {
     pool: PgPool,
+    /// The create statement's own connections (no health-check round trips; see `lane`).
+    lane: Lane,
     numbers: OrderNumbers,
 }
 
@@ -199,9 +202,15 @@ impl OrderRepository {
     /// A repository on `pool`.
     pub fn new(pool: PgPool) -> Self {
         Self {
+            lane: Lane::beside(&pool),
             pool,
             numbers: OrderNumbers::default(),
         }
+    }
+
+    /// The create statement's connections (for metrics).
+    pub fn lane(&self) -> &Lane {
+        &self.lane
     }
 
     /// The pool (for readiness checks and metrics).
@@ -273,7 +282,8 @@ impl OrderRepository {
         };
         let event = EventRow::new(OrderChange::Created, &created, ctx);
         let items = &created.items;
-        let inserted: Option<Uuid> = sqlx::query_scalar(CREATE_ORDER_SQL)
+        let mut lease = self.lane.lease().await?;
+        let result = sqlx::query_scalar(CREATE_ORDER_SQL)
             .bind(created.id)
             .bind(&created.order_number)
             .bind(&created.customer_id)
@@ -306,8 +316,9 @@ impl OrderRepository {
             .bind(event.event_type)
             .bind(sqlx::types::Json(&event.data))
             .bind(&event.traceparent)
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_optional(lease.conn())
+            .await;
+        let inserted: Option<Uuid> = lease.finished(result)?;
         if inserted.is_some() {
             return Ok(PlaceOutcome::Created(created));
         }

@@ -547,6 +547,9 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let pool = state.repository.pool();
     metrics::gauge!("db_pool_connections", "state" => "open").set(f64::from(pool.size()));
     metrics::gauge!("db_pool_connections", "state" => "idle").set(pool.num_idle() as f64);
+    let lane = state.repository.lane();
+    metrics::gauge!("db_create_lane_connections", "state" => "max").set(lane.size() as f64);
+    metrics::gauge!("db_create_lane_connections", "state" => "idle").set(lane.idle() as f64);
     // Sets outbox_backlog_events and outbox_oldest_pending_age_seconds.
     if let Err(e) = crate::outbox::maintenance::backlog(pool).await {
         tracing::warn!(error = %e, "metrics: outbox backlog unavailable");

@@ -4,6 +4,7 @@
 mod crash;
 mod helpers;
 mod idempotency;
+mod lane;
 mod orders;
 mod outage;
 mod validation;

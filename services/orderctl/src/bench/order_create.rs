@@ -1,13 +1,17 @@
 //! `orderctl bench order-create`: how close the order service's create path comes to the
 //! database's own limit.
 //!
-//! In one run, against one fresh database on the project's PostgreSQL:
+//! In one run, against one fresh database on the project's PostgreSQL, `rounds` times (who goes
+//! first alternates, so drifting machine load and a checkpoint hit both sides alike):
 //! 1. the real `order-service` binary takes `POST /api/v1/orders` from `concurrency` closed-loop
-//!    workers for `duration` (after a warm-up); orders/s, p50 and p99 are printed;
+//!    workers for `duration` (after one warm-up); orders/s, p50 and p99 are printed;
 //! 2. `pgbench` runs the same SQL the service runs for a create (one statement inserting the
 //!    order, its items and its outbox row; printed by `order-service --print-create-sql`) at the
-//!    same concurrency for the same time;
-//! 3. the ratio service/pgbench is printed (goal: at least 0.7 at concurrency 32).
+//!    same concurrency for the same time.
+//!
+//! Then the ratio of the totals, service/pgbench, is printed (goal: at least 0.7 at
+//! concurrency 32), and the orders stored by the service are checked against the creates it
+//! acknowledged.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -25,9 +29,12 @@ pub struct Args {
     /// Concurrent clients (HTTP workers and pgbench clients alike).
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
-    /// Measured time of each side.
-    #[arg(long, default_value = "20s", value_parser = crate::parse_duration)]
+    /// Measured time of each side in each round.
+    #[arg(long, default_value = "10s", value_parser = crate::parse_duration)]
     duration: Duration,
+    /// Rounds (each measures both sides once).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Warm-up before the service is measured.
     #[arg(long, default_value = "3s", value_parser = crate::parse_duration)]
     warmup: Duration,
@@ -35,6 +42,9 @@ pub struct Args {
     /// path is measured, as pgbench measures only the transaction.
     #[arg(long)]
     with_relay: bool,
+    /// The service's database pool (`DB_POOL_SIZE`); by default the service's own default.
+    #[arg(long)]
+    db_pool_size: Option<u32>,
 }
 
 /// pgbench's value for each parameter of the service's create statement (`$1` is the first):
@@ -114,16 +124,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let db_url = format!("{base_url}/{db_name}");
 
     let port = infra::free_port()?;
-    let mut service = Command::new(infra::sibling_binary("order-service")?)
+    let mut command = Command::new(infra::sibling_binary("order-service")?);
+    command
         .env("DATABASE_URL", &db_url)
         .env("ORDER_SERVICE_PORT", port.to_string())
         .env("ORDER_SERVICE_HOST", "127.0.0.1")
-        .env("DB_POOL_SIZE", args.concurrency.to_string())
         .env("RUST_LOG", "warn")
         .env("OUTBOX_RELAY_ENABLED", args.with_relay.to_string())
-        .stdout(Stdio::null())
-        .spawn()
-        .context("starting order-service")?;
+        .env_remove("DB_POOL_SIZE")
+        .stdout(Stdio::null());
+    if let Some(size) = args.db_pool_size {
+        command.env("DB_POOL_SIZE", size.to_string());
+    }
+    let mut service = command.spawn().context("starting order-service")?;
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     wait_ready(&client, &format!("{base}/ready")).await?;
@@ -145,49 +158,95 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         expect: http::StatusCode::CREATED,
     };
     println!(
-        "order-create benchmark: concurrency {}, {:?} per side (warm-up {:?}), database {db_name}",
-        args.concurrency, args.duration, args.warmup
+        "order-create benchmark: concurrency {}, {} rounds of {:?} per side (warm-up {:?}), \
+         database {db_name}",
+        args.concurrency, args.rounds, args.duration, args.warmup
     );
+    let statement = Command::new(infra::sibling_binary("order-service")?)
+        .arg("--print-create-sql")
+        .output()
+        .context("asking order-service for its create statement")?;
+    let script = std::env::temp_dir().join(format!("order-create-{}.sql", std::process::id()));
+    std::fs::write(
+        &script,
+        pgbench_script(&String::from_utf8(statement.stdout)?)?,
+    )?;
+
     let warm = load::closed_loop(args.concurrency, args.warmup, spec.clone()).await;
-    let ours = load::closed_loop(args.concurrency, args.duration, spec).await;
+    let mut acknowledged = warm.ok;
+    let mut rounds = Vec::new();
+    for round in 0..args.rounds.max(1) {
+        let (ours, peer) = if round % 2 == 0 {
+            let ours = load::closed_loop(args.concurrency, args.duration, spec.clone()).await;
+            (
+                ours,
+                run_pgbench(&script, &db_url, args.concurrency, args.duration)?,
+            )
+        } else {
+            let peer = run_pgbench(&script, &db_url, args.concurrency, args.duration)?;
+            (
+                load::closed_loop(args.concurrency, args.duration, spec.clone()).await,
+                peer,
+            )
+        };
+        acknowledged += ours.ok;
+        eprintln!(
+            "round {}: order-service {:.0} orders/s, pgbench {:.0} tx/s, ratio {:.2}",
+            round + 1,
+            ours.rate(),
+            peer.tps,
+            ours.rate() / peer.tps
+        );
+        rounds.push((ours, peer));
+    }
+    let _ = std::fs::remove_file(&script);
     let _ = Command::new("kill")
         .args(["-TERM", &service.id().to_string()])
         .status();
     let _ = service.wait();
 
     let mut db = sqlx::PgConnection::connect(&db_url).await?;
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
-        .fetch_one(&mut db)
-        .await?;
-    if stored as u64 != warm.ok + ours.ok {
-        bail!(
-            "the service acknowledged {} creates but {stored} orders are stored",
-            warm.ok + ours.ok
-        );
+    // pgbench's orders carry the customer reference 'PGBENCH', the service's 'BENCH'.
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM orders WHERE customer_reference = 'BENCH'")
+            .fetch_one(&mut db)
+            .await?;
+    db.close().await.ok();
+    if stored as u64 != acknowledged {
+        bail!("the service acknowledged {acknowledged} creates but {stored} orders are stored");
     }
 
-    let peer = run_pgbench(&db_url, args.concurrency, args.duration)?;
-    let ratio = ours.rate() / peer.tps;
-    println!();
-    println!("| side | tx/s | p50 ms | p99 ms | errors |");
-    println!("|---|---:|---:|---:|---:|");
-    println!(
-        "| order-service POST /api/v1/orders | {:.0} | {:.2} | {:.2} | {} |",
-        ours.rate(),
-        ours.ms(0.50),
-        ours.ms(0.99),
-        ours.errors
-    );
-    println!(
-        "| pgbench, same transaction | {:.0} | {:.2} (mean) | — | {} |",
-        peer.tps, peer.latency_avg_ms, peer.failed
-    );
     println!();
     println!(
-        "ratio order-service / pgbench = {ratio:.2} (goal >= 0.70); {stored} orders stored = acknowledged"
+        "| round | order-service orders/s | p50 ms | p99 ms | errors | pgbench tx/s | mean ms | errors | ratio |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (i, (ours, peer)) in rounds.iter().enumerate() {
+        println!(
+            "| {} | {:.0} | {:.2} | {:.2} | {} | {:.0} | {:.2} | {} | {:.2} |",
+            i + 1,
+            ours.rate(),
+            ours.ms(0.50),
+            ours.ms(0.99),
+            ours.errors,
+            peer.tps,
+            peer.latency_avg_ms,
+            peer.failed,
+            ours.rate() / peer.tps
+        );
+    }
+    let ours_total: f64 = rounds.iter().map(|(o, _)| o.rate()).sum();
+    let peer_total: f64 = rounds.iter().map(|(_, p)| p.tps).sum();
+    let ratio = ours_total / peer_total;
+    println!();
+    println!(
+        "mean: order-service {:.0} orders/s, pgbench {:.0} tx/s; ratio order-service / pgbench = \
+         {ratio:.2} (goal >= 0.70); {stored} orders stored = acknowledged",
+        ours_total / rounds.len() as f64,
+        peer_total / rounds.len() as f64,
     );
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {db_name}"
+        "DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"
     )))
     .execute(&mut admin)
     .await
@@ -216,14 +275,12 @@ struct PgbenchResult {
     failed: u64,
 }
 
-fn run_pgbench(db_url: &str, clients: usize, duration: Duration) -> anyhow::Result<PgbenchResult> {
-    let statement = Command::new(infra::sibling_binary("order-service")?)
-        .arg("--print-create-sql")
-        .output()
-        .context("asking order-service for its create statement")?;
-    let statement = String::from_utf8(statement.stdout)?;
-    let script = std::env::temp_dir().join(format!("order-create-{}.sql", std::process::id()));
-    std::fs::write(&script, pgbench_script(&statement)?)?;
+fn run_pgbench(
+    script: &std::path::Path,
+    db_url: &str,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<PgbenchResult> {
     let out = Command::new("pgbench")
         .args([
             "-n",
@@ -237,11 +294,10 @@ fn run_pgbench(db_url: &str, clients: usize, duration: Duration) -> anyhow::Resu
             &duration.as_secs().max(1).to_string(),
             "-f",
         ])
-        .arg(&script)
+        .arg(script)
         .arg(db_url)
         .output()
         .context("running pgbench (Debian package postgresql-contrib / postgresql-client)")?;
-    let _ = std::fs::remove_file(&script);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         bail!(
