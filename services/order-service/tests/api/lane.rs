@@ -14,6 +14,15 @@ async fn backend_alive(pool: &sqlx::PgPool, pid: i32) -> bool {
         .unwrap()
 }
 
+/// Leases a connection, asks for its backend's pid and ends the lease normally.
+async fn leased_backend(lane: &Lane) -> i32 {
+    let mut lease = lane.lease().await.unwrap();
+    let r = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(lease.conn())
+        .await;
+    lease.finished(r).unwrap()
+}
+
 #[tokio::test]
 async fn finished_statements_reuse_the_connection_and_cancelled_ones_close_it() {
     let db = test_support::postgres::fresh_database().await;
@@ -28,13 +37,7 @@ async fn finished_statements_reuse_the_connection_and_cancelled_ones_close_it() 
     assert_eq!(lane.size(), 2);
 
     // A statement that succeeds: the connection goes back.
-    let mut lease = lane.lease().await.unwrap();
-    let pid: i32 = {
-        let r = sqlx::query_scalar("SELECT pg_backend_pid()")
-            .fetch_one(lease.conn())
-            .await;
-        lease.finished(r).unwrap()
-    };
+    let pid = leased_backend(&lane).await;
     assert_eq!(lane.idle(), 1);
 
     // An error PostgreSQL reports: the connection is idle and ready, so it goes back too, and
@@ -46,13 +49,7 @@ async fn finished_statements_reuse_the_connection_and_cancelled_ones_close_it() 
     let err = lease.finished(r).unwrap_err();
     assert!(err.as_database_error().is_some(), "{err}");
     assert_eq!(lane.idle(), 1);
-    let mut lease = lane.lease().await.unwrap();
-    let again: i32 = {
-        let r = sqlx::query_scalar("SELECT pg_backend_pid()")
-            .fetch_one(lease.conn())
-            .await;
-        lease.finished(r).unwrap()
-    };
+    let again = leased_backend(&lane).await;
     assert_eq!(again, pid, "the connection was reused");
 
     // A statement cancelled half way (the request timed out): the connection is closed, never
