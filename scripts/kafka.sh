@@ -9,6 +9,8 @@
 #   scripts/kafka.sh start            format storage if new, start the broker, wait until it answers
 #   scripts/kafka.sh stop             SIGTERM, wait for a clean shutdown, SIGKILL after a deadline
 #   scripts/kafka.sh status           exit 0 when the broker answers, 1 otherwise
+#   scripts/kafka.sh drop-scratch     delete the topics earlier test and benchmark runs left behind
+#                                     (test-*, provisioned-*, outbox-bench-*); run by scripts/test
 #   scripts/kafka.sh brokers          print the bootstrap servers to use
 #   scripts/kafka.sh tool CLASS ARGS  run any Kafka main class from the same jars
 #   scripts/kafka.sh topics ARGS      org.apache.kafka.tools.TopicCommand (bootstrap added)
@@ -361,6 +363,22 @@ stop() {
     say "stopped (pid $pid)"
 }
 
+# Tests and benchmarks create a topic per case; left alone they pile up (hundreds of partition
+# folders slow every broker start). Only our own broker's scratch topics are touched.
+drop_scratch() {
+    if [[ -n "${KAFKA_BROKERS:-}" ]]; then
+        say "external brokers: leaving their topics alone"
+        return 0
+    fi
+    local names
+    names=$(tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$(bootstrap)" --list |
+        grep -E '^(test-|provisioned-|outbox-bench-)' || true)
+    [[ -n "$names" ]] || return 0
+    say "deleting $(wc -l <<<"$names") scratch topics of earlier runs"
+    tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$(bootstrap)" --delete --if-exists \
+        --topic '(test|provisioned|outbox-bench)-.*'
+}
+
 status() {
     if [[ -n "${KAFKA_BROKERS:-}" ]]; then
         if brokers_answer; then echo "external brokers $KAFKA_BROKERS answer"; return 0; fi
@@ -385,6 +403,7 @@ start) start ;;
 stop) stop ;;
 restart) stop && start ;;
 status) status ;;
+drop-scratch) drop_scratch ;;
 brokers) bootstrap ;;
 tool) tool "$@" ;;
 topics) tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$(bootstrap)" "$@" ;;

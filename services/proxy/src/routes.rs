@@ -351,20 +351,24 @@ pub fn policy_name(p: SapUnavailablePolicy) -> &'static str {
 mod tests {
     use super::*;
 
-    fn temp_dir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("proxy-routes-{tag}-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    /// Removed when the test ends.
+    fn temp_dir(tag: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("proxy-routes-{tag}-"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
     fn a_mode_change_survives_reopening_and_is_audited_with_who_from_and_to() {
         let dir = temp_dir("persist");
-        let table = RouteTable::open(&dir, Mode::Legacy, SapUnavailablePolicy::Strict).unwrap();
+        let table =
+            RouteTable::open(dir.path(), Mode::Legacy, SapUnavailablePolicy::Strict).unwrap();
         table
             .set_mode(SALES_ORDERS, Mode::DualWrite, "alice@127.0.0.1", false)
             .unwrap();
-        let reopened = RouteTable::open(&dir, Mode::Legacy, SapUnavailablePolicy::Strict).unwrap();
+        let reopened =
+            RouteTable::open(dir.path(), Mode::Legacy, SapUnavailablePolicy::Strict).unwrap();
         let route = reopened.snapshot(SALES_ORDERS).unwrap();
         assert_eq!(route.mode, Mode::DualWrite);
         assert_eq!(route.updated_by, "alice@127.0.0.1");
@@ -379,10 +383,14 @@ mod tests {
     #[test]
     fn the_initial_mode_comes_from_configuration_only_on_first_start() {
         let dir = temp_dir("initial");
-        let t =
-            RouteTable::open(&dir, Mode::DualWrite, SapUnavailablePolicy::StoreAndForward).unwrap();
+        let t = RouteTable::open(
+            dir.path(),
+            Mode::DualWrite,
+            SapUnavailablePolicy::StoreAndForward,
+        )
+        .unwrap();
         assert_eq!(t.snapshot(SALES_ORDERS).unwrap().mode, Mode::DualWrite);
-        let t2 = RouteTable::open(&dir, Mode::Legacy, SapUnavailablePolicy::Strict).unwrap();
+        let t2 = RouteTable::open(dir.path(), Mode::Legacy, SapUnavailablePolicy::Strict).unwrap();
         let r = t2.snapshot(SALES_ORDERS).unwrap();
         assert_eq!(
             (r.mode, r.policy),
@@ -393,7 +401,7 @@ mod tests {
     #[test]
     fn an_unknown_route_is_refused_and_nothing_is_audited() {
         let dir = temp_dir("unknown");
-        let t = RouteTable::open(&dir, Mode::Legacy, SapUnavailablePolicy::Strict).unwrap();
+        let t = RouteTable::open(dir.path(), Mode::Legacy, SapUnavailablePolicy::Strict).unwrap();
         assert!(matches!(
             t.set_mode("invoices", Mode::Events, "bob", true),
             Err(RouteError::UnknownRoute(_))

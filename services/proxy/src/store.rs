@@ -450,14 +450,22 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn temp_store() -> Store {
-        let dir = std::env::temp_dir().join(format!("proxy-store-{}", Uuid::new_v4()));
-        Store::open(&dir).unwrap()
+    /// The store and the folder that holds it (removed when the test ends).
+    fn temp_store() -> (Store, tempfile::TempDir) {
+        let dir = temp_dir();
+        (Store::open(dir.path()).unwrap(), dir)
+    }
+
+    fn temp_dir() -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix("proxy-store-")
+            .tempdir()
+            .unwrap()
     }
 
     #[tokio::test]
     async fn a_replay_entry_survives_reopening_the_file() {
-        let dir = std::env::temp_dir().join(format!("proxy-store-{}", Uuid::new_v4()));
+        let dir = temp_dir();
         let entry = ReplayEntry::new(
             ReplayKind::VoidOrder {
                 order_id: "o-1".into(),
@@ -467,17 +475,17 @@ mod tests {
             "corr-1",
         );
         {
-            let store = Store::open(&dir).unwrap();
+            let store = Store::open(dir.path()).unwrap();
             store.put_replay(entry.clone()).await.unwrap();
         }
-        let store = Store::open(&dir).unwrap();
+        let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.list_replays().await.unwrap(), vec![entry]);
         assert_eq!(store.backlog().await.unwrap().pending, 1);
     }
 
     #[tokio::test]
     async fn an_idempotency_key_replays_its_answer_and_refuses_another_body() {
-        let store = temp_store();
+        let (store, _dir) = temp_store();
         let claim = |fp: &str| store.claim_key("k1".into(), fp.into(), "boot-1".into());
         assert_eq!(claim("fp-a").await.unwrap(), Claim::Fresh);
         assert_eq!(claim("fp-a").await.unwrap(), Claim::InProgress);
@@ -496,7 +504,7 @@ mod tests {
 
     #[tokio::test]
     async fn finished_idempotency_records_expire_but_keys_in_flight_stay() {
-        let store = temp_store();
+        let (store, _dir) = temp_store();
         store
             .claim_key("done".into(), "fp".into(), "b".into())
             .await
@@ -531,7 +539,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_key_in_flight_in_a_crashed_process_or_with_unknown_outcome_is_retried_with_lookup() {
-        let store = temp_store();
+        let (store, _dir) = temp_store();
         let fresh = store
             .claim_key("k2".into(), "fp".into(), "boot-old".into())
             .await

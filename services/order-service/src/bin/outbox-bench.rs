@@ -37,6 +37,8 @@ use order_service::{Config, db};
 use platform::config::EnvReader;
 use platform::shutdown::CancellationToken;
 use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use sqlx::Connection;
@@ -325,6 +327,36 @@ fn parse_perf_rate(output: &str) -> Option<f64> {
     after.split_whitespace().next()?.parse().ok()
 }
 
+/// Drops the run's database and deletes its topics (best effort: a failure is reported, and
+/// `scripts/postgres.sh drop-scratch` / `scripts/kafka.sh drop-scratch` catch what is left).
+async fn clean_up(admin: &str, db_name: &str, brokers: &str, topics: &[&str]) {
+    let dropped = async {
+        let mut conn = sqlx::PgConnection::connect(admin).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await
+    };
+    if let Err(e) = dropped.await {
+        eprintln!("outbox-bench: could not drop database {db_name}: {e}");
+    }
+    let deleted = async {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .create()?;
+        admin
+            .delete_topics(
+                topics,
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+            )
+            .await
+    };
+    if let Err(e) = deleted.await {
+        eprintln!("outbox-bench: could not delete topics {topics:?}: {e}");
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
@@ -514,5 +546,7 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or("")
             .trim()
     );
+    pool.close().await;
+    clean_up(&admin, &db_name, &brokers, &[&topic, &perf_topic.topic]).await;
     Ok(())
 }

@@ -225,6 +225,16 @@ where
 
 struct Proc(Child);
 
+/// The run's scratch folder (configs, logs, replay stores), removed when the run ends; declared
+/// before the processes so it is dropped after them.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -557,6 +567,7 @@ async fn open_loop(
 async fn bench(o: Options) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("proxy-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    let _scratch = Scratch(dir.clone());
     let (sap_port, order_port) = (free_port(), free_port());
     let (nginx_port, proxy_port, proxy_admin) = (free_port(), free_port(), free_port());
     let (dual_port, dual_admin) = (free_port(), free_port());

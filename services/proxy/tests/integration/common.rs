@@ -111,6 +111,20 @@ pub struct Stack {
     pub pool: sqlx::PgPool,
 }
 
+/// A passing test leaves nothing behind in the temp folder; a failing one keeps its data folders
+/// (logs, replay store) so the failure can be read afterwards.
+impl Drop for Stack {
+    fn drop(&mut self) {
+        drop(self.proxy.take());
+        drop(self.orders.take());
+        drop(self.sap.take());
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.proxy_dir);
+            let _ = std::fs::remove_dir_all(&self.sap_dir);
+        }
+    }
+}
+
 impl Stack {
     pub async fn start(opts: Options) -> Stack {
         let bins = binaries();
