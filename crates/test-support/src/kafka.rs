@@ -306,3 +306,25 @@ impl Drop for PrivateBroker {
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
+
+/// Makes `client` (a real librdkafka producer) fail fatally, as an idempotent producer does when
+/// the broker reports a sequence gap: from then on librdkafka refuses every record of that
+/// instance. Uses librdkafka's own test hook `rd_kafka_test_fatal_error`. Returns whether the
+/// error was raised (false when the instance had failed fatally already).
+#[allow(unsafe_code)]
+pub fn inject_fatal_error<C: rdkafka::client::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    reason: &std::ffi::CStr,
+) -> bool {
+    use rdkafka::bindings::{rd_kafka_resp_err_t, rd_kafka_test_fatal_error};
+    // SAFETY: `native_ptr` is the live rd_kafka_t owned by `client`, borrowed for the call;
+    // `reason` is a NUL-terminated string that outlives the call (librdkafka copies it).
+    let err = unsafe {
+        rd_kafka_test_fatal_error(
+            client.native_ptr(),
+            rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+            reason.as_ptr(),
+        )
+    };
+    err == rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+}

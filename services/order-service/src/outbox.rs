@@ -249,7 +249,8 @@ impl OutboxWorkers {
             self.kafka.topic.clone(),
             self.outbox.batch_size,
         )
-        .with_mark_delay(self.outbox.mark_delay);
+        .with_mark_delay(self.outbox.mark_delay)
+        .renew_producer_with(kafka::producer_factory(&self.kafka, "order-service-outbox"));
         let settings = self.kafka;
         let poll = self.outbox.poll_interval;
         let grace = self.grace;

@@ -36,6 +36,7 @@ async fn main() -> anyhow::Result<()> {
         config.outbox.batch_size,
     )
     .with_mark_delay(config.outbox.mark_delay)
+    .renew_producer_with(kafka::producer_factory(&config.kafka, "outbox-relay"))
     .run(config.outbox.poll_interval, config.shutdown_grace, shutdown)
     .await;
     Ok(())

@@ -64,6 +64,15 @@ pub fn producer(settings: &KafkaSettings, client_id: &str) -> Result<RelayProduc
         .create_with_context(RelayContext)
 }
 
+/// A factory of producers like [`producer`]'s, for replacing one that failed fatally.
+pub fn producer_factory(
+    settings: &KafkaSettings,
+    client_id: &str,
+) -> super::relay::ProducerFactory {
+    let (settings, client_id) = (settings.clone(), client_id.to_owned());
+    Arc::new(move || producer(&settings, &client_id))
+}
+
 /// What provisioning did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TopicProvisioned {

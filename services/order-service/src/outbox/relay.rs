@@ -31,6 +31,7 @@
 //! committed after rows with higher ids are never skipped.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -38,7 +39,7 @@ use order_events::{CloudEvent, EventType, STRUCTURED_CONTENT_TYPE, headers};
 use platform::shutdown::CancellationToken;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::{FutureRecord, Producer};
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, PgPool};
 use uuid::Uuid;
@@ -140,10 +141,14 @@ struct InFlight {
     started: Instant,
 }
 
+/// Builds a new producer when the current one hit a fatal error.
+pub type ProducerFactory = Arc<dyn Fn() -> Result<RelayProducer, KafkaError> + Send + Sync>;
+
 /// A relay: one PostgreSQL connection for its locks, one producer.
 pub struct Relay {
     pool: PgPool,
     producer: RelayProducer,
+    renew: Option<ProducerFactory>,
     topic: String,
     batch_size: i64,
     mark_delay: Duration,
@@ -159,6 +164,7 @@ impl Relay {
         Self {
             pool,
             producer,
+            renew: None,
             topic,
             batch_size,
             mark_delay: Duration::ZERO,
@@ -171,6 +177,55 @@ impl Relay {
     pub fn with_mark_delay(mut self, delay: Duration) -> Self {
         self.mark_delay = delay;
         self
+    }
+
+    /// How to build a new producer after a fatal error. An idempotent producer that loses its
+    /// guarantees (e.g. the broker reports a sequence gap) turns fatal: librdkafka then fails
+    /// every record of that instance, forever. Without a factory the relay keeps failing (and
+    /// says so); with one it replaces the producer and sends the unmarked rows again, under
+    /// the same event ids.
+    pub fn renew_producer_with(mut self, factory: ProducerFactory) -> Self {
+        self.renew = Some(factory);
+        self
+    }
+
+    /// The producer in use (it changes after a fatal error when a factory is set).
+    pub fn producer(&self) -> &RelayProducer {
+        &self.producer
+    }
+
+    /// Replaces the producer if it hit a fatal error. Returns whether it did.
+    fn renew_producer_if_fatal(&mut self) -> bool {
+        let Some((code, reason)) = self.producer.client().fatal_error() else {
+            return false;
+        };
+        metrics::counter!("outbox_publish_errors_total", "kind" => "fatal").increment(1);
+        let Some(factory) = &self.renew else {
+            tracing::error!(
+                ?code,
+                reason,
+                "Kafka producer failed fatally and cannot be renewed; \
+                events stay pending until the relay restarts"
+            );
+            return false;
+        };
+        match factory() {
+            Ok(producer) => {
+                tracing::error!(
+                    ?code,
+                    reason,
+                    "Kafka producer failed fatally; replaced it with \
+                    a new one, unmarked events will be sent again under their event ids"
+                );
+                self.producer = producer;
+                true
+            }
+            Err(error) => {
+                tracing::error!(?code, reason, %error, "Kafka producer failed fatally and a new \
+                    one could not be built; will try again");
+                false
+            }
+        }
     }
 
     async fn connection(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
@@ -503,6 +558,11 @@ impl Relay {
                     break;
                 }
             };
+            if matches!(&result, Ok(o) if o.failed > 0) || result.is_err() {
+                // The batches still in flight went to the failed producer: they fail too, and
+                // their rows stay pending for the new one.
+                self.renew_producer_if_fatal();
+            }
             match result {
                 Ok(outcome) if outcome.failed > 0 => {
                     // Deliveries failed (only with a finite message timeout): give the broker
