@@ -11,6 +11,11 @@
 //! - **duplicates**: several SAP orders claiming the same new order;
 //! - **mismatches**: paired orders whose customer, reference, currency or items differ.
 //!
+//! Pairs found only through the stamp, whose new order does not carry SAP's number, are listed
+//! as **unlinked** (not drift: both systems hold the same order). The proxy links SAP's number
+//! right after answering the client; a proxy killed in that millisecond leaves the link undone,
+//! and `--repair-links` sets it through the order service's API.
+//!
 //! The drift (sum of all four) can be reported to the proxy, whose readiness criteria need a
 //! fresh zero before a route moves forward.
 
@@ -54,6 +59,9 @@ pub struct Args {
     /// Exit with status 1 when there is any drift.
     #[arg(long)]
     fail_on_drift: bool,
+    /// Link SAP's number to every unlinked new order (`PUT .../sap-order-number`).
+    #[arg(long)]
+    repair_links: bool,
 }
 
 /// The SAP service root below the base URL.
@@ -86,6 +94,8 @@ pub struct SapOrder {
 /// A new order as reconciliation sees it.
 #[derive(Debug, Clone)]
 pub struct NewOrder {
+    /// `id`.
+    pub id: String,
     /// `order_number`.
     pub number: String,
     /// `correlation_id`.
@@ -115,6 +125,19 @@ pub struct Report {
     pub duplicates: BTreeMap<String, Vec<String>>,
     /// (new order number, SAP number, differing fields).
     pub mismatches: Vec<(String, String, Vec<String>)>,
+    /// Pairs found through the stamp only, the new order not carrying SAP's number yet.
+    pub unlinked: Vec<Unlinked>,
+}
+
+/// A pair whose link is missing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Unlinked {
+    /// The new order's id.
+    pub order_id: String,
+    /// Its order number.
+    pub order_number: String,
+    /// The SAP order that carries its stamp.
+    pub sap_number: String,
 }
 
 impl Report {
@@ -204,6 +227,13 @@ pub fn reconcile(sap: &[SapOrder], new: &[NewOrder]) -> Report {
                     continue;
                 }
                 report.paired += 1;
+                if order.sap_number.is_none() && rest.is_empty() {
+                    report.unlinked.push(Unlinked {
+                        order_id: order.id.clone(),
+                        order_number: order.number.clone(),
+                        sap_number: first.number.clone(),
+                    });
+                }
                 let diffs = differences(&order.fields, &first.fields);
                 if !diffs.is_empty() {
                     report
@@ -291,6 +321,7 @@ fn new_order(v: &Value) -> NewOrder {
         })
         .unwrap_or_default();
     NewOrder {
+        id: text(v, "id"),
         number: text(v, "order_number"),
         correlation_id: text(v, "correlation_id"),
         sap_number: v["sap_order_number"].as_str().map(str::to_owned),
@@ -389,6 +420,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         print_report(&report);
     }
+    if args.repair_links {
+        let orders_url = args.orders_url.trim_end_matches('/');
+        let linked = repair_links(&client, orders_url, &report.unlinked).await?;
+        println!(
+            "linked {linked} of {} unlinked orders",
+            report.unlinked.len()
+        );
+    }
     if let Some(route) = &args.report_route {
         let token = args
             .admin_token
@@ -413,6 +452,37 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// Sets SAP's number on each unlinked order. The order service's link is idempotent (the same
+/// number again is a no-op), so a repair that races the proxy's own link is harmless.
+pub async fn repair_links(
+    client: &reqwest::Client,
+    orders_url: &str,
+    unlinked: &[Unlinked],
+) -> anyhow::Result<usize> {
+    let mut linked = 0;
+    for u in unlinked {
+        let url = format!("{orders_url}/api/v1/orders/{}/sap-order-number", u.order_id);
+        let r = client
+            .put(&url)
+            .json(&json!({ "sap_order_number": u.sap_number }))
+            .send()
+            .await
+            .with_context(|| format!("linking order {}", u.order_number))?;
+        if r.status().is_success() {
+            linked += 1;
+        } else {
+            eprintln!(
+                "order {}: the order service refused SAP number {}: {} {}",
+                u.order_number,
+                u.sap_number,
+                r.status(),
+                r.text().await.unwrap_or_default()
+            );
+        }
+    }
+    Ok(linked)
 }
 
 fn print_report(r: &Report) {
@@ -441,6 +511,12 @@ fn print_report(r: &Report) {
             diffs.join("; ")
         );
     }
+    for u in &r.unlinked {
+        println!(
+            "unlinked (not drift):      order {} is SAP order {} by its stamp",
+            u.order_number, u.sap_number
+        );
+    }
 }
 
 #[cfg(test)]
@@ -466,6 +542,7 @@ mod tests {
 
     fn new(number: &str, corr: &str, link: Option<&str>, status: &str, f: Comparable) -> NewOrder {
         NewOrder {
+            id: format!("id-{number}"),
             number: number.into(),
             correlation_id: corr.into(),
             sap_number: link.map(Into::into),
@@ -486,6 +563,35 @@ mod tests {
         )];
         let r = reconcile(&s, &n);
         assert_eq!((r.paired, r.drift()), (1, 0), "{r:?}");
+        assert!(r.unlinked.is_empty());
+    }
+
+    #[test]
+    fn a_pair_found_by_its_stamp_alone_is_unlinked_but_not_drift() {
+        let s = [
+            sap("1", "c1", fields("17100001", "2")),
+            sap("2", "c2", fields("17100001", "2")),
+        ];
+        let n = [
+            new("8000000001", "c1", None, "created", fields("17100001", "2")),
+            new(
+                "8000000002",
+                "c2",
+                Some("2"),
+                "created",
+                fields("17100001", "2"),
+            ),
+        ];
+        let r = reconcile(&s, &n);
+        assert_eq!((r.paired, r.drift()), (2, 0), "{r:?}");
+        assert_eq!(
+            r.unlinked,
+            [Unlinked {
+                order_id: "id-8000000001".into(),
+                order_number: "8000000001".into(),
+                sap_number: "1".into(),
+            }]
+        );
     }
 
     #[test]

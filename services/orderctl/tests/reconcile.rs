@@ -148,7 +148,7 @@ async fn reconcile_pairs_agreeing_orders_and_names_each_kind_of_drift() {
     link(&client, &orders, &a, &sap_a).await;
     // Agreeing pair found through the proxy's stamp (ExternalDocumentID = correlation id).
     let b = new_create(&client, &orders, "STAMPED", "1").await;
-    sap_create(
+    let sap_b = sap_create(
         &client,
         &sap,
         sap_body("STAMPED", "1", b["correlation_id"].as_str()),
@@ -207,6 +207,55 @@ async fn reconcile_pairs_agreeing_orders_and_names_each_kind_of_drift() {
     assert_eq!(r["mismatches"].as_array().unwrap().len(), 1, "{r}");
     assert_eq!(r["mismatches"][0][0], c["order_number"]);
     assert_eq!(result["drift"], 4);
+    assert_eq!(
+        r["unlinked"],
+        json!([{"order_id": b["id"], "order_number": b["order_number"], "sap_number": sap_b}]),
+        "the stamped pair is listed as unlinked (the duplicate's pairs are drift already)"
+    );
+
+    // --repair-links sets SAP's number on the unlinked order, and a second run finds none.
+    let repaired = Command::new(env!("CARGO_BIN_EXE_orderctl"))
+        .args([
+            "reconcile",
+            "--repair-links",
+            "--sap-url",
+            &sap,
+            "--orders-url",
+            &orders,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&repaired.stdout).contains("linked 1 of 1 unlinked orders"),
+        "{}",
+        String::from_utf8_lossy(&repaired.stdout)
+    );
+    let b_now: Value = client
+        .get(format!(
+            "{orders}/api/v1/orders/{}",
+            b["id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(b_now["sap_order_number"], json!(sap_b));
+    let again = Command::new(env!("CARGO_BIN_EXE_orderctl"))
+        .args([
+            "reconcile",
+            "--json",
+            "--sap-url",
+            &sap,
+            "--orders-url",
+            &orders,
+        ])
+        .output()
+        .unwrap();
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["report"]["unlinked"], json!([]));
+    assert_eq!(again["drift"], 4, "repairing links changes no drift");
 
     let failing = Command::new(env!("CARGO_BIN_EXE_orderctl"))
         .args([
