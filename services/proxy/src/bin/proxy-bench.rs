@@ -235,8 +235,20 @@ impl Drop for Scratch {
     }
 }
 
+/// Stops the process with SIGTERM, and SIGKILL if it is still there after 3 s. SIGTERM first
+/// matters for nginx: a master killed outright leaves its workers running, orphaned.
 impl Drop for Proc {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
