@@ -103,6 +103,15 @@ async fn link(client: &reqwest::Client, orders: &str, order: &Value, sap_number:
     assert_eq!(r.status(), 200);
 }
 
+/// Runs `orderctl reconcile FLAG` against the two systems (no SAP credentials).
+fn reconcile(sap: &str, orders: &str, flag: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_orderctl"))
+        .args(["reconcile", flag, "--sap-url", sap, "--orders-url", orders])
+        .env_remove("SAP_USER")
+        .output()
+        .unwrap()
+}
+
 fn sap_body(reference: &str, qty: &str, external: Option<&str>) -> Value {
     let mut body = json!({"SalesOrderType": "OR", "SalesOrganization": "1010", "DistributionChannel": "10",
         "OrganizationDivision": "00", "SoldToParty": "17100001", "PurchaseOrderByCustomer": reference,
@@ -176,18 +185,7 @@ async fn reconcile_pairs_agreeing_orders_and_names_each_kind_of_drift() {
     let e = new_create(&client, &orders, "ONLY-NEW", "1").await;
     let sap_f = sap_create(&client, &sap, sap_body("ONLY-SAP", "1", None)).await;
 
-    let out = Command::new(env!("CARGO_BIN_EXE_orderctl"))
-        .args([
-            "reconcile",
-            "--json",
-            "--sap-url",
-            &sap,
-            "--orders-url",
-            &orders,
-        ])
-        .env_remove("SAP_USER")
-        .output()
-        .unwrap();
+    let out = reconcile(&sap, &orders, "--json");
     assert!(
         out.status.success(),
         "{}",
@@ -214,17 +212,7 @@ async fn reconcile_pairs_agreeing_orders_and_names_each_kind_of_drift() {
     );
 
     // --repair-links sets SAP's number on the unlinked order, and a second run finds none.
-    let repaired = Command::new(env!("CARGO_BIN_EXE_orderctl"))
-        .args([
-            "reconcile",
-            "--repair-links",
-            "--sap-url",
-            &sap,
-            "--orders-url",
-            &orders,
-        ])
-        .output()
-        .unwrap();
+    let repaired = reconcile(&sap, &orders, "--repair-links");
     assert!(
         String::from_utf8_lossy(&repaired.stdout).contains("linked 1 of 1 unlinked orders"),
         "{}",
@@ -242,32 +230,12 @@ async fn reconcile_pairs_agreeing_orders_and_names_each_kind_of_drift() {
         .await
         .unwrap();
     assert_eq!(b_now["sap_order_number"], json!(sap_b));
-    let again = Command::new(env!("CARGO_BIN_EXE_orderctl"))
-        .args([
-            "reconcile",
-            "--json",
-            "--sap-url",
-            &sap,
-            "--orders-url",
-            &orders,
-        ])
-        .output()
-        .unwrap();
+    let again = reconcile(&sap, &orders, "--json");
     let again: Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(again["report"]["unlinked"], json!([]));
     assert_eq!(again["drift"], 4, "repairing links changes no drift");
 
-    let failing = Command::new(env!("CARGO_BIN_EXE_orderctl"))
-        .args([
-            "reconcile",
-            "--fail-on-drift",
-            "--sap-url",
-            &sap,
-            "--orders-url",
-            &orders,
-        ])
-        .output()
-        .unwrap();
+    let failing = reconcile(&sap, &orders, "--fail-on-drift");
     assert_eq!(
         failing.status.code(),
         Some(1),
