@@ -254,6 +254,95 @@ impl Drop for Proc {
     }
 }
 
+/// CPU time (user + kernel) a process and its direct children have used so far, in µs (nginx's
+/// work is done by its worker processes; the proxy's threads are counted in its own entry).
+fn process_tree_cpu(pid: u32) -> CpuTime {
+    let ticks_per_s = clock_ticks_per_second();
+    let stat = |p: &str| -> Option<(u32, u64, u64)> {
+        let text = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        // Fields after the command (which may contain spaces) in parentheses.
+        let rest = &text[text.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split(' ').collect();
+        let ppid = f.get(1)?.parse().ok()?;
+        Some((ppid, f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?))
+    };
+    let (mut user, mut kernel) = stat(&pid.to_string()).map_or((0, 0), |(_, u, k)| (u, k));
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.bytes().all(|b| b.is_ascii_digit())
+                && let Some((ppid, u, k)) = stat(&name)
+                && ppid == pid
+            {
+                user += u;
+                kernel += k;
+            }
+        }
+    }
+    CpuTime {
+        user: user * 1_000_000 / ticks_per_s,
+        kernel: kernel * 1_000_000 / ticks_per_s,
+    }
+}
+
+/// CPU time in µs.
+#[derive(Default, Clone, Copy)]
+struct CpuTime {
+    user: u64,
+    kernel: u64,
+}
+
+impl CpuTime {
+    fn since(self, before: CpuTime) -> CpuTime {
+        CpuTime {
+            user: self.user.saturating_sub(before.user),
+            kernel: self.kernel.saturating_sub(before.kernel),
+        }
+    }
+}
+
+fn clock_ticks_per_second() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(100)
+    })
+}
+
+/// CPU time and requests summed over rounds.
+#[derive(Default)]
+struct CpuPerRequest {
+    cpu: CpuTime,
+    requests: u64,
+}
+
+impl CpuPerRequest {
+    fn add(&mut self, cpu: CpuTime, requests: u64) {
+        self.cpu.user += cpu.user;
+        self.cpu.kernel += cpu.kernel;
+        self.requests += requests;
+    }
+}
+
+impl std::fmt::Display for CpuPerRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.requests.max(1) as f64;
+        write!(
+            f,
+            "{:.1} µs (user {:.1}, kernel {:.1})",
+            (self.cpu.user + self.cpu.kernel) as f64 / n,
+            self.cpu.user as f64 / n,
+            self.cpu.kernel as f64 / n
+        )
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -596,8 +685,8 @@ async fn bench(o: Options) -> anyhow::Result<()> {
     );
     let nginx_dir = dir.join("nginx");
     std::fs::create_dir_all(&nginx_dir)?;
-    let _nginx = start_nginx(&nginx_dir, nginx_port, sap_port, o.pin)?;
-    let _proxy = start_proxy(
+    let nginx = start_nginx(&nginx_dir, nginx_port, sap_port, o.pin)?;
+    let proxy = start_proxy(
         &dir.join("legacy"),
         proxy_port,
         proxy_admin,
@@ -666,6 +755,11 @@ async fn bench(o: Options) -> anyhow::Result<()> {
         direct.ms(0.99)
     );
     let (mut nginx_rps, mut proxy_rps) = (Vec::new(), Vec::new());
+    // CPU time per request of each proxy (all its processes/threads, user + kernel), from /proc:
+    // steadier than throughput on a shared machine, and it says where a gap comes from.
+    let (mut nginx_cpu, mut proxy_cpu) = (CpuPerRequest::default(), CpuPerRequest::default());
+    let nginx_pid = nginx.0.id();
+    let proxy_pid = proxy.0.id();
     for round in 1..=o.rounds {
         // Alternate who goes first, so drift in the machine's load hits both alike.
         let order = if round % 2 == 1 {
@@ -674,7 +768,19 @@ async fn bench(o: Options) -> anyhow::Result<()> {
             [("proxy", proxy_port), ("nginx", nginx_port)]
         };
         for (name, p) in order {
+            let pid = if name == "nginx" {
+                nginx_pid
+            } else {
+                proxy_pid
+            };
+            let before = process_tree_cpu(pid);
             let r = closed_loop(addr(p), read.clone(), o.connections, dur).await;
+            let used = process_tree_cpu(pid).since(before);
+            if name == "nginx" {
+                nginx_cpu.add(used, r.requests)
+            } else {
+                proxy_cpu.add(used, r.requests)
+            }
             println!(
                 "| {name} | {round} | {:.0} | {} | {:.2} | {:.2} |",
                 r.rps(),
@@ -700,6 +806,10 @@ async fn bench(o: Options) -> anyhow::Result<()> {
         "\nthroughput ratio proxy / nginx = {ratio:.2} (mean of rounds; per round {}) (goal ≥ 1.0: {})",
         per_round.join(", "),
         if ratio >= 1.0 { "met" } else { "NOT met" }
+    );
+    println!(
+        "CPU per request (user + kernel, all rounds): nginx {}, proxy {}",
+        nginx_cpu, proxy_cpu
     );
 
     if o.throughput_only {
