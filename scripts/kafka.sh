@@ -10,7 +10,9 @@
 #   scripts/kafka.sh stop             SIGTERM, wait for a clean shutdown, SIGKILL after a deadline
 #   scripts/kafka.sh status           exit 0 when the broker answers, 1 otherwise
 #   scripts/kafka.sh drop-scratch     delete the topics earlier test and benchmark runs left behind
-#                                     (test-*, provisioned-*, outbox-bench-*); run by scripts/test
+#                                     (test-*, provisioned-*, outbox-bench-*) once their partition
+#                                     folders are older than SCRATCH_MAX_AGE_MIN minutes (default
+#                                     120, so a run still going on keeps its topics); run by scripts/test
 #   scripts/kafka.sh brokers          print the bootstrap servers to use
 #   scripts/kafka.sh tool CLASS ARGS  run any Kafka main class from the same jars
 #   scripts/kafka.sh topics ARGS      org.apache.kafka.tools.TopicCommand (bootstrap added)
@@ -370,13 +372,20 @@ drop_scratch() {
         say "external brokers: leaving their topics alone"
         return 0
     fi
+    # A topic's age: its partition folders' (name-<partition>) last change; an old folder
+    # belongs to a topic nobody has written for that long.
     local names
-    names=$(tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$(bootstrap)" --list |
-        grep -E '^(test-|provisioned-|outbox-bench-)' || true)
+    names=$(find "$LOG_DIRS" -mindepth 1 -maxdepth 1 -type d -mmin "+${SCRATCH_MAX_AGE_MIN:-120}" \
+        -regextype posix-extended -regex '.*/(test|provisioned|outbox-bench)-.*-[0-9]+' \
+        -printf '%f\n' 2>/dev/null | sed -E 's/-[0-9]+$//' | sort -u)
     [[ -n "$names" ]] || return 0
     say "deleting $(wc -l <<<"$names") scratch topics of earlier runs"
+    # One call, the names as an alternation (topic names are [a-zA-Z0-9._-], so no escaping
+    # beyond the dots).
+    local pattern
+    pattern=$(sed 's/\./\\./g' <<<"$names" | paste -sd'|')
     tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$(bootstrap)" --delete --if-exists \
-        --topic '(test|provisioned|outbox-bench)-.*'
+        --topic "($pattern)"
 }
 
 status() {

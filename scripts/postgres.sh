@@ -8,6 +8,9 @@
 #   scripts/postgres.sh crash     stop at once without a checkpoint (immediate mode), as a crash would
 #   scripts/postgres.sh status    exit 0 when running
 #   scripts/postgres.sh url       print the DATABASE_URL of the project cluster (database orders)
+#   scripts/postgres.sh drop-scratch  drop test_/bench_/outbox_bench_ databases older than
+#                                 SCRATCH_MAX_AGE_MIN minutes (default 120: a test run that is
+#                                 still going on, maybe another engineer's, keeps its databases)
 #
 # Environment: ORDERS_DATA_DIR (default <repo>/.data), PG_PORT (default 5432), PG_CLUSTER_DIR
 # (default $ORDERS_DATA_DIR/postgres; tests run private clusters they can stop this way).
@@ -115,7 +118,10 @@ cmd_stop() {
 cmd_drop_scratch() {
   external && { log "external server: leaving its databases alone"; return 0; }
   running || return 0
-  local q="SELECT datname FROM pg_database WHERE datname ~ '^(test|bench|outbox_bench)_'"
+  # A database's age: the time its PG_VERSION file was written, at CREATE DATABASE.
+  local age=${SCRATCH_MAX_AGE_MIN:-120}
+  local q="SELECT datname FROM pg_database WHERE datname ~ '^(test|bench|outbox_bench)_'
+    AND (pg_stat_file('base/' || oid || '/PG_VERSION')).modification < now() - interval '$age minutes'"
   local names; names=$(as_owner psql -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -qtAc "$q")
   [ -n "$names" ] || return 0
   log "dropping $(wc -l <<<"$names") scratch databases of earlier runs"
