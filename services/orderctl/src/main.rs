@@ -8,6 +8,7 @@
 //!   same SQL transaction on the same database.
 
 mod admin;
+mod backfill;
 mod bench;
 mod infra;
 mod load;
@@ -40,6 +41,8 @@ enum Command {
     Bench(BenchCommand),
     /// Compare SAP and the order service order by order; optionally report the drift.
     Reconcile(reconcile::Args),
+    /// Copy SAP's existing sales orders into the order service (idempotent, re-runnable).
+    Backfill(backfill::Args),
     /// List the proxy's routes with their mode and readiness.
     Routes(admin::Target),
     /// Switch a route's migration mode (legacy, dual-write, events, retired).
@@ -90,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Up(args) => stack::up(args).await,
         Command::Down => stack::down(),
         Command::Reconcile(args) => reconcile::run(args).await,
+        Command::Backfill(args) => backfill::run(args).await,
         Command::Routes(target) => admin::routes(target).await,
         Command::Mode {
             route,

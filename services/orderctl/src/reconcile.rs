@@ -4,7 +4,8 @@
 //! items, paged; the order service's `/api/v1/orders`, keyset-paged). Orders are paired by the
 //! link the migration keeps: the SAP number linked to the new order (dual write), else SAP's
 //! `ExternalDocumentID` carrying our correlation id (the proxy's stamp) or our order number
-//! (sap-sync's stamp). Then:
+//! (sap-sync's stamp), or, for orders `orderctl backfill` copied from SAP, the SAP number in
+//! their correlation id. Then:
 //!
 //! - **missing in SAP**: a live new order (not voided) with no SAP partner;
 //! - **missing in the order service**: an SAP order no new order pairs with;
@@ -63,6 +64,12 @@ pub struct Args {
     #[arg(long)]
     repair_links: bool,
 }
+
+/// Correlation id prefix of orders `orderctl backfill` copied from SAP; the rest is the SAP
+/// order's number. The order service keeps correlation ids unique for good, so a backfill run
+/// again (even after a crash between create and link) never creates an order twice, and
+/// reconciliation pairs such an order with its source even before its link is set.
+pub const BACKFILL_CORRELATION_PREFIX: &str = "backfill-sap-";
 
 /// The SAP service root below the base URL.
 const SAP_SERVICE: &str = "/sap/opu/odata/sap/API_SALES_ORDER_SRV";
@@ -196,6 +203,14 @@ pub fn reconcile(sap: &[SapOrder], new: &[NewOrder]) -> Report {
         {
             partners.push(linked);
         }
+        if let Some(number) = order
+            .correlation_id
+            .strip_prefix(BACKFILL_CORRELATION_PREFIX)
+            && let Some(source) = by_sap_number.get(number)
+            && !partners.iter().any(|p| p.number == source.number)
+        {
+            partners.push(source);
+        }
         for key in [order.correlation_id.as_str(), order.number.as_str()] {
             for o in by_external.get(key).into_iter().flatten() {
                 if !partners.iter().any(|p| p.number == o.number) {
@@ -275,7 +290,8 @@ fn text(v: &Value, key: &str) -> String {
     v[key].as_str().unwrap_or_default().to_owned()
 }
 
-fn sap_order(v: &Value) -> SapOrder {
+/// The fields reconciliation compares, from an SAP entity.
+pub fn sap_order(v: &Value) -> SapOrder {
     let items = v["to_Item"]["results"]
         .as_array()
         .or_else(|| v["to_Item"].as_array())
@@ -342,12 +358,25 @@ pub async fn fetch_sap(
     auth: Option<(&str, &str)>,
 ) -> anyhow::Result<Vec<SapOrder>> {
     let select = "SalesOrder,ExternalDocumentID,SoldToParty,PurchaseOrderByCustomer,TransactionCurrency,to_Item/Material,to_Item/RequestedQuantity,to_Item/RequestedQuantityUnit";
+    let entities = fetch_sap_entities(client, base, auth, Some(select)).await?;
+    Ok(entities.iter().map(sap_order).collect())
+}
+
+/// Reads every SAP sales order entity with its items expanded (only the `select`ed properties
+/// when given), in `SalesOrder` order, following SAP's paging.
+pub async fn fetch_sap_entities(
+    client: &reqwest::Client,
+    base: &str,
+    auth: Option<(&str, &str)>,
+    select: Option<&str>,
+) -> anyhow::Result<Vec<Value>> {
+    let select = select.map(|s| format!("$select={s}&")).unwrap_or_default();
     let page = 500;
     let mut orders = Vec::new();
     let mut skip = 0;
     loop {
         let url = format!(
-            "{base}{SAP_SERVICE}/A_SalesOrder?$select={select}&$expand=to_Item&$orderby=SalesOrder&$top={page}&$skip={skip}"
+            "{base}{SAP_SERVICE}/A_SalesOrder?{select}$expand=to_Item&$orderby=SalesOrder&$top={page}&$skip={skip}"
         );
         let mut req = client.get(&url).header("accept", "application/json");
         if let Some((user, password)) = auth {
@@ -361,7 +390,7 @@ pub async fn fetch_sap(
         let results = body["d"]["results"]
             .as_array()
             .context("SAP's answer has no d.results")?;
-        orders.extend(results.iter().map(sap_order));
+        orders.extend(results.iter().cloned());
         if results.len() < page {
             return Ok(orders);
         }

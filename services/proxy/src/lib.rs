@@ -24,7 +24,8 @@
 //! - [`sales_orders`]: the create and reads of the `sales-orders` route in each mode.
 //! - [`outcome`]: **the dual-write outcome table**, one pure function.
 //! - [`shadow`]: shadow comparison of dual-write reads (a readiness criterion).
-//! - [`translate`]: the anti-corruption layer (OData deep insert ↔ order service).
+//! - the anti-corruption layer (OData deep insert ↔ order service) is the `order-acl` crate,
+//!   shared with `orderctl backfill`.
 //! - [`store`]: redb file with the replay log and idempotency records (fsync per commit);
 //!   [`replay`]: the worker that lands every logged follow-up, with back-off and jitter.
 //! - [`upstream`], [`breaker`]: pooled clients with timeout, circuit breaker, concurrency bound.
@@ -50,5 +51,4 @@ pub mod sap_client;
 pub mod server;
 pub mod shadow;
 pub mod store;
-pub mod translate;
 pub mod upstream;

@@ -33,8 +33,8 @@ use crate::passthrough::{strip_hop_by_hop, upstream_request};
 use crate::routes::{Mode, Route};
 use crate::sap_client::{SERVICE_ROOT, SapClient};
 use crate::store::{Claim, ReplayEntry, ReplayKind, ReplayState, Store, StoredResponse};
-use crate::translate::{self, TranslateOptions};
 use crate::upstream::Upstream;
+use order_acl::TranslateOptions;
 
 /// Namespace of write keys derived from idempotency keys (UUID v5).
 const WRITE_KEY_NAMESPACE: Uuid = Uuid::from_u128(0x5a9e_0d1c_4b7f_4c55_9d0e_27b1_6c3f_a001);
@@ -374,7 +374,7 @@ impl SalesOrders {
             default_currency: self.config.default_currency.clone(),
         };
         let order_body = match &sap_json {
-            Some(v) => translate::deep_insert_to_order(v, &opts).map_err(|e| e.to_string()),
+            Some(v) => order_acl::deep_insert_to_order(v, &opts).map_err(|e| e.to_string()),
             None => Err("the request body is not JSON".to_owned()),
         };
         let client_auth = parts.headers.get(header::AUTHORIZATION);
@@ -582,7 +582,7 @@ impl SalesOrders {
                 let status = b.status;
                 let side = if status.is_success() {
                     SapSide::Created {
-                        sales_order: translate::sales_order_number(&b.body),
+                        sales_order: order_acl::sales_order_number(&b.body),
                     }
                 } else if status.is_server_error()
                     || status == StatusCode::REQUEST_TIMEOUT
@@ -659,7 +659,7 @@ impl SalesOrders {
         };
         let body = match parsed
             .as_ref()
-            .map(|v| translate::deep_insert_to_order(v, &opts))
+            .map(|v| order_acl::deep_insert_to_order(v, &opts))
         {
             Some(Ok(b)) => b,
             Some(Err(e)) => {
@@ -725,7 +725,7 @@ impl SalesOrders {
                 Err(e) => return Some(order_service_failed(e)),
             };
             return Some(match found {
-                Some(o) => json_response(StatusCode::OK, &translate::order_to_entity(&o, &root)),
+                Some(o) => json_response(StatusCode::OK, &order_acl::order_to_entity(&o, &root)),
                 None => odata_error(
                     StatusCode::NOT_FOUND,
                     "SY/530",
@@ -757,7 +757,7 @@ impl SalesOrders {
         };
         let results: Vec<Value> = items
             .iter()
-            .map(|o| translate::order_to_entity(o, &root)["d"].clone())
+            .map(|o| order_acl::order_to_entity(o, &root)["d"].clone())
             .collect();
         Some(json_response(
             StatusCode::OK,
@@ -844,7 +844,7 @@ fn service_root_url(parts: &http::request::Parts) -> String {
 
 fn legacy_shaped(parts: &http::request::Parts, order: &Value) -> Buffered {
     let root = service_root_url(parts);
-    let entity = translate::order_to_entity(order, &root);
+    let entity = order_acl::order_to_entity(order, &root);
     let mut b = json_buffered(StatusCode::CREATED, &entity);
     if let Some(uri) = entity["d"]["__metadata"]["uri"].as_str()
         && let Ok(v) = HeaderValue::from_str(uri)

@@ -213,7 +213,7 @@ impl SapClient {
                 body: String::from_utf8_lossy(&bytes).into_owned(),
             });
         }
-        crate::translate::sales_order_number(&bytes)
+        order_acl::sales_order_number(&bytes)
             .ok_or_else(|| SapCallError::Protocol("create answer without SalesOrder".into()))
     }
 }
