@@ -28,22 +28,8 @@ use crate::reconcile::{self, BACKFILL_CORRELATION_PREFIX};
 /// Options of `backfill`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// SAP's base URL (the service path is appended).
-    #[arg(long, env = "SAP_URL", default_value = "http://127.0.0.1:8082")]
-    sap_url: String,
-    /// SAP user (basic authentication).
-    #[arg(long, env = "SAP_USER")]
-    sap_user: Option<String>,
-    /// SAP password.
-    #[arg(long, env = "SAP_PASSWORD", hide_env_values = true)]
-    sap_password: Option<String>,
-    /// The order service's base URL.
-    #[arg(
-        long,
-        env = "ORDER_SERVICE_URL",
-        default_value = "http://127.0.0.1:8081"
-    )]
-    orders_url: String,
+    #[command(flatten)]
+    endpoints: reconcile::Endpoints,
     /// Currency for SAP orders that name none (SAP takes it from the customer master).
     #[arg(long, default_value = "EUR")]
     default_currency: String,
@@ -97,13 +83,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
 async fn backfill(args: &Args) -> anyhow::Result<Outcome> {
     let client = reqwest::Client::new();
-    let auth = match (&args.sap_user, &args.sap_password) {
-        (Some(u), Some(p)) => Some((u.as_str(), p.as_str())),
-        _ => None,
-    };
-    let sap_url = args.sap_url.trim_end_matches('/');
-    let orders_url = args.orders_url.trim_end_matches('/');
-    let entities = reconcile::fetch_sap_entities(&client, sap_url, auth, None).await?;
+    let ends = &args.endpoints;
+    let orders_url = ends.orders();
+    let entities =
+        reconcile::fetch_sap_entities(&client, ends.sap(), ends.sap_auth(), None).await?;
     let new = reconcile::fetch_orders(&client, orders_url).await?;
     let sap: Vec<reconcile::SapOrder> = entities.iter().map(reconcile::sap_order).collect();
     let report = reconcile::reconcile(&sap, &new);

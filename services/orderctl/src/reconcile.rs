@@ -26,9 +26,9 @@ use std::str::FromStr;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-/// Options of `reconcile`.
+/// Where the two systems are (shared by `reconcile` and `backfill`).
 #[derive(clap::Args)]
-pub struct Args {
+pub struct Endpoints {
     /// SAP's base URL (the service path is appended).
     #[arg(long, env = "SAP_URL", default_value = "http://127.0.0.1:8082")]
     sap_url: String,
@@ -45,6 +45,33 @@ pub struct Args {
         default_value = "http://127.0.0.1:8081"
     )]
     orders_url: String,
+}
+
+impl Endpoints {
+    /// SAP's base URL without a trailing slash.
+    pub fn sap(&self) -> &str {
+        self.sap_url.trim_end_matches('/')
+    }
+
+    /// The order service's base URL without a trailing slash.
+    pub fn orders(&self) -> &str {
+        self.orders_url.trim_end_matches('/')
+    }
+
+    /// SAP's basic-authentication credentials, when both are given.
+    pub fn sap_auth(&self) -> Option<(&str, &str)> {
+        match (&self.sap_user, &self.sap_password) {
+            (Some(u), Some(p)) => Some((u.as_str(), p.as_str())),
+            _ => None,
+        }
+    }
+}
+
+/// Options of `reconcile`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    endpoints: Endpoints,
     /// Report the drift of this route to the proxy's admin API.
     #[arg(long)]
     report_route: Option<String>,
@@ -433,12 +460,9 @@ pub async fn fetch_orders(client: &reqwest::Client, base: &str) -> anyhow::Resul
 /// Runs the command.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
-    let auth = match (&args.sap_user, &args.sap_password) {
-        (Some(u), Some(p)) => Some((u.as_str(), p.as_str())),
-        _ => None,
-    };
-    let sap = fetch_sap(&client, args.sap_url.trim_end_matches('/'), auth).await?;
-    let new = fetch_orders(&client, args.orders_url.trim_end_matches('/')).await?;
+    let ends = &args.endpoints;
+    let sap = fetch_sap(&client, ends.sap(), ends.sap_auth()).await?;
+    let new = fetch_orders(&client, ends.orders()).await?;
     let report = reconcile(&sap, &new);
     let drift = report.drift();
     if args.json {
@@ -450,8 +474,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         print_report(&report);
     }
     if args.repair_links {
-        let orders_url = args.orders_url.trim_end_matches('/');
-        let linked = repair_links(&client, orders_url, &report.unlinked).await?;
+        let linked = repair_links(&client, ends.orders(), &report.unlinked).await?;
         println!(
             "linked {linked} of {} unlinked orders",
             report.unlinked.len()
