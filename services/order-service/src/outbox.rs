@@ -36,10 +36,11 @@ pub mod kafka;
 pub mod maintenance;
 pub mod relay;
 
+use chrono::{DateTime, Utc};
 use order_domain::OrderStatus;
 use order_events::{
-    OrderCancelled, OrderEventData, OrderItem as EventItem, OrderSnapshot, OrderStatusChanged,
-    OrderUpdated, traceparent,
+    CloudEvent, EventType, OrderCancelled, OrderEventData, OrderItem as EventItem, OrderSnapshot,
+    OrderStatusChanged, OrderUpdated, traceparent,
 };
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
@@ -91,6 +92,47 @@ impl EventRow {
             traceparent: traceparent::child_of(ctx.traceparent.as_deref()),
         }
     }
+
+    /// The event as it goes on the wire, built once here and stored in the row's `envelope`
+    /// (migration 0007): the relay ships it unchanged. Its `time` is the change's (`order` as it
+    /// is after the change).
+    pub fn envelope(&self, order: &Order, ctx: &RequestContext) -> String {
+        cloud_event_json(
+            self.event_id,
+            order.id,
+            self.data.event_type(),
+            order.updated_at,
+            Some(&ctx.correlation_id),
+            Some(&self.traceparent),
+            &self.data,
+        )
+    }
+}
+
+/// One order event as CloudEvents 1.0 structured JSON, `data` spliced in as it serializes.
+pub fn cloud_event_json<T: serde::Serialize>(
+    event_id: Uuid,
+    order_id: Uuid,
+    event_type: EventType,
+    time: DateTime<Utc>,
+    correlation_id: Option<&str>,
+    traceparent: Option<&str>,
+    data: T,
+) -> String {
+    let event = CloudEvent {
+        specversion: order_events::SPEC_VERSION.to_owned(),
+        id: event_id.to_string(),
+        source: order_events::ORDER_SERVICE_SOURCE.to_owned(),
+        event_type,
+        subject: order_id.to_string(),
+        time,
+        datacontenttype: order_events::envelope::DATA_CONTENT_TYPE.to_owned(),
+        dataschema: event_type.dataschema().to_owned(),
+        correlationid: correlation_id.map(str::to_owned),
+        traceparent: traceparent.map(str::to_owned),
+        data,
+    };
+    serde_json::to_string(&event).expect("order events serialize")
 }
 
 /// Appends the event for `order`'s change to the outbox in `tx` and returns its event id.
@@ -107,7 +149,7 @@ pub async fn append(
 ) -> Result<Uuid, ServiceError> {
     let row = EventRow::new(change, order, ctx);
     sqlx::query(
-        "INSERT INTO outbox (event_id, aggregate_id, order_version, event_type, payload, \
+        "INSERT INTO outbox (event_id, aggregate_id, order_version, event_type, envelope, \
            correlation_id, traceparent) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
@@ -115,7 +157,7 @@ pub async fn append(
     .bind(order.id)
     .bind(order.version)
     .bind(row.event_type)
-    .bind(sqlx::types::Json(&row.data))
+    .bind(row.envelope(order, ctx))
     .bind(&ctx.correlation_id)
     .bind(&row.traceparent)
     .execute(&mut **tx)

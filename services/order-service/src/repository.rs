@@ -142,7 +142,7 @@ i AS ( \
   SELECT o.id, t.* FROM o CROSS JOIN UNNEST($17::int4[], $18::text[], $19::numeric[], \
     $20::text[], $21::numeric[], $22::numeric[], $23::jsonb[]) AS t), \
 e AS ( \
-  INSERT INTO outbox (event_id, aggregate_id, order_version, event_type, payload, \
+  INSERT INTO outbox (event_id, aggregate_id, order_version, event_type, envelope, \
     correlation_id, traceparent) \
   SELECT $24, o.id, 1, $25, $26, $13, $27 FROM o) \
 SELECT id FROM o";
@@ -314,7 +314,7 @@ impl OrderRepository {
             )
             .bind(event.event_id)
             .bind(event.event_type)
-            .bind(sqlx::types::Json(&event.data))
+            .bind(event.envelope(&created, ctx))
             .bind(&event.traceparent)
             .fetch_optional(lease.conn())
             .await;

@@ -286,14 +286,16 @@ async fn measure_lag(
     })
 }
 
-/// Writes `events` pending rows (orders of 5 events each, the payload of a real event).
+/// Writes `events` pending rows (orders of 5 events each), each carrying the stored envelope
+/// of a real event: the bytes the relay ships are those of the service's events (the ids inside
+/// the copied JSON repeat; the rows' own event ids, which go in the headers, do not).
 async fn write_backlog(pool: &sqlx::PgPool, events: i64) -> anyhow::Result<()> {
     let orders = (events / 5).max(1);
     sqlx::query(
         "INSERT INTO outbox (event_id, aggregate_id, order_version, event_type, payload, \
-           correlation_id, traceparent) \
+           envelope, correlation_id, traceparent) \
          SELECT gen_random_uuid(), md5($3 || g::text)::uuid, v, t.event_type, t.payload, \
-           t.correlation_id, t.traceparent \
+           t.envelope, t.correlation_id, t.traceparent \
          FROM (SELECT * FROM outbox ORDER BY id LIMIT 1) t, \
               generate_series(1, $1::bigint) g, generate_series(1, $2::int) v \
          ORDER BY g, v",

@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use order_events::{CloudEvent, EventType, STRUCTURED_CONTENT_TYPE, headers};
+use order_events::{EventType, STRUCTURED_CONTENT_TYPE, headers};
 use platform::shutdown::CancellationToken;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -90,17 +90,23 @@ struct ClaimRow {
     correlation_id: Option<String>,
     traceparent: Option<String>,
     created_at: Option<DateTime<Utc>>,
+    envelope: Option<String>,
 }
 
 impl ClaimRow {
     /// The event, or `None` for an order marker.
     fn into_pending(self) -> Option<PendingRow> {
+        let body = match (self.envelope, self.payload) {
+            (Some(envelope), _) => Body::Envelope(envelope),
+            (None, Some(payload)) => Body::Data(payload),
+            (None, None) => return None,
+        };
         Some(PendingRow {
             id: self.id?,
             event_id: self.event_id?,
             aggregate_id: self.aggregate_id,
             event_type: self.event_type?,
-            payload: self.payload?,
+            body,
             correlation_id: self.correlation_id,
             traceparent: self.traceparent,
             created_at: self.created_at?,
@@ -115,11 +121,19 @@ struct PendingRow {
     event_id: Uuid,
     aggregate_id: Uuid,
     event_type: String,
-    /// The stored `data`, as JSON text (spliced into the event as it is).
-    payload: String,
+    body: Body,
     correlation_id: Option<String>,
     traceparent: Option<String>,
     created_at: DateTime<Utc>,
+}
+
+/// What a row stores of its event.
+#[derive(Debug)]
+enum Body {
+    /// The whole CloudEvent as it goes on the wire (rows written since migration 0007).
+    Envelope(String),
+    /// Only its `data`, as JSON text (older rows): the envelope is built around it.
+    Data(String),
 }
 
 /// What one pass did.
@@ -274,7 +288,7 @@ impl Relay {
             "SELECT out_id AS id, out_event_id AS event_id, out_aggregate_id AS aggregate_id, \
                out_event_type AS event_type, out_payload AS payload, \
                out_correlation_id AS correlation_id, out_traceparent AS traceparent, \
-               out_created_at AS created_at \
+               out_created_at AS created_at, out_envelope AS envelope \
              FROM outbox_claim($1, $2, $3, $4, $5)",
         )
         .bind(batch_size)
@@ -436,25 +450,27 @@ impl Relay {
                         reason: e.to_string(),
                     },
                 )?;
-        let data: &serde_json::value::RawValue =
-            serde_json::from_str(&row.payload).map_err(|e| RelayError::CorruptRow {
-                id: row.id,
-                reason: format!("payload is not JSON: {e}"),
-            })?;
-        let event = CloudEvent {
-            specversion: order_events::SPEC_VERSION.to_owned(),
-            id: row.event_id.to_string(),
-            source: order_events::ORDER_SERVICE_SOURCE.to_owned(),
-            event_type,
-            subject: row.aggregate_id.to_string(),
-            time: row.created_at,
-            datacontenttype: order_events::envelope::DATA_CONTENT_TYPE.to_owned(),
-            dataschema: event_type.dataschema().to_owned(),
-            correlationid: row.correlation_id.clone(),
-            traceparent: row.traceparent.clone(),
-            data,
+        let built;
+        let value: &[u8] = match &row.body {
+            Body::Envelope(envelope) => envelope.as_bytes(),
+            Body::Data(payload) => {
+                let data: &serde_json::value::RawValue =
+                    serde_json::from_str(payload).map_err(|e| RelayError::CorruptRow {
+                        id: row.id,
+                        reason: format!("payload is not JSON: {e}"),
+                    })?;
+                built = super::cloud_event_json(
+                    row.event_id,
+                    row.aggregate_id,
+                    event_type,
+                    row.created_at,
+                    row.correlation_id.as_deref(),
+                    row.traceparent.as_deref(),
+                    data,
+                );
+                built.as_bytes()
+            }
         };
-        let value = serde_json::to_vec(&event).expect("JSON values serialize");
         let key = row.aggregate_id.to_string();
         let id = row.event_id.to_string();
         let mut hdrs = OwnedHeaders::new_with_capacity(6)
@@ -488,7 +504,7 @@ impl Relay {
         }
         let mut record = FutureRecord::to(&self.topic)
             .key(&key)
-            .payload(&value)
+            .payload(value)
             .headers(hdrs);
         loop {
             match self.producer.send_result(record) {

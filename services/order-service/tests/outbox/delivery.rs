@@ -166,3 +166,32 @@ async fn a_voided_order_publishes_order_cancelled_with_status_voided_and_its_rea
     assert_eq!(c.reason.as_deref(), Some("sap_rejected"));
     assert_eq!(c.order.version, 2);
 }
+
+#[tokio::test]
+async fn rows_written_before_migration_0007_with_only_their_data_are_still_published_valid() {
+    let topic = kafka::fresh_topic(1).await;
+    let service = spawn_service(&topic, &[("OUTBOX_RELAY_ENABLED", "false")]).await;
+    let (id, _) = service.create_order("PO-old-row").await;
+    // The row as writers stored it before 0007: the event's data as jsonb, no envelope.
+    let moved = sqlx::query(
+        "UPDATE outbox SET payload = (envelope::jsonb) -> 'data', envelope = NULL \
+         WHERE aggregate_id = $1",
+    )
+    .bind(id)
+    .execute(&service.pool)
+    .await
+    .expect("rewrite as an old row")
+    .rows_affected();
+    assert_eq!(moved, 1);
+
+    let (mut relay, _log) = spawn_relay("relay-old-rows", &service.db, &topic, &[]);
+    let consumer = kafka::consumer(&topic);
+    let records = kafka::consume_exactly(&consumer, 1, KAFKA_PATIENCE, Duration::ZERO).await;
+    let seen = check_record(&records[0]);
+    assert_eq!(seen.order_id, id.to_string());
+    assert_eq!(
+        std::collections::HashSet::from([seen.id]),
+        service.event_ids().await
+    );
+    assert!(!relay.has_exited());
+}

@@ -76,7 +76,7 @@ const PGBENCH_PARAMS: &[&str] = &[
     "ARRAY['{\"color\": \"red\"}','{}']",               // $23 item specifications
     "gen_random_uuid()",                                // $24 event id
     "'order.created'",                                  // $25 event type
-    "'{payload}'::jsonb",                               // $26 event data
+    "'{envelope}'",                                     // $26 event (CloudEvent JSON)
     "'00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'", // $27 traceparent
 ];
 
@@ -95,7 +95,8 @@ fn pgbench_script(statement: &str) -> anyhow::Result<String> {
     }
     // Highest first, so `$1` does not match inside `$12`.
     for n in (1..=highest).rev() {
-        let value = PGBENCH_PARAMS[n - 1].replace("{payload}", &OUTBOX_PAYLOAD.replace(':', ": "));
+        let value =
+            PGBENCH_PARAMS[n - 1].replace("{envelope}", &outbox_envelope().replace(':', ": "));
         script = script.replace(&format!("${n}"), &value);
     }
     Ok(format!("{};\n", script.replace('\n', " ")))
@@ -104,6 +105,14 @@ fn pgbench_script(statement: &str) -> anyhow::Result<String> {
 /// An outbox payload of the same size as the service's (an order with two items). Colons get a
 /// space after them because pgbench would read `:name` as one of its variables.
 const OUTBOX_PAYLOAD: &str = r#"{"id":"00000000-0000-0000-0000-000000000000","order_number":"8000000001","status":"created","status_reason":null,"version":1,"customer_id":"17100001","customer_reference":"PGBENCH","currency":"EUR","sales_organization":null,"distribution_channel":null,"division":null,"order_type":null,"requested_delivery_date":null,"total_net_amount":"25.00","sap_order_number":null,"specifications":{},"correlation_id":"00000000-0000-0000-0000-000000000000","items":[{"item_number":10,"sku":"TG11","quantity":"2","unit":"PC","unit_price":"12.50","net_amount":"25.00","specifications":{"color":"red"}},{"item_number":20,"sku":"TG12","quantity":"5","unit":"PC","unit_price":null,"net_amount":null,"specifications":{}}],"created_at":"2026-11-24T15:00:00.000000Z","updated_at":"2026-11-24T15:00:00.000000Z"}"#;
+
+/// The stored event of a create: [`OUTBOX_PAYLOAD`] in its CloudEvent envelope, as the service
+/// writes it (same members, same sizes).
+fn outbox_envelope() -> String {
+    format!(
+        r#"{{"specversion":"1.0","id":"00000000-0000-0000-0000-000000000000","source":"/order-service","type":"order.created","subject":"00000000-0000-0000-0000-000000000000","time":"2026-11-24T15:00:00.000000Z","datacontenttype":"application/json","dataschema":"urn:order-events:schema:order.created.v1","correlationid":"00000000-0000-0000-0000-000000000000","traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01","data":{OUTBOX_PAYLOAD}}}"#
+    )
+}
 
 /// Runs the benchmark and prints its report.
 pub async fn run(args: Args) -> anyhow::Result<()> {
