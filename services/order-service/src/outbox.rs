@@ -279,8 +279,14 @@ impl OutboxWorkers {
         let Some(producer) = self.producer else {
             return;
         };
+        // The probe has a client of its own: the relay replaces its producer after a fatal
+        // error, and a probe holding the old one would go on reporting on a dead client.
+        let probe = kafka::producer(&self.kafka, "order-service-probe").unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot build the Kafka probe's own client; sharing the relay's");
+            producer.clone()
+        });
         tokio::spawn(self.health.run_probe(
-            producer.clone(),
+            probe,
             self.kafka.topic.clone(),
             std::time::Duration::from_secs(2),
             shutdown.clone(),
