@@ -147,6 +147,45 @@ pub enum DecodeError {
     },
 }
 
+impl<T> CloudEvent<T> {
+    /// The event of type `event_type` for one committed change of order `order_id`, with any
+    /// representation of its data: [`OrderEventData`] (see [`Self::for_order_change`]), a
+    /// reference to it, or the stored JSON as a `RawValue`.
+    ///
+    /// `id` is the outbox row's event id (fixed at commit), `time` the change's time.
+    pub fn for_order(
+        id: Uuid,
+        order_id: Uuid,
+        event_type: EventType,
+        time: DateTime<Utc>,
+        data: T,
+        correlationid: Option<String>,
+        traceparent: Option<String>,
+    ) -> Self {
+        CloudEvent {
+            specversion: SPEC_VERSION.to_owned(),
+            id: id.to_string(),
+            source: crate::ORDER_SERVICE_SOURCE.to_owned(),
+            event_type,
+            subject: order_id.to_string(),
+            time,
+            datacontenttype: DATA_CONTENT_TYPE.to_owned(),
+            dataschema: event_type.dataschema().to_owned(),
+            correlationid,
+            traceparent,
+            data,
+        }
+    }
+}
+
+impl<T: Serialize> CloudEvent<T> {
+    /// The structured JSON bytes (the Kafka value).
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing these types cannot fail: every map key is a string.
+        serde_json::to_vec(self).expect("order events serialize to JSON")
+    }
+}
+
 impl CloudEvent<OrderEventData> {
     /// Builds the event for one committed order change.
     ///
@@ -158,20 +197,16 @@ impl CloudEvent<OrderEventData> {
         correlationid: Option<String>,
         traceparent: Option<String>,
     ) -> Self {
-        let event_type = data.event_type();
-        CloudEvent {
-            specversion: SPEC_VERSION.to_owned(),
-            id: id.to_string(),
-            source: crate::ORDER_SERVICE_SOURCE.to_owned(),
+        let (order_id, event_type) = (data.order().order_id, data.event_type());
+        Self::for_order(
+            id,
+            order_id,
             event_type,
-            subject: data.order().order_id.to_string(),
             time,
-            datacontenttype: DATA_CONTENT_TYPE.to_owned(),
-            dataschema: event_type.dataschema().to_owned(),
+            data,
             correlationid,
             traceparent,
-            data,
-        }
+        )
     }
 
     /// Decodes a Kafka value (structured JSON) into a typed event.
@@ -197,12 +232,6 @@ impl CloudEvent<OrderEventData> {
             traceparent: raw.traceparent,
             data,
         })
-    }
-
-    /// The structured JSON bytes (the Kafka value).
-    pub fn encode(&self) -> Vec<u8> {
-        // Serializing these types cannot fail: every map key is a string.
-        serde_json::to_vec(self).expect("order events serialize to JSON")
     }
 }
 

@@ -7,6 +7,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
 
 use crate::config::DatabaseSettings;
+use crate::lane::PING_WHEN_IDLE_FOR;
 
 /// The schema, embedded in the binary and applied at start (under sqlx's advisory lock, so
 /// several instances starting at once apply it once).
@@ -14,12 +15,6 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// How long start-up keeps retrying an unreachable database before giving up.
 const CONNECT_PATIENCE: Duration = Duration::from_secs(30);
-
-/// A pooled connection idle longer than this is pinged before use. sqlx's default pings on
-/// every acquire: a whole extra round trip per request (and a second one, which sqlx always
-/// makes, on release), so a create cost three round trips instead of two. Busy connections
-/// have just proved themselves; one that sat idle (say, across a database restart) is checked.
-const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// Connects the pool, retrying while the database is not yet reachable.
 pub async fn connect(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
@@ -29,6 +24,10 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error>
             .max_connections(settings.pool_size)
             .min_connections(1)
             .acquire_timeout(settings.acquire_timeout)
+            // A connection idle longer than PING_WHEN_IDLE_FOR (the create lane's rule too)
+            // is pinged before use; sqlx's default pings on every acquire, a whole extra round
+            // trip per request. Busy connections have just proved themselves; one that sat
+            // idle (say, across a database restart) is checked.
             .test_before_acquire(false)
             .before_acquire(|conn, meta| {
                 Box::pin(async move {

@@ -36,10 +36,9 @@ pub mod kafka;
 pub mod maintenance;
 pub mod relay;
 
-use chrono::{DateTime, Utc};
 use order_domain::OrderStatus;
 use order_events::{
-    CloudEvent, EventType, OrderCancelled, OrderEventData, OrderItem as EventItem, OrderSnapshot,
+    CloudEvent, OrderCancelled, OrderEventData, OrderItem as EventItem, OrderSnapshot,
     OrderStatusChanged, OrderUpdated, traceparent,
 };
 use sqlx::{Postgres, Transaction};
@@ -74,65 +73,38 @@ pub struct EventRow {
     pub event_id: Uuid,
     /// The CloudEvents type.
     pub event_type: &'static str,
-    /// The event data.
-    pub data: OrderEventData,
+    /// The event as it goes on the wire (CloudEvents structured JSON), stored in the row's
+    /// `envelope` (migration 0007) and shipped unchanged by the relay.
+    pub envelope: String,
     /// A span of its own within the caller's trace (or a new trace), so the consumer's work
     /// links back to the request that made the change.
     pub traceparent: String,
 }
 
 impl EventRow {
-    /// The row for `order`'s change (the order as it is after the change).
+    /// The row for `order`'s change (the order as it is after the change; the event's `time`
+    /// is the change's, `order.updated_at`).
     pub fn new(change: OrderChange, order: &Order, ctx: &RequestContext) -> Self {
         let data = event_data(change, order);
-        Self {
-            event_id: Uuid::now_v7(),
-            event_type: data.event_type().as_str(),
+        let event_id = Uuid::now_v7();
+        let event_type = data.event_type();
+        let traceparent = traceparent::child_of(ctx.traceparent.as_deref());
+        let event = CloudEvent::for_order(
+            event_id,
+            order.id,
+            event_type,
+            order.updated_at,
             data,
-            traceparent: traceparent::child_of(ctx.traceparent.as_deref()),
+            Some(ctx.correlation_id.clone()),
+            Some(traceparent.clone()),
+        );
+        Self {
+            event_id,
+            event_type: event_type.as_str(),
+            envelope: serde_json::to_string(&event).expect("order events serialize to JSON"),
+            traceparent,
         }
     }
-
-    /// The event as it goes on the wire, built once here and stored in the row's `envelope`
-    /// (migration 0007): the relay ships it unchanged. Its `time` is the change's (`order` as it
-    /// is after the change).
-    pub fn envelope(&self, order: &Order, ctx: &RequestContext) -> String {
-        cloud_event_json(
-            self.event_id,
-            order.id,
-            self.data.event_type(),
-            order.updated_at,
-            Some(&ctx.correlation_id),
-            Some(&self.traceparent),
-            &self.data,
-        )
-    }
-}
-
-/// One order event as CloudEvents 1.0 structured JSON, `data` spliced in as it serializes.
-pub fn cloud_event_json<T: serde::Serialize>(
-    event_id: Uuid,
-    order_id: Uuid,
-    event_type: EventType,
-    time: DateTime<Utc>,
-    correlation_id: Option<&str>,
-    traceparent: Option<&str>,
-    data: T,
-) -> String {
-    let event = CloudEvent {
-        specversion: order_events::SPEC_VERSION.to_owned(),
-        id: event_id.to_string(),
-        source: order_events::ORDER_SERVICE_SOURCE.to_owned(),
-        event_type,
-        subject: order_id.to_string(),
-        time,
-        datacontenttype: order_events::envelope::DATA_CONTENT_TYPE.to_owned(),
-        dataschema: event_type.dataschema().to_owned(),
-        correlationid: correlation_id.map(str::to_owned),
-        traceparent: traceparent.map(str::to_owned),
-        data,
-    };
-    serde_json::to_string(&event).expect("order events serialize")
 }
 
 /// Appends the event for `order`'s change to the outbox in `tx` and returns its event id.
@@ -157,7 +129,7 @@ pub async fn append(
     .bind(order.id)
     .bind(order.version)
     .bind(row.event_type)
-    .bind(row.envelope(order, ctx))
+    .bind(&row.envelope)
     .bind(&ctx.correlation_id)
     .bind(&row.traceparent)
     .execute(&mut **tx)

@@ -314,7 +314,7 @@ impl OrderRepository {
             )
             .bind(event.event_id)
             .bind(event.event_type)
-            .bind(event.envelope(&created, ctx))
+            .bind(&event.envelope)
             .bind(&event.traceparent)
             .fetch_optional(lease.conn())
             .await;

@@ -13,6 +13,10 @@
 //!    order instead of creating another.
 //! 4. Link SAP's number to it (idempotent in the order service).
 //!
+//! Pairs the order service holds without SAP's number (a backfill or a dual write interrupted
+//! between its create and its link) are linked too, as `orderctl reconcile --repair-links`
+//! does: a backfill that crashed half-way is finished by running it again.
+//!
 //! A copied order starts as `created`; SAP's processing statuses travel in `specifications`.
 //! Each create and link publishes its events through the outbox like any other change.
 
@@ -21,7 +25,7 @@ use std::collections::HashMap;
 use anyhow::Context;
 use futures::stream::{self, StreamExt};
 use order_acl::TranslateOptions;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::reconcile::{self, BACKFILL_CORRELATION_PREFIX};
 
@@ -53,6 +57,9 @@ pub struct Outcome {
     pub already_present: usize,
     /// SAP numbers copied in this run (or, with `--dry-run`, that would be).
     pub copied: Vec<String>,
+    /// SAP numbers set on orders already present that lacked them (or, with `--dry-run`,
+    /// that would be).
+    pub linked: Vec<String>,
     /// (SAP number, why) of the orders that could not be copied.
     pub failed: Vec<(String, String)>,
 }
@@ -64,11 +71,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
     } else {
         println!(
-            "SAP orders: {}   already in the order service: {}   {}: {}   failed: {}",
+            "SAP orders: {}   already in the order service: {}   {}: {}   {}: {}   failed: {}",
             outcome.sap_orders,
             outcome.already_present,
             if args.dry_run { "to copy" } else { "copied" },
             outcome.copied.len(),
+            if args.dry_run { "to link" } else { "linked" },
+            outcome.linked.len(),
             outcome.failed.len()
         );
         for (number, why) in &outcome.failed {
@@ -102,7 +111,16 @@ async fn backfill(args: &Args) -> anyhow::Result<Outcome> {
     };
     if args.dry_run {
         outcome.copied = report.missing_in_order_service;
+        outcome.linked = report.unlinked.into_iter().map(|u| u.sap_number).collect();
         return Ok(outcome);
+    }
+    for u in &report.unlinked {
+        match reconcile::link_sap_number(&client, orders_url, &u.order_id, &u.sap_number).await {
+            Ok(()) => outcome.linked.push(u.sap_number.clone()),
+            Err(e) => outcome
+                .failed
+                .push((u.sap_number.clone(), format!("{e:#}"))),
+        }
     }
     let opts = TranslateOptions {
         default_currency: args.default_currency.clone(),
@@ -126,6 +144,7 @@ async fn backfill(args: &Args) -> anyhow::Result<Outcome> {
         }
     }
     outcome.copied.sort();
+    outcome.linked.sort();
     outcome.failed.sort();
     Ok(outcome)
 }
@@ -157,20 +176,9 @@ async fn copy_one(
     let id = created["id"]
         .as_str()
         .context("the order service's answer has no id")?;
-    let r = client
-        .put(format!("{orders_url}/api/v1/orders/{id}/sap-order-number"))
-        .json(&json!({ "sap_order_number": number }))
-        .send()
+    reconcile::link_sap_number(client, orders_url, id, number)
         .await
-        .context("linking SAP's number")?;
-    if !r.status().is_success() {
-        let status = r.status();
-        anyhow::bail!(
-            "created as {id}, but linking SAP's number failed ({status}): {}",
-            r.text().await.unwrap_or_default()
-        );
-    }
-    Ok(())
+        .with_context(|| format!("created as {id}, but not linked"))
 }
 
 /// The order service's create body for an SAP entity as OData returns it.
@@ -201,6 +209,7 @@ fn drop_navigation_links(entity: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn an_sap_entity_becomes_a_create_body_with_every_property_kept_and_no_links() {

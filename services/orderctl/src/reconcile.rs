@@ -474,7 +474,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         print_report(&report);
     }
     if args.repair_links {
-        let linked = repair_links(&client, ends.orders(), &report.unlinked).await?;
+        let linked = repair_links(&client, ends.orders(), &report.unlinked).await;
         println!(
             "linked {linked} of {} unlinked orders",
             report.unlinked.len()
@@ -512,29 +512,41 @@ pub async fn repair_links(
     client: &reqwest::Client,
     orders_url: &str,
     unlinked: &[Unlinked],
-) -> anyhow::Result<usize> {
+) -> usize {
     let mut linked = 0;
     for u in unlinked {
-        let url = format!("{orders_url}/api/v1/orders/{}/sap-order-number", u.order_id);
-        let r = client
-            .put(&url)
-            .json(&json!({ "sap_order_number": u.sap_number }))
-            .send()
-            .await
-            .with_context(|| format!("linking order {}", u.order_number))?;
-        if r.status().is_success() {
-            linked += 1;
-        } else {
-            eprintln!(
-                "order {}: the order service refused SAP number {}: {} {}",
-                u.order_number,
-                u.sap_number,
-                r.status(),
-                r.text().await.unwrap_or_default()
-            );
+        match link_sap_number(client, orders_url, &u.order_id, &u.sap_number).await {
+            Ok(()) => linked += 1,
+            Err(e) => eprintln!("order {}: {e:#}", u.order_number),
         }
     }
-    Ok(linked)
+    linked
+}
+
+/// Sets SAP's number on one order of the order service (`PUT .../sap-order-number`; the same
+/// number again is a no-op there).
+pub async fn link_sap_number(
+    client: &reqwest::Client,
+    orders_url: &str,
+    order_id: &str,
+    sap_number: &str,
+) -> anyhow::Result<()> {
+    let r = client
+        .put(format!(
+            "{orders_url}/api/v1/orders/{order_id}/sap-order-number"
+        ))
+        .json(&json!({ "sap_order_number": sap_number }))
+        .send()
+        .await
+        .with_context(|| format!("linking SAP order {sap_number}"))?;
+    if !r.status().is_success() {
+        let status = r.status();
+        bail!(
+            "the order service refused SAP number {sap_number} ({status}): {}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+    Ok(())
 }
 
 fn print_report(r: &Report) {

@@ -1,7 +1,8 @@
 //! `orderctl backfill` against the real SAP emulator and the real order service: SAP's orders
 //! that the order service does not hold are copied (every field kept) and linked, the ones it
-//! holds are left alone, a second run copies nothing, and an order the service refuses is named
-//! without stopping the others.
+//! holds are left alone, one a backfill created but did not link before it died is linked (not
+//! copied again), a second run copies nothing, and an order the service refuses is named without
+//! stopping the others.
 //!
 //! Needs the `sap-mock` and `order-service` binaries built next to this test's target folder
 //! (`cargo test --workspace`, as `scripts/test` runs it, builds them).
@@ -80,11 +81,30 @@ async fn backfill_copies_every_sap_order_the_order_service_lacks_once_and_links_
             .collect::<Vec<_>>()
     );
     let sap_huge = sap_create(client, sap, huge).await;
+    // One an earlier backfill created and died before linking: the order exists under the
+    // backfill's correlation id, without SAP's number.
+    let sap_3 = sap_create(client, sap, sap_body("HIST-3", "1", None)).await;
+    let r = client
+        .post(format!("{orders}/api/v1/orders"))
+        .header("x-correlation-id", format!("backfill-sap-{sap_3}"))
+        .json(
+            &json!({"customer_id": "17100001", "currency": "EUR", "customer_reference": "HIST-3",
+                      "items": [{"sku": "TG11", "quantity": "1", "unit": "PC"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
 
     let (code, first) = backfill(&sys);
     assert_eq!(code, Some(1), "a refused order makes the run fail: {first}");
-    assert_eq!(first["sap_orders"], 4, "{first}");
-    assert_eq!(first["already_present"], 1, "{first}");
+    assert_eq!(first["sap_orders"], 5, "{first}");
+    assert_eq!(first["already_present"], 2, "{first}");
+    assert_eq!(
+        first["linked"],
+        json!([sap_3]),
+        "the half-done copy is linked: {first}"
+    );
     let mut copied = vec![sap_1.clone(), sap_2.clone()];
     copied.sort();
     assert_eq!(first["copied"], json!(copied), "{first}");
@@ -98,7 +118,20 @@ async fn backfill_copies_every_sap_order_the_order_service_lacks_once_and_links_
     );
 
     let stored = all_orders(&sys).await;
-    assert_eq!(stored.len(), 3, "BOTH plus the two copies, nothing of HUGE");
+    assert_eq!(
+        stored.len(),
+        4,
+        "BOTH, the half-done copy and the two new copies; nothing of HUGE"
+    );
+    assert_eq!(
+        stored
+            .iter()
+            .filter(|o| o["customer_reference"] == "HIST-3")
+            .map(|o| &o["sap_order_number"])
+            .collect::<Vec<_>>(),
+        [&json!(sap_3)],
+        "the half-done copy is linked, and not copied a second time"
+    );
     let copy_1 = stored
         .iter()
         .find(|o| o["sap_order_number"] == json!(sap_1))
@@ -122,11 +155,12 @@ async fn backfill_copies_every_sap_order_the_order_service_lacks_once_and_links_
 
     // A second run copies nothing and stores nothing more.
     let (_, second) = backfill(&sys);
-    assert_eq!(second["already_present"], 3, "{second}");
+    assert_eq!(second["already_present"], 4, "{second}");
     assert_eq!(second["copied"], json!([]), "{second}");
-    assert_eq!(all_orders(&sys).await.len(), 3);
+    assert_eq!(second["linked"], json!([]), "{second}");
+    assert_eq!(all_orders(&sys).await.len(), 4);
 
-    // Reconciliation sees the copies as agreeing pairs; only HUGE is still missing.
+    // Reconciliation sees the copies as agreeing, linked pairs; only HUGE is still missing.
     let out = orderctl(&[
         "reconcile",
         "--json",
@@ -136,7 +170,8 @@ async fn backfill_copies_every_sap_order_the_order_service_lacks_once_and_links_
         orders,
     ]);
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(r["report"]["paired"], 3, "{r}");
+    assert_eq!(r["report"]["paired"], 4, "{r}");
+    assert_eq!(r["report"]["unlinked"], json!([]), "{r}");
     assert_eq!(
         r["report"]["missing_in_order_service"],
         json!([sap_huge]),

@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use order_events::{EventType, STRUCTURED_CONTENT_TYPE, headers};
+use order_events::{CloudEvent, EventType, STRUCTURED_CONTENT_TYPE, headers};
 use platform::shutdown::CancellationToken;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -203,15 +203,10 @@ impl Relay {
         self
     }
 
-    /// The producer in use (it changes after a fatal error when a factory is set).
-    pub fn producer(&self) -> &RelayProducer {
-        &self.producer
-    }
-
-    /// Replaces the producer if it hit a fatal error. Returns whether it did.
-    fn renew_producer_if_fatal(&mut self) -> bool {
+    /// Replaces the producer if it hit a fatal error.
+    fn renew_producer_if_fatal(&mut self) {
         let Some((code, reason)) = self.producer.client().fatal_error() else {
-            return false;
+            return;
         };
         metrics::counter!("outbox_publish_errors_total", "kind" => "fatal").increment(1);
         let Some(factory) = &self.renew else {
@@ -221,7 +216,7 @@ impl Relay {
                 "Kafka producer failed fatally and cannot be renewed; \
                 events stay pending until the relay restarts"
             );
-            return false;
+            return;
         };
         match factory() {
             Ok(producer) => {
@@ -232,12 +227,10 @@ impl Relay {
                     a new one, unmarked events will be sent again under their event ids"
                 );
                 self.producer = producer;
-                true
             }
             Err(error) => {
                 tracing::error!(?code, reason, %error, "Kafka producer failed fatally and a new \
                     one could not be built; will try again");
-                false
             }
         }
     }
@@ -459,16 +452,17 @@ impl Relay {
                         id: row.id,
                         reason: format!("payload is not JSON: {e}"),
                     })?;
-                built = super::cloud_event_json(
+                built = CloudEvent::for_order(
                     row.event_id,
                     row.aggregate_id,
                     event_type,
                     row.created_at,
-                    row.correlation_id.as_deref(),
-                    row.traceparent.as_deref(),
                     data,
-                );
-                built.as_bytes()
+                    row.correlation_id.clone(),
+                    row.traceparent.clone(),
+                )
+                .encode();
+                &built
             }
         };
         let key = row.aggregate_id.to_string();

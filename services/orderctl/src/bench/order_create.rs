@@ -93,10 +93,10 @@ fn pgbench_script(statement: &str) -> anyhow::Result<String> {
             PGBENCH_PARAMS.len()
         );
     }
+    let envelope = outbox_envelope().replace(':', ": ");
     // Highest first, so `$1` does not match inside `$12`.
     for n in (1..=highest).rev() {
-        let value =
-            PGBENCH_PARAMS[n - 1].replace("{envelope}", &outbox_envelope().replace(':', ": "));
+        let value = PGBENCH_PARAMS[n - 1].replace("{envelope}", &envelope);
         script = script.replace(&format!("${n}"), &value);
     }
     Ok(format!("{};\n", script.replace('\n', " ")))
