@@ -42,15 +42,8 @@ fn backfill(sys: &Systems) -> (Option<i32>, Value) {
 }
 
 async fn all_orders(sys: &Systems) -> Vec<Value> {
-    let page: Value = sys
-        .client
-        .get(format!("{}/api/v1/orders?limit=200", sys.orders))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = format!("{}/api/v1/orders?limit=200", sys.orders);
+    let page = get_json(&sys.client, &url).await;
     page["items"].as_array().unwrap().clone()
 }
 

@@ -92,17 +92,8 @@ async fn reconcile_pairs_agreeing_orders_and_names_each_kind_of_drift() {
         "{}",
         String::from_utf8_lossy(&repaired.stdout)
     );
-    let b_now: Value = client
-        .get(format!(
-            "{orders}/api/v1/orders/{}",
-            b["id"].as_str().unwrap()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let b_url = format!("{orders}/api/v1/orders/{}", b["id"].as_str().unwrap());
+    let b_now = get_json(&client, &b_url).await;
     assert_eq!(b_now["sap_order_number"], json!(sap_b));
     let again = reconcile(&sap, &orders, "--json");
     let again: Value = serde_json::from_slice(&again.stdout).unwrap();

@@ -118,6 +118,11 @@ pub fn sap_body(reference: &str, qty: &str, external: Option<&str>) -> Value {
     body
 }
 
+/// A GET answered with JSON.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// sap-mock and the order service, started for one test; stopped (and the emulator's data
 /// folder removed) when dropped.
 pub struct Systems {
