@@ -83,6 +83,11 @@ pub const PROXY_SHADOW_MIN_MATCH_RATE: &str = "PROXY_SHADOW_MIN_MATCH_RATE";
 /// Worker threads serving clients, each with its own event loop and upstream pools
 /// (default: one per CPU; `1` serves on the main runtime).
 pub const PROXY_WORKERS: &str = "PROXY_WORKERS";
+/// Serve plain pass-through requests on the lean HTTP/1.1 path (`true`, the default) or send
+/// every request through hyper (`false`).
+pub const PROXY_FAST_PATH: &str = "PROXY_FAST_PATH";
+/// How long an idle keep-alive client connection is kept open, in milliseconds.
+pub const PROXY_KEEPALIVE_TIMEOUT_MS: &str = "PROXY_KEEPALIVE_TIMEOUT_MS";
 /// How long a finished idempotency record is kept, hours (a retry after that is a new request).
 pub const PROXY_IDEMPOTENCY_TTL_HOURS: &str = "PROXY_IDEMPOTENCY_TTL_HOURS";
 /// Log format, `text` or `json`.
@@ -149,6 +154,10 @@ pub struct ProxyConfig {
     pub shadow_min_match_rate: f64,
     /// Worker threads for the client side.
     pub workers: usize,
+    /// Plain pass-through requests take the lean HTTP/1.1 path ([`crate::h1`]).
+    pub fast_path: bool,
+    /// Idle time after which a keep-alive client connection is closed.
+    pub keepalive_timeout: Duration,
     /// Idempotency record lifetime.
     pub idempotency_ttl: Duration,
     /// Log format.
@@ -227,6 +236,8 @@ impl ProxyConfig {
             Duration::from_secs(r.read(PROXY_IDEMPOTENCY_TTL_HOURS, 24u64).max(1) * 3600);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let workers = r.read(PROXY_WORKERS, cpus).clamp(1, 256);
+        let fast_path = r.read_bool(PROXY_FAST_PATH, true);
+        let keepalive_timeout = ms(&mut r, PROXY_KEEPALIVE_TIMEOUT_MS, 75_000);
         let log_format: LogFormat = r.read(LOG_FORMAT, LogFormat::Text);
         r.finish()?;
         Ok(Self {
@@ -259,6 +270,8 @@ impl ProxyConfig {
             shadow_min_samples,
             shadow_min_match_rate,
             workers,
+            fast_path,
+            keepalive_timeout,
             idempotency_ttl,
             log_format,
         })

@@ -40,6 +40,7 @@ pub mod body;
 pub mod breaker;
 pub mod config;
 pub mod error;
+pub mod h1;
 pub mod observe;
 pub mod order_client;
 pub mod outcome;

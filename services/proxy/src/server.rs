@@ -18,9 +18,10 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::body::{ProxyBody, collect_limited};
 use crate::config::ProxyConfig;
@@ -67,23 +68,22 @@ impl ProxyState {
             _ => self.routes.snapshot(SALES_ORDERS),
         };
         let mode = route.as_ref().map(|r| r.mode);
+        let plan = self.plan(
+            op,
+            route.as_deref(),
+            req.uri().path(),
+            req.headers()
+                .contains_key(&platform::correlation::IDEMPOTENCY_HEADER),
+        );
         // Phase 4: handle.
-        let resp = match (op, route) {
-            (Operation::SalesOrderCreate, Some(route))
-                if route.mode != Mode::Legacy || self.legacy_create_needs_buffering(&req) =>
-            {
-                self.buffered_create(req, &route).await
-            }
-            (Operation::SalesOrderRead, Some(route))
-                if route.mode == Mode::DualWrite && is_entity_read(req.uri().path()) =>
-            {
-                self.shadowed_read(req).await
-            }
-            (Operation::SalesOrderRead, Some(route)) if route.mode >= Mode::Events => {
+        let resp = match (plan, route) {
+            (Plan::BufferedCreate, Some(route)) => self.buffered_create(req, &route).await,
+            (Plan::ShadowedRead, _) => self.shadowed_read(req).await,
+            (Plan::OrderServiceRead, route) => {
                 let (parts, body) = req.into_parts();
                 match self.sales_orders.read_from_order_service(&parts).await {
                     Some(resp) => resp,
-                    None if route.mode == Mode::Events => {
+                    None if route.is_some_and(|r| r.mode == Mode::Events) => {
                         self.pass_through(Request::from_parts(parts, body)).await
                     }
                     None => ProxyError::NotSupported(
@@ -95,26 +95,39 @@ impl ProxyState {
             _ => self.pass_through(req).await,
         };
         // Phase 5: log.
-        let route_label = match op {
-            Operation::PassThrough => "passthrough",
-            _ => SALES_ORDERS,
-        };
-        let op_label = match op {
-            Operation::SalesOrderCreate => "create",
-            Operation::SalesOrderRead => "read",
-            Operation::PassThrough => "other",
-        };
-        request_histogram(op, route_label, op_label, mode, resp.status().as_u16())
-            .record(start.elapsed().as_secs_f64());
+        observe(op, mode, resp.status().as_u16(), start);
         resp
     }
 
-    /// In legacy mode a create streams through unless an idempotency key (header or natural)
-    /// must be honoured, which needs the body and the answer in hand.
-    fn legacy_create_needs_buffering(&self, req: &Request<Incoming>) -> bool {
-        req.headers()
-            .contains_key(&platform::correlation::IDEMPOTENCY_HEADER)
-            || !self.config.natural_key_fields.is_empty()
+    /// Phase 4's decision for a request: what handles it. The lean HTTP/1.1 path
+    /// ([`crate::h1`]) serves exactly the requests planned [`Plan::PassThrough`].
+    pub(crate) fn plan(
+        &self,
+        op: Operation,
+        route: Option<&crate::routes::Route>,
+        path: &str,
+        has_idempotency_key: bool,
+    ) -> Plan {
+        match (op, route) {
+            // In legacy mode a create streams through unless an idempotency key (header or
+            // natural) must be honoured, which needs the body and the answer in hand.
+            (Operation::SalesOrderCreate, Some(r))
+                if r.mode != Mode::Legacy
+                    || has_idempotency_key
+                    || !self.config.natural_key_fields.is_empty() =>
+            {
+                Plan::BufferedCreate
+            }
+            (Operation::SalesOrderRead, Some(r))
+                if r.mode == Mode::DualWrite && is_entity_read(path) =>
+            {
+                Plan::ShadowedRead
+            }
+            (Operation::SalesOrderRead, Some(r)) if r.mode >= Mode::Events => {
+                Plan::OrderServiceRead
+            }
+            _ => Plan::PassThrough,
+        }
     }
 
     async fn buffered_create(
@@ -171,6 +184,33 @@ impl ProxyState {
             Err(e) => e.to_response(),
         }
     }
+}
+
+/// What handles a request (see [`ProxyState::plan`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// Straight to SAP.
+    PassThrough,
+    /// A create read whole first (dual write, idempotency keys).
+    BufferedCreate,
+    /// A read SAP answers and the order service's copy is compared with.
+    ShadowedRead,
+    /// A read answered by the order service (`events`, `retired`).
+    OrderServiceRead,
+}
+
+/// Phase 5: one latency observation for a request, by route, operation, mode and status.
+pub(crate) fn observe(op: Operation, mode: Option<Mode>, status: u16, start: Instant) {
+    let route_label = match op {
+        Operation::PassThrough => "passthrough",
+        _ => SALES_ORDERS,
+    };
+    let op_label = match op {
+        Operation::SalesOrderCreate => "create",
+        Operation::SalesOrderRead => "read",
+        Operation::PassThrough => "other",
+    };
+    request_histogram(op, route_label, op_label, mode, status).record(start.elapsed().as_secs_f64());
 }
 
 /// The request histogram for this label set, registered on first use and then reused (building
@@ -232,6 +272,10 @@ fn status_class(s: u16) -> &'static str {
 }
 
 /// Accepts connections until `shutdown`, then drains in-flight requests for up to `grace`.
+///
+/// Each connection starts on the lean HTTP/1.1 pass-through path ([`crate::h1`]) when it is
+/// enabled; the first request that path does not serve itself hands the connection, with the
+/// bytes already read, to hyper for the rest of its life.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<ProxyState>,
@@ -239,12 +283,13 @@ pub async fn serve(
     header_timeout: Duration,
     grace: Duration,
 ) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .keep_alive(true);
+    let builder = Arc::new(builder);
+    let connections = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -260,21 +305,53 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let st = state.clone();
-        let service = service_fn(move |req| {
-            let st = st.clone();
-            async move { Ok::<_, Infallible>(st.handle(req).await) }
-        });
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "client connection ended with an error");
-            }
-        });
+        connections.spawn(connection(
+            stream,
+            state.clone(),
+            builder.clone(),
+            shutdown.clone(),
+        ));
     }
     drop(listener);
+    connections.close();
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all client connections drained"),
+        () = connections.wait() => tracing::info!("all client connections drained"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+}
+
+/// One client connection, from accept to close.
+async fn connection(
+    stream: TcpStream,
+    state: Arc<ProxyState>,
+    builder: Arc<hyper::server::conn::http1::Builder>,
+    shutdown: CancellationToken,
+) {
+    let (stream, read) = if state.config.fast_path {
+        match crate::h1::serve(stream, &state, &shutdown).await {
+            Some(handed_over) => handed_over,
+            None => return,
+        }
+    } else {
+        (stream, bytes::BytesMut::new())
+    };
+    let st = state.clone();
+    let service = service_fn(move |req| {
+        let st = st.clone();
+        async move { Ok::<_, Infallible>(st.handle(req).await) }
+    });
+    let io = crate::h1::Prefixed::new(read.freeze(), stream);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = shutdown.cancelled() => {
+            // Finish the request in progress, then close (idle connections close at once).
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "client connection ended with an error");
     }
 }

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::HOST;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri};
@@ -214,7 +214,7 @@ impl Upstream {
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<ProxyBody>, UpstreamFailure> {
+    async fn connect_stream(&self) -> Result<TcpStream, UpstreamFailure> {
         let host = self.authority.host();
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let port = self.authority.port_u16().unwrap_or(80);
@@ -222,6 +222,11 @@ impl Upstream {
             .await
             .map_err(|e| UpstreamFailure::Connect(e.to_string()))?;
         let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    async fn connect(&self) -> Result<SendRequest<ProxyBody>, UpstreamFailure> {
+        let stream = self.connect_stream().await?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| UpstreamFailure::Connect(error_chain(&e)))?;
@@ -329,41 +334,153 @@ impl Upstream {
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         *req.uri_mut() = Uri::from(origin);
+        let call = self.begin()?;
+        let attempt = async {
+            let _slot = self.slot().await;
+            self.call(req).await
+        };
+        let result = match tokio::time::timeout(self.timeout, attempt).await {
+            Err(_) => Err(UpstreamFailure::Timeout),
+            Ok(r) => r,
+        };
+        match &result {
+            Ok(resp) => call.answered(resp.status()),
+            Err(f) => call.failed(f),
+        }
+        result
+    }
+
+    /// Starts a call: refused at once while the breaker is open; otherwise the returned
+    /// [`Call`] records the outcome (breaker and latency histogram) exactly once.
+    pub(crate) fn begin(&self) -> Result<Call<'_>, UpstreamFailure> {
         if !self.breaker.allow() {
             metrics::counter!("proxy_upstream_breaker_rejections_total", "upstream" => self.name)
                 .increment(1);
             return Err(UpstreamFailure::BreakerOpen);
         }
-        let guard = BreakerGuard {
-            breaker: &self.breaker,
-            done: false,
-        };
-        let start = Instant::now();
-        let call = async {
-            let _slot = self.slots.acquire().await.expect("semaphore never closed");
-            self.call(req).await
-        };
-        let result = match tokio::time::timeout(self.timeout, call).await {
-            Err(_) => Err(UpstreamFailure::Timeout),
-            Ok(r) => r,
-        };
-        match &result {
-            Ok(resp) => {
-                let ok = !resp.status().is_server_error();
-                guard.record(ok);
-                self.histograms[if ok { 0 } else { 1 }].record(start.elapsed().as_secs_f64());
-            }
-            Err(f) => {
-                guard.record(false);
-                let i = match f {
-                    UpstreamFailure::Timeout => 2,
-                    UpstreamFailure::Connect(_) => 3,
-                    _ => 4,
-                };
-                self.histograms[i].record(start.elapsed().as_secs_f64());
+        Ok(Call {
+            upstream: self,
+            guard: BreakerGuard {
+                breaker: &self.breaker,
+                done: false,
+            },
+            start: Instant::now(),
+        })
+    }
+
+    /// One of the upstream's concurrency slots (waits while all are taken).
+    pub(crate) async fn slot(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.slots.acquire().await.expect("semaphore never closed")
+    }
+
+    /// Time allowed until the response head.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The base URL's path, without a trailing slash (empty for none).
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The `Host` header for requests to this upstream.
+    pub(crate) fn host_header(&self) -> &HeaderValue {
+        &self.host_header
+    }
+
+    /// An idle raw connection of this thread's pool that still looks open (judged from the
+    /// readiness the event loop already has, so no system call in the common case), or
+    /// `None`.
+    pub(crate) async fn take_raw(&self) -> Option<RawConn> {
+        loop {
+            let conn = RAW_IDLE.with(|idle| idle.borrow_mut().get_mut(&self.pool)?.pop())?;
+            if conn.looks_open().await {
+                return Some(conn);
             }
         }
-        result
+    }
+
+    /// A new raw connection.
+    pub(crate) async fn connect_raw(&self) -> Result<RawConn, UpstreamFailure> {
+        Ok(RawConn {
+            stream: self.connect_stream().await?,
+            buf: BytesMut::with_capacity(RAW_BUFFER),
+        })
+    }
+
+    /// Returns a raw connection whose last response was read to its end.
+    pub(crate) fn put_raw(&self, mut conn: RawConn) {
+        if !conn.buf.is_empty() {
+            return; // bytes nobody asked for: not a connection to reuse
+        }
+        conn.buf.clear();
+        RAW_IDLE.with(|idle| {
+            let mut idle = idle.borrow_mut();
+            let list = idle.entry(self.pool).or_default();
+            if list.len() < MAX_IDLE_PER_THREAD {
+                list.push(conn);
+            }
+        });
+    }
+}
+
+/// A call in progress (see [`Upstream::begin`]). Dropped without an outcome (the caller gave
+/// up), it counts as a breaker failure.
+pub(crate) struct Call<'a> {
+    upstream: &'a Upstream,
+    guard: BreakerGuard<'a>,
+    start: Instant,
+}
+
+impl Call<'_> {
+    /// The upstream answered; a 5xx counts as a breaker failure.
+    pub(crate) fn answered(self, status: http::StatusCode) {
+        let ok = !status.is_server_error();
+        self.guard.record(ok);
+        self.upstream.histograms[if ok { 0 } else { 1 }].record(self.start.elapsed().as_secs_f64());
+    }
+
+    /// The call failed without an answer.
+    pub(crate) fn failed(self, f: &UpstreamFailure) {
+        self.guard.record(false);
+        let i = match f {
+            UpstreamFailure::Timeout => 2,
+            UpstreamFailure::Connect(_) => 3,
+            _ => 4,
+        };
+        self.upstream.histograms[i].record(self.start.elapsed().as_secs_f64());
+    }
+}
+
+/// Read buffer size of a raw upstream connection.
+const RAW_BUFFER: usize = 16 * 1024;
+
+thread_local! {
+    static RAW_IDLE: RefCell<HashMap<u64, Vec<RawConn>>> = RefCell::new(HashMap::new());
+}
+
+/// A plain keep-alive connection to an upstream, used by the lean pass-through path
+/// ([`crate::h1`]): the socket and the bytes read from it but not yet consumed.
+#[derive(Debug)]
+pub(crate) struct RawConn {
+    pub(crate) stream: TcpStream,
+    pub(crate) buf: BytesMut,
+}
+
+impl RawConn {
+    /// False when the server closed the connection (or sent bytes nobody asked for) while it
+    /// was idle. The event loop learnt of either through the socket's readiness; only then is a
+    /// read tried to tell them apart from a stale readiness flag.
+    async fn looks_open(&self) -> bool {
+        let readable = std::future::poll_fn(|cx| {
+            Poll::Ready(self.stream.poll_read_ready(cx).is_ready())
+        })
+        .await;
+        if !readable {
+            return true;
+        }
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 }
 

@@ -1,0 +1,879 @@
+//! The lean HTTP/1.1 pass-through path: the requests the proxy only relays to SAP, served
+//! without building a hyper request and response for each.
+//!
+//! Pass-through is most of the traffic in every phase, and for it hyper's machinery (a header
+//! map per message on both sides, a task and a channel per upstream connection, a boxed body
+//! per response) was the proxy's whole cost beyond the kernel's: 6 to 7 µs of user time per
+//! request against nginx's 3.5 µs (see `docs/benchmarks.md`). This path parses the head with
+//! `httparse` (the parser hyper itself uses), writes the upstream request head straight into
+//! a buffer, relays the answer from a per-thread pool of plain keep-alive connections, and
+//! keeps every guard of the hyper path: admission, the breaker, the upstream timeout and
+//! concurrency bound, the body limit, header and body timeouts, metrics.
+//!
+//! It serves only what it can serve unambiguously, and hands everything else to hyper:
+//!
+//! - the request must parse completely and strictly as HTTP/1.1 with an origin-form target;
+//! - its framing must be plain: no `Transfer-Encoding`, at most one `Content-Length` made only
+//!   of digits, no `Expect`, no `Upgrade`, no `Connection` option other than `close` and
+//!   `keep-alive` (so no header is made hop-by-hop by name);
+//! - and the proxy must have decided to pass it through ([`Plan::PassThrough`]): creates in
+//!   `dual-write`, shadowed reads and reads the order service answers all go through hyper.
+//!
+//! A request that does not qualify is not answered here: the connection, with every byte
+//! already read, goes to hyper for the rest of its life ([`Prefixed`]). So a malformed or
+//! ambiguous request meets exactly the parser and the checks it met before this path existed,
+//! and the request SAP receives is always re-encoded from what was parsed (never the client's
+//! raw bytes), so the proxy and SAP cannot disagree on where a request ends.
+
+use std::io::IoSlice;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{Method, StatusCode};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{ProxyError, Side, UpstreamFailure};
+use crate::routes::{Mode, SALES_ORDERS};
+use crate::sales_orders::{Operation, classify};
+use crate::server::{Plan, ProxyState, observe};
+use crate::upstream::RawConn;
+
+/// Headers per message (hyper's default limit; more goes to hyper, which answers 431).
+const MAX_HEADERS: usize = 100;
+/// Size of a message head.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Read size.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Serves a client connection on the lean path until it closes (`None`) or a request needs
+/// hyper: then the connection and the bytes read but not served come back.
+pub async fn serve(
+    mut client: TcpStream,
+    state: &Arc<ProxyState>,
+    shutdown: &CancellationToken,
+) -> Option<(TcpStream, BytesMut)> {
+    let config = &state.config;
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = Vec::with_capacity(1024);
+    let mut idle = IdleTimer::new(config.keepalive_timeout);
+    // Registered once for the connection's life, not once per request.
+    let mut stopping = std::pin::pin!(shutdown.cancelled());
+    loop {
+        // A complete request head.
+        let mut head_deadline = None;
+        let fwd = loop {
+            if !rbuf.is_empty() {
+                match analyse(state, &rbuf, &mut out) {
+                    Head::Forward(f) => break f,
+                    Head::HandOff => return Some((client, rbuf)),
+                    Head::Partial if rbuf.len() >= MAX_HEAD_BYTES => return Some((client, rbuf)),
+                    Head::Partial => {}
+                }
+            }
+            rbuf.reserve(READ_CHUNK);
+            let read = if rbuf.is_empty() {
+                // Between requests: until the keep-alive timeout or shutdown.
+                tokio::select! {
+                    biased;
+                    r = client.read_buf(&mut rbuf) => r,
+                    () = &mut stopping => return None,
+                    () = idle.expired() => return None,
+                }
+            } else {
+                // The head has begun: the rest must come within the header timeout.
+                let deadline = *head_deadline
+                    .get_or_insert_with(|| Instant::now() + config.client_header_timeout);
+                match tokio::time::timeout_at(deadline, client.read_buf(&mut rbuf)).await {
+                    Ok(r) => r,
+                    Err(_) => return None,
+                }
+            };
+            match read {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        };
+        rbuf.advance(fwd.head_len);
+        let start = std::time::Instant::now();
+        let close = fwd.close || shutdown.is_cancelled();
+        let result = {
+            // Admission, then the body limit, as on the hyper path.
+            match state.inflight.try_acquire() {
+                Err(_) => Err(Failed::Answer(ProxyError::Overloaded)),
+                Ok(_slot) if fwd.body_len > config.max_body_bytes as u64 => {
+                    Err(Failed::Answer(ProxyError::BodyTooLarge {
+                        limit: config.max_body_bytes,
+                    }))
+                }
+                Ok(_slot) => relay(state, &mut client, &mut rbuf, &mut out, &fwd, close).await,
+            }
+        };
+        match result {
+            Ok(Relayed { status, keep_alive }) => {
+                observe(fwd.op, fwd.mode, status, start);
+                if !keep_alive || close {
+                    return None;
+                }
+            }
+            Err(Failed::Answer(error)) => {
+                // Nothing was sent to the client yet. The client's body was not read: the
+                // connection cannot carry another request, unless there was none.
+                let keep = fwd.body_len == 0 && !close;
+                let status = write_error(&mut client, error, !keep, &mut out).await;
+                observe(fwd.op, fwd.mode, status, start);
+                if !keep {
+                    return None;
+                }
+            }
+            Err(Failed::Drop(status)) => {
+                observe(fwd.op, fwd.mode, status, start);
+                return None;
+            }
+        }
+        idle.touch();
+    }
+}
+
+/// A request the lean path serves.
+#[derive(Debug)]
+struct Forward {
+    /// Length of the client's head.
+    head_len: usize,
+    /// Length of its body.
+    body_len: u64,
+    /// `HEAD`: the answer has no body whatever its headers say.
+    head_method: bool,
+    /// May be sent again on another connection if a pooled one turns out closed.
+    retryable: bool,
+    /// The client asked to close after this exchange.
+    close: bool,
+    op: Operation,
+    mode: Option<Mode>,
+}
+
+enum Head {
+    Partial,
+    HandOff,
+    Forward(Forward),
+}
+
+/// Parses a request head and, when the lean path serves it, writes the head SAP gets into
+/// `out`.
+fn analyse(state: &ProxyState, buf: &[u8], out: &mut Vec<u8>) -> Head {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let parsed =
+        httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, buf, &mut slots);
+    let head_len = match parsed {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Head::Partial,
+        Err(_) => return Head::HandOff,
+    };
+    let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
+        return Head::HandOff;
+    };
+    if !target.starts_with('/') {
+        return Head::HandOff;
+    }
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return Head::HandOff;
+    };
+    if method == Method::CONNECT {
+        return Head::HandOff;
+    }
+    let mut body_len = None;
+    let mut close = false;
+    let mut idempotency_key = false;
+    let mut hosts = 0;
+    for h in req.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            match (body_len, digits(h.value)) {
+                (None, Some(n)) => body_len = Some(n),
+                _ => return Head::HandOff,
+            }
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|b| *b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
+                    return Head::HandOff;
+                }
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("upgrade")
+            || name.eq_ignore_ascii_case("expect")
+        {
+            return Head::HandOff;
+        } else if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+        } else if name.eq_ignore_ascii_case(platform::correlation::IDEMPOTENCY_HEADER.as_str()) {
+            idempotency_key = true;
+        }
+    }
+    if hosts > 1 {
+        return Head::HandOff;
+    }
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    let op = classify(&method, path);
+    let route = match op {
+        Operation::PassThrough => None,
+        _ => state.routes.snapshot(SALES_ORDERS),
+    };
+    if state.plan(op, route.as_deref(), path, idempotency_key) != Plan::PassThrough {
+        return Head::HandOff;
+    }
+    // The head SAP gets: the same request line (behind the upstream's base path), the
+    // end-to-end headers in the client's order, `Host` as configured.
+    let sap = &state.sap;
+    let keep_host = state.config.preserve_host && hosts == 1;
+    out.clear();
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(sap.prefix().as_bytes());
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if !keep_host {
+        push_header(out, b"host", sap.host_header().as_bytes());
+    }
+    for h in req.headers.iter() {
+        if is_hop_by_hop(h.name) || (!keep_host && h.name.eq_ignore_ascii_case("host")) {
+            continue;
+        }
+        push_header(out, h.name.as_bytes(), h.value);
+    }
+    out.extend_from_slice(b"\r\n");
+    let body_len = body_len.unwrap_or(0);
+    Head::Forward(Forward {
+        head_len,
+        body_len,
+        head_method: method == Method::HEAD,
+        retryable: body_len == 0 && method.is_idempotent(),
+        close,
+        op,
+        mode: route.map(|r| r.mode),
+    })
+}
+
+/// RFC 9110 §7.6.1's hop-by-hop headers (those named in `Connection` are handled by the
+/// callers).
+fn is_hop_by_hop(name: &str) -> bool {
+    crate::passthrough::HOP_BY_HOP
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
+}
+
+fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A `Content-Length` value: digits only (no sign, no list, no spaces), no overflow.
+fn digits(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// A relayed exchange.
+struct Relayed {
+    status: u16,
+    /// The client connection is in step for another request.
+    keep_alive: bool,
+}
+
+enum Failed {
+    /// Nothing reached the client yet: answer with this error.
+    Answer(ProxyError),
+    /// The exchange broke once the answer had begun (or the client went away): close.
+    Drop(u16),
+}
+
+impl Failed {
+    fn sap(failure: UpstreamFailure) -> Self {
+        Failed::Answer(ProxyError::Upstream {
+            side: Side::Sap,
+            failure,
+        })
+    }
+}
+
+/// What went wrong while sending a request on a connection or waiting for its head.
+enum SendError {
+    /// The (pooled) connection was closed before any answer: the request may be retried if
+    /// it is [`Forward::retryable`].
+    Closed(String),
+    /// The client stopped sending its body.
+    Client(ProxyError),
+    Upstream(UpstreamFailure),
+}
+
+/// The answer's head, already rewritten for the client into `out`.
+struct ResponseHead {
+    status: u16,
+    head_len: usize,
+    framing: Framing,
+    /// SAP keeps the connection open after this answer.
+    reusable: bool,
+    /// The client's connection closes after this answer.
+    close: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+/// Sends the request to SAP and relays the answer.
+async fn relay(
+    state: &ProxyState,
+    client: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    out: &mut Vec<u8>,
+    fwd: &Forward,
+    close: bool,
+) -> Result<Relayed, Failed> {
+    let sap = &state.sap;
+    let config = &state.config;
+    let call = sap.begin().map_err(Failed::sap)?;
+    // The upstream timeout covers the wait for a slot and for the answer's head.
+    let deadline = Instant::now() + sap.timeout();
+    let attempt = async {
+        let _slot = sap.slot().await;
+        loop {
+            let (mut conn, pooled) = match sap.take_raw().await {
+                Some(c) => (c, true),
+                None => (sap.connect_raw().await.map_err(SendError::Upstream)?, false),
+            };
+            match send(&mut conn, client, rbuf, out, fwd, config.client_body_timeout).await {
+                Ok(()) => {}
+                Err(SendError::Closed(_)) if pooled && fwd.retryable => continue,
+                Err(e) => return Err(e),
+            }
+            match read_head(&mut conn, out, fwd, close).await {
+                Ok(head) => return Ok((conn, head)),
+                Err(SendError::Closed(_)) if pooled && fwd.retryable => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    let (mut conn, head) = match tokio::time::timeout_at(deadline, attempt).await {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => {
+            let failure = match e {
+                SendError::Client(err) => {
+                    call.failed(&UpstreamFailure::Broken("client body incomplete".into()));
+                    return Err(Failed::Answer(err));
+                }
+                SendError::Closed(why) => UpstreamFailure::Broken(why),
+                SendError::Upstream(f) => f,
+            };
+            call.failed(&failure);
+            return Err(Failed::sap(failure));
+        }
+        Err(_) => {
+            call.failed(&UpstreamFailure::Timeout);
+            return Err(Failed::sap(UpstreamFailure::Timeout));
+        }
+    };
+    let status = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    call.answered(status);
+    conn.buf.advance(head.head_len);
+    match relay_body(&mut conn, client, out, head.framing, config.sap_timeout).await {
+        Ok(()) => {}
+        Err(()) => return Err(Failed::Drop(head.status)),
+    }
+    if head.reusable {
+        sap.put_raw(conn);
+    }
+    Ok(Relayed {
+        status: head.status,
+        keep_alive: !head.close,
+    })
+}
+
+/// Writes the request head (in `out`) and body to SAP.
+async fn send(
+    conn: &mut RawConn,
+    client: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    out: &[u8],
+    fwd: &Forward,
+    body_timeout: Duration,
+) -> Result<(), SendError> {
+    // The head and as much of the body as has arrived, in one write.
+    let here = fwd.body_len.min(rbuf.len() as u64) as usize;
+    write_two(&mut conn.stream, out, &rbuf[..here])
+        .await
+        .map_err(|e| SendError::Closed(e.to_string()))?;
+    rbuf.advance(here);
+    let mut remaining = fwd.body_len - here as u64;
+    while remaining > 0 {
+        rbuf.reserve(READ_CHUNK);
+        match tokio::time::timeout(body_timeout, client.read_buf(rbuf)).await {
+            Err(_) => return Err(SendError::Client(ProxyError::ClientTooSlow)),
+            Ok(Ok(0)) => {
+                return Err(SendError::Client(ProxyError::ClientBody(
+                    "the client closed the connection before the end of its body".into(),
+                )));
+            }
+            Ok(Err(e)) => return Err(SendError::Client(ProxyError::ClientBody(e.to_string()))),
+            Ok(Ok(_)) => {}
+        }
+        let take = remaining.min(rbuf.len() as u64) as usize;
+        conn.stream
+            .write_all(&rbuf[..take])
+            .await
+            .map_err(|e| SendError::Upstream(UpstreamFailure::Broken(e.to_string())))?;
+        rbuf.advance(take);
+        remaining -= take as u64;
+    }
+    Ok(())
+}
+
+/// Reads SAP's answer head (skipping interim 1xx answers) and writes the client's into `out`.
+async fn read_head(
+    conn: &mut RawConn,
+    out: &mut Vec<u8>,
+    fwd: &Forward,
+    close: bool,
+) -> Result<ResponseHead, SendError> {
+    let mut received = false;
+    loop {
+        if !conn.buf.is_empty() {
+            match parse_response(&conn.buf, fwd.head_method, close, out) {
+                Ok(Some(head)) if (100..200).contains(&head.status) && head.status != 101 => {
+                    conn.buf.advance(head.head_len);
+                    continue;
+                }
+                Ok(Some(head)) if head.status == 101 => {
+                    return Err(SendError::Upstream(UpstreamFailure::Broken(
+                        "switching protocols without an upgrade request".into(),
+                    )));
+                }
+                Ok(Some(head)) => return Ok(head),
+                Ok(None) if conn.buf.len() >= MAX_HEAD_BYTES => {
+                    return Err(SendError::Upstream(UpstreamFailure::Broken(
+                        "response head too large".into(),
+                    )));
+                }
+                Ok(None) => {}
+                Err(why) => {
+                    return Err(SendError::Upstream(UpstreamFailure::Broken(why.into())));
+                }
+            }
+        }
+        conn.buf.reserve(READ_CHUNK);
+        match conn.stream.read_buf(&mut conn.buf).await {
+            Ok(0) if !received => return Err(SendError::Closed("closed before answering".into())),
+            Ok(0) => {
+                return Err(SendError::Upstream(UpstreamFailure::Broken(
+                    "closed in the middle of the response head".into(),
+                )));
+            }
+            Err(e) if !received => return Err(SendError::Closed(e.to_string())),
+            Err(e) => return Err(SendError::Upstream(UpstreamFailure::Broken(e.to_string()))),
+            Ok(_) => received = true,
+        }
+    }
+}
+
+/// Parses an answer head; for a final answer writes the client's head into `out`: the same
+/// status line and end-to-end headers, hop-by-hop ones dropped (with those `Connection`
+/// names), the body's framing restated.
+fn parse_response(
+    buf: &[u8],
+    head_method: bool,
+    close_client: bool,
+    out: &mut Vec<u8>,
+) -> Result<Option<ResponseHead>, &'static str> {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed =
+        httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
+    let head_len = match parsed {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err("invalid response head"),
+    };
+    let (Some(version), Some(status)) = (resp.version, resp.code) else {
+        return Err("invalid response head");
+    };
+    if (100..200).contains(&status) {
+        return Ok(Some(ResponseHead {
+            status,
+            head_len,
+            framing: Framing::Empty,
+            reusable: false,
+            close: false,
+        }));
+    }
+    let mut length: Option<u64> = None;
+    let mut transfer: Option<bool> = None; // Some(last coding is chunked)
+    let mut upstream_close = version == 0;
+    let mut named: [&[u8]; 8] = [&[]; 8];
+    let mut named_count = 0;
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let n = digits(h.value).ok_or("invalid content-length")?;
+            if length.is_some_and(|l| l != n) {
+                return Err("conflicting content-length");
+            }
+            length = Some(n);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            let last = h.value.rsplit(|b| *b == b',').next().unwrap_or(&[]);
+            transfer = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|b| *b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    upstream_close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    upstream_close &= version != 0;
+                } else if !token.is_empty() {
+                    if named_count == named.len() {
+                        return Err("too many Connection options");
+                    }
+                    named[named_count] = token;
+                    named_count += 1;
+                }
+            }
+        }
+    }
+    let framing = if head_method || status == 204 || status == 304 {
+        Framing::Empty
+    } else {
+        match (transfer, length) {
+            (Some(true), _) => Framing::Chunked,
+            (Some(false), _) | (None, None) => Framing::UntilClose,
+            (None, Some(n)) => Framing::Length(n),
+        }
+    };
+    let close = close_client || framing == Framing::UntilClose;
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    // httparse reads exactly three digits.
+    out.extend_from_slice(&[
+        b'0' + (status / 100 % 10) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+    ]);
+    out.push(b' ');
+    out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for h in resp.headers.iter() {
+        let keep_coding = framing == Framing::UntilClose
+            && h.name.eq_ignore_ascii_case("transfer-encoding");
+        if (is_hop_by_hop(h.name) && !keep_coding)
+            || named[..named_count]
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(h.name.as_bytes()))
+        {
+            continue;
+        }
+        push_header(out, h.name.as_bytes(), h.value);
+    }
+    if framing == Framing::Chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(Some(ResponseHead {
+        status,
+        head_len,
+        framing,
+        reusable: !upstream_close
+            && transfer.is_none_or(|chunked| chunked)
+            && framing != Framing::UntilClose,
+        close,
+    }))
+}
+
+/// Sends the client's head (in `out`) and relays the body as it comes, with SAP's idle
+/// timeout between reads.
+async fn relay_body(
+    conn: &mut RawConn,
+    client: &mut TcpStream,
+    out: &[u8],
+    framing: Framing,
+    idle: Duration,
+) -> Result<(), ()> {
+    let mut chunked = ChunkedEnd::default();
+    let mut remaining = match framing {
+        Framing::Length(n) => n,
+        _ => u64::MAX,
+    };
+    let mut head = Some(out);
+    loop {
+        // What of the buffer belongs to this answer, and whether it ends there.
+        let (take, done) = match framing {
+            Framing::Empty => (0, true),
+            Framing::Length(_) => {
+                let t = remaining.min(conn.buf.len() as u64) as usize;
+                (t, t as u64 == remaining)
+            }
+            Framing::Chunked => match chunked.feed(&conn.buf) {
+                Ok(Some(end)) => (end, true),
+                Ok(None) => (conn.buf.len(), false),
+                Err(_) => return Err(()),
+            },
+            Framing::UntilClose => (conn.buf.len(), false),
+        };
+        let sent = match head.take() {
+            Some(h) => write_two(client, h, &conn.buf[..take]).await,
+            None => client.write_all(&conn.buf[..take]).await,
+        };
+        sent.map_err(|_| ())?;
+        conn.buf.advance(take);
+        remaining = remaining.saturating_sub(take as u64);
+        if done {
+            return Ok(());
+        }
+        conn.buf.reserve(READ_CHUNK);
+        match tokio::time::timeout(idle, conn.stream.read_buf(&mut conn.buf)).await {
+            Ok(Ok(0)) if framing == Framing::UntilClose => return Ok(()),
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Err(()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Writes `a` then `b` with as few system calls as the kernel allows (one, normally).
+async fn write_two(stream: &mut TcpStream, mut a: &[u8], mut b: &[u8]) -> std::io::Result<()> {
+    while !a.is_empty() || !b.is_empty() {
+        let n = stream
+            .write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
+            .await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let from_a = n.min(a.len());
+        a = &a[from_a..];
+        b = &b[n - from_a..];
+    }
+    Ok(())
+}
+
+/// Writes an error answer the proxy makes itself (the same OData error the hyper path sends).
+async fn write_error(
+    client: &mut TcpStream,
+    error: ProxyError,
+    close: bool,
+    out: &mut Vec<u8>,
+) -> u16 {
+    let (parts, body) = error.to_response().into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let status = parts.status;
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        if name != http::header::CONTENT_LENGTH {
+            push_header(out, name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    push_header(out, b"content-length", body.len().to_string().as_bytes());
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    let _ = write_two(client, out, &body).await;
+    status.as_u16()
+}
+
+/// The keep-alive timer of a connection: one timer per idle period, not one per request.
+/// Each request only notes the time; the timer, when it fires, moves itself to the last
+/// activity plus the timeout if the connection was used meanwhile.
+struct IdleTimer {
+    timeout: Duration,
+    last: Instant,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl IdleTimer {
+    fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            last: Instant::now(),
+            sleep: None,
+        }
+    }
+
+    fn touch(&mut self) {
+        self.last = Instant::now();
+    }
+
+    async fn expired(&mut self) {
+        let timeout = self.timeout;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(self.last + timeout)));
+        loop {
+            sleep.as_mut().await;
+            let due = self.last + timeout;
+            if Instant::now() >= due {
+                return;
+            }
+            sleep.as_mut().reset(due);
+        }
+    }
+}
+
+/// Finds where a chunked body ends (RFC 9112 §7.1), strictly: hex sizes without overflow,
+/// CRLF line ends, the data's trailing CRLF, the trailer section.
+#[derive(Debug, Default)]
+struct ChunkedEnd {
+    state: ChunkState,
+    size: u64,
+    digits: u8,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    #[default]
+    Size,
+    Extension,
+    SizeLf,
+    Data,
+    DataCr,
+    DataLf,
+    TrailerStart,
+    Trailer,
+    TrailerLf,
+    EndLf,
+}
+
+impl ChunkedEnd {
+    /// Feeds the next bytes: `Some(n)` when the body ends after `n` of them.
+    fn feed(&mut self, buf: &[u8]) -> Result<Option<usize>, &'static str> {
+        use ChunkState::*;
+        let mut i = 0;
+        while i < buf.len() {
+            if self.state == Data {
+                let skip = self.size.min((buf.len() - i) as u64);
+                self.size -= skip;
+                i += skip as usize;
+                if self.size == 0 {
+                    self.state = DataCr;
+                }
+                continue;
+            }
+            let b = buf[i];
+            i += 1;
+            self.state = match (self.state, b) {
+                (Size, b) if b.is_ascii_hexdigit() => {
+                    if self.digits == 16 {
+                        return Err("chunk size too large");
+                    }
+                    self.digits += 1;
+                    self.size = self.size * 16 + u64::from((b as char).to_digit(16).unwrap_or(0));
+                    Size
+                }
+                (Size, b';' | b' ' | b'\t') if self.digits > 0 => Extension,
+                (Size, b'\r') if self.digits > 0 => SizeLf,
+                (Extension, b'\r') => SizeLf,
+                (Extension, b) if b == b'\t' || (b >= 0x20 && b != 0x7f) => Extension,
+                (SizeLf, b'\n') if self.size == 0 => TrailerStart,
+                (SizeLf, b'\n') => Data,
+                (DataCr, b'\r') => DataLf,
+                (DataLf, b'\n') => {
+                    self.digits = 0;
+                    Size
+                }
+                (TrailerStart, b'\r') => EndLf,
+                (TrailerStart | Trailer, b) if b == b'\t' || (b >= 0x20 && b != 0x7f) => Trailer,
+                (Trailer, b'\r') => TrailerLf,
+                (TrailerLf, b'\n') => TrailerStart,
+                (EndLf, b'\n') => return Ok(Some(i)),
+                _ => return Err("invalid chunked framing"),
+            };
+        }
+        Ok(None)
+    }
+}
+
+/// A connection handed to hyper: the bytes the lean path read but did not serve come first.
+pub struct Prefixed {
+    prefix: Bytes,
+    inner: TcpStream,
+}
+
+impl Prefixed {
+    /// `prefix`, then the rest of `inner`.
+    pub fn new(prefix: Bytes, inner: TcpStream) -> Self {
+        Self { prefix, inner }
+    }
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
