@@ -170,8 +170,8 @@ enum Head {
 fn analyse(state: &ProxyState, buf: &[u8], out: &mut Vec<u8>) -> Head {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
-    let parsed =
-        httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, buf, &mut slots);
+    let parsed = httparse::ParserConfig::default()
+        .parse_request_with_uninit_headers(&mut req, buf, &mut slots);
     let head_len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Head::Partial,
@@ -360,7 +360,16 @@ async fn relay(
                 Some(c) => (c, true),
                 None => (sap.connect_raw().await.map_err(SendError::Upstream)?, false),
             };
-            match send(&mut conn, client, rbuf, out, fwd, config.client_body_timeout).await {
+            match send(
+                &mut conn,
+                client,
+                rbuf,
+                out,
+                fwd,
+                config.client_body_timeout,
+            )
+            .await
+            {
                 Ok(()) => {}
                 Err(SendError::Closed(_)) if pooled && fwd.retryable => continue,
                 Err(e) => return Err(e),
@@ -504,8 +513,8 @@ fn parse_response(
 ) -> Result<Option<ResponseHead>, &'static str> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
-    let parsed =
-        httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
+    let parsed = httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
     let head_len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
@@ -577,8 +586,8 @@ fn parse_response(
     out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     for h in resp.headers.iter() {
-        let keep_coding = framing == Framing::UntilClose
-            && h.name.eq_ignore_ascii_case("transfer-encoding");
+        let keep_coding =
+            framing == Framing::UntilClose && h.name.eq_ignore_ascii_case("transfer-encoding");
         if (is_hop_by_hop(h.name) && !keep_coding)
             || named[..named_count]
                 .iter()
@@ -870,10 +879,138 @@ impl AsyncWrite for Prefixed {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BODY: &[u8] = b"4;name=\"v\"\r\nWiki\r\n5\r\npedia\r\n0\r\nx-trailer: 1\r\n\r\nGET /next";
+
+    #[test]
+    fn the_end_of_a_chunked_body_is_found_however_the_bytes_are_split() {
+        let end = BODY.len() - b"GET /next".len();
+        for split in 0..BODY.len() {
+            let mut scan = ChunkedEnd::default();
+            let first = scan.feed(&BODY[..split]).unwrap();
+            let found = match first {
+                Some(n) => n,
+                None => split + scan.feed(&BODY[split..]).unwrap().expect("end found"),
+            };
+            assert_eq!(found, end, "split at {split}");
+        }
+        assert_eq!(ChunkedEnd::default().feed(b"0\r\n\r\n").unwrap(), Some(5));
+    }
+
+    #[test]
+    fn broken_chunked_framing_is_an_error_not_a_guess() {
+        for bad in [
+            &b"zz\r\nhello\r\n0\r\n\r\n"[..],
+            b"5\nhello\r\n0\r\n\r\n",
+            b"5\r\nhelloXX0\r\n\r\n",
+            b"\r\n",
+            b"11111111111111111\r\n",
+            b"0\r\nbad\ntrailer\r\n\r\n",
+        ] {
+            assert!(
+                ChunkedEnd::default().feed(bad).is_err(),
+                "{:?} accepted",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn content_length_is_digits_only() {
+        assert_eq!(digits(b"0"), Some(0));
+        assert_eq!(digits(b"1234"), Some(1234));
+        for bad in [
+            &b""[..],
+            b"+5",
+            b"-1",
+            b" 5",
+            b"5 ",
+            b"5,5",
+            b"0x10",
+            b"99999999999999999999",
+        ] {
+            assert_eq!(digits(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    fn parsed(raw: &[u8], head_method: bool, close: bool) -> (ResponseHead, String) {
+        let mut out = Vec::new();
+        let head = parse_response(raw, head_method, close, &mut out)
+            .unwrap()
+            .unwrap();
+        (head, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn the_client_head_keeps_status_and_end_to_end_headers_and_restates_the_framing() {
+        let (h, out) = parsed(
+            b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nConnection: x-hop\r\nx-hop: 1\r\nKeep-Alive: 5\r\nTransfer-Encoding: chunked\r\nset-cookie: a=1\r\n\r\n",
+            false,
+            false,
+        );
+        assert_eq!(h.status, 201);
+        assert_eq!(h.framing, Framing::Chunked);
+        assert!(h.reusable && !h.close);
+        assert_eq!(
+            out,
+            "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nset-cookie: a=1\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        // HEAD: no body whatever the headers say; the length is the client's information.
+        let (h, out) = parsed(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
+            true,
+            false,
+        );
+        assert_eq!(h.framing, Framing::Empty);
+        assert!(out.contains("Content-Length: 10\r\n"));
+        // No length: until SAP closes, and the client's connection closes after it.
+        let (h, out) = parsed(b"HTTP/1.1 200 OK\r\n\r\n", false, false);
+        assert_eq!(h.framing, Framing::UntilClose);
+        assert!(h.close && !h.reusable);
+        assert!(out.ends_with("connection: close\r\n\r\n"));
+        // HTTP/1.0 and `Connection: close` answers are not pooled; the client asked to close.
+        let (h, _) = parsed(
+            b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+            false,
+            false,
+        );
+        assert!(!h.reusable);
+        let (h, out) = parsed(
+            b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+            false,
+            true,
+        );
+        assert!(!h.reusable && h.close);
+        assert_eq!(h.framing, Framing::Empty);
+        assert_eq!(out, "HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n");
+    }
+
+    #[test]
+    fn conflicting_lengths_and_garbage_heads_are_refused() {
+        let mut out = Vec::new();
+        for bad in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\n",
+            b"HTTP/1.1 2000 OK\r\n\r\n",
+            b"HTTX/1.1 200 OK\r\n\r\n",
+        ] {
+            assert!(
+                parse_response(bad, false, false, &mut out).is_err(),
+                "{:?} accepted",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert!(matches!(
+            parse_response(b"HTTP/1.1 200 OK\r\nContent-Le", false, false, &mut out),
+            Ok(None)
+        ));
     }
 }

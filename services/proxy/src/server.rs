@@ -210,7 +210,8 @@ pub(crate) fn observe(op: Operation, mode: Option<Mode>, status: u16, start: Ins
         Operation::SalesOrderRead => "read",
         Operation::PassThrough => "other",
     };
-    request_histogram(op, route_label, op_label, mode, status).record(start.elapsed().as_secs_f64());
+    request_histogram(op, route_label, op_label, mode, status)
+        .record(start.elapsed().as_secs_f64());
 }
 
 /// The request histogram for this label set, registered on first use and then reused (building

@@ -472,10 +472,9 @@ impl RawConn {
     /// was idle. The event loop learnt of either through the socket's readiness; only then is a
     /// read tried to tell them apart from a stale readiness flag.
     async fn looks_open(&self) -> bool {
-        let readable = std::future::poll_fn(|cx| {
-            Poll::Ready(self.stream.poll_read_ready(cx).is_ready())
-        })
-        .await;
+        let readable =
+            std::future::poll_fn(|cx| Poll::Ready(self.stream.poll_read_ready(cx).is_ready()))
+                .await;
         if !readable {
             return true;
         }

@@ -5,6 +5,7 @@
 mod admin;
 mod common;
 mod crash;
+mod fastpath;
 mod outcomes;
 mod resilience;
 mod switching;

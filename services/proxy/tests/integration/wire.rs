@@ -115,7 +115,7 @@ async fn compare_all(s: &Stack, number: &str, reference: &str, mode: &str) {
 
 #[tokio::test]
 async fn answers_through_the_proxy_match_sap_byte_for_byte_in_legacy_and_dual_write() {
-    let s = Stack::start(Options {
+    let mut s = Stack::start(Options {
         mode: "legacy",
         // The CSRF check would refuse the bare POST before it reaches the validation the
         // comparison wants; SAP's own refusal (403) is compared as well in the SDK test.
@@ -134,6 +134,13 @@ async fn answers_through_the_proxy_match_sap_byte_for_byte_in_legacy_and_dual_wr
     compare_all(&s, &number, &reference, "legacy").await;
     assert_eq!(s.set_mode("dual-write", true).await.status, 200);
     compare_all(&s, &number, &reference, "dual-write").await;
+    // The same with every request on hyper (the lean pass-through path switched off).
+    s.kill_proxy();
+    s.opts.proxy_env.push(("PROXY_FAST_PATH", "false".into()));
+    s.start_proxy().await;
+    compare_all(&s, &number, &reference, "dual-write, hyper only").await;
+    assert_eq!(s.set_mode("legacy", true).await.status, 200);
+    compare_all(&s, &number, &reference, "legacy, hyper only").await;
 }
 
 fn run_sdk(sap_url: &str) -> (bool, String) {
