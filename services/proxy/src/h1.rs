@@ -127,7 +127,8 @@ pub async fn serve(
                 // Nothing was sent to the client yet. The client's body was not read: the
                 // connection cannot carry another request, unless there was none.
                 let keep = fwd.body_len == 0 && !close;
-                let status = write_error(&mut client, error, !keep, &mut out).await;
+                let status =
+                    write_error(&mut client, error, !keep, fwd.head_method, &mut out).await;
                 observe(fwd.op, fwd.mode, status, start);
                 if !keep {
                     return None;
@@ -386,7 +387,7 @@ async fn relay(
         Ok(Err(e)) => {
             let failure = match e {
                 SendError::Client(err) => {
-                    call.failed(&UpstreamFailure::Broken("client body incomplete".into()));
+                    call.client_failed();
                     return Err(Failed::Answer(err));
                 }
                 SendError::Closed(why) => UpstreamFailure::Broken(why),
@@ -403,9 +404,16 @@ async fn relay(
     let status = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
     call.answered(status);
     conn.buf.advance(head.head_len);
-    match relay_body(&mut conn, client, out, head.framing, config.sap_timeout).await {
-        Ok(()) => {}
-        Err(()) => return Err(Failed::Drop(head.status)),
+    if let Err(cut) = relay_body(&mut conn, client, out, head.framing, config.sap_timeout).await {
+        match cut {
+            Cut::Client => tracing::debug!("client went away during the answer"),
+            Cut::Sap(why) => tracing::warn!(
+                reason = why,
+                status = head.status,
+                "SAP's answer was cut off"
+            ),
+        }
+        return Err(Failed::Drop(head.status));
     }
     if head.reusable {
         sap.put_raw(conn);
@@ -615,6 +623,14 @@ fn parse_response(
     }))
 }
 
+/// Why an answer could not be relayed to its end.
+enum Cut {
+    /// Writing to the client failed.
+    Client,
+    /// SAP's side: broken framing, a closed connection, the idle timeout.
+    Sap(&'static str),
+}
+
 /// Sends the client's head (in `out`) and relays the body as it comes, with SAP's idle
 /// timeout between reads.
 async fn relay_body(
@@ -623,7 +639,7 @@ async fn relay_body(
     out: &[u8],
     framing: Framing,
     idle: Duration,
-) -> Result<(), ()> {
+) -> Result<(), Cut> {
     let mut chunked = ChunkedEnd::default();
     let mut remaining = match framing {
         Framing::Length(n) => n,
@@ -641,7 +657,7 @@ async fn relay_body(
             Framing::Chunked => match chunked.feed(&conn.buf) {
                 Ok(Some(end)) => (end, true),
                 Ok(None) => (conn.buf.len(), false),
-                Err(_) => return Err(()),
+                Err(why) => return Err(Cut::Sap(why)),
             },
             Framing::UntilClose => (conn.buf.len(), false),
         };
@@ -649,7 +665,7 @@ async fn relay_body(
             Some(h) => write_two(client, h, &conn.buf[..take]).await,
             None => client.write_all(&conn.buf[..take]).await,
         };
-        sent.map_err(|_| ())?;
+        sent.map_err(|_| Cut::Client)?;
         conn.buf.advance(take);
         remaining = remaining.saturating_sub(take as u64);
         if done {
@@ -658,7 +674,13 @@ async fn relay_body(
         conn.buf.reserve(READ_CHUNK);
         match tokio::time::timeout(idle, conn.stream.read_buf(&mut conn.buf)).await {
             Ok(Ok(0)) if framing == Framing::UntilClose => return Ok(()),
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Err(()),
+            Ok(Ok(0)) => return Err(Cut::Sap("closed before the end of the body")),
+            Ok(Err(_)) => return Err(Cut::Sap("connection broke during the body")),
+            Err(_) => {
+                return Err(Cut::Sap(
+                    "idle for longer than the SAP timeout during the body",
+                ));
+            }
             Ok(Ok(_)) => {}
         }
     }
@@ -680,11 +702,13 @@ async fn write_two(stream: &mut TcpStream, mut a: &[u8], mut b: &[u8]) -> std::i
     Ok(())
 }
 
-/// Writes an error answer the proxy makes itself (the same OData error the hyper path sends).
+/// Writes an error answer the proxy makes itself (the same OData error the hyper path sends;
+/// to a `HEAD` request without the body).
 async fn write_error(
     client: &mut TcpStream,
     error: ProxyError,
     close: bool,
+    head_method: bool,
     out: &mut Vec<u8>,
 ) -> u16 {
     let (parts, body) = error.to_response().into_parts();
@@ -710,7 +734,8 @@ async fn write_error(
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    let _ = write_two(client, out, &body).await;
+    let body: &[u8] = if head_method { &[] } else { &body };
+    let _ = write_two(client, out, body).await;
     status.as_u16()
 }
 

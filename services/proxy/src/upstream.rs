@@ -440,6 +440,14 @@ impl Call<'_> {
         self.upstream.histograms[if ok { 0 } else { 1 }].record(self.start.elapsed().as_secs_f64());
     }
 
+    /// The client failed the call (its body stopped or broke off): SAP took the connection
+    /// and the bytes, so this is no evidence against SAP and does not count towards opening
+    /// the breaker.
+    pub(crate) fn client_failed(self) {
+        self.guard.record(true);
+        self.upstream.histograms[4].record(self.start.elapsed().as_secs_f64());
+    }
+
     /// The call failed without an answer.
     pub(crate) fn failed(self, f: &UpstreamFailure) {
         self.guard.record(false);

@@ -634,3 +634,30 @@ async fn a_declared_body_over_the_limit_is_refused_with_odata_413_and_never_reac
     assert_eq!(a.header("connection"), Some("close"));
     assert_eq!(sap.seen().len(), 0);
 }
+
+#[tokio::test]
+async fn a_client_stalling_mid_upload_gets_408_and_is_not_held_against_sap() {
+    let sap = Upstream::start().await;
+    // One failure would open the breaker: a slow client must not count as SAP failing.
+    let proxy = Proxy::start(
+        sap.port,
+        &[
+            ("PROXY_CLIENT_BODY_TIMEOUT_MS", "300"),
+            ("PROXY_BREAKER_FAILURES", "1"),
+        ],
+    )
+    .await;
+    let mut c = proxy.connect().await;
+    c.send(b"POST /stall HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 10\r\n\r\nabc")
+        .await;
+    let a = c.answer(false).await.unwrap();
+    assert_eq!(a.status, 408);
+    assert_eq!(a.header("connection"), Some("close"));
+    assert!(c.closed().await);
+    let mut c = proxy.connect().await;
+    c.send(get("/after").as_bytes()).await;
+    assert_eq!(c.answer(false).await.unwrap().status, 200);
+    // The incomplete upload never became a request at SAP (its connection was dropped).
+    let paths: Vec<String> = sap.seen().into_iter().map(|s| s.path).collect();
+    assert_eq!(paths, ["/after"]);
+}
