@@ -29,6 +29,7 @@ use std::io::IoSlice;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -54,11 +55,14 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
 
 /// Serves a client connection on the lean path until it closes (`None`) or a request needs
-/// hyper: then the connection and the bytes read but not served come back.
+/// hyper: then the connection and the bytes read but not served come back. Idle, it closes
+/// when `shutdown` fires; a request in progress finishes first, and once `draining` is set
+/// its answer says `connection: close`.
 pub async fn serve(
     mut client: TcpStream,
     state: &Arc<ProxyState>,
     shutdown: &CancellationToken,
+    draining: &AtomicBool,
 ) -> Option<(TcpStream, BytesMut)> {
     let config = &state.config;
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
@@ -103,7 +107,7 @@ pub async fn serve(
         };
         rbuf.advance(fwd.head_len);
         let start = std::time::Instant::now();
-        let close = fwd.close || shutdown.is_cancelled();
+        let close = fwd.close || draining.load(Ordering::Acquire);
         let result = {
             // Admission, then the body limit, as on the hyper path.
             match state.inflight.try_acquire() {
@@ -226,11 +230,11 @@ fn analyse(state: &ProxyState, buf: &[u8], out: &mut Vec<u8>) -> Head {
     }
     let path = target.split_once('?').map_or(target, |(p, _)| p);
     let op = classify(&method, path);
-    let route = match op {
+    let mode = match op {
         Operation::PassThrough => None,
-        _ => state.routes.snapshot(SALES_ORDERS),
+        _ => state.routes.mode(SALES_ORDERS),
     };
-    if state.plan(op, route.as_deref(), path, idempotency_key) != Plan::PassThrough {
+    if state.plan(op, mode, path, idempotency_key) != Plan::PassThrough {
         return Head::HandOff;
     }
     // The head SAP gets: the same request line (behind the upstream's base path), the
@@ -261,7 +265,7 @@ fn analyse(state: &ProxyState, buf: &[u8], out: &mut Vec<u8>) -> Head {
         retryable: body_len == 0 && method.is_idempotent(),
         close,
         op,
-        mode: route.map(|r| r.mode),
+        mode,
     })
 }
 

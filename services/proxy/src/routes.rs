@@ -9,11 +9,13 @@
 //! and renamed, so a crash leaves either the old or the new table). Every change appends one
 //! line to `routes-audit.jsonl` (who, when, from, to, forced) before it takes effect.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -151,12 +153,30 @@ pub struct RouteTable {
     inner: Arc<RouteTableInner>,
 }
 
+static NEXT_TABLE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A route's mode as a thread last read it.
+struct CachedMode {
+    table: u64,
+    generation: u64,
+    route: String,
+    mode: Option<Mode>,
+}
+
+thread_local! {
+    static MODE_CACHE: RefCell<Vec<CachedMode>> = const { RefCell::new(Vec::new()) };
+}
+
 #[derive(Debug)]
 struct RouteTableInner {
     /// Routes behind `Arc`s: a per-request snapshot is a reference count, not a copy.
     routes: RwLock<BTreeMap<String, Arc<Route>>>,
     /// Serialises changes so file order and memory order agree.
     write_lock: Mutex<()>,
+    /// Identifies this table in the per-thread mode caches.
+    id: u64,
+    /// Bumped after every change: a thread's cached modes are current while it is unchanged.
+    generation: AtomicU64,
     file: PathBuf,
     audit_file: PathBuf,
 }
@@ -194,6 +214,8 @@ impl RouteTable {
             inner: Arc::new(RouteTableInner {
                 routes: RwLock::new(routes.into_iter().map(|(k, v)| (k, Arc::new(v))).collect()),
                 write_lock: Mutex::new(()),
+                id: NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed),
+                generation: AtomicU64::new(0),
                 file,
                 audit_file,
             }),
@@ -213,6 +235,34 @@ impl RouteTable {
             .expect("route lock poisoned")
             .get(route)
             .cloned()
+    }
+
+    /// The current mode of a route, for the request path: served from a per-thread cache that
+    /// is checked against the table's generation, so a request reads one shared counter and
+    /// writes nothing shared (a snapshot takes the lock and counts a reference on every
+    /// request, and on several cores those shared writes are what costs). A switch is seen by
+    /// the next request on every thread.
+    pub fn mode(&self, route: &str) -> Option<Mode> {
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        let id = self.inner.id;
+        MODE_CACHE.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if let Some(hit) = cache
+                .iter()
+                .find(|c| c.table == id && c.generation == generation && c.route == route)
+            {
+                return hit.mode;
+            }
+            let mode = self.snapshot(route).map(|r| r.mode);
+            cache.retain(|c| !(c.table == id && c.route == route));
+            cache.push(CachedMode {
+                table: id,
+                generation,
+                route: route.to_owned(),
+                mode,
+            });
+            mode
+        })
     }
 
     /// Every route.
@@ -291,6 +341,7 @@ impl RouteTable {
         })?;
         self.persist(&all.values().map(|r| Route::clone(r)).collect::<Vec<_>>())?;
         *self.inner.routes.write().expect("route lock poisoned") = std::mem::take(&mut all);
+        self.inner.generation.fetch_add(1, Ordering::Release);
         Ok((old, new))
     }
 
@@ -378,6 +429,26 @@ mod tests {
             (audit[0].from.as_str(), audit[0].to.as_str()),
             ("legacy", "dual-write")
         );
+    }
+
+    #[test]
+    fn the_cached_mode_follows_every_switch_at_once_on_every_thread_and_per_table() {
+        let (d1, d2) = (temp_dir("cache-1"), temp_dir("cache-2"));
+        let t1 = RouteTable::open(d1.path(), Mode::Legacy, SapUnavailablePolicy::Strict).unwrap();
+        let t2 = RouteTable::open(d2.path(), Mode::Events, SapUnavailablePolicy::Strict).unwrap();
+        assert_eq!(t1.mode(SALES_ORDERS), Some(Mode::Legacy));
+        assert_eq!(t2.mode(SALES_ORDERS), Some(Mode::Events));
+        assert_eq!(t1.mode("no-such-route"), None);
+        for mode in [Mode::DualWrite, Mode::Events, Mode::Legacy, Mode::Retired] {
+            t1.set_mode(SALES_ORDERS, mode, "test", true).unwrap();
+            assert_eq!(t1.mode(SALES_ORDERS), Some(mode));
+            let other = t1.clone();
+            let seen = std::thread::spawn(move || other.mode(SALES_ORDERS))
+                .join()
+                .unwrap();
+            assert_eq!(seen, Some(mode));
+            assert_eq!(t2.mode(SALES_ORDERS), Some(Mode::Events));
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! grace period, idle keep-alive connections are closed.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -70,7 +71,7 @@ impl ProxyState {
         let mode = route.as_ref().map(|r| r.mode);
         let plan = self.plan(
             op,
-            route.as_deref(),
+            mode,
             req.uri().path(),
             req.headers()
                 .contains_key(&platform::correlation::IDEMPOTENCY_HEADER),
@@ -104,28 +105,26 @@ impl ProxyState {
     pub(crate) fn plan(
         &self,
         op: Operation,
-        route: Option<&crate::routes::Route>,
+        mode: Option<Mode>,
         path: &str,
         has_idempotency_key: bool,
     ) -> Plan {
-        match (op, route) {
+        match (op, mode) {
             // In legacy mode a create streams through unless an idempotency key (header or
             // natural) must be honoured, which needs the body and the answer in hand.
-            (Operation::SalesOrderCreate, Some(r))
-                if r.mode != Mode::Legacy
+            (Operation::SalesOrderCreate, Some(m))
+                if m != Mode::Legacy
                     || has_idempotency_key
                     || !self.config.natural_key_fields.is_empty() =>
             {
                 Plan::BufferedCreate
             }
-            (Operation::SalesOrderRead, Some(r))
-                if r.mode == Mode::DualWrite && is_entity_read(path) =>
+            (Operation::SalesOrderRead, Some(m))
+                if m == Mode::DualWrite && is_entity_read(path) =>
             {
                 Plan::ShadowedRead
             }
-            (Operation::SalesOrderRead, Some(r)) if r.mode >= Mode::Events => {
-                Plan::OrderServiceRead
-            }
+            (Operation::SalesOrderRead, Some(m)) if m >= Mode::Events => Plan::OrderServiceRead,
             _ => Plan::PassThrough,
         }
     }
@@ -291,6 +290,9 @@ pub async fn serve(
         .keep_alive(true);
     let builder = Arc::new(builder);
     let connections = TaskTracker::new();
+    // Set when this worker stops accepting: a plain flag each request can read without the
+    // token's lock, which all workers share.
+    let draining = Arc::new(AtomicBool::new(false));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -311,8 +313,10 @@ pub async fn serve(
             state.clone(),
             builder.clone(),
             shutdown.clone(),
+            draining.clone(),
         ));
     }
+    draining.store(true, Ordering::Release);
     drop(listener);
     connections.close();
     tokio::select! {
@@ -327,9 +331,10 @@ async fn connection(
     state: Arc<ProxyState>,
     builder: Arc<hyper::server::conn::http1::Builder>,
     shutdown: CancellationToken,
+    draining: Arc<AtomicBool>,
 ) {
     let (stream, read) = if state.config.fast_path {
-        match crate::h1::serve(stream, &state, &shutdown).await {
+        match crate::h1::serve(stream, &state, &shutdown, &draining).await {
             Some(handed_over) => handed_over,
             None => return,
         }
