@@ -154,18 +154,7 @@ impl Application {
             .await
         });
         let worker_task = tokio::spawn(self.worker.run(shutdown.clone()));
-        if self.config.workers <= 1 {
-            server::serve(
-                self.listener,
-                self.state,
-                shutdown,
-                self.config.client_header_timeout,
-                self.config.shutdown_grace,
-            )
-            .await;
-        } else {
-            serve_on_workers(self.listener, self.state, shutdown, &self.config).await?;
-        }
+        serve_on_workers(self.listener, self.state, shutdown, &self.config).await?;
         let _ = worker_task.await;
         admin_task.await??;
         tracing::info!("proxy stopped");

@@ -58,6 +58,14 @@ struct Options {
     pin: bool,
 }
 
+const USAGE: &str = "usage: proxy-bench [--seconds N] [--rounds N] [--connections N] [--rate N]
+                   [--latency-seconds N] [--latency-rounds N] [--dual-rate N]
+                   [--sap-create-ms N] [--order-create-ms N] [--proxy-env NAME=VALUE]...
+                   [--throughput-only] [--pin]
+documented run: proxy-bench --seconds 2 --rounds 10 --latency-seconds 5 --latency-rounds 4
+--pin puts the load generator and the upstream on CPU 0 and each proxy (one worker) on CPU 1;
+on a two-core machine CPU 0 then saturates first (see docs/benchmarks.md).";
+
 fn parse_options() -> anyhow::Result<Options> {
     let mut o = Options {
         seconds: 6,
@@ -99,7 +107,14 @@ fn parse_options() -> anyhow::Result<Options> {
                 let (k, v) = kv.split_once('=').context("--proxy-env NAME=VALUE")?;
                 o.proxy_env.push((k.to_owned(), v.to_owned()));
             }
-            other => bail!("unknown option {other}"),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => {
+                eprintln!("unknown option {other}\n\n{USAGE}");
+                std::process::exit(2);
+            }
         }
     }
     Ok(o)
