@@ -185,7 +185,7 @@ fn analyse(state: &ProxyState, buf: &[u8], out: &mut Vec<u8>) -> Head {
     let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
         return Head::HandOff;
     };
-    if !target.starts_with('/') {
+    if !target.starts_with('/') || !plain_target(target.as_bytes()) {
         return Head::HandOff;
     }
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
@@ -267,6 +267,30 @@ fn analyse(state: &ProxyState, buf: &[u8], out: &mut Vec<u8>) -> Head {
         op,
         mode,
     })
+}
+
+/// Bytes of RFC 3986's path and query (unreserved, sub-delims, `:@/?%`): what SAP's clients
+/// send, OData's `('key')`, `$filter=…` and percent-encoding included. A target with any
+/// other byte goes to hyper, whose URI parser then decides as it did before this path existed.
+const TARGET_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric();
+        b += 1;
+    }
+    let extra = b"-._~!$&'()*+,;=:@/?%";
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+fn plain_target(target: &[u8]) -> bool {
+    target.iter().all(|b| TARGET_BYTES[*b as usize])
 }
 
 /// RFC 9110 §7.6.1's hop-by-hop headers (those named in `Connection` are handled by the
@@ -948,6 +972,37 @@ mod tests {
                 ChunkedEnd::default().feed(bad).is_err(),
                 "{:?} accepted",
                 String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn only_plain_rfc_3986_targets_stay_on_the_lean_path() {
+        for ok in [
+            &b"/sap/opu/odata/sap/API_SALES_ORDER_SRV/A_SalesOrder('1')"[..],
+            b"/x/A_SalesOrder?$filter=(PurchaseOrderByCustomer%20eq%20'A-1')&$top=5",
+            b"/x/A_SalesOrder(SalesOrder=%271%27)?$select=*,to_Item/*&$expand=to_Item",
+            b"/a;b=c/~d@e:f!g+h",
+        ] {
+            assert!(plain_target(ok), "{}", String::from_utf8_lossy(ok));
+        }
+        for handed_over in [
+            &b"/a b"[..],
+            b"/a#frag",
+            b"/a{b}",
+            b"/a|b",
+            b"/a\\b",
+            b"/a\"b",
+            b"/a<b>",
+            b"/a^b",
+            b"/a`b",
+            b"/\xc3\xa4",
+            b"/a\tb",
+        ] {
+            assert!(
+                !plain_target(handed_over),
+                "{}",
+                String::from_utf8_lossy(handed_over)
             );
         }
     }
