@@ -14,6 +14,86 @@ use test_support::process::{ChildProcess, free_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+// ---------------------------------------------------------------------------------------------
+// Reading HTTP/1.1 off a socket, for both ends of the test (the scripted SAP and the client).
+
+/// Reads more into `buf`; false at the end of the stream.
+async fn fill(stream: &mut TcpStream, buf: &mut BytesMut) -> bool {
+    stream.read_buf(buf).await.unwrap_or(0) > 0
+}
+
+/// Header names lowercased, values as sent, in order.
+type Headers = Vec<(String, String)>;
+
+fn lowercased(headers: &[httparse::Header<'_>]) -> Headers {
+    headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect()
+}
+
+fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A chunked body, de-chunked (the trailer section is read and dropped).
+async fn read_chunked(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let (line, size) = loop {
+            if let Ok(httparse::Status::Complete((line, size))) = httparse::parse_chunk_size(buf) {
+                break (line, size as usize);
+            }
+            if !fill(stream, buf).await {
+                return None;
+            }
+        };
+        if size == 0 {
+            buf.advance(line);
+            // Trailer fields up to the empty line.
+            loop {
+                match buf.windows(2).position(|w| w == b"\r\n") {
+                    Some(0) => {
+                        buf.advance(2);
+                        return Some(body);
+                    }
+                    Some(n) => buf.advance(n + 2),
+                    None if !fill(stream, buf).await => return None,
+                    None => {}
+                }
+            }
+        }
+        while buf.len() < line + size + 2 {
+            if !fill(stream, buf).await {
+                return None;
+            }
+        }
+        body.extend_from_slice(&buf[line..line + size]);
+        buf.advance(line + size + 2);
+    }
+}
+
+/// A body of `len` bytes.
+async fn read_length(stream: &mut TcpStream, buf: &mut BytesMut, len: usize) -> Option<Vec<u8>> {
+    while buf.len() < len {
+        if !fill(stream, buf).await {
+            return None;
+        }
+    }
+    Some(buf.split_to(len).to_vec())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scripted SAP.
+
 /// One request as the upstream received it.
 #[derive(Debug, Clone)]
 struct Seen {
@@ -21,8 +101,7 @@ struct Seen {
     connection: usize,
     method: String,
     path: String,
-    /// Header names lowercased, values as sent, in order.
-    headers: Vec<(String, String)>,
+    headers: Headers,
     /// The body, de-chunked.
     body: Vec<u8>,
     /// The request was chunked on the wire.
@@ -31,10 +110,7 @@ struct Seen {
 
 impl Seen {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        header(&self.headers, name)
     }
 }
 
@@ -71,80 +147,40 @@ impl Upstream {
 async fn upstream_connection(mut stream: TcpStream, connection: usize, log: Arc<Mutex<Vec<Seen>>>) {
     let mut buf = BytesMut::new();
     loop {
-        // Head.
-        let (method, path, headers, head_len) = loop {
+        let (method, path, headers) = loop {
             let mut h = [httparse::EMPTY_HEADER; 64];
             let mut req = httparse::Request::new(&mut h);
             if let Ok(httparse::Status::Complete(n)) = req.parse(&buf) {
-                let headers: Vec<(String, String)> = req
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_ascii_lowercase(),
-                            String::from_utf8_lossy(h.value).into_owned(),
-                        )
-                    })
-                    .collect();
-                break (
+                let head = (
                     req.method.unwrap().to_owned(),
                     req.path.unwrap().to_owned(),
-                    headers,
-                    n,
+                    lowercased(req.headers),
                 );
+                buf.advance(n);
+                break head;
             }
-            if stream.read_buf(&mut buf).await.unwrap_or(0) == 0 {
+            if !fill(&mut stream, &mut buf).await {
                 return;
             }
         };
-        buf.advance(head_len);
-        // Body.
-        let find = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-        let chunked = find("transfer-encoding").is_some_and(|v| v.contains("chunked"));
-        let mut body = Vec::new();
-        if chunked {
-            loop {
-                let (size, line) = loop {
-                    if let Ok(httparse::Status::Complete((line, size))) =
-                        httparse::parse_chunk_size(&buf)
-                    {
-                        break (size as usize, line);
-                    }
-                    if stream.read_buf(&mut buf).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                };
-                while buf.len() < line + size + 2 {
-                    if stream.read_buf(&mut buf).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                }
-                body.extend_from_slice(&buf[line..line + size]);
-                buf.advance(line + size + 2);
-                if size == 0 {
-                    break;
-                }
-            }
+        let chunked = header(&headers, "transfer-encoding").is_some_and(|v| v.contains("chunked"));
+        let body = if chunked {
+            read_chunked(&mut stream, &mut buf).await
         } else {
-            let len: usize = find("content-length").map_or(0, |v| v.parse().unwrap());
-            while buf.len() < len {
-                if stream.read_buf(&mut buf).await.unwrap_or(0) == 0 {
-                    return;
-                }
-            }
-            body.extend_from_slice(&buf[..len]);
-            buf.advance(len);
-        }
-        let seen = Seen {
+            let len = header(&headers, "content-length").map_or(0, |v| v.parse().unwrap());
+            read_length(&mut stream, &mut buf, len).await
+        };
+        let Some(body) = body else {
+            return;
+        };
+        log.lock().unwrap().push(Seen {
             connection,
             method: method.clone(),
             path: path.clone(),
             headers,
             body: body.clone(),
             chunked,
-        };
-        log.lock().unwrap().push(seen);
-        // Answer.
+        });
         let (answer, close): (Vec<u8>, bool) = match path.as_str() {
             "/chunked" => (
                 b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n3;ext=1\r\nhel\r\n2\r\nlo\r\n0\r\nx-trailer: t\r\n\r\n".to_vec(),
@@ -186,6 +222,9 @@ async fn upstream_connection(mut stream: TcpStream, connection: usize, log: Arc<
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The proxy and a raw client.
 
 /// The proxy binary in `legacy` mode in front of the scripted upstream.
 struct Proxy {
@@ -248,16 +287,13 @@ impl Proxy {
 #[derive(Debug)]
 struct Answer {
     status: u16,
-    headers: Vec<(String, String)>,
+    headers: Headers,
     body: Vec<u8>,
 }
 
 impl Answer {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        header(&self.headers, name)
     }
 }
 
@@ -272,100 +308,38 @@ impl Client {
         self.stream.write_all(raw).await.unwrap();
     }
 
-    async fn fill(&mut self) -> bool {
-        tokio::time::timeout(Duration::from_secs(10), self.stream.read_buf(&mut self.buf))
-            .await
-            .expect("the proxy answers within 10 s")
-            .unwrap_or(0)
-            > 0
-    }
-
     /// Reads one answer (`head` = it answers a HEAD request); `None` if the connection ends
     /// before a complete one.
     async fn answer(&mut self, head: bool) -> Option<Answer> {
-        let (status, headers, n) = loop {
+        tokio::time::timeout(Duration::from_secs(10), self.read_answer(head))
+            .await
+            .expect("the proxy answers within 10 s")
+    }
+
+    async fn read_answer(&mut self, head: bool) -> Option<Answer> {
+        let (stream, buf) = (&mut self.stream, &mut self.buf);
+        let (status, headers) = loop {
             let mut h = [httparse::EMPTY_HEADER; 64];
             let mut resp = httparse::Response::new(&mut h);
-            if let Ok(httparse::Status::Complete(n)) = resp.parse(&self.buf) {
-                let headers: Vec<(String, String)> = resp
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_ascii_lowercase(),
-                            String::from_utf8_lossy(h.value).into_owned(),
-                        )
-                    })
-                    .collect();
-                break (resp.code.unwrap(), headers, n);
+            if let Ok(httparse::Status::Complete(n)) = resp.parse(buf) {
+                let parsed = (resp.code.unwrap(), lowercased(resp.headers));
+                buf.advance(n);
+                break parsed;
             }
-            if !self.fill().await {
+            if !fill(stream, buf).await {
                 return None;
             }
         };
-        self.buf.advance(n);
-        let find = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
-        let mut body = Vec::new();
-        if head || status < 200 || status == 204 || status == 304 {
-        } else if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-            loop {
-                let (size, line) = loop {
-                    if let Ok(httparse::Status::Complete((line, size))) =
-                        httparse::parse_chunk_size(&self.buf)
-                    {
-                        break (size as usize, line);
-                    }
-                    if !self.fill().await {
-                        return None;
-                    }
-                };
-                if size == 0 {
-                    // Trailer section up to the empty line.
-                    loop {
-                        if let Some(end) = self.buf[line..].windows(2).position(|w| w == b"\r\n")
-                            && (end == 0 || self.buf[line..].windows(4).any(|w| w == b"\r\n\r\n"))
-                        {
-                            let rest = &self.buf[line..];
-                            let total = if end == 0 {
-                                2
-                            } else {
-                                rest.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4
-                            };
-                            self.buf.advance(line + total);
-                            break;
-                        }
-                        if !self.fill().await {
-                            return None;
-                        }
-                    }
-                    break;
-                }
-                while self.buf.len() < line + size + 2 {
-                    if !self.fill().await {
-                        return None;
-                    }
-                }
-                body.extend_from_slice(&self.buf[line..line + size]);
-                self.buf.advance(line + size + 2);
-            }
-        } else if let Some(len) = find("content-length") {
-            let len: usize = len.parse().unwrap();
-            while self.buf.len() < len {
-                if !self.fill().await {
-                    return None;
-                }
-            }
-            body.extend_from_slice(&self.buf[..len]);
-            self.buf.advance(len);
+        let body = if head || status < 200 || status == 204 || status == 304 {
+            Vec::new()
+        } else if header(&headers, "transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            read_chunked(stream, buf).await?
+        } else if let Some(len) = header(&headers, "content-length") {
+            read_length(stream, buf, len.parse().unwrap()).await?
         } else {
-            while self.fill().await {}
-            body = self.buf.split().to_vec();
-        }
+            while fill(stream, buf).await {}
+            buf.split().to_vec()
+        };
         Some(Answer {
             status,
             headers,
@@ -375,7 +349,13 @@ impl Client {
 
     /// True when the proxy closed the connection (nothing more to read).
     async fn closed(&mut self) -> bool {
-        !self.fill().await && self.buf.is_empty()
+        let more = tokio::time::timeout(
+            Duration::from_secs(10),
+            fill(&mut self.stream, &mut self.buf),
+        )
+        .await
+        .expect("the proxy closes within 10 s");
+        !more && self.buf.is_empty()
     }
 }
 
