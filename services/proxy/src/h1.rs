@@ -941,6 +941,13 @@ impl AsyncWrite for Prefixed {
 mod tests {
     use super::*;
 
+    /// Asserts `check` of every input, naming the one that fails.
+    fn assert_each(inputs: &[&[u8]], check: impl Fn(&[u8]) -> bool, what: &str) {
+        for input in inputs {
+            assert!(check(input), "{what}: {:?}", String::from_utf8_lossy(input));
+        }
+    }
+
     const BODY: &[u8] = b"4;name=\"v\"\r\nWiki\r\n5\r\npedia\r\n0\r\nx-trailer: 1\r\n\r\nGET /next";
 
     #[test]
@@ -960,69 +967,69 @@ mod tests {
 
     #[test]
     fn broken_chunked_framing_is_an_error_not_a_guess() {
-        for bad in [
-            &b"zz\r\nhello\r\n0\r\n\r\n"[..],
-            b"5\nhello\r\n0\r\n\r\n",
-            b"5\r\nhelloXX0\r\n\r\n",
-            b"\r\n",
-            b"11111111111111111\r\n",
-            b"0\r\nbad\ntrailer\r\n\r\n",
-        ] {
-            assert!(
-                ChunkedEnd::default().feed(bad).is_err(),
-                "{:?} accepted",
-                String::from_utf8_lossy(bad)
-            );
-        }
+        assert_each(
+            &[
+                &b"zz\r\nhello\r\n0\r\n\r\n"[..],
+                b"5\nhello\r\n0\r\n\r\n",
+                b"5\r\nhelloXX0\r\n\r\n",
+                b"\r\n",
+                b"11111111111111111\r\n",
+                b"0\r\nbad\ntrailer\r\n\r\n",
+            ],
+            |bad| ChunkedEnd::default().feed(bad).is_err(),
+            "accepted",
+        );
     }
 
     #[test]
     fn only_plain_rfc_3986_targets_stay_on_the_lean_path() {
-        for ok in [
-            &b"/sap/opu/odata/sap/API_SALES_ORDER_SRV/A_SalesOrder('1')"[..],
-            b"/x/A_SalesOrder?$filter=(PurchaseOrderByCustomer%20eq%20'A-1')&$top=5",
-            b"/x/A_SalesOrder(SalesOrder=%271%27)?$select=*,to_Item/*&$expand=to_Item",
-            b"/a;b=c/~d@e:f!g+h",
-        ] {
-            assert!(plain_target(ok), "{}", String::from_utf8_lossy(ok));
-        }
-        for handed_over in [
-            &b"/a b"[..],
-            b"/a#frag",
-            b"/a{b}",
-            b"/a|b",
-            b"/a\\b",
-            b"/a\"b",
-            b"/a<b>",
-            b"/a^b",
-            b"/a`b",
-            b"/\xc3\xa4",
-            b"/a\tb",
-        ] {
-            assert!(
-                !plain_target(handed_over),
-                "{}",
-                String::from_utf8_lossy(handed_over)
-            );
-        }
+        assert_each(
+            &[
+                &b"/sap/opu/odata/sap/API_SALES_ORDER_SRV/A_SalesOrder('1')"[..],
+                b"/x/A_SalesOrder?$filter=(PurchaseOrderByCustomer%20eq%20'A-1')&$top=5",
+                b"/x/A_SalesOrder(SalesOrder=%271%27)?$select=*,to_Item/*&$expand=to_Item",
+                b"/a;b=c/~d@e:f!g+h",
+            ],
+            plain_target,
+            "handed over",
+        );
+        assert_each(
+            &[
+                &b"/a b"[..],
+                b"/a#frag",
+                b"/a{b}",
+                b"/a|b",
+                b"/a\\b",
+                b"/a\"b",
+                b"/a<b>",
+                b"/a^b",
+                b"/a`b",
+                b"/\xc3\xa4",
+                b"/a\tb",
+            ],
+            |t| !plain_target(t),
+            "kept on the lean path",
+        );
     }
 
     #[test]
     fn content_length_is_digits_only() {
         assert_eq!(digits(b"0"), Some(0));
         assert_eq!(digits(b"1234"), Some(1234));
-        for bad in [
-            &b""[..],
-            b"+5",
-            b"-1",
-            b" 5",
-            b"5 ",
-            b"5,5",
-            b"0x10",
-            b"99999999999999999999",
-        ] {
-            assert_eq!(digits(bad), None, "{:?}", String::from_utf8_lossy(bad));
-        }
+        assert_each(
+            &[
+                &b""[..],
+                b"+5",
+                b"-1",
+                b" 5",
+                b"5 ",
+                b"5,5",
+                b"0x10",
+                b"99999999999999999999",
+            ],
+            |bad| digits(bad).is_none(),
+            "accepted",
+        );
     }
 
     fn parsed(raw: &[u8], head_method: bool, close: bool) -> (ResponseHead, String) {
@@ -1080,18 +1087,16 @@ mod tests {
     #[test]
     fn conflicting_lengths_and_garbage_heads_are_refused() {
         let mut out = Vec::new();
-        for bad in [
-            &b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"[..],
-            b"HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\n",
-            b"HTTP/1.1 2000 OK\r\n\r\n",
-            b"HTTX/1.1 200 OK\r\n\r\n",
-        ] {
-            assert!(
-                parse_response(bad, false, false, &mut out).is_err(),
-                "{:?} accepted",
-                String::from_utf8_lossy(bad)
-            );
-        }
+        assert_each(
+            &[
+                &b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"[..],
+                b"HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\n",
+                b"HTTP/1.1 2000 OK\r\n\r\n",
+                b"HTTX/1.1 200 OK\r\n\r\n",
+            ],
+            |bad| parse_response(bad, false, false, &mut Vec::new()).is_err(),
+            "accepted",
+        );
         assert!(matches!(
             parse_response(b"HTTP/1.1 200 OK\r\nContent-Le", false, false, &mut out),
             Ok(None)
