@@ -432,9 +432,13 @@ async fn relay(
     let status = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
     call.answered(status);
     conn.buf.advance(head.head_len);
-    if let Err(cut) = relay_body(&mut conn, client, out, head.framing, config.sap_timeout).await {
+    let idle = Idle {
+        sap: config.sap_timeout,
+        client: config.client_body_timeout,
+    };
+    if let Err(cut) = relay_body(&mut conn, client, out, head.framing, idle).await {
         match cut {
-            Cut::Client => tracing::debug!("client went away during the answer"),
+            Cut::Client => tracing::debug!("client went away or stopped reading the answer"),
             Cut::Sap(why) => tracing::warn!(
                 reason = why,
                 status = head.status,
@@ -653,20 +657,29 @@ fn parse_response(
 
 /// Why an answer could not be relayed to its end.
 enum Cut {
-    /// Writing to the client failed.
+    /// Writing to the client failed, or the client stopped reading for longer than its
+    /// timeout.
     Client,
     /// SAP's side: broken framing, a closed connection, the idle timeout.
     Sap(&'static str),
 }
 
-/// Sends the client's head (in `out`) and relays the body as it comes, with SAP's idle
-/// timeout between reads.
+/// The longest pauses allowed while an answer is relayed.
+#[derive(Debug, Clone, Copy)]
+struct Idle {
+    /// SAP sending the body.
+    sap: Duration,
+    /// The client reading it (a client that stops reading must not hold its slot for ever).
+    client: Duration,
+}
+
+/// Sends the client's head (in `out`) and relays the body as it comes.
 async fn relay_body(
     conn: &mut RawConn,
     client: &mut TcpStream,
     out: &[u8],
     framing: Framing,
-    idle: Duration,
+    idle: Idle,
 ) -> Result<(), Cut> {
     let mut chunked = ChunkedEnd::default();
     let mut remaining = match framing {
@@ -689,18 +702,25 @@ async fn relay_body(
             },
             Framing::UntilClose => (conn.buf.len(), false),
         };
+        // The timer is only armed when the write has to wait (a write the kernel takes at
+        // once completes before the timeout is first polled).
         let sent = match head.take() {
-            Some(h) => write_two(client, h, &conn.buf[..take]).await,
-            None => client.write_all(&conn.buf[..take]).await,
+            Some(h) => {
+                tokio::time::timeout(idle.client, write_two(client, h, &conn.buf[..take])).await
+            }
+            None => tokio::time::timeout(idle.client, client.write_all(&conn.buf[..take])).await,
         };
-        sent.map_err(|_| Cut::Client)?;
+        match sent {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return Err(Cut::Client),
+        }
         conn.buf.advance(take);
         remaining = remaining.saturating_sub(take as u64);
         if done {
             return Ok(());
         }
         conn.buf.reserve(READ_CHUNK);
-        match tokio::time::timeout(idle, conn.stream.read_buf(&mut conn.buf)).await {
+        match tokio::time::timeout(idle.sap, conn.stream.read_buf(&mut conn.buf)).await {
             Ok(Ok(0)) if framing == Framing::UntilClose => return Ok(()),
             Ok(Ok(0)) => return Err(Cut::Sap("closed before the end of the body")),
             Ok(Err(_)) => return Err(Cut::Sap("connection broke during the body")),

@@ -94,6 +94,9 @@ async fn read_length(stream: &mut TcpStream, buf: &mut BytesMut, len: usize) -> 
 // ---------------------------------------------------------------------------------------------
 // The scripted SAP.
 
+/// Size of the `/huge` answer.
+const HUGE: usize = 64 << 20;
+
 /// One request as the upstream received it.
 #[derive(Debug, Clone)]
 struct Seen {
@@ -199,6 +202,13 @@ async fn upstream_connection(mut stream: TcpStream, connection: usize, log: Arc<
                 b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
                 false,
             ),
+            "/huge" => {
+                // More than loopback's socket buffers hold, so a client that does not read
+                // makes the proxy wait.
+                let mut a = format!("HTTP/1.1 200 OK\r\ncontent-length: {HUGE}\r\n\r\n").into_bytes();
+                a.resize(a.len() + HUGE, b'x');
+                (a, false)
+            }
             "/bye" => (
                 b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nbye".to_vec(),
                 true,
@@ -640,4 +650,52 @@ async fn a_client_stalling_mid_upload_gets_408_and_is_not_held_against_sap() {
     // The incomplete upload never became a request at SAP (its connection was dropped).
     let paths: Vec<String> = sap.seen().into_iter().map(|s| s.path).collect();
     assert_eq!(paths, ["/after"]);
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_its_answer_is_disconnected_and_frees_its_slot() {
+    let sap = Upstream::start().await;
+    let proxy = Proxy::start(
+        sap.port,
+        &[
+            ("PROXY_CLIENT_BODY_TIMEOUT_MS", "300"),
+            ("PROXY_MAX_CONCURRENCY", "1"),
+        ],
+    )
+    .await;
+    let mut stalled = proxy.connect().await;
+    stalled.send(get("/huge").as_bytes()).await;
+    // The only request slot is taken while the answer is relayed to a client that reads
+    // nothing ...
+    test_support::eventually(
+        "the huge answer is under way",
+        Duration::from_secs(10),
+        || async { sap.seen().iter().any(|s| s.path == "/huge").then_some(()) },
+    )
+    .await;
+    // ... until the client's timeout ends it: then the slot serves others again.
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        let mut c = proxy.connect().await;
+        c.send(get("/other").as_bytes()).await;
+        let status = c.answer(false).await.unwrap().status;
+        statuses.push(status);
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
+    // Reading now, the stalled client finds its answer cut short and the connection closed.
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    while let Ok(Ok(n)) =
+        tokio::time::timeout(Duration::from_secs(10), stalled.stream.read(&mut buf)).await
+    {
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    assert!(got < HUGE, "the whole answer arrived ({got} bytes)");
 }

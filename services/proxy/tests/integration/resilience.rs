@@ -176,3 +176,46 @@ async fn sigterm_lets_a_request_in_flight_finish_before_the_proxy_exits() {
     );
     s.sap_faults(json!({})).await;
 }
+
+#[tokio::test]
+async fn pass_through_survives_sap_being_killed_and_restarted_without_a_failed_request_after() {
+    let mut s = Stack::start(Options {
+        mode: "legacy",
+        ..Options::default()
+    })
+    .await;
+    let url = format!("{}{ROOT}/A_SalesOrder?$top=1", s.proxy_url());
+    // Fill the proxy's pools with several keep-alive connections to SAP.
+    let warm = futures::future::join_all((0..8).map(|_| s.get(url.clone()))).await;
+    assert!(warm.iter().all(|r| r.status == 200));
+    // SAP dies outright: its pooled connections are now dead.
+    s.sap.take().unwrap().kill_hard();
+    let down = s.get(url.clone()).await;
+    assert!(
+        [502, 503].contains(&down.status),
+        "status {} {:?}",
+        down.status,
+        down.body
+    );
+    assert!(
+        down.json()["error"]["message"]["value"].is_string(),
+        "an OData error: {:?}",
+        down.body
+    );
+    s.start_sap().await;
+    // Back: not one request may fail on a connection that died with the old process.
+    let sequential = {
+        let mut v = Vec::new();
+        for _ in 0..20 {
+            v.push(s.get(url.clone()).await.status);
+        }
+        v
+    };
+    let concurrent: Vec<u16> = futures::future::join_all((0..16).map(|_| s.get(url.clone())))
+        .await
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert!(sequential.iter().all(|s| *s == 200), "{sequential:?}");
+    assert!(concurrent.iter().all(|s| *s == 200), "{concurrent:?}");
+}
