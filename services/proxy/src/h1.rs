@@ -36,6 +36,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
+use std::future::Future;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
@@ -898,16 +899,49 @@ impl ChunkedEnd {
     }
 }
 
-/// A connection handed to hyper: the bytes the lean path read but did not serve come first.
+/// A client connection as hyper gets it: the bytes the lean path read but did not serve come
+/// first, and a write that cannot progress for `write_timeout` fails (a client that stops
+/// reading its answer must not hold its request slot for ever; hyper has no such timeout of
+/// its own). The timer is only armed while a write waits.
 pub struct Prefixed {
     prefix: Bytes,
     inner: TcpStream,
+    write_timeout: Duration,
+    stalled: Option<Pin<Box<Sleep>>>,
 }
 
 impl Prefixed {
     /// `prefix`, then the rest of `inner`.
-    pub fn new(prefix: Bytes, inner: TcpStream) -> Self {
-        Self { prefix, inner }
+    pub fn new(prefix: Bytes, inner: TcpStream, write_timeout: Duration) -> Self {
+        Self {
+            prefix,
+            inner,
+            write_timeout,
+            stalled: None,
+        }
+    }
+
+    /// Passes a write's progress through; while it waits, the stall timer runs.
+    fn timed<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let timeout = self.write_timeout;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -933,7 +967,8 @@ impl AsyncWrite for Prefixed {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.timed(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -941,7 +976,8 @@ impl AsyncWrite for Prefixed {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.timed(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -949,7 +985,8 @@ impl AsyncWrite for Prefixed {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.timed(cx, polled)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

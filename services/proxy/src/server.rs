@@ -346,7 +346,7 @@ async fn connection(
         let st = st.clone();
         async move { Ok::<_, Infallible>(st.handle(req).await) }
     });
-    let io = crate::h1::Prefixed::new(read.freeze(), stream);
+    let io = crate::h1::Prefixed::new(read.freeze(), stream, state.config.client_body_timeout);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let result = tokio::select! {
