@@ -3,12 +3,33 @@
 use std::net::TcpListener;
 use std::process::{Child, Command};
 
-/// A loopback port that was free a moment ago (bind to port 0, read it, release it).
+/// Ports handed out by [`free_port`]: below Linux's default ephemeral range (32768–60999),
+/// so neither an outgoing connection's local port nor another `bind(0)` can take one between
+/// the moment it is chosen and the moment the server under test binds it. (Ports from
+/// `bind(0)` are ephemeral ones, and a busy test run opening thousands of connections reused
+/// them: a server then failed to start with "address already in use".)
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A loopback port that is free now and that this process has not handed out before.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("the OS hands out a free loopback port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = u32::from(PORTS.end - PORTS.start);
+    // Each test binary starts at its own offset, so binaries running at once rarely meet.
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7_919) % span,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = PORTS.start + offset as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {PORTS:?}");
 }
 
 /// A running child process, killed (SIGKILL) and reaped when dropped.

@@ -32,6 +32,40 @@ pub fn empty() -> ProxyBody {
     Empty::<Bytes>::new().map_err(|e| match e {}).boxed_unsync()
 }
 
+/// A response body that holds the request's admission slot until it has been sent (or
+/// dropped), so a long answer still counts as a request in progress.
+pub struct Holding<B> {
+    inner: B,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl<B> Holding<B> {
+    /// `inner`, holding `slot` for as long as it lives.
+    pub fn new(inner: B, slot: tokio::sync::OwnedSemaphorePermit) -> Self {
+        Self { inner, _slot: slot }
+    }
+}
+
+impl<B: Body + Unpin> Body for Holding<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Error raised by [`Guarded`] bodies.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyGuardError {

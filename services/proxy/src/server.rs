@@ -57,8 +57,8 @@ impl ProxyState {
     /// Handles one request through the phases above.
     pub async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let start = Instant::now();
-        // Phase 1: admit.
-        let Ok(_slot) = self.inflight.try_acquire() else {
+        // Phase 1: admit. The slot is held until the answer's body has been sent.
+        let Ok(slot) = self.inflight.clone().try_acquire_owned() else {
             return ProxyError::Overloaded.to_response();
         };
         // Phase 2: classify.
@@ -97,7 +97,11 @@ impl ProxyState {
         };
         // Phase 5: log.
         observe(op, mode, resp.status().as_u16(), start);
-        resp
+        if hyper::body::Body::is_end_stream(resp.body()) {
+            return resp;
+        }
+        let (parts, body) = resp.into_parts();
+        Response::from_parts(parts, crate::body::Holding::new(body, slot).boxed_unsync())
     }
 
     /// Phase 4's decision for a request: what handles it. The lean HTTP/1.1 path

@@ -10,18 +10,11 @@ use std::time::Duration;
 use common::{ROOT, client, eventually, order_body};
 use reqwest::StatusCode;
 use serde_json::Value;
+use test_support::process::free_port;
 
 struct Binary {
     child: Child,
     base: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn start(data_dir: &Path, extra_env: &[(&str, &str)]) -> Binary {

@@ -658,7 +658,7 @@ async fn a_client_that_stops_reading_its_answer_is_disconnected_and_frees_its_sl
     let proxy = Proxy::start(
         sap.port,
         &[
-            ("PROXY_CLIENT_BODY_TIMEOUT_MS", "300"),
+            ("PROXY_CLIENT_BODY_TIMEOUT_MS", "1500"),
             ("PROXY_MAX_CONCURRENCY", "1"),
         ],
     )
@@ -682,9 +682,16 @@ async fn a_client_that_stops_reading_its_answer_is_disconnected_and_frees_its_sl
             },
         )
         .await;
-        // ... until the client's timeout (300 ms without progress) ends it: then the slot
+        let mut c = proxy.connect().await;
+        c.send(get("/other").as_bytes()).await;
+        assert_eq!(
+            c.answer(false).await.unwrap().status,
+            503,
+            "{request:?}: a request whose answer is still being sent holds its slot"
+        );
+        // ... until the client's timeout (1.5 s without progress) ends it: then the slot
         // serves others again.
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
         let mut c = proxy.connect().await;
         c.send(get("/other").as_bytes()).await;
         assert_eq!(c.answer(false).await.unwrap().status, 200, "{request:?}");
