@@ -212,8 +212,6 @@ async fn serve_on_workers(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let mut first = Some(listener.into_std()?);
-    let header_timeout = config.client_header_timeout;
-    let grace: Duration = config.shutdown_grace;
     let mut threads = Vec::with_capacity(config.workers);
     for index in 0..config.workers {
         let own = first.take();
@@ -236,7 +234,7 @@ async fn serve_on_workers(
                             None => bind_client_listener(addr, true)?,
                         };
                         tokio::spawn(timer_anchor(shutdown.clone()));
-                        server::serve(listener, state, shutdown, header_timeout, grace).await;
+                        server::serve(listener, state, shutdown).await;
                         anyhow::Ok(())
                     })
                 })?,

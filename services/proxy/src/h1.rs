@@ -20,7 +20,7 @@
 //!   `dual-write`, shadowed reads and reads the order service answers all go through hyper.
 //!
 //! A request that does not qualify is not answered here: the connection, with every byte
-//! already read, goes to hyper for the rest of its life ([`Prefixed`]). So a malformed or
+//! already read, goes to hyper for the rest of its life ([`ClientIo`]). So a malformed or
 //! ambiguous request meets exactly the parser and the checks it met before this path existed,
 //! and the request SAP receives is always re-encoded from what was parsed (never the client's
 //! raw bytes), so the proxy and SAP cannot disagree on where a request ends.
@@ -43,6 +43,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{ProxyError, Side, UpstreamFailure};
+use crate::passthrough::is_hop_by_hop;
 use crate::routes::{Mode, SALES_ORDERS};
 use crate::sales_orders::{Operation, classify};
 use crate::server::{Plan, ProxyState, observe};
@@ -294,14 +295,6 @@ fn plain_target(target: &[u8]) -> bool {
     target.iter().all(|b| TARGET_BYTES[*b as usize])
 }
 
-/// RFC 9110 §7.6.1's hop-by-hop headers (those named in `Connection` are handled by the
-/// callers).
-fn is_hop_by_hop(name: &str) -> bool {
-    crate::passthrough::HOP_BY_HOP
-        .iter()
-        .any(|h| name.eq_ignore_ascii_case(h))
-}
-
 fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
@@ -434,7 +427,7 @@ async fn relay(
     call.answered(status);
     conn.buf.advance(head.head_len);
     let idle = Idle {
-        sap: config.sap_timeout,
+        sap: sap.timeout(),
         client: config.client_body_timeout,
     };
     if let Err(cut) = relay_body(&mut conn, client, out, head.framing, idle).await {
@@ -903,14 +896,14 @@ impl ChunkedEnd {
 /// first, and a write that cannot progress for `write_timeout` fails (a client that stops
 /// reading its answer must not hold its request slot for ever; hyper has no such timeout of
 /// its own). The timer is only armed while a write waits.
-pub struct Prefixed {
+pub struct ClientIo {
     prefix: Bytes,
     inner: TcpStream,
     write_timeout: Duration,
     stalled: Option<Pin<Box<Sleep>>>,
 }
 
-impl Prefixed {
+impl ClientIo {
     /// `prefix`, then the rest of `inner`.
     pub fn new(prefix: Bytes, inner: TcpStream, write_timeout: Duration) -> Self {
         Self {
@@ -945,7 +938,7 @@ impl Prefixed {
     }
 }
 
-impl AsyncRead for Prefixed {
+impl AsyncRead for ClientIo {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -961,7 +954,7 @@ impl AsyncRead for Prefixed {
     }
 }
 
-impl AsyncWrite for Prefixed {
+impl AsyncWrite for ClientIo {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -30,26 +30,16 @@ pub const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    use http::header::{
-        CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING,
-        UPGRADE,
-    };
-    *name == CONNECTION
-        || *name == TRANSFER_ENCODING
-        || *name == TE
-        || *name == TRAILER
-        || *name == UPGRADE
-        || *name == PROXY_AUTHENTICATE
-        || *name == PROXY_AUTHORIZATION
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
+/// Whether a header is hop-by-hop by its name (any case; those named in `Connection` are the
+/// callers' to add). Both paths use it: here on header maps, in [`crate::h1`] on raw heads.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 
 /// Removes hop-by-hop headers, including any named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one pass over the names (no hashing) settles that.
-    if !headers.keys().any(is_hop_by_hop) {
+    if !headers.keys().any(|n| is_hop_by_hop(n.as_str())) {
         return;
     }
     let named: Vec<HeaderName> = headers

@@ -280,17 +280,12 @@ fn status_class(s: u16) -> &'static str {
 /// Each connection starts on the lean HTTP/1.1 pass-through path ([`crate::h1`]) when it is
 /// enabled; the first request that path does not serve itself hands the connection, with the
 /// bytes already read, to hyper for the rest of its life.
-pub async fn serve(
-    listener: TcpListener,
-    state: Arc<ProxyState>,
-    shutdown: CancellationToken,
-    header_timeout: Duration,
-    grace: Duration,
-) {
+pub async fn serve(listener: TcpListener, state: Arc<ProxyState>, shutdown: CancellationToken) {
+    let grace = state.config.shutdown_grace;
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
+        .header_read_timeout(state.config.client_header_timeout)
         .keep_alive(true);
     let builder = Arc::new(builder);
     let connections = TaskTracker::new();
@@ -350,7 +345,7 @@ async fn connection(
         let st = st.clone();
         async move { Ok::<_, Infallible>(st.handle(req).await) }
     });
-    let io = crate::h1::Prefixed::new(read.freeze(), stream, state.config.client_body_timeout);
+    let io = crate::h1::ClientIo::new(read.freeze(), stream, state.config.client_body_timeout);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let result = tokio::select! {

@@ -57,34 +57,40 @@ const MAX_IDLE_PER_THREAD: usize = 512;
 
 static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
 
+/// A thread's idle connections of one kind, by pool (one pool per upstream).
+type IdleLists<T> = &'static std::thread::LocalKey<RefCell<HashMap<u64, Vec<T>>>>;
+
 thread_local! {
+    /// Connections driven by hyper (the hyper path's calls).
     static IDLE: RefCell<HashMap<u64, Vec<SendRequest<ProxyBody>>>> = RefCell::new(HashMap::new());
+    /// Plain sockets (the lean pass-through path, [`crate::h1`]).
+    static RAW_IDLE: RefCell<HashMap<u64, Vec<RawConn>>> = RefCell::new(HashMap::new());
+}
+
+/// The most recently parked connection of `pool` on this thread.
+fn unpark<T>(lists: IdleLists<T>, pool: u64) -> Option<T> {
+    lists.with(|l| l.borrow_mut().get_mut(&pool)?.pop())
+}
+
+/// Parks a connection for reuse on this thread, unless the pool is full.
+fn park<T>(lists: IdleLists<T>, pool: u64, conn: T) {
+    lists.with(|l| {
+        let mut l = l.borrow_mut();
+        let list = l.entry(pool).or_default();
+        if list.len() < MAX_IDLE_PER_THREAD {
+            list.push(conn);
+        }
+    });
 }
 
 fn take_idle(pool: u64) -> Option<SendRequest<ProxyBody>> {
-    IDLE.with(|idle| {
-        let mut idle = idle.borrow_mut();
-        let list = idle.get_mut(&pool)?;
-        while let Some(s) = list.pop() {
-            if !s.is_closed() {
-                return Some(s);
-            }
-        }
-        None
-    })
+    std::iter::from_fn(|| unpark(&IDLE, pool)).find(|s| !s.is_closed())
 }
 
 fn put_idle(pool: u64, sender: SendRequest<ProxyBody>) {
-    if sender.is_closed() {
-        return;
+    if !sender.is_closed() {
+        park(&IDLE, pool, sender);
     }
-    IDLE.with(|idle| {
-        let mut idle = idle.borrow_mut();
-        let list = idle.entry(pool).or_default();
-        if list.len() < MAX_IDLE_PER_THREAD {
-            list.push(sender);
-        }
-    });
 }
 
 /// A response body from an upstream; when it has been read to the end its connection returns
@@ -393,7 +399,7 @@ impl Upstream {
     /// `None`.
     pub(crate) async fn take_raw(&self) -> Option<RawConn> {
         loop {
-            let conn = RAW_IDLE.with(|idle| idle.borrow_mut().get_mut(&self.pool)?.pop())?;
+            let conn = unpark(&RAW_IDLE, self.pool)?;
             if conn.looks_open().await {
                 return Some(conn);
             }
@@ -409,18 +415,11 @@ impl Upstream {
     }
 
     /// Returns a raw connection whose last response was read to its end.
-    pub(crate) fn put_raw(&self, mut conn: RawConn) {
-        if !conn.buf.is_empty() {
-            return; // bytes nobody asked for: not a connection to reuse
+    pub(crate) fn put_raw(&self, conn: RawConn) {
+        // Bytes nobody asked for: not a connection to reuse.
+        if conn.buf.is_empty() {
+            park(&RAW_IDLE, self.pool, conn);
         }
-        conn.buf.clear();
-        RAW_IDLE.with(|idle| {
-            let mut idle = idle.borrow_mut();
-            let list = idle.entry(self.pool).or_default();
-            if list.len() < MAX_IDLE_PER_THREAD {
-                list.push(conn);
-            }
-        });
     }
 }
 
@@ -462,10 +461,6 @@ impl Call<'_> {
 
 /// Read buffer size of a raw upstream connection.
 const RAW_BUFFER: usize = 16 * 1024;
-
-thread_local! {
-    static RAW_IDLE: RefCell<HashMap<u64, Vec<RawConn>>> = RefCell::new(HashMap::new());
-}
 
 /// A plain keep-alive connection to an upstream, used by the lean pass-through path
 /// ([`crate::h1`]): the socket and the bytes read from it but not yet consumed.

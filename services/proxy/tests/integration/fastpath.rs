@@ -453,7 +453,11 @@ async fn hop_by_hop_headers_are_dropped_in_both_directions_and_end_to_end_ones_k
     for gone in ["x-secret", "keep-alive"] {
         assert_eq!(a.header(gone), None, "{gone} reached the client");
     }
-    assert_ne!(a.header("connection"), Some("X-Secret, keep-alive"));
+    assert_eq!(
+        a.header("connection"),
+        None,
+        "a keep-alive answer needs no Connection header"
+    );
     let seen = &sap.seen()[0];
     for gone in ["keep-alive", "te", "proxy-authorization", "connection"] {
         assert_eq!(seen.header(gone), None, "{gone} reached SAP");
