@@ -99,8 +99,12 @@ pub fn deep_insert_to_order(
             }
         }
     }
-    out.entry("currency")
-        .or_insert_with(|| Value::String(opts.default_currency.clone()));
+    // An empty default leaves the currency to the order service, which derives it from the
+    // customer's master data as SAP does.
+    if !opts.default_currency.is_empty() {
+        out.entry("currency")
+            .or_insert_with(|| Value::String(opts.default_currency.clone()));
+    }
     out.insert("items".into(), Value::Array(items));
     if !specs.is_empty() {
         out.insert("specifications".into(), Value::Object(specs));
@@ -142,6 +146,53 @@ fn leak_name(k: &str) -> &'static str {
         .map(|(s, _)| *s)
         .find(|s| *s == k)
         .unwrap_or("property")
+}
+
+/// What SAP derived for an order it holds, in the order service's terms (its `pricing` on a
+/// link): currency, total, and per item its unit, unit price and net amount. `entity` is an
+/// `A_SalesOrder` as SAP answers it (the object inside `d`), items expanded. `None` when the
+/// entity lacks what is needed (no items, no amounts).
+pub fn sap_pricing(entity: &Value) -> Option<Value> {
+    let currency = entity.get("TransactionCurrency")?.as_str()?;
+    let total = entity.get("TotalNetAmount")?.as_str()?;
+    let items = match entity.get("to_Item")? {
+        Value::Array(a) => a,
+        Value::Object(o) => o.get("results")?.as_array()?,
+        _ => return None,
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let number: u32 = item.get("SalesOrderItem")?.as_str()?.parse().ok()?;
+        let unit = item.get("RequestedQuantityUnit")?.as_str()?;
+        let net = item.get("NetAmount")?.as_str()?;
+        let quantity = item.get("RequestedQuantity")?.as_str()?;
+        let unit_price = divide_decimal(net, quantity)?;
+        out.push(json!({
+            "item_number": number,
+            "unit": unit,
+            "unit_price": unit_price,
+            "net_amount": net,
+        }));
+    }
+    (!out.is_empty()).then(|| {
+        json!({
+            "currency": currency,
+            "total_net_amount": total,
+            "items": out,
+        })
+    })
+}
+
+/// `net / quantity` at two decimals (SAP's net price per unit), from decimal strings.
+fn divide_decimal(net: &str, quantity: &str) -> Option<String> {
+    let n: f64 = net.parse().ok()?;
+    let q: f64 = quantity.parse().ok()?;
+    if q <= 0.0 || !n.is_finite() {
+        return None;
+    }
+    // Amounts are at most 16 digits with 3 decimals: f64 holds them exactly enough to round
+    // to cents.
+    Some(format!("{:.2}", (n / q * 100.0).round() / 100.0))
 }
 
 /// Parses an OData V2 `/Date(<ms>[+-hhmm])/` value into its UTC date.

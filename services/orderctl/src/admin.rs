@@ -41,7 +41,12 @@ async fn answer(r: reqwest::Response) -> anyhow::Result<Value> {
 
 /// Lists the routes with their mode and readiness.
 pub async fn routes(target: Target) -> anyhow::Result<()> {
-    let body = answer(reqwest::get(target.url("/admin/v1/routes")).await?).await?;
+    let r = reqwest::Client::new()
+        .get(target.url("/admin/v1/routes"))
+        .bearer_auth(target.token()?)
+        .send()
+        .await?;
+    let body = answer(r).await?;
     println!("{}", serde_json::to_string_pretty(&body)?);
     Ok(())
 }
@@ -80,7 +85,13 @@ pub enum ReplayAction {
 pub async fn replays(target: Target, action: ReplayAction) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let r = match action {
-        ReplayAction::List => client.get(target.url("/admin/v1/replays")).send().await?,
+        ReplayAction::List => {
+            client
+                .get(target.url("/admin/v1/replays"))
+                .bearer_auth(target.token()?)
+                .send()
+                .await?
+        }
         ReplayAction::Retry { id } => {
             client
                 .post(target.url(&format!("/admin/v1/replays/{id}/retry")))

@@ -1,10 +1,11 @@
 //! The admin API (port 9080, loopback by default): route modes with readiness, the replay log,
 //! outcome counters, health and Prometheus metrics.
 //!
-//! Reads are open (the listener is on loopback); **every change** (any method other than GET
-//! and HEAD) needs `Authorization: Bearer <ADMIN_TOKEN>`, checked by one middleware before any
-//! handler runs, so a refused change cannot have touched anything. Without a configured token
-//! every change is refused. Callers name themselves with `X-Admin-Actor` for the audit trail;
+//! Every request under `/admin` (reads too: replay entries carry customer data) needs
+//! `Authorization: Bearer <ADMIN_TOKEN>`, checked by one middleware before any handler runs, so
+//! a refused change cannot have touched anything; only `/health`, `/ready` and `/metrics` are
+//! open (probes, the Prometheus scrape). Without a configured token every admin request is
+//! refused. Callers name themselves with `X-Admin-Actor` for the audit trail;
 //! the peer address is always recorded with it.
 
 use std::collections::HashMap;
@@ -129,7 +130,11 @@ async fn require_token_for_changes(
     req: Request,
     next: Next,
 ) -> Response {
-    if req.method() == Method::GET || req.method() == Method::HEAD {
+    // Probes and the Prometheus scrape stay open; everything under /admin (replay bodies carry
+    // customer data) needs the token, reads included.
+    let open = matches!(req.uri().path(), "/health" | "/ready" | "/metrics")
+        && (req.method() == Method::GET || req.method() == Method::HEAD);
+    if open {
         return next.run(req).await;
     }
     let presented = req
@@ -149,9 +154,9 @@ async fn require_token_for_changes(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",
             if state.token.is_some() {
-                "a valid bearer token is required for changes"
+                "a valid bearer token is required"
             } else {
-                "changes are disabled: ADMIN_TOKEN is not configured"
+                "the admin API is disabled: ADMIN_TOKEN is not configured"
             },
         );
     }
@@ -250,11 +255,18 @@ pub async fn readiness(state: &AdminState, route: &Route, target: Mode) -> Vec<C
                 state.shadow_min_match_rate * 100.0
             ),
         });
-        let backlog = state.store.backlog().await.unwrap_or_default();
-        out.push(Criterion {
-            name: "replay_backlog_empty",
-            ok: backlog.pending + backlog.parked == 0,
-            detail: format!("{} pending, {} parked", backlog.pending, backlog.parked),
+        // A log that cannot be read is not an empty one: the gate stays shut.
+        out.push(match state.store.backlog().await {
+            Ok(backlog) => Criterion {
+                name: "replay_backlog_empty",
+                ok: backlog.pending + backlog.parked == 0,
+                detail: format!("{} pending, {} parked", backlog.pending, backlog.parked),
+            },
+            Err(e) => Criterion {
+                name: "replay_backlog_empty",
+                ok: false,
+                detail: format!("the replay log could not be read: {e}"),
+            },
         });
         let report = state
             .reconciliation
@@ -438,18 +450,26 @@ async fn route_audit(State(state): State<AdminState>, Path(route): Path<String>)
 #[derive(Debug, Deserialize)]
 struct ReplayFilter {
     state: Option<String>,
+    limit: Option<usize>,
 }
 
+/// Replay entries oldest first, at most `limit` (default 1000), optionally of one state.
 async fn list_replays(State(state): State<AdminState>, Query(f): Query<ReplayFilter>) -> Response {
-    match state.store.list_replays().await {
-        Ok(mut all) => {
-            match f.state.as_deref() {
-                Some("pending") => all.retain(|e| e.state == ReplayState::Pending),
-                Some("parked") => all.retain(|e| e.state == ReplayState::Parked),
-                _ => {}
-            }
-            Json(json!({ "replays": all })).into_response()
+    let only = match f.state.as_deref() {
+        Some("pending") => Some(ReplayState::Pending),
+        Some("parked") => Some(ReplayState::Parked),
+        None | Some("") => None,
+        Some(other) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "Bad request",
+                format!("unknown state {other:?}: use pending or parked"),
+            );
         }
+    };
+    let limit = f.limit.unwrap_or(1000).clamp(1, 10_000);
+    match state.store.list_replays_page(only, limit).await {
+        Ok(all) => Json(json!({ "replays": all })).into_response(),
         Err(e) => problem(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Storage failed",

@@ -62,7 +62,9 @@ impl Application {
         let wakeup = Arc::new(Notify::new());
         let shadow = Arc::new(ShadowStats::default());
         let inflight = Arc::new(Semaphore::new(config.max_concurrency));
-        let sales_orders = SalesOrders {
+        let numbers =
+            crate::numbers::Numbers::new(store.clone(), orders.clone(), config.order_number_block);
+        let sales_orders = Arc::new(SalesOrders {
             config: config.clone(),
             sap: sap.clone(),
             sap_client: sap_client.clone(),
@@ -70,7 +72,9 @@ impl Application {
             store: store.clone(),
             replay_wakeup: wakeup.clone(),
             boot_id: uuid::Uuid::now_v7().to_string(),
-        };
+            numbers,
+            writes: tokio_util::task::TaskTracker::new(),
+        });
         let state = Arc::new(ProxyState {
             config: config.clone(),
             sap: sap.clone(),

@@ -76,6 +76,13 @@ pub const PROXY_REPLAY_MAX_MS: &str = "PROXY_REPLAY_MAX_MS";
 pub const PROXY_REPLAY_POLL_MS: &str = "PROXY_REPLAY_POLL_MS";
 /// Grace period for in-flight requests at shutdown, milliseconds.
 pub const PROXY_SHUTDOWN_GRACE_MS: &str = "PROXY_SHUTDOWN_GRACE_MS";
+/// How many order numbers one reservation from the order service takes.
+pub const PROXY_ORDER_NUMBER_BLOCK: &str = "PROXY_ORDER_NUMBER_BLOCK";
+/// How long after a silent SAP call SAP may still commit it (S/4: the work process's maximum
+/// runtime plus the gateway's timeout); the in-doubt create is decided only after it.
+pub const PROXY_SAP_COMMIT_HORIZON_MS: &str = "PROXY_SAP_COMMIT_HORIZON_MS";
+/// Longest time a client may take to send a buffered request body, in all.
+pub const PROXY_CLIENT_BODY_DEADLINE_MS: &str = "PROXY_CLIENT_BODY_DEADLINE_MS";
 /// Shadow comparisons needed before the match rate counts for readiness.
 pub const PROXY_SHADOW_MIN_SAMPLES: &str = "PROXY_SHADOW_MIN_SAMPLES";
 /// Shadow match rate (0..1) required to leave dual-write.
@@ -148,6 +155,12 @@ pub struct ProxyConfig {
     pub replay_poll: Duration,
     /// Shutdown grace period.
     pub shutdown_grace: Duration,
+    /// Order numbers per reservation from the order service.
+    pub order_number_block: u32,
+    /// How long SAP may still commit a create after its call went silent.
+    pub sap_commit_horizon: Duration,
+    /// Longest time for a client to send a buffered request body, in all.
+    pub client_body_deadline: Duration,
     /// Shadow samples needed for readiness.
     pub shadow_min_samples: u64,
     /// Shadow match rate needed for readiness.
@@ -225,6 +238,9 @@ impl ProxyConfig {
         let replay_max = ms(&mut r, PROXY_REPLAY_MAX_MS, 60_000);
         let replay_poll = ms(&mut r, PROXY_REPLAY_POLL_MS, 250);
         let shutdown_grace = ms(&mut r, PROXY_SHUTDOWN_GRACE_MS, 10_000);
+        let order_number_block = r.read(PROXY_ORDER_NUMBER_BLOCK, 1000u32).clamp(1, 10_000);
+        let sap_commit_horizon = ms(&mut r, PROXY_SAP_COMMIT_HORIZON_MS, 600_000);
+        let client_body_deadline = ms(&mut r, PROXY_CLIENT_BODY_DEADLINE_MS, 60_000);
         let shadow_min_samples = r.read(PROXY_SHADOW_MIN_SAMPLES, 100u64);
         let shadow_min_match_rate = r.read(PROXY_SHADOW_MIN_MATCH_RATE, 0.99f64);
         if !(0.0..=1.0).contains(&shadow_min_match_rate) {
@@ -267,6 +283,9 @@ impl ProxyConfig {
             replay_max,
             replay_poll,
             shutdown_grace,
+            order_number_block,
+            sap_commit_horizon,
+            client_body_deadline,
             shadow_min_samples,
             shadow_min_match_rate,
             workers,

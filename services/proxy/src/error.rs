@@ -79,6 +79,12 @@ pub enum ProxyError {
     /// A request with the same `Idempotency-Key` is still being processed.
     #[error("a request with this Idempotency-Key is still in progress")]
     IdempotencyInProgress,
+    /// An earlier attempt under this key ended without a definite answer and cannot be
+    /// looked up (it named no order number): a second create could duplicate it.
+    #[error(
+        "an earlier request with this Idempotency-Key ended without a definite answer; check the order in SAP before sending it again under a new key"
+    )]
+    IdempotencyOutcomeUnknown,
     /// Too many requests at once.
     #[error("proxy overloaded")]
     Overloaded,
@@ -107,6 +113,7 @@ impl ProxyError {
             | ProxyError::ClientBody(_)
             | ProxyError::IdempotencyKeyReused
             | ProxyError::IdempotencyInProgress
+            | ProxyError::IdempotencyOutcomeUnknown
             | ProxyError::NotSupported(_) => Side::Client,
             ProxyError::Overloaded | ProxyError::Storage(_) => Side::Proxy,
             ProxyError::Upstream { side, .. } => *side,
@@ -120,7 +127,9 @@ impl ProxyError {
             ProxyError::ClientTooSlow => StatusCode::REQUEST_TIMEOUT,
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            ProxyError::IdempotencyInProgress => StatusCode::CONFLICT,
+            ProxyError::IdempotencyInProgress | ProxyError::IdempotencyOutcomeUnknown => {
+                StatusCode::CONFLICT
+            }
             ProxyError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
             ProxyError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -141,6 +150,7 @@ impl ProxyError {
             ProxyError::ClientBody(_) => "PROXY/400",
             ProxyError::IdempotencyKeyReused => "PROXY/422",
             ProxyError::IdempotencyInProgress => "PROXY/409",
+            ProxyError::IdempotencyOutcomeUnknown => "PROXY/409U",
             ProxyError::Overloaded => "PROXY/503",
             ProxyError::NotSupported(_) => "PROXY/501",
             ProxyError::Storage(_) => "PROXY/500",
@@ -170,12 +180,21 @@ impl ProxyError {
 
     /// The OData error response for this failure.
     pub fn to_response(&self) -> Response<ProxyBody> {
+        let (status, headers, body) = self.to_parts();
+        let mut resp = Response::new(full(body));
+        *resp.status_mut() = status;
+        *resp.headers_mut() = headers;
+        resp
+    }
+
+    /// The OData error answer as status, headers and body (logged once).
+    pub fn to_parts(&self) -> (StatusCode, http::HeaderMap, Bytes) {
         if self.status().is_server_error() {
             tracing::warn!(side = self.side().as_str(), error = %self, "request failed");
         } else {
             tracing::info!(side = self.side().as_str(), error = %self, "request refused");
         }
-        odata_error(self.status(), self.code(), &self.client_message())
+        odata_error_parts(self.status(), self.code(), &self.client_message())
     }
 }
 
@@ -183,21 +202,32 @@ impl ProxyError {
 /// built by the shared wire contract), the shape SAP's own clients read
 /// `error.message.value` from.
 pub fn odata_error(status: StatusCode, code: &str, message: &str) -> Response<ProxyBody> {
+    let (status, headers, body) = odata_error_parts(status, code, message);
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
+}
+
+/// [`odata_error`] as status, headers and body.
+pub fn odata_error_parts(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+) -> (StatusCode, http::HeaderMap, Bytes) {
     let body = sap_odata::error::ODataError::new(code, message).with_inner_error(
         uuid::Uuid::new_v4().simple().to_string().to_uppercase(),
         chrono::Utc::now(),
         None,
     );
     let bytes = Bytes::from(serde_json::to_vec(&body).expect("json serialises"));
-    let mut resp = Response::new(full(bytes));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json;charset=utf-8"),
     );
-    resp.headers_mut()
-        .insert("dataserviceversion", HeaderValue::from_static("1.0"));
-    resp
+    headers.insert("dataserviceversion", HeaderValue::from_static("1.0"));
+    (status, headers, bytes)
 }
 
 #[cfg(test)]

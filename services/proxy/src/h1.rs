@@ -622,7 +622,11 @@ fn parse_response(
     for h in resp.headers.iter() {
         let keep_coding =
             framing == Framing::UntilClose && h.name.eq_ignore_ascii_case("transfer-encoding");
+        // RFC 9112 §6.3: with Transfer-Encoding present, Content-Length is not the framing
+        // and an intermediary removes it before forwarding.
+        let stale_length = transfer.is_some() && h.name.eq_ignore_ascii_case("content-length");
         if (is_hop_by_hop(h.name) && !keep_coding)
+            || stale_length
             || named[..named_count]
                 .iter()
                 .any(|n| n.eq_ignore_ascii_case(h.name.as_bytes()))

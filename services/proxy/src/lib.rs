@@ -41,6 +41,7 @@ pub mod breaker;
 pub mod config;
 pub mod error;
 pub mod h1;
+pub mod numbers;
 pub mod observe;
 pub mod order_client;
 pub mod outcome;

@@ -114,3 +114,10 @@ pub fn follow_up_not_stored(correlation_id: &str, error: &str) {
     metrics::counter!("proxy_follow_up_store_failures_total").increment(1);
     tracing::error!(correlation_id, error, "follow_up_not_stored");
 }
+
+/// No order number could be had for a create (none reserved, the order service unreachable):
+/// the create goes to SAP without one, and SAP numbers it internally.
+pub fn order_numbers_exhausted() {
+    metrics::counter!("proxy_order_numbers_exhausted_total").increment(1);
+    tracing::warn!("order_numbers_exhausted");
+}

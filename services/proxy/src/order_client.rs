@@ -76,11 +76,13 @@ pub trait OrderService: Send + Sync + 'static {
         reason: &'a str,
         correlation_id: &'a str,
     ) -> BoxFuture<'a, Result<(), OrderServiceError>>;
-    /// `PUT /api/v1/orders/{id}/sap-order-number`.
+    /// `PUT /api/v1/orders/{id}/sap-order-number`, adopting what SAP derived (`pricing`:
+    /// currency, total, per item unit, unit price, net amount) when given.
     fn link_sap_order_number<'a>(
         &'a self,
         order_id: &'a str,
         sap_order_number: &'a str,
+        pricing: Option<&'a Value>,
         correlation_id: &'a str,
     ) -> BoxFuture<'a, Result<(), OrderServiceError>>;
     /// `GET /api/v1/orders?...` (query string given), the `items` array.
@@ -92,6 +94,9 @@ pub trait OrderService: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<Value>, OrderServiceError>>;
     /// `GET /ready` answered 200.
     fn ready(&self) -> BoxFuture<'_, bool>;
+    /// `POST /api/v1/order-numbers`: reserves `count` order numbers for this caller (numbers
+    /// from the range SAP's order type has as its external range), ascending.
+    fn reserve_numbers(&self, count: u32) -> BoxFuture<'_, Result<Vec<String>, OrderServiceError>>;
 }
 
 /// The HTTP implementation.
@@ -220,13 +225,18 @@ impl OrderService for HttpOrderService {
         &'a self,
         order_id: &'a str,
         sap_order_number: &'a str,
+        pricing: Option<&'a Value>,
         correlation_id: &'a str,
     ) -> BoxFuture<'a, Result<(), OrderServiceError>> {
         Box::pin(async move {
+            let mut body = json!({ "sap_order_number": sap_order_number });
+            if let Some(p) = pricing {
+                body["pricing"] = p.clone();
+            }
             self.call(
                 Method::PUT,
                 &format!("/api/v1/orders/{order_id}/sap-order-number"),
-                Some(&json!({ "sap_order_number": sap_order_number })),
+                Some(&body),
                 &[("x-correlation-id", correlation_id)],
             )
             .await
@@ -267,5 +277,33 @@ impl OrderService for HttpOrderService {
 
     fn ready(&self) -> BoxFuture<'_, bool> {
         Box::pin(async move { self.call(Method::GET, "/ready", None, &[]).await.is_ok() })
+    }
+
+    fn reserve_numbers(&self, count: u32) -> BoxFuture<'_, Result<Vec<String>, OrderServiceError>> {
+        Box::pin(async move {
+            let (_, bytes) = self
+                .call(
+                    Method::POST,
+                    "/api/v1/order-numbers",
+                    Some(&json!({ "count": count })),
+                    &[],
+                )
+                .await?;
+            let v: Value =
+                serde_json::from_slice(&bytes).map_err(|e| OrderServiceError::ServerError {
+                    status: 201,
+                    detail: e.to_string(),
+                })?;
+            Ok(v.get("numbers")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .filter(|n| n.len() == 10 && n.bytes().all(|b| b.is_ascii_digit()))
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default())
+        })
     }
 }

@@ -42,6 +42,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !headers.keys().any(|n| is_hop_by_hop(n.as_str())) {
         return;
     }
+    // RFC 9112 §6.3: a message with Transfer-Encoding is framed by it; an intermediary
+    // removes Content-Length before forwarding (both together are a smuggling shape).
+    if headers.contains_key(http::header::TRANSFER_ENCODING) {
+        headers.remove(http::header::CONTENT_LENGTH);
+    }
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()

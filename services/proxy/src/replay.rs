@@ -165,6 +165,7 @@ impl ReplayWorker {
                     Some(n) => Step::Next(ReplayKind::LinkSapOrderNumber {
                         order_id: order.id,
                         sap_order_number: n.clone(),
+                        pricing: None,
                     }),
                     None => Step::Landed,
                 },
@@ -173,9 +174,10 @@ impl ReplayWorker {
             ReplayKind::LinkSapOrderNumber {
                 order_id,
                 sap_order_number,
+                pricing,
             } => match self
                 .orders
-                .link_sap_order_number(order_id, sap_order_number, corr)
+                .link_sap_order_number(order_id, sap_order_number, pricing.as_ref(), corr)
                 .await
             {
                 Ok(()) => Step::Landed,
@@ -205,27 +207,97 @@ impl ReplayWorker {
                 stamp,
                 order_id,
             } => {
+                // Entries of earlier versions carry a stamp instead of a number.
                 if let Some((field, value)) = stamp {
                     match self.sap.find_by_stamp(field, value, None).await {
                         Ok(Some(found)) => {
                             return Step::Next(ReplayKind::LinkSapOrderNumber {
                                 order_id: order_id.clone(),
                                 sap_order_number: found.sales_order,
+                                pricing: None,
                             });
                         }
                         Ok(None) => {}
                         Err(e) => return sap_step(e),
                     }
                 }
+                // A create naming its number is safe to repeat: SAP refuses a number it has,
+                // and `create` then reads the order by that key.
                 match self.sap.create(body).await {
                     Ok(number) => Step::Next(ReplayKind::LinkSapOrderNumber {
                         order_id: order_id.clone(),
+                        pricing: self.sap_pricing(&number).await,
                         sap_order_number: number,
                     }),
                     Err(e) => sap_step(e),
                 }
             }
+            ReplayKind::ResolveSilentSap {
+                sales_order,
+                order_id,
+                order_body,
+                idempotency_key,
+                client_key,
+            } => match self.sap.read_by_key(sales_order, None).await {
+                Ok(Some(found)) => {
+                    let pricing = serde_json::from_slice::<serde_json::Value>(&found.entity_body)
+                        .ok()
+                        .and_then(|v| order_acl::sap_pricing(&v["d"]));
+                    match (order_id, order_body) {
+                        (Some(id), _) => Step::Next(ReplayKind::LinkSapOrderNumber {
+                            order_id: id.clone(),
+                            sap_order_number: found.sales_order,
+                            pricing,
+                        }),
+                        (None, Some(body)) => Step::Next(ReplayKind::CreateInOrderService {
+                            body: body.clone(),
+                            idempotency_key: idempotency_key.clone(),
+                            sap_order_number: Some(found.sales_order),
+                        }),
+                        (None, None) => Step::Landed,
+                    }
+                }
+                Ok(None) => {
+                    // SAP does not hold it and can no longer commit it. A client retry of the
+                    // same key must then take a fresh number; one running now decides first.
+                    if let Some(k) = client_key {
+                        match self
+                            .store
+                            .release_key_number(k.clone(), sales_order.clone())
+                            .await
+                        {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                return Step::Retry("a retry of the same key is running".into());
+                            }
+                            Err(e) => return Step::Retry(e.to_string()),
+                        }
+                    }
+                    match (order_id, order_body) {
+                        (Some(id), _) => Step::Next(ReplayKind::VoidOrder {
+                            order_id: id.clone(),
+                            reason: "sap_unavailable".into(),
+                        }),
+                        (None, Some(body)) => Step::Next(ReplayKind::CompensateUnknownCreate {
+                            body: body.clone(),
+                            idempotency_key: idempotency_key.clone(),
+                            reason: "dual_write_failed".into(),
+                        }),
+                        (None, None) => Step::Landed,
+                    }
+                }
+                Err(e) => Step::Retry(e.to_string()),
+            },
         }
+    }
+}
+
+impl ReplayWorker {
+    /// What SAP derived for an order it holds, to adopt with the link.
+    async fn sap_pricing(&self, number: &str) -> Option<serde_json::Value> {
+        let found = self.sap.read_by_key(number, None).await.ok()??;
+        let v: serde_json::Value = serde_json::from_slice(&found.entity_body).ok()?;
+        order_acl::sap_pricing(&v["d"])
     }
 }
 

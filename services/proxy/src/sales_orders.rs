@@ -26,6 +26,7 @@ use uuid::Uuid;
 use crate::body::{ProxyBody, full};
 use crate::config::ProxyConfig;
 use crate::error::{ProxyError, Side, UpstreamFailure, odata_error};
+use crate::numbers::Numbers;
 use crate::observe;
 use crate::order_client::{OrderCreated, OrderService, OrderServiceError};
 use crate::outcome::{self, FollowUp, NewSide, Reply, SapSide};
@@ -35,6 +36,7 @@ use crate::sap_client::{SERVICE_ROOT, SapClient};
 use crate::store::{Claim, ReplayEntry, ReplayKind, ReplayState, Store, StoredResponse};
 use crate::upstream::Upstream;
 use order_acl::TranslateOptions;
+use tokio_util::task::TaskTracker;
 
 /// Namespace of write keys derived from idempotency keys (UUID v5).
 const WRITE_KEY_NAMESPACE: Uuid = Uuid::from_u128(0x5a9e_0d1c_4b7f_4c55_9d0e_27b1_6c3f_a001);
@@ -46,29 +48,68 @@ pub enum Operation {
     SalesOrderCreate,
     /// `GET .../A_SalesOrder...` (collection, entity by key, `$count`).
     SalesOrderRead,
+    /// `POST .../$batch`: changesets may hold any write of the service.
+    Batch,
+    /// A path below the service root that SAP would not parse (bad percent-encoding, bad key
+    /// predicate): SAP answers it with an error, the route must not guess.
+    Malformed,
     /// Anything else: straight to SAP.
     PassThrough,
 }
 
-/// Classifies a request by method and path.
+/// The service root's segments (ICF node names are case-insensitive in SAP).
+const ROOT_SEGMENTS: [&str; 5] = ["sap", "opu", "odata", "sap", "API_SALES_ORDER_SRV"];
+
+/// Classifies a request by method and path, exactly as SAP parses the path: split on `/`
+/// (empty segments ignored), each segment percent-decoded, key predicates parsed, by the same
+/// parser the emulator uses (`sap_odata::uri`). So a trailing slash, `//`, or a
+/// percent-encoded entity set name reaches the route as it reaches SAP.
 pub fn classify(method: &Method, path: &str) -> Operation {
-    let Some(rest) = path
-        .strip_prefix(SERVICE_ROOT)
-        .and_then(|r| r.strip_prefix('/'))
-    else {
+    // Cheap refusal of everything outside the service (most pass-through traffic).
+    let raw: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if raw.len() < ROOT_SEGMENTS.len() {
+        return Operation::PassThrough;
+    }
+    for (seg, want) in raw.iter().zip(ROOT_SEGMENTS) {
+        match sap_odata::uri::percent_decode(seg, false) {
+            Ok(d) if d.eq_ignore_ascii_case(want) => {}
+            _ => return Operation::PassThrough,
+        }
+    }
+    let rest = &raw[ROOT_SEGMENTS.len()..];
+    let Some(first) = rest.first() else {
         return Operation::PassThrough;
     };
-    if method == Method::POST && rest == "A_SalesOrder" {
-        return Operation::SalesOrderCreate;
+    let segments: Result<Vec<_>, _> = rest
+        .iter()
+        .map(|r| {
+            sap_odata::uri::percent_decode(r, false).and_then(|d| sap_odata::uri::parse_segment(&d))
+        })
+        .collect();
+    let Ok(segments) = segments else {
+        // `$metadata` and other system resources never carry predicates; anything else SAP
+        // would refuse to parse.
+        return if first.starts_with('$') {
+            Operation::PassThrough
+        } else {
+            Operation::Malformed
+        };
+    };
+    let head = &segments[0];
+    match (
+        method,
+        head.name.as_str(),
+        head.key.is_some(),
+        segments.len(),
+    ) {
+        (&Method::POST, "$batch", false, 1) => Operation::Batch,
+        (&Method::POST, "A_SalesOrder", false, 1) => Operation::SalesOrderCreate,
+        (&Method::GET, "A_SalesOrder", _, 1) => Operation::SalesOrderRead,
+        (&Method::GET, "A_SalesOrder", false, 2) if segments[1].name == "$count" => {
+            Operation::SalesOrderRead
+        }
+        _ => Operation::PassThrough,
     }
-    if method == Method::GET
-        && (rest == "A_SalesOrder"
-            || rest.starts_with("A_SalesOrder(")
-            || rest.starts_with("A_SalesOrder/$count"))
-    {
-        return Operation::SalesOrderRead;
-    }
-    Operation::PassThrough
 }
 
 /// A complete HTTP answer.
@@ -97,7 +138,13 @@ impl Buffered {
             headers: self
                 .headers
                 .iter()
-                .filter(|(k, _)| *k != header::DATE)
+                // An answer kept for whoever repeats the key must not hand them the first
+                // caller's SAP session or CSRF token.
+                .filter(|(k, _)| {
+                    *k != header::DATE
+                        && *k != header::SET_COOKIE
+                        && !k.as_str().eq_ignore_ascii_case("x-csrf-token")
+                })
                 .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
                 .collect(),
             body_b64: base64::engine::general_purpose::STANDARD.encode(&self.body),
@@ -157,14 +204,22 @@ pub struct SalesOrders {
     pub replay_wakeup: Arc<Notify>,
     /// This process's boot id (tells crashed in-flight keys from live ones).
     pub boot_id: String,
+    /// Order numbers to name on creates.
+    pub numbers: Numbers,
+    /// Creates and their follow-ups in progress: waited for at shutdown, never cut by a
+    /// client hanging up.
+    pub writes: TaskTracker,
 }
 
-/// The keys of one create attempt.
-pub struct WriteKeys {
-    /// Stamped into SAP's `ExternalDocumentID` (stable across a key's attempts).
-    pub stamp: String,
-    /// The order service's idempotency key (one per attempt).
-    pub order_service: String,
+/// Where a create goes in SAP.
+#[derive(Debug, Clone)]
+struct Target {
+    /// The `SalesOrder` the create names (ours, or the client's own), if any.
+    sap_number: Option<String>,
+    /// The number is ours (from [`Numbers`]): no one else creates under it.
+    ours: bool,
+    /// An earlier attempt of the same key ended without a definite answer.
+    retry: bool,
 }
 
 /// What the SAP call produced, with the answer when there was one.
@@ -174,114 +229,268 @@ struct SapResult {
     failure: Option<UpstreamFailure>,
 }
 
+impl SapResult {
+    /// SAP may hold the order although it did not say so: it went silent after the request
+    /// was sent (timeout, connection broken).
+    fn may_exist(&self) -> bool {
+        matches!(
+            self.side,
+            SapSide::Unavailable {
+                answered: false,
+                ..
+            }
+        ) && self
+            .failure
+            .as_ref()
+            .is_none_or(UpstreamFailure::is_ambiguous)
+    }
+}
+
 struct NewResult {
     side: NewSide,
     order: Option<OrderCreated>,
     error: Option<String>,
 }
 
+impl NewResult {
+    fn failed(retryable: bool, ambiguous: bool, error: String) -> Self {
+        Self {
+            side: NewSide::Failed {
+                retryable,
+                ambiguous,
+            },
+            order: None,
+            error: Some(error),
+        }
+    }
+}
+
+/// A proxy error as a complete answer.
+fn error_buffered(e: ProxyError) -> Buffered {
+    let (status, headers, body) = e.to_parts();
+    Buffered {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// The number in a create answer's `Location` (`.../A_SalesOrder('123')`), for answers whose
+/// body cannot be read (compressed, Atom XML).
+fn number_from_location(headers: &HeaderMap) -> Option<String> {
+    let loc = headers.get(header::LOCATION)?.to_str().ok()?;
+    let rest = loc.rsplit_once("A_SalesOrder(")?.1;
+    let inner = rest.strip_suffix(')').unwrap_or(rest);
+    let inner = inner.strip_prefix("SalesOrder=").unwrap_or(inner);
+    let decoded = sap_odata::uri::percent_decode(inner, false).ok()?;
+    let v = decoded.strip_prefix('\'')?.strip_suffix('\'')?;
+    (!v.is_empty()).then(|| v.replace("''", "'"))
+}
+
+/// The order-service create body for an order as SAP holds it: SAP's fields through the
+/// anti-corruption layer, with SAP's derived amounts, under our number when it is ours.
+fn order_from_sap_entity(entity: &Value, target: &Target) -> Option<Value> {
+    let mut clean = entity.as_object()?.clone();
+    clean.remove("__metadata");
+    clean.remove("SalesOrder");
+    let pricing = order_acl::sap_pricing(entity);
+    let opts = TranslateOptions {
+        default_currency: String::new(),
+    };
+    let mut body = order_acl::deep_insert_to_order(&Value::Object(clean), &opts).ok()?;
+    let o = body.as_object_mut()?;
+    if target.ours
+        && let Some(n) = &target.sap_number
+    {
+        o.insert("order_number".into(), Value::String(n.clone()));
+    }
+    if let Some(p) = pricing {
+        o.insert("total_net_amount".into(), p["total_net_amount"].clone());
+        if let (Some(items), Some(priced)) = (
+            o.get_mut("items").and_then(Value::as_array_mut),
+            p["items"].as_array(),
+        ) {
+            for (item, price) in items.iter_mut().zip(priced) {
+                if let Some(i) = item.as_object_mut() {
+                    i.insert("unit_price".into(), price["unit_price"].clone());
+                    i.insert("net_amount".into(), price["net_amount"].clone());
+                }
+            }
+        }
+    }
+    Some(body)
+}
+
 impl SalesOrders {
     /// Handles `POST .../A_SalesOrder` in the route's mode (snapshotted by the caller).
+    ///
+    /// The work runs on a tracked task of its own: a client that hangs up, or a connection
+    /// closed at shutdown, never cuts a dual write between its decision and its follow-ups,
+    /// and its idempotency key is always finished by its owner.
     pub async fn create(
+        self: &Arc<Self>,
+        parts: http::request::Parts,
+        body: Bytes,
+        route: Route,
+    ) -> Response<ProxyBody> {
+        let this = self.clone();
+        let handle = self
+            .writes
+            .spawn(async move { this.create_to_end(&parts, body, &route).await });
+        match handle.await {
+            Ok(b) => b.into_response(),
+            Err(e) => {
+                tracing::error!(error = %e, "create task failed");
+                ProxyError::Storage("the create could not be completed".into()).to_response()
+            }
+        }
+    }
+
+    async fn create_to_end(
         &self,
         parts: &http::request::Parts,
         body: Bytes,
         route: &Route,
-    ) -> Response<ProxyBody> {
+    ) -> Buffered {
         let correlation_id = platform::correlation::correlation_from_headers(&parts.headers).0;
         let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+        let client_number = parsed
+            .as_ref()
+            .and_then(|v| v.get("SalesOrder"))
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned);
+        // A number is named only where SAP takes the write and the client named none.
+        let wants_number = matches!(route.mode, Mode::Legacy | Mode::DualWrite)
+            && client_number.is_none()
+            && parsed.as_ref().is_some_and(Value::is_object);
 
         // Phase 1: claim.
         let key = self.idempotency_key(&parts.headers, parsed.as_ref());
         let fingerprint = fingerprint(parts, &body);
-        let claim = match &key {
-            None => Claim::Fresh,
+        let candidate = if wants_number {
+            self.numbers.next().await
+        } else {
+            None
+        };
+        let (claim, number) = match &key {
+            None => (Claim::Fresh, candidate),
             Some(k) => match self
                 .store
-                .claim_key(k.clone(), fingerprint.clone(), self.boot_id.clone())
+                .claim_key(
+                    k.clone(),
+                    fingerprint.clone(),
+                    self.boot_id.clone(),
+                    candidate,
+                )
                 .await
             {
                 Ok(c) => c,
-                Err(e) => return ProxyError::Storage(e.to_string()).to_response(),
+                Err(e) => return error_buffered(ProxyError::Storage(e.to_string())),
             },
         };
         match claim {
             Claim::Replay(stored) => {
-                let mut resp = Buffered::from_stored(&stored).into_response();
-                resp.headers_mut()
+                let mut b = Buffered::from_stored(&stored);
+                b.headers
                     .insert("idempotent-replayed", HeaderValue::from_static("true"));
-                return resp;
+                return b;
             }
-            Claim::Mismatch => return ProxyError::IdempotencyKeyReused.to_response(),
-            Claim::InProgress => return ProxyError::IdempotencyInProgress.to_response(),
+            Claim::Mismatch => return error_buffered(ProxyError::IdempotencyKeyReused),
+            Claim::InProgress => return error_buffered(ProxyError::IdempotencyInProgress),
             Claim::Fresh | Claim::Retry { .. } => {}
         }
         let attempt = match claim {
             Claim::Retry { attempt } => attempt,
             _ => 0,
         };
-        // The SAP stamp is the same for every attempt of one key, so a retry finds what an
-        // earlier attempt created. The order service gets a key per attempt: an earlier
-        // attempt's order may have been voided (compensated), and a retry must not revive it.
-        let keys = match &key {
-            Some(k) => WriteKeys {
-                stamp: Uuid::new_v5(&WRITE_KEY_NAMESPACE, k.as_bytes()).to_string(),
-                order_service: if attempt == 0 {
-                    Uuid::new_v5(&WRITE_KEY_NAMESPACE, k.as_bytes()).to_string()
-                } else {
-                    Uuid::new_v5(&WRITE_KEY_NAMESPACE, format!("{k}#{attempt}").as_bytes())
-                        .to_string()
-                },
-            },
-            None => {
-                let k = Uuid::now_v7().to_string();
-                WriteKeys {
-                    stamp: k.clone(),
-                    order_service: k,
-                }
-            }
+        let number = if wants_number { number } else { None };
+        if key.is_some()
+            && attempt > 0
+            && number.is_none()
+            && client_number.is_none()
+            && wants_number
+        {
+            // An earlier attempt without a number of ours ended unknown: SAP may hold it and
+            // nothing can find it, so a second create could duplicate it.
+            let answer = error_buffered(ProxyError::IdempotencyOutcomeUnknown);
+            self.finish(key, fingerprint, attempt, None, None).await;
+            return answer;
+        }
+        let target = Target {
+            sap_number: client_number.clone().or_else(|| number.clone()),
+            ours: number.is_some(),
+            retry: attempt > 0,
         };
-        let look_up_first = attempt > 0;
-        // The order service keeps correlation ids unique; a retry is traced as `<id>/retry-<n>`.
-        let correlation_id = if attempt == 0 {
-            correlation_id
-        } else {
-            format!("{correlation_id}/retry-{attempt}")
+        // The order service's key: one per order number (its create is idempotent by number
+        // too); without a number, one per attempt (an earlier attempt's order may have been
+        // voided, and a retry must not revive it).
+        let order_key = match (&number, &key) {
+            (Some(n), _) => {
+                Uuid::new_v5(&WRITE_KEY_NAMESPACE, format!("number:{n}").as_bytes()).to_string()
+            }
+            (None, Some(k)) if attempt == 0 => {
+                Uuid::new_v5(&WRITE_KEY_NAMESPACE, k.as_bytes()).to_string()
+            }
+            (None, Some(k)) => {
+                Uuid::new_v5(&WRITE_KEY_NAMESPACE, format!("{k}#{attempt}").as_bytes()).to_string()
+            }
+            (None, None) => Uuid::now_v7().to_string(),
         };
 
-        let result = match route.mode {
-            Mode::Legacy => self.legacy_create(parts, body).await,
+        let (result, keep_number) = match route.mode {
+            Mode::Legacy => self.legacy_create(parts, body, &target).await,
             Mode::DualWrite => {
                 self.dual_write(
                     parts,
                     body,
                     parsed,
-                    &keys,
-                    look_up_first,
+                    &order_key,
+                    &target,
+                    key.as_deref(),
                     route,
                     &correlation_id,
                 )
                 .await
             }
-            Mode::Events | Mode::Retired => {
-                self.order_service_create(parts, parsed, &keys.order_service, &correlation_id)
-                    .await
-            }
+            Mode::Events | Mode::Retired => (
+                self.order_service_create(parts, parsed, &order_key, &correlation_id)
+                    .await,
+                false,
+            ),
         };
 
-        // Phase 7: finish the key. A 5xx answer leaves the outcome unknown.
-        if let Some(k) = key {
-            let stored = match &result {
-                Ok(b) if !b.status.is_server_error() => Some(b.to_stored()),
-                _ => None,
-            };
-            if let Err(e) = self.store.finish_key(k, fingerprint, attempt, stored).await {
-                tracing::error!(error = %e, "could not finish idempotency key");
-            }
-        }
-        match result {
-            Ok(b) => b.into_response(),
-            Err(e) => e.to_response(),
+        // Phase 7: finish the key. A 5xx answer leaves the outcome unknown; the number stays
+        // with the key while SAP may hold an order under it.
+        let answer = match result {
+            Ok(b) => b,
+            Err(e) => error_buffered(e),
+        };
+        let stored = (!answer.status.is_server_error()).then(|| answer.to_stored());
+        let kept = if keep_number || stored.is_some() {
+            number
+        } else {
+            None
+        };
+        self.finish(key, fingerprint, attempt, stored, kept).await;
+        answer
+    }
+
+    async fn finish(
+        &self,
+        key: Option<String>,
+        fingerprint: String,
+        attempt: u32,
+        stored: Option<StoredResponse>,
+        number: Option<String>,
+    ) {
+        if let Some(k) = key
+            && let Err(e) = self
+                .store
+                .finish_key(k, fingerprint, attempt, stored, number)
+                .await
+        {
+            tracing::error!(error = %e, "could not finish idempotency key");
         }
     }
 
@@ -307,27 +516,83 @@ impl SalesOrders {
         Some(format!("natural:{}", parts.join("\u{1f}")))
     }
 
-    /// Legacy: SAP only, the answer buffered so an idempotency key can keep it.
+    /// Legacy: SAP only, the answer buffered so an idempotency key can keep it, the create
+    /// naming its number so a retry of an attempt whose answer was lost finds it instead of
+    /// making a second order. Returns the answer and whether SAP may hold an order under the
+    /// number although the answer says otherwise (the number stays with the key).
     async fn legacy_create(
         &self,
         parts: &http::request::Parts,
         body: Bytes,
-    ) -> Result<Buffered, ProxyError> {
-        let req = upstream_request(parts, full(body), &self.sap, self.config.preserve_host);
-        let resp = self
-            .sap
-            .send(req)
-            .await
-            .map_err(|failure| ProxyError::Upstream {
-                side: Side::Sap,
-                failure,
-            })?;
-        Buffered::from_response(resp, self.config.sap_timeout)
-            .await
-            .map_err(|failure| ProxyError::Upstream {
-                side: Side::Sap,
-                failure,
-            })
+        target: &Target,
+    ) -> (Result<Buffered, ProxyError>, bool) {
+        let body = match (&target.sap_number, target.ours) {
+            (Some(n), true) => stamp_body(&body, "SalesOrder", n),
+            _ => body,
+        };
+        let client_auth = parts.headers.get(header::AUTHORIZATION);
+        let sap = self.send_sap_create(parts, body).await;
+        let sap = self.settle_sap(sap, target, client_auth).await;
+        let ambiguous = sap.may_exist();
+        match sap.answer {
+            Some(b) => (Ok(b), ambiguous),
+            None => (
+                Err(ProxyError::Upstream {
+                    side: Side::Sap,
+                    failure: sap.failure.unwrap_or(UpstreamFailure::Timeout),
+                }),
+                ambiguous,
+            ),
+        }
+    }
+
+    /// What SAP's answer to a create means once the number is taken into account: a refusal
+    /// of a create under a number that SAP holds is an earlier attempt's order (SAP refuses a
+    /// number it has), and a silent SAP is asked by key whether the order landed.
+    async fn settle_sap(
+        &self,
+        mut sap: SapResult,
+        target: &Target,
+        client_auth: Option<&HeaderValue>,
+    ) -> SapResult {
+        let Some(number) = &target.sap_number else {
+            return sap;
+        };
+        let ask = match &sap.side {
+            // Our own number, or the client's own on its retry: a refusal may be "exists".
+            SapSide::Rejected => target.ours || target.retry,
+            SapSide::Unavailable { .. } => sap
+                .failure
+                .as_ref()
+                .is_none_or(UpstreamFailure::is_ambiguous),
+            SapSide::Created { .. } => {
+                if let SapSide::Created { sales_order } = &mut sap.side
+                    && sales_order.is_none()
+                {
+                    // SAP's answer could not be read (compressed, Atom XML): the number is
+                    // known all the same.
+                    *sales_order = Some(number.clone());
+                }
+                false
+            }
+        };
+        if !ask {
+            return sap;
+        }
+        match self.sap_client.read_by_key(number, client_auth).await {
+            Ok(Some(found)) => {
+                tracing::warn!(
+                    sales_order = %number,
+                    "SAP holds the order under its number: an earlier or silent attempt made it"
+                );
+                found_as_created(found)
+            }
+            Ok(None) => sap,
+            Err(e) => {
+                tracing::warn!(error = %e, sales_order = %number, "read by key after create failed");
+                sap
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -336,115 +601,75 @@ impl SalesOrders {
         parts: &http::request::Parts,
         body: Bytes,
         parsed: Option<Value>,
-        keys: &WriteKeys,
-        look_up_first: bool,
+        order_key: &str,
+        target: &Target,
+        client_key: Option<&str>,
         route: &Route,
         correlation_id: &str,
-    ) -> Result<Buffered, ProxyError> {
+    ) -> (Result<Buffered, ProxyError>, bool) {
         let started = Instant::now();
-        let write_key = keys.order_service.as_str();
 
-        // Phase 2: prepare.
-        let stamp_field = self.config.sap_stamp_field.as_deref();
-        let client_has_field = |f: &str| {
-            parsed
-                .as_ref()
-                .and_then(Value::as_object)
-                .is_some_and(|o| o.contains_key(f))
-        };
-        let (sap_body, stamp) = match stamp_field {
-            Some(f) if parsed.as_ref().is_some_and(Value::is_object) && !client_has_field(f) => (
-                stamp_body(&body, f, &keys.stamp),
-                Some((f.to_owned(), keys.stamp.clone())),
-            ),
-            Some(f) => {
-                // The client set the field itself: its value is the best look-up key we have.
-                let own = parsed
-                    .as_ref()
-                    .and_then(|v| v.get(f))
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty())
-                    .map(|v| (f.to_owned(), v.to_owned()));
-                (body.clone(), own)
-            }
-            None => (body.clone(), None),
+        // Phase 2: prepare. The number goes in right after `{`, every other byte as sent.
+        let sap_body = match (&target.sap_number, target.ours) {
+            (Some(n), true) => stamp_body(&body, "SalesOrder", n),
+            _ => body.clone(),
         };
         let sap_json: Option<Value> = serde_json::from_slice(&sap_body).ok();
         let opts = TranslateOptions {
             default_currency: self.config.default_currency.clone(),
         };
-        let order_body = match &sap_json {
-            Some(v) => order_acl::deep_insert_to_order(v, &opts).map_err(|e| e.to_string()),
+        let order_body = match &parsed {
+            Some(v) => order_acl::deep_insert_to_order(v, &opts)
+                .map(|mut b| {
+                    if target.ours
+                        && let (Some(o), Some(n)) = (b.as_object_mut(), &target.sap_number)
+                    {
+                        o.insert("order_number".into(), Value::String(n.clone()));
+                    }
+                    b
+                })
+                .map_err(|e| e.to_string()),
             None => Err("the request body is not JSON".to_owned()),
         };
         let client_auth = parts.headers.get(header::AUTHORIZATION);
 
         // Phase 3: call both sides concurrently.
         let sap_call = async {
-            if look_up_first && let Some((f, v)) = &stamp {
-                match self.sap_client.find_by_stamp(f, v, client_auth).await {
-                    Ok(Some(found)) => return found_as_created(found),
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "look-up before create failed");
-                        return SapResult {
-                            side: SapSide::Unavailable {
-                                answered: false,
-                                timed_out: false,
-                            },
-                            answer: None,
-                            failure: Some(UpstreamFailure::Broken(e.to_string())),
-                        };
-                    }
-                }
-            }
-            self.send_sap_create(parts, sap_body.clone()).await
+            let sap = self.send_sap_create(parts, sap_body.clone()).await;
+            // Phase 4: a refusal or a silent SAP is settled by reading the number.
+            self.settle_sap(sap, target, client_auth).await
         };
         let new_call = async {
             match &order_body {
-                Err(reason) => NewResult {
-                    side: NewSide::Failed {
-                        retryable: false,
-                        ambiguous: false,
-                    },
-                    order: None,
-                    error: Some(format!("untranslatable: {reason}")),
-                },
-                Ok(b) => match self.orders.create(b, write_key, correlation_id).await {
-                    Ok(o) => NewResult {
-                        side: NewSide::Created {
-                            order_id: o.id.clone(),
-                        },
-                        order: Some(o),
-                        error: None,
-                    },
-                    Err(e) => NewResult {
-                        side: NewSide::Failed {
-                            retryable: e.is_retryable(),
-                            ambiguous: e.is_ambiguous(),
-                        },
-                        order: None,
-                        error: Some(e.to_string()),
-                    },
-                },
+                Err(reason) => NewResult::failed(false, false, format!("untranslatable: {reason}")),
+                Ok(b) => {
+                    self.create_in_order_service(b, order_key, correlation_id)
+                        .await
+                }
             }
         };
-        let (mut sap, new) = tokio::join!(sap_call, new_call);
+        let (sap, mut new) = tokio::join!(sap_call, new_call);
 
-        // Phase 4: a silent SAP may have created the order anyway; the stamp tells.
-        if matches!(sap.side, SapSide::Unavailable { .. })
-            && sap
-                .failure
-                .as_ref()
-                .is_none_or(UpstreamFailure::is_ambiguous)
-            && let Some((f, v)) = &stamp
-            && let Ok(Some(found)) = self.sap_client.find_by_stamp(f, v, client_auth).await
+        // SAP took the order but the order service refused what the client sent (values SAP
+        // derives from master data were left out): the order service takes SAP's order as SAP
+        // completed it.
+        if let (
+            SapSide::Created { sales_order },
+            NewSide::Failed {
+                retryable: false, ..
+            },
+        ) = (&sap.side, &new.side)
+            && let Some(from_sap) = self
+                .order_from_sap(&sap, sales_order.as_deref(), target, client_auth)
+                .await
         {
-            tracing::warn!(
-                correlation_id,
-                "SAP created the order although its answer was lost"
-            );
-            sap = found_as_created(found);
+            let again = self
+                .create_in_order_service(&from_sap, order_key, correlation_id)
+                .await;
+            if matches!(again.side, NewSide::Created { .. }) {
+                tracing::info!(correlation_id, "order service took SAP's completed order");
+            }
+            new = again;
         }
 
         // Phase 5: decide.
@@ -453,12 +678,19 @@ impl SalesOrders {
         if let Some(e) = &new.error {
             tracing::warn!(correlation_id, error = %e, "order service side of the dual write failed");
         }
+        let sap_silent = sap.may_exist();
 
         // Phase 6: secure the follow-ups.
         let sap_number = match &sap.side {
             SapSide::Created { sales_order } => sales_order.clone(),
             _ => None,
         };
+        let pricing = sap
+            .answer
+            .as_ref()
+            .and_then(|a| serde_json::from_slice::<Value>(&a.body).ok())
+            .and_then(|v| order_acl::sap_pricing(&v["d"]));
+        let mut entries = Vec::new();
         for follow_up in &decision.follow_ups {
             let kind = match follow_up {
                 FollowUp::LinkSapOrderNumber => {
@@ -466,6 +698,7 @@ impl SalesOrders {
                         self.link_in_background(
                             order.id.clone(),
                             number.clone(),
+                            pricing.clone(),
                             route,
                             correlation_id,
                         );
@@ -481,7 +714,7 @@ impl SalesOrders {
                     let mut entry = ReplayEntry::new(
                         ReplayKind::CreateInOrderService {
                             body,
-                            idempotency_key: write_key.to_owned(),
+                            idempotency_key: order_key.to_owned(),
                             sap_order_number: sap_number.clone(),
                         },
                         &route.name,
@@ -492,6 +725,18 @@ impl SalesOrders {
                         entry.last_error = new.error.clone();
                     }
                     entry
+                }
+                FollowUp::VoidNewOrder if sap_silent && target.sap_number.is_some() => {
+                    // SAP went silent and may still commit: decide once it no longer can.
+                    self.resolve_later(
+                        target,
+                        new.order.as_ref(),
+                        None,
+                        order_key,
+                        client_key,
+                        route,
+                        correlation_id,
+                    )
                 }
                 FollowUp::VoidNewOrder => {
                     let Some(order) = &new.order else { continue };
@@ -507,6 +752,17 @@ impl SalesOrders {
                         correlation_id,
                     )
                 }
+                FollowUp::CompensateUnknownCreate if sap_silent && target.sap_number.is_some() => {
+                    self.resolve_later(
+                        target,
+                        None,
+                        order_body.clone().ok(),
+                        order_key,
+                        client_key,
+                        route,
+                        correlation_id,
+                    )
+                }
                 FollowUp::CompensateUnknownCreate => {
                     let Ok(body) = order_body.clone() else {
                         continue;
@@ -514,7 +770,7 @@ impl SalesOrders {
                     ReplayEntry::new(
                         ReplayKind::CompensateUnknownCreate {
                             body,
-                            idempotency_key: write_key.to_owned(),
+                            idempotency_key: order_key.to_owned(),
                             reason: "dual_write_failed".to_owned(),
                         },
                         &route.name,
@@ -526,7 +782,7 @@ impl SalesOrders {
                     ReplayEntry::new(
                         ReplayKind::CreateInSap {
                             body: sap_json.clone().unwrap_or(Value::Null),
-                            stamp: stamp.clone(),
+                            stamp: None,
                             order_id: order.id.clone(),
                         },
                         &route.name,
@@ -534,29 +790,119 @@ impl SalesOrders {
                     )
                 }
             };
-            if let Err(e) = self.store.put_replay(kind.clone()).await {
-                observe::follow_up_not_stored(correlation_id, &e.to_string());
-                return Err(ProxyError::Storage(e.to_string()));
-            }
-            observe::replay_enqueued(&kind);
+            entries.push(kind);
         }
-        if !decision.follow_ups.is_empty() {
+        if !entries.is_empty() {
+            if let Err(e) = self.store.put_replays(entries.clone()).await {
+                observe::follow_up_not_stored(correlation_id, &e.to_string());
+                return (Err(ProxyError::Storage(e.to_string())), sap_silent);
+            }
+            for e in &entries {
+                observe::replay_enqueued(e);
+            }
             self.replay_wakeup.notify_one();
         }
 
         // Phase 7: answer.
-        match decision.reply {
-            Reply::SapAnswer => Ok(sap
-                .answer
-                .expect("SapAnswer is only decided when SAP answered")),
+        let answer = match decision.reply {
+            Reply::SapAnswer => match sap.answer {
+                Some(a) => Ok(a),
+                None => Err(ProxyError::Upstream {
+                    side: Side::Sap,
+                    failure: UpstreamFailure::Broken("SAP's answer is missing".into()),
+                }),
+            },
             Reply::GatewayError { .. } => Err(ProxyError::Upstream {
                 side: Side::Sap,
                 failure: sap.failure.unwrap_or(UpstreamFailure::Timeout),
             }),
-            Reply::LegacyShaped => {
-                let order = new.order.expect("LegacyShaped needs the new order");
-                Ok(legacy_shaped(parts, &order.order))
+            Reply::LegacyShaped => match new.order {
+                Some(order) => Ok(legacy_shaped(parts, &order.order)),
+                None => Err(ProxyError::Upstream {
+                    side: Side::OrderService,
+                    failure: UpstreamFailure::Broken("the new order is missing".into()),
+                }),
+            },
+        };
+        // In store-and-forward the replay creates the order under the number later.
+        (answer, sap_silent)
+    }
+
+    /// A durable entry that decides a create SAP went silent on, once SAP can no longer
+    /// commit it ([`ProxyConfig::sap_commit_horizon`]): SAP holds the number → the new side
+    /// keeps (or gets) the order and is linked; SAP does not → the new order is voided.
+    #[allow(clippy::too_many_arguments)]
+    fn resolve_later(
+        &self,
+        target: &Target,
+        order: Option<&OrderCreated>,
+        order_body: Option<Value>,
+        order_key: &str,
+        client_key: Option<&str>,
+        route: &Route,
+        correlation_id: &str,
+    ) -> ReplayEntry {
+        let mut entry = ReplayEntry::new(
+            ReplayKind::ResolveSilentSap {
+                sales_order: target.sap_number.clone().unwrap_or_default(),
+                order_id: order.map(|o| o.id.clone()),
+                order_body,
+                idempotency_key: order_key.to_owned(),
+                client_key: client_key.map(str::to_owned),
+            },
+            &route.name,
+            correlation_id,
+        );
+        entry.next_attempt_at = chrono::Utc::now()
+            + chrono::Duration::from_std(self.config.sap_commit_horizon)
+                .unwrap_or(chrono::Duration::minutes(10));
+        entry
+    }
+
+    /// The order-service create body for the order SAP holds, built from SAP's own answer
+    /// (read by key when the answer itself cannot be read), so the new side has what SAP
+    /// derived: unit, currency, prices, net amounts.
+    async fn order_from_sap(
+        &self,
+        sap: &SapResult,
+        number: Option<&str>,
+        target: &Target,
+        client_auth: Option<&HeaderValue>,
+    ) -> Option<Value> {
+        let from_answer = sap
+            .answer
+            .as_ref()
+            .and_then(|a| serde_json::from_slice::<Value>(&a.body).ok())
+            .filter(|v| v.get("d").is_some());
+        let entity = match from_answer {
+            Some(v) => v,
+            None => {
+                let found = self
+                    .sap_client
+                    .read_by_key(number?, client_auth)
+                    .await
+                    .ok()??;
+                serde_json::from_slice::<Value>(&found.entity_body).ok()?
             }
+        };
+        order_from_sap_entity(&entity["d"], target)
+    }
+
+    async fn create_in_order_service(
+        &self,
+        body: &Value,
+        order_key: &str,
+        correlation_id: &str,
+    ) -> NewResult {
+        match self.orders.create(body, order_key, correlation_id).await {
+            Ok(o) => NewResult {
+                side: NewSide::Created {
+                    order_id: o.id.clone(),
+                },
+                order: Some(o),
+                error: None,
+            },
+            Err(e) => NewResult::failed(e.is_retryable(), e.is_ambiguous(), e.to_string()),
         }
     }
 
@@ -582,7 +928,8 @@ impl SalesOrders {
                 let status = b.status;
                 let side = if status.is_success() {
                     SapSide::Created {
-                        sales_order: order_acl::sales_order_number(&b.body),
+                        sales_order: order_acl::sales_order_number(&b.body)
+                            .or_else(|| number_from_location(&b.headers)),
                     }
                 } else if status.is_server_error()
                     || status == StatusCode::REQUEST_TIMEOUT
@@ -608,6 +955,7 @@ impl SalesOrders {
         &self,
         order_id: String,
         number: String,
+        pricing: Option<Value>,
         route: &Route,
         correlation_id: &str,
     ) {
@@ -616,9 +964,9 @@ impl SalesOrders {
         let wakeup = self.replay_wakeup.clone();
         let route = route.name.clone();
         let correlation_id = correlation_id.to_owned();
-        tokio::spawn(async move {
+        self.writes.spawn(async move {
             if let Err(e) = orders
-                .link_sap_order_number(&order_id, &number, &correlation_id)
+                .link_sap_order_number(&order_id, &number, pricing.as_ref(), &correlation_id)
                 .await
             {
                 tracing::warn!(error = %e, "linking SAP's number failed; replaying");
@@ -626,6 +974,7 @@ impl SalesOrders {
                     ReplayKind::LinkSapOrderNumber {
                         order_id,
                         sap_order_number: number,
+                        pricing,
                     },
                     &route,
                     &correlation_id,
@@ -708,13 +1057,22 @@ impl SalesOrders {
         &self,
         parts: &http::request::Parts,
     ) -> Option<Response<ProxyBody>> {
-        let path = parts.uri.path();
-        let rest = path
-            .strip_prefix(SERVICE_ROOT)?
-            .strip_prefix("/A_SalesOrder")?;
         let root = service_root_url(parts);
-        if rest.starts_with('(') {
-            let key = entity_key(rest)?;
+        let segment = parts
+            .uri
+            .path()
+            .split('/')
+            .rfind(|s| !s.is_empty())
+            .and_then(|s| sap_odata::uri::percent_decode(s, false).ok())
+            .and_then(|s| sap_odata::uri::parse_segment(&s).ok())?;
+        if segment.name == "$count" {
+            return None;
+        }
+        if let Some(key) = &segment.key {
+            let key = match key.as_slice() {
+                [one] if one.name.as_deref().is_none_or(|n| n == "SalesOrder") => one.value.clone(),
+                _ => return None,
+            };
             let by_sap = self
                 .orders
                 .list(&format!("sap_order_number={}&limit=1", pct(&key)))
@@ -732,9 +1090,6 @@ impl SalesOrders {
                     "Resource not found for segment 'A_SalesOrder'",
                 ),
             });
-        }
-        if !rest.is_empty() {
-            return None;
         }
         let query = parts.uri.query().unwrap_or("");
         let filter = query
@@ -909,15 +1264,6 @@ fn problem_message(p: &Value) -> Option<String> {
     (!msg.is_empty()).then_some(msg)
 }
 
-/// The key value in `('1')` or `(SalesOrder='1')` (percent-decoded, `''` unescaped).
-fn entity_key(rest: &str) -> Option<String> {
-    let decoded = percent_decode(rest);
-    let inner = decoded.strip_prefix('(')?.split(')').next()?;
-    let value = inner.strip_prefix("SalesOrder=").unwrap_or(inner);
-    let value = value.strip_prefix('\'')?.strip_suffix('\'')?;
-    Some(value.replace("''", "'"))
-}
-
 /// `(Field eq 'value')` → (Field, value).
 fn simple_eq_filter(filter: &str) -> Option<(String, String)> {
     let f = filter.trim();
@@ -933,23 +1279,10 @@ fn simple_eq_filter(filter: &str) -> Option<(String, String)> {
     Some((field.trim().to_owned(), value.replace("''", "'")))
 }
 
+/// Percent-decodes a query value; a malformed escape or invalid UTF-8 is kept as sent (the
+/// value then matches nothing).
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    sap_odata::uri::percent_decode(s, true).unwrap_or_else(|_| s.to_owned())
 }
 
 fn pct(s: &str) -> String {
@@ -995,6 +1328,123 @@ mod tests {
     }
 
     #[test]
+    fn every_spelling_sap_reads_as_the_entity_set_is_classified_as_the_route() {
+        let create = |p: &str| classify(&Method::POST, p);
+        for p in [
+            "/sap/opu/odata/sap/API_SALES_ORDER_SRV/A_SalesOrder/",
+            "/sap/opu/odata/sap/API_SALES_ORDER_SRV//A_SalesOrder",
+            "//sap/opu/odata/sap/API_SALES_ORDER_SRV/A_SalesOrder",
+            "/sap/opu/odata/sap/API_SALES_ORDER_SRV/A%5FSalesOrder",
+            "/sap/opu/odata/sap/API_SALES_ORDER_SRV/%41_SalesOrder",
+            "/SAP/OPU/ODATA/SAP/API_SALES_ORDER_SRV/A_SalesOrder",
+            "/sap/opu/odata/sap/api_sales_order_srv/A_SalesOrder",
+            "/sap/opu/odata/sap/API%5FSALES%5FORDER%5FSRV/A_SalesOrder",
+        ] {
+            assert_eq!(create(p), Operation::SalesOrderCreate, "{p}");
+        }
+        assert_eq!(
+            create("/sap/opu/odata/sap/API_SALES_ORDER_SRV/$batch"),
+            Operation::Batch
+        );
+        assert_eq!(
+            create("/sap/opu/odata/sap/API_SALES_ORDER_SRV/%24batch/"),
+            Operation::Batch
+        );
+        assert_eq!(
+            classify(
+                &Method::GET,
+                "/sap/opu/odata/sap/API_SALES_ORDER_SRV/A%5FSalesOrder(%271%27)/"
+            ),
+            Operation::SalesOrderRead
+        );
+        assert_eq!(
+            classify(
+                &Method::GET,
+                "/sap/opu/odata/sap/API_SALES_ORDER_SRV/A_SalesOrder('1"
+            ),
+            Operation::Malformed
+        );
+        assert_eq!(
+            classify(
+                &Method::GET,
+                "/sap/opu/odata/sap/API_SALES_ORDER_SRV/$metadata"
+            ),
+            Operation::PassThrough
+        );
+    }
+
+    #[test]
+    fn no_input_panics_the_request_path() {
+        use rand::{Rng, SeedableRng};
+        // Hand-picked shapes that broke byte-offset slicing, then random ones.
+        let mut inputs: Vec<String> = vec![
+            "/sap/opu/odata/sap/API_SALES_ORDER_SRV/A_SalesOrder('%é')".into(),
+            "/sap/opu/odata/sap/API_SALES_ORDER_SRV/A_SalesOrder(%é1)".into(),
+            "/sap/opu/odata/sap/API_SALES_ORDER_SRV/A_SalesOrder(SalesOrder=%".into(),
+            "/sap/opu/odata/sap/API_SALES_ORDER_SRV/%".into(),
+            "%é%".into(),
+        ];
+        let alphabet: Vec<char> = "/%'()=,A_SalesOrder$batch0123456789abcdefé€\u{10348}?&+ "
+            .chars()
+            .collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for _ in 0..20_000 {
+            let len = rng.random_range(0..40);
+            let tail: String = (0..len)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect();
+            inputs.push(format!("/sap/opu/odata/sap/API_SALES_ORDER_SRV/{tail}"));
+        }
+        for p in &inputs {
+            for m in [Method::GET, Method::POST] {
+                let _ = classify(&m, p);
+            }
+            let _ = percent_decode(p);
+            let _ = simple_eq_filter(p);
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(p) {
+                h.insert(header::LOCATION, v);
+                let _ = number_from_location(&h);
+            }
+        }
+    }
+
+    #[test]
+    fn a_create_answer_that_cannot_be_read_still_yields_its_number_from_location() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::LOCATION,
+            HeaderValue::from_static(
+                "http://h/sap/opu/odata/sap/API_SALES_ORDER_SRV/A_SalesOrder('8000000042')",
+            ),
+        );
+        assert_eq!(number_from_location(&h).as_deref(), Some("8000000042"));
+        h.insert(
+            header::LOCATION,
+            HeaderValue::from_static("/x/A_SalesOrder(SalesOrder=%278000000043%27)"),
+        );
+        assert_eq!(number_from_location(&h).as_deref(), Some("8000000043"));
+    }
+
+    #[test]
+    fn a_stored_idempotent_answer_keeps_no_session_cookie_or_csrf_token() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::SET_COOKIE,
+            HeaderValue::from_static("SAP_SESSIONID=abc"),
+        );
+        headers.insert("x-csrf-token", HeaderValue::from_static("tok"));
+        headers.insert(header::LOCATION, HeaderValue::from_static("/x"));
+        let b = Buffered {
+            status: StatusCode::CREATED,
+            headers,
+            body: Bytes::from_static(b"{}"),
+        };
+        let names: Vec<String> = b.to_stored().headers.into_iter().map(|(k, _)| k).collect();
+        assert_eq!(names, vec!["location".to_owned()]);
+    }
+
+    #[test]
     fn the_stamp_is_spliced_in_without_touching_the_clients_bytes() {
         let body = Bytes::from_static(br#"{"SoldToParty":"17100001","to_Item":[]}"#);
         let stamped = stamp_body(&body, "ExternalDocumentID", "k-1");
@@ -1009,9 +1459,7 @@ mod tests {
     }
 
     #[test]
-    fn entity_keys_and_simple_filters_are_understood_in_both_key_forms() {
-        assert_eq!(entity_key("(SalesOrder=%271000001%27)").unwrap(), "1000001");
-        assert_eq!(entity_key("('A''B')").unwrap(), "A'B");
+    fn simple_filters_are_understood() {
         assert_eq!(
             simple_eq_filter("(PurchaseOrderByCustomer eq 'SDK-1')").unwrap(),
             ("PurchaseOrderByCustomer".into(), "SDK-1".into())

@@ -3,8 +3,11 @@
 //! on the write, JSON chosen by `Accept`.
 //!
 //! SAP has no idempotency key, so a create the proxy repeats could make a second sales order.
-//! Every create the proxy sends carries a *stamp* (a field value this system controls, by
-//! default `ExternalDocumentID` = the write key), and every repeat looks the stamp up first.
+//! Every create the proxy sends names its order number (`SalesOrder`, from the external number
+//! range, see [`crate::numbers`]); SAP refuses a second create of a number it has, and whether
+//! an earlier attempt landed is a read by key. Orders stamped by earlier versions (a field such
+//! as `ExternalDocumentID`, which S/4 does not even store from a create) are still found by
+//! their stamp.
 
 use std::sync::Arc;
 
@@ -188,8 +191,60 @@ impl SapClient {
         }))
     }
 
-    /// Creates a sales order (CSRF fetched first) and returns SAP's number.
+    /// Reads one sales order by its key, with items; `None` when SAP has no such order.
+    pub async fn read_by_key(
+        &self,
+        number: &str,
+        auth: Option<&HeaderValue>,
+    ) -> Result<Option<FoundOrder>, SapCallError> {
+        let key = odata_string_literal(number);
+        let path = format!("{SERVICE_ROOT}/A_SalesOrder({key})?$expand=to_Item");
+        let (status, _, bytes) = self.call(Method::GET, &path, auth, &[], None).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(SapCallError::Rejected {
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            });
+        }
+        let v: Value =
+            serde_json::from_slice(&bytes).map_err(|e| SapCallError::Protocol(e.to_string()))?;
+        let entity = v.get("d").cloned().unwrap_or(Value::Null);
+        let found = entity
+            .get("SalesOrder")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        Ok(found.map(|sales_order| FoundOrder {
+            sales_order,
+            entity_body: bytes,
+        }))
+    }
+
+    /// Creates a sales order (CSRF fetched first) and returns SAP's number. A create naming
+    /// its number (`SalesOrder` in `body`) that SAP refuses is read back by that key: SAP
+    /// refuses a number it has, so a refusal of an order SAP holds under our number means an
+    /// earlier attempt made it, and it counts as created.
     pub async fn create(&self, body: &Value) -> Result<String, SapCallError> {
+        let named = body
+            .get("SalesOrder")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned);
+        match self.create_once(body).await {
+            Err(SapCallError::Rejected { status, body: text }) => match named {
+                Some(n) => match self.read_by_key(&n, None).await? {
+                    Some(found) => Ok(found.sales_order),
+                    None => Err(SapCallError::Rejected { status, body: text }),
+                },
+                None => Err(SapCallError::Rejected { status, body: text }),
+            },
+            other => other,
+        }
+    }
+
+    async fn create_once(&self, body: &Value) -> Result<String, SapCallError> {
         let (token, cookies) = self.fetch_csrf(None).await?;
         let mut extra = Vec::new();
         if let Some(t) = token {
@@ -212,6 +267,13 @@ impl SapClient {
                 status: status.as_u16(),
                 body: String::from_utf8_lossy(&bytes).into_owned(),
             });
+        }
+        if let Some(n) = body
+            .get("SalesOrder")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
+            return Ok(n.to_owned());
         }
         order_acl::sales_order_number(&bytes)
             .ok_or_else(|| SapCallError::Protocol("create answer without SalesOrder".into()))

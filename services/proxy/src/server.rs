@@ -44,7 +44,7 @@ pub struct ProxyState {
     /// Route table.
     pub routes: RouteTable,
     /// The sales order route's handlers.
-    pub sales_orders: SalesOrders,
+    pub sales_orders: Arc<SalesOrders>,
     /// Request slots (shared with the admin API, which reports how many are taken).
     pub inflight: Arc<Semaphore>,
     /// The order service (shadow reads).
@@ -79,6 +79,18 @@ impl ProxyState {
         // Phase 4: handle.
         let resp = match (plan, route) {
             (Plan::BufferedCreate, Some(route)) => self.buffered_create(req, &route).await,
+            (Plan::Refuse, route) => match op {
+                Operation::Batch => ProxyError::NotSupported(format!(
+                    "$batch is not available while the sales order route is in mode '{}'; send the requests one by one",
+                    route.map_or("unknown", |r| r.mode.as_str())
+                ))
+                .to_response(),
+                _ => crate::error::odata_error(
+                    http::StatusCode::BAD_REQUEST,
+                    "/IWFND/CM_MGW/025",
+                    "The resource path could not be parsed",
+                ),
+            },
             (Plan::ShadowedRead, _) => self.shadowed_read(req).await,
             (Plan::OrderServiceRead, route) => {
                 let (parts, body) = req.into_parts();
@@ -129,6 +141,9 @@ impl ProxyState {
                 Plan::ShadowedRead
             }
             (Operation::SalesOrderRead, Some(m)) if m >= Mode::Events => Plan::OrderServiceRead,
+            // A changeset may hold a create (or any write) of the route: SAP alone must not
+            // take it behind the mode's back. Legacy is SAP alone anyway.
+            (Operation::Batch | Operation::Malformed, Some(m)) if m != Mode::Legacy => Plan::Refuse,
             _ => Plan::PassThrough,
         }
     }
@@ -139,18 +154,24 @@ impl ProxyState {
         route: &crate::routes::Route,
     ) -> Response<ProxyBody> {
         let (parts, body) = req.into_parts();
-        let body = match collect_limited(
-            body,
-            declared_length(&parts.headers),
-            self.config.max_body_bytes,
-            self.config.client_body_timeout,
+        // The whole body must arrive within the deadline, however it trickles: a slow client
+        // must not hold a slot (and SAP never sees a request before its body is complete).
+        let collected = tokio::time::timeout(
+            self.config.client_body_deadline,
+            collect_limited(
+                body,
+                declared_length(&parts.headers),
+                self.config.max_body_bytes,
+                self.config.client_body_timeout,
+            ),
         )
-        .await
-        {
-            Ok(b) => b,
-            Err(e) => return e.to_response(),
+        .await;
+        let body = match collected {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => return e.to_response(),
+            Err(_) => return ProxyError::ClientTooSlow.to_response(),
         };
-        self.sales_orders.create(&parts, body, route).await
+        self.sales_orders.create(parts, body, route.clone()).await
     }
 
     /// A dual-write read by key: SAP answers, a copy is compared with the order service after
@@ -196,6 +217,8 @@ pub(crate) enum Plan {
     PassThrough,
     /// A create read whole first (dual write, idempotency keys).
     BufferedCreate,
+    /// Answered with an OData error: the mode cannot serve it (yet), and SAP alone must not.
+    Refuse,
     /// A read SAP answers and the order service's copy is compared with.
     ShadowedRead,
     /// A read answered by the order service (`events`, `retired`).
@@ -211,6 +234,8 @@ pub(crate) fn observe(op: Operation, mode: Option<Mode>, status: u16, start: Ins
     let op_label = match op {
         Operation::SalesOrderCreate => "create",
         Operation::SalesOrderRead => "read",
+        Operation::Batch => "batch",
+        Operation::Malformed => "malformed",
         Operation::PassThrough => "other",
     };
     request_histogram(op, route_label, op_label, mode, status)
@@ -226,12 +251,14 @@ fn request_histogram(
     mode: Option<Mode>,
     status: u16,
 ) -> &'static metrics::Histogram {
-    const N: usize = 3 * 5 * 5;
+    const N: usize = 5 * 5 * 5;
     static CELLS: [OnceLock<metrics::Histogram>; N] = [const { OnceLock::new() }; N];
     let o = match op {
         Operation::PassThrough => 0,
         Operation::SalesOrderCreate => 1,
         Operation::SalesOrderRead => 2,
+        Operation::Batch => 3,
+        Operation::Malformed => 4,
     };
     let m = match mode {
         None => 0,
@@ -321,6 +348,18 @@ pub async fn serve(listener: TcpListener, state: Arc<ProxyState>, shutdown: Canc
     tokio::select! {
         () = connections.wait() => tracing::info!("all client connections drained"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+    // Creates run to their decided end even when the grace period is over: each is bounded by
+    // the upstream timeouts, and cutting one between its decision and its durable follow-ups
+    // would break a promise (the client may have had its answer already).
+    let writes = &state.sales_orders.writes;
+    writes.close();
+    let bound = state.config.sap_timeout * 2 + state.config.order_service_timeout * 2;
+    if !writes.is_empty() {
+        tracing::info!(in_flight = writes.len(), "waiting for creates to finish");
+    }
+    if tokio::time::timeout(bound, writes.wait()).await.is_err() {
+        tracing::error!(in_flight = writes.len(), "creates still running at exit");
     }
 }
 

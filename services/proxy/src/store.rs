@@ -19,6 +19,13 @@ use uuid::Uuid;
 
 const REPLAYS: TableDefinition<&str, &[u8]> = TableDefinition::new("replays");
 const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
+/// Pending replay entries by when they are due: `(next_attempt_at in ms, id)`. The worker reads
+/// the head of this index, so the cost of a poll does not grow with the backlog.
+const REPLAY_DUE: TableDefinition<(i64, &str), ()> = TableDefinition::new("replay_due");
+/// Parked replay entries (ids), so the backlog counts are read, not computed.
+const REPLAY_PARKED: TableDefinition<&str, ()> = TableDefinition::new("replay_parked");
+/// Order numbers reserved from the order service and not yet handed out (ascending).
+const NUMBERS: TableDefinition<&str, ()> = TableDefinition::new("order_numbers");
 
 /// Storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +57,9 @@ pub enum ReplayKind {
         order_id: String,
         /// SAP order number.
         sap_order_number: String,
+        /// What SAP derived (currency, prices, net amounts), adopted with the link.
+        #[serde(default)]
+        pricing: Option<Value>,
     },
     /// Void (compensate) an order SAP did not take.
     VoidOrder {
@@ -68,15 +78,32 @@ pub enum ReplayKind {
         /// Reason recorded on the order.
         reason: String,
     },
-    /// Create the order in SAP (store-and-forward), looking it up by the stamp first, then link
-    /// the number to the order-service order.
+    /// Create the order in SAP (store-and-forward) under the number it names, then link the
+    /// number to the order-service order. A repeat is safe: SAP refuses a number it has, and
+    /// the order is then read by key.
     CreateInSap {
-        /// The SAP deep-insert body, stamped.
+        /// The SAP deep-insert body, naming its `SalesOrder`.
         body: Value,
-        /// The stamp field and value looked up before creating (None: no lookup possible).
+        /// Entries written by earlier versions: the stamp field and value looked up before
+        /// creating.
         stamp: Option<(String, String)>,
         /// Order-service order id to link.
         order_id: String,
+    },
+    /// A create SAP went silent on, decided once SAP can no longer commit it: SAP holds
+    /// `sales_order` → the order service keeps (or gets) the order and is linked; it does not
+    /// → the new order is voided (or a create that may have landed is compensated).
+    ResolveSilentSap {
+        /// The number the create named.
+        sales_order: String,
+        /// The new order, when the order service answered.
+        order_id: Option<String>,
+        /// The order-service create body, when the order service did not answer.
+        order_body: Option<Value>,
+        /// The order service's idempotency key for that create.
+        idempotency_key: String,
+        /// The client's idempotency key, whose number is released when SAP does not hold it.
+        client_key: Option<String>,
     },
 }
 
@@ -89,6 +116,7 @@ impl ReplayKind {
             ReplayKind::VoidOrder { .. } => "void_order",
             ReplayKind::CompensateUnknownCreate { .. } => "compensate_unknown_create",
             ReplayKind::CreateInSap { .. } => "create_in_sap",
+            ReplayKind::ResolveSilentSap { .. } => "resolve_silent_sap",
         }
     }
 }
@@ -187,6 +215,10 @@ pub struct IdemRecord {
     /// How many earlier attempts ended without a definite answer.
     #[serde(default)]
     pub attempt: u32,
+    /// The order number this key's attempts name in SAP (and in the order service); kept
+    /// across attempts while an earlier attempt may have created it.
+    #[serde(default)]
+    pub number: Option<String>,
 }
 
 /// Result of claiming an idempotency key.
@@ -194,8 +226,9 @@ pub struct IdemRecord {
 pub enum Claim {
     /// New key: go ahead.
     Fresh,
-    /// Seen before without a definite result (crash, or SAP unavailable): go ahead, but look
-    /// up before creating. `attempt` counts the earlier attempts.
+    /// Seen before without a definite result (crash, or SAP silent): go ahead under the same
+    /// order number, so SAP refuses a second create of an order an earlier attempt made.
+    /// `attempt` counts the earlier attempts.
     Retry {
         /// 1 for the first retry.
         attempt: u32,
@@ -238,8 +271,28 @@ impl Store {
         let db = Database::create(data_dir.join("proxy.redb"))?;
         let tx = db.begin_write()?;
         {
-            tx.open_table(REPLAYS)?;
+            let replays = tx.open_table(REPLAYS)?;
             tx.open_table(IDEMPOTENCY)?;
+            tx.open_table(NUMBERS)?;
+            let mut due = tx.open_table(REPLAY_DUE)?;
+            let mut parked = tx.open_table(REPLAY_PARKED)?;
+            // A log written before the indexes existed: index it once.
+            use redb::ReadableTableMetadata;
+            if due.len()? == 0 && parked.len()? == 0 && replays.len()? > 0 {
+                for row in replays.iter()? {
+                    let (k, v) = row?;
+                    if let Ok(e) = serde_json::from_slice::<ReplayEntry>(v.value()) {
+                        match e.state {
+                            ReplayState::Pending => {
+                                due.insert((e.next_attempt_at.timestamp_millis(), k.value()), ())?;
+                            }
+                            ReplayState::Parked => {
+                                parked.insert(k.value(), ())?;
+                            }
+                        }
+                    }
+                }
+            }
         }
         tx.commit()?;
         Ok(Self { db: Arc::new(db) })
@@ -255,31 +308,72 @@ impl Store {
             .map_err(|e| StoreError(format!("store task failed: {e}")))?
     }
 
-    /// Writes (inserts or replaces) an entry, durably.
+    /// Writes (inserts or replaces) a replay entry, durably, with its index rows.
     pub async fn put_replay(&self, entry: ReplayEntry) -> Result<(), StoreError> {
+        self.put_replays(vec![entry]).await
+    }
+
+    /// Writes several replay entries in one durable transaction.
+    pub async fn put_replays(&self, entries: Vec<ReplayEntry>) -> Result<(), StoreError> {
         self.blocking(move |db| {
-            let bytes = serde_json::to_vec(&entry).map_err(|e| StoreError(e.to_string()))?;
             let tx = db.begin_write()?;
-            tx.open_table(REPLAYS)?
-                .insert(entry.id.as_str(), bytes.as_slice())?;
+            {
+                let mut t = tx.open_table(REPLAYS)?;
+                let mut due = tx.open_table(REPLAY_DUE)?;
+                let mut parked = tx.open_table(REPLAY_PARKED)?;
+                for entry in &entries {
+                    let bytes = serde_json::to_vec(entry).map_err(|e| StoreError(e.to_string()))?;
+                    let old: Option<ReplayEntry> = t
+                        .insert(entry.id.as_str(), bytes.as_slice())?
+                        .and_then(|g| serde_json::from_slice(g.value()).ok());
+                    if let Some(old) = old {
+                        unindex(&old, &mut due, &mut parked)?;
+                    }
+                    match entry.state {
+                        ReplayState::Pending => {
+                            due.insert(
+                                (entry.next_attempt_at.timestamp_millis(), entry.id.as_str()),
+                                (),
+                            )?;
+                        }
+                        ReplayState::Parked => {
+                            parked.insert(entry.id.as_str(), ())?;
+                        }
+                    }
+                }
+            }
             tx.commit()?;
             Ok(())
         })
         .await
     }
 
-    /// Removes an entry (landed or discarded). True if it existed.
+    /// Removes an entry (landed, or discarded by an operator). `false` if it was not there.
     pub async fn remove_replay(&self, id: String) -> Result<bool, StoreError> {
         self.blocking(move |db| {
             let tx = db.begin_write()?;
-            let existed = tx.open_table(REPLAYS)?.remove(id.as_str())?.is_some();
+            let existed = {
+                let mut t = tx.open_table(REPLAYS)?;
+                let mut due = tx.open_table(REPLAY_DUE)?;
+                let mut parked = tx.open_table(REPLAY_PARKED)?;
+                let old: Option<ReplayEntry> = t
+                    .remove(id.as_str())?
+                    .and_then(|g| serde_json::from_slice(g.value()).ok());
+                match old {
+                    Some(old) => {
+                        unindex(&old, &mut due, &mut parked)?;
+                        true
+                    }
+                    None => false,
+                }
+            };
             tx.commit()?;
             Ok(existed)
         })
         .await
     }
 
-    /// One entry.
+    /// One entry by id.
     pub async fn get_replay(&self, id: String) -> Result<Option<ReplayEntry>, StoreError> {
         self.blocking(move |db| {
             let tx = db.begin_read()?;
@@ -290,17 +384,39 @@ impl Store {
         .await
     }
 
-    /// Every entry, oldest first.
-    pub async fn list_replays(&self) -> Result<Vec<ReplayEntry>, StoreError> {
-        self.blocking(|db| {
+    /// Entries oldest first (ids are UUID v7, so key order is creation order), at most
+    /// `limit`, optionally only one state: what the admin API lists.
+    pub async fn list_replays_page(
+        &self,
+        state: Option<ReplayState>,
+        limit: usize,
+    ) -> Result<Vec<ReplayEntry>, StoreError> {
+        self.blocking(move |db| {
             let tx = db.begin_read()?;
             let t = tx.open_table(REPLAYS)?;
             let mut out = Vec::new();
+            if state == Some(ReplayState::Parked) {
+                let parked = tx.open_table(REPLAY_PARKED)?;
+                for row in parked.iter()? {
+                    let (k, _) = row?;
+                    if let Some(e) = read_entry(&t, k.value())? {
+                        out.push(e);
+                    }
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+                return Ok(out);
+            }
             for row in t.iter()? {
                 let (_, v) = row?;
                 match serde_json::from_slice::<ReplayEntry>(v.value()) {
-                    Ok(e) => out.push(e),
+                    Ok(e) if state.is_none_or(|s| s == e.state) => out.push(e),
+                    Ok(_) => {}
                     Err(e) => tracing::error!(error = %e, "unreadable replay entry skipped"),
+                }
+                if out.len() >= limit {
+                    break;
                 }
             }
             Ok(out)
@@ -308,85 +424,117 @@ impl Store {
         .await
     }
 
-    /// Pending entries due now, oldest first.
+    /// Every entry, oldest first (tests and small logs; the worker never calls this).
+    pub async fn list_replays(&self) -> Result<Vec<ReplayEntry>, StoreError> {
+        self.list_replays_page(None, usize::MAX).await
+    }
+
+    /// Pending entries whose next attempt is due, earliest due first, at most `limit`: read
+    /// from the head of the due index, so a poll costs the same at ten entries or a million.
     pub async fn due_replays(&self, limit: usize) -> Result<Vec<ReplayEntry>, StoreError> {
-        let now = Utc::now();
-        let mut all = self.list_replays().await?;
-        all.retain(|e| e.state == ReplayState::Pending && e.next_attempt_at <= now);
-        all.truncate(limit);
-        Ok(all)
-    }
-
-    /// Backlog figures.
-    pub async fn backlog(&self) -> Result<Backlog, StoreError> {
-        let all = self.list_replays().await?;
-        Ok(Backlog {
-            pending: all
-                .iter()
-                .filter(|e| e.state == ReplayState::Pending)
-                .count() as u64,
-            parked: all
-                .iter()
-                .filter(|e| e.state == ReplayState::Parked)
-                .count() as u64,
-            oldest_created_at: all.iter().map(|e| e.created_at).min(),
+        let now = Utc::now().timestamp_millis();
+        self.blocking(move |db| {
+            let tx = db.begin_read()?;
+            let t = tx.open_table(REPLAYS)?;
+            let due = tx.open_table(REPLAY_DUE)?;
+            let mut out = Vec::new();
+            for row in due.range(..=(now, "\u{10ffff}"))? {
+                let (k, _) = row?;
+                let (_, id) = k.value();
+                if let Some(e) = read_entry(&t, id)? {
+                    out.push(e);
+                }
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            Ok(out)
         })
+        .await
     }
 
-    /// Claims an idempotency key for a request with this fingerprint.
+    /// Backlog figures, read from the index sizes and the oldest key (constant cost).
+    pub async fn backlog(&self) -> Result<Backlog, StoreError> {
+        self.blocking(|db| {
+            use redb::ReadableTableMetadata;
+            let tx = db.begin_read()?;
+            let t = tx.open_table(REPLAYS)?;
+            let due = tx.open_table(REPLAY_DUE)?;
+            let parked = tx.open_table(REPLAY_PARKED)?;
+            let oldest_created_at = match t.first()? {
+                Some((_, v)) => serde_json::from_slice::<ReplayEntry>(v.value())
+                    .ok()
+                    .map(|e| e.created_at),
+                None => None,
+            };
+            Ok(Backlog {
+                pending: due.len()?,
+                parked: parked.len()?,
+                oldest_created_at,
+            })
+        })
+        .await
+    }
+
+    /// Claims `key` for a new attempt (see [`Claim`]), durably. `number` is the order number
+    /// this attempt would name if the key has none yet; the number in effect is returned with
+    /// the claim (an earlier attempt's, while that attempt may have created the order).
     pub async fn claim_key(
         &self,
         key: String,
         fingerprint: String,
         boot_id: String,
-    ) -> Result<Claim, StoreError> {
+        number: Option<String>,
+    ) -> Result<(Claim, Option<String>), StoreError> {
         self.blocking(move |db| {
             let tx = db.begin_write()?;
-            let claim = {
+            let claimed = {
                 let mut t = tx.open_table(IDEMPOTENCY)?;
                 let existing: Option<IdemRecord> = t
                     .get(key.as_str())?
                     .and_then(|g| serde_json::from_slice(g.value()).ok());
-                let (claim, write) = match existing {
-                    None => (Claim::Fresh, true),
-                    Some(r) if r.fingerprint != fingerprint => (Claim::Mismatch, false),
+                let (claim, kept) = match existing {
+                    None => (Claim::Fresh, None),
+                    Some(r) if r.fingerprint != fingerprint => (Claim::Mismatch, r.number),
                     Some(r) => match r.state {
-                        IdemState::Completed { response } => (Claim::Replay(response), false),
+                        IdemState::Completed { response } => (Claim::Replay(response), r.number),
                         IdemState::InFlight { boot_id: b } if b == boot_id => {
-                            (Claim::InProgress, false)
+                            (Claim::InProgress, r.number)
                         }
                         IdemState::InFlight { .. } | IdemState::Unknown => (
                             Claim::Retry {
                                 attempt: r.attempt + 1,
                             },
-                            true,
+                            r.number,
                         ),
                     },
                 };
-                if write {
-                    let attempt = match claim {
-                        Claim::Retry { attempt } => attempt,
-                        _ => 0,
-                    };
+                let attempt = match claim {
+                    Claim::Retry { attempt } => Some(attempt),
+                    Claim::Fresh => Some(0),
+                    _ => None,
+                };
+                let number = kept.or(number);
+                if let Some(attempt) = attempt {
                     let rec = IdemRecord {
                         fingerprint,
                         state: IdemState::InFlight { boot_id },
                         created_at: Utc::now(),
                         attempt,
+                        number: number.clone(),
                     };
                     let bytes = serde_json::to_vec(&rec).map_err(|e| StoreError(e.to_string()))?;
                     t.insert(key.as_str(), bytes.as_slice())?;
                 }
-                claim
+                (claim, number)
             };
             tx.commit()?;
-            Ok(claim)
+            Ok(claimed)
         })
         .await
     }
 
-    /// Removes finished idempotency records older than `ttl` (in-flight ones stay: their
-    /// outcome is still being decided). Returns how many were removed.
+    /// Removes finished idempotency records older than `ttl`; keys in flight stay.
     pub async fn expire_keys(&self, ttl: chrono::Duration) -> Result<usize, StoreError> {
         let cutoff = Utc::now() - ttl;
         self.blocking(move |db| {
@@ -414,14 +562,17 @@ impl Store {
         .await
     }
 
-    /// Finishes a claimed key: `Some(response)` for a definite answer, `None` when the outcome
-    /// is unknown (the next attempt will look up before creating).
+    /// Records the end of an attempt: its answer (replayed to later requests with the key),
+    /// or `None` when the outcome is unknown (the next request retries). `number` is the order
+    /// number later attempts must name (`None` once no attempt can have created it: the next
+    /// attempt gets a fresh one).
     pub async fn finish_key(
         &self,
         key: String,
         fingerprint: String,
         attempt: u32,
         response: Option<StoredResponse>,
+        number: Option<String>,
     ) -> Result<(), StoreError> {
         self.blocking(move |db| {
             let tx = db.begin_write()?;
@@ -435,6 +586,7 @@ impl Store {
                     },
                     created_at: Utc::now(),
                     attempt,
+                    number,
                 };
                 let bytes = serde_json::to_vec(&rec).map_err(|e| StoreError(e.to_string()))?;
                 t.insert(key.as_str(), bytes.as_slice())?;
@@ -444,6 +596,110 @@ impl Store {
         })
         .await
     }
+
+    /// Forgets `number` on the key's record so its next attempt gets a fresh number, but only
+    /// while no attempt is running or finished with an answer (`false`: try again later). Used
+    /// when an order under `number` was voided because SAP never made it.
+    pub async fn release_key_number(
+        &self,
+        key: String,
+        number: String,
+    ) -> Result<bool, StoreError> {
+        self.blocking(move |db| {
+            let tx = db.begin_write()?;
+            let released = {
+                let mut t = tx.open_table(IDEMPOTENCY)?;
+                let rec: Option<IdemRecord> = t
+                    .get(key.as_str())?
+                    .and_then(|g| serde_json::from_slice(g.value()).ok());
+                match rec {
+                    Some(mut r) if r.number.as_deref() == Some(number.as_str()) => {
+                        if matches!(r.state, IdemState::Unknown) {
+                            r.number = None;
+                            let bytes =
+                                serde_json::to_vec(&r).map_err(|e| StoreError(e.to_string()))?;
+                            t.insert(key.as_str(), bytes.as_slice())?;
+                            true
+                        } else {
+                            false
+                        }
+                    }
+                    // Expired, or already on another number: nothing to release.
+                    _ => true,
+                }
+            };
+            tx.commit()?;
+            Ok(released)
+        })
+        .await
+    }
+
+    /// Adds reserved order numbers to the pool, durably.
+    pub async fn add_numbers(&self, numbers: Vec<String>) -> Result<(), StoreError> {
+        self.blocking(move |db| {
+            let tx = db.begin_write()?;
+            {
+                let mut t = tx.open_table(NUMBERS)?;
+                for n in &numbers {
+                    t.insert(n.as_str(), ())?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Takes up to `count` numbers out of the pool, durably (lowest first), and tells how many
+    /// are left. Numbers taken are never handed out again, even if the process dies before
+    /// using them: gaps, never duplicates.
+    pub async fn take_numbers(&self, count: usize) -> Result<(Vec<String>, u64), StoreError> {
+        self.blocking(move |db| {
+            use redb::ReadableTableMetadata;
+            let tx = db.begin_write()?;
+            let taken = {
+                let mut t = tx.open_table(NUMBERS)?;
+                let mut taken = Vec::with_capacity(count);
+                for row in t.iter()?.take(count) {
+                    let (k, _) = row?;
+                    taken.push(k.value().to_owned());
+                }
+                for n in &taken {
+                    t.remove(n.as_str())?;
+                }
+                (taken, t.len()?)
+            };
+            tx.commit()?;
+            Ok(taken)
+        })
+        .await
+    }
+}
+
+/// The entry stored under `id`, if readable.
+fn read_entry(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    id: &str,
+) -> Result<Option<ReplayEntry>, StoreError> {
+    Ok(t.get(id)?
+        .and_then(|g| match serde_json::from_slice(g.value()) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                tracing::error!(error = %e, "unreadable replay entry skipped");
+                None
+            }
+        }))
+}
+
+/// Removes an entry's index rows.
+fn unindex(
+    old: &ReplayEntry,
+    due: &mut redb::Table<(i64, &'static str), ()>,
+    parked: &mut redb::Table<&'static str, ()>,
+) -> Result<(), StoreError> {
+    due.remove((old.next_attempt_at.timestamp_millis(), old.id.as_str()))?;
+    parked.remove(old.id.as_str())?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -486,7 +742,15 @@ mod tests {
     #[tokio::test]
     async fn an_idempotency_key_replays_its_answer_and_refuses_another_body() {
         let (store, _dir) = temp_store();
-        let claim = |fp: &str| store.claim_key("k1".into(), fp.into(), "boot-1".into());
+        let claim = |fp: &str| {
+            let (store, fp) = (store.clone(), fp.to_owned());
+            async move {
+                store
+                    .claim_key("k1".into(), fp, "boot-1".into(), None)
+                    .await
+                    .map(|c| c.0)
+            }
+        };
         assert_eq!(claim("fp-a").await.unwrap(), Claim::Fresh);
         assert_eq!(claim("fp-a").await.unwrap(), Claim::InProgress);
         let resp = StoredResponse {
@@ -495,7 +759,7 @@ mod tests {
             body_b64: "e30=".into(),
         };
         store
-            .finish_key("k1".into(), "fp-a".into(), 0, Some(resp.clone()))
+            .finish_key("k1".into(), "fp-a".into(), 0, Some(resp.clone()), None)
             .await
             .unwrap();
         assert_eq!(claim("fp-a").await.unwrap(), Claim::Replay(resp));
@@ -506,17 +770,29 @@ mod tests {
     async fn finished_idempotency_records_expire_but_keys_in_flight_stay() {
         let (store, _dir) = temp_store();
         store
-            .claim_key("done".into(), "fp".into(), "b".into())
+            .claim_key(
+                "done".into(),
+                "fp".into(),
+                "b".into(),
+                Some("8000000001".into()),
+            )
+            .await
+            .unwrap()
+            .0;
+        store
+            .finish_key("done".into(), "fp".into(), 0, None, None)
             .await
             .unwrap();
         store
-            .finish_key("done".into(), "fp".into(), 0, None)
+            .claim_key(
+                "running".into(),
+                "fp".into(),
+                "b".into(),
+                Some("8000000001".into()),
+            )
             .await
-            .unwrap();
-        store
-            .claim_key("running".into(), "fp".into(), "b".into())
-            .await
-            .unwrap();
+            .unwrap()
+            .0;
         assert_eq!(
             store.expire_keys(chrono::Duration::hours(1)).await.unwrap(),
             0
@@ -526,14 +802,26 @@ mod tests {
             1
         );
         let again = store
-            .claim_key("done".into(), "other".into(), "b".into())
+            .claim_key(
+                "done".into(),
+                "other".into(),
+                "b".into(),
+                Some("8000000001".into()),
+            )
             .await
-            .unwrap();
+            .unwrap()
+            .0;
         assert_eq!(again, Claim::Fresh, "an expired key is new again");
         let running = store
-            .claim_key("running".into(), "fp".into(), "b".into())
+            .claim_key(
+                "running".into(),
+                "fp".into(),
+                "b".into(),
+                Some("8000000001".into()),
+            )
             .await
-            .unwrap();
+            .unwrap()
+            .0;
         assert_eq!(running, Claim::InProgress);
     }
 
@@ -541,23 +829,174 @@ mod tests {
     async fn a_key_in_flight_in_a_crashed_process_or_with_unknown_outcome_is_retried_with_lookup() {
         let (store, _dir) = temp_store();
         let fresh = store
-            .claim_key("k2".into(), "fp".into(), "boot-old".into())
+            .claim_key(
+                "k2".into(),
+                "fp".into(),
+                "boot-old".into(),
+                Some("8000000001".into()),
+            )
             .await
-            .unwrap();
+            .unwrap()
+            .0;
         assert_eq!(fresh, Claim::Fresh);
         let after_crash = store
-            .claim_key("k2".into(), "fp".into(), "boot-new".into())
+            .claim_key(
+                "k2".into(),
+                "fp".into(),
+                "boot-new".into(),
+                Some("8000000001".into()),
+            )
             .await
-            .unwrap();
+            .unwrap()
+            .0;
         assert_eq!(after_crash, Claim::Retry { attempt: 1 });
         store
-            .finish_key("k2".into(), "fp".into(), 1, None)
+            .finish_key("k2".into(), "fp".into(), 1, None, Some("8000000001".into()))
             .await
             .unwrap();
         let again = store
-            .claim_key("k2".into(), "fp".into(), "boot-new".into())
+            .claim_key(
+                "k2".into(),
+                "fp".into(),
+                "boot-new".into(),
+                Some("8000000001".into()),
+            )
+            .await
+            .unwrap()
+            .0;
+        assert_eq!(again, Claim::Retry { attempt: 2 });
+    }
+
+    #[tokio::test]
+    async fn a_retry_names_the_number_of_the_attempt_that_may_have_landed_until_it_is_released() {
+        let (store, _dir) = temp_store();
+        let claim = |n: &str| {
+            let (store, n) = (store.clone(), n.to_owned());
+            async move {
+                store
+                    .claim_key("k".into(), "fp".into(), "boot-new".into(), Some(n))
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(
+            claim("8000000001").await,
+            (Claim::Fresh, Some("8000000001".into()))
+        );
+        store
+            .finish_key("k".into(), "fp".into(), 0, None, Some("8000000001".into()))
             .await
             .unwrap();
-        assert_eq!(again, Claim::Retry { attempt: 2 });
+        // The retry offers a fresh number but must name the first one.
+        assert_eq!(
+            claim("8000000002").await,
+            (Claim::Retry { attempt: 1 }, Some("8000000001".into()))
+        );
+        // While that retry runs, the number cannot be released.
+        assert!(
+            !store
+                .release_key_number("k".into(), "8000000001".into())
+                .await
+                .unwrap()
+        );
+        store
+            .finish_key("k".into(), "fp".into(), 1, None, Some("8000000001".into()))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .release_key_number("k".into(), "8000000001".into())
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            claim("8000000003").await,
+            (Claim::Retry { attempt: 2 }, Some("8000000003".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn due_entries_come_from_the_index_earliest_first_and_backlog_counts_follow_every_change()
+    {
+        let (store, _dir) = temp_store();
+        let mut entries = Vec::new();
+        for i in 0..5 {
+            let mut e = ReplayEntry::new(
+                ReplayKind::VoidOrder {
+                    order_id: format!("o-{i}"),
+                    reason: "r".into(),
+                },
+                "sales-orders",
+                "c",
+            );
+            // Due in reverse creation order; the last one not due yet.
+            e.next_attempt_at = Utc::now() - chrono::Duration::seconds(10 - i64::from(i));
+            if i == 4 {
+                e.next_attempt_at = Utc::now() + chrono::Duration::hours(1);
+            }
+            entries.push(e);
+        }
+        store.put_replays(entries.clone()).await.unwrap();
+        let due = store.due_replays(10).await.unwrap();
+        assert_eq!(
+            due.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+            entries[..4]
+                .iter()
+                .map(|e| e.id.clone())
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(store.due_replays(2).await.unwrap().len(), 2);
+        // Rescheduling moves the entry in the index; parking takes it out of it.
+        let mut later = entries[0].clone();
+        later.next_attempt_at = Utc::now() + chrono::Duration::hours(2);
+        store.put_replay(later).await.unwrap();
+        let mut parked = entries[1].clone();
+        parked.state = ReplayState::Parked;
+        store.put_replay(parked).await.unwrap();
+        assert_eq!(
+            store
+                .due_replays(10)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.id.clone())
+                .collect::<Vec<_>>(),
+            vec![entries[2].id.clone(), entries[3].id.clone()]
+        );
+        let b = store.backlog().await.unwrap();
+        assert_eq!((b.pending, b.parked), (4, 1));
+        assert_eq!(b.oldest_created_at, Some(entries[0].created_at));
+        assert!(store.remove_replay(entries[2].id.clone()).await.unwrap());
+        assert!(!store.remove_replay(entries[2].id.clone()).await.unwrap());
+        let b = store.backlog().await.unwrap();
+        assert_eq!((b.pending, b.parked), (3, 1));
+        assert_eq!(
+            store
+                .list_replays_page(Some(ReplayState::Parked), 10)
+                .await
+                .unwrap()[0]
+                .id,
+            entries[1].id
+        );
+    }
+
+    #[tokio::test]
+    async fn numbers_taken_from_the_pool_are_never_handed_out_again_even_after_reopening() {
+        let dir = temp_dir();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store
+                .add_numbers((1..=5).map(|i| format!("800000000{i}")).collect())
+                .await
+                .unwrap();
+            let (taken, left) = store.take_numbers(2).await.unwrap();
+            assert_eq!(taken, vec!["8000000001", "8000000002"]);
+            assert_eq!(left, 3);
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let (taken, left) = store.take_numbers(10).await.unwrap();
+        assert_eq!(taken, vec!["8000000003", "8000000004", "8000000005"]);
+        assert_eq!(left, 0);
+        assert!(store.take_numbers(1).await.unwrap().0.is_empty());
     }
 }
