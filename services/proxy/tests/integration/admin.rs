@@ -25,7 +25,7 @@ async fn admin_changes_without_the_token_are_refused_and_change_nothing() {
             Method::GET,
             "/admin/v1/routes/sales-orders/audit",
             None,
-            None,
+            Some(TOKEN),
         )
         .await
         .json();
@@ -57,6 +57,16 @@ async fn admin_changes_without_the_token_are_refused_and_change_nothing() {
             Some(json!({"drift": 0})),
         ),
     ];
+    // Reads under /admin carry customer data (replay bodies): refused without the token too.
+    let attempts: Vec<(Method, String, Option<serde_json::Value>)> = attempts
+        .into_iter()
+        .chain([
+            (Method::GET, "/admin/v1/replays".to_owned(), None),
+            (Method::GET, "/admin/v1/routes".to_owned(), None),
+            (Method::GET, "/admin/v1/counters".to_owned(), None),
+            (Method::GET, "/admin/v1/routes/sales-orders/audit".to_owned(), None),
+        ])
+        .collect();
     for (method, path, body) in attempts {
         for token in [None, Some("wrong-token"), Some("")] {
             let r = s.admin(method.clone(), &path, body.clone(), token).await;
@@ -64,7 +74,7 @@ async fn admin_changes_without_the_token_are_refused_and_change_nothing() {
         }
     }
     let routes = s
-        .admin(Method::GET, "/admin/v1/routes", None, None)
+        .admin(Method::GET, "/admin/v1/routes", None, Some(TOKEN))
         .await
         .json();
     assert_eq!(routes["routes"][0]["mode"], "dual-write");
@@ -77,7 +87,7 @@ async fn admin_changes_without_the_token_are_refused_and_change_nothing() {
             Method::GET,
             "/admin/v1/routes/sales-orders/audit",
             None,
-            None,
+            Some(TOKEN),
         )
         .await
         .json();
@@ -101,7 +111,7 @@ async fn admin_changes_without_the_token_are_refused_and_change_nothing() {
             Method::GET,
             "/admin/v1/routes/sales-orders/audit",
             None,
-            None,
+            Some(TOKEN),
         )
         .await
         .json();
@@ -149,7 +159,7 @@ async fn a_forward_switch_is_refused_until_readiness_holds_unless_forced_and_a_s
     s.kill_proxy();
     s.start_proxy().await;
     let routes = s
-        .admin(Method::GET, "/admin/v1/routes", None, None)
+        .admin(Method::GET, "/admin/v1/routes", None, Some(TOKEN))
         .await
         .json();
     assert_eq!(routes["routes"][0]["mode"], "dual-write");
@@ -158,7 +168,7 @@ async fn a_forward_switch_is_refused_until_readiness_holds_unless_forced_and_a_s
             Method::GET,
             "/admin/v1/routes/sales-orders/audit",
             None,
-            None,
+            Some(TOKEN),
         )
         .await
         .json();
@@ -211,7 +221,7 @@ async fn dual_write_reads_are_shadow_compared_and_their_match_rate_gates_leaving
         );
     }
     async fn counters(s: &Stack) -> serde_json::Value {
-        s.admin(Method::GET, "/admin/v1/counters", None, None)
+        s.admin(Method::GET, "/admin/v1/counters", None, Some(TOKEN))
             .await
             .json()
     }
@@ -323,7 +333,7 @@ async fn an_operator_can_retry_a_waiting_replay_at_once_and_discard_another() {
     assert!(s.replays().await.is_empty());
     assert_eq!(s.db_orders(&b).await.len(), 0);
     let counters = s
-        .admin(Method::GET, "/admin/v1/counters", None, None)
+        .admin(Method::GET, "/admin/v1/counters", None, Some(TOKEN))
         .await
         .json();
     assert_eq!(counters["replay_backlog"]["pending"], 0);

@@ -421,7 +421,7 @@ impl Stack {
 
     pub async fn replays(&self) -> Vec<Value> {
         let r = self
-            .admin(reqwest::Method::GET, "/admin/v1/replays", None, None)
+            .admin(reqwest::Method::GET, "/admin/v1/replays", None, Some(TOKEN))
             .await;
         r.json()["replays"].as_array().cloned().unwrap_or_default()
     }

@@ -6,6 +6,7 @@ mod admin;
 mod common;
 mod crash;
 mod fastpath;
+mod holes;
 mod outcomes;
 mod resilience;
 mod switching;

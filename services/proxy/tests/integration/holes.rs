@@ -1,0 +1,262 @@
+//! The holes found by attacking phase 2 as a hostile client would, each caused for real
+//! against the running stack, each counted on both sides.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::*;
+
+/// Every order row of the test's own database, and SAP's orders with this reference.
+async fn counts(s: &Stack, reference: &str) -> (usize, usize, i64, i64) {
+    let sap = s.sap_orders(reference).await.len();
+    let rows = s.db_orders(reference).await;
+    let live = rows.iter().filter(|r| r.0 != "voided").count();
+    let items: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM order_items i JOIN orders o ON o.id = i.order_id WHERE o.customer_reference = $1",
+    )
+    .bind(reference)
+    .fetch_one(&s.pool)
+    .await
+    .unwrap();
+    let outbox: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outbox x JOIN orders o ON o.id = x.aggregate_id WHERE o.customer_reference = $1 AND x.event_type = 'order.created'",
+    )
+    .bind(reference)
+    .fetch_one(&s.pool)
+    .await
+    .unwrap();
+    (sap, live, items, outbox)
+}
+
+#[tokio::test]
+async fn in_legacy_a_keyed_create_whose_answer_was_lost_is_found_by_its_number_on_retry() {
+    let s = Stack::start(Options {
+        mode: "legacy",
+        ..Options::default()
+    })
+    .await;
+    let reference = unique("LEGACY-LOST");
+    let body = order_body(&reference);
+    let key = [("idempotency-key", "legacy-lost-1")];
+    // SAP commits the create and then drops the connection: the client gets no answer.
+    s.sap_faults(json!({"lost_response_rate": 1.0})).await;
+    let first = s.sdk_create(&s.proxy_url(), &body, &key).await;
+    assert!(first.status >= 500, "{:?}", first.body);
+    assert_eq!(s.sap_orders(&reference).await.len(), 1, "the first attempt committed");
+    s.sap_faults(json!({})).await;
+    let second = s.sdk_create(&s.proxy_url(), &body, &key).await;
+    assert_eq!(second.status, 201, "{:?}", second.body);
+    let orders = s.sap_orders(&reference).await;
+    assert_eq!(orders.len(), 1, "a retry must not make a second SAP order: {orders:?}");
+    assert_eq!(
+        second.json()["d"]["SalesOrder"],
+        orders[0]["SalesOrder"],
+        "the retry answers with the order the first attempt made"
+    );
+    let third = s.sdk_create(&s.proxy_url(), &body, &key).await;
+    assert_eq!(third.status, 201);
+    assert_eq!(third.headers["idempotent-replayed"], "true");
+    assert_eq!(s.sap_orders(&reference).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_dual_write_names_one_number_in_sap_and_in_the_order_service() {
+    let s = Stack::start(Options::default()).await;
+    let reference = unique("ONE-NUMBER");
+    let r = s
+        .sdk_create(&s.proxy_url(), &order_body(&reference), &[])
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let number = r.json()["d"]["SalesOrder"].as_str().unwrap().to_owned();
+    assert!(number.starts_with('8') && number.len() == 10, "{number}");
+    let row: (String, Option<String>) = test_support::eventually("linked", WAIT, || async {
+        let row: Option<(String, Option<String>)> = sqlx::query_as(
+            "SELECT order_number, sap_order_number FROM orders WHERE customer_reference = $1",
+        )
+        .bind(&reference)
+        .fetch_optional(&s.pool)
+        .await
+        .unwrap();
+        row.filter(|r| r.1.is_some())
+    })
+    .await;
+    assert_eq!(row.0, number);
+    assert_eq!(row.1.as_deref(), Some(number.as_str()));
+    // Nothing rests on a field S/4 does not store from a create.
+    assert_eq!(s.sap_orders(&reference).await[0]["ExternalDocumentID"], "");
+}
+
+#[tokio::test]
+async fn a_sap_timeout_whose_create_commits_later_is_resolved_to_one_order_on_each_side_in_strict()
+{
+    let s = Stack::start(Options {
+        proxy_env: vec![
+            ("PROXY_SAP_TIMEOUT_MS", "400".into()),
+            ("PROXY_SAP_COMMIT_HORIZON_MS", "3000".into()),
+            ("PROXY_BREAKER_FAILURES", "1000".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let reference = unique("LATE-COMMIT");
+    let key = [("idempotency-key", "late-commit-1")];
+    // SAP takes 1.5 s and commits after the proxy gave up at 0.4 s.
+    s.sap_faults(json!({"latency_ms": 1500})).await;
+    let first = s
+        .sdk_create(&s.proxy_url(), &order_body(&reference), &key)
+        .await;
+    assert_eq!(first.status, 504, "{:?}", first.body);
+    test_support::eventually("SAP committed late", WAIT, || async {
+        (s.sap_orders(&reference).await.len() == 1).then_some(())
+    })
+    .await;
+    s.sap_faults(json!({})).await;
+    // After the horizon the proxy finds SAP's order and keeps (links) the new one instead of
+    // voiding it.
+    let rows = test_support::eventually("new order linked, not voided", WAIT, || async {
+        let rows = s.db_orders(&reference).await;
+        (rows.len() == 1 && rows[0].1.is_some()).then_some(rows)
+    })
+    .await;
+    assert_eq!(rows[0].0, "created", "{rows:?}");
+    s.wait_replays_drained().await;
+    // The client's retry gets the one order, and makes no second one anywhere.
+    let retry = s
+        .sdk_create(&s.proxy_url(), &order_body(&reference), &key)
+        .await;
+    assert_eq!(retry.status, 201, "{:?}", retry.body);
+    s.wait_replays_drained().await;
+    let (sap, live, items, outbox) = counts(&s, &reference).await;
+    assert_eq!((sap, live, items, outbox), (1, 1, 2, 1));
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_mid_dual_write_leaves_no_key_in_progress_and_loses_no_follow_up() {
+    let s = Stack::start(Options::default()).await;
+    let reference = unique("HANG-UP");
+    let body = order_body(&reference);
+    // SAP is slow; the client gives up long before SAP answers.
+    s.sap_faults(json!({"latency_ms": 1500})).await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let url = format!("{}/sap/opu/odata/sap/API_SALES_ORDER_SRV/A_SalesOrder", s.proxy_url());
+    let cut = impatient
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .header("idempotency-key", "hang-up-1")
+        .body(serde_json::to_vec(&body).unwrap())
+        .send()
+        .await;
+    assert!(cut.is_err(), "the client hung up");
+    s.sap_faults(json!({})).await;
+    // The dual write ran to its end anyway: SAP's order and the new one, linked.
+    test_support::eventually("both sides hold the order, linked", WAIT, || async {
+        let rows = s.db_orders(&reference).await;
+        (s.sap_orders(&reference).await.len() == 1 && rows.len() == 1 && rows[0].1.is_some())
+            .then_some(())
+    })
+    .await;
+    // The key has an owner's answer: a retry gets it replayed, never 409 for good.
+    let retry = test_support::eventually("retry answered", WAIT, || async {
+        let r = s.sdk_create(&s.proxy_url(), &body, &[("idempotency-key", "hang-up-1")]).await;
+        (r.status != 409).then_some(r)
+    })
+    .await;
+    assert_eq!(retry.status, 201, "{:?}", retry.body);
+    assert_eq!(retry.headers["idempotent-replayed"], "true");
+    let (sap, live, items, outbox) = counts(&s, &reference).await;
+    assert_eq!((sap, live, items, outbox), (1, 1, 2, 1));
+}
+
+#[tokio::test]
+async fn two_different_orders_with_the_same_correlation_id_are_both_taken() {
+    let s = Stack::start(Options::default()).await;
+    let first = unique("CORR-A");
+    let second = unique("CORR-B");
+    let corr = [("x-correlation-id", "shared-correlation-id")];
+    for reference in [&first, &second] {
+        let r = s.sdk_create(&s.proxy_url(), &order_body(reference), &corr).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    for reference in [&first, &second] {
+        test_support::eventually("both orders in both systems, linked", WAIT, || async {
+            let rows = s.db_orders(reference).await;
+            (s.sap_orders(reference).await.len() == 1 && rows.len() == 1 && rows[0].1.is_some())
+                .then_some(())
+        })
+        .await;
+    }
+    assert!(s.replays().await.is_empty(), "nothing parked: {:?}", s.replays().await);
+}
+
+#[tokio::test]
+async fn batch_requests_are_refused_in_dual_write_instead_of_reaching_sap_alone() {
+    let s = Stack::start(Options::default()).await;
+    let before = s.sap_all().await.len();
+    for path in ["$batch", "%24batch", "$batch/"] {
+        let r = into_resp(
+            s.http
+                .post(format!(
+                    "{}/sap/opu/odata/sap/API_SALES_ORDER_SRV/{path}",
+                    s.proxy_url()
+                ))
+                .header("content-type", "multipart/mixed; boundary=batch_1")
+                .body("--batch_1\r\nContent-Type: multipart/mixed; boundary=changeset_1\r\n\r\n--changeset_1\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\nPOST A_SalesOrder HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{}\r\n--changeset_1--\r\n--batch_1--\r\n")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, 501, "{path}: {:?}", r.body);
+        assert!(r.json()["error"]["message"]["value"].as_str().unwrap().contains("$batch"));
+    }
+    assert_eq!(s.sap_all().await.len(), before, "nothing reached SAP");
+}
+
+#[tokio::test]
+async fn a_create_spelled_with_a_trailing_slash_or_percent_encoding_is_dual_written() {
+    let s = Stack::start(Options::default()).await;
+    for (i, path) in ["A_SalesOrder/", "A%5FSalesOrder", "/A_SalesOrder"].iter().enumerate() {
+        let reference = unique(&format!("SPELL{i}"));
+        let head = s
+            .http
+            .head(format!("{}/sap/opu/odata/sap/API_SALES_ORDER_SRV/", s.proxy_url()))
+            .header("x-csrf-token", "Fetch")
+            .send()
+            .await
+            .unwrap();
+        let token = head.headers()["x-csrf-token"].to_str().unwrap().to_owned();
+        let cookies = head
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok()?.split(';').next())
+            .collect::<Vec<_>>()
+            .join(";");
+        let r = into_resp(
+            s.http
+                .post(format!(
+                    "{}/sap/opu/odata/sap/API_SALES_ORDER_SRV/{path}",
+                    s.proxy_url()
+                ))
+                .header("content-type", "application/json")
+                .header("accept", "application/json")
+                .header("x-csrf-token", &token)
+                .header("cookie", &cookies)
+                .body(serde_json::to_vec(&order_body(&reference)).unwrap())
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{path}: {:?}", r.body);
+        test_support::eventually("the order service has it too", WAIT, || async {
+            (s.db_orders(&reference).await.len() == 1).then_some(())
+        })
+        .await;
+    }
+}
