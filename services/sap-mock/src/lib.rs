@@ -11,7 +11,8 @@
 //!   responses) to OData requests; [`admin`] changes them at runtime.
 //! - [`odata`]: client, logon and CSRF ([`session`]), resource path and query options, then the
 //!   operation; answers are shaped by [`render`], refusals by [`error`].
-//! - [`sales_order`]: SAP's checks, numbering, defaults and pricing against [`master_data`].
+//! - [`sales_order`]: SAP's checks, defaults and pricing against [`master_data`];
+//!   [`numbering`]: the internal and external number ranges.
 //! - [`store`]: orders in an embedded redb database (durable before the answer), mirrored in
 //!   memory.
 //! - [`config`]: every `SAP_MOCK_*` variable, read once; [`events`]: what is logged and counted.
@@ -26,6 +27,7 @@ pub mod events;
 pub mod fault_layer;
 pub mod faults;
 pub mod master_data;
+pub mod numbering;
 pub mod odata;
 pub mod render;
 pub mod sales_order;
@@ -82,7 +84,11 @@ impl Application {
         // install the Prometheus recorder before the first request is counted
         platform::http_metrics::prometheus_handle();
         let master = MasterData::load(config.master_data_file.as_deref())?;
-        let store = Store::open(&config.data_dir, config.first_sales_order)?;
+        let store = Store::open(
+            &config.data_dir,
+            config.first_sales_order,
+            config.internal_range.to,
+        )?;
         let listener = TcpListener::bind(SocketAddr::new(config.bind, config.port)).await?;
         let sessions = Sessions::new(&config.system_id, &config.sap_client, config.users.clone());
         let state = Arc::new(AppState {
