@@ -63,6 +63,12 @@ pub struct Config {
     /// number range; a create naming a `SalesOrder` in it keeps that number. Must not overlap
     /// the internal range.
     pub external_range: NumberRange,
+    /// `SAP_MOCK_REPEATABILITY` (default false): SAP Gateway's repeatable requests
+    /// (`RequestID` + `RepeatabilityCreation`) are honoured.
+    pub repeatability: bool,
+    /// `SAP_MOCK_REPEATABILITY_WINDOW_S` (default 14400 = 4 h): how long a repeat gets the first
+    /// answer.
+    pub repeatability_window: Duration,
     /// `SAP_MOCK_PAGE_SIZE` (default 1000): server-side page size; longer lists get `__next`.
     pub page_size: usize,
     /// `SAP_MOCK_MAX_BODY_BYTES` (default 1 MiB): larger bodies get 413.
@@ -91,6 +97,8 @@ impl Config {
             internal_range: DEFAULT_INTERNAL_RANGE,
             first_sales_order: DEFAULT_INTERNAL_RANGE.from,
             external_range: DEFAULT_EXTERNAL_RANGE,
+            repeatability: false,
+            repeatability_window: Duration::from_secs(4 * 3600),
             page_size: 1000,
             max_body_bytes: 1024 * 1024,
             admin_token: None,
@@ -142,6 +150,10 @@ impl Config {
             internal_range,
             first_sales_order: r.read("SAP_MOCK_FIRST_SALES_ORDER", internal_range.from),
             external_range: r.read("SAP_MOCK_EXTERNAL_RANGE", DEFAULT_EXTERNAL_RANGE),
+            repeatability: r.read_bool("SAP_MOCK_REPEATABILITY", false),
+            repeatability_window: Duration::from_secs(
+                r.read("SAP_MOCK_REPEATABILITY_WINDOW_S", 4 * 3600),
+            ),
             page_size: r.read("SAP_MOCK_PAGE_SIZE", 1000),
             max_body_bytes: r.read("SAP_MOCK_MAX_BODY_BYTES", 1024 * 1024),
             admin_token: r.raw("SAP_MOCK_ADMIN_TOKEN"),

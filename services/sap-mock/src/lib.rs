@@ -30,6 +30,7 @@ pub mod master_data;
 pub mod numbering;
 pub mod odata;
 pub mod render;
+pub mod repeatability;
 pub mod sales_order;
 pub mod server;
 pub mod session;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Requests being held by the hang fault right now.
     pub hanging: std::sync::atomic::AtomicUsize,
+    /// SAP Gateway's repeatable requests, when enabled.
+    pub repeatability: Option<repeatability::Repeatability>,
 }
 
 /// A built emulator: port bound, store open, not yet serving.
@@ -91,6 +94,9 @@ impl Application {
         )?;
         let listener = TcpListener::bind(SocketAddr::new(config.bind, config.port)).await?;
         let sessions = Sessions::new(&config.system_id, &config.sap_client, config.users.clone());
+        let repeatability = config
+            .repeatability
+            .then(|| repeatability::Repeatability::new(config.repeatability_window));
         let state = Arc::new(AppState {
             faults: Arc::new(Faults::new(config.faults.clone())),
             config,
@@ -99,6 +105,7 @@ impl Application {
             sessions,
             shutdown: CancellationToken::new(),
             hanging: std::sync::atomic::AtomicUsize::new(0),
+            repeatability,
         });
         Ok(Self { listener, state })
     }

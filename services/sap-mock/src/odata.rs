@@ -36,8 +36,39 @@ use crate::sales_order::{
 use crate::session::{LogonFailure, Principal};
 use crate::store::{CreateRefused, Order, Record, StoreError};
 
-/// Handles every request below the service root.
+/// Handles every request below the service root; a repeatable `POST` (SAP Gateway's
+/// `RequestID` + `RepeatabilityCreation`, when enabled) runs once and repeats get its answer.
 pub async fn handle(State(app): State<Arc<AppState>>, req: Request) -> Response {
+    let repeatable = app
+        .repeatability
+        .as_ref()
+        .filter(|_| req.method() == Method::POST)
+        .and_then(|r| crate::repeatability::request_id(req.headers()).map(|id| r.slot(&id)));
+    let Some(slot) = repeatable else {
+        return handle_once(app, req).await;
+    };
+    let outcome = slot
+        .get_or_try_init(|| async {
+            let r =
+                crate::repeatability::Remembered::from_response(handle_once(app, req).await).await;
+            if crate::repeatability::executed(r.to_response().status()) {
+                Ok(r)
+            } else {
+                Err(r)
+            }
+        })
+        .await;
+    match outcome {
+        Ok(remembered) => remembered.to_response(),
+        Err(not_executed) => {
+            let mut r = not_executed.to_response();
+            r.headers_mut().remove(crate::repeatability::RESULT_HEADER);
+            r
+        }
+    }
+}
+
+async fn handle_once(app: Arc<AppState>, req: Request) -> Response {
     let fetch_requested = req
         .headers()
         .get("x-csrf-token")
