@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Runs the SAP JavaScript client test against the SAP emulator, or against SAP_URL when set
-# (e.g. the proxy in front of it). Exits non-zero when any test fails.
+# (e.g. the proxy in front of it). Exits non-zero when any test fails, is cancelled, or is
+# skipped: a run with skips is not a green run unless SAP_SDK_ALLOW_SKIPS=1.
 #
 #   e2e/sap-sdk/run.sh                         # builds and starts sap-mock on a free port
 #   SAP_URL=http://127.0.0.1:8080 e2e/sap-sdk/run.sh   # drives an already running system
 #
 # Optional: SAP_USER / SAP_PASSWORD (basic auth), SAP_CLIENT (sap-client header),
 # CARGO_TARGET_DIR, SAP_MOCK_BIN (a prebuilt sap-mock binary), SAP_MOCK_ADMIN_URL (the
-# emulator's base URL when SAP_URL is something in front of it: enables the fault tests).
+# emulator's base URL when SAP_URL is something in front of it that does not pass
+# /sap-mock/admin/ through; the fault tests use SAP_URL otherwise), SAP_MOCK_ADMIN_TOKEN,
+# SAP_SDK_SKIP_FAULTS=1 (skip the fault tests on purpose), SAP_SDK_ALLOW_SKIPS=1 (accept a run
+# with skipped tests as green).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -72,6 +76,34 @@ if [ -z "${SAP_URL:-}" ]; then
   curl -fsS -o /dev/null "$SAP_URL/sap-mock/health"
 fi
 
-echo "sap-sdk e2e against $SAP_URL"
-# one test file at a time: the fault tests switch knobs that every request would feel
-node --test --test-concurrency=1 test/
+echo "sap-sdk e2e against $SAP_URL (fault knobs at ${SAP_MOCK_ADMIN_URL:-$SAP_URL})"
+tap="$(mktemp)"
+tap_cleanup() { rm -f "$tap"; cleanup; }
+trap tap_cleanup EXIT
+# one test file at a time: the fault tests switch knobs that every request would feel. The TAP
+# stream is kept to read node's own summary: node exits 0 when tests are skipped, so the exit
+# code alone would count a skip as a pass.
+status=0
+node --test --test-concurrency=1 --test-reporter=tap test/ | tee "$tap" || status=$?
+summary() { sed -n "s/^# $1 \([0-9][0-9]*\)\$/\1/p" "$tap" | tail -1; }
+tests="$(summary tests)"; pass="$(summary pass)"; fail="$(summary fail)"
+cancelled="$(summary cancelled)"; skipped="$(summary skipped)"; todo="$(summary todo)"
+echo "sap-sdk e2e: ${tests:-?} tests, ${pass:-?} passed, ${fail:-?} failed, ${cancelled:-?} cancelled, ${skipped:-?} skipped, ${todo:-?} todo"
+if [ -z "$tests" ] || [ "$tests" -eq 0 ]; then
+  echo "sap-sdk e2e: NOT GREEN: no test summary (node --test did not run the tests)" >&2
+  exit 1
+fi
+if [ "$status" -ne 0 ] || [ "${fail:-1}" -ne 0 ] || [ "${cancelled:-1}" -ne 0 ]; then
+  echo "sap-sdk e2e: FAILED" >&2
+  exit 1
+fi
+if [ "${skipped:-0}" -ne 0 ] || [ "${todo:-0}" -ne 0 ]; then
+  if [ "${SAP_SDK_ALLOW_SKIPS:-}" = "1" ]; then
+    echo "sap-sdk e2e: green with ${skipped} skipped and ${todo} todo tests (SAP_SDK_ALLOW_SKIPS=1)"
+    exit 0
+  else
+    echo "sap-sdk e2e: NOT GREEN: ${skipped} skipped and ${todo} todo tests (set SAP_SDK_ALLOW_SKIPS=1 to accept skips)" >&2
+    exit 1
+  fi
+fi
+echo "sap-sdk e2e: green, every test passed"

@@ -296,7 +296,7 @@ mod tests {
         )
         .into_value();
         let d = n.as_object().unwrap();
-        assert_eq!(d.len(), 1 + 83 + 9);
+        assert_eq!(d.len(), 1 + 92 + 9);
         assert_eq!(n["SoldToParty"], "17100001");
         assert_eq!(n["SalesGroup"], "");
         assert_eq!(n["TotalNetAmount"], "0");

@@ -82,6 +82,13 @@ fn entity_type(x: &mut String, e: &EntityType, navs: &[(&str, &str, &str, &str)]
             EdmType::DateTimeOffset => x.push_str(r#" Precision="7""#),
             EdmType::Boolean => {}
         }
+        // S/4 writes these annotations only to deny (the default is true)
+        if !p.creatable {
+            x.push_str(r#" sap:creatable="false""#);
+        }
+        if !p.updatable {
+            x.push_str(r#" sap:updatable="false""#);
+        }
         x.push_str("/>");
     }
     for (name, rel, from, to) in navs {
@@ -106,7 +113,10 @@ mod tests {
         assert!(doc.contains(r#"<Property Name="PurchaseOrderByCustomer" Type="Edm.String" Nullable="true" MaxLength="35"/>"#));
         assert!(doc.contains(r#"<NavigationProperty Name="to_Item""#));
         assert!(doc.contains(r#"<EntitySet Name="A_SalesOrder""#));
-        assert_eq!(doc.matches("<Property ").count(), 83 + 86);
+        assert_eq!(doc.matches("<Property ").count(), 92 + 104);
+        assert!(doc.contains(r#"<Property Name="ExternalDocumentID" Type="Edm.String" Nullable="true" MaxLength="40" sap:creatable="false" sap:updatable="false"/>"#));
+        // 21 header and 29 item properties, and the association set
+        assert_eq!(doc.matches(r#"sap:creatable="false""#).count(), 21 + 29 + 1);
         assert!(doc.ends_with("</edmx:Edmx>"));
     }
 }

@@ -1,9 +1,14 @@
 // SAP's own client against the emulator's legacy realism: what an outage and a lost response
-// look like to it. Runs only when SAP_MOCK_ADMIN_URL points at the emulator's admin endpoint
-// (run.sh sets it when it starts the emulator itself); the knobs are reset after each test.
+// look like to it. The knobs are switched through the emulator's admin API: at
+// SAP_MOCK_ADMIN_URL when set (the emulator's own base URL), otherwise at SAP_URL itself (a
+// proxy in front of the emulator passes the unknown /sap-mock/ paths through to it). With
+// SAP_MOCK_ADMIN_TOKEN the admin calls carry it as a bearer token. If the admin API cannot be
+// reached the tests FAIL (they never skip silently); SAP_SDK_SKIP_FAULTS=1 skips them on
+// purpose, and run.sh then still reports the run as not green unless SAP_SDK_ALLOW_SKIPS=1.
+// The knobs are reset after each test.
 'use strict';
 
-const { test, afterEach } = require('node:test');
+const { test, before, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 const http = require('node:http');
 const { BigNumber } = require('bignumber.js');
@@ -11,8 +16,9 @@ const { salesOrderService } = require('@sap/cloud-sdk-vdm-sales-order-service');
 
 const { salesOrderApi, salesOrderItemApi } = salesOrderService();
 const SO = salesOrderApi.schema;
-const admin = process.env.SAP_MOCK_ADMIN_URL;
-const skip = admin ? false : 'SAP_MOCK_ADMIN_URL not set (not driving the emulator directly)';
+const admin = process.env.SAP_MOCK_ADMIN_URL || process.env.SAP_URL;
+const adminToken = process.env.SAP_MOCK_ADMIN_TOKEN;
+const skip = process.env.SAP_SDK_SKIP_FAULTS === '1' ? 'SAP_SDK_SKIP_FAULTS=1 (skipped on purpose)' : false;
 
 const destination = { url: process.env.SAP_URL };
 if (process.env.SAP_USER) {
@@ -23,18 +29,34 @@ if (process.env.SAP_CLIENT) destination.sapClient = process.env.SAP_CLIENT;
 
 function setFaults(method, body) {
   return new Promise((resolve, reject) => {
-    const req = http.request(
-      `${admin}/sap-mock/admin/faults`,
-      { method, headers: { 'content-type': 'application/json' } },
-      (res) => {
-        res.resume();
-        res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`admin ${res.statusCode}`))));
-      }
-    );
+    const headers = { 'content-type': 'application/json' };
+    if (adminToken) headers.authorization = `Bearer ${adminToken}`;
+    const req = http.request(`${admin}/sap-mock/admin/faults`, { method, headers }, (res) => {
+      res.resume();
+      res.on('end', () =>
+        res.statusCode === 200
+          ? resolve()
+          : reject(new Error(`${method} ${admin}/sap-mock/admin/faults answered ${res.statusCode}`))
+      );
+    });
     req.on('error', reject);
     req.end(body ? JSON.stringify(body) : undefined);
   });
 }
+
+before(async () => {
+  if (skip) return;
+  // fail loudly here, not by a silent skip, when the emulator's knobs cannot be reached
+  try {
+    await setFaults('GET');
+  } catch (e) {
+    throw new Error(
+      `the fault tests drive the emulator's admin API and cannot reach it at ${admin} (${e.message}); ` +
+        'set SAP_MOCK_ADMIN_URL to the emulator (and SAP_MOCK_ADMIN_TOKEN if it needs one), ' +
+        'or SAP_SDK_SKIP_FAULTS=1 to skip them on purpose'
+    );
+  }
+});
 
 function order(reference) {
   return salesOrderApi
@@ -66,7 +88,7 @@ function rootStatus(err) {
 }
 
 afterEach(async () => {
-  if (admin) await setFaults('DELETE');
+  if (!skip) await setFaults('DELETE');
 });
 
 test('during an outage the client gets 503 and nothing is created', { skip }, async () => {

@@ -229,3 +229,53 @@ test('a create with an unknown material is rejected with the material named in t
     .execute(destination);
   assert.equal(n, 0);
 });
+
+// An order number from the order type's external range (8000000000-9999999999 by default), as
+// sap-sync creates orders under the order service's own number. Unique per run.
+const externalNumber = String(8000000000 + (Date.now() % 1000000000) + 1000000000 * (process.pid % 2));
+
+test('a create naming an external SalesOrder keeps the number, drops read-only fields and reads back by it', async () => {
+  const reference = `${po}-EXT`;
+  const order = newOrder('17100001', reference, [['TG11', 3]]);
+  order.salesOrder = externalNumber;
+  // S/4 declares these sap:creatable="false": it does not take them from a create
+  order.externalDocumentId = 'MUST-NOT-STICK';
+  order.senderBusinessSystemName = 'SHOP';
+  const made = await salesOrderApi.requestBuilder().create(order).execute(destination);
+  assert.equal(made.salesOrder, externalNumber);
+  const read = await salesOrderApi
+    .requestBuilder()
+    .getByKey(externalNumber)
+    .select(SO.ALL_FIELDS, SO.TO_ITEM.select(ITEM.ALL_FIELDS))
+    .execute(destination);
+  assert.equal(read.salesOrder, externalNumber);
+  assert.equal(read.purchaseOrderByCustomer, reference);
+  assert.equal(read.toItem.length, 1);
+  assert.equal(read.toItem[0].salesOrder, externalNumber);
+  assert.ok(read.toItem[0].requestedQuantity.isEqualTo(3));
+  assert.ok(!read.externalDocumentId, 'ExternalDocumentID is not creatable on S/4');
+  assert.ok(!read.senderBusinessSystemName, 'SenderBusinessSystemName is not creatable on S/4');
+  const byReadOnlyField = await salesOrderApi
+    .requestBuilder()
+    .getAll()
+    .filter(SO.EXTERNAL_DOCUMENT_ID.equals('MUST-NOT-STICK'))
+    .execute(destination);
+  assert.equal(byReadOnlyField.length, 0, 'nothing is findable by a field S/4 dropped');
+});
+
+test('a second create of the same external number is refused and stores nothing', async () => {
+  const reference = `${po}-EXT-AGAIN`;
+  const again = newOrder('17100001', reference, [['TG11', 1]]);
+  again.salesOrder = externalNumber;
+  await assert.rejects(salesOrderApi.requestBuilder().create(again).execute(destination), (err) => {
+    assert.equal(rootResponse(err)?.status, 400, messages(err));
+    return true;
+  });
+  const n = await salesOrderApi
+    .requestBuilder()
+    .getAll()
+    .filter(SO.PURCHASE_ORDER_BY_CUSTOMER.equals(reference))
+    .count()
+    .execute(destination);
+  assert.equal(n, 0);
+});

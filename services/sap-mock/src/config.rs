@@ -12,6 +12,19 @@ use platform::config::{ConfigError, EnvReader};
 use platform::telemetry::LogFormat;
 
 use crate::faults::{ErrorStatus, FaultSettings, Outage};
+use crate::numbering::NumberRange;
+
+/// Default internal number range of order type OR.
+pub const DEFAULT_INTERNAL_RANGE: NumberRange = NumberRange {
+    from: 1_000_001,
+    to: 7_999_999_999,
+};
+
+/// Default external number range (the order service hands out numbers from 8000000000).
+pub const DEFAULT_EXTERNAL_RANGE: NumberRange = NumberRange {
+    from: 8_000_000_000,
+    to: 9_999_999_999,
+};
 
 /// A user allowed to log on (`SAP_MOCK_USERS=name:password,...`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,8 +53,22 @@ pub struct Config {
     pub sap_client: String,
     /// `SAP_MOCK_SYSTEM_ID` (default `MCK`): the system id in cookie names.
     pub system_id: String,
-    /// `SAP_MOCK_FIRST_SALES_ORDER` (default 1000001): first number of the number range.
+    /// `SAP_MOCK_INTERNAL_RANGE` (default `1000001-7999999999`): the order type's internal number
+    /// range; creates without `SalesOrder` are numbered from it.
+    pub internal_range: NumberRange,
+    /// `SAP_MOCK_FIRST_SALES_ORDER` (default: the internal range's first number): where internal
+    /// numbering starts in an empty store; must lie in the internal range.
     pub first_sales_order: u64,
+    /// `SAP_MOCK_EXTERNAL_RANGE` (default `8000000000-9999999999`): the order type's external
+    /// number range; a create naming a `SalesOrder` in it keeps that number. Must not overlap
+    /// the internal range.
+    pub external_range: NumberRange,
+    /// `SAP_MOCK_REPEATABILITY` (default false): SAP Gateway's repeatable requests
+    /// (`RequestID` + `RepeatabilityCreation`) are honoured.
+    pub repeatability: bool,
+    /// `SAP_MOCK_REPEATABILITY_WINDOW_S` (default 14400 = 4 h): how long a repeat gets the first
+    /// answer.
+    pub repeatability_window: Duration,
     /// `SAP_MOCK_PAGE_SIZE` (default 1000): server-side page size; longer lists get `__next`.
     pub page_size: usize,
     /// `SAP_MOCK_MAX_BODY_BYTES` (default 1 MiB): larger bodies get 413.
@@ -67,7 +94,11 @@ impl Config {
             master_data_file: None,
             sap_client: "100".to_owned(),
             system_id: "MCK".to_owned(),
-            first_sales_order: 1_000_001,
+            internal_range: DEFAULT_INTERNAL_RANGE,
+            first_sales_order: DEFAULT_INTERNAL_RANGE.from,
+            external_range: DEFAULT_EXTERNAL_RANGE,
+            repeatability: false,
+            repeatability_window: Duration::from_secs(4 * 3600),
             page_size: 1000,
             max_body_bytes: 1024 * 1024,
             admin_token: None,
@@ -107,6 +138,7 @@ impl Config {
         if let Err(e) = faults.validate() {
             r.problem(e);
         }
+        let internal_range = r.read("SAP_MOCK_INTERNAL_RANGE", DEFAULT_INTERNAL_RANGE);
         let config = Self {
             bind: r.read("SAP_MOCK_BIND", IpAddr::from([0, 0, 0, 0])),
             port: r.read("SAP_MOCK_PORT", 8082),
@@ -115,7 +147,13 @@ impl Config {
             master_data_file: r.raw("SAP_MOCK_MASTER_DATA").map(PathBuf::from),
             sap_client: r.read_string("SAP_MOCK_CLIENT", "100"),
             system_id: r.read_string("SAP_MOCK_SYSTEM_ID", "MCK"),
-            first_sales_order: r.read("SAP_MOCK_FIRST_SALES_ORDER", 1_000_001),
+            internal_range,
+            first_sales_order: r.read("SAP_MOCK_FIRST_SALES_ORDER", internal_range.from),
+            external_range: r.read("SAP_MOCK_EXTERNAL_RANGE", DEFAULT_EXTERNAL_RANGE),
+            repeatability: r.read_bool("SAP_MOCK_REPEATABILITY", false),
+            repeatability_window: Duration::from_secs(
+                r.read("SAP_MOCK_REPEATABILITY_WINDOW_S", 4 * 3600),
+            ),
             page_size: r.read("SAP_MOCK_PAGE_SIZE", 1000),
             max_body_bytes: r.read("SAP_MOCK_MAX_BODY_BYTES", 1024 * 1024),
             admin_token: r.raw("SAP_MOCK_ADMIN_TOKEN"),
@@ -129,8 +167,17 @@ impl Config {
         if config.page_size == 0 {
             r.problem("SAP_MOCK_PAGE_SIZE: must be at least 1");
         }
-        if config.first_sales_order == 0 || config.first_sales_order > 9_999_999_999 {
-            r.problem("SAP_MOCK_FIRST_SALES_ORDER: must be between 1 and 9999999999");
+        if !config.internal_range.contains(config.first_sales_order) {
+            r.problem(format!(
+                "SAP_MOCK_FIRST_SALES_ORDER: must lie in the internal number range {}",
+                config.internal_range
+            ));
+        }
+        if config.internal_range.overlaps(&config.external_range) {
+            r.problem(format!(
+                "SAP_MOCK_INTERNAL_RANGE {} and SAP_MOCK_EXTERNAL_RANGE {} overlap",
+                config.internal_range, config.external_range
+            ));
         }
         r.finish()?;
         Ok(config)
@@ -189,6 +236,27 @@ mod tests {
         assert_eq!(c.faults.latency_ms, 25);
         assert_eq!(c.faults.outage, Outage::Reset);
         assert_eq!(c.faults.max_connections, Some(8));
+    }
+
+    #[test]
+    fn number_ranges_default_to_internal_below_external_and_are_validated() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.internal_range, DEFAULT_INTERNAL_RANGE);
+        assert_eq!(c.first_sales_order, 1_000_001);
+        assert_eq!(c.external_range.to_string(), "8000000000-9999999999");
+        let c = config(&[("SAP_MOCK_FIRST_SALES_ORDER", "5000000")]).unwrap();
+        assert_eq!(c.first_sales_order, 5_000_000);
+        for bad in [
+            vec![("SAP_MOCK_EXTERNAL_RANGE", "7000000000-8999999999")],
+            vec![
+                ("SAP_MOCK_INTERNAL_RANGE", "1-100"),
+                ("SAP_MOCK_FIRST_SALES_ORDER", "101"),
+            ],
+            vec![("SAP_MOCK_FIRST_SALES_ORDER", "8000000000")],
+            vec![("SAP_MOCK_INTERNAL_RANGE", "100-1")],
+        ] {
+            assert!(config(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

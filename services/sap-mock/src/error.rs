@@ -41,8 +41,12 @@ pub mod codes {
     pub const PRICING_FAILED: &str = "V1/803";
     /// Item number given twice or malformed.
     pub const ITEM_NUMBER_INVALID: &str = "V1/399";
-    /// External number for an internally numbered document.
-    pub const EXTERNAL_NUMBER: &str = "V1/017";
+    /// `SalesOrder` named on create lies outside the order type's external number range. No
+    /// public SAP source gave the id of S/4's own message: chosen in class V1.
+    pub const NUMBER_NOT_IN_EXTERNAL_RANGE: &str = "V1/017";
+    /// `SalesOrder` named on create is taken already. No public SAP source gave the id of S/4's
+    /// own message: chosen in class V1.
+    pub const DOCUMENT_ALREADY_EXISTS: &str = "V1/018";
     /// A field that cannot change after creation.
     pub const FIELD_NOT_CHANGEABLE: &str = "V1/047";
     /// Malformed request body.

@@ -11,7 +11,8 @@
 //!   responses) to OData requests; [`admin`] changes them at runtime.
 //! - [`odata`]: client, logon and CSRF ([`session`]), resource path and query options, then the
 //!   operation; answers are shaped by [`render`], refusals by [`error`].
-//! - [`sales_order`]: SAP's checks, numbering, defaults and pricing against [`master_data`].
+//! - [`sales_order`]: SAP's checks, defaults and pricing against [`master_data`];
+//!   [`numbering`]: the internal and external number ranges.
 //! - [`store`]: orders in an embedded redb database (durable before the answer), mirrored in
 //!   memory.
 //! - [`config`]: every `SAP_MOCK_*` variable, read once; [`events`]: what is logged and counted.
@@ -26,8 +27,10 @@ pub mod events;
 pub mod fault_layer;
 pub mod faults;
 pub mod master_data;
+pub mod numbering;
 pub mod odata;
 pub mod render;
+pub mod repeatability;
 pub mod sales_order;
 pub mod server;
 pub mod session;
@@ -67,6 +70,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Requests being held by the hang fault right now.
     pub hanging: std::sync::atomic::AtomicUsize,
+    /// SAP Gateway's repeatable requests, when enabled.
+    pub repeatability: Option<repeatability::Repeatability>,
 }
 
 /// A built emulator: port bound, store open, not yet serving.
@@ -82,9 +87,16 @@ impl Application {
         // install the Prometheus recorder before the first request is counted
         platform::http_metrics::prometheus_handle();
         let master = MasterData::load(config.master_data_file.as_deref())?;
-        let store = Store::open(&config.data_dir, config.first_sales_order)?;
+        let store = Store::open(
+            &config.data_dir,
+            config.first_sales_order,
+            config.internal_range.to,
+        )?;
         let listener = TcpListener::bind(SocketAddr::new(config.bind, config.port)).await?;
         let sessions = Sessions::new(&config.system_id, &config.sap_client, config.users.clone());
+        let repeatability = config
+            .repeatability
+            .then(|| repeatability::Repeatability::new(config.repeatability_window));
         let state = Arc::new(AppState {
             faults: Arc::new(Faults::new(config.faults.clone())),
             config,
@@ -93,6 +105,7 @@ impl Application {
             sessions,
             shutdown: CancellationToken::new(),
             hanging: std::sync::atomic::AtomicUsize::new(0),
+            repeatability,
         });
         Ok(Self { listener, state })
     }

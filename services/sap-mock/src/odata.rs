@@ -28,15 +28,47 @@ use sap_odata::{EdmValue, SALES_ORDER, SALES_ORDER_ITEM, SERVICE_ROOT_PATH, meta
 use crate::AppState;
 use crate::error::{SapError, codes};
 use crate::events::{Event, record};
+use crate::numbering;
 use crate::render;
 use crate::sales_order::{
     add_item, apply_update, build_order, change_item, find_item, remove_item,
 };
 use crate::session::{LogonFailure, Principal};
-use crate::store::{Order, Record, StoreError};
+use crate::store::{CreateRefused, Order, Record, StoreError};
 
-/// Handles every request below the service root.
+/// Handles every request below the service root; a repeatable `POST` (SAP Gateway's
+/// `RequestID` + `RepeatabilityCreation`, when enabled) runs once and repeats get its answer.
 pub async fn handle(State(app): State<Arc<AppState>>, req: Request) -> Response {
+    let repeatable = app
+        .repeatability
+        .as_ref()
+        .filter(|_| req.method() == Method::POST)
+        .and_then(|r| crate::repeatability::request_id(req.headers()).map(|id| r.slot(&id)));
+    let Some(slot) = repeatable else {
+        return handle_once(app, req).await;
+    };
+    let outcome = slot
+        .get_or_try_init(|| async {
+            let r =
+                crate::repeatability::Remembered::from_response(handle_once(app, req).await).await;
+            if crate::repeatability::executed(r.to_response().status()) {
+                Ok(r)
+            } else {
+                Err(r)
+            }
+        })
+        .await;
+    match outcome {
+        Ok(remembered) => remembered.to_response(),
+        Err(not_executed) => {
+            let mut r = not_executed.to_response();
+            r.headers_mut().remove(crate::repeatability::RESULT_HEADER);
+            r
+        }
+    }
+}
+
+async fn handle_once(app: Arc<AppState>, req: Request) -> Response {
     let fetch_requested = req
         .headers()
         .get("x-csrf-token")
@@ -658,14 +690,24 @@ async fn read_body(ctx: &RequestContext<'_>, body: Body) -> Result<bytes::Bytes,
 async fn create_order(ctx: &RequestContext<'_>, body: Body) -> Result<Response, SapError> {
     let bytes = read_body(ctx, body).await?;
     let request = parse_sales_order_create(&bytes)?;
+    let numbering = numbering::choose(
+        request.header.get_str("SalesOrder"),
+        &ctx.app.config.external_range,
+    )?;
     let master = ctx.app.master.clone();
     let user = ctx.principal.user.clone();
     let order = ctx
         .app
         .store
-        .create(move |number| build_order(&request, number, &master, &user, chrono::Utc::now()))
+        .create(numbering, move |number| {
+            build_order(&request, number, &master, &user, chrono::Utc::now())
+        })
         .await
-        .map_err(storage_failed)??;
+        .map_err(storage_failed)?
+        .map_err(|refused| match refused {
+            CreateRefused::Invalid(e) => e,
+            CreateRefused::NumberTaken(n) => numbering::already_exists(n),
+        })?;
     record(Event::OrderCreated(order.number(), order.items.len()));
     let root = ctx.service_root();
     let mut r = json(

@@ -15,23 +15,17 @@ use crate::error::{SapError, codes};
 use crate::master_data::MasterData;
 use crate::store::{Order, Record};
 
-/// Header properties SAP computes; values sent for them are ignored.
-const COMPUTED_HEADER: &[&str] = &[
-    "CreationDate",
-    "CreatedByUser",
-    "LastChangeDate",
-    "LastChangeDateTime",
-    "TotalNetAmount",
-    "OverallSDProcessStatus",
-    "OverallTotalDeliveryStatus",
-    "OverallDeliveryStatus",
-    "OverallOrdReltdBillgStatus",
-    "OverallSDDocReferenceStatus",
-    "OverallSDDocumentRejectionSts",
-    "TotalBlockStatus",
-    "TotalCreditCheckStatus",
-    "SalesDocApprovalStatus",
-];
+/// What S/4 takes from a create: only the properties its service definition marks creatable
+/// (`sap:creatable`). The others (statuses, totals, `ExternalDocumentID`, item `NetAmount`, ...)
+/// are S/4's own: a value sent for them is dropped without an error, as SAP Gateway's mapped
+/// services do, and S/4 fills in its own value. See docs/sap-mock.md, "Sources".
+fn creatable_only(sent: &PropertyMap) -> PropertyMap {
+    let mut kept = PropertyMap::new();
+    for (p, v) in sent.iter().filter(|(p, _)| p.creatable) {
+        kept.set(p, v.clone());
+    }
+    kept
+}
 
 /// Header properties that cannot change once the order exists.
 const FIXED_AFTER_CREATE: &[&str] = &[
@@ -58,7 +52,9 @@ fn money(d: Decimal) -> EdmValue {
 }
 
 /// Checks a deep-insert create against the master data and builds the order SAP would save
-/// under `number`, priced, with items numbered 10, 20, ... unless the client numbered them.
+/// under `number` (already drawn or checked by the caller, see [`crate::numbering`]), priced,
+/// with items numbered 10, 20, ... unless the client numbered them. Properties S/4 does not take
+/// on create are dropped first.
 pub fn build_order(
     req: &SalesOrderCreate,
     number: String,
@@ -66,14 +62,7 @@ pub fn build_order(
     user: &str,
     now: DateTime<Utc>,
 ) -> Result<Order, SapError> {
-    let h = &req.header;
-    if !str_or_empty(h, "SalesOrder").is_empty() {
-        return Err(SapError::bad_request(
-            codes::EXTERNAL_NUMBER,
-            "Sales documents of this type are numbered internally; leave SalesOrder empty",
-        )
-        .on("SalesOrder"));
-    }
+    let h = &creatable_only(&req.header);
     let order_type = str_or_empty(h, "SalesOrderType");
     let org = str_or_empty(h, "SalesOrganization");
     let channel = str_or_empty(h, "DistributionChannel");
@@ -134,9 +123,7 @@ pub fn build_order(
 
     let mut header = Record::empty(&SALES_ORDER);
     for (p, v) in h.iter() {
-        if !COMPUTED_HEADER.contains(&p.name) {
-            header.set(p.name, v.clone());
-        }
+        header.set(p.name, v.clone());
     }
     let today = date(now);
     header.set("SalesOrder", EdmValue::String(number.clone()));
@@ -181,7 +168,7 @@ pub fn build_order(
 
     let mut items = Vec::with_capacity(req.items.len());
     let mut last_number = 0u32;
-    for sent in &req.items {
+    for sent in req.items.iter().map(creatable_only) {
         let item_number = match sent.get_str("SalesOrderItem").filter(|s| !s.is_empty()) {
             None => last_number + 10,
             Some(s) => s
@@ -197,7 +184,7 @@ pub fn build_order(
                 })?,
         };
         last_number = item_number;
-        items.push(build_item(sent, item_number, &header, md)?);
+        items.push(build_item(&sent, item_number, &header, md)?);
     }
     header.set("TotalNetAmount", money(total_net(&items)?));
     Ok(Order {
@@ -208,7 +195,8 @@ pub fn build_order(
 }
 
 /// Checks one item against the master data and builds it as SAP saves it: units, weights,
-/// texts and defaults filled in, priced in the order's currency.
+/// texts and defaults filled in, priced in the order's currency. `sent` holds only what S/4
+/// takes from the client (callers drop the rest).
 fn build_item(
     sent: &PropertyMap,
     item_number: u32,
@@ -444,7 +432,7 @@ pub fn add_item(
                 .on("SalesOrderItem")
             })?,
     };
-    let item = build_item(sent, number, &order.header, md)?;
+    let item = build_item(&creatable_only(sent), number, &order.header, md)?;
     order.items.push(item);
     order
         .items
@@ -488,7 +476,8 @@ pub fn change_item(
             }
         }
     }
-    for (p, v) in changes.iter() {
+    // S/4 does not take properties it declares not updatable (the keys were checked above)
+    for (p, v) in changes.iter().filter(|(p, _)| p.updatable) {
         merged.set(p, v.clone());
     }
     let number = current
@@ -516,8 +505,8 @@ pub fn remove_item(order: &mut Order, item_no: &str, now: DateTime<Utc>) -> Resu
 }
 
 /// Applies a header change (`PATCH`/`MERGE`/`PUT`) the way SAP does: the key and the fields
-/// fixed at creation may only be repeated unchanged, computed fields are ignored, the rest is
-/// taken; the change date and timestamp (the ETag source) move forward.
+/// fixed at creation may only be repeated unchanged, properties S/4 declares not updatable are
+/// dropped, the rest is taken; the change date and timestamp (the ETag source) move forward.
 pub fn apply_update(
     order: &mut Order,
     changes: &PropertyMap,
@@ -528,8 +517,8 @@ pub fn apply_update(
         // PUT: every changeable property not sent returns to its initial value
         for p in SALES_ORDER.properties {
             if !p.key
+                && p.updatable
                 && !FIXED_AFTER_CREATE.contains(&p.name)
-                && !COMPUTED_HEADER.contains(&p.name)
                 && changes.get(p.name).is_none()
             {
                 order.header.set(p.name, EdmValue::unset(p.edm));
@@ -560,7 +549,7 @@ pub fn apply_update(
             }
             continue;
         }
-        if COMPUTED_HEADER.contains(&p.name) {
+        if !p.updatable {
             continue;
         }
         let value = match (p.edm, v) {

@@ -20,6 +20,8 @@ use sap_odata::{EdmValue, SALES_ORDER, SALES_ORDER_ITEM};
 use serde_json::{Map, Value};
 use tokio::sync::{Mutex, RwLock};
 
+use crate::numbering::{Numbering, parse_number};
+
 const ORDERS: TableDefinition<u64, &[u8]> = TableDefinition::new("orders");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const NEXT_NUMBER: &str = "next_sales_order";
@@ -182,7 +184,7 @@ pub enum StoreError {
     /// A stored row does not decode.
     #[error("corrupt store: {0}")]
     Corrupt(&'static str),
-    /// The number range is used up.
+    /// The internal number range is used up.
     #[error("number range exhausted")]
     NumberRangeExhausted,
     /// A blocking task failed.
@@ -191,6 +193,15 @@ pub enum StoreError {
     /// The write transaction of a batch of creates failed.
     #[error("commit failed: {0}")]
     Commit(String),
+}
+
+/// Why a create stored nothing (besides storage failures).
+#[derive(Debug, PartialEq, Eq)]
+pub enum CreateRefused<E> {
+    /// The build step refused the order.
+    Invalid(E),
+    /// The externally given number belongs to an order already.
+    NumberTaken(u64),
 }
 
 fn db_err(e: impl Into<redb::Error>) -> StoreError {
@@ -210,28 +221,51 @@ pub struct Store {
 /// What the writer thread calls once the batch's commit succeeded (`Ok`) or failed.
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// One create waiting for the writer thread.
-type CreateJob = Box<dyn FnOnce(&mut Batch) -> Completion + Send>;
+type CreateJob = Box<dyn for<'t> FnOnce(&mut Batch<'t>) -> Completion + Send>;
 
-/// The creates of one write transaction.
-struct Batch {
+/// The creates of one write transaction. Rows go into the transaction's `orders` table as they
+/// are accepted, so a later create of the same batch sees them, and the "number taken" check of
+/// an external number reads the very transaction that will commit it.
+struct Batch<'t> {
     next: Result<u64, String>,
-    rows: Vec<(u64, Vec<u8>)>,
+    last_internal: u64,
+    table: Result<redb::Table<'t, u64, &'static [u8]>, String>,
     added: Vec<(u64, Arc<Order>)>,
+    internal_used: bool,
 }
 
-impl Batch {
+impl Batch<'_> {
     fn next_number(&self) -> Result<u64, StoreError> {
         match &self.next {
-            Ok(n) if *n > 9_999_999_999 => Err(StoreError::NumberRangeExhausted),
+            Ok(n) if *n > self.last_internal => Err(StoreError::NumberRangeExhausted),
             Ok(n) => Ok(*n),
             Err(e) => Err(StoreError::Commit(e.clone())),
         }
     }
 
-    fn add(&mut self, n: u64, order: Arc<Order>) {
-        self.rows.push((n, order.to_bytes()));
+    /// Whether an order numbered `n` exists (committed, or accepted earlier in this batch).
+    fn taken(&self, n: u64) -> Result<bool, StoreError> {
+        let table = self
+            .table
+            .as_ref()
+            .map_err(|e| StoreError::Commit(e.clone()))?;
+        Ok(table.get(n).map_err(db_err)?.is_some())
+    }
+
+    fn add(&mut self, n: u64, order: Arc<Order>, internal: bool) -> Result<(), StoreError> {
+        let table = self
+            .table
+            .as_mut()
+            .map_err(|e| StoreError::Commit(e.clone()))?;
+        table
+            .insert(n, order.to_bytes().as_slice())
+            .map_err(db_err)?;
         self.added.push((n, order));
-        self.next = Ok(n + 1);
+        if internal {
+            self.next = Ok(n + 1);
+            self.internal_used = true;
+        }
+        Ok(())
     }
 }
 
@@ -243,6 +277,7 @@ fn write_creates(
     db: Arc<Database>,
     orders: Arc<RwLock<BTreeMap<u64, Arc<Order>>>>,
     first_number: u64,
+    last_internal: u64,
     jobs: std::sync::mpsc::Receiver<CreateJob>,
 ) {
     while let Ok(job) = jobs.recv() {
@@ -262,33 +297,36 @@ fn write_creates(
                 .map_or(first_number, |g| g.value());
             Ok(next)
         });
-        let mut batch = Batch {
-            next,
-            rows: Vec::new(),
-            added: Vec::new(),
+        let (completions, added, next, internal_used) = {
+            let table = tx
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|tx| tx.open_table(ORDERS).map_err(|e| db_err(e).to_string()));
+            let mut batch = Batch {
+                next,
+                last_internal,
+                table,
+                added: Vec::new(),
+                internal_used: false,
+            };
+            let completions: Vec<Completion> = waiting.into_iter().map(|j| j(&mut batch)).collect();
+            (completions, batch.added, batch.next, batch.internal_used)
         };
-        let completions: Vec<Completion> = waiting.into_iter().map(|j| j(&mut batch)).collect();
         let committed = match tx {
             Err(e) => Err(e),
-            Ok(tx) if batch.rows.is_empty() => tx.abort().map_err(|e| db_err(e).to_string()),
+            Ok(tx) if added.is_empty() => tx.abort().map_err(|e| db_err(e).to_string()),
             Ok(tx) => (|| -> Result<(), StoreError> {
-                {
-                    let mut table = tx.open_table(ORDERS).map_err(db_err)?;
-                    for (n, bytes) in &batch.rows {
-                        table.insert(*n, bytes.as_slice()).map_err(db_err)?;
-                    }
+                if internal_used && let Ok(next) = next {
                     let mut meta = tx.open_table(META).map_err(db_err)?;
-                    if let Ok(next) = batch.next {
-                        meta.insert(NEXT_NUMBER, next).map_err(db_err)?;
-                    }
+                    meta.insert(NEXT_NUMBER, next).map_err(db_err)?;
                 }
                 tx.commit().map_err(db_err)
             })()
             .map_err(|e| e.to_string()),
         };
-        if committed.is_ok() && !batch.added.is_empty() {
+        if committed.is_ok() && !added.is_empty() {
             let mut map = orders.blocking_write();
-            for (n, order) in batch.added.drain(..) {
+            for (n, order) in added {
                 map.insert(n, order);
             }
         }
@@ -308,8 +346,9 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir` and loads every order into memory.
-    pub fn open(dir: &Path, first_number: u64) -> Result<Self, StoreError> {
+    /// Opens (or creates) the store in `dir` and loads every order into memory. Internal
+    /// numbering starts at `first_number` in an empty store and ends at `last_internal`.
+    pub fn open(dir: &Path, first_number: u64, last_internal: u64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| db_err(redb::StorageError::Io(e)))?;
         let db = Database::create(dir.join(DB_FILE)).map_err(db_err)?;
         {
@@ -335,7 +374,7 @@ impl Store {
             .spawn({
                 let db = db.clone();
                 let orders = orders.clone();
-                move || write_creates(db, orders, first_number, jobs)
+                move || write_creates(db, orders, first_number, last_internal, jobs)
             })
             .map_err(|e| db_err(redb::StorageError::Io(e)))?;
         Ok(Self {
@@ -364,38 +403,48 @@ impl Store {
         (orders.len(), orders.values().map(|o| o.items.len()).sum())
     }
 
-    /// Creates an order: draws the next number, lets `build` fill it in, commits durably.
-    /// `build` may refuse (returning `Err`), in which case nothing is stored and no number used.
+    /// Creates an order numbered as `numbering` says: the next internal number, or the given
+    /// external one if no order has it. `build` fills the order in and may refuse; on any refusal
+    /// nothing is stored and no internal number is used.
     ///
     /// Creates are *group-committed*: one writer thread takes every create waiting at that
     /// moment, numbers and stores them in one write transaction and one fsync, and only then
     /// answers each of them. Durability per order is unchanged (no answer before its commit),
-    /// but concurrent creates share the cost of the disk flush.
+    /// but concurrent creates share the cost of the disk flush. Because the writer is the only
+    /// place orders are created, and the "number taken" check reads the same transaction that
+    /// inserts the row, two creates of one external number cannot both succeed.
     pub async fn create<E: Send + 'static>(
         &self,
+        numbering: Numbering,
         build: impl FnOnce(String) -> Result<Order, E> + Send + 'static,
-    ) -> Result<Result<Arc<Order>, E>, StoreError> {
-        let (tx, rx) = tokio::sync::oneshot::channel::<Result<Result<Arc<Order>, E>, StoreError>>();
-        let job: CreateJob = Box::new(move |batch: &mut Batch| -> Completion {
-            let n = match batch.next_number() {
-                Ok(n) => n,
-                Err(e) => {
-                    return Box::new(move |_| {
-                        let _ = tx.send(Err(e));
-                    });
-                }
-            };
-            match build(n.to_string()) {
-                Err(e) => Box::new(move |_| {
-                    let _ = tx.send(Ok(Err(e)));
+    ) -> Result<Result<Arc<Order>, CreateRefused<E>>, StoreError> {
+        type Answer<E> = Result<Result<Arc<Order>, CreateRefused<E>>, StoreError>;
+        let (tx, rx) = tokio::sync::oneshot::channel::<Answer<E>>();
+        let job: CreateJob = Box::new(move |batch: &mut Batch<'_>| -> Completion {
+            // either an answer now (refused, or failed before the commit) or an accepted order
+            // whose answer waits for the batch's commit
+            let accepted: Result<Arc<Order>, Answer<E>> = (|| {
+                let (n, internal) = match numbering {
+                    Numbering::Internal => (batch.next_number().map_err(Err)?, true),
+                    Numbering::External(n) => {
+                        if batch.taken(n).map_err(Err)? {
+                            return Err(Ok(Err(CreateRefused::NumberTaken(n))));
+                        }
+                        (n, false)
+                    }
+                };
+                let order =
+                    Arc::new(build(n.to_string()).map_err(|e| Ok(Err(CreateRefused::Invalid(e))))?);
+                batch.add(n, order.clone(), internal).map_err(Err)?;
+                Ok(order)
+            })();
+            match accepted {
+                Err(answer) => Box::new(move |_| {
+                    let _ = tx.send(answer);
                 }),
-                Ok(order) => {
-                    let order = Arc::new(order);
-                    batch.add(n, order.clone());
-                    Box::new(move |committed: Result<(), String>| {
-                        let _ = tx.send(committed.map(|()| Ok(order)).map_err(StoreError::Commit));
-                    })
-                }
+                Ok(order) => Box::new(move |committed: Result<(), String>| {
+                    let _ = tx.send(committed.map(|()| Ok(order)).map_err(StoreError::Commit));
+                }),
             }
         });
         self.creates
@@ -488,13 +537,6 @@ impl Store {
     }
 }
 
-/// A sales order number as stored (digits only, SAP's leading zeros ignored).
-fn parse_number(number: &str) -> Option<u64> {
-    (!number.is_empty() && number.len() <= 10 && number.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| number.parse().ok())
-        .flatten()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -570,13 +612,15 @@ mod tests {
     #[tokio::test]
     async fn concurrent_creates_get_unique_gapless_numbers_and_refusals_use_none() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 100).unwrap();
+        let store = Store::open(dir.path(), 100, 999).unwrap();
         let mut tasks = Vec::new();
         for i in 0..200u32 {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
                 store
-                    .create(move |n| if i % 5 == 0 { Err(i) } else { Ok(order(n)) })
+                    .create(Numbering::Internal, move |n| {
+                        if i % 5 == 0 { Err(i) } else { Ok(order(n)) }
+                    })
                     .await
                     .unwrap()
             }));
@@ -597,7 +641,7 @@ mod tests {
         // the writer thread lets go of the file once the store is dropped; reopen until it can
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let reopened = loop {
-            match Store::open(dir.path(), 100) {
+            match Store::open(dir.path(), 100, 999) {
                 Ok(s) => break s,
                 Err(e) if std::time::Instant::now() < deadline => {
                     let _ = e;
@@ -608,5 +652,61 @@ mod tests {
         };
         assert_eq!(reopened.counts().await.0, 160);
         assert_eq!(reopened.next_number().unwrap(), 260);
+    }
+
+    #[tokio::test]
+    async fn concurrent_creates_of_one_external_number_store_exactly_one_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 100, 999).unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .create(Numbering::External(8_000_000_000), |n| {
+                        Ok::<_, ()>(order(n))
+                    })
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut created = 0;
+        let mut taken = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(o) => {
+                    assert_eq!(o.number(), "8000000000");
+                    created += 1;
+                }
+                Err(CreateRefused::NumberTaken(8_000_000_000)) => taken += 1,
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        assert_eq!((created, taken), (1, 49));
+        assert_eq!(store.counts().await.0, 1);
+        // an external number leaves the internal range where it was
+        assert_eq!(store.next_number().unwrap(), 100);
+        let internal = store
+            .create(Numbering::Internal, |n| Ok::<_, ()>(order(n)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(internal.number(), "100");
+    }
+
+    #[tokio::test]
+    async fn an_exhausted_internal_range_refuses_and_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 5, 5).unwrap();
+        let first = store
+            .create(Numbering::Internal, |n| Ok::<_, ()>(order(n)))
+            .await
+            .unwrap();
+        assert_eq!(first.unwrap().number(), "5");
+        let second = store
+            .create(Numbering::Internal, |n| Ok::<_, ()>(order(n)))
+            .await;
+        assert!(matches!(second, Err(StoreError::NumberRangeExhausted)));
+        assert_eq!(store.counts().await.0, 1);
     }
 }
