@@ -5,18 +5,25 @@
 //!
 //! - [`values`]: newtypes with private fields that only parse (`CustomerId`, `Sku`, `Quantity`,
 //!   `CurrencyCode`, ...). Each constructor names the rule it enforces.
-//! - [`order`]: a validated [`order::NewOrder`] with its [`order::NewOrderLine`]s, built from
-//!   untrusted input by [`order::NewOrder::parse`], which reports *every* offending field at once.
+//! - [`order`]: an untrusted [`order::OrderDraft`] parsed into an [`order::OrderRequest`] (every
+//!   offending field reported at once), completed from master data into a [`order::NewOrder`]
+//!   with its [`order::NewOrderLine`]s.
+//! - [`master_data`]: materials and customers (units, prices, currencies per sales area), from
+//!   which [`order::OrderRequest::complete`] derives what a caller left out, as SAP does.
 //! - [`status`]: the status state machine; transitions are methods returning `Result`.
 //!
 //! This crate imports no other workspace crate and does no I/O.
 
 pub mod currency;
+pub mod master_data;
 pub mod order;
 pub mod status;
 pub mod values;
 
-pub use order::{FieldError, NewOrder, NewOrderLine, OrderDraft, OrderLineDraft};
+pub use master_data::{MasterData, MasterDataDraft, MasterDataUpsert};
+pub use order::{
+    FieldError, NewOrder, NewOrderLine, OrderDraft, OrderLineDraft, OrderRequest, RequestedLine,
+};
 pub use status::{OrderStatus, TransitionError};
 pub use values::{
     CurrencyCode, CustomerId, CustomerReference, DistributionChannel, Division, Money, OrderNumber,

@@ -181,6 +181,17 @@ impl CurrencyCode {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Decimal places of an amount in this currency (see [`crate::currency::decimals`]).
+    pub fn decimals(&self) -> u32 {
+        crate::currency::decimals(&self.0)
+    }
+}
+
+impl fmt::Display for CurrencyCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Decimal places kept for quantities and amounts (SAP's scale 3).

@@ -38,14 +38,26 @@ pub enum ServiceError {
     /// The order can no longer be edited in its status.
     #[error("an order in status {0} can no longer be changed")]
     OrderNotEditable(OrderStatus),
-    /// An `Idempotency-Key` (or correlation id) was reused with a different body.
-    #[error("the {key_kind} was already used for a different request")]
+    /// An `Idempotency-Key` was reused with a different body.
+    #[error("the Idempotency-Key was already used for a different request")]
     IdempotencyKeyReused {
-        /// `Idempotency-Key` or `X-Correlation-ID`.
-        key_kind: &'static str,
         /// The order the first request created.
         order_id: uuid::Uuid,
     },
+    /// A create named an order number that another order, created from a different body, has.
+    #[error("order number {order_number} belongs to another order")]
+    OrderNumberTaken {
+        /// The number.
+        order_number: String,
+        /// The order that has it.
+        order_id: uuid::Uuid,
+    },
+    /// No material with that SKU in the master data.
+    #[error("material {0} not found")]
+    MaterialNotFound(String),
+    /// No customer with that id in the master data.
+    #[error("customer {0} not found")]
+    CustomerNotFound(String),
     /// The order is linked to another SAP order, or that SAP order to another order.
     #[error("SAP order number conflict: {0}")]
     SapNumberConflict(String),

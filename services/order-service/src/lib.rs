@@ -3,8 +3,9 @@
 //! Data flows one way through the modules:
 //!
 //! ```text
-//! HTTP request ─► http (extractors: JSON/problem+json, routes) ─► order_domain::NewOrder::parse
-//!              ─► repository (one transaction: orders + order_items + outbox row) ─► PostgreSQL
+//! HTTP request ─► http (extractors: JSON/problem+json, routes) ─► order_domain::OrderRequest::parse
+//!              ─► repository: master data completes what the caller left out (looked up only
+//!                 then) ─► one statement: orders + order_items + outbox row ─► PostgreSQL
 //! ```
 //!
 //! - [`config`]: the typed configuration (the only reader of the environment).
@@ -13,6 +14,7 @@
 //!   [`http::problem`], the one place where errors become RFC 9457 answers.
 //! - [`repository`]: SQL for orders, idempotent creates, keyset pages, versioned changes.
 //! - [`outbox`]: the event row written in the same transaction as each change.
+//! - [`master_data`]: materials, customers and sales areas imported from SAP.
 //! - [`db`]: pool, embedded migrations, order number range.
 
 pub mod config;
@@ -20,6 +22,7 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod lane;
+pub mod master_data;
 pub mod model;
 pub mod outbox;
 pub mod repository;

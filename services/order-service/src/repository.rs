@@ -3,7 +3,10 @@
 //! committed together or not at all.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use order_domain::{NewOrder, OrderNumber, OrderStatus};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use order_domain::{CurrencyCode, Money, NewOrder, OrderNumber, OrderRequest, OrderStatus, Unit};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
@@ -11,6 +14,7 @@ use uuid::Uuid;
 
 use crate::error::ServiceError;
 use crate::lane::Lane;
+use crate::master_data::MasterDataStore;
 use crate::model::{ItemRow, Order, OrderItem, OrderRow};
 use crate::outbox::{self, EventRow, OrderChange};
 
@@ -31,7 +35,40 @@ pub enum PlaceOutcome {
     /// A new order was stored.
     Created(Order),
     /// The same request was seen before; this is the order it created.
-    Replayed(Order),
+    Replayed(Order, ReplayedBy),
+}
+
+/// What told a repeated create from a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayedBy {
+    /// The client's `Idempotency-Key`.
+    IdempotencyKey,
+    /// The reserved `order_number` the create named.
+    OrderNumber,
+}
+
+/// SAP's pricing of an order, adopted with its SAP link: each value given replaces ours.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SapPricing {
+    /// SAP's `TransactionCurrency`.
+    pub currency: Option<CurrencyCode>,
+    /// SAP's `TotalNetAmount`.
+    pub total_net_amount: Option<Money>,
+    /// SAP's item values.
+    pub items: Vec<SapItemPricing>,
+}
+
+/// SAP's values for one item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SapItemPricing {
+    /// The item (10, 20, ...).
+    pub item_number: i32,
+    /// SAP's `RequestedQuantityUnit`.
+    pub unit: Option<Unit>,
+    /// Price per unit.
+    pub unit_price: Option<Money>,
+    /// SAP's `NetAmount`.
+    pub net_amount: Option<Money>,
 }
 
 /// A requested status change.
@@ -121,6 +158,7 @@ pub struct OrderRepository {
     /// The create statement's own connections (no health-check round trips; see `lane`).
     lane: Lane,
     numbers: OrderNumbers,
+    master_data: MasterDataStore,
 }
 
 /// The create statement: order, items and outbox row in one atomic statement. `ON CONFLICT DO
@@ -150,25 +188,62 @@ SELECT id FROM o";
 /// Order numbers drawn from the `order_number_seq` range in blocks, so a create needs no round
 /// trip of its own for its number (as SAP buffers its number ranges). Numbers left in a block
 /// when the process stops are never used: gaps, never duplicates.
-#[derive(Debug, Clone, Default)]
+///
+/// Also the guard of reserved numbers: a create may name a number only if the sequence already
+/// issued it (at or above the sequence's start, at most its `last_value`). The highest number
+/// this process saw issued is kept, so a named number below it is checked without a round trip.
+#[derive(Debug, Clone)]
 pub struct OrderNumbers {
-    buffer: std::sync::Arc<tokio::sync::Mutex<std::collections::VecDeque<i64>>>,
+    buffer: Arc<tokio::sync::Mutex<std::collections::VecDeque<i64>>>,
+    /// Highest value known to be issued (-1: none known yet).
+    issued: Arc<AtomicI64>,
+    /// The sequence's start value (`i64::MAX`: not read yet).
+    start: Arc<AtomicI64>,
+}
+
+impl Default for OrderNumbers {
+    fn default() -> Self {
+        Self {
+            buffer: Arc::default(),
+            issued: Arc::new(AtomicI64::new(-1)),
+            start: Arc::new(AtomicI64::new(i64::MAX)),
+        }
+    }
+}
+
+/// Most numbers one `POST /api/v1/order-numbers` reserves.
+pub const MAX_RESERVATION: i64 = 10_000;
+
+fn sequence_error(e: order_domain::ValueError) -> ServiceError {
+    ServiceError::Database(sqlx::Error::Protocol(e.0))
 }
 
 impl OrderNumbers {
     /// How many numbers one refill draws.
     pub const BLOCK: i64 = 64;
 
+    fn saw_issued(&self, values: &[i64]) {
+        if let Some(max) = values.iter().max() {
+            self.issued.fetch_max(*max, Ordering::AcqRel);
+        }
+    }
+
+    async fn draw(pool: &PgPool, count: i64) -> Result<Vec<i64>, ServiceError> {
+        let mut values: Vec<i64> =
+            sqlx::query_scalar("SELECT nextval('order_number_seq') FROM generate_series(1, $1)")
+                .bind(count)
+                .fetch_all(pool)
+                .await?;
+        values.sort_unstable();
+        Ok(values)
+    }
+
     /// The next order number.
     pub async fn next(&self, pool: &PgPool) -> Result<String, ServiceError> {
         let mut buffer = self.buffer.lock().await;
         if buffer.is_empty() {
-            let block: Vec<i64> = sqlx::query_scalar(
-                "SELECT nextval('order_number_seq') FROM generate_series(1, $1)",
-            )
-            .bind(Self::BLOCK)
-            .fetch_all(pool)
-            .await?;
+            let block = Self::draw(pool, Self::BLOCK).await?;
+            self.saw_issued(&block);
             buffer.extend(block);
         }
         let value = buffer.pop_front().ok_or_else(|| {
@@ -176,7 +251,59 @@ impl OrderNumbers {
         })?;
         OrderNumber::from_sequence(value)
             .map(|n| n.as_str().to_owned())
-            .map_err(|e| ServiceError::Database(sqlx::Error::Protocol(e.0)))
+            .map_err(sequence_error)
+    }
+
+    /// Reserves `count` numbers for a caller (ascending). The sequence never hands them out
+    /// again, so the service itself will never use them.
+    pub async fn reserve(&self, pool: &PgPool, count: i64) -> Result<Vec<String>, ServiceError> {
+        let values = Self::draw(pool, count).await?;
+        self.saw_issued(&values);
+        values
+            .into_iter()
+            .map(|v| {
+                OrderNumber::from_sequence(v)
+                    .map(|n| n.as_str().to_owned())
+                    .map_err(sequence_error)
+            })
+            .collect()
+    }
+
+    /// Refuses a named number the sequence has not issued (422 naming `order_number`), and takes
+    /// it out of this process's own buffer if it sits there, so it is never drawn here too.
+    pub async fn check_issued(
+        &self,
+        pool: &PgPool,
+        number: &OrderNumber,
+    ) -> Result<(), ServiceError> {
+        let value: i64 = number
+            .as_str()
+            .parse()
+            .map_err(|_| ServiceError::field("order_number", "must be exactly 10 digits"))?;
+        let known = |s: &Self| {
+            value >= s.start.load(Ordering::Acquire) && value <= s.issued.load(Ordering::Acquire)
+        };
+        if !known(self) {
+            let (start, last): (i64, i64) = sqlx::query_as(
+                "SELECT s.seqstart,                    (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END                     FROM order_number_seq)                  FROM pg_sequence s WHERE s.seqrelid = 'order_number_seq'::regclass",
+            )
+            .fetch_one(pool)
+            .await?;
+            self.start.store(start, Ordering::Release);
+            self.saw_issued(&[last]);
+            if !known(self) {
+                return Err(ServiceError::field(
+                    "order_number",
+                    format!(
+                        "{number} was not reserved: name only numbers reserved with \
+                         POST /api/v1/order-numbers (issued so far: {start:010} to {last:010})"
+                    ),
+                ));
+            }
+        }
+        let mut buffer = self.buffer.lock().await;
+        buffer.retain(|v| *v != value);
+        Ok(())
     }
 }
 
@@ -187,8 +314,17 @@ fn now_micros() -> DateTime<Utc> {
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }
 
-/// SHA-256 of the validated order: tells a replay (same body) from a reused key.
-fn request_hash(order: &NewOrder) -> String {
+/// SHA-256 of the validated request as sent: tells a replay (same body) from a reused key or
+/// number. Taken before master data completes the order, so a replay after a master-data
+/// change is still a replay.
+fn request_hash(request: &OrderRequest) -> String {
+    let canonical = serde_json::to_vec(request).unwrap_or_default();
+    hex::encode(Sha256::digest(canonical))
+}
+
+/// The hash orders created before migration 0009 carry: of the completed order. Accepted too, so
+/// a client retry that spans the upgrade is still recognized as a replay.
+fn legacy_request_hash(order: &NewOrder) -> String {
     let canonical = serde_json::to_vec(order).unwrap_or_default();
     hex::encode(Sha256::digest(canonical))
 }
@@ -203,9 +339,20 @@ impl OrderRepository {
     pub fn new(pool: PgPool) -> Self {
         Self {
             lane: Lane::beside(&pool),
+            master_data: MasterDataStore::new(pool.clone()),
             pool,
             numbers: OrderNumbers::default(),
         }
+    }
+
+    /// The master data the create path completes orders from.
+    pub fn master_data(&self) -> &MasterDataStore {
+        &self.master_data
+    }
+
+    /// Reserves `count` order numbers for a caller (see [`OrderNumbers::reserve`]).
+    pub async fn reserve_numbers(&self, count: i64) -> Result<Vec<String>, ServiceError> {
+        self.numbers.reserve(&self.pool, count).await
     }
 
     /// The create statement's connections (for metrics).
@@ -223,23 +370,54 @@ impl OrderRepository {
     /// The whole create is one SQL statement ([`CREATE_ORDER_SQL`]): the order, its items and
     /// its outbox row are inserted together or not at all, in one round trip. The order is
     /// therefore built here, in full, before the statement runs: id (UUID v7), order number
-    /// (from the [`OrderNumbers`] buffer), timestamps, items and the event.
+    /// (the caller's reserved one, else from the [`OrderNumbers`] buffer), what master data
+    /// completes (looked up only when the caller left something out), timestamps, items and
+    /// the event.
     ///
-    /// A request whose idempotency key or correlation id was seen before creates nothing: with
-    /// the same body it returns the first order ([`PlaceOutcome::Replayed`]), with another body
-    /// it is refused. Concurrent duplicates are serialized by the unique indexes: the second
-    /// insert waits for the first to commit and then finds its row.
+    /// A request whose idempotency key, or whose named order number, was seen before creates
+    /// nothing: with the same body it returns the first order ([`PlaceOutcome::Replayed`]),
+    /// with another body it is refused. Concurrent duplicates are serialized by the unique
+    /// indexes: the second insert waits for the first to commit and then finds its row. The
+    /// correlation id plays no part (it is for tracing only).
     pub async fn place_order(
         &self,
-        order: &NewOrder,
+        request: &OrderRequest,
         ctx: &RequestContext,
     ) -> Result<PlaceOutcome, ServiceError> {
-        let hash = request_hash(order);
-        let number = self.numbers.next(&self.pool).await?;
+        let hash = request_hash(request);
+        if let Some(number) = &request.order_number {
+            self.numbers.check_issued(&self.pool, number).await?;
+        }
+        let master = self.master_data.for_order(request).await?;
+        let order = request
+            .complete(&master)
+            .map_err(ServiceError::Validation)?;
+        // A number this process drew can have been named by a caller meanwhile (a number only
+        // ever reserved ones should name): then the next one is drawn.
+        for _ in 0..3 {
+            let number = match &order.order_number {
+                Some(n) => n.as_str().to_owned(),
+                None => self.numbers.next(&self.pool).await?,
+            };
+            let created = Self::build(&order, number, ctx);
+            if self.insert(&created, &hash, ctx).await? {
+                return Ok(PlaceOutcome::Created(created));
+            }
+            if let Some(outcome) = self.find_replay(&order, &hash, ctx).await? {
+                return Ok(outcome);
+            }
+            tracing::warn!(order_number = %created.order_number, "drawn order number already taken, drawing another");
+        }
+        Err(ServiceError::Database(sqlx::Error::Protocol(
+            "order insert conflicted, but no order owns the request keys".into(),
+        )))
+    }
+
+    fn build(order: &NewOrder, order_number: String, ctx: &RequestContext) -> Order {
         let now = now_micros();
-        let created = Order {
+        Order {
             id: Uuid::now_v7(),
-            order_number: number,
+            order_number,
             status: OrderStatus::Created.as_str().to_owned(),
             status_reason: None,
             version: 1,
@@ -279,8 +457,17 @@ impl OrderRepository {
                 .collect(),
             created_at: now,
             updated_at: now,
-        };
-        let event = EventRow::new(OrderChange::Created, &created, ctx);
+        }
+    }
+
+    /// Runs the create statement; `false` when a unique index refused the order.
+    async fn insert(
+        &self,
+        created: &Order,
+        hash: &str,
+        ctx: &RequestContext,
+    ) -> Result<bool, ServiceError> {
+        let event = EventRow::new(OrderChange::Created, created, ctx);
         let items = &created.items;
         let mut lease = self.lane.lease().await?;
         let result = sqlx::query_scalar(CREATE_ORDER_SQL)
@@ -298,7 +485,7 @@ impl OrderRepository {
             .bind(sqlx::types::Json(&created.specifications))
             .bind(&created.correlation_id)
             .bind(ctx.idempotency_key.as_deref())
-            .bind(&hash)
+            .bind(hash)
             .bind(created.created_at)
             .bind(items.iter().map(|i| i.item_number).collect::<Vec<_>>())
             .bind(items.iter().map(|i| i.sku.as_str()).collect::<Vec<_>>())
@@ -319,45 +506,56 @@ impl OrderRepository {
             .fetch_optional(lease.conn())
             .await;
         let inserted: Option<Uuid> = lease.finished(result)?;
-        if inserted.is_some() {
-            return Ok(PlaceOutcome::Created(created));
-        }
-
-        let (existing, key_kind) = self.find_request_owner(ctx).await?;
-        let Some(existing) = existing else {
-            return Err(ServiceError::Database(sqlx::Error::Protocol(
-                "order insert conflicted, but no order owns the request keys".into(),
-            )));
-        };
-        if existing.request_hash != hash {
-            return Err(ServiceError::IdempotencyKeyReused {
-                key_kind,
-                order_id: existing.id,
-            });
-        }
-        let order = self.with_items(existing).await?;
-        Ok(PlaceOutcome::Replayed(order))
+        Ok(inserted.is_some())
     }
 
-    /// The order that owns the request's idempotency key, else its correlation id.
-    async fn find_request_owner(
+    /// After a refused insert: the order that owns the request's idempotency key, else its
+    /// named order number, as a replay (same body) or a refusal (another body). `None` when
+    /// neither owns it (the conflict was on a number this process drew).
+    async fn find_replay(
         &self,
+        order: &NewOrder,
+        hash: &str,
         ctx: &RequestContext,
-    ) -> Result<(Option<OrderRow>, &'static str), ServiceError> {
+    ) -> Result<Option<PlaceOutcome>, ServiceError> {
+        let same_body = |row: &OrderRow| {
+            row.request_hash == hash || row.request_hash == legacy_request_hash(order)
+        };
         if let Some(key) = &ctx.idempotency_key {
-            let row = sqlx::query_as("SELECT * FROM orders WHERE idempotency_key = $1")
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?;
-            if row.is_some() {
-                return Ok((row, "Idempotency-Key"));
+            let row: Option<OrderRow> =
+                sqlx::query_as("SELECT * FROM orders WHERE idempotency_key = $1")
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if let Some(row) = row {
+                if !same_body(&row) {
+                    return Err(ServiceError::IdempotencyKeyReused { order_id: row.id });
+                }
+                let order = self.with_items(row).await?;
+                return Ok(Some(PlaceOutcome::Replayed(
+                    order,
+                    ReplayedBy::IdempotencyKey,
+                )));
             }
         }
-        let row = sqlx::query_as("SELECT * FROM orders WHERE correlation_id = $1")
-            .bind(&ctx.correlation_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok((row, "X-Correlation-ID"))
+        if let Some(number) = &order.order_number {
+            let row: Option<OrderRow> =
+                sqlx::query_as("SELECT * FROM orders WHERE order_number = $1")
+                    .bind(number.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if let Some(row) = row {
+                if !same_body(&row) {
+                    return Err(ServiceError::OrderNumberTaken {
+                        order_number: number.as_str().to_owned(),
+                        order_id: row.id,
+                    });
+                }
+                let order = self.with_items(row).await?;
+                return Ok(Some(PlaceOutcome::Replayed(order, ReplayedBy::OrderNumber)));
+            }
+        }
+        Ok(None)
     }
 
     async fn with_items(&self, row: OrderRow) -> Result<Order, ServiceError> {
@@ -523,34 +721,103 @@ impl OrderRepository {
         Ok(order)
     }
 
-    /// Links the SAP sales order number. Linking the same number again is a no-op; a different
-    /// number, or a number already linked to another order, is a conflict.
+    /// Links the SAP sales order number and, when given, adopts SAP's pricing (currency, total,
+    /// item units, prices and net amounts) in the same transaction, with one `order.updated`
+    /// event naming the changed fields. Linking the same number with the same values again
+    /// changes nothing and writes no event; a different number, or a number already linked to
+    /// another order, is a conflict.
     pub async fn link_sap_order(
         &self,
         id: Uuid,
         sap_order_number: &str,
+        pricing: Option<&SapPricing>,
         ctx: &RequestContext,
     ) -> Result<Order, ServiceError> {
         let mut tx = self.pool.begin().await?;
         let row = Self::lock(&mut tx, id).await?;
-        match row.sap_order_number.as_deref() {
-            Some(existing) if existing == sap_order_number => {
-                tx.rollback().await?;
-                return self.with_items(row).await;
+        if let Some(existing) = row.sap_order_number.as_deref()
+            && existing != sap_order_number
+        {
+            return Err(ServiceError::SapNumberConflict(format!(
+                "order {id} is already linked to SAP order {existing}"
+            )));
+        }
+        let mut changed_fields = Vec::new();
+        if row.sap_order_number.is_none() {
+            changed_fields.push("sap_order_number");
+        }
+        let mut currency = row.currency.clone();
+        let mut total = row.total_net_amount;
+        let mut items: Vec<ItemRow> =
+            sqlx::query_as("SELECT * FROM order_items WHERE order_id = $1 ORDER BY item_number")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut items_changed = false;
+        if let Some(p) = pricing {
+            if let Some(c) = &p.currency
+                && c.as_str() != currency
+            {
+                currency = c.as_str().to_owned();
+                changed_fields.push("currency");
             }
-            Some(existing) => {
-                return Err(ServiceError::SapNumberConflict(format!(
-                    "order {id} is already linked to SAP order {existing}"
-                )));
+            if let Some(t) = p.total_net_amount
+                && Some(t.value()) != total
+            {
+                total = Some(t.value());
+                changed_fields.push("total_net_amount");
             }
-            None => {}
+            let mut errors = Vec::new();
+            for (i, given) in p.items.iter().enumerate() {
+                let Some(item) = items
+                    .iter_mut()
+                    .find(|it| it.item_number == given.item_number)
+                else {
+                    errors.push(order_domain::FieldError::new(
+                        format!("pricing.items[{i}].item_number"),
+                        format!("order {id} has no item {}", given.item_number),
+                    ));
+                    continue;
+                };
+                if let Some(u) = &given.unit
+                    && u.as_str() != item.unit
+                {
+                    item.unit = u.as_str().to_owned();
+                    items_changed = true;
+                }
+                if let Some(v) = given.unit_price
+                    && Some(v.value()) != item.unit_price
+                {
+                    item.unit_price = Some(v.value());
+                    items_changed = true;
+                }
+                if let Some(v) = given.net_amount
+                    && Some(v.value()) != item.net_amount
+                {
+                    item.net_amount = Some(v.value());
+                    items_changed = true;
+                }
+            }
+            if !errors.is_empty() {
+                return Err(ServiceError::Validation(errors));
+            }
+            if items_changed {
+                changed_fields.push("items");
+            }
+        }
+        if changed_fields.is_empty() {
+            tx.rollback().await?;
+            return Ok(row.into_order(items.into_iter().map(OrderItem::from).collect()));
         }
         let updated: Result<OrderRow, sqlx::Error> = sqlx::query_as(
-            "UPDATE orders SET sap_order_number = $2, version = version + 1, updated_at = now() \
+            "UPDATE orders SET sap_order_number = $2, currency = $3, total_net_amount = $4, \
+               version = version + 1, updated_at = now() \
              WHERE id = $1 RETURNING *",
         )
         .bind(id)
         .bind(sap_order_number)
+        .bind(&currency)
+        .bind(total)
         .fetch_one(&mut *tx)
         .await;
         let row = match updated {
@@ -561,10 +828,24 @@ impl OrderRepository {
             }
             other => other?,
         };
-        let order = Self::items_in_tx(&mut tx, row).await?;
-        let change = OrderChange::Updated {
-            changed_fields: vec!["sap_order_number"],
-        };
+        if items_changed {
+            sqlx::query(
+                "UPDATE order_items AS i SET unit = t.unit, unit_price = t.unit_price, \
+                   net_amount = t.net_amount \
+                 FROM UNNEST($2::int4[], $3::text[], $4::numeric[], $5::numeric[]) \
+                   AS t(item_number, unit, unit_price, net_amount) \
+                 WHERE i.order_id = $1 AND i.item_number = t.item_number",
+            )
+            .bind(id)
+            .bind(items.iter().map(|i| i.item_number).collect::<Vec<_>>())
+            .bind(items.iter().map(|i| i.unit.as_str()).collect::<Vec<_>>())
+            .bind(items.iter().map(|i| i.unit_price).collect::<Vec<_>>())
+            .bind(items.iter().map(|i| i.net_amount).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let order = row.into_order(items.into_iter().map(OrderItem::from).collect());
+        let change = OrderChange::Updated { changed_fields };
         outbox::append(&mut tx, change, &order, ctx).await?;
         tx.commit().await?;
         Ok(order)

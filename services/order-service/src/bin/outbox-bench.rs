@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
-use order_domain::{NewOrder, OrderDraft};
+use order_domain::{OrderDraft, OrderRequest};
 use order_service::outbox::{kafka, relay::Relay};
 use order_service::repository::{OrderRepository, PlaceOutcome, RequestContext};
 use order_service::{Config, db};
@@ -131,7 +131,7 @@ fn brokers() -> anyhow::Result<String> {
     })
 }
 
-fn new_order() -> NewOrder {
+fn new_order() -> OrderRequest {
     let draft: OrderDraft = serde_json::from_value(serde_json::json!({
         "customer_id": "17100001",
         "currency": "EUR",
@@ -146,7 +146,7 @@ fn new_order() -> NewOrder {
         ]
     }))
     .expect("static draft");
-    NewOrder::parse(&draft).expect("static draft is valid")
+    OrderRequest::parse(&draft).expect("static draft is valid")
 }
 
 /// The 1-minute load average, to say how busy the machine was.
@@ -232,7 +232,7 @@ async fn measure_lag(
                         committed.lock().unwrap().insert(o.id, now);
                         Ok(())
                     }
-                    Ok(PlaceOutcome::Replayed(_)) => Err(anyhow::anyhow!("unexpected replay")),
+                    Ok(PlaceOutcome::Replayed(..)) => Err(anyhow::anyhow!("unexpected replay")),
                     Err(e) => Err(anyhow::anyhow!("place_order: {e}")),
                 }
             });

@@ -13,16 +13,21 @@ use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, NaiveDate, Utc};
 use http::{HeaderMap, HeaderValue, StatusCode};
-use order_domain::{FieldError, NewOrder, OrderDraft, OrderStatus, SapOrderNumber};
+use order_domain::{
+    CurrencyCode, FieldError, MasterDataDraft, Money, OrderDraft, OrderRequest, OrderStatus,
+    SapOrderNumber, Unit,
+};
 use platform::correlation::{CorrelationId, IDEMPOTENCY_HEADER, MAX_CORRELATION_LEN};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::config::Config;
 use crate::error::ServiceError;
+use crate::master_data::{CustomerRecord, MaterialRecord, UpsertCounts};
 use crate::model::Order;
 use crate::repository::{
-    Cursor, ListFilter, OrderPatch, OrderRepository, PlaceOutcome, RequestContext, StatusChange,
+    Cursor, ListFilter, MAX_RESERVATION, OrderPatch, OrderRepository, PlaceOutcome, ReplayedBy,
+    RequestContext, SapItemPricing, SapPricing, StatusChange,
 };
 use extract::{BodyLimit, JsonBody, OrderIdParam};
 
@@ -57,6 +62,11 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/api/v1/orders/{id}/cancel", post(cancel_order))
         .route("/api/v1/orders/{id}/void", post(void_order))
         .route("/api/v1/orders/{id}/sap-order-number", put(link_sap_order))
+        .route("/api/v1/orders/{id}/sap-link", post(link_sap_order))
+        .route("/api/v1/order-numbers", post(reserve_order_numbers))
+        .route("/api/v1/master-data", put(upsert_master_data))
+        .route("/api/v1/master-data/materials/{sku}", get(get_material))
+        .route("/api/v1/master-data/customers/{id}", get(get_customer))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -127,9 +137,16 @@ fn order_response(status: StatusCode, order: &Order) -> Response {
 }
 
 /// Create an order.
+///
+/// Values left out that SAP derives (item unit, currency, unit price) are completed from the
+/// master data. A replay answers with the first order and `Idempotent-Replayed: true`: `201`
+/// when the `Idempotency-Key` matched, `200` when the reserved `order_number` did.
 #[utoipa::path(post, path = "/api/v1/orders", request_body = OrderDraft,
     params(("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe key: the same key and body return the first result")),
-    responses((status = 201, body = Order), (status = 400, body = problem::Problem),
+    responses((status = 201, body = Order, description = "Created (or replayed by Idempotency-Key)"),
+      (status = 200, body = Order, description = "Replayed: the named order_number exists, created from the same body"),
+      (status = 400, body = problem::Problem),
+      (status = 409, body = problem::Problem, description = "The named order_number belongs to an order created from another body"),
       (status = 413, body = problem::Problem), (status = 415, body = problem::Problem),
       (status = 422, body = problem::Problem)))]
 async fn create_order(
@@ -139,11 +156,12 @@ async fn create_order(
     JsonBody(draft): JsonBody<OrderDraft>,
 ) -> Result<Response, ServiceError> {
     let ctx = context(&correlation, &headers)?;
-    let order = NewOrder::parse(&draft).map_err(ServiceError::Validation)?;
-    let outcome = state.repository.place_order(&order, &ctx).await?;
-    let (order, replayed) = match outcome {
-        PlaceOutcome::Created(o) => (o, false),
-        PlaceOutcome::Replayed(o) => (o, true),
+    let request = OrderRequest::parse(&draft).map_err(ServiceError::Validation)?;
+    let outcome = state.repository.place_order(&request, &ctx).await?;
+    let (order, status, replayed) = match outcome {
+        PlaceOutcome::Created(o) => (o, StatusCode::CREATED, false),
+        PlaceOutcome::Replayed(o, ReplayedBy::IdempotencyKey) => (o, StatusCode::CREATED, true),
+        PlaceOutcome::Replayed(o, ReplayedBy::OrderNumber) => (o, StatusCode::OK, true),
     };
     record_order_on_span(&order);
     if replayed {
@@ -152,7 +170,7 @@ async fn create_order(
         tracing::info!(order_id = %order.id, order_number = %order.order_number, "order created");
         metrics::counter!("orders_created_total").increment(1);
     }
-    let mut response = order_response(StatusCode::CREATED, &order);
+    let mut response = order_response(status, &order);
     let h = response.headers_mut();
     if let Ok(loc) = HeaderValue::from_str(&format!("/api/v1/orders/{}", order.id)) {
         h.insert(http::header::LOCATION, loc);
@@ -161,6 +179,78 @@ async fn create_order(
         h.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+/// Body of a number reservation.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReserveNumbersRequest {
+    /// How many numbers, 1 to 10000.
+    #[schema(example = 10)]
+    pub count: Option<i64>,
+}
+
+/// Reserved order numbers.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ReservedNumbers {
+    /// 10-digit numbers, ascending, never handed out again by the service.
+    #[schema(example = json!(["8000000123", "8000000124"]))]
+    pub numbers: Vec<String>,
+}
+
+/// Reserve order numbers from the service's range (SAP's external number range), for a caller
+/// that names the same number in SAP and here (`order_number` on create).
+#[utoipa::path(post, path = "/api/v1/order-numbers", request_body = ReserveNumbersRequest,
+    responses((status = 201, body = ReservedNumbers), (status = 422, body = problem::Problem)))]
+async fn reserve_order_numbers(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<ReserveNumbersRequest>,
+) -> Result<Response, ServiceError> {
+    let count = required("count", body.count)?;
+    if !(1..=MAX_RESERVATION).contains(&count) {
+        return Err(ServiceError::field(
+            "count",
+            format!("must be a whole number from 1 to {MAX_RESERVATION}"),
+        ));
+    }
+    let numbers = state.repository.reserve_numbers(count).await?;
+    tracing::info!(count, first = ?numbers.first(), "order numbers reserved");
+    Ok((StatusCode::CREATED, Json(ReservedNumbers { numbers })).into_response())
+}
+
+/// Insert or replace materials, customers and sales areas, all in one transaction (nothing is
+/// stored when any field is bad).
+#[utoipa::path(put, path = "/api/v1/master-data", request_body = MasterDataDraft,
+    responses((status = 200, body = UpsertCounts), (status = 400, body = problem::Problem),
+      (status = 413, body = problem::Problem), (status = 422, body = problem::Problem)))]
+async fn upsert_master_data(
+    State(state): State<AppState>,
+    JsonBody(draft): JsonBody<MasterDataDraft>,
+) -> Result<Json<UpsertCounts>, ServiceError> {
+    let upsert = draft.parse().map_err(ServiceError::Validation)?;
+    let counts = state.repository.master_data().upsert(&upsert).await?;
+    tracing::info!(?counts, "master data upserted");
+    Ok(Json(counts))
+}
+
+/// One material of the master data.
+#[utoipa::path(get, path = "/api/v1/master-data/materials/{sku}", params(("sku" = String, Path)),
+    responses((status = 200, body = MaterialRecord), (status = 404, body = problem::Problem)))]
+async fn get_material(
+    State(state): State<AppState>,
+    axum::extract::Path(sku): axum::extract::Path<String>,
+) -> Result<Json<MaterialRecord>, ServiceError> {
+    Ok(Json(state.repository.master_data().material(&sku).await?))
+}
+
+/// One customer of the master data, with its sales areas.
+#[utoipa::path(get, path = "/api/v1/master-data/customers/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = CustomerRecord), (status = 404, body = problem::Problem)))]
+async fn get_customer(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<CustomerRecord>, ServiceError> {
+    Ok(Json(state.repository.master_data().customer(&id).await?))
 }
 
 /// One order by id.
@@ -399,13 +489,118 @@ async fn void_order(
 pub struct SapLinkRequest {
     /// SAP's sales order number.
     pub sap_order_number: Option<String>,
+    /// SAP's pricing of the order, adopted in the same transaction as the link.
+    pub pricing: Option<SapPricingDraft>,
 }
 
-/// Link the SAP sales order number (idempotent for the same number).
-#[utoipa::path(put, path = "/api/v1/orders/{id}/sap-order-number", request_body = SapLinkRequest,
+/// SAP's pricing as sent: each value given replaces the order's.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SapPricingDraft {
+    /// SAP's `TransactionCurrency`.
+    #[schema(example = "EUR")]
+    pub currency: Option<String>,
+    /// SAP's `TotalNetAmount` (decimal string).
+    #[schema(example = "25.00")]
+    pub total_net_amount: Option<String>,
+    /// SAP's values per item.
+    pub items: Option<Vec<SapItemPricingDraft>>,
+}
+
+/// SAP's values for one item as sent.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SapItemPricingDraft {
+    /// The item (10, 20, ...). Required.
+    #[schema(example = 10)]
+    pub item_number: Option<i32>,
+    /// SAP's `RequestedQuantityUnit`.
+    #[schema(example = "PC")]
+    pub unit: Option<String>,
+    /// Price per unit (decimal string).
+    #[schema(example = "12.50")]
+    pub unit_price: Option<String>,
+    /// SAP's `NetAmount` (decimal string).
+    #[schema(example = "25.00")]
+    pub net_amount: Option<String>,
+}
+
+fn parse_field<T>(
+    errors: &mut Vec<FieldError>,
+    field: String,
+    raw: Option<&String>,
+    parse: impl FnOnce(&str) -> Result<T, order_domain::ValueError>,
+) -> Option<T> {
+    match parse(raw?) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            errors.push(FieldError::new(field, e.0));
+            None
+        }
+    }
+}
+
+impl SapPricingDraft {
+    fn parse(&self) -> Result<SapPricing, Vec<FieldError>> {
+        let mut e = Vec::new();
+        let currency = parse_field(
+            &mut e,
+            "pricing.currency".into(),
+            self.currency.as_ref(),
+            CurrencyCode::parse,
+        );
+        let total_net_amount = parse_field(
+            &mut e,
+            "pricing.total_net_amount".into(),
+            self.total_net_amount.as_ref(),
+            Money::parse,
+        );
+        let mut items = Vec::new();
+        for (i, item) in self.items.as_deref().unwrap_or_default().iter().enumerate() {
+            let at = |f: &str| format!("pricing.items[{i}].{f}");
+            let unit = parse_field(&mut e, at("unit"), item.unit.as_ref(), Unit::parse);
+            let unit_price = parse_field(
+                &mut e,
+                at("unit_price"),
+                item.unit_price.as_ref(),
+                Money::parse,
+            );
+            let net_amount = parse_field(
+                &mut e,
+                at("net_amount"),
+                item.net_amount.as_ref(),
+                Money::parse,
+            );
+            match item.item_number {
+                Some(n) if n > 0 => items.push(SapItemPricing {
+                    item_number: n,
+                    unit,
+                    unit_price,
+                    net_amount,
+                }),
+                Some(_) => e.push(FieldError::new(at("item_number"), "must be positive")),
+                None => e.push(FieldError::new(at("item_number"), "is required")),
+            }
+        }
+        if e.is_empty() {
+            Ok(SapPricing {
+                currency,
+                total_net_amount,
+                items,
+            })
+        } else {
+            Err(e)
+        }
+    }
+}
+
+/// Link the SAP sales order number, optionally adopting SAP's pricing in the same transaction
+/// (idempotent: the same number and values again change nothing). Served at
+/// `POST /api/v1/orders/{id}/sap-link` and, as before, `PUT /api/v1/orders/{id}/sap-order-number`.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/sap-link", request_body = SapLinkRequest,
     params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = Order), (status = 404, body = problem::Problem),
-      (status = 409, body = problem::Problem)))]
+      (status = 409, body = problem::Problem), (status = 422, body = problem::Problem)))]
 async fn link_sap_order(
     State(state): State<AppState>,
     Extension(correlation): Extension<CorrelationId>,
@@ -416,10 +611,28 @@ async fn link_sap_order(
     let ctx = context(&correlation, &headers)?;
     let raw = required("sap_order_number", body.sap_order_number)?;
     let number =
-        SapOrderNumber::parse(&raw).map_err(|e| ServiceError::field("sap_order_number", e.0))?;
+        SapOrderNumber::parse(&raw).map_err(|e| ServiceError::field("sap_order_number", e.0));
+    let pricing = body
+        .pricing
+        .as_ref()
+        .map(SapPricingDraft::parse)
+        .transpose();
+    let (number, pricing) = match (number, pricing) {
+        (Ok(n), Ok(p)) => (n, p),
+        (n, p) => {
+            let mut errors = Vec::new();
+            if let Err(ServiceError::Validation(e)) = n {
+                errors.extend(e);
+            }
+            if let Err(e) = p {
+                errors.extend(e);
+            }
+            return Err(ServiceError::Validation(errors));
+        }
+    };
     let order = state
         .repository
-        .link_sap_order(id, number.as_str(), &ctx)
+        .link_sap_order(id, number.as_str(), pricing.as_ref(), &ctx)
         .await?;
     Ok(order_response(StatusCode::OK, &order))
 }

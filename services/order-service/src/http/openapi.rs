@@ -19,7 +19,11 @@ use utoipa::OpenApi;
         super::cancel_order,
         super::void_order,
         super::link_sap_order,
-        super::update_order
+        super::update_order,
+        super::reserve_order_numbers,
+        super::upsert_master_data,
+        super::get_material,
+        super::get_customer
     ),
     components(schemas(
         crate::model::Order,
@@ -32,7 +36,19 @@ use utoipa::OpenApi;
         super::CancelRequest,
         super::VoidRequest,
         super::SapLinkRequest,
-        super::UpdateRequest
+        super::SapPricingDraft,
+        super::SapItemPricingDraft,
+        super::UpdateRequest,
+        super::ReserveNumbersRequest,
+        super::ReservedNumbers,
+        order_domain::MasterDataDraft,
+        order_domain::master_data::MaterialDraft,
+        order_domain::master_data::CustomerDraft,
+        order_domain::master_data::SalesAreaDraft,
+        crate::master_data::MaterialRecord,
+        crate::master_data::CustomerRecord,
+        crate::master_data::SalesAreaRecord,
+        crate::master_data::UpsertCounts
     ))
 )]
 pub struct ApiDoc;

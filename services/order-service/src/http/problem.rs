@@ -160,22 +160,53 @@ impl From<&ServiceError> for Problem {
                 e.to_string(),
             )
             .with("current_status", status.as_str()),
-            IdempotencyKeyReused { key_kind, order_id } => {
+            IdempotencyKeyReused { order_id } => {
                 let mut p = Problem::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "idempotency-key-reused",
                     "Idempotency key reused",
                     format!(
-                        "the {key_kind} was already used with a different body (order {order_id})"
+                        "the Idempotency-Key was already used with a different body (order {order_id})"
                     ),
                 )
                 .with("order_id", order_id.to_string());
                 p.errors.push(FieldError::new(
-                    key_kind.to_ascii_lowercase(),
+                    "idempotency-key",
                     "already used for a different request",
                 ));
                 p
             }
+            OrderNumberTaken {
+                order_number,
+                order_id,
+            } => {
+                let mut p = Problem::new(
+                    StatusCode::CONFLICT,
+                    "order-number-taken",
+                    "Order number taken",
+                    format!(
+                        "order number {order_number} belongs to order {order_id}, created from a different request"
+                    ),
+                )
+                .with("order_id", order_id.to_string());
+                p.errors.push(FieldError::new(
+                    "order_number",
+                    "belongs to another order created from a different request",
+                ));
+                p
+            }
+            MaterialNotFound(sku) => Problem::new(
+                StatusCode::NOT_FOUND,
+                "material-not-found",
+                "Material not found",
+                format!("no material {sku} in the master data"),
+            ),
+            CustomerNotFound(id) => Problem::new(
+                StatusCode::NOT_FOUND,
+                "customer-not-found",
+                "Customer not found",
+                format!("no customer {id} in the master data"),
+            ),
             SapNumberConflict(msg) => {
                 let mut p = Problem::new(
                     StatusCode::CONFLICT,

@@ -79,20 +79,36 @@ async fn a_reused_key_with_another_body_is_refused_and_stores_nothing() {
 }
 
 #[tokio::test]
-async fn a_replayed_correlation_id_returns_the_first_order() {
+async fn a_correlation_id_never_deduplicates_two_orders_sent_with_it_are_both_created() {
     let app = spawn_app().await;
-    let send = || {
+    let send = |reference: &str| {
         app.client
             .post(app.url("/api/v1/orders"))
-            .header("x-correlation-id", "proxy-replay-1")
-            .json(&order_body("CORR"))
+            .header("x-correlation-id", "one-trace-for-a-session")
+            .json(&order_body(reference))
             .send()
     };
-    let a: Value = send().await.unwrap().json().await.unwrap();
-    let r = send().await.unwrap();
-    assert_eq!(r.status(), 201);
-    assert_eq!(r.headers()["idempotent-replayed"], "true");
-    let b: Value = r.json().await.unwrap();
-    assert_eq!(a, b);
-    assert_eq!(app.count("orders").await, 1);
+    // Two different orders, then the first body once more: a correlation id is for tracing
+    // only, so each is a new order (only an Idempotency-Key or a reserved number dedupes).
+    let mut ids = Vec::new();
+    for reference in ["CORR-A", "CORR-B", "CORR-A"] {
+        let r = send(reference).await.unwrap();
+        assert_eq!(r.status(), 201, "{reference}");
+        assert!(!r.headers().contains_key("idempotent-replayed"));
+        let order: Value = r.json().await.unwrap();
+        assert_eq!(order["correlation_id"], "one-trace-for-a-session");
+        assert_eq!(order["customer_reference"], reference);
+        ids.push(order["id"].as_str().unwrap().to_owned());
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "three distinct orders");
+    assert_eq!(app.counts().await, (3, 6, 3));
+    // Still found by it, for tracing.
+    let traced: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE correlation_id = $1")
+        .bind("one-trace-for-a-session")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(traced, 3);
 }
