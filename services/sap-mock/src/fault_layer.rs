@@ -77,6 +77,14 @@ pub async fn apply_faults(State(app): State<Arc<AppState>>, req: Request, next: 
         }
     }
     let plan = plan_with(&settings, &mut rand::rng());
+    // SAP's ICM receives the whole request before a work process takes it, so the body is read
+    // before any delay: a caller that hangs up during the delay cannot take the body with it.
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, 64 * 1024 * 1024).await {
+        Ok(b) => b,
+        Err(_) => return dropped(),
+    };
+    let req = Request::from_parts(parts, axum::body::Body::from(body));
     // Like an SAP work process, the request runs to its end even when the caller hangs up
     // (a timed-out create may still be committed), so it runs on its own task.
     let work = tokio::spawn(run_with_plan(app, plan, req, next));
