@@ -378,15 +378,21 @@ impl OrderRequest {
         self.currency.is_none()
     }
 
-    /// The materials whose master data completing the order needs: lines without a unit or
-    /// price, and lines whose unit `may_be_iso` says could be some material's ISO unit. A
-    /// request that names every value (in base units) needs none, and so no look-up.
-    pub fn materials_needed(&self, may_be_iso: impl Fn(&str) -> bool) -> Vec<&str> {
+    /// The materials whose master data completing the order needs: lines without a unit,
+    /// lines without a price when `prices_known` (some material has a price), and lines whose
+    /// unit `may_be_iso` says could be some material's ISO unit. A request that names every
+    /// value (in base units) needs none, and so no look-up.
+    pub fn materials_needed(
+        &self,
+        may_be_iso: impl Fn(&str) -> bool,
+        prices_known: bool,
+    ) -> Vec<&str> {
         let mut skus: Vec<&str> = self
             .lines
             .iter()
             .filter(|l| {
-                l.unit_price.is_none() || l.unit.as_ref().is_none_or(|u| may_be_iso(u.as_str()))
+                (l.unit_price.is_none() && prices_known)
+                    || l.unit.as_ref().is_none_or(|u| may_be_iso(u.as_str()))
             })
             .map(|l| l.sku.as_str())
             .collect();
@@ -710,8 +716,13 @@ mod tests {
         })))
         .unwrap();
         assert!(!r.needs_customer());
-        assert_eq!(r.materials_needed(|u| u == "PCE"), ["B", "C", "D"]);
-        assert_eq!(r.materials_needed(|_| false), ["C", "D"]);
+        assert_eq!(r.materials_needed(|u| u == "PCE", true), ["B", "C", "D"]);
+        assert_eq!(r.materials_needed(|_| false, true), ["C", "D"]);
+        assert_eq!(
+            r.materials_needed(|_| false, false),
+            ["D"],
+            "no material has a price: an unpriced line stays unpriced without a look-up"
+        );
     }
 
     #[test]

@@ -3,12 +3,13 @@
 //! left out what SAP would derive (unit, currency, price).
 //!
 //! The create path stays free of look-ups for callers that send every value: a material is
-//! looked up only for a line without a unit or a price, or whose unit may be some material's
-//! ISO unit. To know the latter without a round trip, the store keeps the (small) set of ISO
-//! units that differ from their base unit in memory, refreshed at most every
-//! [`ISO_UNITS_MAX_AGE`] and at once after an upsert through this instance. Right after an
-//! upsert through *another* replica that introduces a new ISO unit, this instance may keep such
-//! a unit as sent for up to that long.
+//! looked up only for a line without a unit, without a price (while some material has one),
+//! or whose unit may be some material's ISO unit. To know the latter two without a round trip,
+//! the store keeps a small summary in memory (the set of ISO units that differ from their base
+//! unit, and whether any material has a price), refreshed at most every [`ISO_UNITS_MAX_AGE`]
+//! and at once after an upsert through this instance. Right after an upsert through *another*
+//! replica that introduces a new ISO unit or the first prices, this instance may keep such a
+//! unit as sent, or a line unpriced, for up to that long.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -149,9 +150,18 @@ const CUSTOMER_JSON: &str = "json_build_object('customer_id', c.customer_id, 'na
       ORDER BY a.sales_organization, a.distribution_channel, a.division) \
       FROM customer_sales_areas a WHERE a.customer_id = c.customer_id), '[]'::json))";
 
+/// What the create path needs to know about all master data, without a query per create.
+#[derive(Debug, Default)]
+struct Summary {
+    /// ISO units that differ from their material's base unit.
+    iso_units: HashSet<String>,
+    /// Whether any material has a price.
+    prices_known: bool,
+}
+
 #[derive(Debug, Default)]
 struct IsoUnits {
-    current: RwLock<Option<(Instant, Arc<HashSet<String>>)>>,
+    current: RwLock<Option<(Instant, Arc<Summary>)>>,
     refreshing: AtomicBool,
 }
 
@@ -171,9 +181,8 @@ impl MasterDataStore {
         }
     }
 
-    /// The ISO units that differ from their material's base unit (cached, see the module
-    /// documentation).
-    async fn iso_units(&self) -> Result<Arc<HashSet<String>>, ServiceError> {
+    /// The summary of all master data (cached, see the module documentation).
+    async fn summary(&self) -> Result<Arc<Summary>, ServiceError> {
         let cached = self.iso_units.current.read().ok().and_then(|c| c.clone());
         if let Some((at, set)) = &cached
             && (at.elapsed() < ISO_UNITS_MAX_AGE
@@ -182,14 +191,19 @@ impl MasterDataStore {
             // Fresh, or stale while another request is already reading the new set.
             return Ok(Arc::clone(set));
         }
-        let read: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(
-            "SELECT DISTINCT iso_unit FROM materials \
-             WHERE iso_unit IS NOT NULL AND iso_unit IS DISTINCT FROM base_unit",
+        let read: Result<(Vec<String>, bool), sqlx::Error> = sqlx::query_as(
+            "SELECT array(SELECT DISTINCT iso_unit FROM materials \
+                          WHERE iso_unit IS NOT NULL AND iso_unit IS DISTINCT FROM base_unit), \
+                    EXISTS (SELECT 1 FROM materials WHERE price IS NOT NULL)",
         )
-        .fetch_all(&self.pool)
+        .fetch_one(&self.pool)
         .await;
         self.iso_units.refreshing.store(false, Ordering::Release);
-        let set = Arc::new(read?.into_iter().collect::<HashSet<_>>());
+        let (iso_units, prices_known) = read?;
+        let set = Arc::new(Summary {
+            iso_units: iso_units.into_iter().collect(),
+            prices_known,
+        });
         if let Ok(mut c) = self.iso_units.current.write() {
             *c = Some((Instant::now(), Arc::clone(&set)));
         }
@@ -205,8 +219,9 @@ impl MasterDataStore {
     /// The master data completing `request` needs: nothing (and no query) when it names every
     /// value, else its materials and customer in one round trip.
     pub async fn for_order(&self, request: &OrderRequest) -> Result<MasterData, ServiceError> {
-        let iso = self.iso_units().await?;
-        let skus = request.materials_needed(|u| iso.contains(u));
+        let summary = self.summary().await?;
+        let skus =
+            request.materials_needed(|u| summary.iso_units.contains(u), summary.prices_known);
         let customer = request.needs_customer();
         if skus.is_empty() && !customer {
             return Ok(MasterData::default());

@@ -8,9 +8,11 @@
 //! 2. Translate each through the anti-corruption layer (`order-acl`), the same one the proxy's
 //!    dual write uses: every SAP property without a modern home is kept in `specifications`,
 //!    SAP's own number included. Navigation links (`__deferred`) are not data and are dropped.
-//! 3. Create it with the correlation id `backfill-sap-<SalesOrder>`. The order service keeps
-//!    correlation ids unique for good: a second run, or a run after a crash, finds the first
-//!    order instead of creating another.
+//! 3. Create it with `Idempotency-Key: backfill-sap-<SalesOrder>` (the same text as its
+//!    correlation id, which is for tracing only): a second run, a concurrent run, or a run
+//!    after a crash gets the first order back instead of creating another. The copy also keeps
+//!    SAP's `SalesOrder` in its `specifications`, by which reconciliation pairs it with its
+//!    source even before its link is set; and the link (step 4) is unique in the order service.
 //! 4. Link SAP's number to it (idempotent in the order service).
 //!
 //! Pairs the order service holds without SAP's number (a backfill or a dual write interrupted
@@ -27,7 +29,7 @@ use futures::stream::{self, StreamExt};
 use order_acl::TranslateOptions;
 use serde_json::Value;
 
-use crate::reconcile::{self, BACKFILL_CORRELATION_PREFIX};
+use crate::reconcile::{self, BACKFILL_KEY_PREFIX};
 
 /// Options of `backfill`.
 #[derive(clap::Args)]
@@ -158,12 +160,11 @@ async fn copy_one(
     opts: &TranslateOptions,
 ) -> anyhow::Result<()> {
     let body = create_body(entity, opts)?;
+    let key = format!("{BACKFILL_KEY_PREFIX}{number}");
     let r = client
         .post(format!("{orders_url}/api/v1/orders"))
-        .header(
-            "x-correlation-id",
-            format!("{BACKFILL_CORRELATION_PREFIX}{number}"),
-        )
+        .header("idempotency-key", &key)
+        .header("x-correlation-id", &key)
         .json(&body)
         .send()
         .await

@@ -4,6 +4,9 @@
 //!   scripts, then the services) and keep it running until Ctrl-C.
 //! - `orderctl routes`, `orderctl mode ROUTE MODE`, `orderctl replays ...`: the proxy's admin API.
 //! - `orderctl reconcile`: SAP and the order service compared order by order.
+//! - `orderctl backfill`: SAP's existing orders copied into the order service.
+//! - `orderctl master-data import`: materials and customers into the order service, from a file
+//!   or from SAP's product, business partner and pricing APIs.
 //! - `orderctl bench order-create`: the order service's create path against `pgbench` running the
 //!   same SQL transaction on the same database.
 
@@ -12,6 +15,7 @@ mod backfill;
 mod bench;
 mod infra;
 mod load;
+mod master_data;
 mod reconcile;
 mod stack;
 
@@ -43,6 +47,9 @@ enum Command {
     Reconcile(reconcile::Args),
     /// Copy SAP's existing sales orders into the order service (idempotent, re-runnable).
     Backfill(backfill::Args),
+    /// The order service's master data (materials, customers, sales areas).
+    #[command(subcommand)]
+    MasterData(master_data::Command),
     /// List the proxy's routes with their mode and readiness.
     Routes(admin::Target),
     /// Switch a route's migration mode (legacy, dual-write, events, retired).
@@ -94,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Down => stack::down(),
         Command::Reconcile(args) => reconcile::run(args).await,
         Command::Backfill(args) => backfill::run(args).await,
+        Command::MasterData(command) => master_data::run(command).await,
         Command::Routes(target) => admin::routes(target).await,
         Command::Mode {
             route,

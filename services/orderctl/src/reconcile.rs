@@ -2,10 +2,12 @@
 //!
 //! Both sides are read in full through their public APIs (SAP's OData `A_SalesOrder` with its
 //! items, paged; the order service's `/api/v1/orders`, keyset-paged). Orders are paired by the
-//! link the migration keeps: the SAP number linked to the new order (dual write), else SAP's
-//! `ExternalDocumentID` carrying our correlation id (the proxy's stamp) or our order number
-//! (sap-sync's stamp), or, for orders `orderctl backfill` copied from SAP, the SAP number in
-//! their correlation id. Then:
+//! link the migration keeps: the SAP number linked to the new order (dual write), else the same
+//! number on both sides (a number reserved from SAP's external range names the order in both),
+//! SAP's `ExternalDocumentID` carrying our correlation id (the proxy's stamp) or our order number
+//! (sap-sync's stamp), or, for orders `orderctl backfill` copied from SAP, SAP's `SalesOrder`
+//! kept in their `specifications` (and, for copies made before the backfill used an
+//! Idempotency-Key, the SAP number in their correlation id `backfill-sap-<SalesOrder>`). Then:
 //!
 //! - **missing in SAP**: a live new order (not voided) with no SAP partner;
 //! - **missing in the order service**: an SAP order no new order pairs with;
@@ -92,11 +94,12 @@ pub struct Args {
     repair_links: bool,
 }
 
-/// Correlation id prefix of orders `orderctl backfill` copied from SAP; the rest is the SAP
-/// order's number. The order service keeps correlation ids unique for good, so a backfill run
-/// again (even after a crash between create and link) never creates an order twice, and
-/// reconciliation pairs such an order with its source even before its link is set.
-pub const BACKFILL_CORRELATION_PREFIX: &str = "backfill-sap-";
+/// Prefix of the `Idempotency-Key` (and correlation id) of the creates `orderctl backfill` makes;
+/// the rest is the SAP order's number. The key makes a backfill run again (even after a crash
+/// between create and link, or two at once) create nothing twice. Copies made before the key
+/// was used carry the prefix only in their correlation id, which reconciliation still reads
+/// (correlation ids are for tracing and never deduplicate).
+pub const BACKFILL_KEY_PREFIX: &str = "backfill-sap-";
 
 /// The SAP service root below the base URL.
 const SAP_SERVICE: &str = "/sap/opu/odata/sap/API_SALES_ORDER_SRV";
@@ -136,6 +139,8 @@ pub struct NewOrder {
     pub correlation_id: String,
     /// `sap_order_number`.
     pub sap_number: Option<String>,
+    /// `specifications.SalesOrder`: the SAP order a backfill copied this one from.
+    pub copied_from: Option<String>,
     /// `status`.
     pub status: String,
     /// Compared fields.
@@ -230,13 +235,17 @@ pub fn reconcile(sap: &[SapOrder], new: &[NewOrder]) -> Report {
         {
             partners.push(linked);
         }
-        if let Some(number) = order
-            .correlation_id
-            .strip_prefix(BACKFILL_CORRELATION_PREFIX)
-            && let Some(source) = by_sap_number.get(number)
-            && !partners.iter().any(|p| p.number == source.number)
-        {
-            partners.push(source);
+        let sources = [
+            Some(order.number.as_str()),
+            order.copied_from.as_deref(),
+            order.correlation_id.strip_prefix(BACKFILL_KEY_PREFIX),
+        ];
+        for number in sources.into_iter().flatten() {
+            if let Some(source) = by_sap_number.get(number)
+                && !partners.iter().any(|p| p.number == source.number)
+            {
+                partners.push(source);
+            }
         }
         for key in [order.correlation_id.as_str(), order.number.as_str()] {
             for o in by_external.get(key).into_iter().flatten() {
@@ -368,6 +377,10 @@ fn new_order(v: &Value) -> NewOrder {
         number: text(v, "order_number"),
         correlation_id: text(v, "correlation_id"),
         sap_number: v["sap_order_number"].as_str().map(str::to_owned),
+        copied_from: v["specifications"]["SalesOrder"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned),
         status: text(v, "status"),
         fields: Comparable {
             customer: text(v, "customer_id"),
@@ -610,6 +623,7 @@ mod tests {
             number: number.into(),
             correlation_id: corr.into(),
             sap_number: link.map(Into::into),
+            copied_from: None,
             status: status.into(),
             fields: f,
         }
@@ -705,5 +719,38 @@ mod tests {
         assert_eq!(r.missing_in_sap, ["8000000003"]);
         assert_eq!(r.missing_in_order_service, ["4"]);
         assert_eq!(r.drift(), 5);
+    }
+
+    #[test]
+    fn copies_and_shared_numbers_pair_with_their_sap_order_before_any_link() {
+        let s = [
+            sap("5", "", fields("17100001", "1")),
+            sap("6", "", fields("17100001", "1")),
+            sap("8000000009", "", fields("17100001", "1")),
+        ];
+        let mut by_key = new(
+            "8000000001",
+            "backfill-sap-5",
+            None,
+            "created",
+            fields("17100001", "1"),
+        );
+        by_key.copied_from = Some("5".into());
+        let n = [
+            by_key,
+            // An old copy: only its correlation id names its source.
+            new(
+                "8000000002",
+                "backfill-sap-6",
+                None,
+                "created",
+                fields("17100001", "1"),
+            ),
+            // A reserved number, the same in both systems.
+            new("8000000009", "c9", None, "created", fields("17100001", "1")),
+        ];
+        let r = reconcile(&s, &n);
+        assert_eq!((r.paired, r.drift()), (3, 0), "{r:?}");
+        assert_eq!(r.unlinked.len(), 3);
     }
 }

@@ -172,3 +172,55 @@ async fn backfill_copies_every_sap_order_the_order_service_lacks_once_and_links_
     );
     assert_eq!(r["drift"], 1, "{r}");
 }
+
+#[tokio::test]
+async fn two_backfills_running_at_once_copy_each_sap_order_once() {
+    let sys = Systems::start().await;
+    let mut sap_numbers = Vec::new();
+    for i in 0..20 {
+        sap_numbers.push(
+            sap_create(
+                &sys.client,
+                &sys.sap,
+                sap_body(&format!("PAR-{i}"), "1", None),
+            )
+            .await,
+        );
+    }
+    // Both runs read both systems before either has copied anything, most likely, and then
+    // both create every order: the Idempotency-Key `backfill-sap-<SalesOrder>` makes the second
+    // create of each one a replay (a correlation id would not: it never deduplicates).
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_orderctl"))
+            .args([
+                "backfill",
+                "--json",
+                "--sap-url",
+                &sys.sap,
+                "--orders-url",
+                &sys.orders,
+            ])
+            .env_remove("SAP_USER")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for run in [a, b] {
+        let out = run.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let stored = all_orders(&sys).await;
+    assert_eq!(stored.len(), 20, "one copy per SAP order");
+    let mut linked: Vec<String> = stored
+        .iter()
+        .map(|o| o["sap_order_number"].as_str().unwrap().to_owned())
+        .collect();
+    linked.sort();
+    sap_numbers.sort();
+    assert_eq!(linked, sap_numbers, "each copy linked to its own SAP order");
+}
