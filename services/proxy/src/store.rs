@@ -777,8 +777,7 @@ mod tests {
                 Some("8000000001".into()),
             )
             .await
-            .unwrap()
-            .0;
+            .unwrap();
         store
             .finish_key("done".into(), "fp".into(), 0, None, None)
             .await
@@ -791,8 +790,7 @@ mod tests {
                 Some("8000000001".into()),
             )
             .await
-            .unwrap()
-            .0;
+            .unwrap();
         assert_eq!(
             store.expire_keys(chrono::Duration::hours(1)).await.unwrap(),
             0

@@ -53,7 +53,10 @@ async fn main() -> anyhow::Result<()> {
                             "customer_reference": format!("PO-{}", written + i),
                             "items": [{"sku": "TG11", "quantity": "2", "unit": "PC"}]}),
                         idempotency_key: uuid::Uuid::now_v7().to_string(),
-                        sap_order_number: Some(format!("{}", 8_000_000_000u64 + (written + i) as u64)),
+                        sap_order_number: Some(format!(
+                            "{}",
+                            8_000_000_000u64 + (written + i) as u64
+                        )),
                     },
                     "sales-orders",
                     "bench",
@@ -104,7 +107,9 @@ async fn main() -> anyhow::Result<()> {
     let drain_s = t.elapsed().as_secs_f64();
     let backlog = store.backlog().await?;
 
-    println!("| backlog | poll, due index | poll, full read (before) | ratio | drain (poll + remove, fsync each) |");
+    println!(
+        "| backlog | poll, due index | poll, full read (before) | ratio | drain (poll + remove, fsync each) |"
+    );
     println!("|---|---|---|---|---|");
     println!(
         "| {entries} | {:.3} ms | {:.1} ms | {:.0}x | {:.0} entries/s ({} removed, {} left) |",

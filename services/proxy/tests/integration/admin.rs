@@ -64,7 +64,11 @@ async fn admin_changes_without_the_token_are_refused_and_change_nothing() {
             (Method::GET, "/admin/v1/replays".to_owned(), None),
             (Method::GET, "/admin/v1/routes".to_owned(), None),
             (Method::GET, "/admin/v1/counters".to_owned(), None),
-            (Method::GET, "/admin/v1/routes/sales-orders/audit".to_owned(), None),
+            (
+                Method::GET,
+                "/admin/v1/routes/sales-orders/audit".to_owned(),
+                None,
+            ),
         ])
         .collect();
     for (method, path, body) in attempts {

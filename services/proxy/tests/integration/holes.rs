@@ -45,13 +45,24 @@ async fn in_legacy_a_keyed_create_whose_answer_was_lost_is_found_by_its_number_o
     s.sap_faults(json!({"lost_response_rate": 1.0})).await;
     let first = s.sdk_create(&s.proxy_url(), &body, &key).await;
     assert_eq!(first.status, 201, "{:?}", first.body);
-    assert_eq!(s.sap_orders(&reference).await.len(), 1, "the first attempt committed");
+    assert_eq!(
+        s.sap_orders(&reference).await.len(),
+        1,
+        "the first attempt committed"
+    );
     s.sap_faults(json!({})).await;
     let second = s.sdk_create(&s.proxy_url(), &body, &key).await;
     assert_eq!(second.status, 201, "{:?}", second.body);
-    assert_eq!(second.json()["d"]["SalesOrder"], first.json()["d"]["SalesOrder"]);
+    assert_eq!(
+        second.json()["d"]["SalesOrder"],
+        first.json()["d"]["SalesOrder"]
+    );
     let orders = s.sap_orders(&reference).await;
-    assert_eq!(orders.len(), 1, "a retry must not make a second SAP order: {orders:?}");
+    assert_eq!(
+        orders.len(),
+        1,
+        "a retry must not make a second SAP order: {orders:?}"
+    );
     assert_eq!(
         second.json()["d"]["SalesOrder"],
         orders[0]["SalesOrder"],
@@ -144,7 +155,10 @@ async fn a_client_that_hangs_up_mid_dual_write_leaves_no_key_in_progress_and_los
         .timeout(Duration::from_millis(300))
         .build()
         .unwrap();
-    let url = format!("{}/sap/opu/odata/sap/API_SALES_ORDER_SRV/A_SalesOrder", s.proxy_url());
+    let url = format!(
+        "{}/sap/opu/odata/sap/API_SALES_ORDER_SRV/A_SalesOrder",
+        s.proxy_url()
+    );
     let cut = impatient
         .post(&url)
         .header("content-type", "application/json")
@@ -164,7 +178,9 @@ async fn a_client_that_hangs_up_mid_dual_write_leaves_no_key_in_progress_and_los
     .await;
     // The key has an owner's answer: a retry gets it replayed, never 409 for good.
     let retry = test_support::eventually("retry answered", WAIT, || async {
-        let r = s.sdk_create(&s.proxy_url(), &body, &[("idempotency-key", "hang-up-1")]).await;
+        let r = s
+            .sdk_create(&s.proxy_url(), &body, &[("idempotency-key", "hang-up-1")])
+            .await;
         (r.status != 409).then_some(r)
     })
     .await;
@@ -181,7 +197,9 @@ async fn two_different_orders_with_the_same_correlation_id_are_both_taken() {
     let second = unique("CORR-B");
     let corr = [("x-correlation-id", "shared-correlation-id")];
     for reference in [&first, &second] {
-        let r = s.sdk_create(&s.proxy_url(), &order_body(reference), &corr).await;
+        let r = s
+            .sdk_create(&s.proxy_url(), &order_body(reference), &corr)
+            .await;
         assert_eq!(r.status, 201, "{:?}", r.body);
     }
     for reference in [&first, &second] {
@@ -192,7 +210,11 @@ async fn two_different_orders_with_the_same_correlation_id_are_both_taken() {
         })
         .await;
     }
-    assert!(s.replays().await.is_empty(), "nothing parked: {:?}", s.replays().await);
+    assert!(
+        s.replays().await.is_empty(),
+        "nothing parked: {:?}",
+        s.replays().await
+    );
 }
 
 #[tokio::test]
@@ -214,7 +236,12 @@ async fn batch_requests_are_refused_in_dual_write_instead_of_reaching_sap_alone(
         )
         .await;
         assert_eq!(r.status, 501, "{path}: {:?}", r.body);
-        assert!(r.json()["error"]["message"]["value"].as_str().unwrap().contains("$batch"));
+        assert!(
+            r.json()["error"]["message"]["value"]
+                .as_str()
+                .unwrap()
+                .contains("$batch")
+        );
     }
     assert_eq!(s.sap_all().await.len(), before, "nothing reached SAP");
 }
@@ -222,11 +249,17 @@ async fn batch_requests_are_refused_in_dual_write_instead_of_reaching_sap_alone(
 #[tokio::test]
 async fn a_create_spelled_with_a_trailing_slash_or_percent_encoding_is_dual_written() {
     let s = Stack::start(Options::default()).await;
-    for (i, path) in ["A_SalesOrder/", "A%5FSalesOrder", "/A_SalesOrder"].iter().enumerate() {
+    for (i, path) in ["A_SalesOrder/", "A%5FSalesOrder", "/A_SalesOrder"]
+        .iter()
+        .enumerate()
+    {
         let reference = unique(&format!("SPELL{i}"));
         let head = s
             .http
-            .head(format!("{}/sap/opu/odata/sap/API_SALES_ORDER_SRV/", s.proxy_url()))
+            .head(format!(
+                "{}/sap/opu/odata/sap/API_SALES_ORDER_SRV/",
+                s.proxy_url()
+            ))
             .header("x-csrf-token", "Fetch")
             .send()
             .await

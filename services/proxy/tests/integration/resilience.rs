@@ -113,7 +113,12 @@ async fn an_open_sap_breaker_fails_fast_instead_of_waiting_for_the_timeout() {
         started.elapsed()
     );
     let counters = s
-        .admin(reqwest::Method::GET, "/admin/v1/counters", None, Some(TOKEN))
+        .admin(
+            reqwest::Method::GET,
+            "/admin/v1/counters",
+            None,
+            Some(TOKEN),
+        )
         .await
         .json();
     assert_eq!(counters["breakers"]["sap"], "Open");
@@ -154,7 +159,12 @@ async fn sigterm_lets_a_request_in_flight_finish_before_the_proxy_exits() {
         tokio::spawn(async move { http.get(url).send().await.map(|r| r.status().as_u16()) });
     test_support::eventually("the request is in flight", WAIT, || async {
         let c = s
-            .admin(reqwest::Method::GET, "/admin/v1/counters", None, Some(TOKEN))
+            .admin(
+                reqwest::Method::GET,
+                "/admin/v1/counters",
+                None,
+                Some(TOKEN),
+            )
             .await
             .json();
         (c["in_flight"] == 1).then_some(())
