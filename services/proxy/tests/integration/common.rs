@@ -256,6 +256,9 @@ impl Stack {
             .env("PROXY_REPLAY_MAX_MS", "1000")
             .env("PROXY_REPLAY_POLL_MS", "100")
             .env("PROXY_SAP_TIMEOUT_MS", "5000")
+            // SAP (the emulator) can no longer commit a silent create once the proxy's call
+            // timed out and the emulator's own latency is over: a short horizon.
+            .env("PROXY_SAP_COMMIT_HORIZON_MS", "1500")
             .env("PROXY_ORDER_SERVICE_TIMEOUT_MS", "3000")
             .env("PROXY_BREAKER_FAILURES", "1000")
             .env("RUST_LOG", "info")

@@ -25,10 +25,16 @@ async fn both_sides_ok_gives_the_client_sap_answer_and_links_sap_number_to_the_n
     })
     .await;
     assert_eq!(linked[0].0, "created");
-    // The stamp SAP got is the one the new order keeps: reconciliation can pair them.
-    let stamp = sap[0]["ExternalDocumentID"].as_str().unwrap();
-    assert!(!stamp.is_empty());
-    assert_eq!(linked[0].2["ExternalDocumentID"], stamp);
+    // One number in both systems: the order service's own number is SAP's (reconciliation
+    // pairs them by it), and nothing rests on a field S/4 does not store.
+    let own: String =
+        sqlx::query_scalar("SELECT order_number FROM orders WHERE customer_reference = $1")
+            .bind(&reference)
+            .fetch_one(&s.pool)
+            .await
+            .unwrap();
+    assert_eq!(own, number);
+    assert_eq!(sap[0]["ExternalDocumentID"], "");
     assert_eq!(
         linked[0].2["CustomerPurchaseOrderDate"],
         "/Date(1795478400000+0000)/"
