@@ -64,6 +64,8 @@ impl Application {
         let inflight = Arc::new(Semaphore::new(config.max_concurrency));
         let numbers =
             crate::numbers::Numbers::new(store.clone(), orders.clone(), config.order_number_block);
+        // The first creates should not wait for a reservation.
+        numbers.refill_in_background();
         let sales_orders = Arc::new(SalesOrders {
             config: config.clone(),
             sap: sap.clone(),

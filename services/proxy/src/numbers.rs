@@ -15,7 +15,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::order_client::OrderService;
 use crate::store::Store;
@@ -33,7 +32,9 @@ struct Inner {
     store: Store,
     orders: Arc<dyn OrderService>,
     memory: std::sync::Mutex<VecDeque<String>>,
-    refilling: AtomicBool,
+    /// Held while a reservation runs: one at a time, and a caller that waited for another's
+    /// finds the store filled instead of reserving again.
+    refilling: tokio::sync::Mutex<()>,
     /// Reserve more when fewer than this are left in the store.
     low_water: u64,
     /// How many one reservation asks for.
@@ -54,7 +55,7 @@ impl Numbers {
                 store,
                 orders,
                 memory: std::sync::Mutex::new(VecDeque::new()),
-                refilling: AtomicBool::new(false),
+                refilling: tokio::sync::Mutex::new(()),
                 low_water: u64::from(block / 2),
                 block: block.max(1),
             }),
@@ -69,16 +70,15 @@ impl Numbers {
         }
         for _ in 0..2 {
             match self.inner.store.take_numbers(TAKE).await {
-                Ok((taken, left)) => {
+                Ok((taken, left)) if !taken.is_empty() => {
                     if left < self.inner.low_water {
                         self.refill_in_background();
                     }
-                    if !taken.is_empty() {
-                        let mut memory = self.lock();
-                        memory.extend(taken);
-                        return memory.pop_front();
-                    }
+                    let mut memory = self.lock();
+                    memory.extend(taken);
+                    return memory.pop_front();
                 }
+                Ok(_) => {}
                 Err(e) => {
                     tracing::error!(error = %e, "order number pool unreadable");
                     return None;
@@ -104,8 +104,18 @@ impl Numbers {
         self.lock().pop_front()
     }
 
-    /// Reserves a block from the order service into the store. `false` if that failed.
+    /// Reserves a block from the order service into the store unless the store holds enough
+    /// already (a concurrent refill may just have filled it). `false` if nothing could be had.
     pub async fn refill(&self) -> bool {
+        let _one_at_a_time = self.inner.refilling.lock().await;
+        match self.inner.store.count_numbers().await {
+            Ok(n) if n >= self.inner.low_water.max(1) => return true,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "order number pool unreadable");
+                return false;
+            }
+        }
         match self.inner.orders.reserve_numbers(self.inner.block).await {
             Ok(numbers) if !numbers.is_empty() => {
                 let n = numbers.len();
@@ -128,15 +138,14 @@ impl Numbers {
         }
     }
 
-    /// Starts one refill unless one is running.
+    /// Starts a refill unless one is running.
     pub fn refill_in_background(&self) {
-        if self.inner.refilling.swap(true, Ordering::AcqRel) {
+        if self.inner.refilling.try_lock().is_err() {
             return;
         }
         let this = self.clone();
         tokio::spawn(async move {
             this.refill().await;
-            this.inner.refilling.store(false, Ordering::Release);
         });
     }
 }

@@ -650,6 +650,16 @@ impl Store {
         .await
     }
 
+    /// How many reserved numbers the pool holds.
+    pub async fn count_numbers(&self) -> Result<u64, StoreError> {
+        self.blocking(|db| {
+            use redb::ReadableTableMetadata;
+            let tx = db.begin_read()?;
+            Ok(tx.open_table(NUMBERS)?.len()?)
+        })
+        .await
+    }
+
     /// Takes up to `count` numbers out of the pool, durably (lowest first), and tells how many
     /// are left. Numbers taken are never handed out again, even if the process dies before
     /// using them: gaps, never duplicates.

@@ -297,6 +297,35 @@ impl Stack {
     /// A create as SAP's SDK sends it: CSRF fetch with `HEAD .../A_SalesOrder/`, then the POST
     /// with the token and the cookies.
     pub async fn sdk_create(&self, base: &str, body: &Value, headers: &[(&str, &str)]) -> Resp {
+        let session = self.csrf(base).await;
+        self.create_in_session(base, &session, body, headers).await
+    }
+
+    /// The create of [`Stack::sdk_create`] with a CSRF session fetched earlier.
+    pub async fn create_in_session(
+        &self,
+        base: &str,
+        (token, cookies): &(String, String),
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut req = self
+            .http
+            .post(format!("{base}{ROOT}/A_SalesOrder"))
+            .header("accept", "application/json")
+            .header("content-type", "application/json")
+            .header("x-csrf-token", token)
+            .header("cookie", cookies)
+            .body(serde_json::to_vec(body).unwrap());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        into_resp(req.send().await.unwrap()).await
+    }
+
+    /// A CSRF token and the session cookies it is bound to, fetched as SAP's SDK does
+    /// (`HEAD .../A_SalesOrder/` with `x-csrf-token: Fetch`).
+    pub async fn csrf(&self, base: &str) -> (String, String) {
         let head = self
             .http
             .head(format!("{base}{ROOT}/A_SalesOrder/"))
@@ -319,18 +348,7 @@ impl Stack {
             .filter_map(|c| c.split(';').next())
             .collect::<Vec<_>>()
             .join(";");
-        let mut req = self
-            .http
-            .post(format!("{base}{ROOT}/A_SalesOrder"))
-            .header("accept", "application/json")
-            .header("content-type", "application/json")
-            .header("x-csrf-token", token)
-            .header("cookie", cookies)
-            .body(serde_json::to_vec(body).unwrap());
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        into_resp(req.send().await.unwrap()).await
+        (token, cookies)
     }
 
     pub async fn get(&self, url: String) -> Resp {
