@@ -102,15 +102,27 @@ test('during an outage the client gets 503 and nothing is created', { skip }, as
   assert.equal(await countByReference(reference), 0);
 });
 
-test('a lost response fails the client although SAP created the order, and a blind retry duplicates it', { skip }, async () => {
+// SAP itself drops the connection after committing: the client sees no answer, and a blind
+// retry makes a second order (SAP has no idempotency, KBA 2931385). Through the proxy in
+// dual-write the proxy named the order's number and reads it back by that key, so the client
+// gets SAP's order; in legacy without an idempotency key the proxy answers a gateway error.
+// Whatever the client saw, SAP holds exactly one order; a retry after a failure makes a second.
+test('a lost response leaves exactly one order in SAP, and a blind retry after a failure duplicates it', { skip }, async () => {
   const reference = `LOST-${Date.now()}-${process.pid}`;
   await setFaults('PATCH', { lost_response_rate: 1 });
-  await assert.rejects(
-    salesOrderApi.requestBuilder().create(order(reference)).execute(destination),
-    (err) => rootStatus(err) === undefined // no HTTP answer at all: the connection was dropped
-  );
+  let failed = false;
+  try {
+    await salesOrderApi.requestBuilder().create(order(reference)).execute(destination);
+  } catch (err) {
+    failed = true;
+    const status = rootStatus(err);
+    // no HTTP answer at all (SAP), or a gateway's 502/504 (a proxy that lost SAP's answer)
+    assert.ok(status === undefined || status === 502 || status === 504, `unexpected status ${status}`);
+  }
   await setFaults('DELETE');
-  assert.equal(await countByReference(reference), 1, 'the order exists although the client saw an error');
-  await salesOrderApi.requestBuilder().create(order(reference)).execute(destination);
-  assert.equal(await countByReference(reference), 2, 'SAP has no idempotency: the retry made a duplicate');
+  assert.equal(await countByReference(reference), 1, 'the order exists once, whatever the client saw');
+  if (failed) {
+    await salesOrderApi.requestBuilder().create(order(reference)).execute(destination);
+    assert.equal(await countByReference(reference), 2, 'SAP has no idempotency: the retry made a duplicate');
+  }
 });
