@@ -59,9 +59,6 @@ pub const PROXY_CLIENT_BODY_TIMEOUT_MS: &str = "PROXY_CLIENT_BODY_TIMEOUT_MS";
 /// Forward the client's `Host` header to SAP (default true, so SAP's absolute links point at
 /// the proxy, where the client called); false sends SAP's own authority.
 pub const PROXY_PRESERVE_HOST: &str = "PROXY_PRESERVE_HOST";
-/// SAP header field stamped with the proxy's write key on creates it sends, and looked up
-/// before any retry creates (default `ExternalDocumentID`; `none` disables stamping).
-pub const PROXY_SAP_STAMP_FIELD: &str = "PROXY_SAP_STAMP_FIELD";
 /// Comma-separated SAP header fields forming a natural key that deduplicates creates sent
 /// without `Idempotency-Key` (e.g. `SoldToParty,PurchaseOrderByCustomer`). Empty: off.
 pub const PROXY_NATURAL_KEY_FIELDS: &str = "PROXY_NATURAL_KEY_FIELDS";
@@ -141,8 +138,6 @@ pub struct ProxyConfig {
     pub client_body_timeout: Duration,
     /// Forward the client's Host header.
     pub preserve_host: bool,
-    /// SAP field stamped with the write key, if any.
-    pub sap_stamp_field: Option<String>,
     /// Natural-key fields, if configured.
     pub natural_key_fields: Vec<String>,
     /// Fallback currency for translation.
@@ -219,11 +214,6 @@ impl ProxyConfig {
         let client_header_timeout = ms(&mut r, PROXY_CLIENT_HEADER_TIMEOUT_MS, 10_000);
         let client_body_timeout = ms(&mut r, PROXY_CLIENT_BODY_TIMEOUT_MS, 30_000);
         let preserve_host = r.read_bool(PROXY_PRESERVE_HOST, true);
-        let sap_stamp_field = match r.raw(PROXY_SAP_STAMP_FIELD) {
-            None => Some("ExternalDocumentID".to_owned()),
-            Some(f) if f.eq_ignore_ascii_case("none") || f.eq_ignore_ascii_case("off") => None,
-            Some(f) => Some(f),
-        };
         let natural_key_fields = r
             .raw(PROXY_NATURAL_KEY_FIELDS)
             .map(|v| {
@@ -276,7 +266,6 @@ impl ProxyConfig {
             client_header_timeout,
             client_body_timeout,
             preserve_host,
-            sap_stamp_field,
             natural_key_fields,
             default_currency,
             replay_base,

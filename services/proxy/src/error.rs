@@ -79,12 +79,10 @@ pub enum ProxyError {
     /// A request with the same `Idempotency-Key` is still being processed.
     #[error("a request with this Idempotency-Key is still in progress")]
     IdempotencyInProgress,
-    /// An earlier attempt under this key ended without a definite answer and cannot be
-    /// looked up (it named no order number): a second create could duplicate it.
-    #[error(
-        "an earlier request with this Idempotency-Key ended without a definite answer; check the order in SAP before sending it again under a new key"
-    )]
-    IdempotencyOutcomeUnknown,
+    /// A create under an idempotency key needs an order number and none could be reserved
+    /// (the order service is unreachable and the proxy's reserve is used up).
+    #[error("no order number available for a create under an idempotency key")]
+    NoOrderNumber,
     /// Too many requests at once.
     #[error("proxy overloaded")]
     Overloaded,
@@ -113,9 +111,10 @@ impl ProxyError {
             | ProxyError::ClientBody(_)
             | ProxyError::IdempotencyKeyReused
             | ProxyError::IdempotencyInProgress
-            | ProxyError::IdempotencyOutcomeUnknown
             | ProxyError::NotSupported(_) => Side::Client,
-            ProxyError::Overloaded | ProxyError::Storage(_) => Side::Proxy,
+            ProxyError::Overloaded | ProxyError::Storage(_) | ProxyError::NoOrderNumber => {
+                Side::Proxy
+            }
             ProxyError::Upstream { side, .. } => *side,
         }
     }
@@ -127,9 +126,8 @@ impl ProxyError {
             ProxyError::ClientTooSlow => StatusCode::REQUEST_TIMEOUT,
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            ProxyError::IdempotencyInProgress | ProxyError::IdempotencyOutcomeUnknown => {
-                StatusCode::CONFLICT
-            }
+            ProxyError::IdempotencyInProgress => StatusCode::CONFLICT,
+            ProxyError::NoOrderNumber => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
             ProxyError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -150,7 +148,7 @@ impl ProxyError {
             ProxyError::ClientBody(_) => "PROXY/400",
             ProxyError::IdempotencyKeyReused => "PROXY/422",
             ProxyError::IdempotencyInProgress => "PROXY/409",
-            ProxyError::IdempotencyOutcomeUnknown => "PROXY/409U",
+            ProxyError::NoOrderNumber => "PROXY/503N",
             ProxyError::Overloaded => "PROXY/503",
             ProxyError::NotSupported(_) => "PROXY/501",
             ProxyError::Storage(_) => "PROXY/500",

@@ -100,6 +100,11 @@ impl Numbers {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Returns a number drawn but not used; it is handed out next.
+    pub fn give_back(&self, number: String) {
+        self.lock().push_front(number);
+    }
+
     fn pop(&self) -> Option<String> {
         self.lock().pop_front()
     }

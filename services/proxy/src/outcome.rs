@@ -13,6 +13,9 @@
 //! | unavailable | ok, `strict` | OData 502/504 (or SAP's own 5xx error) | void the new order |
 //! | unavailable | ok, `store-and-forward` | 201, legacy-shaped body from the new order | durable replay of the SAP create (look up, then create) |
 //! | unavailable | fails | OData 502/504 (or SAP's own 5xx error) | if the create may have landed: create-idempotently-then-void it |
+//! | silent (may still commit under our number) | ok, `strict` | OData 504/502 | decide once SAP can no longer commit: keep and link if SAP holds the number, else void |
+//! | silent | ok, `store-and-forward` | 201, legacy-shaped body from the new order | durable replay of the SAP create under the same number (SAP refuses a second) |
+//! | silent | fails | OData 504/502 | decide once SAP can no longer commit: SAP holds it → create in the order service, else compensate |
 
 use crate::routes::SapUnavailablePolicy;
 
@@ -31,6 +34,12 @@ pub enum SapSide {
         /// SAP answered (5xx) rather than staying silent: its error body goes to the client.
         answered: bool,
         /// Silence was a timeout (504) rather than a broken or refused connection (502).
+        timed_out: bool,
+    },
+    /// SAP went silent after the request was sent (timeout, connection broken) and a read of
+    /// the number the create named did not find the order: SAP may still be working on it.
+    Silent {
+        /// The call timed out (else the connection broke).
         timed_out: bool,
     },
 }
@@ -82,6 +91,9 @@ pub enum FollowUp {
     CompensateUnknownCreate,
     /// Durably log the SAP create for replay (store-and-forward).
     ReplaySapCreate,
+    /// Decide a create SAP went silent on once SAP can no longer commit it (by reading its
+    /// number then).
+    ResolveSilentSap,
 }
 
 /// The four outcome classes counted in metrics.
@@ -188,6 +200,30 @@ pub fn decide(sap: &SapSide, new: &NewSide, policy: SapUnavailablePolicy) -> Dec
                 &[ReplaySapCreate],
             ),
         },
+        (SapSide::Silent { timed_out }, NewSide::Created { .. }) => match policy {
+            SapUnavailablePolicy::Strict => d(
+                "sap_silent_new_ok_strict",
+                NewOnly,
+                Reply::GatewayError {
+                    timed_out: *timed_out,
+                },
+                &[ResolveSilentSap],
+            ),
+            SapUnavailablePolicy::StoreAndForward => d(
+                "sap_silent_new_ok_store_and_forward",
+                NewOnly,
+                Reply::LegacyShaped,
+                &[ReplaySapCreate],
+            ),
+        },
+        (SapSide::Silent { timed_out }, NewSide::Failed { .. }) => d(
+            "sap_silent_new_failed",
+            BothFailed,
+            Reply::GatewayError {
+                timed_out: *timed_out,
+            },
+            &[ResolveSilentSap],
+        ),
         (
             SapSide::Unavailable {
                 answered,
@@ -311,5 +347,21 @@ mod tests {
             timed_out: false,
         };
         assert_eq!(decide(&answered, &new_ok(), Strict).reply, Reply::SapAnswer);
+    }
+
+    #[test]
+    fn a_silent_sap_under_our_number_is_decided_later_never_voided_at_once() {
+        let silent = SapSide::Silent { timed_out: true };
+        let strict = decide(&silent, &new_ok(), Strict);
+        assert_eq!(strict.reply, Reply::GatewayError { timed_out: true });
+        assert_eq!(strict.follow_ups, vec![FollowUp::ResolveSilentSap]);
+        let forward = decide(&silent, &new_ok(), StoreAndForward);
+        assert_eq!(forward.reply, Reply::LegacyShaped);
+        assert_eq!(forward.follow_ups, vec![FollowUp::ReplaySapCreate]);
+        for ambiguous in [true, false] {
+            let both = decide(&silent, &new_down(ambiguous), Strict);
+            assert_eq!(both.class, OutcomeClass::BothFailed);
+            assert_eq!(both.follow_ups, vec![FollowUp::ResolveSilentSap]);
+        }
     }
 }

@@ -60,55 +60,66 @@ pub enum Operation {
 /// The service root's segments (ICF node names are case-insensitive in SAP).
 const ROOT_SEGMENTS: [&str; 5] = ["sap", "opu", "odata", "sap", "API_SALES_ORDER_SRV"];
 
-/// Classifies a request by method and path, exactly as SAP parses the path: split on `/`
-/// (empty segments ignored), each segment percent-decoded, key predicates parsed, by the same
-/// parser the emulator uses (`sap_odata::uri`). So a trailing slash, `//`, or a
-/// percent-encoded entity set name reaches the route as it reaches SAP.
+/// Classifies a request by method and path, exactly as SAP parses the path (the rules of
+/// `sap_odata::uri::parse_resource_path`, which the emulator uses): split on `/` with empty
+/// segments ignored, each segment percent-decoded (by `sap_odata::uri::percent_decode`), the
+/// entity set name before `(`. So a trailing slash, `//`, or a percent-encoded entity set name
+/// reaches the route as it reaches SAP. The service root's ICF node names are case-insensitive
+/// in SAP; the entity set name is compared without regard to case as well (see below).
+///
+/// Runs for every request, the lean pass-through path's included: it allocates only for a
+/// segment that carries a percent sign.
 pub fn classify(method: &Method, path: &str) -> Operation {
-    // Cheap refusal of everything outside the service (most pass-through traffic).
-    let raw: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    if raw.len() < ROOT_SEGMENTS.len() {
-        return Operation::PassThrough;
-    }
-    for (seg, want) in raw.iter().zip(ROOT_SEGMENTS) {
-        match sap_odata::uri::percent_decode(seg, false) {
-            Ok(d) if d.eq_ignore_ascii_case(want) => {}
+    let mut segments = path.split('/').filter(|s| !s.is_empty());
+    for want in ROOT_SEGMENTS {
+        match segments.next().map(decoded) {
+            Some(Some(s)) if s.eq_ignore_ascii_case(want) => {}
             _ => return Operation::PassThrough,
         }
     }
-    let rest = &raw[ROOT_SEGMENTS.len()..];
-    let Some(first) = rest.first() else {
+    let Some(head) = segments.next() else {
         return Operation::PassThrough;
     };
-    let segments: Result<Vec<_>, _> = rest
-        .iter()
-        .map(|r| {
-            sap_odata::uri::percent_decode(r, false).and_then(|d| sap_odata::uri::parse_segment(&d))
-        })
-        .collect();
-    let Ok(segments) = segments else {
-        // `$metadata` and other system resources never carry predicates; anything else SAP
-        // would refuse to parse.
-        return if first.starts_with('$') {
-            Operation::PassThrough
-        } else {
-            Operation::Malformed
-        };
+    let Some(head) = decoded(head) else {
+        // SAP refuses a segment it cannot decode; the route must not guess what it names.
+        return Operation::Malformed;
     };
-    let head = &segments[0];
-    match (
-        method,
-        head.name.as_str(),
-        head.key.is_some(),
-        segments.len(),
-    ) {
-        (&Method::POST, "$batch", false, 1) => Operation::Batch,
-        (&Method::POST, "A_SalesOrder", false, 1) => Operation::SalesOrderCreate,
-        (&Method::GET, "A_SalesOrder", _, 1) => Operation::SalesOrderRead,
-        (&Method::GET, "A_SalesOrder", false, 2) if segments[1].name == "$count" => {
-            Operation::SalesOrderRead
-        }
-        _ => Operation::PassThrough,
+    let second = segments.next();
+    let deeper = segments.next().is_some();
+    // `(` is ASCII, so its index is a character boundary.
+    let (name, keyed) = match head.find('(') {
+        Some(i) => (&head[..i], true),
+        None => (&head[..], false),
+    };
+    // Compared without regard to case: should an SAP release match names loosely, a
+    // spelling must not slip past the route (one SAP refuses costs a refused create at most).
+    let is = |want: &str| name.eq_ignore_ascii_case(want);
+    let counts = || {
+        second
+            .and_then(decoded)
+            .is_some_and(|s| s.eq_ignore_ascii_case("$count"))
+    };
+    let (post, get) = (method == Method::POST, method == Method::GET);
+    if post && !keyed && second.is_none() && is("$batch") {
+        Operation::Batch
+    } else if post && !keyed && second.is_none() && is("A_SalesOrder") {
+        Operation::SalesOrderCreate
+    } else if get && is("A_SalesOrder") && (second.is_none() || (!keyed && !deeper && counts())) {
+        Operation::SalesOrderRead
+    } else {
+        Operation::PassThrough
+    }
+}
+
+/// A path segment percent-decoded (borrowed when it has nothing to decode); `None` when its
+/// encoding is invalid.
+fn decoded(segment: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if segment.contains('%') {
+        sap_odata::uri::percent_decode(segment, false)
+            .ok()
+            .map(std::borrow::Cow::Owned)
+    } else {
+        Some(std::borrow::Cow::Borrowed(segment))
     }
 }
 
@@ -230,19 +241,9 @@ struct SapResult {
 }
 
 impl SapResult {
-    /// SAP may hold the order although it did not say so: it went silent after the request
-    /// was sent (timeout, connection broken).
-    fn may_exist(&self) -> bool {
-        matches!(
-            self.side,
-            SapSide::Unavailable {
-                answered: false,
-                ..
-            }
-        ) && self
-            .failure
-            .as_ref()
-            .is_none_or(UpstreamFailure::is_ambiguous)
+    /// SAP went silent on a create under a number it may still commit.
+    fn is_silent(&self) -> bool {
+        matches!(self.side, SapSide::Silent { .. })
     }
 }
 
@@ -374,14 +375,14 @@ impl SalesOrders {
             None
         };
         let (claim, number) = match &key {
-            None => (Claim::Fresh, candidate),
+            None => (Claim::Fresh, candidate.clone()),
             Some(k) => match self
                 .store
                 .claim_key(
                     k.clone(),
                     fingerprint.clone(),
                     self.boot_id.clone(),
-                    candidate,
+                    candidate.clone(),
                 )
                 .await
             {
@@ -389,6 +390,13 @@ impl SalesOrders {
                 Err(e) => return error_buffered(ProxyError::Storage(e.to_string())),
             },
         };
+        // A number drawn for this request but not used (a replayed key, an earlier attempt's
+        // number) goes back to the pool.
+        if let Some(c) = candidate
+            && number.as_deref() != Some(c.as_str())
+        {
+            self.numbers.give_back(c);
+        }
         match claim {
             Claim::Replay(stored) => {
                 let mut b = Buffered::from_stored(&stored);
@@ -405,15 +413,11 @@ impl SalesOrders {
             _ => 0,
         };
         let number = if wants_number { number } else { None };
-        if key.is_some()
-            && attempt > 0
-            && number.is_none()
-            && client_number.is_none()
-            && wants_number
-        {
-            // An earlier attempt without a number of ours ended unknown: SAP may hold it and
-            // nothing can find it, so a second create could duplicate it.
-            let answer = error_buffered(ProxyError::IdempotencyOutcomeUnknown);
+        if key.is_some() && wants_number && number.is_none() {
+            // No number could be had (none reserved, the order service unreachable): without
+            // one a retry of this key could not find what this attempt made, so nothing is
+            // sent and the client may retry (nothing was created).
+            let answer = error_buffered(ProxyError::NoOrderNumber);
             self.finish(key, fingerprint, attempt, None, None).await;
             return answer;
         }
@@ -533,7 +537,7 @@ impl SalesOrders {
         let client_auth = parts.headers.get(header::AUTHORIZATION);
         let sap = self.send_sap_create(parts, body).await;
         let sap = self.settle_sap(sap, target, client_auth).await;
-        let ambiguous = sap.may_exist();
+        let ambiguous = sap.is_silent();
         match sap.answer {
             Some(b) => (Ok(b), ambiguous),
             None => (
@@ -561,10 +565,14 @@ impl SalesOrders {
         let ask = match &sap.side {
             // Our own number, or the client's own on its retry: a refusal may be "exists".
             SapSide::Rejected => target.ours || target.retry,
-            SapSide::Unavailable { .. } => sap
-                .failure
-                .as_ref()
-                .is_none_or(UpstreamFailure::is_ambiguous),
+            SapSide::Unavailable { answered, .. } => {
+                !answered
+                    && sap
+                        .failure
+                        .as_ref()
+                        .is_none_or(UpstreamFailure::is_ambiguous)
+            }
+            SapSide::Silent { .. } => false,
             SapSide::Created { .. } => {
                 if let SapSide::Created { sales_order } = &mut sap.side
                     && sales_order.is_none()
@@ -579,19 +587,24 @@ impl SalesOrders {
         if !ask {
             return sap;
         }
-        match self.sap_client.read_by_key(number, client_auth).await {
-            Ok(Some(found)) => {
-                tracing::warn!(
-                    sales_order = %number,
-                    "SAP holds the order under its number: an earlier or silent attempt made it"
-                );
-                found_as_created(found)
-            }
-            Ok(None) => sap,
-            Err(e) => {
-                tracing::warn!(error = %e, sales_order = %number, "read by key after create failed");
-                sap
-            }
+        let found = self.sap_client.read_by_key(number, client_auth).await;
+        if let Ok(Some(found)) = found {
+            tracing::warn!(
+                sales_order = %number,
+                "SAP holds the order under its number: an earlier or silent attempt made it"
+            );
+            return found_as_created(found);
+        }
+        if let Err(e) = &found {
+            tracing::warn!(error = %e, sales_order = %number, "read by key after create failed");
+        }
+        match sap.side {
+            // Not there (yet): SAP may still be working on it.
+            SapSide::Unavailable { timed_out, .. } => SapResult {
+                side: SapSide::Silent { timed_out },
+                ..sap
+            },
+            _ => sap,
         }
     }
 
@@ -614,7 +627,14 @@ impl SalesOrders {
             (Some(n), true) => stamp_body(&body, "SalesOrder", n),
             _ => body.clone(),
         };
-        let sap_json: Option<Value> = serde_json::from_slice(&sap_body).ok();
+        // SAP's body as JSON, for the follow-ups that replay it (never on the happy path).
+        let sap_json = || -> Value {
+            let mut v = parsed.clone().unwrap_or(Value::Null);
+            if let (Some(o), true, Some(n)) = (v.as_object_mut(), target.ours, &target.sap_number) {
+                o.insert("SalesOrder".into(), Value::String(n.clone()));
+            }
+            v
+        };
         let opts = TranslateOptions {
             default_currency: self.config.default_currency.clone(),
         };
@@ -678,18 +698,13 @@ impl SalesOrders {
         if let Some(e) = &new.error {
             tracing::warn!(correlation_id, error = %e, "order service side of the dual write failed");
         }
-        let sap_silent = sap.may_exist();
+        let sap_silent = sap.is_silent();
 
         // Phase 6: secure the follow-ups.
         let sap_number = match &sap.side {
             SapSide::Created { sales_order } => sales_order.clone(),
             _ => None,
         };
-        let pricing = sap
-            .answer
-            .as_ref()
-            .and_then(|a| serde_json::from_slice::<Value>(&a.body).ok())
-            .and_then(|v| order_acl::sap_pricing(&v["d"]));
         let mut entries = Vec::new();
         for follow_up in &decision.follow_ups {
             let kind = match follow_up {
@@ -698,7 +713,7 @@ impl SalesOrders {
                         self.link_in_background(
                             order.id.clone(),
                             number.clone(),
-                            pricing.clone(),
+                            sap.answer.as_ref().map(|a| a.body.clone()),
                             route,
                             correlation_id,
                         );
@@ -706,10 +721,11 @@ impl SalesOrders {
                     continue;
                 }
                 FollowUp::ReplayOrderServiceCreate { park } => {
-                    let body = order_body.clone().unwrap_or_else(|_| {
-                        sap_json.clone().unwrap_or(Value::String(
-                            String::from_utf8_lossy(&sap_body).into_owned(),
-                        ))
+                    let body = order_body.clone().unwrap_or_else(|_| match sap_json() {
+                        Value::Null => {
+                            Value::String(String::from_utf8_lossy(&sap_body).into_owned())
+                        }
+                        v => v,
                     });
                     let mut entry = ReplayEntry::new(
                         ReplayKind::CreateInOrderService {
@@ -726,18 +742,6 @@ impl SalesOrders {
                     }
                     entry
                 }
-                FollowUp::VoidNewOrder if sap_silent && target.sap_number.is_some() => {
-                    // SAP went silent and may still commit: decide once it no longer can.
-                    self.resolve_later(
-                        target,
-                        new.order.as_ref(),
-                        None,
-                        order_key,
-                        client_key,
-                        route,
-                        correlation_id,
-                    )
-                }
                 FollowUp::VoidNewOrder => {
                     let Some(order) = &new.order else { continue };
                     ReplayEntry::new(
@@ -752,17 +756,15 @@ impl SalesOrders {
                         correlation_id,
                     )
                 }
-                FollowUp::CompensateUnknownCreate if sap_silent && target.sap_number.is_some() => {
-                    self.resolve_later(
-                        target,
-                        None,
-                        order_body.clone().ok(),
-                        order_key,
-                        client_key,
-                        route,
-                        correlation_id,
-                    )
-                }
+                FollowUp::ResolveSilentSap => self.resolve_later(
+                    target,
+                    new.order.as_ref(),
+                    order_body.clone().ok().filter(|_| new.order.is_none()),
+                    order_key,
+                    client_key,
+                    route,
+                    correlation_id,
+                ),
                 FollowUp::CompensateUnknownCreate => {
                     let Ok(body) = order_body.clone() else {
                         continue;
@@ -781,7 +783,7 @@ impl SalesOrders {
                     let Some(order) = &new.order else { continue };
                     ReplayEntry::new(
                         ReplayKind::CreateInSap {
-                            body: sap_json.clone().unwrap_or(Value::Null),
+                            body: sap_json(),
                             stamp: None,
                             order_id: order.id.clone(),
                         },
@@ -951,11 +953,13 @@ impl SalesOrders {
         }
     }
 
+    /// Links SAP's number (and adopts what SAP derived, read from SAP's answer) after the
+    /// client has its answer: off the request path, on the tracked task set.
     fn link_in_background(
         &self,
         order_id: String,
         number: String,
-        pricing: Option<Value>,
+        sap_answer: Option<Bytes>,
         route: &Route,
         correlation_id: &str,
     ) {
@@ -965,6 +969,9 @@ impl SalesOrders {
         let route = route.name.clone();
         let correlation_id = correlation_id.to_owned();
         self.writes.spawn(async move {
+            let pricing = sap_answer
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .and_then(|v| order_acl::sap_pricing(&v["d"]));
             if let Err(e) = orders
                 .link_sap_order_number(&order_id, &number, pricing.as_ref(), &correlation_id)
                 .await
@@ -1360,9 +1367,32 @@ mod tests {
         assert_eq!(
             classify(
                 &Method::GET,
-                "/sap/opu/odata/sap/API_SALES_ORDER_SRV/A_SalesOrder('1"
+                "/sap/opu/odata/sap/API_SALES_ORDER_SRV/A_SalesOrder('%E9')"
+            ),
+            Operation::Malformed,
+            "not UTF-8 once decoded"
+        );
+        assert_eq!(
+            classify(
+                &Method::POST,
+                "/sap/opu/odata/sap/API_SALES_ORDER_SRV/A_SalesOrder%2"
             ),
             Operation::Malformed
+        );
+        assert_eq!(
+            classify(
+                &Method::POST,
+                "/sap/opu/odata/sap/API_SALES_ORDER_SRV/a_salesorder"
+            ),
+            Operation::SalesOrderCreate,
+            "another case never slips past the route"
+        );
+        assert_eq!(
+            classify(
+                &Method::POST,
+                "/sap/opu/odata/sap/API_SALES_ORDER_SRV/A_SalesOrderItem"
+            ),
+            Operation::PassThrough
         );
         assert_eq!(
             classify(
