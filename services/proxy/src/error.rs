@@ -49,6 +49,35 @@ pub enum UpstreamFailure {
     /// The connection broke after the request was sent. The request may have been processed.
     #[error("connection broke: {0}")]
     Broken(String),
+    /// The client's body failed while it was streamed to the upstream (it stalled, grew past
+    /// the limit or broke off): the client's fault, no evidence against the upstream, and the
+    /// upstream never had a whole request to act on.
+    #[error("the client's body failed: {0}")]
+    ClientBody(ClientBodyFault),
+}
+
+/// How a client's streamed body failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientBodyFault {
+    /// It paused longer than the idle timeout.
+    #[error("it stalled")]
+    Stalled,
+    /// It grew past the limit.
+    #[error("larger than {0} bytes")]
+    TooLarge(usize),
+    /// It broke off (the client went away).
+    #[error("{0}")]
+    Broken(String),
+}
+
+impl From<ClientBodyFault> for ProxyError {
+    fn from(f: ClientBodyFault) -> Self {
+        match f {
+            ClientBodyFault::Stalled => ProxyError::ClientTooSlow,
+            ClientBodyFault::TooLarge(limit) => ProxyError::BodyTooLarge { limit },
+            ClientBodyFault::Broken(e) => ProxyError::ClientBody(e),
+        }
+    }
 }
 
 impl UpstreamFailure {
@@ -135,6 +164,7 @@ impl ProxyError {
                 UpstreamFailure::Timeout => StatusCode::GATEWAY_TIMEOUT,
                 UpstreamFailure::BreakerOpen => StatusCode::SERVICE_UNAVAILABLE,
                 UpstreamFailure::Connect(_) | UpstreamFailure::Broken(_) => StatusCode::BAD_GATEWAY,
+                UpstreamFailure::ClientBody(f) => ProxyError::from(f.clone()).status(),
             },
         }
     }
@@ -156,6 +186,7 @@ impl ProxyError {
                 UpstreamFailure::Timeout => "PROXY/504",
                 UpstreamFailure::BreakerOpen => "PROXY/503",
                 UpstreamFailure::Connect(_) | UpstreamFailure::Broken(_) => "PROXY/502",
+                UpstreamFailure::ClientBody(f) => ProxyError::from(f.clone()).code(),
             },
         }
     }

@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 
 use crate::body::{Guarded, ProxyBody};
-use crate::error::{ProxyError, Side};
+use crate::error::{ProxyError, Side, UpstreamFailure};
 use crate::upstream::{Upstream, UpstreamBody};
 
 /// Hop-by-hop headers, never forwarded.
@@ -145,9 +145,13 @@ pub async fn forward(
     let resp = sap
         .send(upstream_req)
         .await
-        .map_err(|failure| ProxyError::Upstream {
-            side: Side::Sap,
-            failure,
+        .map_err(|failure| match failure {
+            // The client's own upload failed: its error (408, 413, 400), not SAP's.
+            UpstreamFailure::ClientBody(fault) => ProxyError::from(fault),
+            failure => ProxyError::Upstream {
+                side: Side::Sap,
+                failure,
+            },
         })?;
     Ok(client_response(resp, upstream_idle))
 }

@@ -170,15 +170,24 @@ fn norm_decimal(s: &str) -> String {
 /// The fields that differ between SAP's entity and the order (only fields SAP's answer has).
 pub fn diff(sap: &Value, order: &Value) -> Vec<String> {
     let mut out = Vec::new();
+    let same = |sv: &str, ov: &str, decimal: bool| {
+        if decimal {
+            norm_decimal(sv) == norm_decimal(ov)
+        } else {
+            sv == ov
+        }
+    };
+    // What SAP derives (currency, amounts) is compared too: the new side must hold SAP's values.
     let pairs = [
-        ("SoldToParty", "customer_id"),
-        ("PurchaseOrderByCustomer", "customer_reference"),
-        ("TransactionCurrency", "currency"),
+        ("SoldToParty", "customer_id", false),
+        ("PurchaseOrderByCustomer", "customer_reference", false),
+        ("TransactionCurrency", "currency", false),
+        ("TotalNetAmount", "total_net_amount", true),
     ];
-    for (s, o) in pairs {
+    for (s, o, decimal) in pairs {
         if let Some(sv) = sap.get(s).and_then(Value::as_str) {
             let ov = order.get(o).and_then(Value::as_str).unwrap_or("");
-            if sv != ov {
+            if !same(sv, ov, decimal) {
                 out.push(s.to_owned());
             }
         }
@@ -197,15 +206,11 @@ pub fn diff(sap: &Value, order: &Value) -> Vec<String> {
                     ("Material", "sku", false),
                     ("RequestedQuantity", "quantity", true),
                     ("RequestedQuantityUnit", "unit", false),
+                    ("NetAmount", "net_amount", true),
                 ] {
                     if let Some(sv) = s.get(sk).and_then(Value::as_str) {
                         let ov = o.get(ok).and_then(Value::as_str).unwrap_or("");
-                        let same = if decimal {
-                            norm_decimal(sv) == norm_decimal(ov)
-                        } else {
-                            sv == ov
-                        };
-                        if !same {
+                        if !same(sv, ov, decimal) {
                             out.push(format!("to_Item[{n}].{sk}"));
                         }
                     }
@@ -260,5 +265,24 @@ mod tests {
         let sap = json!({"SalesOrder": "1"});
         let order = json!({"customer_id": "x"});
         assert!(diff(&sap, &order).is_empty());
+    }
+
+    #[test]
+    fn amounts_sap_derived_and_the_new_side_lacks_are_a_mismatch() {
+        let sap = json!({"TransactionCurrency": "EUR", "TotalNetAmount": "25.00",
+            "to_Item": {"results": [{"Material": "TG11", "RequestedQuantity": "2",
+                "RequestedQuantityUnit": "PC", "NetAmount": "25.00"}]}});
+        let lacking = json!({"currency": "EUR", "total_net_amount": null,
+            "items": [{"sku": "TG11", "quantity": "2", "unit": "PC", "net_amount": null}]});
+        assert_eq!(
+            diff(&sap, &lacking),
+            vec![
+                "TotalNetAmount".to_owned(),
+                "to_Item[0].NetAmount".to_owned()
+            ]
+        );
+        let priced = json!({"currency": "EUR", "total_net_amount": "25.0",
+            "items": [{"sku": "TG11", "quantity": "2", "unit": "PC", "net_amount": "25"}]});
+        assert!(diff(&sap, &priced).is_empty());
     }
 }

@@ -33,7 +33,7 @@ use tokio::sync::Semaphore;
 
 use crate::body::ProxyBody;
 use crate::breaker::{Breaker, BreakerState};
-use crate::error::UpstreamFailure;
+use crate::error::{ClientBodyFault, UpstreamFailure};
 
 /// Settings of one upstream.
 #[derive(Debug, Clone)]
@@ -270,7 +270,7 @@ impl Upstream {
                 }
                 Err(mut e) => match e.take_message() {
                     Some(back) if pooled => req = back,
-                    _ => return Err(UpstreamFailure::Broken(error_chain(e.error()))),
+                    _ => return Err(classify_send_error(e.error())),
                 },
             }
         }
@@ -351,6 +351,7 @@ impl Upstream {
         };
         match &result {
             Ok(resp) => call.answered(resp.status()),
+            Err(UpstreamFailure::ClientBody(_)) => call.client_failed(),
             Err(f) => call.failed(f),
         }
         result
@@ -484,6 +485,27 @@ impl RawConn {
         let mut probe = [0u8; 1];
         matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
+}
+
+/// What a failed send means: the client's own body failing while it streamed (the guard's
+/// idle timeout or limit, or the client going away) is the client's fault, anything else broke
+/// the upstream connection after the request was sent.
+fn classify_send_error(e: &hyper::Error) -> UpstreamFailure {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(g) = c.downcast_ref::<crate::body::BodyGuardError>() {
+            return UpstreamFailure::ClientBody(match g {
+                crate::body::BodyGuardError::Idle(_) => ClientBodyFault::Stalled,
+                crate::body::BodyGuardError::TooLarge(n) => ClientBodyFault::TooLarge(*n),
+            });
+        }
+        cur = c.source();
+    }
+    if e.is_user() {
+        // hyper's own word for "the request body stream failed" (the client broke off).
+        return UpstreamFailure::ClientBody(ClientBodyFault::Broken(error_chain(e)));
+    }
+    UpstreamFailure::Broken(error_chain(e))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -209,6 +209,12 @@ async fn upstream_connection(mut stream: TcpStream, connection: usize, log: Arc<
                 a.resize(a.len() + HUGE, b'x');
                 (a, false)
             }
+            // Both framings at once (RFC 9112 §6.3: Transfer-Encoding wins, an intermediary
+            // must drop Content-Length before forwarding).
+            "/cl-te" => (
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 99\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_vec(),
+                false,
+            ),
             "/bye" => (
                 b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nbye".to_vec(),
                 true,
@@ -715,4 +721,103 @@ async fn a_client_that_stops_reading_its_answer_is_disconnected_and_frees_its_sl
             "{request:?}: the whole answer arrived ({got} bytes)"
         );
     }
+}
+
+#[tokio::test]
+async fn an_answer_with_both_content_length_and_chunked_is_relayed_without_content_length_on_both_paths()
+ {
+    let sap = Upstream::start().await;
+    for fast in ["true", "false"] {
+        let proxy = Proxy::start(sap.port, &[("PROXY_FAST_PATH", fast)]).await;
+        let mut c = proxy.connect().await;
+        c.send(get("/cl-te").as_bytes()).await;
+        let a = c.answer(false).await.unwrap();
+        assert_eq!(
+            (a.status, a.body.as_slice()),
+            (200, &b"hello"[..]),
+            "fast path {fast}"
+        );
+        assert_eq!(
+            a.header("content-length"),
+            None,
+            "fast path {fast}: both framings relayed"
+        );
+        assert_eq!(
+            a.header("transfer-encoding"),
+            Some("chunked"),
+            "fast path {fast}"
+        );
+        // The connection is still in step.
+        c.send(get("/after").as_bytes()).await;
+        assert_eq!(
+            c.answer(false).await.unwrap().header("x-path"),
+            Some("/after")
+        );
+    }
+}
+
+#[tokio::test]
+async fn slow_chunked_uploads_on_the_hyper_path_never_open_sap_s_breaker() {
+    let sap = Upstream::start().await;
+    // One SAP failure would open the breaker.
+    let proxy = Proxy::start(
+        sap.port,
+        &[
+            ("PROXY_CLIENT_BODY_TIMEOUT_MS", "300"),
+            ("PROXY_BREAKER_FAILURES", "1"),
+        ],
+    )
+    .await;
+    for _ in 0..5 {
+        let mut c = proxy.connect().await;
+        // Chunked uploads are served by hyper, not the lean path.
+        c.send(b"POST /slow HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+            .await;
+        let a = c.answer(false).await;
+        assert!(a.as_ref().is_none_or(|a| a.status == 408), "{a:?}");
+    }
+    let mut c = proxy.connect().await;
+    c.send(get("/after-slow").as_bytes()).await;
+    let a = c.answer(false).await.unwrap();
+    assert_eq!(
+        a.status,
+        200,
+        "SAP's breaker opened for everyone: {:?}",
+        String::from_utf8_lossy(&a.body)
+    );
+}
+
+#[tokio::test]
+async fn a_buffered_create_trickling_its_body_is_cut_off_at_the_overall_deadline() {
+    let sap = Upstream::start().await;
+    let proxy = Proxy::start(
+        sap.port,
+        &[
+            ("PROXY_CLIENT_BODY_TIMEOUT_MS", "2000"),
+            ("PROXY_CLIENT_BODY_DEADLINE_MS", "800"),
+        ],
+    )
+    .await;
+    let mut c = proxy.connect().await;
+    // A keyed create is read whole before SAP sees it; one byte every 100 ms never pauses
+    // long enough for the idle timeout.
+    c.send(b"POST /sap/opu/odata/sap/API_SALES_ORDER_SRV/A_SalesOrder HTTP/1.1\r\nHost: shop.example\r\nIdempotency-Key: trickle-1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n")
+        .await;
+    let started = std::time::Instant::now();
+    let trickle = async {
+        for _ in 0..40 {
+            if c.stream.write_all(b" ").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    trickle.await;
+    let a = c.answer(false).await.unwrap();
+    assert_eq!(a.status, 408, "{:?}", String::from_utf8_lossy(&a.body));
+    assert!(started.elapsed() >= Duration::from_millis(700));
+    assert!(
+        sap.seen().iter().all(|s| !s.path.contains("A_SalesOrder")),
+        "SAP saw the create"
+    );
 }
