@@ -305,17 +305,17 @@ fn order_from_sap_entity(entity: &Value, target: &Target) -> Option<Value> {
     {
         o.insert("order_number".into(), Value::String(n.clone()));
     }
-    if let Some(p) = pricing {
-        o.insert("total_net_amount".into(), p["total_net_amount"].clone());
-        if let (Some(items), Some(priced)) = (
+    // The order service computes net amounts and the total from the unit price; SAP's own
+    // amounts are adopted exactly with the link (its `pricing`).
+    if let Some(p) = pricing
+        && let (Some(items), Some(priced)) = (
             o.get_mut("items").and_then(Value::as_array_mut),
             p["items"].as_array(),
-        ) {
-            for (item, price) in items.iter_mut().zip(priced) {
-                if let Some(i) = item.as_object_mut() {
-                    i.insert("unit_price".into(), price["unit_price"].clone());
-                    i.insert("net_amount".into(), price["net_amount"].clone());
-                }
+        )
+    {
+        for (item, price) in items.iter_mut().zip(priced) {
+            if let Some(i) = item.as_object_mut() {
+                i.insert("unit_price".into(), price["unit_price"].clone());
             }
         }
     }

@@ -280,3 +280,89 @@ async fn a_create_spelled_with_a_trailing_slash_or_percent_encoding_is_dual_writ
         .await;
     }
 }
+
+#[tokio::test]
+async fn a_keyed_create_with_no_order_number_to_name_is_refused_and_reaches_neither_system() {
+    let mut s = Stack::start(Options::default()).await;
+    // A proxy that never reserved numbers, with the order service down.
+    s.kill_proxy();
+    s.stop_order_service();
+    std::fs::remove_file(s.proxy_dir.join("proxy.redb")).unwrap();
+    s.start_proxy().await;
+    let reference = unique("NO-NUMBER");
+    let sap_before = s.sap_all().await.len();
+    let r = s
+        .sdk_create(
+            &s.proxy_url(),
+            &order_body(&reference),
+            &[("idempotency-key", "no-number-1")],
+        )
+        .await;
+    assert_eq!(r.status, 503, "{:?}", r.body);
+    assert_eq!(r.json()["error"]["code"], "PROXY/503N");
+    assert_eq!(s.sap_all().await.len(), sap_before, "nothing reached SAP");
+    // Once numbers can be had again, the same key creates the order once.
+    s.start_order_service().await;
+    let again = test_support::eventually("the key's create goes through", WAIT, || async {
+        let r = s
+            .sdk_create(
+                &s.proxy_url(),
+                &order_body(&reference),
+                &[("idempotency-key", "no-number-1")],
+            )
+            .await;
+        (r.status == 201).then_some(r)
+    })
+    .await;
+    assert!(
+        again.json()["d"]["SalesOrder"]
+            .as_str()
+            .unwrap()
+            .starts_with('8')
+    );
+    s.wait_replays_drained().await;
+    let (sap, live, items, outbox) = counts(&s, &reference).await;
+    assert_eq!((sap, live, items, outbox), (1, 1, 2, 1));
+}
+
+#[tokio::test]
+async fn a_create_relying_on_sap_s_master_data_lands_with_sap_s_amounts_on_both_sides() {
+    let s = Stack::start(Options::default()).await;
+    let reference = unique("DERIVED");
+    // No unit, no currency, no prices: SAP derives them from its master data.
+    let body = json!({
+        "SalesOrderType": "OR", "SalesOrganization": "1010", "DistributionChannel": "10",
+        "OrganizationDivision": "00", "SoldToParty": "17100001",
+        "PurchaseOrderByCustomer": reference,
+        "to_Item": [{"Material": "TG11", "RequestedQuantity": "3"}]
+    });
+    let r = s.sdk_create(&s.proxy_url(), &body, &[]).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let sap = r.json();
+    let sap_item = &sap["d"]["to_Item"]["results"][0];
+    type Row = (String, Option<String>, String, Option<String>);
+    let row: Row = test_support::eventually("the new side holds SAP's amounts", WAIT, || async {
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT o.currency, o.total_net_amount::text, i.unit, i.net_amount::text FROM orders o \
+             JOIN order_items i ON i.order_id = o.id WHERE o.customer_reference = $1",
+        )
+        .bind(&reference)
+        .fetch_optional(&s.pool)
+        .await
+        .unwrap();
+        row.filter(|r| r.1.is_some() && r.3.is_some())
+    })
+    .await;
+    let num = |v: &str| v.parse::<f64>().unwrap();
+    assert_eq!(row.0, sap["d"]["TransactionCurrency"].as_str().unwrap());
+    assert_eq!(
+        num(row.1.as_deref().unwrap()),
+        num(sap["d"]["TotalNetAmount"].as_str().unwrap())
+    );
+    assert_eq!(row.2, sap_item["RequestedQuantityUnit"].as_str().unwrap());
+    assert_eq!(
+        num(row.3.as_deref().unwrap()),
+        num(sap_item["NetAmount"].as_str().unwrap())
+    );
+    s.wait_replays_drained().await;
+}
