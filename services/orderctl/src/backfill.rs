@@ -62,6 +62,9 @@ pub struct Outcome {
     /// SAP numbers set on orders already present that lacked them (or, with `--dry-run`,
     /// that would be).
     pub linked: Vec<String>,
+    /// SAP numbers whose linked order lacked what SAP derived (total, net amounts) and was
+    /// given SAP's pricing (or, with `--dry-run`, would be).
+    pub priced: Vec<String>,
     /// (SAP number, why) of the orders that could not be copied.
     pub failed: Vec<(String, String)>,
 }
@@ -73,13 +76,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
     } else {
         println!(
-            "SAP orders: {}   already in the order service: {}   {}: {}   {}: {}   failed: {}",
+            "SAP orders: {}   already in the order service: {}   {}: {}   {}: {}   {}: {}   failed: {}",
             outcome.sap_orders,
             outcome.already_present,
             if args.dry_run { "to copy" } else { "copied" },
             outcome.copied.len(),
             if args.dry_run { "to link" } else { "linked" },
             outcome.linked.len(),
+            if args.dry_run { "to price" } else { "priced" },
+            outcome.priced.len(),
             outcome.failed.len()
         );
         for (number, why) in &outcome.failed {
@@ -114,14 +119,30 @@ async fn backfill(args: &Args) -> anyhow::Result<Outcome> {
     if args.dry_run {
         outcome.copied = report.missing_in_order_service;
         outcome.linked = report.unlinked.into_iter().map(|u| u.sap_number).collect();
+        outcome.priced = report.unpriced.into_iter().map(|u| u.sap_number).collect();
         return Ok(outcome);
     }
-    for u in &report.unlinked {
-        match reconcile::link_sap_number(&client, orders_url, &u.order_id, &u.sap_number).await {
-            Ok(()) => outcome.linked.push(u.sap_number.clone()),
-            Err(e) => outcome
-                .failed
-                .push((u.sap_number.clone(), format!("{e:#}"))),
+    // Pairs without SAP's number get it, and pairs lacking what SAP derived get SAP's
+    // pricing: the same idempotent link, with SAP's pricing in both cases.
+    for (pairs, done) in [
+        (&report.unlinked, &mut outcome.linked),
+        (&report.unpriced, &mut outcome.priced),
+    ] {
+        for u in pairs {
+            match reconcile::link_sap_number(
+                &client,
+                orders_url,
+                &u.order_id,
+                &u.sap_number,
+                u.pricing.as_ref(),
+            )
+            .await
+            {
+                Ok(()) => done.push(u.sap_number.clone()),
+                Err(e) => outcome
+                    .failed
+                    .push((u.sap_number.clone(), format!("{e:#}"))),
+            }
         }
     }
     let opts = TranslateOptions {
@@ -147,6 +168,7 @@ async fn backfill(args: &Args) -> anyhow::Result<Outcome> {
     }
     outcome.copied.sort();
     outcome.linked.sort();
+    outcome.priced.sort();
     outcome.failed.sort();
     Ok(outcome)
 }
@@ -177,9 +199,15 @@ async fn copy_one(
     let id = created["id"]
         .as_str()
         .context("the order service's answer has no id")?;
-    reconcile::link_sap_number(client, orders_url, id, number)
-        .await
-        .with_context(|| format!("created as {id}, but not linked"))
+    reconcile::link_sap_number(
+        client,
+        orders_url,
+        id,
+        number,
+        order_acl::sap_pricing(entity).as_ref(),
+    )
+    .await
+    .with_context(|| format!("created as {id}, but not linked"))
 }
 
 /// The order service's create body for an SAP entity as OData returns it.

@@ -12,7 +12,9 @@
 //! - **missing in SAP**: a live new order (not voided) with no SAP partner;
 //! - **missing in the order service**: an SAP order no new order pairs with;
 //! - **duplicates**: several SAP orders claiming the same new order;
-//! - **mismatches**: paired orders whose customer, reference, currency or items differ.
+//! - **mismatches**: paired orders whose customer, reference, currency, total or items (material,
+//!   quantity, unit, net amount) differ. Pairs that differ only in what SAP derives (amounts)
+//!   are listed as **unpriced** too, and `--repair-links` gives them SAP's pricing.
 //!
 //! Pairs found only through the stamp, whose new order does not carry SAP's number, are listed
 //! as **unlinked** (not drift: both systems hold the same order). The proxy links SAP's number
@@ -113,8 +115,10 @@ pub struct Comparable {
     pub reference: String,
     /// SAP `TransactionCurrency` / `currency` (empty when SAP left it to the customer master).
     pub currency: String,
-    /// (material, quantity normalized, unit) per item, in item order.
-    pub items: Vec<(String, String, String)>,
+    /// SAP `TotalNetAmount` / `total_net_amount`, normalized (empty when absent).
+    pub total: String,
+    /// (material, quantity, unit, net amount) per item, in item order, decimals normalized.
+    pub items: Vec<(String, String, String, String)>,
 }
 
 /// An SAP sales order as reconciliation sees it.
@@ -126,6 +130,9 @@ pub struct SapOrder {
     pub external_id: String,
     /// Compared fields.
     pub fields: Comparable,
+    /// What SAP derived (currency, prices, net amounts) in the order service's terms, adopted
+    /// with a link (`order_acl::sap_pricing`).
+    pub pricing: Option<Value>,
 }
 
 /// A new order as reconciliation sees it.
@@ -166,6 +173,9 @@ pub struct Report {
     pub mismatches: Vec<(String, String, Vec<String>)>,
     /// Pairs found through the stamp only, the new order not carrying SAP's number yet.
     pub unlinked: Vec<Unlinked>,
+    /// Linked pairs that differ only in what SAP derives (total, net amounts): counted as
+    /// mismatches, and repaired by linking again with SAP's pricing (`--repair-links`).
+    pub unpriced: Vec<Unlinked>,
 }
 
 /// A pair whose link is missing.
@@ -177,6 +187,9 @@ pub struct Unlinked {
     pub order_number: String,
     /// The SAP order that carries its stamp.
     pub sap_number: String,
+    /// SAP's pricing, adopted with the link.
+    #[serde(skip)]
+    pub pricing: Option<Value>,
 }
 
 impl Report {
@@ -278,14 +291,22 @@ pub fn reconcile(sap: &[SapOrder], new: &[NewOrder]) -> Report {
                     continue;
                 }
                 report.paired += 1;
+                let pair = || Unlinked {
+                    order_id: order.id.clone(),
+                    order_number: order.number.clone(),
+                    sap_number: first.number.clone(),
+                    pricing: first.pricing.clone(),
+                };
                 if order.sap_number.is_none() && rest.is_empty() {
-                    report.unlinked.push(Unlinked {
-                        order_id: order.id.clone(),
-                        order_number: order.number.clone(),
-                        sap_number: first.number.clone(),
-                    });
+                    report.unlinked.push(pair());
                 }
                 let diffs = differences(&order.fields, &first.fields);
+                if !diffs.is_empty()
+                    && order.sap_number.as_deref() == Some(first.number.as_str())
+                    && only_amounts_differ(&order.fields, &first.fields)
+                {
+                    report.unpriced.push(pair());
+                }
                 if !diffs.is_empty() {
                     report
                         .mismatches
@@ -316,10 +337,28 @@ fn differences(ours: &Comparable, sap: &Comparable) -> Vec<String> {
     if !sap.currency.is_empty() && ours.currency != sap.currency {
         diffs.push(format!("currency {} vs {}", ours.currency, sap.currency));
     }
+    if !sap.total.is_empty() && ours.total != sap.total {
+        diffs.push(format!("total {:?} vs {:?}", ours.total, sap.total));
+    }
     if ours.items != sap.items {
         diffs.push(format!("items {:?} vs {:?}", ours.items, sap.items));
     }
     diffs
+}
+
+/// True when the only differences are what SAP derives (total, item net amounts): the new
+/// side lacks SAP's pricing, which a link with it repairs.
+fn only_amounts_differ(ours: &Comparable, sap: &Comparable) -> bool {
+    let strip = |c: &Comparable| Comparable {
+        total: String::new(),
+        items: c
+            .items
+            .iter()
+            .map(|(m, q, u, _)| (m.clone(), q.clone(), u.clone(), String::new()))
+            .collect(),
+        ..c.clone()
+    };
+    differences(&strip(ours), &strip(sap)).is_empty()
 }
 
 fn text(v: &Value, key: &str) -> String {
@@ -339,6 +378,7 @@ pub fn sap_order(v: &Value) -> SapOrder {
                         text(i, "Material"),
                         normalize_decimal(&text(i, "RequestedQuantity")),
                         text(i, "RequestedQuantityUnit"),
+                        normalize_decimal(&text(i, "NetAmount")),
                     )
                 })
                 .collect()
@@ -351,8 +391,10 @@ pub fn sap_order(v: &Value) -> SapOrder {
             customer: text(v, "SoldToParty"),
             reference: text(v, "PurchaseOrderByCustomer"),
             currency: text(v, "TransactionCurrency"),
+            total: normalize_decimal(&text(v, "TotalNetAmount")),
             items,
         },
+        pricing: order_acl::sap_pricing(v),
     }
 }
 
@@ -367,6 +409,7 @@ fn new_order(v: &Value) -> NewOrder {
                         text(i, "sku"),
                         normalize_decimal(&text(i, "quantity")),
                         text(i, "unit"),
+                        normalize_decimal(&text(i, "net_amount")),
                     )
                 })
                 .collect()
@@ -386,6 +429,7 @@ fn new_order(v: &Value) -> NewOrder {
             customer: text(v, "customer_id"),
             reference: text(v, "customer_reference"),
             currency: text(v, "currency"),
+            total: normalize_decimal(&text(v, "total_net_amount")),
             items,
         },
     }
@@ -397,7 +441,7 @@ pub async fn fetch_sap(
     base: &str,
     auth: Option<(&str, &str)>,
 ) -> anyhow::Result<Vec<SapOrder>> {
-    let select = "SalesOrder,ExternalDocumentID,SoldToParty,PurchaseOrderByCustomer,TransactionCurrency,to_Item/Material,to_Item/RequestedQuantity,to_Item/RequestedQuantityUnit";
+    let select = "SalesOrder,ExternalDocumentID,SoldToParty,PurchaseOrderByCustomer,TransactionCurrency,TotalNetAmount,to_Item/SalesOrderItem,to_Item/Material,to_Item/RequestedQuantity,to_Item/RequestedQuantityUnit,to_Item/NetAmount";
     let entities = fetch_sap_entities(client, base, auth, Some(select)).await?;
     Ok(entities.iter().map(sap_order).collect())
 }
@@ -492,6 +536,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             "linked {linked} of {} unlinked orders",
             report.unlinked.len()
         );
+        let priced = repair_links(&client, ends.orders(), &report.unpriced).await;
+        println!(
+            "gave SAP's amounts to {priced} of {} orders that lacked them",
+            report.unpriced.len()
+        );
     }
     if let Some(route) = &args.report_route {
         let token = args
@@ -528,7 +577,15 @@ pub async fn repair_links(
 ) -> usize {
     let mut linked = 0;
     for u in unlinked {
-        match link_sap_number(client, orders_url, &u.order_id, &u.sap_number).await {
+        match link_sap_number(
+            client,
+            orders_url,
+            &u.order_id,
+            &u.sap_number,
+            u.pricing.as_ref(),
+        )
+        .await
+        {
             Ok(()) => linked += 1,
             Err(e) => eprintln!("order {}: {e:#}", u.order_number),
         }
@@ -537,18 +594,23 @@ pub async fn repair_links(
 }
 
 /// Sets SAP's number on one order of the order service (`PUT .../sap-order-number`; the same
-/// number again is a no-op there).
+/// number again is a no-op there), adopting what SAP derived (`pricing`) when given.
 pub async fn link_sap_number(
     client: &reqwest::Client,
     orders_url: &str,
     order_id: &str,
     sap_number: &str,
+    pricing: Option<&Value>,
 ) -> anyhow::Result<()> {
+    let mut body = json!({ "sap_order_number": sap_number });
+    if let Some(p) = pricing {
+        body["pricing"] = p.clone();
+    }
     let r = client
         .put(format!(
             "{orders_url}/api/v1/orders/{order_id}/sap-order-number"
         ))
-        .json(&json!({ "sap_order_number": sap_number }))
+        .json(&body)
         .send()
         .await
         .with_context(|| format!("linking SAP order {sap_number}"))?;
@@ -605,7 +667,13 @@ mod tests {
             customer: customer.into(),
             reference: "PO-1".into(),
             currency: "EUR".into(),
-            items: vec![("TG11".into(), normalize_decimal(qty), "PC".into())],
+            total: "25".into(),
+            items: vec![(
+                "TG11".into(),
+                normalize_decimal(qty),
+                "PC".into(),
+                "25".into(),
+            )],
         }
     }
 
@@ -614,6 +682,7 @@ mod tests {
             number: number.into(),
             external_id: external.into(),
             fields: f,
+            pricing: None,
         }
     }
 
@@ -668,8 +737,39 @@ mod tests {
                 order_id: "id-8000000001".into(),
                 order_number: "8000000001".into(),
                 sap_number: "1".into(),
+                pricing: None,
             }]
         );
+    }
+
+    #[test]
+    fn a_linked_pair_lacking_sap_s_amounts_is_drift_and_listed_for_repair() {
+        let s = [sap("8000000001", "", fields("17100001", "2"))];
+        let mut lacking = fields("17100001", "2");
+        lacking.total = String::new();
+        lacking.items[0].3 = String::new();
+        let n = [new(
+            "8000000001",
+            "c1",
+            Some("8000000001"),
+            "created",
+            lacking,
+        )];
+        let r = reconcile(&s, &n);
+        assert_eq!(r.drift(), 1, "{r:?}");
+        assert!(r.mismatches[0].2.iter().any(|d| d.starts_with("total")));
+        assert_eq!(r.unpriced.len(), 1);
+        // Another customer is not an amount SAP derives: no repair by pricing.
+        let mut other = fields("17100002", "2");
+        other.total = String::new();
+        let n = [new(
+            "8000000001",
+            "c1",
+            Some("8000000001"),
+            "created",
+            other,
+        )];
+        assert!(reconcile(&s, &n).unpriced.is_empty());
     }
 
     #[test]

@@ -98,10 +98,20 @@ async fn backfill_copies_every_sap_order_the_order_service_lacks_once_and_links_
         json!([sap_3]),
         "the half-done copy is linked: {first}"
     );
+    assert_eq!(
+        first["priced"],
+        json!([]),
+        "BOTH already holds SAP's amounts: {first}"
+    );
     let mut copied = vec![sap_1.clone(), sap_2.clone()];
     copied.sort();
     assert_eq!(first["copied"], json!(copied), "{first}");
     assert_eq!(first["failed"][0][0], json!(sap_huge), "{first}");
+    assert_eq!(
+        first["failed"].as_array().unwrap().len(),
+        1,
+        "only HUGE fails: {first}"
+    );
     assert!(
         first["failed"][0][1]
             .as_str()
@@ -151,6 +161,11 @@ async fn backfill_copies_every_sap_order_the_order_service_lacks_once_and_links_
     assert_eq!(second["already_present"], 4, "{second}");
     assert_eq!(second["copied"], json!([]), "{second}");
     assert_eq!(second["linked"], json!([]), "{second}");
+    assert_eq!(
+        second["priced"],
+        json!([]),
+        "SAP's amounts were adopted once: {second}"
+    );
     assert_eq!(all_orders(&sys).await.len(), 4);
 
     // Reconciliation sees the copies as agreeing, linked pairs; only HUGE is still missing.

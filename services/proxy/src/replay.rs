@@ -160,12 +160,13 @@ impl ReplayWorker {
                 body,
                 idempotency_key,
                 sap_order_number,
+                pricing,
             } => match self.orders.create(body, idempotency_key, corr).await {
                 Ok(order) => match sap_order_number {
                     Some(n) => Step::Next(ReplayKind::LinkSapOrderNumber {
                         order_id: order.id,
                         sap_order_number: n.clone(),
-                        pricing: None,
+                        pricing: pricing.clone(),
                     }),
                     None => Step::Landed,
                 },
@@ -253,6 +254,7 @@ impl ReplayWorker {
                             body: body.clone(),
                             idempotency_key: idempotency_key.clone(),
                             sap_order_number: Some(found.sales_order),
+                            pricing,
                         }),
                         (None, None) => Step::Landed,
                     }

@@ -266,6 +266,12 @@ impl NewResult {
     }
 }
 
+/// What SAP derived, read from its answer to a create (`None` when it cannot be read).
+fn sap_pricing(answer: Option<&Bytes>) -> Option<Value> {
+    let v: Value = serde_json::from_slice(answer?).ok()?;
+    order_acl::sap_pricing(&v["d"])
+}
+
 /// A proxy error as a complete answer.
 fn error_buffered(e: ProxyError) -> Buffered {
     let (status, headers, body) = e.to_parts();
@@ -732,6 +738,7 @@ impl SalesOrders {
                             body,
                             idempotency_key: order_key.to_owned(),
                             sap_order_number: sap_number.clone(),
+                            pricing: sap_pricing(sap.answer.as_ref().map(|a| &a.body)),
                         },
                         &route.name,
                         correlation_id,
@@ -969,9 +976,7 @@ impl SalesOrders {
         let route = route.name.clone();
         let correlation_id = correlation_id.to_owned();
         self.writes.spawn(async move {
-            let pricing = sap_answer
-                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                .and_then(|v| order_acl::sap_pricing(&v["d"]));
+            let pricing = sap_pricing(sap_answer.as_ref());
             if let Err(e) = orders
                 .link_sap_order_number(&order_id, &number, pricing.as_ref(), &correlation_id)
                 .await

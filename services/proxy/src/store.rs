@@ -50,6 +50,9 @@ pub enum ReplayKind {
         idempotency_key: String,
         /// SAP's order number, to link once created.
         sap_order_number: Option<String>,
+        /// What SAP derived (currency, prices, net amounts), adopted with that link.
+        #[serde(default)]
+        pricing: Option<Value>,
     },
     /// Link an order to its SAP number.
     LinkSapOrderNumber {

@@ -84,8 +84,9 @@ pub async fn new_create(
     let r = client
         .post(format!("{orders}/api/v1/orders"))
         .json(
+            // Priced as SAP prices TG11 (12.50 per piece), as a dual write leaves it.
             &json!({"customer_id": "17100001", "currency": "EUR", "customer_reference": reference,
-                       "items": [{"sku": "TG11", "quantity": qty, "unit": "PC"}]}),
+                       "items": [{"sku": "TG11", "quantity": qty, "unit": "PC", "unit_price": "12.50"}]}),
         )
         .send()
         .await
@@ -107,13 +108,14 @@ pub async fn link(client: &reqwest::Client, orders: &str, order: &Value, sap_num
     assert_eq!(r.status(), 200);
 }
 
-pub fn sap_body(reference: &str, qty: &str, external: Option<&str>) -> Value {
+/// An SAP deep insert; `number` names the `SalesOrder` (external numbering), else SAP numbers it.
+pub fn sap_body(reference: &str, qty: &str, number: Option<&str>) -> Value {
     let mut body = json!({"SalesOrderType": "OR", "SalesOrganization": "1010", "DistributionChannel": "10",
         "OrganizationDivision": "00", "SoldToParty": "17100001", "PurchaseOrderByCustomer": reference,
         "TransactionCurrency": "EUR",
         "to_Item": [{"Material": "TG11", "RequestedQuantity": qty, "RequestedQuantityUnit": "PC"}]});
-    if let Some(e) = external {
-        body["ExternalDocumentID"] = json!(e);
+    if let Some(n) = number {
+        body["SalesOrder"] = json!(n);
     }
     body
 }

@@ -57,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
                             "{}",
                             8_000_000_000u64 + (written + i) as u64
                         )),
+                        pricing: None,
                     },
                     "sales-orders",
                     "bench",

@@ -30,12 +30,21 @@ pub fn binaries() -> &'static Path {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let status = Command::new(cargo)
                 .current_dir(&root)
-                .args(["build", "-q", "-p", "order-service", "-p", "sap-mock"])
+                .args([
+                    "build",
+                    "-q",
+                    "-p",
+                    "order-service",
+                    "-p",
+                    "sap-mock",
+                    "-p",
+                    "orderctl",
+                ])
                 .status()
                 .expect("cargo runs");
             assert!(
                 status.success(),
-                "building order-service and sap-mock failed"
+                "building order-service, sap-mock and orderctl failed"
             );
         }
         std::env::var("CARGO_TARGET_DIR")

@@ -366,3 +366,79 @@ async fn a_create_relying_on_sap_s_master_data_lands_with_sap_s_amounts_on_both_
     );
     s.wait_replays_drained().await;
 }
+
+#[tokio::test]
+async fn reconciliation_finds_no_drift_after_mixed_creates_through_the_proxy() {
+    let mut s = Stack::start(Options::default()).await;
+    let create = async |s: &Stack, body: serde_json::Value, headers: &[(&str, &str)]| {
+        let r = s.sdk_create(&s.proxy_url(), &body, headers).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    };
+    // Plain dual writes, one of them sent twice under one key.
+    for i in 0..3 {
+        let reference = unique(&format!("MIX-{i}"));
+        create(&s, order_body(&reference), &[]).await;
+    }
+    let keyed = unique("MIX-KEYED");
+    for _ in 0..2 {
+        create(&s, order_body(&keyed), &[("idempotency-key", "mix-keyed")]).await;
+    }
+    // One relying on SAP's master data (no unit, currency or price).
+    let derived = unique("MIX-DERIVED");
+    create(
+        &s,
+        json!({"SalesOrderType": "OR", "SalesOrganization": "1010", "DistributionChannel": "10",
+            "OrganizationDivision": "00", "SoldToParty": "17100001",
+            "PurchaseOrderByCustomer": derived,
+            "to_Item": [{"Material": "TG12", "RequestedQuantity": "4"}]}),
+        &[],
+    )
+    .await;
+    // One while the order service is down (replayed later).
+    s.stop_order_service();
+    let while_down = unique("MIX-OS-DOWN");
+    create(&s, order_body(&while_down), &[]).await;
+    s.start_order_service().await;
+    // One while SAP is down, under store-and-forward (forwarded to SAP later).
+    let policy = s
+        .admin(
+            reqwest::Method::PUT,
+            "/admin/v1/routes/sales-orders/policy",
+            Some(json!({"policy": "store-and-forward"})),
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(policy.status, 200, "{:?}", policy.body);
+    s.sap_faults(json!({"outage": "unavailable"})).await;
+    let forwarded = unique("MIX-SAP-DOWN");
+    create(&s, order_body(&forwarded), &[]).await;
+    s.sap_faults(json!({})).await;
+    s.wait_replays_drained().await;
+
+    let orderctl = binaries().join("orderctl");
+    let report = test_support::eventually("reconciliation clean", WAIT, || async {
+        let out = std::process::Command::new(&orderctl)
+            .args([
+                "reconcile",
+                "--json",
+                "--sap-url",
+                &s.sap_url(),
+                "--orders-url",
+                &s.orders_url(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        eprintln!("reconcile: {v}");
+        // Links are made right after the answer: wait until every pair is linked.
+        (v["drift"] == 0 && v["report"]["unlinked"] == json!([])).then_some(v)
+    })
+    .await;
+    assert_eq!(report["report"]["paired"], 7, "{report}");
+    assert_eq!(report["report"]["sap_orders"], 7, "{report}");
+}
