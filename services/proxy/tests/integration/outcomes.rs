@@ -225,7 +225,7 @@ async fn both_sides_failing_answers_an_odata_error_and_leaves_nothing_in_either_
 }
 
 #[tokio::test]
-async fn a_sap_answer_lost_after_the_create_is_recovered_by_looking_the_stamp_up() {
+async fn a_sap_answer_lost_after_the_create_is_recovered_by_reading_its_number() {
     let s = Stack::start(Options::default()).await;
     let reference = unique("SAP-LOST");
     s.sap_faults(json!({"lost_response_rate": 1.0})).await;
