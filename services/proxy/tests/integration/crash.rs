@@ -1,6 +1,8 @@
 //! SIGKILL with replays pending: after restart every replay lands, and both systems hold
 //! exactly the orders the client was told succeeded.
 
+use serde_json::json;
+
 use crate::common::*;
 
 #[tokio::test]
@@ -70,4 +72,96 @@ async fn a_proxy_killed_with_store_and_forward_writes_pending_creates_each_in_sa
     }
     assert_eq!(s.sap_all().await.len(), refs.len());
     assert_eq!(s.db_all().await.len(), refs.len());
+}
+
+#[tokio::test]
+async fn a_proxy_killed_while_creates_are_in_flight_toward_sap_leaves_one_order_each_after_retries()
+{
+    let mut s = Stack::start(Options::default()).await;
+    let batch = unique("INFLIGHT");
+    // SAP takes a second per create; the proxy dies while all of them are with SAP, which
+    // finishes them anyway (as an SAP work process does).
+    let sessions = {
+        let mut v = Vec::new();
+        for _ in 0..6 {
+            v.push(s.csrf(&s.proxy_url()).await);
+        }
+        v
+    };
+    s.sap_faults(json!({"latency_ms": 1000})).await;
+    let clients: Vec<_> = sessions
+        .into_iter()
+        .enumerate()
+        .map(|(i, session)| {
+            let (url, reference, key) = (
+                s.proxy_url(),
+                format!("{batch}-{i}"),
+                format!("{batch}-key-{i}"),
+            );
+            let http = s.http.clone();
+            tokio::spawn(async move {
+                let _ = http
+                    .post(format!("{url}{ROOT}/A_SalesOrder"))
+                    .header("content-type", "application/json")
+                    .header("accept", "application/json")
+                    .header("x-csrf-token", &session.0)
+                    .header("cookie", &session.1)
+                    .header("idempotency-key", key)
+                    .body(serde_json::to_vec(&order_body(&reference)).unwrap())
+                    .send()
+                    .await;
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    s.kill_proxy(); // SIGKILL with every create in flight toward SAP
+    for c in clients {
+        let _ = c.await;
+    }
+    s.sap_faults(json!({})).await;
+    test_support::eventually("SAP finished every create", WAIT, || async {
+        (s.sap_all().await.len() == 6).then_some(())
+    })
+    .await;
+    s.start_proxy().await;
+    // Every client retries with its key: the retry names the same number, SAP refuses a
+    // second create of it, and the proxy answers with the order SAP made.
+    for i in 0..6 {
+        let reference = format!("{batch}-{i}");
+        let r = s
+            .sdk_create(
+                &s.proxy_url(),
+                &order_body(&reference),
+                &[("idempotency-key", &format!("{batch}-key-{i}"))],
+            )
+            .await;
+        assert_eq!(r.status, 201, "{reference}: {:?}", r.body);
+        let sap = s.sap_orders(&reference).await;
+        assert_eq!(sap.len(), 1, "{reference}: {sap:?}");
+        assert_eq!(r.json()["d"]["SalesOrder"], sap[0]["SalesOrder"]);
+    }
+    s.wait_replays_drained().await;
+    for i in 0..6 {
+        let reference = format!("{batch}-{i}");
+        let rows = test_support::eventually("one live, linked order", WAIT, || async {
+            let rows = s.db_orders(&reference).await;
+            let live: Vec<_> = rows.iter().filter(|r| r.0 != "voided").cloned().collect();
+            (live.len() == 1 && live[0].1.is_some()).then_some(rows)
+        })
+        .await;
+        assert!(
+            rows.iter().filter(|r| r.0 != "voided").count() == 1,
+            "{reference}: {rows:?}"
+        );
+    }
+    assert_eq!(
+        s.sap_all().await.len(),
+        6,
+        "no second SAP order for any key"
+    );
+    let live: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE status <> 'voided'")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert_eq!(live, 6, "no second live order in PostgreSQL");
 }
