@@ -16,6 +16,7 @@ mod bench;
 mod infra;
 mod load;
 mod master_data;
+mod odata_read;
 mod reconcile;
 mod stack;
 

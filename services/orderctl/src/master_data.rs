@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use crate::odata_read::fetch_set;
 use anyhow::{Context, bail};
 use chrono::NaiveDate;
 use order_domain::MasterDataDraft;
@@ -265,50 +266,6 @@ const PRODUCT_SERVICE: &str = "/sap/opu/odata/sap/API_PRODUCT_SRV";
 const PARTNER_SERVICE: &str = "/sap/opu/odata/sap/API_BUSINESS_PARTNER";
 const PRICING_SERVICE: &str = "/sap/opu/odata/sap/API_SLSPRICINGCONDITIONRECORD_SRV";
 
-/// Reads every entity of an OData V2 entity set, following `__next` when SAP sends it and
-/// `$skip` otherwise.
-async fn fetch_set(
-    client: &reqwest::Client,
-    ends: &Endpoints,
-    path: &str,
-    query: &str,
-    page: usize,
-) -> anyhow::Result<Vec<Value>> {
-    let base = ends.sap();
-    let mut all = Vec::new();
-    let mut next = Some(format!("{base}{path}?{query}&$top={page}&$skip=0"));
-    let mut skip = 0;
-    while let Some(url) = next.take() {
-        let mut req = client.get(&url).header("accept", "application/json");
-        if let Some((user, password)) = ends.sap_auth() {
-            req = req.basic_auth(user, Some(password));
-        }
-        let r = req.send().await.with_context(|| format!("reading {url}"))?;
-        if !r.status().is_success() {
-            bail!("SAP answered {} to {url}", r.status());
-        }
-        let body: Value = r.json().await.context("SAP's answer is not JSON")?;
-        let results = body["d"]["results"]
-            .as_array()
-            .with_context(|| format!("SAP's answer to {url} has no d.results"))?;
-        all.extend(results.iter().cloned());
-        if all.len() >= 5000 && all.len() % 5000 < results.len() {
-            eprintln!("master-data import: read {} from {path}", all.len());
-        }
-        skip += results.len();
-        next = match body["d"]["__next"].as_str() {
-            Some(n) if n.starts_with("http") => Some(n.to_owned()),
-            Some(n) if n.starts_with('/') => Some(format!("{base}{n}")),
-            Some(n) => Some(format!("{base}{path}/{n}")),
-            None if results.len() >= page => {
-                Some(format!("{base}{path}?{query}&$top={page}&$skip={skip}"))
-            }
-            None => None,
-        };
-    }
-    Ok(all)
-}
-
 fn text(v: &Value, key: &str) -> Option<String> {
     v[key]
         .as_str()
@@ -474,7 +431,8 @@ async fn read_sap(client: &reqwest::Client, args: &ImportArgs) -> anyhow::Result
     let page = args.page.max(1);
     let products = fetch_set(
         client,
-        ends,
+        ends.sap(),
+        ends.sap_auth(),
         &format!("{PRODUCT_SERVICE}/A_Product"),
         "$select=Product,BaseUnit,BaseISOUnit,to_Description/Language,to_Description/ProductDescription&$expand=to_Description&$orderby=Product",
         page,
@@ -486,7 +444,8 @@ async fn read_sap(client: &reqwest::Client, args: &ImportArgs) -> anyhow::Result
     );
     let sales_areas = fetch_set(
         client,
-        ends,
+        ends.sap(),
+        ends.sap_auth(),
         &format!("{PARTNER_SERVICE}/A_CustomerSalesArea"),
         "$select=Customer,SalesOrganization,DistributionChannel,Division,Currency&$orderby=Customer",
         page,
@@ -494,7 +453,8 @@ async fn read_sap(client: &reqwest::Client, args: &ImportArgs) -> anyhow::Result
     .await?;
     let customers = fetch_set(
         client,
-        ends,
+        ends.sap(),
+        ends.sap_auth(),
         &format!("{PARTNER_SERVICE}/A_Customer"),
         "$select=Customer,CustomerName&$orderby=Customer",
         page,
@@ -510,7 +470,8 @@ async fn read_sap(client: &reqwest::Client, args: &ImportArgs) -> anyhow::Result
     );
     let records = fetch_set(
         client,
-        ends,
+        ends.sap(),
+        ends.sap_auth(),
         &format!("{PRICING_SERVICE}/A_SlsPrcgConditionRecord"),
         &filter,
         page,

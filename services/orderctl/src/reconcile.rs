@@ -455,31 +455,9 @@ pub async fn fetch_sap_entities(
     select: Option<&str>,
 ) -> anyhow::Result<Vec<Value>> {
     let select = select.map(|s| format!("$select={s}&")).unwrap_or_default();
-    let page = 500;
-    let mut orders = Vec::new();
-    let mut skip = 0;
-    loop {
-        let url = format!(
-            "{base}{SAP_SERVICE}/A_SalesOrder?{select}$expand=to_Item&$orderby=SalesOrder&$top={page}&$skip={skip}"
-        );
-        let mut req = client.get(&url).header("accept", "application/json");
-        if let Some((user, password)) = auth {
-            req = req.basic_auth(user, Some(password));
-        }
-        let r = req.send().await.with_context(|| format!("reading {url}"))?;
-        if !r.status().is_success() {
-            bail!("SAP answered {} to {url}", r.status());
-        }
-        let body: Value = r.json().await.context("SAP's answer is not JSON")?;
-        let results = body["d"]["results"]
-            .as_array()
-            .context("SAP's answer has no d.results")?;
-        orders.extend(results.iter().cloned());
-        if results.len() < page {
-            return Ok(orders);
-        }
-        skip += page;
-    }
+    let query = format!("{select}$expand=to_Item&$orderby=SalesOrder");
+    let path = format!("{SAP_SERVICE}/A_SalesOrder");
+    crate::odata_read::fetch_set(client, base, auth, &path, &query, 500).await
 }
 
 /// Reads every order of the order service.

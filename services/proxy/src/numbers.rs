@@ -21,6 +21,8 @@ use crate::store::Store;
 
 /// How many numbers move from the store into memory at a time.
 const TAKE: usize = 32;
+/// Memory is topped up in the background when it holds fewer than this.
+const TOP_UP_BELOW: usize = TAKE / 4;
 
 /// The number pool.
 #[derive(Clone)]
@@ -35,6 +37,8 @@ struct Inner {
     /// Held while a reservation runs: one at a time, and a caller that waited for another's
     /// finds the store filled instead of reserving again.
     refilling: tokio::sync::Mutex<()>,
+    /// Held while numbers move from the store into memory.
+    topping_up: tokio::sync::Mutex<()>,
     /// Reserve more when fewer than this are left in the store.
     low_water: u64,
     /// How many one reservation asks for.
@@ -56,6 +60,7 @@ impl Numbers {
                 orders,
                 memory: std::sync::Mutex::new(VecDeque::new()),
                 refilling: tokio::sync::Mutex::new(()),
+                topping_up: tokio::sync::Mutex::new(()),
                 low_water: u64::from(block / 2),
                 block: block.max(1),
             }),
@@ -63,26 +68,26 @@ impl Numbers {
     }
 
     /// The next number, or `None` when none is reserved and the order service cannot reserve
-    /// any now (the create then goes without one: SAP numbers it internally).
+    /// any now. Memory is topped up from the store in the background before it runs dry, so
+    /// a create waits for the store (an fsync) only when numbers were used up faster than that.
     pub async fn next(&self) -> Option<String> {
-        if let Some(n) = self.pop() {
-            return Some(n);
+        let (number, left) = {
+            let mut memory = self.lock();
+            (memory.pop_front(), memory.len())
+        };
+        if left < TOP_UP_BELOW {
+            self.top_up_in_background();
+        }
+        if number.is_some() {
+            return number;
         }
         for _ in 0..2 {
-            match self.inner.store.take_numbers(TAKE).await {
-                Ok((taken, left)) if !taken.is_empty() => {
-                    if left < self.inner.low_water {
-                        self.refill_in_background();
-                    }
-                    let mut memory = self.lock();
-                    memory.extend(taken);
-                    return memory.pop_front();
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "order number pool unreadable");
-                    return None;
-                }
+            if let Err(e) = self.top_up().await {
+                tracing::error!(error = %e, "order number pool unreadable");
+                return None;
+            }
+            if let Some(n) = self.pop() {
+                return Some(n);
             }
             // Nothing in the store: reserve now, once.
             if !self.refill().await {
@@ -91,6 +96,33 @@ impl Numbers {
         }
         crate::observe::order_numbers_exhausted();
         None
+    }
+
+    /// Moves the next numbers from the store into memory unless memory holds enough (another
+    /// top-up may just have run), and starts a reservation when the store runs low.
+    async fn top_up(&self) -> Result<(), crate::store::StoreError> {
+        let _one_at_a_time = self.inner.topping_up.lock().await;
+        if self.lock().len() >= TOP_UP_BELOW {
+            return Ok(());
+        }
+        let (taken, left) = self.inner.store.take_numbers(TAKE).await?;
+        self.lock().extend(taken);
+        if left < self.inner.low_water {
+            self.refill_in_background();
+        }
+        Ok(())
+    }
+
+    fn top_up_in_background(&self) {
+        if self.inner.topping_up.try_lock().is_err() {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.top_up().await {
+                tracing::error!(error = %e, "order number pool unreadable");
+            }
+        });
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<String>> {
@@ -152,5 +184,113 @@ impl Numbers {
         tokio::spawn(async move {
             this.refill().await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::order_client::{OrderCreated, OrderServiceError};
+    use futures::future::BoxFuture;
+    use serde_json::Value;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// An order service that only reserves numbers, from a counter, and counts reservations.
+    #[derive(Default)]
+    struct Reserving {
+        next: AtomicU64,
+        reservations: AtomicU64,
+    }
+
+    impl OrderService for Reserving {
+        fn create<'a>(
+            &'a self,
+            _: &'a Value,
+            _: &'a str,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<OrderCreated, OrderServiceError>> {
+            unreachable!("not used by the pool")
+        }
+        fn void<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<(), OrderServiceError>> {
+            unreachable!("not used by the pool")
+        }
+        fn link_sap_order_number<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: Option<&'a Value>,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<(), OrderServiceError>> {
+            unreachable!("not used by the pool")
+        }
+        fn list<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Vec<Value>, OrderServiceError>> {
+            unreachable!("not used by the pool")
+        }
+        fn by_number<'a>(
+            &'a self,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<Option<Value>, OrderServiceError>> {
+            unreachable!("not used by the pool")
+        }
+        fn ready(&self) -> BoxFuture<'_, bool> {
+            Box::pin(async { true })
+        }
+        fn reserve_numbers(
+            &self,
+            count: u32,
+        ) -> BoxFuture<'_, Result<Vec<String>, OrderServiceError>> {
+            Box::pin(async move {
+                self.reservations.fetch_add(1, Ordering::SeqCst);
+                let first = self.next.fetch_add(u64::from(count), Ordering::SeqCst);
+                Ok((first..first + u64::from(count))
+                    .map(|i| format!("{}", 8_000_000_000u64 + i))
+                    .collect())
+            })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_creates_never_get_the_same_number_even_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let orders = Arc::new(Reserving::default());
+        let mut seen = std::collections::HashSet::new();
+        for _restart in 0..2 {
+            let store = Store::open(dir.path()).unwrap();
+            let pool = Numbers::new(store, orders.clone(), 100);
+            let tasks: Vec<_> = (0..300)
+                .map(|_| {
+                    let pool = pool.clone();
+                    tokio::spawn(async move { pool.next().await })
+                })
+                .collect();
+            for t in tasks {
+                let n = t.await.unwrap().expect("a number");
+                assert!(seen.insert(n.clone()), "{n} handed out twice");
+            }
+        }
+        assert_eq!(seen.len(), 600);
+        // Reservations ran one at a time and only as needed: about 600 / 100, never one per
+        // waiting create.
+        let r = orders.reservations.load(Ordering::SeqCst);
+        assert!((6..=12).contains(&r), "{r} reservations");
+    }
+
+    #[tokio::test]
+    async fn a_number_given_back_is_the_next_one_handed_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = Numbers::new(
+            Store::open(dir.path()).unwrap(),
+            Arc::new(Reserving::default()),
+            10,
+        );
+        let first = pool.next().await.unwrap();
+        pool.give_back(first.clone());
+        assert_eq!(pool.next().await.unwrap(), first);
+        assert_ne!(pool.next().await.unwrap(), first);
     }
 }
