@@ -179,16 +179,29 @@ fn run_upstream(args: &[String]) -> anyhow::Result<()> {
                 respond(StatusCode::OK, entity)
             }
         });
-        let order_task = serve_fn(orders, move |req| async move {
-            if req.method() == Method::POST {
-                tokio::time::sleep(Duration::from_millis(order_ms)).await;
-                let body = format!(
-                    r#"{{"id":"{}","order_number":"8000000001","status":"created"}}"#,
-                    uuid::Uuid::new_v4()
-                );
-                return respond(StatusCode::CREATED, Bytes::from(body));
+        let reserved = Arc::new(AtomicU64::new(8_000_000_000));
+        let order_task = serve_fn(orders, move |req| {
+            let reserved = reserved.clone();
+            async move {
+                // The proxy reserves the order numbers it names in blocks, as from the real
+                // service (at once: it is not on the measured path).
+                if req.method() == Method::POST && req.uri().path() == "/api/v1/order-numbers" {
+                    let first = reserved.fetch_add(1000, Ordering::Relaxed);
+                    let numbers: Vec<String> =
+                        (first..first + 1000).map(|n| format!("\"{n}\"")).collect();
+                    let body = format!(r#"{{"numbers":[{}]}}"#, numbers.join(","));
+                    return respond(StatusCode::CREATED, Bytes::from(body));
+                }
+                if req.method() == Method::POST {
+                    tokio::time::sleep(Duration::from_millis(order_ms)).await;
+                    let body = format!(
+                        r#"{{"id":"{}","order_number":"8000000001","status":"created"}}"#,
+                        uuid::Uuid::new_v4()
+                    );
+                    return respond(StatusCode::CREATED, Bytes::from(body));
+                }
+                respond(StatusCode::OK, Bytes::from_static(b"{}"))
             }
-            respond(StatusCode::OK, Bytes::from_static(b"{}"))
         });
         tokio::try_join!(sap_task, order_task)?;
         anyhow::Ok(())
