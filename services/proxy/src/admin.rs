@@ -541,15 +541,21 @@ async fn discard_replay(
 }
 
 async fn counters(State(state): State<AdminState>) -> Response {
-    let backlog = state.store.backlog().await.unwrap_or_default();
-    let age = backlog
-        .oldest_created_at
-        .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0);
+    // An unreadable log is reported as such, never as an empty one.
+    let backlog = match state.store.backlog().await {
+        Ok(b) => {
+            let age = b
+                .oldest_created_at
+                .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0);
+            json!({"pending": b.pending, "parked": b.parked, "oldest_age_seconds": age})
+        }
+        Err(e) => json!({"error": e.to_string()}),
+    };
     Json(json!({
         "in_flight": state.max_concurrency.saturating_sub(state.inflight.available_permits()),
         "dual_write_outcomes": observe::outcome_counts(),
         "shadow_reads": {"matched": state.shadow.counts().0, "compared": state.shadow.counts().1},
-        "replay_backlog": {"pending": backlog.pending, "parked": backlog.parked, "oldest_age_seconds": age},
+        "replay_backlog": backlog,
         "breakers": {"sap": format!("{:?}", state.sap.breaker_state()), "order-service": format!("{:?}", state.order_upstream.breaker_state())},
     }))
     .into_response()

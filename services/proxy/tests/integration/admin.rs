@@ -374,3 +374,66 @@ async fn a_configured_natural_key_deduplicates_a_create_sent_twice_without_idemp
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_replay_backlog_and_reconciliation_drift_each_refuse_leaving_dual_write_on_their_own() {
+    let mut s = Stack::start(Options {
+        proxy_env: vec![
+            ("PROXY_SHADOW_MIN_SAMPLES", "0".into()),
+            ("PROXY_SHADOW_MIN_MATCH_RATE", "0".into()),
+            ("PROXY_REPLAY_BASE_MS", "120000".into()),
+            ("PROXY_REPLAY_MAX_MS", "120000".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let failing = |r: &Resp| -> Vec<String> {
+        r.json()["criteria"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["ok"] == false)
+            .map(|c| c["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    async fn report(s: &Stack, drift: u64) -> Resp {
+        s.admin(
+            Method::PUT,
+            "/admin/v1/routes/sales-orders/reconciliation",
+            Some(json!({ "drift": drift })),
+            Some(TOKEN),
+        )
+        .await
+    }
+    // Drift alone refuses.
+    assert_eq!(report(&s, 1).await.status, 200);
+    let refused = s.set_mode("events", false).await;
+    assert_eq!(refused.status, 409, "{:?}", refused.body);
+    assert_eq!(failing(&refused), ["reconciliation_drift_zero"]);
+    // A pending replay alone refuses (the order service was down for one create; the entry
+    // waits a long back-off).
+    s.stop_order_service();
+    let r = s
+        .sdk_create(&s.proxy_url(), &order_body(&unique("GATE")), &[])
+        .await;
+    assert_eq!(r.status, 201);
+    s.start_order_service().await;
+    assert_eq!(report(&s, 0).await.status, 200);
+    let refused = s.set_mode("events", false).await;
+    assert_eq!(refused.status, 409, "{:?}", refused.body);
+    assert_eq!(failing(&refused), ["replay_backlog_empty"]);
+    // Once the entry landed, the switch goes through.
+    let id = s.replays().await[0]["id"].as_str().unwrap().to_owned();
+    let retry = s
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/replays/{id}/retry"),
+            None,
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(retry.status, 200);
+    s.wait_replays_drained().await;
+    let ok = s.set_mode("events", false).await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+}

@@ -113,7 +113,19 @@ async fn a_proxy_killed_while_creates_are_in_flight_toward_sap_leaves_one_order_
             })
         })
         .collect();
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    test_support::eventually("all six creates in flight toward SAP", WAIT, || async {
+        let c = s
+            .admin(
+                reqwest::Method::GET,
+                "/admin/v1/counters",
+                None,
+                Some(TOKEN),
+            )
+            .await
+            .json();
+        (c["in_flight"].as_u64() >= Some(6)).then_some(())
+    })
+    .await;
     s.kill_proxy(); // SIGKILL with every create in flight toward SAP
     for c in clients {
         let _ = c.await;
