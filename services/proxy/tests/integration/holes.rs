@@ -442,3 +442,56 @@ async fn reconciliation_finds_no_drift_after_mixed_creates_through_the_proxy() {
     assert_eq!(report["report"]["paired"], 7, "{report}");
     assert_eq!(report["report"]["sap_orders"], 7, "{report}");
 }
+
+#[tokio::test]
+async fn a_retry_and_the_horizon_s_decision_after_both_sides_went_silent_make_one_order_each_side()
+{
+    let s = Stack::start(Options {
+        proxy_env: vec![
+            ("PROXY_SAP_TIMEOUT_MS", "400".into()),
+            ("PROXY_ORDER_SERVICE_TIMEOUT_MS", "300".into()),
+            ("PROXY_SAP_COMMIT_HORIZON_MS", "2000".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let reference = unique("BOTH-SILENT");
+    let key = [("idempotency-key", "both-silent-1")];
+    // SAP commits late; the order service's insert waits for a lock the test holds on the
+    // orders table, so its create times out (and is rolled back: the service drops a create
+    // whose caller went away). The client gets an error and retries under its key, while the
+    // proxy's decision after the commit horizon also wants the order on the new side.
+    let session = s.csrf(&s.proxy_url()).await;
+    s.sap_faults(json!({"latency_ms": 1200})).await;
+    let mut lock = s.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE orders IN SHARE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let first = s
+        .create_in_session(&s.proxy_url(), &session, &order_body(&reference), &key)
+        .await;
+    assert!(first.status >= 500, "{:?}", first.body);
+    lock.rollback().await.unwrap();
+    test_support::eventually("SAP committed late", WAIT, || async {
+        (s.sap_orders(&reference).await.len() == 1).then_some(())
+    })
+    .await;
+    s.sap_faults(json!({})).await;
+    // The retry names the same number (SAP refuses a second create: the proxy reads SAP's
+    // order) and the same order-service key as the horizon's decision: one row, whichever
+    // comes first.
+    let retry = s
+        .sdk_create(&s.proxy_url(), &order_body(&reference), &key)
+        .await;
+    assert_eq!(retry.status, 201, "{:?}", retry.body);
+    s.wait_replays_drained().await;
+    let rows = test_support::eventually("one live, linked order", WAIT, || async {
+        let rows = s.db_orders(&reference).await;
+        (rows.len() == 1 && rows[0].0 != "voided" && rows[0].1.is_some()).then_some(rows)
+    })
+    .await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let (sap, live, items, outbox) = counts(&s, &reference).await;
+    assert_eq!((sap, live, items, outbox), (1, 1, 2, 1));
+}
