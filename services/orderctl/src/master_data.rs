@@ -8,8 +8,9 @@
 //!   first, with the order service's own rules (`order-domain`), so a bad file stores nothing
 //!   and its errors name the file's entries.
 //! - `--from-sap`: reads SAP's standard OData V2 APIs, following SAP's paging (`__next`, else
-//!   `$skip`): `API_PRODUCT_SRV/A_Product` (`Product`, `BaseUnit`, `BaseISOUnit`, descriptions
-//!   via `to_Description`), `API_BUSINESS_PARTNER/A_CustomerSalesArea` (`Customer`, sales area,
+//!   `$skip`): `API_PRODUCT_SRV/A_Product` (`Product`, `BaseUnit`, descriptions via
+//!   `to_Description`; the V2 `A_Product` has no ISO code of the base unit, so `iso_unit` stays
+//!   empty), `API_BUSINESS_PARTNER/A_CustomerSalesArea` (`Customer`, sales area,
 //!   `Currency`) and `A_Customer` (`CustomerName`), and the material prices of
 //!   `API_SLSPRICINGCONDITIONRECORD_SRV/A_SlsPrcgConditionRecord` (condition type `PPR0` by
 //!   default: `ConditionRateValue` in `ConditionRateValueUnit` per `ConditionQuantity`
@@ -385,7 +386,8 @@ fn assemble(
             Some(MaterialDraft {
                 sku: Some(sku),
                 base_unit,
-                iso_unit: text(p, "BaseISOUnit"),
+                // `A_Product` (API_PRODUCT_SRV, OData V2) declares no `BaseISOUnit`
+                iso_unit: None,
                 price: price.map(|pr| pr.per_unit.to_string()),
                 currency: price.map(|pr| pr.currency.clone()),
                 description,
@@ -434,7 +436,7 @@ async fn read_sap(client: &reqwest::Client, args: &ImportArgs) -> anyhow::Result
         ends.sap(),
         ends.sap_auth(),
         &format!("{PRODUCT_SERVICE}/A_Product"),
-        "$select=Product,BaseUnit,BaseISOUnit,to_Description/Language,to_Description/ProductDescription&$expand=to_Description&$orderby=Product",
+        "$select=Product,BaseUnit,to_Description/Language,to_Description/ProductDescription&$expand=to_Description&$orderby=Product",
         page,
     )
     .await?;
@@ -522,10 +524,10 @@ mod tests {
             "per one base unit"
         );
         let products = [
-            json!({"Product": "TG11", "BaseUnit": "PC", "BaseISOUnit": "PCE",
+            json!({"Product": "TG11", "BaseUnit": "PC",
                    "to_Description": {"results": [{"Language": "DE", "ProductDescription": "Handelsware"},
                                                   {"Language": "EN", "ProductDescription": "Trading Good"}]}}),
-            json!({"Product": "TG12", "BaseUnit": "PC", "BaseISOUnit": "PCE"}),
+            json!({"Product": "TG12", "BaseUnit": "PC"}),
         ];
         let areas = [
             json!({"Customer": "17100001", "SalesOrganization": "1010", "DistributionChannel": "10", "Division": "00", "Currency": "EUR"}),

@@ -156,7 +156,6 @@ async fn a_bad_file_is_refused_naming_its_entries_and_imports_nothing() {
 }
 
 #[tokio::test]
-#[ignore = "needs sap-mock master-data APIs (issue 11)"]
 async fn importing_from_sap_reads_products_customers_and_prices_from_the_emulator() {
     let sys = Systems::start().await;
     let out = orderctl(&[

@@ -11,6 +11,8 @@
 //!   responses) to OData requests; [`admin`] changes them at runtime.
 //! - [`odata`]: client, logon and CSRF ([`session`]), resource path and query options, then the
 //!   operation; answers are shaped by [`render`], refusals by [`error`].
+//! - [`master_data_api`]: the [`master_data`] served read-only through SAP's standard product,
+//!   business partner and pricing condition APIs, for the master-data import.
 //! - [`sales_order`]: SAP's checks, defaults and pricing against [`master_data`];
 //!   [`numbering`]: the internal and external number ranges.
 //! - [`store`]: orders in an embedded redb database (durable before the answer), mirrored in
@@ -27,6 +29,7 @@ pub mod events;
 pub mod fault_layer;
 pub mod faults;
 pub mod master_data;
+pub mod master_data_api;
 pub mod numbering;
 pub mod odata;
 pub mod render;
@@ -160,17 +163,19 @@ impl Application {
 /// The HTTP routes. Layers, outermost first: correlation id (span per request), metrics, then
 /// on the OData routes only, the fault layer.
 pub fn router(state: Arc<AppState>) -> Router {
-    let odata = Router::new()
-        .route(SERVICE_ROOT_PATH, any(odata::handle))
-        .route(&format!("{SERVICE_ROOT_PATH}/"), any(odata::handle))
-        .route(
-            &format!("{SERVICE_ROOT_PATH}/{{*rest}}"),
-            any(odata::handle),
-        )
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            fault_layer::apply_faults,
-        ));
+    let mut services = Router::new();
+    let roots =
+        std::iter::once(SERVICE_ROOT_PATH).chain(master_data_api::SERVICES.iter().map(|s| s.root));
+    for root in roots {
+        services = services
+            .route(root, any(odata::handle))
+            .route(&format!("{root}/"), any(odata::handle))
+            .route(&format!("{root}/{{*rest}}"), any(odata::handle));
+    }
+    let odata = services.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        fault_layer::apply_faults,
+    ));
     let admin = Router::new()
         .route(
             "/sap-mock/admin/faults",

@@ -1,6 +1,7 @@
-//! The OData face: `/sap/opu/odata/sap/API_SALES_ORDER_SRV/...`.
+//! The OData face: `/sap/opu/odata/sap/API_SALES_ORDER_SRV/...`, and the read-only master data
+//! services of [`crate::master_data_api`] below their own roots.
 //!
-//! One handler takes every request below the service root and walks it through the phases
+//! One handler takes every request below a service root and walks it through the phases
 //! SAP's stack does, in order:
 //!
 //! 1. **client and logon** (`sap-client` header or query parameter; basic auth or session),
@@ -76,6 +77,9 @@ async fn handle_once(app: Arc<AppState>, req: Request) -> Response {
         .is_some_and(|v| v.eq_ignore_ascii_case("fetch"));
     let (parts, body) = req.into_parts();
     let method = effective_method(&parts.method, &parts.headers);
+    let Some(root) = service_root_of(parts.uri.path()) else {
+        return SapError::resource_not_found(parts.uri.path()).into_response();
+    };
     let principal = match logon(&app, &parts.headers, parts.uri.query().unwrap_or_default()) {
         Ok(p) => p,
         Err(message) => return logon_failed(&app, &message),
@@ -91,13 +95,18 @@ async fn handle_once(app: Arc<AppState>, req: Request) -> Response {
     } else {
         let ctx = RequestContext {
             app: &app,
+            root,
             method: &method,
             headers: &parts.headers,
             raw_path: parts.uri.path(),
             raw_query: parts.uri.query().unwrap_or_default(),
             principal: &principal,
         };
-        match serve(&ctx, body).await {
+        let served = match crate::master_data_api::service(root) {
+            Some(service) => crate::master_data_api::serve(&ctx, service).await,
+            None => serve(&ctx, body).await,
+        };
+        match served {
             Ok(r) => r,
             Err(e) => {
                 record(Event::Refused(e.status.as_u16(), e.code));
@@ -186,12 +195,25 @@ fn logon_failed(app: &AppState, message: &str) -> Response {
     r
 }
 
-struct RequestContext<'a> {
-    app: &'a AppState,
-    method: &'a Method,
-    headers: &'a HeaderMap,
-    raw_path: &'a str,
-    raw_query: &'a str,
+/// The service root path (`/sap/opu/odata/sap/<SERVICE>`) that `path` lies below, if any.
+fn service_root_of(path: &str) -> Option<&'static str> {
+    std::iter::once(SERVICE_ROOT_PATH)
+        .chain(crate::master_data_api::SERVICES.iter().map(|s| s.root))
+        .find(|root| {
+            path.strip_prefix(root)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+}
+
+/// One request as the operations see it.
+pub(crate) struct RequestContext<'a> {
+    pub(crate) app: &'a AppState,
+    /// The service root path the request is below.
+    pub(crate) root: &'static str,
+    pub(crate) method: &'a Method,
+    pub(crate) headers: &'a HeaderMap,
+    pub(crate) raw_path: &'a str,
+    pub(crate) raw_query: &'a str,
     principal: &'a Principal,
 }
 
@@ -205,8 +227,9 @@ impl RequestContext<'_> {
             .ok_or_else(|| SapError::document_not_found(number))
     }
 
-    /// `http://<host>/sap/opu/odata/sap/API_SALES_ORDER_SRV`, used in `__metadata` and links.
-    fn service_root(&self) -> String {
+    /// `http://<host>/sap/opu/odata/sap/API_SALES_ORDER_SRV` (or the root of the master data
+    /// service asked for), used in `__metadata` and links.
+    pub(crate) fn service_root(&self) -> String {
         let host = self
             .headers
             .get(header::HOST)
@@ -218,7 +241,7 @@ impl RequestContext<'_> {
                         .all(|c| c.is_ascii_alphanumeric() || "-.:[]_".contains(c))
             })
             .unwrap_or("localhost");
-        format!("http://{host}{SERVICE_ROOT_PATH}")
+        format!("http://{host}{}", self.root)
     }
 }
 
@@ -258,7 +281,7 @@ async fn serve(ctx: &RequestContext<'_>, body: Body) -> Result<Response, SapErro
 }
 
 /// 405 unless `method` is one of `allowed`.
-fn only(method: &str, allowed: &[&str]) -> Result<(), SapError> {
+pub(crate) fn only(method: &str, allowed: &[&str]) -> Result<(), SapError> {
     if allowed.contains(&method) {
         Ok(())
     } else {
@@ -280,7 +303,7 @@ async fn serve_orders(
             ([], "GET") => list(
                 ctx,
                 query,
-                &SALES_ORDER,
+                (&SALES_ORDER, &schema::entity_type),
                 ctx.app.store.all().await,
                 |o| &o.header,
                 |root, o| render::order_node(root, o, query),
@@ -415,7 +438,7 @@ async fn serve_items(
     }
 }
 
-fn is_count(s: &Segment) -> bool {
+pub(crate) fn is_count(s: &Segment) -> bool {
     s.name == "$count" && s.key.is_none()
 }
 
@@ -426,7 +449,7 @@ fn order_key(s: &Segment) -> Result<String, SapError> {
 
 /// JSON is the only format served: `$format=xml` or an `Accept` that allows only XML is
 /// refused with 406 (S/4 would answer Atom XML; the emulator does not speak it).
-fn negotiate_json(
+pub(crate) fn negotiate_json(
     headers: &HeaderMap,
     query: &QueryOptions,
     segments: &[Segment],
@@ -474,7 +497,7 @@ fn negotiate_json(
     }
 }
 
-fn json(status: StatusCode, node: &Node) -> Response {
+pub(crate) fn json(status: StatusCode, node: &Node) -> Response {
     let mut r = (status, node.to_json_string()).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -491,7 +514,7 @@ fn entity_response(node: Node, order: &Order) -> Response {
     r
 }
 
-fn count(n: usize) -> Response {
+pub(crate) fn count(n: usize) -> Response {
     let mut r = (StatusCode::OK, n.to_string()).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -519,7 +542,11 @@ async fn read_order(
 }
 
 /// The rows whose record matches `$filter`.
-fn matching<T>(query: &QueryOptions, mut rows: Vec<T>, record: impl Fn(&T) -> &Record) -> Vec<T> {
+pub(crate) fn matching<T>(
+    query: &QueryOptions,
+    mut rows: Vec<T>,
+    record: impl Fn(&T) -> &Record,
+) -> Vec<T> {
     if let Some(f) = &query.filter {
         rows.retain(|r| f.evaluate(&|name| record(r).get(name).clone()));
     }
@@ -587,24 +614,25 @@ fn next_link(ctx: &RequestContext<'_>, token: usize) -> String {
         .collect();
     let token_param = format!("$skiptoken={token}");
     params.push(&token_param);
-    let below_root = ctx
-        .raw_path
-        .strip_prefix(SERVICE_ROOT_PATH)
-        .unwrap_or_default();
+    let below_root = ctx.raw_path.strip_prefix(ctx.root).unwrap_or_default();
     format!("{}{}?{}", ctx.service_root(), below_root, params.join("&"))
 }
 
+/// Finds the entity type a navigation leads to, by name (for nested `$select` checks).
+pub(crate) type TargetOf = dyn Fn(&str) -> Option<&'static EntityType> + Sync;
+
 /// A collection answer: `$filter`, `$orderby`, paging (`$skip`, `$top`, `$skiptoken`, page
-/// size with `__next`), `$inlinecount`, each row rendered by `render`.
-fn list<T>(
+/// size with `__next`), `$inlinecount`, each row rendered by `render`. Names are checked
+/// against `entity`, nested selections against the navigation targets `target_of` finds.
+pub(crate) fn list<T>(
     ctx: &RequestContext<'_>,
     query: &QueryOptions,
-    entity: &EntityType,
+    (entity, target_of): (&EntityType, &TargetOf),
     rows: Vec<T>,
     record: impl Fn(&T) -> &Record,
     render: impl Fn(&str, &T) -> Node,
 ) -> Result<Response, SapError> {
-    query.check(entity, &schema::entity_type)?;
+    query.check(entity, target_of)?;
     let mut rows = matching(query, rows, &record);
     sort_by(&mut rows, query, |r, p| record(r).get(p).clone());
     let (start, end, next) = page(rows.len(), query, ctx.app.config.page_size)?;
@@ -645,7 +673,7 @@ fn list_items(
     list(
         ctx,
         query,
-        &SALES_ORDER_ITEM,
+        (&SALES_ORDER_ITEM, &schema::entity_type),
         items,
         |(i, _)| i,
         |root, (i, o)| render::item_node(root, i, o.as_deref(), query),
