@@ -975,8 +975,16 @@ impl SalesOrders {
         let wakeup = self.replay_wakeup.clone();
         let route = route.name.clone();
         let correlation_id = correlation_id.to_owned();
+        let sap = self.sap_client.clone();
         self.writes.spawn(async move {
-            let pricing = sap_pricing(sap_answer.as_ref());
+            // An answer that cannot be read (compressed, Atom XML) is read again by key.
+            let pricing = match sap_pricing(sap_answer.as_ref()) {
+                Some(p) => Some(p),
+                None => match sap.read_by_key(&number, None).await {
+                    Ok(Some(found)) => sap_pricing(Some(&found.entity_body)),
+                    _ => None,
+                },
+            };
             if let Err(e) = orders
                 .link_sap_order_number(&order_id, &number, pricing.as_ref(), &correlation_id)
                 .await
