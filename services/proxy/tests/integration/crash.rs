@@ -113,17 +113,15 @@ async fn a_proxy_killed_while_creates_are_in_flight_toward_sap_leaves_one_order_
             })
         })
         .collect();
-    test_support::eventually("all six creates in flight toward SAP", WAIT, || async {
-        let c = s
-            .admin(
-                reqwest::Method::GET,
-                "/admin/v1/counters",
-                None,
-                Some(TOKEN),
-            )
-            .await
-            .json();
-        (c["in_flight"].as_u64() >= Some(6)).then_some(())
+    // SAP counts every request it holds for the latency: six means all six creates reached it.
+    test_support::eventually("all six creates held by SAP", WAIT, || async {
+        let metrics = s.get(format!("{}/metrics", s.sap_url())).await;
+        let held = String::from_utf8_lossy(&metrics.body)
+            .lines()
+            .find(|l| l.starts_with("sap_mock_events_total{event=\"sap_mock_fault_latency\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        (held >= 6.0).then_some(())
     })
     .await;
     s.kill_proxy(); // SIGKILL with every create in flight toward SAP
