@@ -182,12 +182,13 @@ impl ProxyState {
             return resp;
         }
         let (parts, body) = resp.into_parts();
+        let encoding = shadow::Encoding::of(&parts.headers);
         let (tee, copy) = Tee::new(body);
         let orders = self.orders.clone();
         let stats = self.shadow.clone();
         tokio::spawn(async move {
             if let Ok(bytes) = copy.await {
-                shadow::compare(bytes, orders, stats).await;
+                shadow::compare(bytes, encoding, orders, stats).await;
             }
         });
         Response::from_parts(parts, tee.boxed_unsync())

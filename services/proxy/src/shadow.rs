@@ -139,14 +139,67 @@ impl Body for Tee {
     }
 }
 
+/// How SAP's answer body is encoded (SAP's ICM gzips answers for clients that accept it when
+/// HTTP compression is on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// As is.
+    Identity,
+    /// `Content-Encoding: gzip`.
+    Gzip,
+    /// Something the comparison cannot read.
+    Other,
+}
+
+impl Encoding {
+    /// The encoding an answer's headers declare.
+    pub fn of(headers: &http::HeaderMap) -> Self {
+        match headers
+            .get(http::header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+        {
+            None => Encoding::Identity,
+            Some(v) if v.trim().eq_ignore_ascii_case("identity") => Encoding::Identity,
+            Some(v) if v.trim().eq_ignore_ascii_case("gzip") => Encoding::Gzip,
+            Some(_) => Encoding::Other,
+        }
+    }
+
+    /// The body as sent before encoding (at most [`MAX_COPY`] bytes), if it can be read.
+    pub fn decode(self, body: Bytes) -> Option<Bytes> {
+        use std::io::Read;
+        match self {
+            Encoding::Identity => Some(body),
+            Encoding::Other => None,
+            Encoding::Gzip => {
+                let mut out = Vec::new();
+                flate2::read::GzDecoder::new(body.as_ref())
+                    .take(MAX_COPY as u64 + 1)
+                    .read_to_end(&mut out)
+                    .ok()?;
+                (out.len() <= MAX_COPY).then(|| Bytes::from(out))
+            }
+        }
+    }
+}
+
 /// Compares SAP's entity with the order service's order for the same SAP number, records the
-/// result, and returns it.
+/// result, and returns it. A body that cannot be read is counted as unreadable, never silently
+/// skipped.
 pub async fn compare(
     sap_body: Bytes,
+    encoding: Encoding,
     orders: Arc<dyn OrderService>,
     stats: Arc<ShadowStats>,
 ) -> Option<ShadowResult> {
-    let v: Value = serde_json::from_slice(&sap_body).ok()?;
+    let Some(v) = encoding
+        .decode(sap_body)
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+    else {
+        metrics::counter!("proxy_shadow_reads_total", "result" => "unreadable").increment(1);
+        tracing::warn!("shadow_unreadable: SAP's answer could not be read for comparison");
+        return None;
+    };
     let entity = v.get("d")?;
     let number = entity.get("SalesOrder")?.as_str()?.to_owned();
     let query = format!("sap_order_number={number}&limit=1");

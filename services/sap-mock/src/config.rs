@@ -134,6 +134,7 @@ impl Config {
             outage: r.read("SAP_MOCK_OUTAGE", Outage::Off),
             lost_response_rate: r.read("SAP_MOCK_LOST_RESPONSE_RATE", 0.0),
             max_connections: r.read_opt("SAP_MOCK_MAX_CONNECTIONS"),
+            gzip_responses: r.read_bool("SAP_MOCK_GZIP_RESPONSES", false),
         };
         if let Err(e) = faults.validate() {
             r.problem(e);

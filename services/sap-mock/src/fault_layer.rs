@@ -129,10 +129,58 @@ async fn run_with_plan(
         return SapError::new(status, code, message).into_response();
     }
     let write = !matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS");
+    let accepts_gzip = req
+        .headers()
+        .get_all(http::header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|c| {
+            c.split(';')
+                .next()
+                .is_some_and(|c| c.trim().eq_ignore_ascii_case("gzip"))
+        });
     let response = next.run(req).await;
     if plan.lose_response && write && response.status().is_success() {
         record(Event::FaultResponseLost);
         return dropped();
     }
+    if plan.gzip && accepts_gzip {
+        return gzipped(response).await;
+    }
     response
+}
+
+/// The answer gzip-compressed (`Content-Encoding: gzip`), as SAP's ICM sends it with HTTP
+/// compression on; answers without a body, or already encoded, stay as they are.
+async fn gzipped(response: Response) -> Response {
+    use std::io::Write;
+    if response
+        .headers()
+        .contains_key(http::header::CONTENT_ENCODING)
+    {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return SapError::internal().into_response();
+    };
+    if bytes.is_empty() {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    }
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let compressed = match encoder.write_all(&bytes).and_then(|()| encoder.finish()) {
+        Ok(c) => c,
+        Err(_) => return SapError::internal().into_response(),
+    };
+    parts.headers.insert(
+        http::header::CONTENT_ENCODING,
+        http::HeaderValue::from_static("gzip"),
+    );
+    parts.headers.insert(
+        http::header::VARY,
+        http::HeaderValue::from_static("Accept-Encoding"),
+    );
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(compressed))
 }

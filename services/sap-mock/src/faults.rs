@@ -102,6 +102,9 @@ pub struct FaultSettings {
     pub lost_response_rate: f64,
     /// `SAP_MOCK_MAX_CONNECTIONS`: open connections served at once; more get 503.
     pub max_connections: Option<usize>,
+    /// `SAP_MOCK_GZIP_RESPONSES`: answers are gzip-compressed for clients that accept it
+    /// (`Accept-Encoding: gzip`), as SAP's ICM does with HTTP compression switched on.
+    pub gzip_responses: bool,
 }
 
 impl Default for FaultSettings {
@@ -118,6 +121,7 @@ impl Default for FaultSettings {
             outage: Outage::Off,
             lost_response_rate: 0.0,
             max_connections: None,
+            gzip_responses: false,
         }
     }
 }
@@ -169,6 +173,8 @@ pub struct RequestFaults {
     pub error: Option<u16>,
     /// After a successful write, drop the connection instead of answering.
     pub lose_response: bool,
+    /// Compress the answer when the client accepts gzip.
+    pub gzip: bool,
 }
 
 /// The live fault settings, shared by all requests.
@@ -250,6 +256,7 @@ pub fn plan_with(s: &FaultSettings, rng: &mut impl Rng) -> RequestFaults {
         hang: hit(rng, s.hang_rate).then(|| Duration::from_millis(s.hang_ms)),
         error,
         lose_response: hit(rng, s.lost_response_rate),
+        gzip: s.gzip_responses,
     }
 }
 
