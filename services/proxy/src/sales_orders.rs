@@ -541,7 +541,7 @@ impl SalesOrders {
             _ => body,
         };
         let client_auth = parts.headers.get(header::AUTHORIZATION);
-        let sap = self.send_sap_create(parts, body).await;
+        let sap = self.send_sap_create(parts, body, target).await;
         let sap = self.settle_sap(sap, target, client_auth).await;
         let ambiguous = sap.is_silent();
         match sap.answer {
@@ -661,7 +661,7 @@ impl SalesOrders {
 
         // Phase 3: call both sides concurrently.
         let sap_call = async {
-            let sap = self.send_sap_create(parts, sap_body.clone()).await;
+            let sap = self.send_sap_create(parts, sap_body.clone(), target).await;
             // Phase 4: a refusal or a silent SAP is settled by reading the number.
             self.settle_sap(sap, target, client_auth).await
         };
@@ -915,11 +915,23 @@ impl SalesOrders {
         }
     }
 
-    async fn send_sap_create(&self, parts: &http::request::Parts, body: Bytes) -> SapResult {
+    async fn send_sap_create(
+        &self,
+        parts: &http::request::Parts,
+        body: Bytes,
+        target: &Target,
+    ) -> SapResult {
         let len = body.len();
         let mut req = upstream_request(parts, full(body), &self.sap, self.config.preserve_host);
         req.headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        // SAP Gateway's repeatable requests, a second line of defence where an administrator
+        // enabled them: the same RequestID for every attempt under our number.
+        if target.ours
+            && let Some(n) = &target.sap_number
+        {
+            crate::sap_client::repeatability_headers(req.headers_mut(), n);
+        }
         let answer = match self.sap.send(req).await {
             Ok(resp) => Buffered::from_response(resp, self.config.sap_timeout).await,
             Err(f) => Err(f),

@@ -245,6 +245,10 @@ impl SapClient {
     }
 
     async fn create_once(&self, body: &Value) -> Result<String, SapCallError> {
+        let named = body
+            .get("SalesOrder")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty());
         let (token, cookies) = self.fetch_csrf(None).await?;
         let mut extra = Vec::new();
         if let Some(t) = token {
@@ -252,6 +256,15 @@ impl SapClient {
         }
         if !cookies.is_empty() {
             extra.push(("cookie", cookies));
+        }
+        if let Some(n) = named {
+            let mut h = http::HeaderMap::new();
+            repeatability_headers(&mut h, n);
+            for name in [REQUEST_ID, REPEATABILITY_CREATION] {
+                if let Some(v) = h.get(name).and_then(|v| v.to_str().ok()) {
+                    extra.push((name, v.to_owned()));
+                }
+            }
         }
         let (status, _, bytes) = self
             .call(
@@ -280,6 +293,35 @@ impl SapClient {
     }
 }
 
+/// SAP Gateway's repeatability request headers (SAP Help "Idempotency"; Gateway interface
+/// `/IWBEP/IF_MGW_CORE_SRV_RUNTIME`).
+const REQUEST_ID: &str = "requestid";
+const REPEATABILITY_CREATION: &str = "repeatabilitycreation";
+
+/// Sets `RequestID` (a 32-character GUID, the same for every attempt that names `number`) and
+/// `RepeatabilityCreation` (this attempt's time, HTTP-date) unless the caller sent its own:
+/// where SAP's administrator enabled repeatable requests, a repeat gets the first answer.
+pub fn repeatability_headers(headers: &mut http::HeaderMap, number: &str) {
+    if headers.contains_key(REQUEST_ID) {
+        return;
+    }
+    let id = uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("sales-order:{number}").as_bytes(),
+    )
+    .simple()
+    .to_string()
+    .to_uppercase();
+    let created = chrono::Utc::now()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    for (name, value) in [(REQUEST_ID, id), (REPEATABILITY_CREATION, created)] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
+}
+
 /// An OData string literal for a `$filter`, quotes doubled and the rest percent-encoded the
 /// way SAP's SDK does (quotes stay raw).
 pub fn odata_string_literal(value: &str) -> String {
@@ -300,6 +342,24 @@ pub fn odata_string_literal(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_attempt_under_one_number_carries_the_same_request_id_and_a_client_s_own_is_kept() {
+        let id = |n: &str| {
+            let mut h = http::HeaderMap::new();
+            repeatability_headers(&mut h, n);
+            assert!(h.contains_key(REPEATABILITY_CREATION));
+            h[REQUEST_ID].to_str().unwrap().to_owned()
+        };
+        assert_eq!(id("8000000001"), id("8000000001"));
+        assert_ne!(id("8000000001"), id("8000000002"));
+        assert_eq!(id("8000000001").len(), 32);
+        assert!(id("8000000001").bytes().all(|b| b.is_ascii_hexdigit()));
+        let mut own = http::HeaderMap::new();
+        own.insert(REQUEST_ID, HeaderValue::from_static("CLIENTS-OWN"));
+        repeatability_headers(&mut own, "8000000001");
+        assert_eq!(own[REQUEST_ID], "CLIENTS-OWN");
+    }
 
     #[test]
     fn filter_literals_double_quotes_and_percent_encode_the_rest() {

@@ -559,3 +559,19 @@ async fn a_gzipped_sap_answer_still_links_sap_s_number_and_amounts_and_is_shadow
     })
     .await;
 }
+
+#[tokio::test]
+async fn where_sap_honours_repeatable_requests_the_proxy_s_creates_use_them() {
+    let s = Stack::start(Options {
+        sap_env: vec![("SAP_MOCK_REPEATABILITY", "true".into())],
+        ..Options::default()
+    })
+    .await;
+    let r = s
+        .sdk_create(&s.proxy_url(), &order_body(&unique("REPEATABLE")), &[])
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    // SAP Gateway answers RepeatabilityResult only to a request carrying RequestID and
+    // RepeatabilityCreation.
+    assert_eq!(r.headers["repeatabilityresult"], "accepted");
+}
