@@ -166,15 +166,9 @@ impl SapClient {
         let path = format!(
             "{SERVICE_ROOT}/A_SalesOrder?$select=*,to_Item/*&$expand=to_Item&$filter=({field}%20eq%20{literal})&$top=1"
         );
-        let (status, _, bytes) = self.call(Method::GET, &path, auth, &[], None).await?;
-        if !status.is_success() {
-            return Err(SapCallError::Rejected {
-                status: status.as_u16(),
-                body: String::from_utf8_lossy(&bytes).into_owned(),
-            });
-        }
-        let v: Value =
-            serde_json::from_slice(&bytes).map_err(|e| SapCallError::Protocol(e.to_string()))?;
+        let Some((v, _)) = self.get_json(&path, auth).await? else {
+            return Ok(None);
+        };
         let first = v
             .get("d")
             .and_then(|d| d.get("results"))
@@ -191,15 +185,14 @@ impl SapClient {
         }))
     }
 
-    /// Reads one sales order by its key, with items; `None` when SAP has no such order.
-    pub async fn read_by_key(
+    /// A GET answered with JSON (the value and its bytes); `None` on 404, an error on any other
+    /// refusal.
+    async fn get_json(
         &self,
-        number: &str,
+        path: &str,
         auth: Option<&HeaderValue>,
-    ) -> Result<Option<FoundOrder>, SapCallError> {
-        let key = odata_string_literal(number);
-        let path = format!("{SERVICE_ROOT}/A_SalesOrder({key})?$expand=to_Item");
-        let (status, _, bytes) = self.call(Method::GET, &path, auth, &[], None).await?;
+    ) -> Result<Option<(Value, Bytes)>, SapCallError> {
+        let (status, _, bytes) = self.call(Method::GET, path, auth, &[], None).await?;
         if status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -209,8 +202,22 @@ impl SapClient {
                 body: String::from_utf8_lossy(&bytes).into_owned(),
             });
         }
-        let v: Value =
+        let v =
             serde_json::from_slice(&bytes).map_err(|e| SapCallError::Protocol(e.to_string()))?;
+        Ok(Some((v, bytes)))
+    }
+
+    /// Reads one sales order by its key, with items; `None` when SAP has no such order.
+    pub async fn read_by_key(
+        &self,
+        number: &str,
+        auth: Option<&HeaderValue>,
+    ) -> Result<Option<FoundOrder>, SapCallError> {
+        let key = odata_string_literal(number);
+        let path = format!("{SERVICE_ROOT}/A_SalesOrder({key})?$expand=to_Item");
+        let Some((v, bytes)) = self.get_json(&path, auth).await? else {
+            return Ok(None);
+        };
         let entity = v.get("d").cloned().unwrap_or(Value::Null);
         let found = entity
             .get("SalesOrder")
