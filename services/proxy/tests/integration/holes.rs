@@ -573,3 +573,74 @@ async fn where_sap_honours_repeatable_requests_the_proxy_s_creates_use_them() {
     // RepeatabilityCreation.
     assert_eq!(r.headers["repeatabilityresult"], "accepted");
 }
+
+#[tokio::test]
+async fn backfill_after_dual_writes_copies_only_sap_s_history_and_leaves_no_drift() {
+    let s = Stack::start(Options::default()).await;
+    // History: orders SAP took before the proxy was in front of it (internal numbers).
+    let mut history = Vec::new();
+    for i in 0..2 {
+        let reference = unique(&format!("HISTORY-{i}"));
+        let r = s
+            .sdk_create(&s.sap_url(), &order_body(&reference), &[])
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        history.push(reference);
+    }
+    // Dual writes through the proxy (our numbers, linked).
+    for i in 0..2 {
+        let r = s
+            .sdk_create(
+                &s.proxy_url(),
+                &order_body(&unique(&format!("DUAL-{i}"))),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    s.wait_replays_drained().await;
+    let orderctl = binaries().join("orderctl");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&orderctl)
+            .args(args)
+            .args([
+                "--json",
+                "--sap-url",
+                &s.sap_url(),
+                "--orders-url",
+                &s.orders_url(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    test_support::eventually("the dual writes are linked", WAIT, || async {
+        let dry = run(&["backfill", "--dry-run"]);
+        (dry["linked"] == json!([])).then_some(())
+    })
+    .await;
+    let copied = run(&["backfill"]);
+    assert_eq!(
+        copied["copied"].as_array().unwrap().len(),
+        2,
+        "only SAP's history: {copied}"
+    );
+    assert_eq!(copied["already_present"], 2, "{copied}");
+    for reference in &history {
+        assert_eq!(
+            s.db_orders(reference).await.len(),
+            1,
+            "{reference} copied once"
+        );
+    }
+    let again = run(&["backfill"]);
+    assert_eq!(again["copied"], json!([]), "{again}");
+    let report = run(&["reconcile"]);
+    assert_eq!(report["drift"], 0, "{report}");
+    assert_eq!(report["report"]["paired"], 4, "{report}");
+}
