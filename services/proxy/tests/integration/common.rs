@@ -332,6 +332,17 @@ impl Stack {
         into_resp(req.send().await.unwrap()).await
     }
 
+    /// How many requests SAP (the emulator) has held for its latency knob so far: each one
+    /// reached SAP whole.
+    pub async fn sap_requests_delayed(&self) -> f64 {
+        let metrics = self.get(format!("{}/metrics", self.sap_url())).await;
+        String::from_utf8_lossy(&metrics.body)
+            .lines()
+            .find(|l| l.starts_with("sap_mock_events_total{event=\"sap_mock_fault_latency\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    }
+
     /// A CSRF token and the session cookies it is bound to, fetched as SAP's SDK does
     /// (`HEAD .../A_SalesOrder/` with `x-csrf-token: Fetch`).
     pub async fn csrf(&self, base: &str) -> (String, String) {

@@ -115,13 +115,7 @@ async fn a_proxy_killed_while_creates_are_in_flight_toward_sap_leaves_one_order_
         .collect();
     // SAP counts every request it holds for the latency: six means all six creates reached it.
     test_support::eventually("all six creates held by SAP", WAIT, || async {
-        let metrics = s.get(format!("{}/metrics", s.sap_url())).await;
-        let held = String::from_utf8_lossy(&metrics.body)
-            .lines()
-            .find(|l| l.starts_with("sap_mock_events_total{event=\"sap_mock_fault_latency\"}"))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        (held >= 6.0).then_some(())
+        (s.sap_requests_delayed().await >= 6.0).then_some(())
     })
     .await;
     s.kill_proxy(); // SIGKILL with every create in flight toward SAP
@@ -174,4 +168,45 @@ async fn a_proxy_killed_while_creates_are_in_flight_toward_sap_leaves_one_order_
         .await
         .unwrap();
     assert_eq!(live, 6, "no second live order in PostgreSQL");
+}
+
+#[tokio::test]
+async fn a_proxy_killed_while_store_and_forward_replays_are_in_flight_toward_sap_creates_each_once()
+{
+    let mut s = Stack::start(Options {
+        policy: "store-and-forward",
+        ..Options::default()
+    })
+    .await;
+    s.sap_faults(json!({"outage": "unavailable"})).await;
+    let batch = unique("SAF-INFLIGHT");
+    let refs: Vec<String> = (0..4).map(|i| format!("{batch}-{i}")).collect();
+    for reference in &refs {
+        let r = s
+            .sdk_create(&s.proxy_url(), &order_body(reference), &[])
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    // SAP comes back slow: the replays' creates reach it and are held there when the proxy
+    // dies; SAP finishes them anyway.
+    let before = s.sap_requests_delayed().await;
+    s.sap_faults(json!({"latency_ms": 1500})).await;
+    test_support::eventually("replay creates held by SAP", WAIT, || async {
+        // Each replay fetches a CSRF token and then creates: both are held.
+        (s.sap_requests_delayed().await - before >= 2.0 * refs.len() as f64).then_some(())
+    })
+    .await;
+    s.kill_proxy();
+    s.sap_faults(json!({})).await;
+    s.start_proxy().await;
+    s.wait_replays_drained().await;
+    for reference in &refs {
+        let sap = s.sap_orders(reference).await;
+        assert_eq!(sap.len(), 1, "{reference}: {sap:?}");
+        let rows = s.db_orders(reference).await;
+        assert_eq!(rows.len(), 1, "{reference}: {rows:?}");
+        assert_eq!(rows[0].1.as_deref(), sap[0]["SalesOrder"].as_str());
+    }
+    assert_eq!(s.sap_all().await.len(), refs.len());
+    assert_eq!(s.db_all().await.len(), refs.len());
 }
