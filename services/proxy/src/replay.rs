@@ -12,6 +12,8 @@
 //! by a look-up of their stamp, links and voids are idempotent in the order service.
 
 use std::sync::Arc;
+
+use futures::StreamExt;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -25,6 +27,9 @@ use crate::sap_client::{SapCallError, SapClient};
 use crate::store::{ReplayEntry, ReplayKind, ReplayState, Store};
 
 /// The result of one attempt.
+/// Entries attempted at once.
+const REPLAY_CONCURRENCY: usize = 16;
+
 #[derive(Debug)]
 enum Step {
     /// Done: remove the entry.
@@ -107,9 +112,12 @@ impl ReplayWorker {
             }
         };
         let n = due.len();
-        for entry in due {
-            self.process(entry).await;
-        }
+        // Entries are independent (each carries one order's follow-up, its steps in order
+        // inside `process`), so several go at once: after an outage the backlog drains at SAP's
+        // concurrency, not one round trip at a time.
+        futures::stream::iter(due)
+            .for_each_concurrent(REPLAY_CONCURRENCY, |entry| self.process(entry))
+            .await;
         n
     }
 
