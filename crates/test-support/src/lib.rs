@@ -9,6 +9,7 @@
 //!   random group; [`kafka::PrivateBroker`] gives outage tests a broker of their own to stop.
 //! - [`process`]: child processes of the real binaries that are killed when dropped, with
 //!   SIGKILL available for crash tests, and free loopback ports.
+//! - [`relay`]: a TCP relay that loses a server's answers after the request reached it whole.
 //! - [`eventually`]: poll a condition until a deadline instead of sleeping.
 //!
 //! Only ever a dev-dependency.
@@ -16,6 +17,7 @@
 pub mod kafka;
 pub mod postgres;
 pub mod process;
+pub mod relay;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -255,19 +255,7 @@ pub async fn readiness(state: &AdminState, route: &Route, target: Mode) -> Vec<C
                 state.shadow_min_match_rate * 100.0
             ),
         });
-        // A log that cannot be read is not an empty one: the gate stays shut.
-        out.push(match state.store.backlog().await {
-            Ok(backlog) => Criterion {
-                name: "replay_backlog_empty",
-                ok: backlog.pending + backlog.parked == 0,
-                detail: format!("{} pending, {} parked", backlog.pending, backlog.parked),
-            },
-            Err(e) => Criterion {
-                name: "replay_backlog_empty",
-                ok: false,
-                detail: format!("the replay log could not be read: {e}"),
-            },
-        });
+        out.push(backlog_criterion(state.store.backlog().await));
         let report = state
             .reconciliation
             .lock()
@@ -286,6 +274,24 @@ pub async fn readiness(state: &AdminState, route: &Route, target: Mode) -> Vec<C
         });
     }
     out
+}
+
+/// A log that cannot be read is not an empty one: the gate stays shut.
+fn backlog_criterion(
+    backlog: Result<crate::store::Backlog, crate::store::StoreError>,
+) -> Criterion {
+    match backlog {
+        Ok(backlog) => Criterion {
+            name: "replay_backlog_empty",
+            ok: backlog.pending + backlog.parked == 0,
+            detail: format!("{} pending, {} parked", backlog.pending, backlog.parked),
+        },
+        Err(e) => Criterion {
+            name: "replay_backlog_empty",
+            ok: false,
+            detail: format!("the replay log could not be read: {e}"),
+        },
+    }
 }
 
 async fn route_view(state: &AdminState, r: &Route) -> serde_json::Value {
@@ -570,5 +576,27 @@ mod tests {
         assert!(same_secret(b"abc", b"abc"));
         assert!(!same_secret(b"abc", b"abd"));
         assert!(!same_secret(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn a_replay_log_that_cannot_be_read_keeps_the_backlog_gate_shut() {
+        let unreadable = crate::store::StoreError::from(redb::Error::Io(std::io::Error::other(
+            "input/output error",
+        )));
+        let c = backlog_criterion(Err(unreadable));
+        assert!(!c.ok);
+        assert!(c.detail.contains("could not be read"), "{}", c.detail);
+        let empty = crate::store::Backlog {
+            pending: 0,
+            parked: 0,
+            oldest_created_at: None,
+        };
+        assert!(backlog_criterion(Ok(empty)).ok);
+        let parked = crate::store::Backlog {
+            pending: 0,
+            parked: 1,
+            oldest_created_at: None,
+        };
+        assert!(!backlog_criterion(Ok(parked)).ok);
     }
 }

@@ -23,6 +23,7 @@
 //! [`Application::run_until`] serves until a cancellation token fires and drains.
 
 pub mod admin;
+pub mod atom;
 pub mod config;
 pub mod error;
 pub mod events;

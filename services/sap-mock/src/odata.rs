@@ -7,7 +7,7 @@
 //! 1. **client and logon** (`sap-client` header or query parameter; basic auth or session),
 //! 2. **CSRF**: `x-csrf-token: Fetch` on GET/HEAD hands out a token; writes must return it,
 //! 3. **resource path** (entity set, key predicate, navigation, `$count`) and **query options**,
-//! 4. **format** (`Accept` / `$format`): JSON; an explicit demand for XML only gets 406,
+//! 4. **format** (`Accept` / `$format`): JSON, or Atom XML when asked for ([`crate::atom`]),
 //! 5. the **operation**: read, list, count, create (deep insert), update, delete.
 //!
 //! Every refusal is an [`SapError`], written as SAP's OData error JSON.
@@ -106,12 +106,17 @@ async fn handle_once(app: Arc<AppState>, req: Request) -> Response {
             Some(service) => crate::master_data_api::serve(&ctx, service).await,
             None => serve(&ctx, body).await,
         };
-        match served {
+        let r = match served {
             Ok(r) => r,
             Err(e) => {
                 record(Event::Refused(e.status.as_u16(), e.code));
                 e.into_response()
             }
+        };
+        if crate::atom::wanted(&parts.headers, parts.uri.query().unwrap_or_default()) {
+            as_atom(r).await
+        } else {
+            r
         }
     };
     let h = response.headers_mut();
@@ -130,6 +135,35 @@ async fn handle_once(app: Arc<AppState>, req: Request) -> Response {
         }
     }
     response
+}
+
+/// The Atom XML form of a JSON answer; answers without one (counts, `$metadata`) unchanged.
+async fn as_atom(r: Response) -> Response {
+    let is_json = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        return r;
+    }
+    let (mut parts, body) = r.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return SapError::internal().into_response();
+    };
+    let converted = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| crate::atom::from_json(&v));
+    match converted {
+        Some((xml, content_type)) => {
+            parts
+                .headers
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(xml))
+        }
+        None => Response::from_parts(parts, Body::from(bytes)),
+    }
 }
 
 /// `POST` with `X-HTTP-Method: MERGE|PATCH|PUT|DELETE` is tunnelled, as SAP Gateway allows.
@@ -447,8 +481,7 @@ fn order_key(s: &Segment) -> Result<String, SapError> {
     Ok(key.into_iter().next().unwrap_or_default())
 }
 
-/// JSON is the only format served: `$format=xml` or an `Accept` that allows only XML is
-/// refused with 406 (S/4 would answer Atom XML; the emulator does not speak it).
+/// JSON or Atom XML ([`crate::atom`]); an `Accept` that allows neither is refused with 406.
 pub(crate) fn negotiate_json(
     headers: &HeaderMap,
     query: &QueryOptions,
@@ -461,12 +494,11 @@ pub(crate) fn negotiate_json(
         SapError::new(
             StatusCode::NOT_ACCEPTABLE,
             codes::MEDIA_TYPE,
-            "The emulator answers only in JSON: send Accept: application/json or $format=json",
+            "The service answers in JSON or Atom XML: send Accept: application/json or $format=json",
         )
     };
     match query.format {
-        Some(sap_odata::query::Format::Json) => return Ok(()),
-        Some(sap_odata::query::Format::Xml) => return Err(not_acceptable()),
+        Some(_) => return Ok(()),
         None => {}
     }
     let accept = headers
@@ -487,7 +519,13 @@ pub(crate) fn negotiate_json(
             .to_ascii_lowercase();
         matches!(
             m.as_str(),
-            "application/json" | "application/*" | "*/*" | "text/*" | "text/plain"
+            "application/json"
+                | "application/atom+xml"
+                | "application/xml"
+                | "application/*"
+                | "*/*"
+                | "text/*"
+                | "text/plain"
         )
     });
     if acceptable {

@@ -416,16 +416,56 @@ async fn json_is_chosen_by_accept_or_format_and_xml_only_requests_are_refused() 
             .unwrap()
             .starts_with("application/json")
     );
-    let xml_only = e
+    // XML asked for: Atom, a feed for a set, an entry for one entity, SAP's error document.
+    let created = e.create_ok(&order_body("PO-ATOM", &[("TG11", "2")])).await;
+    let number = created["SalesOrder"].as_str().unwrap().to_owned();
+    for (path, accept, content_type, needle) in [
+        (
+            "/A_SalesOrder".to_owned(),
+            "application/atom+xml",
+            "application/atom+xml;type=feed",
+            "<feed".to_owned(),
+        ),
+        (
+            "/A_SalesOrder?$format=xml".to_owned(),
+            "",
+            "application/atom+xml;type=feed",
+            "<feed".to_owned(),
+        ),
+        (
+            format!("/A_SalesOrder('{number}')?$expand=to_Item"),
+            "application/xml",
+            "application/atom+xml;type=entry",
+            format!("<d:SalesOrder>{number}</d:SalesOrder>"),
+        ),
+        (
+            "/A_SalesOrder('0')".to_owned(),
+            "application/atom+xml",
+            "application/xml",
+            "<code>".to_owned(),
+        ),
+    ] {
+        let mut req = e.client.get(e.url(&path));
+        if !accept.is_empty() {
+            req = req.header("accept", accept);
+        }
+        let r = req.send().await.unwrap();
+        let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+        let body = r.text().await.unwrap();
+        assert!(ct.starts_with(content_type), "{path}: {ct}");
+        assert!(
+            body.starts_with("<?xml") && body.contains(&needle),
+            "{path}: {body}"
+        );
+    }
+    let html_only = e
         .client
         .get(e.url("/A_SalesOrder"))
-        .header("accept", "application/atom+xml")
+        .header("accept", "text/html")
         .send()
         .await
         .unwrap();
-    assert_odata_error(xml_only, StatusCode::NOT_ACCEPTABLE).await;
-    let format_xml = e.get("/A_SalesOrder?$format=xml").await;
-    assert_odata_error(format_xml, StatusCode::NOT_ACCEPTABLE).await;
+    assert_odata_error(html_only, StatusCode::NOT_ACCEPTABLE).await;
 }
 
 #[tokio::test]

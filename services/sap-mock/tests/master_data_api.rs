@@ -434,10 +434,6 @@ async fn the_services_are_read_only_and_refuse_unknown_names_with_odata_errors()
             format!("{PRICING}/A_SlsPrcgConditionRecord?$filter=ConditionType%20eq"),
             StatusCode::BAD_REQUEST,
         ),
-        (
-            format!("{PRICING}/A_SlsPrcgConditionRecord?$format=xml"),
-            StatusCode::NOT_ACCEPTABLE,
-        ),
     ] {
         let r = request(&e, Method::GET, &path).send().await.unwrap();
         let v = assert_odata_error(r, status).await;

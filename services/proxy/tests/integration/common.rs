@@ -335,10 +335,16 @@ impl Stack {
     /// How many requests SAP (the emulator) has held for its latency knob so far: each one
     /// reached SAP whole.
     pub async fn sap_requests_delayed(&self) -> f64 {
+        self.sap_event_count("sap_mock_fault_latency").await
+    }
+
+    /// How often the emulator recorded `event` (its `sap_mock_events_total` counter).
+    pub async fn sap_event_count(&self, event: &str) -> f64 {
         let metrics = self.get(format!("{}/metrics", self.sap_url())).await;
+        let prefix = format!("sap_mock_events_total{{event=\"{event}\"}}");
         String::from_utf8_lossy(&metrics.body)
             .lines()
-            .find(|l| l.starts_with("sap_mock_events_total{event=\"sap_mock_fault_latency\"}"))
+            .find(|l| l.starts_with(&prefix))
             .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .unwrap_or(0.0)
     }

@@ -495,6 +495,48 @@ async fn a_retry_and_the_horizon_s_decision_after_both_sides_went_silent_make_on
 }
 
 #[tokio::test]
+async fn an_order_service_answer_lost_after_its_insert_committed_leaves_one_order_on_retry() {
+    let mut s = Stack::start(Options {
+        policy: "store-and-forward",
+        ..Options::default()
+    })
+    .await;
+    // The proxy reaches the order service through a relay that loses the answer to the next
+    // create: the insert commits, the proxy sees a broken connection. Its retries (the replay,
+    // and the shop's own retry under its key) must not make a second order: every attempt
+    // carries the same order-service key and the same number (before: a fresh key per attempt,
+    // and two rows).
+    let relay = test_support::relay::LossyRelay::start(s.orders_port, "POST /api/v1/orders ").await;
+    s.kill_proxy();
+    s.opts.proxy_env.push((
+        "ORDER_SERVICE_URL",
+        format!("http://127.0.0.1:{}", relay.port()),
+    ));
+    s.start_proxy().await;
+    let reference = unique("OS-LOST-ANSWER");
+    let body = order_body(&reference);
+    let key = [("idempotency-key", "os-lost-answer-1")];
+    relay.lose_next(1);
+    let first = s.sdk_create(&s.proxy_url(), &body, &key).await;
+    assert_eq!(first.status, 201, "{:?}", first.body);
+    assert_eq!(relay.lost(), 1, "the order service's answer was lost");
+    let number = first.json()["d"]["SalesOrder"].as_str().unwrap().to_owned();
+    let retry = s.sdk_create(&s.proxy_url(), &body, &key).await;
+    assert_eq!(retry.status, 201, "{:?}", retry.body);
+    assert_eq!(retry.json()["d"]["SalesOrder"], number.as_str());
+    s.wait_replays_drained().await;
+    let rows = test_support::eventually("the order linked", WAIT, || async {
+        let rows = s.db_orders(&reference).await;
+        (!rows.is_empty() && rows.iter().all(|r| r.1.is_some())).then_some(rows)
+    })
+    .await;
+    assert_eq!(rows.len(), 1, "one order in PostgreSQL: {rows:?}");
+    assert_eq!(rows[0].1.as_deref(), Some(number.as_str()));
+    let (sap, live, items, outbox) = counts(&s, &reference).await;
+    assert_eq!((sap, live, items, outbox), (1, 1, 2, 1));
+}
+
+#[tokio::test]
 async fn a_gzipped_sap_answer_still_links_sap_s_number_and_amounts_and_is_shadow_compared() {
     let s = Stack::start(Options {
         sap_env: vec![("SAP_MOCK_GZIP_RESPONSES", "true".into())],
@@ -556,6 +598,70 @@ async fn a_gzipped_sap_answer_still_links_sap_s_number_and_amounts_and_is_shadow
         (c["shadow_reads"]["matched"] == 1).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn an_atom_xml_answer_from_sap_still_links_sap_s_number_and_amounts() {
+    let s = Stack::start(Options::default()).await;
+    let reference = unique("ATOM");
+    let (token, cookies) = s.csrf(&s.proxy_url()).await;
+    let r = into_resp(
+        s.http
+            .post(format!("{}{ROOT}/A_SalesOrder", s.proxy_url()))
+            .header("accept", "application/atom+xml")
+            .header("content-type", "application/json")
+            .header("x-csrf-token", token)
+            .header("cookie", cookies)
+            .body(serde_json::to_vec(&order_body(&reference)).unwrap())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    // The client gets SAP's answer in the format it asked for, which the proxy cannot read as
+    // JSON; SAP's number and amounts still reach the new side (read by the number it named).
+    let ct = r.headers["content-type"].to_str().unwrap();
+    assert!(ct.starts_with("application/atom+xml"), "{ct}");
+    let xml = String::from_utf8_lossy(&r.body).into_owned();
+    let sap = s.sap_orders(&reference).await;
+    assert_eq!(sap.len(), 1);
+    let number = sap[0]["SalesOrder"].as_str().unwrap().to_owned();
+    assert!(
+        xml.contains(&format!("<d:SalesOrder>{number}</d:SalesOrder>")),
+        "{xml}"
+    );
+    let row: (Option<String>, String) =
+        test_support::eventually("linked with SAP's amounts", WAIT, || async {
+            let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+                "SELECT sap_order_number, total_net_amount::text FROM orders \
+             WHERE customer_reference = $1",
+            )
+            .bind(&reference)
+            .fetch_optional(&s.pool)
+            .await
+            .unwrap();
+            row.and_then(|r| Some((r.0, r.1?)))
+                .filter(|r| r.0.is_some())
+        })
+        .await;
+    assert_eq!(row.0.as_deref(), Some(number.as_str()));
+    let sap_order = s
+        .get(format!("{}{ROOT}/A_SalesOrder('{number}')", s.sap_url()))
+        .await
+        .json();
+    let sap_total: f64 = sap_order["d"]["TotalNetAmount"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let total: f64 = row.1.parse().unwrap();
+    assert!(
+        sap_total > 0.0 && (total - sap_total).abs() < 0.005,
+        "{total} vs {sap_total}"
+    );
+    let (sap_n, live, items, outbox) = counts(&s, &reference).await;
+    assert_eq!((sap_n, live, items, outbox), (1, 1, 2, 1));
 }
 
 #[tokio::test]
