@@ -497,9 +497,8 @@ pub(crate) fn negotiate_json(
             "The service answers in JSON or Atom XML: send Accept: application/json or $format=json",
         )
     };
-    match query.format {
-        Some(_) => return Ok(()),
-        None => {}
+    if query.format.is_some() {
+        return Ok(());
     }
     let accept = headers
         .get_all(header::ACCEPT)
