@@ -421,3 +421,149 @@ mod tests {
         assert_eq!(e["d"]["to_Item"]["results"][0]["SalesOrderItemText"], "x");
     }
 }
+
+/// The deep insert that creates an order-service order (its JSON, as the REST API or an event
+/// snapshot carries it) in SAP under the order's own number (`SalesOrder` = `order_number`, from
+/// SAP's external range), with only the fields S/4 accepts on create: the mapped fields, and
+/// every `specifications` entry the service metadata marks creatable (others, e.g. statuses or
+/// `TotalNetAmount`, are SAP's to derive and are left out). Prices are not sent: SAP prices the
+/// order from its own conditions. A line's `rejection_reason` travels as
+/// `SalesDocumentRjcnReason`.
+pub fn order_to_deep_insert(order: &Value) -> Value {
+    let s = |k: &str| {
+        order
+            .get(k)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+    };
+    let mut d = Map::new();
+    if let Some(Value::Object(specs)) = order.get("specifications") {
+        for (k, v) in specs {
+            if sap_odata::SALES_ORDER
+                .property(k)
+                .is_some_and(|p| p.creatable && !p.key)
+            {
+                d.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    for (sap, ours) in [
+        ("SalesOrder", "order_number"),
+        ("SalesOrderType", "order_type"),
+        ("SalesOrganization", "sales_organization"),
+        ("DistributionChannel", "distribution_channel"),
+        ("OrganizationDivision", "division"),
+        ("SoldToParty", "customer_id"),
+        ("PurchaseOrderByCustomer", "customer_reference"),
+        ("TransactionCurrency", "currency"),
+    ] {
+        if let Some(v) = s(ours) {
+            d.insert(sap.into(), json!(v));
+        }
+    }
+    if let Some(date) =
+        s("requested_delivery_date").and_then(|t| NaiveDate::parse_from_str(t, "%Y-%m-%d").ok())
+    {
+        d.insert(
+            "RequestedDeliveryDate".into(),
+            json!(format_odata_date(date)),
+        );
+    }
+    let items: Vec<Value> = order
+        .get("items")
+        .and_then(Value::as_array)
+        .map(|items| items.iter().map(item_to_deep_insert).collect())
+        .unwrap_or_default();
+    d.insert("to_Item".into(), json!({ "results": items }));
+    Value::Object(d)
+}
+
+/// One line of [`order_to_deep_insert`], also the body of a line added later
+/// (`POST A_SalesOrder('n')/to_Item`).
+pub fn item_to_deep_insert(item: &Value) -> Value {
+    let mut m = Map::new();
+    if let Some(Value::Object(specs)) = item.get("specifications") {
+        for (k, v) in specs {
+            if sap_odata::SALES_ORDER_ITEM
+                .property(k)
+                .is_some_and(|p| p.creatable && !p.key)
+            {
+                m.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    m.insert("SalesOrderItem".into(), json!(item_number_text(item)));
+    for (sap, ours) in [
+        ("Material", "sku"),
+        ("RequestedQuantity", "quantity"),
+        ("RequestedQuantityUnit", "unit"),
+        ("SalesDocumentRjcnReason", "rejection_reason"),
+    ] {
+        if let Some(v) = item
+            .get(ours)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+        {
+            m.insert(sap.into(), json!(v));
+        }
+    }
+    Value::Object(m)
+}
+
+/// A line's number as SAP writes it (`"10"`), from the order service's `item_number` (`10`).
+pub fn item_number_text(item: &Value) -> String {
+    match item.get("item_number") {
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(v)) => v.trim_start_matches('0').to_owned(),
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod to_sap_tests {
+    use super::*;
+
+    #[test]
+    fn a_create_for_sap_names_the_number_and_carries_only_creatable_fields() {
+        let order = json!({
+            "order_number": "8000000042", "order_type": "OR", "sales_organization": "1010",
+            "distribution_channel": "10", "division": "00", "customer_id": "17100001",
+            "customer_reference": "PO-1", "currency": "EUR",
+            "requested_delivery_date": "2026-12-24",
+            "specifications": {"ShippingCondition": "01", "TotalNetAmount": "99.00",
+                               "OverallSDProcessStatus": "A"},
+            "items": [
+                {"item_number": 10, "sku": "TG11", "quantity": "2", "unit": "PC",
+                 "unit_price": "12.50", "rejection_reason": null,
+                 "specifications": {"NetAmount": "25.00", "PurchaseOrderByCustomer": "x"}},
+                {"item_number": 20, "sku": "TG12", "quantity": "1", "unit": "PC",
+                 "rejection_reason": "05", "specifications": {}}
+            ]
+        });
+        let d = order_to_deep_insert(&order);
+        assert_eq!(d["SalesOrder"], "8000000042");
+        assert_eq!(d["SoldToParty"], "17100001");
+        assert_eq!(d["ShippingCondition"], "01");
+        assert!(d.get("TotalNetAmount").is_none(), "not creatable: {d}");
+        assert!(d.get("OverallSDProcessStatus").is_none());
+        assert!(
+            d["RequestedDeliveryDate"]
+                .as_str()
+                .unwrap()
+                .starts_with("/Date(")
+        );
+        let items = d["to_Item"]["results"].as_array().unwrap();
+        assert_eq!(items[0]["SalesOrderItem"], "10");
+        assert_eq!(items[0]["RequestedQuantity"], "2");
+        assert!(items[0].get("NetAmount").is_none());
+        assert!(items[0].get("SalesDocumentRjcnReason").is_none());
+        assert_eq!(items[1]["SalesDocumentRjcnReason"], "05");
+        // Every key sent is creatable in S/4's metadata.
+        for k in d.as_object().unwrap().keys().filter(|k| *k != "to_Item") {
+            assert!(
+                sap_odata::SALES_ORDER.property(k).unwrap().creatable || k == "SalesOrder",
+                "{k}"
+            );
+        }
+    }
+}

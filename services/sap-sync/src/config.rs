@@ -1,0 +1,144 @@
+//! sap-sync's configuration, read once at start. The only module that reads the environment.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `KAFKA_BROKERS` | 127.0.0.1:9092 | bootstrap servers |
+//! | `KAFKA_TOPIC` | order-events | the order events |
+//! | `SAP_SYNC_GROUP` | sap-sync | consumer group |
+//! | `SAP_SYNC_INSTANCE_ID` | — | static group membership (`group.instance.id`): a restart within the session timeout keeps its partitions |
+//! | `SAP_SYNC_STATE_TOPIC` | `<KAFKA_TOPIC>.sap-sync-state` | compacted topic of parked orders and watermarks |
+//! | `SAP_URL` | http://127.0.0.1:8082 | SAP (scheme, host, port) |
+//! | `SAP_USER`, `SAP_PASSWORD` | — | SAP logon (basic); never logged |
+//! | `SAP_CLIENT` | — | `sap-client` |
+//! | `SAP_TIMEOUT_MS` | 10000 | longest SAP call |
+//! | `ORDER_SERVICE_URL` | http://127.0.0.1:8081 | the order service |
+//! | `SAP_SYNC_PORT` | 8083 | `/health`, `/ready`, `/metrics`, `/parked` |
+//! | `SAP_SYNC_BIND` | 0.0.0.0 | address to bind |
+//! | `SAP_SYNC_CONCURRENCY` | 16 | orders applied at once (each order's events stay in order) |
+//! | `SAP_SYNC_BACKOFF_BASE_MS`, `SAP_SYNC_BACKOFF_MAX_MS` | 200, 30000 | retry delays while SAP is down (full jitter) |
+//! | `SAP_SYNC_BACKWARD` | true | poll SAP for what it did to orders (delivery, billing, rejections) |
+//! | `SAP_SYNC_POLL_MS` | 2000 | interval of that poll |
+//! | `LOG_FORMAT` | text | `text` or `json` |
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use platform::config::{ConfigError, EnvReader};
+use platform::telemetry::LogFormat;
+
+use crate::sap::SapSettings;
+
+/// Everything sap-sync needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Kafka bootstrap servers.
+    pub brokers: String,
+    /// Events topic.
+    pub topic: String,
+    /// Consumer group.
+    pub group: String,
+    /// Static membership id.
+    pub instance_id: Option<String>,
+    /// State topic.
+    pub state_topic: String,
+    /// SAP.
+    pub sap: SapSettings,
+    /// Order service base URL.
+    pub order_service_url: String,
+    /// Bind address.
+    pub bind: IpAddr,
+    /// HTTP port (0 = any, for tests).
+    pub port: u16,
+    /// Lanes.
+    pub concurrency: usize,
+    /// First retry delay.
+    pub backoff_base: Duration,
+    /// Longest retry delay.
+    pub backoff_max: Duration,
+    /// Poll SAP backward.
+    pub backward: bool,
+    /// Backward poll interval.
+    pub poll_interval: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// From the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_reader(EnvReader::from_process())
+    }
+
+    /// From a reader (tests).
+    pub fn from_reader(mut env: EnvReader) -> Result<Self, ConfigError> {
+        let topic = env.read_string("KAFKA_TOPIC", order_events::DEFAULT_TOPIC);
+        let state_topic = env
+            .raw("SAP_SYNC_STATE_TOPIC")
+            .unwrap_or_else(|| crate::book::state_topic(&topic));
+        let credentials = match (env.raw("SAP_USER"), env.raw("SAP_PASSWORD")) {
+            (Some(u), Some(p)) => Some((u, p)),
+            (None, None) => None,
+            _ => {
+                env.problem("SAP_USER and SAP_PASSWORD go together");
+                None
+            }
+        };
+        let concurrency: usize = env.read("SAP_SYNC_CONCURRENCY", 16);
+        if concurrency == 0 {
+            env.problem("SAP_SYNC_CONCURRENCY must be at least 1");
+        }
+        let c = Config {
+            brokers: env.read_string("KAFKA_BROKERS", "127.0.0.1:9092"),
+            topic,
+            group: env.read_string("SAP_SYNC_GROUP", "sap-sync"),
+            instance_id: env.raw("SAP_SYNC_INSTANCE_ID"),
+            state_topic,
+            sap: SapSettings {
+                url: env
+                    .read_string("SAP_URL", "http://127.0.0.1:8082")
+                    .trim_end_matches('/')
+                    .to_owned(),
+                credentials,
+                client: env.raw("SAP_CLIENT"),
+                timeout: Duration::from_millis(env.read("SAP_TIMEOUT_MS", 10_000)),
+            },
+            order_service_url: env.read_string("ORDER_SERVICE_URL", "http://127.0.0.1:8081"),
+            bind: env.read("SAP_SYNC_BIND", IpAddr::from([0, 0, 0, 0])),
+            port: env.read("SAP_SYNC_PORT", 8083),
+            concurrency: concurrency.max(1),
+            backoff_base: Duration::from_millis(env.read("SAP_SYNC_BACKOFF_BASE_MS", 200)),
+            backoff_max: Duration::from_millis(env.read("SAP_SYNC_BACKOFF_MAX_MS", 30_000)),
+            backward: env.read_bool("SAP_SYNC_BACKWARD", true),
+            poll_interval: Duration::from_millis(env.read("SAP_SYNC_POLL_MS", 2000)),
+            log_format: env.read("LOG_FORMAT", LogFormat::Text),
+        };
+        env.finish()?;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_work_and_bad_values_are_all_reported() {
+        let c = Config::from_reader(EnvReader::from_map(Default::default())).unwrap();
+        assert_eq!(c.topic, "order-events");
+        assert_eq!(c.state_topic, "order-events.sap-sync-state");
+        assert_eq!(c.concurrency, 16);
+        let e = Config::from_reader(EnvReader::from_map(
+            [
+                ("SAP_USER".to_owned(), "u".to_owned()),
+                ("SAP_SYNC_CONCURRENCY".to_owned(), "zero".to_owned()),
+            ]
+            .into(),
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("SAP_PASSWORD") && e.contains("SAP_SYNC_CONCURRENCY"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,618 @@
+//! Forward: the consumer group on the order events, applying each change to SAP.
+//!
+//! - **Order per order, concurrency across orders.** Every event goes to one of
+//!   `SAP_SYNC_CONCURRENCY` lanes chosen by its key (the order id); a lane applies its events one
+//!   after another. Lanes have short queues, so a slow SAP slows the fetch instead of filling
+//!   memory.
+//! - **Offsets after the effect.** An event's offset is stored only once SAP has the effect, or
+//!   the order was parked (written to the state topic and acknowledged). The offset committed
+//!   for a partition is the lowest one still in work, so a crash or a rebalance re-delivers
+//!   events, never skips one. Re-delivered events end as "SAP already has it"
+//!   ([`crate::apply`]); an event that a later change of the same order superseded (the order
+//!   service's version is higher) is not applied after it.
+//! - **Parking.** A change SAP refuses parks its order ([`crate::book`]); its later events are
+//!   added to the parked record and wait; other orders flow. Redrives are picked up by the
+//!   instance that holds the order's partition.
+//! - **SAP down.** A lane that gets no answer waits and tries again; the wait is shared by
+//!   every lane (one gate with exponential backoff and full jitter), so a down SAP is probed,
+//!   not hammered, and the consumer resumes by itself.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::apply::{Applied, ApplyError, apply};
+use crate::book::{Book, ParkedEvent, ParkedOrder};
+use crate::config::Config;
+use crate::orders::Orders;
+use crate::sap::{CallContext, Sap};
+
+/// Positions in work per partition.
+#[derive(Default)]
+struct Partition {
+    /// Offset → event time, of the events taken but not finished.
+    in_work: BTreeMap<i64, DateTime<Utc>>,
+    /// One past the highest finished offset.
+    next: i64,
+}
+
+/// Which offsets are safe to commit, per partition, and the assignment.
+#[derive(Default)]
+pub struct Tracker {
+    partitions: Mutex<HashMap<i32, Partition>>,
+    assigned: Mutex<HashSet<i32>>,
+    joined: AtomicBool,
+}
+
+impl Tracker {
+    fn begin(&self, partition: i32, offset: i64, time: DateTime<Utc>) {
+        self.partitions
+            .lock()
+            .expect("tracker")
+            .entry(partition)
+            .or_default()
+            .in_work
+            .insert(offset, time);
+    }
+
+    /// Marks `offset` done; the position to commit when it moved.
+    fn done(&self, partition: i32, offset: i64) -> Option<i64> {
+        let mut parts = self.partitions.lock().expect("tracker");
+        let p = parts.get_mut(&partition)?;
+        p.in_work.remove(&offset)?;
+        p.next = p.next.max(offset + 1);
+        Some(p.in_work.keys().next().copied().unwrap_or(p.next))
+    }
+
+    /// The event time of the oldest event in work.
+    fn oldest_in_work(&self) -> Option<DateTime<Utc>> {
+        self.partitions
+            .lock()
+            .expect("tracker")
+            .values()
+            .filter_map(|p| p.in_work.values().min().copied())
+            .min()
+    }
+
+    /// True when this instance holds `partition`.
+    pub fn holds(&self, partition: i32) -> bool {
+        self.assigned.lock().expect("tracker").contains(&partition)
+    }
+
+    /// The partitions held.
+    pub fn assigned(&self) -> Vec<i32> {
+        let mut v: Vec<i32> = self
+            .assigned
+            .lock()
+            .expect("tracker")
+            .iter()
+            .copied()
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// True once the group was joined.
+    pub fn joined(&self) -> bool {
+        self.joined.load(Ordering::SeqCst)
+    }
+}
+
+/// The consumer's context: forgets the positions of revoked partitions (their next owner starts
+/// from the committed offset), records the assignment.
+pub struct Context {
+    tracker: Arc<Tracker>,
+}
+
+impl ClientContext for Context {}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let mut parts = self.tracker.partitions.lock().expect("tracker");
+            let mut assigned = self.tracker.assigned.lock().expect("tracker");
+            for e in tpl.elements() {
+                parts.remove(&e.partition());
+                assigned.remove(&e.partition());
+            }
+            tracing::info!(partitions = ?tpl.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(), "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let mut assigned = self.tracker.assigned.lock().expect("tracker");
+            for e in tpl.elements() {
+                assigned.insert(e.partition());
+            }
+            tracing::info!(partitions = ?tpl.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(), "partitions assigned");
+        }
+        self.tracker.joined.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The wait shared by every lane while SAP does not answer.
+pub struct Gate {
+    until: Mutex<Option<Instant>>,
+    failures: AtomicU32,
+    base: Duration,
+    max: Duration,
+}
+
+impl Gate {
+    fn new(base: Duration, max: Duration) -> Self {
+        Self {
+            until: Mutex::new(None),
+            failures: AtomicU32::new(0),
+            base,
+            max,
+        }
+    }
+
+    async fn wait(&self) {
+        let until = *self.until.lock().expect("gate");
+        if let Some(t) = until {
+            tokio::time::sleep_until(t.into()).await;
+        }
+    }
+
+    fn failed(&self) {
+        let n = self.failures.fetch_add(1, Ordering::SeqCst).min(16);
+        let cap = self.base.saturating_mul(1 << n).min(self.max);
+        let delay = cap.mul_f64(rand::rng().random_range(0.5..1.0));
+        *self.until.lock().expect("gate") = Some(Instant::now() + delay);
+        metrics::gauge!("sap_sync_paused").set(1.0);
+    }
+
+    fn succeeded(&self) {
+        if self.failures.swap(0, Ordering::SeqCst) > 0 {
+            *self.until.lock().expect("gate") = None;
+            metrics::gauge!("sap_sync_paused").set(0.0);
+        }
+    }
+
+    /// True while SAP is being waited for.
+    pub fn paused(&self) -> bool {
+        self.failures.load(Ordering::SeqCst) > 0
+    }
+}
+
+/// One record taken from Kafka.
+struct Taken {
+    partition: i32,
+    offset: i64,
+    payload: Vec<u8>,
+    correlation_id: Option<String>,
+    traceparent: Option<String>,
+}
+
+enum Job {
+    Event(Taken),
+    Redrive(ParkedOrder),
+}
+
+/// What the forward direction shares with the rest of sap-sync.
+pub struct Forward {
+    /// SAP.
+    pub sap: Arc<Sap>,
+    /// The order service.
+    pub orders: Orders,
+    /// State.
+    pub book: Book,
+    /// Positions and assignment.
+    pub tracker: Arc<Tracker>,
+    /// SAP's availability.
+    pub gate: Gate,
+    consumer: Arc<StreamConsumer<Context>>,
+    topic: String,
+    redriving: Mutex<HashSet<String>>,
+}
+
+/// Lag of the whole group over every partition of the topic.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Lag {
+    /// Events not yet committed.
+    pub messages: i64,
+    /// Age of the oldest event in work, seconds (0 when idle).
+    pub seconds: f64,
+}
+
+impl Forward {
+    /// Joins the group (static membership when configured, cooperative rebalancing).
+    pub fn new(config: &Config, sap: Arc<Sap>, orders: Orders, book: Book) -> anyhow::Result<Self> {
+        let tracker = Arc::new(Tracker::default());
+        let mut cc = ClientConfig::new();
+        cc.set("bootstrap.servers", &config.brokers)
+            .set("group.id", &config.group)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "500")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("max.poll.interval.ms", "300000");
+        if let Some(id) = &config.instance_id {
+            cc.set("group.instance.id", id);
+        }
+        let consumer: StreamConsumer<Context> = cc.create_with_context(Context {
+            tracker: tracker.clone(),
+        })?;
+        consumer.subscribe(&[&config.topic])?;
+        Ok(Self {
+            sap,
+            orders,
+            book,
+            tracker,
+            gate: Gate::new(config.backoff_base, config.backoff_max),
+            consumer: Arc::new(consumer),
+            topic: config.topic.clone(),
+            redriving: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Consumes until `stop`; lanes finish the event they are on, then the final offsets are
+    /// committed.
+    pub async fn run(self: Arc<Self>, lanes: usize, stop: CancellationToken) {
+        let mut senders = Vec::with_capacity(lanes);
+        let mut workers = Vec::with_capacity(lanes);
+        for _ in 0..lanes {
+            let (tx, mut rx) = mpsc::channel::<Job>(8);
+            senders.push(tx);
+            let me = self.clone();
+            workers.push(tokio::spawn(async move {
+                while let Some(job) = rx.recv().await {
+                    match job {
+                        Job::Event(t) => me.handle(t).await,
+                        Job::Redrive(o) => me.redrive(o).await,
+                    }
+                }
+            }));
+        }
+        let lane_of = |key: &str| {
+            let mut h = DefaultHasher::new();
+            key.hash(&mut h);
+            (h.finish() % lanes as u64) as usize
+        };
+        let mut sweep = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = sweep.tick() => {
+                    for o in self.redrives_due() {
+                        let lane = lane_of(&o.order_id);
+                        if senders[lane].send(Job::Redrive(o)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                m = self.consumer.recv() => {
+                    let m = match m {
+                        Ok(m) => m,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "Kafka");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            continue;
+                        }
+                    };
+                    let header = |name: &str| {
+                        m.headers().and_then(|h| {
+                            h.iter()
+                                .find(|x| x.key == name)
+                                .and_then(|x| x.value)
+                                .and_then(|v| std::str::from_utf8(v).ok())
+                                .map(str::to_owned)
+                        })
+                    };
+                    let time = m
+                        .timestamp()
+                        .to_millis()
+                        .and_then(DateTime::from_timestamp_millis)
+                        .unwrap_or_else(Utc::now);
+                    let key = m
+                        .key()
+                        .and_then(|k| std::str::from_utf8(k).ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    let taken = Taken {
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        payload: m.payload().unwrap_or_default().to_vec(),
+                        correlation_id: header(order_events::headers::CORRELATION_ID),
+                        traceparent: header(order_events::headers::TRACEPARENT),
+                    };
+                    drop(m);
+                    self.tracker.begin(taken.partition, taken.offset, time);
+                    if senders[lane_of(&key)].send(Job::Event(taken)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        drop(senders);
+        for w in workers {
+            let _ = w.await;
+        }
+        let consumer = self.consumer.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
+        })
+        .await;
+    }
+
+    fn store(&self, partition: i32, next: i64) {
+        let mut tpl = TopicPartitionList::new();
+        if tpl
+            .add_partition_offset(&self.topic, partition, Offset::Offset(next))
+            .is_ok()
+            && let Err(e) = self.consumer.store_offsets(&tpl)
+        {
+            // The partition went to another instance; it starts from the committed offset.
+            tracing::debug!(error = %e, partition, "offset not stored");
+        }
+    }
+
+    fn finish(&self, partition: i32, offset: i64) {
+        if let Some(next) = self.tracker.done(partition, offset) {
+            self.store(partition, next);
+        }
+    }
+
+    async fn handle(&self, t: Taken) {
+        let event: order_events::CloudEvent<Value> = match serde_json::from_slice(&t.payload) {
+            Ok(e) => e,
+            Err(e) => {
+                // Not an order event: nothing SAP could be told. Counted, never retried.
+                tracing::error!(error = %e, partition = t.partition, offset = t.offset, "undecodable event skipped");
+                metrics::counter!("sap_sync_events_total", "outcome" => "undecodable").increment(1);
+                self.finish(t.partition, t.offset);
+                return;
+            }
+        };
+        let ctx = CallContext {
+            correlation_id: t
+                .correlation_id
+                .clone()
+                .or_else(|| event.correlationid.clone()),
+            traceparent: t.traceparent.clone().or_else(|| event.traceparent.clone()),
+        };
+        let order_id = event.subject.clone();
+        let version = event.data["version"].as_i64().unwrap_or(0);
+        let is_first = event.event_type == order_events::EventType::OrderCreated;
+        let correlation_id = ctx.correlation_id.clone().unwrap_or_default();
+        let mut first_attempt = true;
+        loop {
+            if let Some(parked) = self.book.parked_order(&order_id) {
+                let mut parked = parked;
+                parked.events.push(parked_event(&event, &t));
+                if self.write_book(parked).await {
+                    metrics::counter!("sap_sync_events_total", "outcome" => "waiting_behind_parked").increment(1);
+                    break;
+                }
+                continue;
+            }
+            if self.superseded(&order_id, version).await {
+                metrics::counter!("sap_sync_events_total", "outcome" => "superseded").increment(1);
+                break;
+            }
+            self.gate.wait().await;
+            match apply(&self.sap, &event.data, first_attempt && is_first, &ctx).await {
+                Ok(applied) => {
+                    self.gate.succeeded();
+                    let outcome = match applied {
+                        Applied::Changed { .. } => "applied",
+                        Applied::AlreadyThere => "duplicate",
+                        Applied::NotForSap(_) => "not_for_sap",
+                    };
+                    metrics::counter!("sap_sync_events_total", "outcome" => outcome).increment(1);
+                    tracing::debug!(%order_id, version, %correlation_id, ?applied, "event applied");
+                    break;
+                }
+                Err(ApplyError::Refused(e)) => {
+                    self.gate.succeeded();
+                    let parked = ParkedOrder {
+                        order_id: order_id.clone(),
+                        order_number: crate::plan::sap_number(&event.data)
+                            .unwrap_or_default()
+                            .to_owned(),
+                        partition: t.partition,
+                        state: "parked".into(),
+                        events: vec![parked_event(&event, &t)],
+                        error: e.to_string(),
+                        parked_at: Utc::now(),
+                        updated_at: Utc::now(),
+                        redrive: false,
+                        redrives: 0,
+                        revision: 0,
+                    };
+                    if self.write_book(parked).await {
+                        tracing::warn!(%order_id, version, %correlation_id, error = %e, "SAP refused the change; order parked");
+                        metrics::counter!("sap_sync_events_total", "outcome" => "parked")
+                            .increment(1);
+                        break;
+                    }
+                }
+                Err(ApplyError::Unavailable(e)) => {
+                    first_attempt = false;
+                    tracing::warn!(%order_id, %correlation_id, error = %e, "SAP unavailable; waiting");
+                    self.gate.failed();
+                }
+            }
+        }
+        // Lag in seconds as the event's age when its effect is in SAP (from the event time).
+        let age = (Utc::now() - event.time).num_milliseconds().max(0) as f64 / 1000.0;
+        metrics::histogram!("sap_sync_event_age_seconds").record(age);
+        self.finish(t.partition, t.offset);
+    }
+
+    /// True when the order service already holds a later version: a later event of the same
+    /// order follows on the partition and carries the whole order.
+    async fn superseded(&self, order_id: &str, version: i64) -> bool {
+        match self.orders.get(order_id).await {
+            Ok(Some(o)) => o["version"].as_i64().is_some_and(|v| v > version),
+            _ => false,
+        }
+    }
+
+    async fn write_book(&self, order: ParkedOrder) -> bool {
+        match self.book.put(order).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "state topic unavailable; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                false
+            }
+        }
+    }
+
+    fn redrives_due(&self) -> Vec<ParkedOrder> {
+        let mut busy = self.redriving.lock().expect("redriving");
+        self.book
+            .parked()
+            .into_iter()
+            .filter(|o| o.redrive && self.tracker.holds(o.partition))
+            .filter(|o| busy.insert(o.order_id.clone()))
+            .collect()
+    }
+
+    /// Applies a parked order's events in their original order.
+    async fn redrive(&self, order: ParkedOrder) {
+        let id = order.order_id.clone();
+        let mut current = match self.book.parked_order(&id) {
+            Some(o) if o.redrive => o,
+            _ => {
+                self.redriving.lock().expect("redriving").remove(&id);
+                return;
+            }
+        };
+        tracing::info!(order_id = %id, events = current.events.len(), "redrive");
+        while let Some(ev) = current.events.first().cloned() {
+            let ctx = CallContext {
+                correlation_id: ev.correlation_id.clone(),
+                traceparent: ev.traceparent.clone(),
+            };
+            self.gate.wait().await;
+            match apply(&self.sap, &ev.data, false, &ctx).await {
+                Ok(_) => {
+                    self.gate.succeeded();
+                    current.events.remove(0);
+                    metrics::counter!("sap_sync_events_total", "outcome" => "redriven")
+                        .increment(1);
+                }
+                Err(ApplyError::Refused(e)) => {
+                    self.gate.succeeded();
+                    current.error = e.to_string();
+                    current.redrive = false;
+                    while !self.write_book(current.clone()).await {}
+                    tracing::warn!(order_id = %id, error = %e, "redrive refused again; still parked");
+                    self.redriving.lock().expect("redriving").remove(&id);
+                    return;
+                }
+                Err(ApplyError::Unavailable(_)) => self.gate.failed(),
+            }
+        }
+        current.state = "resolved".into();
+        current.redrive = false;
+        while !self.write_book(current.clone()).await {}
+        tracing::info!(order_id = %id, "redrive complete");
+        self.redriving.lock().expect("redriving").remove(&id);
+    }
+
+    /// The group's lag over every partition (any instance can tell it).
+    pub async fn lag(&self) -> anyhow::Result<Lag> {
+        let consumer = self.consumer.clone();
+        let topic = self.topic.clone();
+        let messages = tokio::task::spawn_blocking(move || -> anyhow::Result<i64> {
+            let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(5))?;
+            let partitions: Vec<i32> = md
+                .topics()
+                .iter()
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect();
+            let mut tpl = TopicPartitionList::new();
+            for p in &partitions {
+                tpl.add_partition(&topic, *p);
+            }
+            let committed = consumer.committed_offsets(tpl, Duration::from_secs(5))?;
+            let mut lag = 0i64;
+            for e in committed.elements() {
+                let (low, high) =
+                    consumer.fetch_watermarks(&topic, e.partition(), Duration::from_secs(5))?;
+                let at = match e.offset() {
+                    Offset::Offset(o) => o,
+                    _ => low,
+                };
+                lag += (high - at).max(0);
+            }
+            Ok(lag)
+        })
+        .await??;
+        let seconds = self
+            .tracker
+            .oldest_in_work()
+            .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
+            .unwrap_or(0.0);
+        Ok(Lag { messages, seconds })
+    }
+}
+
+fn parked_event(event: &order_events::CloudEvent<Value>, t: &Taken) -> ParkedEvent {
+    ParkedEvent {
+        id: event.id.clone(),
+        event_type: event.event_type.as_str().to_owned(),
+        version: event.data["version"].as_i64().unwrap_or(0),
+        offset: t.offset,
+        data: event.data.clone(),
+        correlation_id: t.correlation_id.clone(),
+        traceparent: t.traceparent.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_committed_position_never_passes_an_event_still_in_work() {
+        let t = Tracker::default();
+        let now = Utc::now();
+        for o in 10..14 {
+            t.begin(0, o, now);
+        }
+        assert_eq!(t.done(0, 11), Some(10), "10 is still in work");
+        assert_eq!(t.done(0, 13), Some(10));
+        assert_eq!(t.done(0, 10), Some(12), "12 is still in work");
+        assert_eq!(t.done(0, 12), Some(14));
+        assert_eq!(t.done(0, 12), None, "finished twice");
+    }
+
+    #[test]
+    fn the_gate_backs_off_with_jitter_and_opens_on_success() {
+        let g = Gate::new(Duration::from_millis(100), Duration::from_millis(1000));
+        for _ in 0..10 {
+            g.failed();
+        }
+        let until = g.until.lock().unwrap().unwrap();
+        let wait = until.saturating_duration_since(Instant::now());
+        assert!(
+            wait <= Duration::from_millis(1000) && wait >= Duration::from_millis(400),
+            "{wait:?}"
+        );
+        assert!(g.paused());
+        g.succeeded();
+        assert!(!g.paused());
+        assert!(g.until.lock().unwrap().is_none());
+    }
+}

@@ -1,0 +1,174 @@
+//! sap-sync: phase 3 of the migration. SAP is fed from the order events on Kafka instead of by
+//! direct calls, and what SAP does to an order afterwards comes back.
+//!
+//! - [`forward`]: the consumer group; per order in order, across orders at once; offsets after
+//!   the effect; parking; pause and resume while SAP is down.
+//! - [`plan`] and [`apply`]: the difference between the order an event carries and SAP's
+//!   order, as OData calls; repeated until there is none (exactly once in effect).
+//! - [`sap`]: the OData session (CSRF once, reused, refreshed on 403).
+//! - [`book`]: parked orders and watermarks, in a compacted Kafka topic.
+//! - [`backward`]: SAP's deliveries, billing and rejections, polled by `LastChangeDateTime`.
+//! - [`orders`]: the order service's REST API.
+//!
+//! HTTP (`SAP_SYNC_PORT`): `/health`, `/ready` (group joined), `/metrics` (Prometheus),
+//! `/status` (lag in messages and seconds, parked count, partitions held, paused) and
+//! `/parked` (the parked orders with SAP's message), both JSON.
+
+pub mod apply;
+pub mod backward;
+pub mod book;
+pub mod config;
+pub mod forward;
+pub mod orders;
+pub mod plan;
+pub mod sap;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json};
+use axum::routing::get;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+use crate::book::Book;
+use crate::forward::Forward;
+use crate::orders::Orders;
+use crate::sap::Sap;
+
+/// A started sap-sync.
+pub struct SapSync {
+    forward: Arc<Forward>,
+    config: Config,
+    listener: tokio::net::TcpListener,
+}
+
+impl SapSync {
+    /// Reads the state topic, joins the group, binds the HTTP port.
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        let book = Book::open(&config.brokers, &config.state_topic, None).await?;
+        let sap = Arc::new(Sap::new(config.sap.clone())?);
+        let orders = Orders::new(&config.order_service_url)?;
+        let forward = Arc::new(Forward::new(&config, sap, orders, book)?);
+        let listener = tokio::net::TcpListener::bind((config.bind, config.port)).await?;
+        Ok(Self {
+            forward,
+            config,
+            listener,
+        })
+    }
+
+    /// The bound HTTP port.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Runs until `stop`.
+    pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
+        let forward = self.forward.clone();
+        let consume = tokio::spawn(forward.run(self.config.concurrency, stop.clone()));
+        let backward = self.config.backward.then(|| {
+            let f = self.forward.clone();
+            let interval = self.config.poll_interval;
+            let stop = stop.clone();
+            tokio::spawn(async move { poll_backward(f, interval, stop).await })
+        });
+        let gauges = {
+            let f = self.forward.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(2));
+                while !stop.is_cancelled() {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tick.tick() => {}
+                    }
+                    metrics::gauge!("sap_sync_parked_orders").set(f.book.parked().len() as f64);
+                    if let Ok(lag) = f.lag().await {
+                        metrics::gauge!("sap_sync_lag_messages").set(lag.messages as f64);
+                        metrics::gauge!("sap_sync_lag_seconds").set(lag.seconds);
+                    }
+                }
+            })
+        };
+        let app = Router::new()
+            .route("/health", get(|| async { "ok" }))
+            .route("/ready", get(ready))
+            .route("/status", get(status))
+            .route("/parked", get(parked))
+            .route("/metrics", get(platform::http_metrics::render))
+            .with_state(self.forward.clone());
+        let _ = platform::http_metrics::prometheus_handle();
+        let http_stop = stop.clone();
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move { http_stop.cancelled().await })
+            .await?;
+        let _ = consume.await;
+        if let Some(b) = backward {
+            let _ = b.await;
+        }
+        let _ = gauges.await;
+        Ok(())
+    }
+}
+
+async fn poll_backward(f: Arc<Forward>, interval: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        // One poller in the group: whoever holds partition 0.
+        if !f.tracker.holds(0) {
+            continue;
+        }
+        match backward::poll_once(&f.sap, &f.orders, &f.book).await {
+            Ok(p) if p.statuses + p.rejections > 0 => {
+                tracing::info!(
+                    seen = p.seen,
+                    statuses = p.statuses,
+                    rejections = p.rejections,
+                    "SAP's changes brought back"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "backward poll failed; next round retries"),
+        }
+    }
+}
+
+async fn ready(State(f): State<Arc<Forward>>) -> impl IntoResponse {
+    if f.tracker.joined() {
+        (StatusCode::OK, "ready")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "joining the consumer group",
+        )
+    }
+}
+
+async fn status(State(f): State<Arc<Forward>>) -> impl IntoResponse {
+    let lag = f.lag().await;
+    let parked = f.book.parked().len();
+    let body = json!({
+        "lag_messages": lag.as_ref().ok().map(|l| l.messages),
+        "lag_seconds": lag.as_ref().ok().map(|l| l.seconds),
+        "lag_error": lag.as_ref().err().map(|e| e.to_string()),
+        "parked_orders": parked,
+        "partitions": f.tracker.assigned(),
+        "paused": f.gate.paused(),
+        "joined": f.tracker.joined(),
+    });
+    Json(body)
+}
+
+async fn parked(State(f): State<Arc<Forward>>) -> impl IntoResponse {
+    Json(json!({ "parked": f.book.parked() }))
+}

@@ -1,0 +1,21 @@
+//! `sap-sync`: see the library documentation.
+
+use sap_sync::{Config, SapSync};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sap-sync: {e}");
+            std::process::exit(2);
+        }
+    };
+    platform::telemetry::init(config.log_format);
+    tracing::info!(topic = %config.topic, group = %config.group, sap = %config.sap.url, "starting sap-sync");
+    let app = SapSync::start(config).await?;
+    tracing::info!(port = app.port(), "sap-sync listening");
+    app.run(platform::shutdown::token_on_signal()).await?;
+    tracing::info!("sap-sync stopped");
+    Ok(())
+}

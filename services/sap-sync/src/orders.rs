@@ -1,0 +1,123 @@
+//! The order service as sap-sync uses it: the current version of an order (so an event that a
+//! later one supersedes is not applied after it), and the backward direction's writes (statuses
+//! and rejections SAP reports).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// The order service's REST API.
+#[derive(Debug, Clone)]
+pub struct Orders {
+    http: reqwest::Client,
+    base: String,
+}
+
+/// An order-service call that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OrdersError {
+    /// Refused (4xx) with its problem detail.
+    #[error("order service refused ({0}): {1}")]
+    Refused(u16, String),
+    /// No usable answer.
+    #[error("order service unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl Orders {
+    /// For `ORDER_SERVICE_URL`.
+    pub fn new(base: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?,
+            base: base.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    async fn send(&self, r: reqwest::RequestBuilder) -> Result<Option<Value>, OrdersError> {
+        let resp = r
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| OrdersError::Unavailable(e.to_string()))?;
+        let status = resp.status();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| OrdersError::Unavailable(e.to_string()))?;
+        if status.as_u16() == 404 {
+            return Ok(None);
+        }
+        if status.is_client_error() {
+            return Err(OrdersError::Refused(status.as_u16(), text));
+        }
+        if !status.is_success() {
+            return Err(OrdersError::Unavailable(format!("{status}: {text}")));
+        }
+        Ok(Some(serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    /// The order by id; `None` when unknown.
+    pub async fn get(&self, order_id: &str) -> Result<Option<Value>, OrdersError> {
+        self.send(
+            self.http
+                .get(format!("{}/api/v1/orders/{order_id}", self.base)),
+        )
+        .await
+    }
+
+    /// The order by its number; `None` when unknown.
+    pub async fn by_number(&self, number: &str) -> Result<Option<Value>, OrdersError> {
+        self.send(
+            self.http
+                .get(format!("{}/api/v1/orders/by-number/{number}", self.base)),
+        )
+        .await
+    }
+
+    /// Reports a status SAP shows (`delivered`, `billed`); idempotent on the service's side.
+    pub async fn report_status(
+        &self,
+        order_id: &str,
+        status: &str,
+        correlation_id: &str,
+    ) -> Result<(), OrdersError> {
+        self.send(
+            self.http
+                .post(format!("{}/api/v1/orders/{order_id}/status", self.base))
+                .header("x-correlation-id", correlation_id)
+                .json(&json!({"status": status, "source": "sap"})),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Sets a line's rejection reason as a clerk set it in SAP (`""` lifts it).
+    pub async fn reject_item(
+        &self,
+        order_id: &str,
+        version: i64,
+        item_number: &str,
+        reason: &str,
+        correlation_id: &str,
+    ) -> Result<(), OrdersError> {
+        let reason = if reason.is_empty() {
+            Value::Null
+        } else {
+            json!(reason)
+        };
+        self.send(
+            self.http
+                .patch(format!(
+                    "{}/api/v1/orders/{order_id}/items/{item_number}",
+                    self.base
+                ))
+                .header("if-match", format!("W/\"{version}\""))
+                .header("x-correlation-id", correlation_id)
+                .json(&json!({ "rejection_reason": reason })),
+        )
+        .await
+        .map(|_| ())
+    }
+}

@@ -1,0 +1,361 @@
+//! SAP's OData API as sap-sync uses it: one logged-on session (CSRF token and the cookies it is
+//! bound to, fetched once and reused), refreshed when SAP answers `403` with
+//! `x-csrf-token: Required`; reads by key; writes with `If-Match`.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+/// The service root below `SAP_URL`.
+pub const SERVICE_ROOT: &str = "/sap/opu/odata/sap/API_SALES_ORDER_SRV";
+
+/// How a SAP call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SapError {
+    /// SAP refused the request (4xx): the change is wrong for SAP; retrying cannot help.
+    #[error("SAP refused ({status}) {code}: {message}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// SAP's message code (`V1/018`, ...), empty when the body had none.
+        code: String,
+        /// SAP's message text.
+        message: String,
+    },
+    /// The entity changed since it was read (`412`): read again and plan again.
+    #[error("SAP's order changed since it was read")]
+    Stale,
+    /// No usable answer (5xx, timeout, connection): SAP may or may not have the effect.
+    #[error("SAP unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl SapError {
+    /// True when the answer says SAP already has an order under this number.
+    pub fn is_number_taken(&self) -> bool {
+        matches!(self, SapError::Refused { code, message, .. }
+            if code == "V1/018" || message.contains("already exists"))
+    }
+}
+
+/// SAP's order as read by key, with its entity tag.
+#[derive(Debug, Clone)]
+pub struct SapOrder {
+    /// The `d` of the answer (header with `to_Item` expanded).
+    pub entity: Value,
+    /// The `ETag` answered (for `If-Match`).
+    pub etag: Option<String>,
+}
+
+/// Who to call, and as whom.
+#[derive(Debug, Clone)]
+pub struct SapSettings {
+    /// `SAP_URL` (scheme, host, port).
+    pub url: String,
+    /// `SAP_USER` / `SAP_PASSWORD`.
+    pub credentials: Option<(String, String)>,
+    /// `SAP_CLIENT` (the `sap-client` of the logon), when set.
+    pub client: Option<String>,
+    /// Longest a call may take.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Session {
+    token: String,
+    cookies: String,
+}
+
+/// One SAP session shared by every lane.
+#[derive(Debug)]
+pub struct Sap {
+    http: reqwest::Client,
+    settings: SapSettings,
+    session: Mutex<Option<Session>>,
+}
+
+/// What a successful write answered.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// HTTP status.
+    pub status: u16,
+    /// The new `ETag`, when SAP sent one.
+    pub etag: Option<String>,
+}
+
+/// Headers that travel from the event into every call (correlation, trace context).
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    /// `x-correlation-id`.
+    pub correlation_id: Option<String>,
+    /// W3C `traceparent`.
+    pub traceparent: Option<String>,
+}
+
+impl Sap {
+    /// A client for `settings`.
+    pub fn new(settings: SapSettings) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .pool_max_idle_per_host(64)
+            .build()?;
+        Ok(Self {
+            http,
+            settings,
+            session: Mutex::new(None),
+        })
+    }
+
+    fn request(&self, method: Method, path: &str, ctx: &CallContext) -> reqwest::RequestBuilder {
+        let mut r = self
+            .http
+            .request(method, format!("{}{SERVICE_ROOT}{path}", self.settings.url))
+            .header("accept", "application/json");
+        if let Some((u, p)) = &self.settings.credentials {
+            r = r.basic_auth(u, Some(p));
+        }
+        if let Some(c) = &self.settings.client {
+            r = r.header("sap-client", c);
+        }
+        if let Some(c) = &ctx.correlation_id {
+            r = r.header("x-correlation-id", c);
+        }
+        if let Some(t) = &ctx.traceparent {
+            r = r.header("traceparent", t);
+        }
+        r
+    }
+
+    async fn session(&self, ctx: &CallContext) -> Result<Session, SapError> {
+        let mut guard = self.session.lock().await;
+        if let Some(s) = guard.as_ref() {
+            return Ok(s.clone());
+        }
+        let r = self
+            .request(Method::HEAD, "/A_SalesOrder", ctx)
+            .header("x-csrf-token", "Fetch")
+            .send()
+            .await
+            .map_err(unavailable)?;
+        if r.status().is_server_error() {
+            return Err(SapError::Unavailable(format!("CSRF fetch: {}", r.status())));
+        }
+        if !r.status().is_success() {
+            return Err(SapError::Unavailable(format!(
+                "CSRF fetch refused ({}): check SAP_USER / SAP_PASSWORD",
+                r.status()
+            )));
+        }
+        let token = r
+            .headers()
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let cookies = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let s = Session { token, cookies };
+        *guard = Some(s.clone());
+        metrics::counter!("sap_sync_csrf_fetches_total").increment(1);
+        Ok(s)
+    }
+
+    async fn forget_session(&self) {
+        *self.session.lock().await = None;
+    }
+
+    /// `GET A_SalesOrder('n')?$expand=to_Item`; `None` on 404.
+    pub async fn read(
+        &self,
+        number: &str,
+        ctx: &CallContext,
+    ) -> Result<Option<SapOrder>, SapError> {
+        let r = self
+            .request(
+                Method::GET,
+                &format!("/A_SalesOrder('{number}')?$expand=to_Item"),
+                ctx,
+            )
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let status = r.status();
+        count_call("read", status);
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let etag = etag_of(&r);
+        let bytes = r.bytes().await.map_err(unavailable)?;
+        if !status.is_success() {
+            return Err(error_of(status, &bytes));
+        }
+        let v: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| SapError::Unavailable(format!("unreadable order: {e}")))?;
+        let entity = v["d"].clone();
+        let etag = etag.or_else(|| entity["__metadata"]["etag"].as_str().map(str::to_owned));
+        Ok(Some(SapOrder { entity, etag }))
+    }
+
+    /// `GET` of a collection below the service root (path and query), its `results`.
+    pub async fn list(
+        &self,
+        path_and_query: &str,
+        ctx: &CallContext,
+    ) -> Result<Vec<Value>, SapError> {
+        let r = self
+            .request(Method::GET, path_and_query, ctx)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let status = r.status();
+        count_call("list", status);
+        let bytes = r.bytes().await.map_err(unavailable)?;
+        if !status.is_success() {
+            return Err(error_of(status, &bytes));
+        }
+        let v: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| SapError::Unavailable(format!("unreadable list: {e}")))?;
+        Ok(v["d"]["results"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// A write (`POST`, `PATCH`, `DELETE`) in the session, with `If-Match` when given; the
+    /// session is fetched again once when SAP says its token is no longer valid.
+    pub async fn write(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        if_match: Option<&str>,
+        ctx: &CallContext,
+        what: &'static str,
+    ) -> Result<Written, SapError> {
+        for attempt in 0..2 {
+            let session = self.session(ctx).await?;
+            let mut r = self
+                .request(method.clone(), path, ctx)
+                .header("x-csrf-token", &session.token);
+            if !session.cookies.is_empty() {
+                r = r.header("cookie", &session.cookies);
+            }
+            if let Some(m) = if_match {
+                r = r.header("if-match", m);
+            }
+            if let Some(b) = body {
+                r = r
+                    .header("content-type", "application/json")
+                    .body(serde_json::to_vec(b).unwrap_or_default());
+            }
+            let resp = r.send().await.map_err(unavailable)?;
+            let status = resp.status();
+            count_call(what, status);
+            let csrf_required = status == StatusCode::FORBIDDEN
+                && resp
+                    .headers()
+                    .get("x-csrf-token")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.eq_ignore_ascii_case("required"));
+            if csrf_required && attempt == 0 {
+                self.forget_session().await;
+                continue;
+            }
+            let etag = etag_of(&resp);
+            let bytes = resp.bytes().await.map_err(unavailable)?;
+            if status.is_success() {
+                return Ok(Written {
+                    status: status.as_u16(),
+                    etag,
+                });
+            }
+            return Err(error_of(status, &bytes));
+        }
+        Err(SapError::Unavailable(
+            "SAP keeps refusing the CSRF token".into(),
+        ))
+    }
+}
+
+fn etag_of(r: &reqwest::Response) -> Option<String> {
+    r.headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn unavailable(e: reqwest::Error) -> SapError {
+    SapError::Unavailable(e.to_string())
+}
+
+fn count_call(what: &'static str, status: StatusCode) {
+    let outcome = if status.is_success() || status == StatusCode::NOT_FOUND {
+        "ok"
+    } else if status.is_client_error() {
+        "refused"
+    } else {
+        "failed"
+    };
+    metrics::counter!("sap_sync_sap_calls_total", "call" => what, "outcome" => outcome)
+        .increment(1);
+}
+
+/// SAP's OData error JSON as an error: 412 stale, other 4xx refused (except the ones a retry
+/// can cure: 401/403 logon, 408, 429), the rest unavailable.
+fn error_of(status: StatusCode, body: &[u8]) -> SapError {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let code = v["error"]["code"].as_str().unwrap_or_default().to_owned();
+    let message = v["error"]["message"]["value"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(300).collect());
+    match status.as_u16() {
+        412 => SapError::Stale,
+        401 | 403 | 408 | 429 => SapError::Unavailable(format!("{status}: {code} {message}")),
+        400..=499 => SapError::Refused {
+            status: status.as_u16(),
+            code,
+            message,
+        },
+        _ => SapError::Unavailable(format!("{status}: {code} {message}")),
+    }
+}
+
+/// The path of an item.
+pub fn item_path(number: &str, item: &str) -> String {
+    format!("/A_SalesOrderItem(SalesOrder='{number}',SalesOrderItem='{item}')")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sap_errors_are_classified_by_what_a_retry_can_do() {
+        let body = br#"{"error":{"code":"V1/018","message":{"lang":"en","value":"SD document 8000000001 already exists"}}}"#;
+        let e = error_of(StatusCode::BAD_REQUEST, body);
+        assert!(e.is_number_taken());
+        assert!(matches!(
+            error_of(StatusCode::PRECONDITION_FAILED, b""),
+            SapError::Stale
+        ));
+        assert!(matches!(
+            error_of(StatusCode::SERVICE_UNAVAILABLE, b""),
+            SapError::Unavailable(_)
+        ));
+        assert!(matches!(
+            error_of(StatusCode::UNAUTHORIZED, b""),
+            SapError::Unavailable(_)
+        ));
+        let refused = error_of(
+            StatusCode::BAD_REQUEST,
+            br#"{"error":{"code":"V1/392","message":{"value":"Material X does not exist"}}}"#,
+        );
+        assert!(matches!(refused, SapError::Refused { ref code, .. } if code == "V1/392"));
+        assert!(!refused.is_number_taken());
+    }
+}
