@@ -90,3 +90,32 @@ impl Drop for ChildProcess {
         self.kill_hard();
     }
 }
+
+/// The folder of the workspace's debug binaries, after building `packages` once per test
+/// process (`cargo build -q -p ...`), unless `PREBUILT_BINARIES` is set (the test script built
+/// them already). Integration tests start the real services from there.
+pub fn built_binaries(packages: &[&str]) -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = crate::workspace_root();
+        if std::env::var_os("PREBUILT_BINARIES").is_none()
+            && std::env::var_os("PROXY_IT_PREBUILT").is_none()
+        {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut args = vec!["build", "-q"];
+            for p in packages {
+                args.extend(["-p", p]);
+            }
+            let status = Command::new(cargo)
+                .current_dir(&root)
+                .args(&args)
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "building {packages:?} failed");
+        }
+        std::env::var("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|_| root.join("target"))
+            .join("debug")
+    })
+}

@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
@@ -23,35 +22,7 @@ pub const WAIT: Duration = Duration::from_secs(30);
 /// `PROXY_IT_PREBUILT=1` uses the binaries already in the target dir (e.g. when `scripts/test`
 /// built them just before).
 pub fn binaries() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let root = test_support::workspace_root();
-        if std::env::var_os("PROXY_IT_PREBUILT").is_none() {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .current_dir(&root)
-                .args([
-                    "build",
-                    "-q",
-                    "-p",
-                    "order-service",
-                    "-p",
-                    "sap-mock",
-                    "-p",
-                    "orderctl",
-                ])
-                .status()
-                .expect("cargo runs");
-            assert!(
-                status.success(),
-                "building order-service, sap-mock and orderctl failed"
-            );
-        }
-        std::env::var("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| root.join("target"))
-            .join("debug")
-    })
+    test_support::process::built_binaries(&["order-service", "sap-mock", "orderctl"])
 }
 
 fn temp_dir(tag: &str) -> PathBuf {

@@ -1,0 +1,339 @@
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use test_support::kafka::TestTopic;
+use test_support::postgres::{TestDatabase, fresh_database};
+use test_support::process::{ChildProcess, built_binaries, free_port};
+
+pub const WAIT: Duration = Duration::from_secs(60);
+pub const ROOT: &str = "/sap/opu/odata/sap/API_SALES_ORDER_SRV";
+
+fn bins() -> &'static std::path::Path {
+    built_binaries(&["order-service", "sap-mock"])
+}
+
+fn log_to(dir: &std::path::Path, name: &str) -> Stdio {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(name))
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null())
+}
+
+/// Order service (relay on, publishing to a fresh topic), emulator, and sap-sync instances.
+pub struct Stack {
+    pub db: TestDatabase,
+    pub topic: TestTopic,
+    pub group: String,
+    pub dir: PathBuf,
+    pub sap: Option<ChildProcess>,
+    pub sap_port: u16,
+    pub sap_env: Vec<(&'static str, String)>,
+    pub orders: Option<ChildProcess>,
+    pub orders_port: u16,
+    pub syncs: Vec<(Option<ChildProcess>, u16)>,
+    pub sync_env: Vec<(&'static str, String)>,
+    pub http: reqwest::Client,
+    pub pool: sqlx::PgPool,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for (p, _) in &mut self.syncs {
+            drop(p.take());
+        }
+        drop(self.orders.take());
+        drop(self.sap.take());
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl Stack {
+    pub async fn start(
+        sap_env: Vec<(&'static str, String)>,
+        sync_env: Vec<(&'static str, String)>,
+    ) -> Stack {
+        let _ = bins();
+        let db = fresh_database().await;
+        let topic = test_support::kafka::fresh_topic(6).await;
+        let dir =
+            std::env::temp_dir().join(format!("sap-sync-it-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut s = Stack {
+            pool: sqlx::postgres::PgPoolOptions::new()
+                .max_connections(2)
+                .connect_lazy(&db.url)
+                .unwrap(),
+            db,
+            group: format!("sap-sync-{}", uuid::Uuid::new_v4().simple()),
+            topic,
+            dir,
+            sap: None,
+            sap_port: free_port(),
+            sap_env,
+            orders: None,
+            orders_port: free_port(),
+            syncs: Vec::new(),
+            sync_env,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        };
+        s.start_sap().await;
+        s.start_order_service().await;
+        s.start_sync().await;
+        s
+    }
+
+    pub fn sap_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.sap_port)
+    }
+    pub fn orders_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.orders_port)
+    }
+    pub fn sync_url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.syncs[i].1)
+    }
+
+    async fn wait_ok(&self, url: String, what: &str) {
+        test_support::eventually(what, WAIT, || async {
+            match self.http.get(&url).send().await {
+                Ok(r) if r.status().is_success() => Some(()),
+                _ => None,
+            }
+        })
+        .await;
+    }
+
+    pub async fn start_sap(&mut self) {
+        let mut cmd = Command::new(bins().join("sap-mock"));
+        cmd.env("SAP_MOCK_BIND", "127.0.0.1")
+            .env("SAP_MOCK_PORT", self.sap_port.to_string())
+            .env("SAP_MOCK_DATA_DIR", self.dir.join("sap"))
+            .env("RUST_LOG", "warn")
+            .stdout(log_to(&self.dir, "sap-mock.log"))
+            .stderr(log_to(&self.dir, "sap-mock.log"));
+        for (k, v) in &self.sap_env {
+            cmd.env(k, v);
+        }
+        self.sap = Some(ChildProcess::spawn("sap-mock", cmd));
+        self.wait_ok(
+            format!("{}/sap-mock/health", self.sap_url()),
+            "sap-mock healthy",
+        )
+        .await;
+    }
+
+    pub fn stop_sap(&mut self) {
+        if let Some(mut p) = self.sap.take() {
+            p.kill_hard();
+        }
+    }
+
+    pub async fn start_order_service(&mut self) {
+        let mut cmd = Command::new(bins().join("order-service"));
+        cmd.env("ORDER_SERVICE_HOST", "127.0.0.1")
+            .env("ORDER_SERVICE_PORT", self.orders_port.to_string())
+            .env("DATABASE_URL", &self.db.url)
+            .env("KAFKA_BROKERS", &self.topic.brokers)
+            .env("KAFKA_TOPIC", &self.topic.name)
+            .env("OUTBOX_RELAY_ENABLED", "true")
+            .env("RUST_LOG", "warn")
+            .stdout(log_to(&self.dir, "order-service.log"))
+            .stderr(log_to(&self.dir, "order-service.log"));
+        self.orders = Some(ChildProcess::spawn("order-service", cmd));
+        self.wait_ok(
+            format!("{}/health", self.orders_url()),
+            "order-service healthy",
+        )
+        .await;
+    }
+
+    /// Starts one more sap-sync instance in the test's group; returns its index.
+    pub async fn start_sync(&mut self) -> usize {
+        let port = free_port();
+        let i = self.syncs.len();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sap-sync"));
+        cmd.env("KAFKA_BROKERS", &self.topic.brokers)
+            .env("KAFKA_TOPIC", &self.topic.name)
+            .env("SAP_SYNC_GROUP", &self.group)
+            .env("SAP_URL", self.sap_url())
+            .env("ORDER_SERVICE_URL", self.orders_url())
+            .env("SAP_SYNC_BIND", "127.0.0.1")
+            .env("SAP_SYNC_PORT", port.to_string())
+            .env("SAP_SYNC_BACKOFF_BASE_MS", "100")
+            .env("SAP_SYNC_BACKOFF_MAX_MS", "1000")
+            .env("SAP_SYNC_POLL_MS", "300")
+            .env("SAP_TIMEOUT_MS", "3000")
+            .env("RUST_LOG", "info")
+            .stdout(log_to(&self.dir, &format!("sap-sync-{i}.log")))
+            .stderr(log_to(&self.dir, &format!("sap-sync-{i}.log")));
+        for (k, v) in &self.sync_env {
+            cmd.env(k, v);
+        }
+        self.syncs
+            .push((Some(ChildProcess::spawn("sap-sync", cmd)), port));
+        self.wait_ok(format!("{}/ready", self.sync_url(i)), "sap-sync ready")
+            .await;
+        i
+    }
+
+    pub fn kill_sync(&mut self, i: usize) {
+        if let Some(mut p) = self.syncs[i].0.take() {
+            p.kill_hard();
+        }
+    }
+
+    /// Replaces the emulator's fault knobs.
+    pub async fn sap_faults(&self, knobs: Value) {
+        let r = self
+            .http
+            .put(format!("{}/sap-mock/admin/faults", self.sap_url()))
+            .json(&knobs)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "fault knobs refused: {}",
+            r.status()
+        );
+    }
+
+    /// Creates an order through the order service's REST API: (id, order number).
+    pub async fn create_order(&self, reference: &str, sku: &str) -> (String, String) {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/orders", self.orders_url()))
+            .header("idempotency-key", reference)
+            .json(&json!({
+                "customer_id": "17100001", "currency": "EUR", "customer_reference": reference,
+                "order_type": "OR", "sales_organization": "1010", "distribution_channel": "10",
+                "division": "00",
+                "items": [
+                    {"sku": sku, "quantity": "2", "unit": "PC", "unit_price": "12.50"},
+                    {"sku": "TG12", "quantity": "1", "unit": "PC", "unit_price": "9.00"}
+                ]
+            }))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let v: Value = r.json().await.unwrap();
+        assert!(status.is_success(), "{status}: {v}");
+        (
+            v["id"].as_str().unwrap().to_owned(),
+            v["order_number"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// SAP's order by number (`d`, items expanded), `None` on 404.
+    pub async fn sap_order(&self, number: &str) -> Option<Value> {
+        let r = self
+            .http
+            .get(format!(
+                "{}{ROOT}/A_SalesOrder('{number}')?$expand=to_Item",
+                self.sap_url()
+            ))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .ok()?;
+        if r.status() == 404 {
+            return None;
+        }
+        r.json::<Value>().await.ok().map(|v| v["d"].clone())
+    }
+
+    /// Every SAP order (numbers), counted by the emulator's own list.
+    pub async fn sap_numbers(&self) -> Vec<String> {
+        let r = self
+            .http
+            .get(format!(
+                "{}{ROOT}/A_SalesOrder?$select=SalesOrder&$top=100000",
+                self.sap_url()
+            ))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        v["d"]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["SalesOrder"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Orders and items the emulator stores (its admin API answers during an outage too).
+    pub async fn sap_stored(&self) -> (u64, u64) {
+        let v: Value = self
+            .http
+            .get(format!("{}/sap-mock/admin/stats", self.sap_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (v["orders"].as_u64().unwrap(), v["items"].as_u64().unwrap())
+    }
+
+    /// The emulator's count of a recorded event (e.g. `sap_mock_order_created`).
+    pub async fn sap_event_count(&self, event: &str) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.sap_url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let prefix = format!("sap_mock_events_total{{event=\"{event}\"}}");
+        text.lines()
+            .find(|l| l.starts_with(&prefix))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    pub async fn status(&self, i: usize) -> Value {
+        self.http
+            .get(format!("{}/status", self.sync_url(i)))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until SAP holds every number.
+    pub async fn wait_in_sap(&self, numbers: &[String]) {
+        test_support::eventually("every order in SAP", WAIT, || async {
+            let have = self.sap_numbers().await;
+            numbers.iter().all(|n| have.contains(n)).then_some(())
+        })
+        .await;
+    }
+
+    /// Waits until some instance reports the group's lag at zero.
+    pub async fn wait_drained(&self, i: usize) {
+        test_support::eventually("lag drained to zero", WAIT, || async {
+            let s = self.status(i).await;
+            (s["lag_messages"] == 0).then_some(())
+        })
+        .await;
+    }
+}
+
+pub fn unique(tag: &str) -> String {
+    format!("{tag}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}

@@ -1,0 +1,5 @@
+//! sap-sync against the real parts: PostgreSQL, Kafka, the order service with its outbox relay,
+//! the SAP emulator, and sap-sync's own binary (killed with SIGKILL where a test says so).
+
+mod common;
+mod forward;
