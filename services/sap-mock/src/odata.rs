@@ -855,7 +855,7 @@ async fn update_order(
         .app
         .store
         .update(number, move |order: &mut Order| {
-            if if_match(&headers, &render::etag(order)) != Some(true) {
+            if if_match(&headers, &render::etag(order)) == Some(false) {
                 return Err(precondition_failed());
             }
             apply_update(order, &changes, replace, chrono::Utc::now())
