@@ -126,3 +126,92 @@ pub async fn master_data(State(app): State<Arc<AppState>>) -> Response {
 pub async fn health() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
+
+/// The body of the fulfilment calls: `{"SalesOrder":"..."}`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FulfilmentRequest {
+    #[serde(rename = "SalesOrder")]
+    sales_order: String,
+}
+
+/// Which fulfilment step to simulate.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Delivery,
+    Billing,
+}
+
+/// `POST /sap-mock/admin/deliveries {"SalesOrder":"..."}`: delivers every open item not
+/// rejected (delivery and goods issue in one step), as S/4 would after shipping.
+pub async fn deliver(State(app): State<Arc<AppState>>, body: Bytes) -> Response {
+    fulfil(&app, &body, Step::Delivery).await
+}
+
+/// `POST /sap-mock/admin/billing {"SalesOrder":"..."}`: bills the order's items not rejected
+/// (delivery-related billing needs them delivered first).
+pub async fn bill(State(app): State<Arc<AppState>>, body: Bytes) -> Response {
+    fulfil(&app, &body, Step::Billing).await
+}
+
+async fn fulfil(app: &AppState, body: &[u8], step: Step) -> Response {
+    use crate::sales_order::{Fulfilment, bill, deliver};
+    let request: FulfilmentRequest = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => return bad(e),
+    };
+    let number = request.sales_order.trim().to_owned();
+    let cz = app.customizing.clone();
+    let outcome = app
+        .store
+        .update(&number, move |order| {
+            let now = chrono::Utc::now();
+            let done = match step {
+                Step::Delivery => deliver(order, &cz, now),
+                Step::Billing => bill(order, &cz, now),
+            }
+            .map_err(|e| e.message)?;
+            match done {
+                Fulfilment::Done(items) => Ok(items),
+                Fulfilment::NothingOpen => {
+                    Err("no item of the order is open for this step".to_owned())
+                }
+                Fulfilment::NotDelivered(items) => Err(format!(
+                    "delivery-related billing needs the items delivered first; not delivered: {}",
+                    items.join(", ")
+                )),
+            }
+        })
+        .await;
+    let conflict =
+        |message: String| (StatusCode::CONFLICT, Json(json!({"error": message}))).into_response();
+    match outcome {
+        Err(e) => {
+            tracing::error!(error = %e, "sap_mock_storage_failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"error": "storage failed"})),
+            )
+                .into_response()
+        }
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("sales order {number} does not exist")})),
+        )
+            .into_response(),
+        Ok(Some(Err(message))) => conflict(message),
+        Ok(Some(Ok((order, items)))) => {
+            crate::events::record(crate::events::Event::OrderUpdated(&number));
+            let h = &order.header;
+            Json(json!({
+                "SalesOrder": order.number(),
+                "items": items,
+                "OverallDeliveryStatus": h.get_str("OverallDeliveryStatus"),
+                "OverallSDProcessStatus": h.get_str("OverallSDProcessStatus"),
+                "OverallOrdReltdBillgStatus": h.get_str("OverallOrdReltdBillgStatus"),
+                "LastChangeDateTime": h.get("LastChangeDateTime").to_json(),
+            }))
+            .into_response()
+        }
+    }
+}

@@ -81,6 +81,60 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Fault knobs at start (`SAP_MOCK_LATENCY_MS` and friends); changeable at runtime.
     pub faults: FaultSettings,
+    /// `SAP_MOCK_REJECTION_REASONS` (comma-separated, default [`DEFAULT_REJECTION_REASONS`]):
+    /// the reasons for rejection configured in the system (S/4's table TVAG); an item's
+    /// `SalesDocumentRjcnReason` must be one of them.
+    pub rejection_reasons: Vec<String>,
+    /// `SAP_MOCK_REQUIRE_IF_MATCH` (default true): a change or delete of a sales order without
+    /// `If-Match` is refused with 428, as S/4 does for entities with an ETag.
+    pub require_if_match: bool,
+    /// `SAP_MOCK_BILLING_RELEVANCE` (`delivery`, the default, or `order`): how the emulator's
+    /// items are billed, see [`BillingRelevance`].
+    pub billing_relevance: BillingRelevance,
+}
+
+/// SAP's standard reasons for rejection (table TVAG as SAP delivers it), see docs/sap-mock.md.
+pub const DEFAULT_REJECTION_REASONS: &[&str] =
+    &["00", "01", "02", "03", "04", "05", "10", "11", "20", "50"];
+
+/// How the items are billed: the billing relevance of their item category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BillingRelevance {
+    /// Delivery-related billing (item category `TAN`, S/4's standard item): the invoice refers
+    /// to the delivery; billing needs a delivery first and the order's order-related billing
+    /// statuses stay empty (not relevant).
+    Delivery,
+    /// Order-related billing: the invoice refers to the order item; the item's
+    /// `OrderRelatedBillingStatus` and the header's `OverallOrdReltdBillgStatus` move `A` → `C`.
+    Order,
+}
+
+impl std::str::FromStr for BillingRelevance {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "delivery" => Ok(Self::Delivery),
+            "order" => Ok(Self::Order),
+            other => Err(format!("expected delivery or order, got {other:?}")),
+        }
+    }
+}
+
+/// Parses `00,01,...`: two characters at most each (the field's length), upper case.
+pub fn parse_rejection_reasons(raw: &str) -> Result<Vec<String>, String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            if r.chars().count() <= 2 && r.chars().all(|c| c.is_ascii_alphanumeric()) {
+                Ok(r.to_ascii_uppercase())
+            } else {
+                Err(format!(
+                    "expected codes of one or two letters or digits, got {r:?}"
+                ))
+            }
+        })
+        .collect()
 }
 
 impl Config {
@@ -105,6 +159,9 @@ impl Config {
             shutdown_grace: Duration::from_secs(5),
             log_format: LogFormat::Text,
             faults: FaultSettings::default(),
+            rejection_reasons: default_rejection_reasons(),
+            require_if_match: true,
+            billing_relevance: BillingRelevance::Delivery,
         }
     }
 
@@ -140,6 +197,13 @@ impl Config {
             r.problem(e);
         }
         let internal_range = r.read("SAP_MOCK_INTERNAL_RANGE", DEFAULT_INTERNAL_RANGE);
+        let rejection_reasons = match r.raw("SAP_MOCK_REJECTION_REASONS") {
+            None => default_rejection_reasons(),
+            Some(raw) => parse_rejection_reasons(&raw).unwrap_or_else(|e| {
+                r.problem(format!("SAP_MOCK_REJECTION_REASONS: {e}"));
+                Vec::new()
+            }),
+        };
         let config = Self {
             bind: r.read("SAP_MOCK_BIND", IpAddr::from([0, 0, 0, 0])),
             port: r.read("SAP_MOCK_PORT", 8082),
@@ -161,6 +225,9 @@ impl Config {
             shutdown_grace: Duration::from_millis(r.read("SAP_MOCK_SHUTDOWN_GRACE_MS", 5000)),
             log_format: r.read("SAP_MOCK_LOG_FORMAT", LogFormat::Text),
             faults,
+            rejection_reasons,
+            require_if_match: r.read_bool("SAP_MOCK_REQUIRE_IF_MATCH", true),
+            billing_relevance: r.read("SAP_MOCK_BILLING_RELEVANCE", BillingRelevance::Delivery),
         };
         if config.sap_client.len() != 3 || !config.sap_client.bytes().all(|b| b.is_ascii_digit()) {
             r.problem("SAP_MOCK_CLIENT: expected three digits, e.g. 100");
@@ -183,6 +250,13 @@ impl Config {
         r.finish()?;
         Ok(config)
     }
+}
+
+fn default_rejection_reasons() -> Vec<String> {
+    DEFAULT_REJECTION_REASONS
+        .iter()
+        .map(|r| (*r).to_owned())
+        .collect()
 }
 
 /// Parses `name:password,name2:password2`.
@@ -220,6 +294,24 @@ mod tests {
         assert!(c.users.is_empty());
         assert_eq!(c.sap_client, "100");
         assert_eq!(c.faults, FaultSettings::default());
+        assert!(c.require_if_match);
+        assert_eq!(c.billing_relevance, BillingRelevance::Delivery);
+        assert!(c.rejection_reasons.iter().any(|r| r == "03"));
+    }
+
+    #[test]
+    fn rejection_reasons_if_match_and_billing_are_read_and_checked() {
+        let c = config(&[
+            ("SAP_MOCK_REJECTION_REASONS", "01, z1"),
+            ("SAP_MOCK_REQUIRE_IF_MATCH", "false"),
+            ("SAP_MOCK_BILLING_RELEVANCE", "order"),
+        ])
+        .unwrap();
+        assert_eq!(c.rejection_reasons, ["01", "Z1"]);
+        assert!(!c.require_if_match);
+        assert_eq!(c.billing_relevance, BillingRelevance::Order);
+        assert!(config(&[("SAP_MOCK_REJECTION_REASONS", "001")]).is_err());
+        assert!(config(&[("SAP_MOCK_BILLING_RELEVANCE", "never")]).is_err());
     }
 
     #[test]

@@ -47,6 +47,14 @@ pub mod codes {
     /// `SalesOrder` named on create is taken already. No public SAP source gave the id of S/4's
     /// own message: chosen in class V1.
     pub const DOCUMENT_ALREADY_EXISTS: &str = "V1/018";
+    /// `SalesDocumentRjcnReason` not among the configured reasons (table TVAG). S/4's own id
+    /// is not verified: chosen in class V1.
+    pub const REJECTION_REASON_UNKNOWN: &str = "V1/206";
+    /// A delivered item cannot be rejected, deleted or changed in quantity. S/4's own id is not
+    /// verified: chosen in class V1.
+    pub const ITEM_HAS_SUBSEQUENT_DOCUMENTS: &str = "V1/087";
+    /// A `$batch` body that does not parse as multipart/mixed.
+    pub const BATCH_INVALID: &str = "/IWFND/CM_MGW/004";
     /// A field that cannot change after creation.
     pub const FIELD_NOT_CHANGEABLE: &str = "V1/047";
     /// Malformed request body.

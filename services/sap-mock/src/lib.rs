@@ -13,7 +13,10 @@
 //!   operation; answers are shaped by [`render`], refusals by [`error`].
 //! - [`master_data_api`]: the [`master_data`] served read-only through SAP's standard product,
 //!   business partner and pricing condition APIs, for the master-data import.
-//! - [`sales_order`]: SAP's checks, defaults and pricing against [`master_data`];
+//! - [`batch`]: `$batch` (multipart/mixed): each changeset applied all or nothing through the
+//!   [`store`]'s changesets, each part answered as its own request would be.
+//! - [`sales_order`]: SAP's checks, defaults and pricing against [`master_data`], rejection,
+//!   delivery and billing statuses;
 //!   [`numbering`]: the internal and external number ranges.
 //! - [`store`]: orders in an embedded redb database (durable before the answer), mirrored in
 //!   memory.
@@ -24,6 +27,7 @@
 
 pub mod admin;
 pub mod atom;
+pub mod batch;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -76,6 +80,8 @@ pub struct AppState {
     pub hanging: std::sync::atomic::AtomicUsize,
     /// SAP Gateway's repeatable requests, when enabled.
     pub repeatability: Option<repeatability::Repeatability>,
+    /// The SD customizing orders are processed with (rejection reasons, billing relevance).
+    pub customizing: Arc<sales_order::Customizing>,
 }
 
 /// A built emulator: port bound, store open, not yet serving.
@@ -101,7 +107,12 @@ impl Application {
         let repeatability = config
             .repeatability
             .then(|| repeatability::Repeatability::new(config.repeatability_window));
+        let customizing = Arc::new(sales_order::Customizing {
+            rejection_reasons: config.rejection_reasons.clone(),
+            billing: config.billing_relevance,
+        });
         let state = Arc::new(AppState {
+            customizing,
             faults: Arc::new(Faults::new(config.faults.clone())),
             config,
             store,
@@ -187,6 +198,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/sap-mock/admin/stats", get(admin::stats))
         .route("/sap-mock/admin/master-data", get(admin::master_data))
+        .route(
+            "/sap-mock/admin/deliveries",
+            axum::routing::post(admin::deliver),
+        )
+        .route("/sap-mock/admin/billing", axum::routing::post(admin::bill))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admin::require_token,

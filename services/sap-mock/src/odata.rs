@@ -102,8 +102,10 @@ async fn handle_once(app: Arc<AppState>, req: Request) -> Response {
             raw_query: parts.uri.query().unwrap_or_default(),
             principal: &principal,
         };
+        let below_root = parts.uri.path().strip_prefix(root).unwrap_or_default();
         let served = match crate::master_data_api::service(root) {
             Some(service) => crate::master_data_api::serve(&ctx, service).await,
+            None if below_root == "/$batch" => crate::batch::serve(&ctx, body).await,
             None => serve(&ctx, body).await,
         };
         let r = match served {
@@ -167,7 +169,7 @@ async fn as_atom(r: Response) -> Response {
 }
 
 /// `POST` with `X-HTTP-Method: MERGE|PATCH|PUT|DELETE` is tunnelled, as SAP Gateway allows.
-fn effective_method(method: &Method, headers: &HeaderMap) -> Method {
+pub(crate) fn effective_method(method: &Method, headers: &HeaderMap) -> Method {
     if method == Method::POST
         && let Some(m) = headers.get("x-http-method").and_then(|v| v.to_str().ok())
         && let Ok(m) = Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes())
@@ -248,7 +250,7 @@ pub(crate) struct RequestContext<'a> {
     pub(crate) headers: &'a HeaderMap,
     pub(crate) raw_path: &'a str,
     pub(crate) raw_query: &'a str,
-    principal: &'a Principal,
+    pub(crate) principal: &'a Principal,
 }
 
 impl RequestContext<'_> {
@@ -279,7 +281,8 @@ impl RequestContext<'_> {
     }
 }
 
-async fn serve(ctx: &RequestContext<'_>, body: Body) -> Result<Response, SapError> {
+/// Serves one request below the sales order service's root (also each part of a `$batch`).
+pub(crate) async fn serve(ctx: &RequestContext<'_>, body: Body) -> Result<Response, SapError> {
     let below_root = ctx
         .raw_path
         .strip_prefix(SERVICE_ROOT_PATH)
@@ -760,12 +763,13 @@ async fn create_order(ctx: &RequestContext<'_>, body: Body) -> Result<Response, 
         &ctx.app.config.external_range,
     )?;
     let master = ctx.app.master.clone();
+    let cz = ctx.app.customizing.clone();
     let user = ctx.principal.user.clone();
     let order = ctx
         .app
         .store
         .create(numbering, move |number| {
-            build_order(&request, number, &master, &user, chrono::Utc::now())
+            build_order(&request, number, &master, &user, &cz, chrono::Utc::now())
         })
         .await
         .map_err(storage_failed)?
@@ -815,6 +819,20 @@ fn if_match(headers: &HeaderMap, current: &str) -> Option<bool> {
     Some(sent == "*" || strip(&sent) == strip(current))
 }
 
+/// `A_SalesOrder` has an ETag (`LastChangeDateTime`, `ConcurrencyMode="Fixed"` in S/4's
+/// metadata): with `SAP_MOCK_REQUIRE_IF_MATCH` (default on, as S/4) a change or delete without
+/// `If-Match` is refused with 428 before anything is read.
+fn require_if_match(ctx: &RequestContext<'_>) -> Result<(), SapError> {
+    if ctx.app.config.require_if_match && ctx.headers.get(header::IF_MATCH).is_none() {
+        return Err(SapError::new(
+            StatusCode::PRECONDITION_REQUIRED,
+            codes::PRECONDITION_REQUIRED,
+            "Precondition required: send If-Match with the entity's ETag",
+        ));
+    }
+    Ok(())
+}
+
 fn precondition_failed() -> SapError {
     SapError::new(
         StatusCode::PRECONDITION_FAILED,
@@ -831,19 +849,13 @@ async fn update_order(
     let bytes = read_body(ctx, body).await?;
     let changes = parse_update(&bytes, &SALES_ORDER)?;
     let headers = ctx.headers.clone();
-    if headers.get(header::IF_MATCH).is_none() {
-        return Err(SapError::new(
-            StatusCode::PRECONDITION_REQUIRED,
-            codes::PRECONDITION_REQUIRED,
-            "Precondition required: send If-Match with the entity's ETag",
-        ));
-    }
+    require_if_match(ctx)?;
     let replace = ctx.method == Method::PUT;
     let (updated, ()) = ctx
         .app
         .store
         .update(number, move |order: &mut Order| {
-            if if_match(&headers, &render::etag(order)) != Some(true) {
+            if if_match(&headers, &render::etag(order)) == Some(false) {
                 return Err(precondition_failed());
             }
             apply_update(order, &changes, replace, chrono::Utc::now())
@@ -879,6 +891,7 @@ async fn write_item(
 ) -> Result<Response, SapError> {
     let headers = ctx.headers.clone();
     let master = ctx.app.master.clone();
+    let cz = ctx.app.customizing.clone();
     let (order, item_no) = ctx
         .app
         .store
@@ -888,11 +901,11 @@ async fn write_item(
             }
             let now = chrono::Utc::now();
             match write {
-                ItemWrite::Add(sent) => add_item(order, &sent, &master, now),
+                ItemWrite::Add(sent) => add_item(order, &sent, &master, &cz, now),
                 ItemWrite::Change(item, changes, replace) => {
-                    change_item(order, &item, &changes, replace, &master, now).map(|()| item)
+                    change_item(order, &item, &changes, replace, &master, &cz, now).map(|()| item)
                 }
-                ItemWrite::Remove(item) => remove_item(order, &item, now).map(|()| item),
+                ItemWrite::Remove(item) => remove_item(order, &item, &cz, now).map(|()| item),
             }
         })
         .await
@@ -918,6 +931,7 @@ async fn write_item(
 }
 
 async fn delete_order(ctx: &RequestContext<'_>, number: &str) -> Result<Response, SapError> {
+    require_if_match(ctx)?;
     let headers = ctx.headers.clone();
     ctx.app
         .store

@@ -11,9 +11,42 @@ use sap_odata::payload::{PropertyMap, SalesOrderCreate};
 use sap_odata::value::decimal_fits;
 use sap_odata::{EdmValue, SALES_ORDER, SALES_ORDER_ITEM};
 
+use crate::config::BillingRelevance;
 use crate::error::{SapError, codes};
 use crate::master_data::MasterData;
 use crate::store::{Order, Record};
+
+/// The SD customizing the emulator's order processing follows (from [`crate::Config`]).
+#[derive(Debug, Clone)]
+pub struct Customizing {
+    /// Configured reasons for rejection (S/4's table TVAG).
+    pub rejection_reasons: Vec<String>,
+    /// Billing relevance of the items' category.
+    pub billing: BillingRelevance,
+}
+
+impl Default for Customizing {
+    fn default() -> Self {
+        Self {
+            rejection_reasons: crate::config::DEFAULT_REJECTION_REASONS
+                .iter()
+                .map(|r| (*r).to_owned())
+                .collect(),
+            billing: BillingRelevance::Delivery,
+        }
+    }
+}
+
+impl Customizing {
+    /// What an item's order-related billing status starts as: `A` (not yet billed) when the
+    /// items are billed order-related, empty (not relevant) when billing refers to deliveries.
+    fn initial_billing_status(&self) -> &'static str {
+        match self.billing {
+            BillingRelevance::Delivery => "",
+            BillingRelevance::Order => "A",
+        }
+    }
+}
 
 /// What S/4 takes from a create: only the properties its service definition marks creatable
 /// (`sap:creatable`). The others (statuses, totals, `ExternalDocumentID`, item `NetAmount`, ...)
@@ -60,6 +93,7 @@ pub fn build_order(
     number: String,
     md: &MasterData,
     user: &str,
+    cz: &Customizing,
     now: DateTime<Utc>,
 ) -> Result<Order, SapError> {
     let h = &creatable_only(&req.header);
@@ -156,15 +190,7 @@ pub fn build_order(
             header.set(field, EdmValue::String(value.to_owned()));
         }
     }
-    for (field, value) in [
-        ("OverallSDProcessStatus", "A"),
-        ("OverallTotalDeliveryStatus", "A"),
-        ("OverallDeliveryStatus", "A"),
-        ("OverallOrdReltdBillgStatus", ""),
-        ("TotalCreditCheckStatus", ""),
-    ] {
-        header.set(field, EdmValue::String(value.to_owned()));
-    }
+    header.set("TotalCreditCheckStatus", EdmValue::String(String::new()));
 
     let mut items = Vec::with_capacity(req.items.len());
     let mut last_number = 0u32;
@@ -184,14 +210,15 @@ pub fn build_order(
                 })?,
         };
         last_number = item_number;
-        items.push(build_item(&sent, item_number, &header, md)?);
+        items.push(build_item(&sent, item_number, &header, md, cz)?);
     }
-    header.set("TotalNetAmount", money(total_net(&items)?));
-    Ok(Order {
+    let mut order = Order {
         header,
         items,
         changed_at: now,
-    })
+    };
+    derive_header(&mut order, cz)?;
+    Ok(order)
 }
 
 /// Checks one item against the master data and builds it as SAP saves it: units, weights,
@@ -202,6 +229,7 @@ fn build_item(
     item_number: u32,
     header: &Record,
     md: &MasterData,
+    cz: &Customizing,
 ) -> Result<Record, SapError> {
     if item_number == 0 || item_number > 999_999 {
         return Err(SapError::bad_request(
@@ -317,9 +345,17 @@ fn build_item(
     item.set("TransactionCurrency", s(currency));
     item.set("NetAmount", money(net));
     item.set("MaterialGroup", s(&material.material_group));
+    let reason = str_or_empty(sent, "SalesDocumentRjcnReason");
+    if !reason.is_empty() && !cz.rejection_reasons.iter().any(|r| r == reason) {
+        return Err(SapError::bad_request(
+            codes::REJECTION_REASON_UNKNOWN,
+            format!("Reason for rejection {reason} is not defined (item {item_label})"),
+        )
+        .on("SalesDocumentRjcnReason"));
+    }
     item.set("SDProcessStatus", s("A"));
     item.set("DeliveryStatus", s("A"));
-    item.set("OrderRelatedBillingStatus", s(""));
+    item.set("OrderRelatedBillingStatus", s(cz.initial_billing_status()));
     for (field, value) in [
         ("SalesOrderItemCategory", "TAN"),
         ("SalesOrderItemText", material.description.as_str()),
@@ -338,13 +374,103 @@ fn build_item(
     if matches!(item.get("PricingDate"), EdmValue::Null) {
         item.set("PricingDate", header.get("PricingDate").clone());
     }
+    derive_item_status(&mut item, cz);
     Ok(item)
 }
 
+/// Whether an item carries a reason for rejection.
+pub fn is_rejected(item: &Record) -> bool {
+    !item.get_str("SalesDocumentRjcnReason").is_empty()
+}
+
+/// Whether (part of) an item was delivered: its `DeliveryStatus` is `B` or `C`.
+pub fn is_delivered(item: &Record) -> bool {
+    matches!(item.get_str("DeliveryStatus"), "B" | "C")
+}
+
+/// The item's overall processing status (`SDProcessStatus`, SAP's GBSTA) from its rejection,
+/// delivery and billing: a rejected item is completed (`C`); otherwise a delivery-billed item
+/// is completed once delivered, an order-billed one once delivered and billed, in process
+/// (`B`) with one of the two, open (`A`) with neither.
+fn derive_item_status(item: &mut Record, cz: &Customizing) {
+    let delivered = item.get_str("DeliveryStatus") == "C";
+    let billed = item.get_str("OrderRelatedBillingStatus") == "C";
+    let status = if is_rejected(item) {
+        "C"
+    } else {
+        match (cz.billing, delivered, billed) {
+            (BillingRelevance::Delivery, true, _) | (BillingRelevance::Order, true, true) => "C",
+            (BillingRelevance::Order, true, false) | (BillingRelevance::Order, false, true) => "B",
+            _ => "A",
+        }
+    };
+    item.set("SDProcessStatus", EdmValue::String(status.to_owned()));
+}
+
+/// `A` when every status is `A`, `C` when every one is `C`, `B` in between; `empty` when there
+/// is none.
+fn aggregate<'a>(statuses: impl Iterator<Item = &'a str>, empty: &str) -> String {
+    let all: Vec<&str> = statuses.collect();
+    if all.is_empty() {
+        empty.to_owned()
+    } else if all.iter().all(|s| *s == "A") {
+        "A".to_owned()
+    } else if all.iter().all(|s| *s == "C") {
+        "C".to_owned()
+    } else {
+        "B".to_owned()
+    }
+}
+
+/// The header's totals and statuses from its items, as S/4 derives them: `TotalNetAmount`
+/// without rejected items; `OverallSDDocumentRejectionSts` `A` (none rejected), `B` (some),
+/// `C` (all); `OverallSDProcessStatus` over every item; delivery statuses over the items not
+/// rejected (all items when every one is rejected); the order-related billing status over
+/// the items not rejected when billing is order-related, empty (not relevant) otherwise.
+fn derive_header(order: &mut Order, cz: &Customizing) -> Result<(), SapError> {
+    let active: Vec<&Record> = order.items.iter().filter(|i| !is_rejected(i)).collect();
+    let total = total_net(active.iter().copied())?;
+    let rejected = order.items.len() - active.len();
+    let rejection = if rejected == 0 {
+        "A"
+    } else if active.is_empty() {
+        "C"
+    } else {
+        "B"
+    };
+    let relevant: Vec<&Record> = if active.is_empty() {
+        order.items.iter().collect()
+    } else {
+        active.clone()
+    };
+    let process = aggregate(
+        order.items.iter().map(|i| i.get_str("SDProcessStatus")),
+        "A",
+    );
+    let delivery = aggregate(relevant.iter().map(|i| i.get_str("DeliveryStatus")), "A");
+    let billing = match cz.billing {
+        BillingRelevance::Delivery => String::new(),
+        BillingRelevance::Order => aggregate(
+            relevant
+                .iter()
+                .map(|i| i.get_str("OrderRelatedBillingStatus")),
+            "A",
+        ),
+    };
+    let h = &mut order.header;
+    h.set("TotalNetAmount", money(total));
+    let s = |v: &str| EdmValue::String(v.to_owned());
+    h.set("OverallSDDocumentRejectionSts", s(rejection));
+    h.set("OverallSDProcessStatus", s(&process));
+    h.set("OverallDeliveryStatus", s(&delivery));
+    h.set("OverallTotalDeliveryStatus", s(&delivery));
+    h.set("OverallOrdReltdBillgStatus", s(&billing));
+    Ok(())
+}
+
 /// The sum of the items' net amounts, if it fits `TotalNetAmount`.
-fn total_net(items: &[Record]) -> Result<Decimal, SapError> {
+fn total_net<'a>(mut items: impl Iterator<Item = &'a Record>) -> Result<Decimal, SapError> {
     items
-        .iter()
         .try_fold(Decimal::ZERO, |sum, i| {
             sum.checked_add(i.get("NetAmount").as_decimal().unwrap_or_default())
         })
@@ -401,6 +527,7 @@ pub fn add_item(
     order: &mut Order,
     sent: &PropertyMap,
     md: &MasterData,
+    cz: &Customizing,
     now: DateTime<Utc>,
 ) -> Result<String, SapError> {
     if let Some(so) = sent.get_str("SalesOrder").filter(|s| !s.is_empty())
@@ -432,14 +559,12 @@ pub fn add_item(
                 .on("SalesOrderItem")
             })?,
     };
-    let item = build_item(&creatable_only(sent), number, &order.header, md)?;
+    let item = build_item(&creatable_only(sent), number, &order.header, md, cz)?;
     order.items.push(item);
     order
         .items
         .sort_by_key(|i| i.get_str("SalesOrderItem").parse::<u32>().unwrap_or(0));
-    order
-        .header
-        .set("TotalNetAmount", money(total_net(&order.items)?));
+    derive_header(order, cz)?;
     touch(order, now);
     Ok(number.to_string())
 }
@@ -453,6 +578,7 @@ pub fn change_item(
     changes: &PropertyMap,
     replace: bool,
     md: &MasterData,
+    cz: &Customizing,
     now: DateTime<Utc>,
 ) -> Result<(), SapError> {
     let index = item_index(order, item_no).ok_or_else(|| item_not_found(order, item_no))?;
@@ -484,24 +610,141 @@ pub fn change_item(
         .get_str("SalesOrderItem")
         .parse::<u32>()
         .unwrap_or(0);
-    let item = build_item(&merged, number, &order.header, md)?;
+    let mut item = build_item(&merged, number, &order.header, md, cz)?;
+    let current = &order.items[index];
+    if is_delivered(current) {
+        // S/4 keeps a delivered item: no rejection, no other quantity
+        let label = current.get_str("SalesOrderItem");
+        if item.get_str("SalesDocumentRjcnReason") != current.get_str("SalesDocumentRjcnReason") {
+            return Err(item_delivered(label, "rejected").on("SalesDocumentRjcnReason"));
+        }
+        if item.get("RequestedQuantity") != current.get("RequestedQuantity") {
+            return Err(item_delivered(label, "changed in quantity").on("RequestedQuantity"));
+        }
+    }
+    // delivery and billing are SAP's own: they stay as they were
+    for status in ["DeliveryStatus", "OrderRelatedBillingStatus"] {
+        item.set(status, current.get(status).clone());
+    }
+    derive_item_status(&mut item, cz);
     order.items[index] = item;
-    order
-        .header
-        .set("TotalNetAmount", money(total_net(&order.items)?));
+    derive_header(order, cz)?;
     touch(order, now);
     Ok(())
 }
 
-/// Removes an item; the order total follows.
-pub fn remove_item(order: &mut Order, item_no: &str, now: DateTime<Utc>) -> Result<(), SapError> {
+fn item_delivered(item_no: &str, what: &str) -> SapError {
+    SapError::new(
+        http::StatusCode::BAD_REQUEST,
+        codes::ITEM_HAS_SUBSEQUENT_DOCUMENTS,
+        format!(
+            "Item {item_no} has been delivered (subsequent documents exist) and cannot be {what}"
+        ),
+    )
+}
+
+/// Removes an item (not once delivered); the order total follows.
+pub fn remove_item(
+    order: &mut Order,
+    item_no: &str,
+    cz: &Customizing,
+    now: DateTime<Utc>,
+) -> Result<(), SapError> {
     let index = item_index(order, item_no).ok_or_else(|| item_not_found(order, item_no))?;
+    if is_delivered(&order.items[index]) {
+        return Err(item_delivered(
+            order.items[index].get_str("SalesOrderItem"),
+            "deleted",
+        ));
+    }
     order.items.remove(index);
-    order
-        .header
-        .set("TotalNetAmount", money(total_net(&order.items)?));
+    derive_header(order, cz)?;
     touch(order, now);
     Ok(())
+}
+
+/// What a simulated fulfilment step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fulfilment {
+    /// These items were delivered (or billed).
+    Done(Vec<String>),
+    /// Nothing to do: no item open for the step.
+    NothingOpen,
+    /// Billing refused: delivery-related billing needs the items delivered first.
+    NotDelivered(Vec<String>),
+}
+
+/// Delivers every item not rejected and not yet delivered, completely (delivery created and
+/// goods issued, as one step): item `DeliveryStatus` `C`, statuses derived again.
+pub fn deliver(
+    order: &mut Order,
+    cz: &Customizing,
+    now: DateTime<Utc>,
+) -> Result<Fulfilment, SapError> {
+    let mut done = Vec::new();
+    for item in order.items.iter_mut() {
+        if is_rejected(item) || item.get_str("DeliveryStatus") == "C" {
+            continue;
+        }
+        item.set("DeliveryStatus", EdmValue::String("C".to_owned()));
+        derive_item_status(item, cz);
+        done.push(item.get_str("SalesOrderItem").to_owned());
+    }
+    if done.is_empty() {
+        return Ok(Fulfilment::NothingOpen);
+    }
+    derive_header(order, cz)?;
+    touch(order, now);
+    Ok(Fulfilment::Done(done))
+}
+
+/// Bills every item not rejected and not yet billed. Delivery-related billing bills
+/// deliveries: every such item must be delivered, and the order's order-related billing
+/// statuses stay empty (the billing status lives on the delivery in S/4). Order-related
+/// billing sets the item's `OrderRelatedBillingStatus` to `C`.
+pub fn bill(
+    order: &mut Order,
+    cz: &Customizing,
+    now: DateTime<Utc>,
+) -> Result<Fulfilment, SapError> {
+    let open: Vec<usize> = order
+        .items
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| !is_rejected(i))
+        .filter(|(_, i)| match cz.billing {
+            BillingRelevance::Order => i.get_str("OrderRelatedBillingStatus") != "C",
+            BillingRelevance::Delivery => true,
+        })
+        .map(|(n, _)| n)
+        .collect();
+    if open.is_empty() {
+        return Ok(Fulfilment::NothingOpen);
+    }
+    let undelivered: Vec<String> = open
+        .iter()
+        .map(|n| &order.items[*n])
+        .filter(|i| i.get_str("DeliveryStatus") != "C")
+        .map(|i| i.get_str("SalesOrderItem").to_owned())
+        .collect();
+    if cz.billing == BillingRelevance::Delivery && !undelivered.is_empty() {
+        return Ok(Fulfilment::NotDelivered(undelivered));
+    }
+    let mut done = Vec::new();
+    for n in open {
+        let item = &mut order.items[n];
+        if cz.billing == BillingRelevance::Order {
+            item.set(
+                "OrderRelatedBillingStatus",
+                EdmValue::String("C".to_owned()),
+            );
+        }
+        derive_item_status(item, cz);
+        done.push(item.get_str("SalesOrderItem").to_owned());
+    }
+    derive_header(order, cz)?;
+    touch(order, now);
+    Ok(Fulfilment::Done(done))
 }
 
 /// Applies a header change (`PATCH`/`MERGE`/`PUT`) the way SAP does: the key and the fields
@@ -579,6 +822,7 @@ mod tests {
             "1000001".into(),
             &MasterData::demo(),
             "alice",
+            &Customizing::default(),
             Utc::now(),
         )
     }

@@ -214,8 +214,43 @@ pub struct Store {
     db: Arc<Database>,
     orders: Arc<RwLock<BTreeMap<u64, Arc<Order>>>>,
     write_lock: Arc<Mutex<()>>,
+    /// Held shared by every create until it is answered, exclusively by a changeset: a
+    /// changeset numbers its creates without racing the writer thread.
+    create_gate: Arc<RwLock<()>>,
     first_number: u64,
+    last_internal: u64,
     creates: std::sync::mpsc::Sender<CreateJob>,
+}
+
+/// The writes of a `$batch` changeset so far: applied to copies, stored only at the end.
+#[derive(Debug, Default)]
+struct Staged {
+    /// Changed (`Some`) and deleted (`None`) orders by number.
+    orders: BTreeMap<u64, Option<Arc<Order>>>,
+    /// The next internal number once a create of the changeset drew one.
+    next_internal: Option<u64>,
+}
+
+tokio::task_local! {
+    /// Set while a changeset runs on this task: writes go to it instead of the database.
+    static CHANGESET: Arc<std::sync::Mutex<Staged>>;
+}
+
+fn staged() -> Option<Arc<std::sync::Mutex<Staged>>> {
+    CHANGESET.try_with(Clone::clone).ok()
+}
+
+fn lock_staged(s: &std::sync::Mutex<Staged>) -> std::sync::MutexGuard<'_, Staged> {
+    s.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Whether a changeset's writes are kept or thrown away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangesetOutcome {
+    /// Every change succeeded: store them all, in one transaction.
+    Commit,
+    /// A change failed: store none of them.
+    Discard,
 }
 
 /// What the writer thread calls once the batch's commit succeeded (`Ok`) or failed.
@@ -381,9 +416,108 @@ impl Store {
             db,
             orders,
             write_lock: Arc::new(Mutex::new(())),
+            create_gate: Arc::new(RwLock::new(())),
             first_number,
+            last_internal,
             creates,
         })
+    }
+
+    /// Runs `work` as one changeset: every create, update and delete it makes through this
+    /// store is applied to copies (later ones see earlier ones), and stored in one durable
+    /// transaction only if `work` says [`ChangesetOutcome::Commit`]; otherwise nothing is
+    /// stored. Other writers wait while it runs; readers see the state before it until it is
+    /// stored. Returns what `work` returned.
+    pub async fn changeset<T>(
+        &self,
+        work: impl std::future::Future<Output = (T, ChangesetOutcome)>,
+    ) -> Result<T, StoreError> {
+        let _creates = self.create_gate.write().await;
+        let _writes = self.write_lock.lock().await;
+        let staged = Arc::new(std::sync::Mutex::new(Staged::default()));
+        let (value, outcome) = CHANGESET.scope(staged.clone(), work).await;
+        let staged = std::mem::take(&mut *lock_staged(&staged));
+        if outcome == ChangesetOutcome::Discard || staged.orders.is_empty() {
+            return Ok(value);
+        }
+        let rows: Vec<(u64, Option<Vec<u8>>)> = staged
+            .orders
+            .iter()
+            .map(|(n, o)| (*n, o.as_ref().map(|o| o.to_bytes())))
+            .collect();
+        let next = staged.next_internal;
+        self.write_blocking(move |tx| {
+            let mut table = tx.open_table(ORDERS).map_err(db_err)?;
+            for (n, row) in &rows {
+                match row {
+                    Some(bytes) => {
+                        table.insert(*n, bytes.as_slice()).map_err(db_err)?;
+                    }
+                    None => {
+                        table.remove(*n).map_err(db_err)?;
+                    }
+                }
+            }
+            if let Some(next) = next {
+                let mut meta = tx.open_table(META).map_err(db_err)?;
+                meta.insert(NEXT_NUMBER, next).map_err(db_err)?;
+            }
+            Ok(())
+        })
+        .await?;
+        let mut map = self.orders.write().await;
+        for (n, order) in staged.orders {
+            match order {
+                Some(o) => map.insert(n, o),
+                None => map.remove(&n),
+            };
+        }
+        Ok(value)
+    }
+
+    /// The order numbered `n` as this task sees it: a changeset's copy first.
+    async fn current(&self, n: u64) -> Option<Arc<Order>> {
+        if let Some(s) = staged()
+            && let Some(o) = lock_staged(&s).orders.get(&n)
+        {
+            return o.clone();
+        }
+        self.orders.read().await.get(&n).cloned()
+    }
+
+    /// A create inside a changeset: numbered and checked against the changeset's copies.
+    async fn create_staged<E>(
+        &self,
+        staged: &std::sync::Mutex<Staged>,
+        numbering: Numbering,
+        build: impl FnOnce(String) -> Result<Order, E>,
+    ) -> Result<Result<Arc<Order>, CreateRefused<E>>, StoreError> {
+        let committed_next = self.next_number()?;
+        let (n, internal) = match numbering {
+            Numbering::Internal => {
+                let n = lock_staged(staged).next_internal.unwrap_or(committed_next);
+                if n > self.last_internal {
+                    return Err(StoreError::NumberRangeExhausted);
+                }
+                (n, true)
+            }
+            Numbering::External(n) => {
+                if self.current(n).await.is_some() {
+                    return Ok(Err(CreateRefused::NumberTaken(n)));
+                }
+                (n, false)
+            }
+        };
+        let order = match build(n.to_string()) {
+            Ok(o) => Arc::new(o),
+            Err(e) => return Ok(Err(CreateRefused::Invalid(e))),
+        };
+        let mut s = lock_staged(staged);
+        s.orders.insert(n, Some(order.clone()));
+        if internal {
+            s.next_internal = Some(n + 1);
+        }
+        Ok(Ok(order))
     }
 
     /// Every order, in number order.
@@ -391,10 +525,10 @@ impl Store {
         self.orders.read().await.values().cloned().collect()
     }
 
-    /// The order numbered `number`.
+    /// The order numbered `number` (inside a changeset: as the changeset left it).
     pub async fn get(&self, number: &str) -> Option<Arc<Order>> {
         let n = parse_number(number)?;
-        self.orders.read().await.get(&n).cloned()
+        self.current(n).await
     }
 
     /// How many orders and items are stored.
@@ -418,6 +552,10 @@ impl Store {
         numbering: Numbering,
         build: impl FnOnce(String) -> Result<Order, E> + Send + 'static,
     ) -> Result<Result<Arc<Order>, CreateRefused<E>>, StoreError> {
+        if let Some(staged) = staged() {
+            return self.create_staged(&staged, numbering, build).await;
+        }
+        let _gate = self.create_gate.read().await;
         type Answer<E> = Result<Result<Arc<Order>, CreateRefused<E>>, StoreError>;
         let (tx, rx) = tokio::sync::oneshot::channel::<Answer<E>>();
         let job: CreateJob = Box::new(move |batch: &mut Batch<'_>| -> Completion {
@@ -464,6 +602,19 @@ impl Store {
         let Some(n) = parse_number(number) else {
             return Ok(None);
         };
+        if let Some(staged) = staged() {
+            let Some(current) = self.current(n).await else {
+                return Ok(None);
+            };
+            let mut order = (*current).clone();
+            let outcome = match change(&mut order) {
+                Ok(r) => r,
+                Err(e) => return Ok(Some(Err(e))),
+            };
+            let order = Arc::new(order);
+            lock_staged(&staged).orders.insert(n, Some(order.clone()));
+            return Ok(Some(Ok((order, outcome))));
+        }
         let _guard = self.write_lock.lock().await;
         let Some(current) = self.orders.read().await.get(&n).cloned() else {
             return Ok(None);
@@ -494,6 +645,16 @@ impl Store {
         let Some(n) = parse_number(number) else {
             return Ok(None);
         };
+        if let Some(staged) = staged() {
+            let Some(current) = self.current(n).await else {
+                return Ok(None);
+            };
+            if let Err(e) = check(&current) {
+                return Ok(Some(Err(e)));
+            }
+            lock_staged(&staged).orders.insert(n, None);
+            return Ok(Some(Ok(())));
+        }
         let _guard = self.write_lock.lock().await;
         let Some(current) = self.orders.read().await.get(&n).cloned() else {
             return Ok(None);
@@ -586,6 +747,7 @@ mod tests {
             "1000001".into(),
             &crate::master_data::MasterData::demo(),
             "u",
+            &crate::sales_order::Customizing::default(),
             Utc::now(),
         )
         .unwrap();
