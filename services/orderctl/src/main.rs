@@ -7,6 +7,7 @@
 //! - `orderctl backfill`: SAP's existing orders copied into the order service.
 //! - `orderctl master-data import`: materials and customers into the order service, from a file
 //!   or from SAP's product, business partner and pricing APIs.
+//! - `orderctl sap-sync parked|redrive`: changes SAP refused, and applying them again.
 //! - `orderctl bench order-create`: the order service's create path against `pgbench` running the
 //!   same SQL transaction on the same database.
 
@@ -18,6 +19,7 @@ mod load;
 mod master_data;
 mod odata_read;
 mod reconcile;
+mod sap_sync;
 mod stack;
 
 use std::time::Duration;
@@ -65,6 +67,9 @@ enum Command {
         #[command(flatten)]
         target: admin::Target,
     },
+    /// sap-sync's parked orders and their redrive.
+    #[command(subcommand)]
+    SapSync(sap_sync::Action),
     /// The proxy's durable replay log.
     Replays {
         #[command(subcommand)]
@@ -110,6 +115,7 @@ async fn main() -> anyhow::Result<()> {
             force,
             target,
         } => admin::mode(target, route, mode, force).await,
+        Command::SapSync(action) => sap_sync::run(action).await,
         Command::Replays { action, target } => admin::replays(target, action).await,
         Command::Bench(BenchCommand::OrderCreate(args)) => bench::order_create::run(args).await,
     }

@@ -10,8 +10,8 @@ use test_support::process::{ChildProcess, built_binaries, free_port};
 pub const WAIT: Duration = Duration::from_secs(60);
 pub const ROOT: &str = "/sap/opu/odata/sap/API_SALES_ORDER_SRV";
 
-fn bins() -> &'static std::path::Path {
-    built_binaries(&["order-service", "sap-mock"])
+pub fn bins() -> &'static std::path::Path {
+    built_binaries(&["order-service", "sap-mock", "orderctl"])
 }
 
 fn log_to(dir: &std::path::Path, name: &str) -> Stdio {
@@ -331,6 +331,26 @@ impl Stack {
             (s["lag_messages"] == 0).then_some(())
         })
         .await;
+    }
+}
+
+impl Stack {
+    /// Runs `orderctl` against this stack's Kafka; (exit success, stdout).
+    pub fn orderctl(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(bins().join("orderctl"))
+            .args(args)
+            .env("KAFKA_BROKERS", &self.topic.brokers)
+            .env("KAFKA_TOPIC", &self.topic.name)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
     }
 }
 

@@ -53,3 +53,61 @@ async fn while_sap_is_down_orders_are_taken_lag_grows_and_drains_once_sap_is_bac
     assert_eq!(s.sap_stored().await, (8, 16));
     assert_eq!(s.status(0).await["paused"], false);
 }
+
+#[tokio::test]
+async fn a_refused_order_is_parked_others_flow_and_a_redrive_after_the_fix_applies_it() {
+    let mut s = Stack::start(vec![], vec![]).await;
+    // TG99 is not a material SAP knows: SAP refuses the create.
+    let (_, poison) = s.create_order(&unique("POISON"), "TG99").await;
+    let status = test_support::eventually("the order parked", WAIT, || async {
+        let st = s.status(0).await;
+        (st["parked_orders"] == 1).then_some(st)
+    })
+    .await;
+    assert_eq!(
+        status["paused"], false,
+        "a refusal is not an outage: {status}"
+    );
+    // Other orders flow.
+    let (_, good) = s.create_order(&unique("GOOD"), "TG11").await;
+    s.wait_in_sap(std::slice::from_ref(&good)).await;
+    assert!(s.sap_order(&poison).await.is_none());
+    let (ok, listed) = s.orderctl(&["sap-sync", "parked"]);
+    assert!(ok, "{listed}");
+    assert!(
+        listed.contains(&poison) && listed.contains("TG99"),
+        "{listed}"
+    );
+    // A redrive before the fix is refused again and stays parked.
+    let (ok, out) = s.orderctl(&["sap-sync", "redrive", &poison, "--wait"]);
+    assert!(!ok && out.contains("still parked"), "{out}");
+    // The fix: SAP gets the material (the emulator restarts with it; its orders persist).
+    let file = s.dir.join("master-data.json");
+    std::fs::write(
+        &file,
+        serde_json::to_vec(
+            &json!({"materials": [{"id": "TG99", "description": "Trading Good 99",
+            "base_unit": "PC", "iso_unit": "PCE", "price": "9.99", "currency": "EUR",
+            "material_group": "L001", "gross_weight": "0.5", "net_weight": "0.45",
+            "weight_unit": "KG"}]}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    s.stop_sap();
+    s.sap_env
+        .push(("SAP_MOCK_MASTER_DATA", file.display().to_string()));
+    s.start_sap().await;
+    let (ok, out) = s.orderctl(&["sap-sync", "redrive", &poison, "--wait"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("redriven"), "{out}");
+    let o = s
+        .sap_order(&poison)
+        .await
+        .expect("in SAP after the redrive");
+    assert_eq!(o["to_Item"]["results"][0]["Material"], "TG99");
+    assert_eq!(s.status(0).await["parked_orders"], 0);
+    let (_, listed) = s.orderctl(&["sap-sync", "parked"]);
+    assert!(listed.contains("No order is parked"), "{listed}");
+    assert_eq!(s.sap_stored().await, (2, 4));
+}
