@@ -52,6 +52,10 @@ pub struct AdminState {
     pub reconciliation: Arc<Mutex<HashMap<String, ReconciliationReport>>>,
     /// Shadow read counts.
     pub shadow: Arc<ShadowStats>,
+    /// sap-sync's status endpoint, when configured.
+    pub sap_sync: Option<Arc<Upstream>>,
+    /// Most events sap-sync may lag behind for a switch to `events`.
+    pub sap_sync_max_lag: u64,
     /// Shadow samples needed.
     pub shadow_min_samples: u64,
     /// Shadow match rate needed.
@@ -256,6 +260,7 @@ pub async fn readiness(state: &AdminState, route: &Route, target: Mode) -> Vec<C
             ),
         });
         out.push(backlog_criterion(state.store.backlog().await));
+        out.extend(sap_sync_criteria(state).await);
         let report = state
             .reconciliation
             .lock()
@@ -274,6 +279,80 @@ pub async fn readiness(state: &AdminState, route: &Route, target: Mode) -> Vec<C
         });
     }
     out
+}
+
+/// In `events` SAP is fed by sap-sync only: it must run, keep up, and have no parked order.
+async fn sap_sync_criteria(state: &AdminState) -> Vec<Criterion> {
+    let Some(up) = &state.sap_sync else {
+        return vec![Criterion {
+            name: "sap_sync_running",
+            ok: false,
+            detail: "SAP_SYNC_URL is not configured: nothing would feed SAP in events".into(),
+        }];
+    };
+    let status = async {
+        let req = http::Request::get(up.uri_for("/status"))
+            .body(crate::body::empty())
+            .map_err(|e| e.to_string())?;
+        let resp = up.send(req).await.map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("GET /status answered {}", resp.status()));
+        }
+        let bytes = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| e.to_string())
+    }
+    .await;
+    sap_sync_verdict(status, state.sap_sync_max_lag)
+}
+
+fn sap_sync_verdict(status: Result<serde_json::Value, String>, max_lag: u64) -> Vec<Criterion> {
+    let s = match status {
+        Ok(s) => s,
+        Err(e) => {
+            return vec![Criterion {
+                name: "sap_sync_running",
+                ok: false,
+                detail: format!("sap-sync did not answer: {e}"),
+            }];
+        }
+    };
+    let joined = s["joined"].as_bool().unwrap_or(false);
+    let lag = s["lag_messages"].as_u64();
+    let parked = s["parked_orders"].as_u64().unwrap_or(u64::MAX);
+    vec![
+        Criterion {
+            name: "sap_sync_running",
+            ok: joined,
+            detail: format!(
+                "{}; partitions {}",
+                if joined {
+                    "in its consumer group"
+                } else {
+                    "not in its consumer group"
+                },
+                s["partitions"]
+            ),
+        },
+        Criterion {
+            name: "sap_sync_lag",
+            ok: lag.is_some_and(|l| l <= max_lag),
+            detail: match lag {
+                Some(l) => format!(
+                    "{l} events behind, {:.1} s (need ≤ {max_lag} events)",
+                    s["lag_seconds"].as_f64().unwrap_or(0.0)
+                ),
+                None => format!("lag unknown: {}", s["lag_error"]),
+            },
+        },
+        Criterion {
+            name: "sap_sync_no_parked_orders",
+            ok: parked == 0,
+            detail: format!("{parked} order(s) parked (orderctl sap-sync parked)"),
+        },
+    ]
 }
 
 /// A log that cannot be read is not an empty one: the gate stays shut.
@@ -576,6 +655,28 @@ mod tests {
         assert!(same_secret(b"abc", b"abc"));
         assert!(!same_secret(b"abc", b"abd"));
         assert!(!same_secret(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn sap_sync_must_run_keep_up_and_have_nothing_parked() {
+        let ok = |c: &[Criterion]| c.iter().all(|c| c.ok);
+        let good = serde_json::json!({"joined": true, "lag_messages": 3, "lag_seconds": 0.2,
+                                      "parked_orders": 0, "partitions": [0, 1]});
+        assert!(ok(&sap_sync_verdict(Ok(good.clone()), 100)));
+        let mut lagging = good.clone();
+        lagging["lag_messages"] = 500.into();
+        let c = sap_sync_verdict(Ok(lagging), 100);
+        assert!(!c.iter().find(|c| c.name == "sap_sync_lag").unwrap().ok);
+        let mut parked = good.clone();
+        parked["parked_orders"] = 1.into();
+        assert!(!ok(&sap_sync_verdict(Ok(parked), 100)));
+        let mut unknown = good;
+        unknown["lag_messages"] = serde_json::Value::Null;
+        assert!(!ok(&sap_sync_verdict(Ok(unknown), 100)));
+        assert!(!ok(&sap_sync_verdict(
+            Err("connection refused".into()),
+            100
+        )));
     }
 
     #[test]

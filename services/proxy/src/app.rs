@@ -96,6 +96,17 @@ impl Application {
             replay_wakeup: wakeup.clone(),
             reconciliation: Default::default(),
             shadow,
+            sap_sync: config.sap_sync_url.clone().map(|base| {
+                Arc::new(Upstream::new(UpstreamSettings {
+                    name: "sap-sync",
+                    base,
+                    timeout: std::time::Duration::from_secs(5),
+                    breaker_failures: u32::MAX,
+                    breaker_cooldown: std::time::Duration::from_secs(1),
+                    max_concurrency: 4,
+                }))
+            }),
+            sap_sync_max_lag: config.sap_sync_max_lag,
             shadow_min_samples: config.shadow_min_samples,
             shadow_min_match_rate: config.shadow_min_match_rate,
             inflight,

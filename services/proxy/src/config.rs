@@ -80,6 +80,10 @@ pub const PROXY_ORDER_NUMBER_BLOCK: &str = "PROXY_ORDER_NUMBER_BLOCK";
 pub const PROXY_SAP_COMMIT_HORIZON_MS: &str = "PROXY_SAP_COMMIT_HORIZON_MS";
 /// Longest time a client may take to send a buffered request body, in all.
 pub const PROXY_CLIENT_BODY_DEADLINE_MS: &str = "PROXY_CLIENT_BODY_DEADLINE_MS";
+/// sap-sync's HTTP address (`/status`), for the readiness of a switch to `events`.
+pub const SAP_SYNC_URL: &str = "SAP_SYNC_URL";
+/// Most events sap-sync may lag behind for a switch to `events`.
+pub const PROXY_SAP_SYNC_MAX_LAG: &str = "PROXY_SAP_SYNC_MAX_LAG";
 /// Shadow comparisons needed before the match rate counts for readiness.
 pub const PROXY_SHADOW_MIN_SAMPLES: &str = "PROXY_SHADOW_MIN_SAMPLES";
 /// Shadow match rate (0..1) required to leave dual-write.
@@ -156,6 +160,10 @@ pub struct ProxyConfig {
     pub sap_commit_horizon: Duration,
     /// Longest time for a client to send a buffered request body, in all.
     pub client_body_deadline: Duration,
+    /// sap-sync's status address, when one runs.
+    pub sap_sync_url: Option<Uri>,
+    /// Most events sap-sync may lag behind for a switch to `events`.
+    pub sap_sync_max_lag: u64,
     /// Shadow samples needed for readiness.
     pub shadow_min_samples: u64,
     /// Shadow match rate needed for readiness.
@@ -231,6 +239,10 @@ impl ProxyConfig {
         let order_number_block = r.read(PROXY_ORDER_NUMBER_BLOCK, 1000u32).clamp(1, 10_000);
         let sap_commit_horizon = ms(&mut r, PROXY_SAP_COMMIT_HORIZON_MS, 600_000);
         let client_body_deadline = ms(&mut r, PROXY_CLIENT_BODY_DEADLINE_MS, 60_000);
+        let sap_sync_url = r
+            .raw(SAP_SYNC_URL)
+            .map(|_| read_base_url(&mut r, SAP_SYNC_URL, "http://127.0.0.1:8083"));
+        let sap_sync_max_lag = r.read(PROXY_SAP_SYNC_MAX_LAG, 100u64);
         let shadow_min_samples = r.read(PROXY_SHADOW_MIN_SAMPLES, 100u64);
         let shadow_min_match_rate = r.read(PROXY_SHADOW_MIN_MATCH_RATE, 0.99f64);
         if !(0.0..=1.0).contains(&shadow_min_match_rate) {
@@ -275,6 +287,8 @@ impl ProxyConfig {
             order_number_block,
             sap_commit_horizon,
             client_body_deadline,
+            sap_sync_url,
+            sap_sync_max_lag,
             shadow_min_samples,
             shadow_min_match_rate,
             workers,

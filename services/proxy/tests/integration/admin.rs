@@ -188,6 +188,7 @@ async fn dual_write_reads_are_shadow_compared_and_their_match_rate_gates_leaving
             ("PROXY_SHADOW_MIN_SAMPLES", "2".into()),
             ("PROXY_SHADOW_MIN_MATCH_RATE", "1.0".into()),
         ],
+        sap_sync_status: healthy_sap_sync(),
         ..Options::default()
     })
     .await;
@@ -384,6 +385,7 @@ async fn the_replay_backlog_and_reconciliation_drift_each_refuse_leaving_dual_wr
             ("PROXY_REPLAY_BASE_MS", "120000".into()),
             ("PROXY_REPLAY_MAX_MS", "120000".into()),
         ],
+        sap_sync_status: healthy_sap_sync(),
         ..Options::default()
     })
     .await;
@@ -409,7 +411,7 @@ async fn the_replay_backlog_and_reconciliation_drift_each_refuse_leaving_dual_wr
     assert_eq!(report(&s, 1).await.status, 200);
     let refused = s.set_mode("events", false).await;
     assert_eq!(refused.status, 409, "{:?}", refused.body);
-    assert_eq!(failing(&refused), ["reconciliation_drift_zero"]);
+    assert_eq!(failing(&refused), ["reconciliation_drift_zero"], "{:?}", refused.body);
     // A pending replay alone refuses (the order service was down for one create; the entry
     // waits a long back-off).
     s.stop_order_service();
@@ -436,4 +438,54 @@ async fn the_replay_backlog_and_reconciliation_drift_each_refuse_leaving_dual_wr
     s.wait_replays_drained().await;
     let ok = s.set_mode("events", false).await;
     assert_eq!(ok.status, 200, "{:?}", ok.body);
+}
+
+#[tokio::test]
+async fn a_switch_to_events_needs_a_sap_sync_that_keeps_up_with_nothing_parked() {
+    let gate = |status: Option<serde_json::Value>| async move {
+        let s = Stack::start(Options {
+            proxy_env: vec![
+                ("PROXY_SHADOW_MIN_SAMPLES", "0".into()),
+                ("PROXY_SHADOW_MIN_MATCH_RATE", "0".into()),
+            ],
+            sap_sync_status: status,
+            ..Options::default()
+        })
+        .await;
+        s.admin(
+            Method::PUT,
+            "/admin/v1/routes/sales-orders/reconciliation",
+            Some(json!({"drift": 0})),
+            Some(TOKEN),
+        )
+        .await;
+        let r = s.set_mode("events", false).await;
+        let failing: Vec<String> = r.json()["criteria"]
+            .as_array()
+            .map(|c| {
+                c.iter()
+                    .filter(|c| c["ok"] == false)
+                    .map(|c| c["name"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        (r.status, failing)
+    };
+    // No sap-sync configured: nothing would feed SAP.
+    assert_eq!(gate(None).await, (409, vec!["sap_sync_running".to_owned()]));
+    // Behind and with a parked order: both named.
+    let behind = json!({"joined": true, "lag_messages": 5000, "lag_seconds": 42.0,
+                        "parked_orders": 2, "partitions": [0]});
+    assert_eq!(
+        gate(Some(behind)).await,
+        (
+            409,
+            vec![
+                "sap_sync_lag".to_owned(),
+                "sap_sync_no_parked_orders".to_owned()
+            ]
+        )
+    );
+    // Keeping up with nothing parked: the switch goes through.
+    assert_eq!(gate(healthy_sap_sync()).await, (200, vec![]));
 }

@@ -47,6 +47,9 @@ pub struct Options {
     pub policy: &'static str,
     pub proxy_env: Vec<(&'static str, String)>,
     pub sap_env: Vec<(&'static str, String)>,
+    /// What a stand-in for sap-sync's `/status` answers (the proxy's tests do not run
+    /// sap-sync; its own tests do). `None`: no sap-sync configured.
+    pub sap_sync_status: Option<Value>,
 }
 
 impl Default for Options {
@@ -56,6 +59,7 @@ impl Default for Options {
             policy: "strict",
             proxy_env: Vec::new(),
             sap_env: Vec::new(),
+            sap_sync_status: None,
         }
     }
 }
@@ -89,6 +93,44 @@ pub struct Stack {
     pub opts: Options,
     pub http: reqwest::Client,
     pub pool: sqlx::PgPool,
+    pub sap_sync_stub: Option<(u16, tokio::task::JoinHandle<()>)>,
+}
+
+/// sap-sync's `/status` when it keeps up and nothing is parked.
+pub fn healthy_sap_sync() -> Option<Value> {
+    Some(
+        json!({"joined": true, "lag_messages": 0, "lag_seconds": 0.0, "parked_orders": 0,
+                "partitions": [0, 1, 2, 3, 4, 5]}),
+    )
+}
+
+/// Answers every request with `200` and `body` (a stand-in for sap-sync's `/status`).
+async fn status_stub(body: Value) -> (u16, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let text = body.to_string();
+    let task = tokio::spawn(async move {
+        while let Ok((mut c, _)) = listener.accept().await {
+            let text = text.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = c.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{text}",
+                        text.len()
+                    );
+                    if c.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, task)
 }
 
 /// A passing test leaves nothing behind in the temp folder; a failing one keeps its data folders
@@ -98,6 +140,9 @@ impl Drop for Stack {
         drop(self.proxy.take());
         drop(self.orders.take());
         drop(self.sap.take());
+        if let Some((_, t)) = self.sap_sync_stub.take() {
+            t.abort();
+        }
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.proxy_dir);
             let _ = std::fs::remove_dir_all(&self.sap_dir);
@@ -110,7 +155,12 @@ impl Stack {
         let bins = binaries();
         let _ = bins;
         let db = fresh_database().await;
+        let sap_sync_stub = match &opts.sap_sync_status {
+            Some(v) => Some(status_stub(v.clone()).await),
+            None => None,
+        };
         let mut s = Stack {
+            sap_sync_stub,
             pool: sqlx::postgres::PgPoolOptions::new()
                 .max_connections(2)
                 .connect_lazy(&db.url)
@@ -244,6 +294,9 @@ impl Stack {
             .env("RUST_LOG", "info")
             .stdout(log_file(&self.proxy_dir, "proxy.log"))
             .stderr(log_file(&self.proxy_dir, "proxy.log"));
+        if let Some((port, _)) = &self.sap_sync_stub {
+            cmd.env("SAP_SYNC_URL", format!("http://127.0.0.1:{port}"));
+        }
         for (k, v) in &self.opts.proxy_env {
             cmd.env(k, v);
         }
