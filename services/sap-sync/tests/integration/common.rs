@@ -37,7 +37,6 @@ pub struct Stack {
     pub syncs: Vec<(Option<ChildProcess>, u16)>,
     pub sync_env: Vec<(&'static str, String)>,
     pub http: reqwest::Client,
-    pub pool: sqlx::PgPool,
 }
 
 impl Drop for Stack {
@@ -65,10 +64,6 @@ impl Stack {
             std::env::temp_dir().join(format!("sap-sync-it-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut s = Stack {
-            pool: sqlx::postgres::PgPoolOptions::new()
-                .max_connections(2)
-                .connect_lazy(&db.url)
-                .unwrap(),
             db,
             group: format!("sap-sync-{}", uuid::Uuid::new_v4().simple()),
             topic,
