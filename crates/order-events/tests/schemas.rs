@@ -46,6 +46,7 @@ fn snapshot(status: &str, version: i64) -> OrderSnapshot {
             unit_price: Some("12.50".into()),
             net_amount: Some("25.000".into()),
             specifications: serde_json::Map::from_iter([("color".into(), json!("red"))]),
+            rejection_reason: None,
         }],
         created_at: created,
         updated_at: created + chrono::Duration::milliseconds(1500),
