@@ -23,9 +23,10 @@ pub mod values;
 pub use master_data::{MasterData, MasterDataDraft, MasterDataUpsert};
 pub use order::{
     FieldError, NewOrder, NewOrderLine, OrderDraft, OrderLineDraft, OrderRequest, RequestedLine,
+    open_total,
 };
-pub use status::{OrderStatus, TransitionError};
+pub use status::{OrderStatus, StatusReport, TransitionError};
 pub use values::{
     CurrencyCode, CustomerId, CustomerReference, DistributionChannel, Division, Money, OrderNumber,
-    OrderType, Quantity, SalesOrganization, SapOrderNumber, Sku, Unit, ValueError,
+    OrderType, Quantity, RejectionReason, SalesOrganization, SapOrderNumber, Sku, Unit, ValueError,
 };

@@ -279,6 +279,28 @@ pub fn total_of(amounts: impl IntoIterator<Item = Money>) -> Result<Option<Money
         .transpose()
 }
 
+/// The order's net value after any change, as SAP computes it: the sum of the net amounts of
+/// the priced lines that are *not rejected* (SAP excludes rejected lines from the net value).
+/// `None` when no line is priced at all; `Some(0)` when every priced line is rejected. Each
+/// item is `(net_amount, rejected)`.
+pub fn open_total(
+    lines: impl IntoIterator<Item = (Option<Money>, bool)>,
+) -> Result<Option<Money>, ValueError> {
+    let mut any_priced = false;
+    let open: Vec<Money> = lines
+        .into_iter()
+        .filter_map(|(net, rejected)| {
+            any_priced |= net.is_some();
+            net.filter(|_| !rejected)
+        })
+        .collect();
+    match total_of(open)? {
+        Some(t) => Ok(Some(t)),
+        None if any_priced => Ok(Some(Money::try_from(Decimal::ZERO)?)),
+        None => Ok(None),
+    }
+}
+
 impl OrderRequest {
     /// Validates a draft, reporting every offending field at once.
     pub fn parse(draft: &OrderDraft) -> Result<OrderRequest, Vec<FieldError>> {
@@ -732,6 +754,19 @@ mod tests {
         assert_eq!(net_amount(q, p, 2).unwrap().value().to_string(), "1.01");
         assert_eq!(net_amount(q, p, 0).unwrap().value().to_string(), "1");
         assert_eq!(net_amount(q, p, 3).unwrap().value().to_string(), "1.005");
+    }
+
+    #[test]
+    fn the_open_total_leaves_rejected_lines_out_and_tells_unpriced_from_zero() {
+        let m = |s: &str| Some(Money::parse(s).unwrap());
+        let t =
+            |v: Vec<(Option<Money>, bool)>| open_total(v).unwrap().map(|m| m.value().to_string());
+        assert_eq!(
+            t(vec![(m("25.00"), false), (m("10.00"), true), (None, false)]).as_deref(),
+            Some("25.00")
+        );
+        assert_eq!(t(vec![(m("25.00"), true)]).as_deref(), Some("0"));
+        assert_eq!(t(vec![(None, false), (None, true)]), None);
     }
 
     #[test]

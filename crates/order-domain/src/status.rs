@@ -1,14 +1,20 @@
 //! The order status state machine.
 //!
 //! ```text
-//! created ──► confirmed ──► shipped ──► delivered
+//! created ──► confirmed ──► shipped ──► delivered ──► billed
 //!    │  ╲         │  ╲
 //!    │   ╲        │   ╲
 //!    ▼    ▼       ▼    ▼
 //! cancelled  voided (compensation: the order never counted, e.g. SAP rejected it)
 //! ```
 //! Cancellation (by the customer) and voiding (by the migration machinery) are allowed only
-//! before shipping. `delivered`, `cancelled` and `voided` are final.
+//! before shipping. `billed`, `cancelled` and `voided` are final.
+//!
+//! SAP runs fulfilment while it is the system of record, and reports what it did as facts
+//! ([`OrderStatus::apply_report`]): delivered (goods issue) and billed. SAP knows nothing of our
+//! `confirmed`/`shipped`, so a report may skip them; a report of a status the order already
+//! has (or has passed: delivered on a billed order) changes nothing, so reports can be
+//! repeated safely.
 
 use serde::{Deserialize, Serialize};
 
@@ -22,12 +28,23 @@ pub enum OrderStatus {
     Confirmed,
     /// Handed to the carrier.
     Shipped,
-    /// Received by the customer (final).
+    /// Delivered: SAP's goods issue is posted (delivery status C).
     Delivered,
+    /// Billed: SAP created the billing document (final).
+    Billed,
     /// Cancelled by the customer or business (final).
     Cancelled,
     /// Compensated: the order was never valid in the system of record (final).
     Voided,
+}
+
+/// What a status report from SAP does to an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusReport {
+    /// The order moves to this status.
+    Applied(OrderStatus),
+    /// The order already has the status (or a later one): nothing changes.
+    AlreadyThere,
 }
 
 /// A refused status change.
@@ -42,11 +59,12 @@ pub struct TransitionError {
 
 impl OrderStatus {
     /// All statuses, in lifecycle order.
-    pub const ALL: [OrderStatus; 6] = [
+    pub const ALL: [OrderStatus; 7] = [
         Self::Created,
         Self::Confirmed,
         Self::Shipped,
         Self::Delivered,
+        Self::Billed,
         Self::Cancelled,
         Self::Voided,
     ];
@@ -58,6 +76,7 @@ impl OrderStatus {
             Self::Confirmed => "confirmed",
             Self::Shipped => "shipped",
             Self::Delivered => "delivered",
+            Self::Billed => "billed",
             Self::Cancelled => "cancelled",
             Self::Voided => "voided",
         }
@@ -65,7 +84,41 @@ impl OrderStatus {
 
     /// Whether no further transition is possible.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Delivered | Self::Cancelled | Self::Voided)
+        matches!(self, Self::Billed | Self::Cancelled | Self::Voided)
+    }
+
+    /// Whether the order's lines and header may still be changed by a shop: only before
+    /// shipping (`created`, `confirmed`).
+    pub fn is_editable(self) -> bool {
+        matches!(self, Self::Created | Self::Confirmed)
+    }
+
+    /// Whether SAP has fulfilled the order (delivered or billed): its lines are then facts
+    /// and can no longer be rejected, changed or removed.
+    pub fn is_fulfilled(self) -> bool {
+        matches!(self, Self::Delivered | Self::Billed)
+    }
+
+    /// Applies a status SAP reports (`delivered` or `billed`): the new status, or
+    /// [`StatusReport::AlreadyThere`] when the order has it or has passed it (a repeated or
+    /// late report), or why it cannot apply (a cancelled or voided order; a status SAP does
+    /// not report).
+    pub fn apply_report(self, reported: OrderStatus) -> Result<StatusReport, TransitionError> {
+        use OrderStatus::*;
+        let refused = TransitionError {
+            from: self,
+            to: reported,
+        };
+        match (self, reported) {
+            (from, to) if from == to && matches!(to, Delivered | Billed) => {
+                Ok(StatusReport::AlreadyThere)
+            }
+            (Billed, Delivered) => Ok(StatusReport::AlreadyThere),
+            (Created | Confirmed | Shipped, Delivered | Billed) | (Delivered, Billed) => {
+                Ok(StatusReport::Applied(reported))
+            }
+            _ => Err(refused),
+        }
     }
 
     /// Whether the state machine allows `self → to`.
@@ -76,6 +129,7 @@ impl OrderStatus {
             (Created, Confirmed)
                 | (Confirmed, Shipped)
                 | (Shipped, Delivered)
+                | (Delivered, Billed)
                 | (Created | Confirmed, Cancelled)
                 | (Created | Confirmed, Voided)
         )
@@ -117,9 +171,9 @@ mod tests {
     use super::OrderStatus::{self, *};
 
     #[test]
-    fn the_happy_path_runs_from_created_to_delivered() {
+    fn the_happy_path_runs_from_created_to_billed() {
         let mut s = Created;
-        for next in [Confirmed, Shipped, Delivered] {
+        for next in [Confirmed, Shipped, Delivered, Billed] {
             s = s.transition_to(next).unwrap();
         }
         assert!(s.is_final());
@@ -141,6 +195,25 @@ mod tests {
                 assert!(from.transition_to(to).is_err(), "{from} -> {to}");
             }
         }
+    }
+
+    #[test]
+    fn sap_reports_apply_once_skip_our_own_steps_and_never_revive_an_ended_order() {
+        use super::StatusReport::*;
+        assert_eq!(Created.apply_report(Delivered), Ok(Applied(Delivered)));
+        assert_eq!(Confirmed.apply_report(Billed), Ok(Applied(Billed)));
+        assert_eq!(Delivered.apply_report(Billed), Ok(Applied(Billed)));
+        assert_eq!(Delivered.apply_report(Delivered), Ok(AlreadyThere));
+        assert_eq!(Billed.apply_report(Billed), Ok(AlreadyThere));
+        assert_eq!(Billed.apply_report(Delivered), Ok(AlreadyThere));
+        for ended in [Cancelled, Voided] {
+            assert!(ended.apply_report(Delivered).is_err(), "{ended}");
+            assert!(ended.apply_report(Billed).is_err(), "{ended}");
+        }
+        assert!(
+            Created.apply_report(Shipped).is_err(),
+            "SAP reports only delivered and billed"
+        );
     }
 
     #[test]

@@ -125,6 +125,51 @@ text_value!(
     SapOrderNumber, max = 10, charset = Code
 );
 
+/// Why a line is rejected (SAP `SalesDocumentRjcnReason`): exactly 2 characters, ASCII upper-case
+/// letters or digits, such as `01` or `Z1`. A rejected line stays on the order but no longer
+/// counts (SAP excludes it from the net value).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct RejectionReason(String);
+
+impl RejectionReason {
+    /// The code a cancellation puts on every open line when the caller names none: `00`,
+    /// SAP's standard reason "assigned by the system" (customizing table TVAG), present in
+    /// every S/4 system.
+    pub const CANCELLED_DEFAULT: &'static str = "00";
+
+    /// Parses a 2-character code.
+    pub fn parse(raw: &str) -> Result<Self, ValueError> {
+        if raw.len() == 2
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        {
+            Ok(Self(raw.to_owned()))
+        } else {
+            err(
+                "must be 2 characters, upper-case letters or digits (SAP SalesDocumentRjcnReason), such as \"01\"",
+            )
+        }
+    }
+
+    /// The default reason of a cancellation ([`Self::CANCELLED_DEFAULT`]).
+    pub fn cancelled_default() -> Self {
+        Self(Self::CANCELLED_DEFAULT.to_owned())
+    }
+
+    /// The code.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RejectionReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The order service's own order number: exactly 10 digits.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
@@ -288,6 +333,17 @@ impl TryFrom<Decimal> for Money {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rejection_reasons_are_two_upper_case_letters_or_digits() {
+        for ok in ["00", "01", "Z1", "AB"] {
+            assert_eq!(RejectionReason::parse(ok).unwrap().as_str(), ok);
+        }
+        for bad in ["", "1", "001", "z1", " 1", "é1"] {
+            assert!(RejectionReason::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(RejectionReason::parse(RejectionReason::CANCELLED_DEFAULT).is_ok());
+    }
 
     #[test]
     fn customer_ids_follow_sap_sold_to_party_rules() {

@@ -28,6 +28,11 @@ pub struct OrderItem {
     pub net_amount: Option<String>,
     /// Every line field without a modern home (legacy fields are kept, never dropped).
     pub specifications: Map<String, Value>,
+    /// Why the line is rejected (SAP `SalesDocumentRjcnReason`, 2 characters such as `01`);
+    /// `null` while the line is open. A rejected line stays on the order but is left out of
+    /// `total_net_amount`. Absent in events written before it existed (read as `null`).
+    #[serde(default)]
+    pub rejection_reason: Option<String>,
 }
 
 /// The order after the change.
@@ -37,8 +42,8 @@ pub struct OrderSnapshot {
     pub order_id: Uuid,
     /// The human order number.
     pub order_number: String,
-    /// Status after the change: `created`, `confirmed`, `shipped`, `delivered`, `cancelled`,
-    /// `voided`.
+    /// Status after the change: `created`, `confirmed`, `shipped`, `delivered`, `billed`,
+    /// `cancelled`, `voided`.
     pub status: String,
     /// The order's version after the change; +1 per event of the order.
     pub version: i64,
@@ -60,7 +65,8 @@ pub struct OrderSnapshot {
     pub requested_delivery_date: Option<NaiveDate>,
     /// The SAP sales order number, once linked.
     pub sap_order_number: Option<String>,
-    /// Decimal string, the sum of the priced lines' net amounts.
+    /// Decimal string, the sum of the net amounts of the priced lines that are not rejected
+    /// (`null` when no line is priced).
     pub total_net_amount: Option<String>,
     /// Header fields without a modern home.
     pub specifications: Map<String, Value>,
@@ -82,7 +88,8 @@ pub struct OrderUpdated {
     pub changed_fields: Vec<String>,
 }
 
-/// `order.status_changed`: a lifecycle step (confirmed, shipped, delivered).
+/// `order.status_changed`: a lifecycle step (confirmed, shipped, delivered, billed; delivered and
+/// billed are usually facts SAP reported).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OrderStatusChanged {
     /// The order after the change (its `status` is the new one).
@@ -92,8 +99,9 @@ pub struct OrderStatusChanged {
     pub previous_status: String,
 }
 
-/// `order.cancelled`: cancelled by the business (`status` = `cancelled`) or voided by the
-/// migration machinery as compensation (`status` = `voided`).
+/// `order.cancelled`: cancelled by the business (`status` = `cancelled`; every line that was
+/// open then carries a `rejection_reason`, SAP's way to cancel) or voided by the migration
+/// machinery as compensation (`status` = `voided`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OrderCancelled {
     /// The order after the change.

@@ -46,6 +46,7 @@ fn snapshot(status: &str, version: i64) -> OrderSnapshot {
             unit_price: Some("12.50".into()),
             net_amount: Some("25.000".into()),
             specifications: serde_json::Map::from_iter([("color".into(), json!("red"))]),
+            rejection_reason: None,
         }],
         created_at: created,
         updated_at: created + chrono::Duration::milliseconds(1500),
@@ -184,6 +185,121 @@ fn the_schemas_reject_events_that_break_the_contract() {
         assert!(
             !errors(EventType::OrderCreated, &value).is_empty(),
             "the schema accepted an event with {what}"
+        );
+    }
+}
+
+/// The events of an order's life, shaped as the order service publishes them (its integration
+/// tests validate the real outbox rows against the same schemas).
+fn life_samples() -> Vec<OrderEventData> {
+    let mut rejected = snapshot("created", 3);
+    rejected.items.push(OrderItem {
+        item_number: 20,
+        sku: "TG12".into(),
+        quantity: "1".into(),
+        unit: "PC".into(),
+        unit_price: Some("10.00".into()),
+        net_amount: Some("10.00".into()),
+        specifications: serde_json::Map::new(),
+        rejection_reason: Some("01".into()),
+    });
+    let mut cancelled = snapshot("cancelled", 4);
+    for item in &mut cancelled.items {
+        item.rejection_reason = Some("00".into());
+    }
+    cancelled.total_net_amount = Some("0".into());
+    vec![
+        OrderEventData::Updated(OrderUpdated {
+            order: rejected,
+            changed_fields: vec!["items".into(), "total_net_amount".into()],
+        }),
+        OrderEventData::StatusChanged(OrderStatusChanged {
+            order: snapshot("billed", 5),
+            previous_status: "delivered".into(),
+        }),
+        OrderEventData::Cancelled(OrderCancelled {
+            order: cancelled,
+            previous_status: "created".into(),
+            reason: Some("customer withdrew".into()),
+        }),
+    ]
+}
+
+#[test]
+fn an_updated_event_with_a_rejected_line_a_status_change_to_billed_and_a_cancel_validate() {
+    for data in life_samples() {
+        let event_type = data.event_type();
+        let value = encode(data);
+        let errs = errors(event_type, &value);
+        assert!(errs.is_empty(), "{event_type}: {errs:#?}\n{value:#}");
+    }
+}
+
+#[test]
+fn every_schema_accepts_items_with_and_without_a_rejection_reason_and_refuses_a_bad_one() {
+    for data in samples().into_iter().chain(life_samples()) {
+        let event_type = data.event_type();
+        let base = encode(data);
+        let mut with = base.clone();
+        with["data"]["items"][0]["rejection_reason"] = json!("Z1");
+        assert!(errors(event_type, &with).is_empty(), "{event_type}");
+        let mut without = base.clone();
+        without["data"]["items"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("rejection_reason");
+        assert!(
+            errors(event_type, &without).is_empty(),
+            "{event_type}: events written before rejection_reason existed stay valid"
+        );
+        for bad in [json!("1"), json!("abc"), json!("z1"), json!(1)] {
+            let mut broken = base.clone();
+            broken["data"]["items"][0]["rejection_reason"] = bad.clone();
+            assert!(
+                !errors(event_type, &broken).is_empty(),
+                "{event_type} accepted rejection_reason {bad}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_item_without_rejection_reason_decodes_as_open() {
+    let item: OrderItem = serde_json::from_value(json!({
+        "item_number": 10, "sku": "TG11", "quantity": "2", "unit": "PC",
+        "unit_price": null, "net_amount": null, "specifications": {}
+    }))
+    .unwrap();
+    assert_eq!(item.rejection_reason, None);
+    let encoded = serde_json::to_value(&item).unwrap();
+    assert!(
+        encoded["rejection_reason"].is_null() && encoded.get("rejection_reason").is_some(),
+        "published as an explicit null"
+    );
+}
+
+#[test]
+fn billed_is_in_every_status_vocabulary_the_contract_names() {
+    let all = [
+        "created",
+        "confirmed",
+        "shipped",
+        "delivered",
+        "billed",
+        "cancelled",
+        "voided",
+    ];
+    let updated = current_schema(EventType::OrderUpdated);
+    assert_eq!(
+        updated["properties"]["data"]["properties"]["status"]["enum"],
+        json!(all)
+    );
+    for t in [EventType::OrderStatusChanged, EventType::OrderCancelled] {
+        let s = current_schema(t);
+        assert_eq!(
+            s["properties"]["data"]["properties"]["previous_status"]["enum"],
+            json!(all),
+            "{t}"
         );
     }
 }

@@ -36,8 +36,37 @@ pub enum ServiceError {
         current: i64,
     },
     /// The order can no longer be edited in its status.
-    #[error("an order in status {0} can no longer be changed")]
+    #[error("{}", not_editable_detail(*.0))]
     OrderNotEditable(OrderStatus),
+    /// A change was sent without `If-Match` (the caller's version of the order).
+    #[error("this change needs the order's version: send If-Match with the ETag of the order")]
+    PreconditionRequired,
+    /// The order has no item with that number.
+    #[error("order {order} has no item {item_number}")]
+    ItemNotFound {
+        /// The order's id or number, as addressed.
+        order: String,
+        /// The item number asked for.
+        item_number: i32,
+    },
+    /// The item is rejected, so its quantity cannot change (lift the rejection first).
+    #[error(
+        "item {item_number} is rejected (reason {reason}): its quantity cannot change; send rejection_reason null to reopen it first"
+    )]
+    ItemRejected {
+        /// The item.
+        item_number: i32,
+        /// Its rejection reason.
+        reason: String,
+    },
+    /// Removing the item would leave the order without any line that is not rejected.
+    #[error(
+        "item {item_number} is the last line that is not rejected and cannot be removed: reject it or cancel the order instead"
+    )]
+    LastOpenItem {
+        /// The item.
+        item_number: i32,
+    },
     /// An `Idempotency-Key` was reused with a different body.
     #[error("the Idempotency-Key was already used for a different request")]
     IdempotencyKeyReused {
@@ -71,6 +100,17 @@ pub enum ServiceError {
     /// Any other database failure.
     #[error("database error")]
     Database(#[source] sqlx::Error),
+}
+
+fn not_editable_detail(status: OrderStatus) -> String {
+    if status.is_fulfilled() {
+        format!(
+            "the order is {status}: SAP has fulfilled it, so its header and lines can no longer be \
+             changed, and no line can be rejected, changed or removed"
+        )
+    } else {
+        format!("an order in status {status} can no longer be changed")
+    }
 }
 
 impl From<sqlx::Error> for ServiceError {

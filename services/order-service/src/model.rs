@@ -14,12 +14,13 @@ pub struct Order {
     /// 10-digit order number from the service's own range.
     #[schema(example = "8000000001")]
     pub order_number: String,
-    /// Status: created, confirmed, shipped, delivered, cancelled, voided.
+    /// Status: created, confirmed, shipped, delivered, billed, cancelled, voided.
     #[schema(example = "created")]
     pub status: String,
     /// Why the order was cancelled or voided.
     pub status_reason: Option<String>,
-    /// Optimistic-concurrency version, bumped by every change.
+    /// Optimistic-concurrency version, bumped by exactly one by every change; also the ETag
+    /// (`W/"<version>"`) to send in `If-Match`.
     pub version: i64,
     /// Buying customer (SAP `SoldToParty`).
     pub customer_id: String,
@@ -37,7 +38,8 @@ pub struct Order {
     pub order_type: Option<String>,
     /// Requested delivery date.
     pub requested_delivery_date: Option<NaiveDate>,
-    /// Sum of the priced items' net amounts (decimal string).
+    /// Sum of the net amounts of the priced items that are not rejected (decimal string);
+    /// `null` when no item is priced.
     #[serde(with = "rust_decimal::serde::str_option")]
     #[schema(value_type = Option<String>, example = "25.00")]
     pub total_net_amount: Option<Decimal>,
@@ -80,6 +82,11 @@ pub struct OrderItem {
     /// Item fields without a modern home.
     #[schema(value_type = Object)]
     pub specifications: Map<String, Value>,
+    /// Why the line is rejected (SAP `SalesDocumentRjcnReason`, 2 characters); `null` while
+    /// the line is open. A rejected line stays on the order but does not count towards
+    /// `total_net_amount`.
+    #[schema(pattern = "^[A-Z0-9]{2}$", example = json!(null))]
+    pub rejection_reason: Option<String>,
 }
 
 /// A row of `orders`.
@@ -103,6 +110,9 @@ pub(crate) struct OrderRow {
     pub sap_order_number: Option<String>,
     pub correlation_id: String,
     pub request_hash: String,
+    /// Highest item number the order ever had (migration 0010), so a removed line's number is
+    /// never given to a new line; `NULL` until the first line change.
+    pub last_item_number: Option<i32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -118,6 +128,7 @@ pub(crate) struct ItemRow {
     pub unit_price: Option<Decimal>,
     pub net_amount: Option<Decimal>,
     pub specifications: sqlx::types::Json<Map<String, Value>>,
+    pub rejection_reason: Option<String>,
 }
 
 impl OrderRow {
@@ -157,6 +168,7 @@ impl From<ItemRow> for OrderItem {
             unit_price: r.unit_price,
             net_amount: r.net_amount,
             specifications: r.specifications.0,
+            rejection_reason: r.rejection_reason,
         }
     }
 }

@@ -195,6 +195,7 @@ fn snapshot(order: &Order) -> OrderSnapshot {
                 unit_price: i.unit_price.map(|d| d.to_string()),
                 net_amount: i.net_amount.map(|d| d.to_string()),
                 specifications: i.specifications.clone(),
+                rejection_reason: i.rejection_reason.clone(),
             })
             .collect(),
         created_at: order.created_at,

@@ -2,12 +2,11 @@
 //! event to the outbox ([`crate::outbox::append`]), so an order change and its event are
 //! committed together or not at all.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use order_domain::{CurrencyCode, Money, NewOrder, OrderNumber, OrderRequest, OrderStatus, Unit};
-use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
 use uuid::Uuid;
@@ -17,6 +16,9 @@ use crate::lane::Lane;
 use crate::master_data::MasterDataStore;
 use crate::model::{ItemRow, Order, OrderItem, OrderRow};
 use crate::outbox::{self, EventRow, OrderChange};
+
+mod edits;
+pub use edits::{HeaderPatch, ItemPatch, OrderEdit, OrderKey, ReportOutcome};
 
 /// Who asked for a change: travels into the order row and the outbox.
 #[derive(Debug, Clone)]
@@ -80,19 +82,6 @@ pub struct StatusChange {
     pub expected_version: Option<i64>,
     /// Why (for cancel and void).
     pub reason: Option<String>,
-}
-
-/// A header update.
-#[derive(Debug, Clone, Default)]
-pub struct OrderPatch {
-    /// The version the caller last saw.
-    pub expected_version: i64,
-    /// New customer reference (`Some(None)` clears it).
-    pub customer_reference: Option<Option<String>>,
-    /// New requested delivery date (`Some(None)` clears it).
-    pub requested_delivery_date: Option<Option<NaiveDate>>,
-    /// Keys to merge into the header specifications (`null` removes a key).
-    pub specifications: Option<Map<String, Value>>,
 }
 
 /// Filters of the order list; all optional, combined with AND.
@@ -453,6 +442,7 @@ impl OrderRepository {
                     unit_price: l.unit_price.map(|m| m.value()),
                     net_amount: l.net_amount.map(|m| m.value()),
                     specifications: l.specifications.clone(),
+                    rejection_reason: None,
                 })
                 .collect(),
             created_at: now,
@@ -845,65 +835,6 @@ impl OrderRepository {
             .await?;
         }
         let order = row.into_order(items.into_iter().map(OrderItem::from).collect());
-        let change = OrderChange::Updated { changed_fields };
-        outbox::append(&mut tx, change, &order, ctx).await?;
-        tx.commit().await?;
-        Ok(order)
-    }
-
-    /// Updates header fields of an order that is not yet shipped.
-    pub async fn update(
-        &self,
-        id: Uuid,
-        patch: &OrderPatch,
-        ctx: &RequestContext,
-    ) -> Result<Order, ServiceError> {
-        let mut tx = self.pool.begin().await?;
-        let row = Self::lock(&mut tx, id).await?;
-        Self::check_version(&row, Some(patch.expected_version))?;
-        let status = Self::current_status(&row)?;
-        if !matches!(status, OrderStatus::Created | OrderStatus::Confirmed) {
-            return Err(ServiceError::OrderNotEditable(status));
-        }
-        let mut specifications = row.specifications.0.clone();
-        if let Some(changes) = &patch.specifications {
-            for (k, v) in changes {
-                if v.is_null() {
-                    specifications.remove(k);
-                } else {
-                    specifications.insert(k.clone(), v.clone());
-                }
-            }
-        }
-        let reference = patch
-            .customer_reference
-            .clone()
-            .unwrap_or(row.customer_reference.clone());
-        let date = patch
-            .requested_delivery_date
-            .unwrap_or(row.requested_delivery_date);
-        let mut changed_fields = Vec::new();
-        if reference != row.customer_reference {
-            changed_fields.push("customer_reference");
-        }
-        if date != row.requested_delivery_date {
-            changed_fields.push("requested_delivery_date");
-        }
-        if specifications != row.specifications.0 {
-            changed_fields.push("specifications");
-        }
-        let row: OrderRow = sqlx::query_as(
-            "UPDATE orders SET customer_reference = $2, requested_delivery_date = $3, \
-               specifications = $4, version = version + 1, updated_at = now() \
-             WHERE id = $1 RETURNING *",
-        )
-        .bind(id)
-        .bind(reference)
-        .bind(date)
-        .bind(sqlx::types::Json(&specifications))
-        .fetch_one(&mut *tx)
-        .await?;
-        let order = Self::items_in_tx(&mut tx, row).await?;
         let change = OrderChange::Updated { changed_fields };
         outbox::append(&mut tx, change, &order, ctx).await?;
         tx.commit().await?;

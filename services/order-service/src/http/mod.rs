@@ -1,6 +1,7 @@
 //! HTTP face of the order service: routes, handlers, operational endpoints.
 
 pub mod extract;
+pub mod life;
 pub mod openapi;
 pub mod problem;
 
@@ -9,7 +10,7 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, RawQuery, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{get, patch, post, put};
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, NaiveDate, Utc};
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -19,15 +20,15 @@ use order_domain::{
 };
 use platform::correlation::{CorrelationId, IDEMPOTENCY_HEADER, MAX_CORRELATION_LEN};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::config::Config;
 use crate::error::ServiceError;
 use crate::master_data::{CustomerRecord, MaterialRecord, UpsertCounts};
 use crate::model::Order;
 use crate::repository::{
-    Cursor, ListFilter, MAX_RESERVATION, OrderPatch, OrderRepository, PlaceOutcome, ReplayedBy,
-    RequestContext, SapItemPricing, SapPricing, StatusChange,
+    Cursor, ListFilter, MAX_RESERVATION, OrderRepository, PlaceOutcome, ReplayedBy, RequestContext,
+    SapItemPricing, SapPricing, StatusChange,
 };
 use extract::{BodyLimit, JsonBody, OrderIdParam};
 
@@ -53,13 +54,38 @@ pub struct AppState {
 pub fn router(state: AppState, config: &Config) -> Router {
     let api = Router::new()
         .route("/api/v1/orders", post(create_order).get(list_orders))
-        .route("/api/v1/orders/{id}", get(get_order).patch(update_order))
+        .route(
+            "/api/v1/orders/{id}",
+            get(get_order).patch(life::update_order),
+        )
         .route(
             "/api/v1/orders/by-number/{number}",
-            get(get_order_by_number),
+            get(get_order_by_number).patch(life::update_order),
         )
         .route("/api/v1/orders/{id}/transitions", post(transition_order))
-        .route("/api/v1/orders/{id}/cancel", post(cancel_order))
+        .route("/api/v1/orders/{id}/cancel", post(life::cancel_order))
+        .route("/api/v1/orders/{id}/items", post(life::add_item))
+        .route(
+            "/api/v1/orders/{id}/items/{item_number}",
+            patch(life::update_item).delete(life::remove_item),
+        )
+        .route("/api/v1/orders/{id}/status", post(life::report_status))
+        .route(
+            "/api/v1/orders/by-number/{number}/cancel",
+            post(life::cancel_order),
+        )
+        .route(
+            "/api/v1/orders/by-number/{number}/items",
+            post(life::add_item),
+        )
+        .route(
+            "/api/v1/orders/by-number/{number}/items/{item_number}",
+            patch(life::update_item).delete(life::remove_item),
+        )
+        .route(
+            "/api/v1/orders/by-number/{number}/status",
+            post(life::report_status),
+        )
         .route("/api/v1/orders/{id}/void", post(void_order))
         .route("/api/v1/orders/{id}/sap-order-number", put(link_sap_order))
         .route("/api/v1/orders/{id}/sap-link", post(link_sap_order))
@@ -90,7 +116,7 @@ async fn enforce_timeout(limit: Duration, req: Request, next: Next) -> Response 
     }
 }
 
-fn context(
+pub(crate) fn context(
     correlation: &CorrelationId,
     headers: &HeaderMap,
 ) -> Result<RequestContext, ServiceError> {
@@ -128,9 +154,9 @@ fn record_order_on_span(order: &Order) {
     tracing::Span::current().record("order_id", tracing::field::display(order.id));
 }
 
-fn order_response(status: StatusCode, order: &Order) -> Response {
+pub(crate) fn order_response(status: StatusCode, order: &Order) -> Response {
     let mut response = (status, Json(order)).into_response();
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", order.version)) {
+    if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{}\"", order.version)) {
         response.headers_mut().insert(http::header::ETAG, etag);
     }
     response
@@ -375,7 +401,9 @@ pub struct TransitionRequest {
     /// Target status.
     #[schema(value_type = String, example = "confirmed")]
     pub to: Option<String>,
-    /// The version the caller last saw.
+    /// Deprecated: the version the caller last saw. Send `If-Match` instead (it wins when
+    /// both are sent).
+    #[schema(deprecated)]
     pub version: Option<i64>,
 }
 
@@ -401,7 +429,7 @@ async fn transition_order(
             "use the cancel or void endpoint, which record a reason",
         ));
     }
-    let version = required("version", body.version)?;
+    let version = life::required_version(&headers, body.version)?;
     let change = StatusChange {
         to,
         expected_version: Some(version),
@@ -411,39 +439,7 @@ async fn transition_order(
     Ok(order_response(StatusCode::OK, &order))
 }
 
-/// Body of a cancellation.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CancelRequest {
-    /// The version the caller last saw.
-    pub version: Option<i64>,
-    /// Why.
-    pub reason: Option<String>,
-}
-
-/// Cancel an order (only before shipping).
-#[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", request_body = CancelRequest,
-    params(("id" = uuid::Uuid, Path)),
-    responses((status = 200, body = Order), (status = 404, body = problem::Problem),
-      (status = 409, body = problem::Problem)))]
-async fn cancel_order(
-    State(state): State<AppState>,
-    Extension(correlation): Extension<CorrelationId>,
-    headers: HeaderMap,
-    OrderIdParam(id): OrderIdParam,
-    JsonBody(body): JsonBody<CancelRequest>,
-) -> Result<Response, ServiceError> {
-    let ctx = context(&correlation, &headers)?;
-    let change = StatusChange {
-        to: OrderStatus::Cancelled,
-        expected_version: Some(required("version", body.version)?),
-        reason: checked_reason(body.reason)?,
-    };
-    let order = state.repository.change_status(id, &change, &ctx).await?;
-    Ok(order_response(StatusCode::OK, &order))
-}
-
-fn checked_reason(reason: Option<String>) -> Result<Option<String>, ServiceError> {
+pub(crate) fn checked_reason(reason: Option<String>) -> Result<Option<String>, ServiceError> {
     match reason {
         Some(r) if r.chars().count() > 200 => Err(ServiceError::field(
             "reason",
@@ -634,87 +630,6 @@ async fn link_sap_order(
         .repository
         .link_sap_order(id, number.as_str(), pricing.as_ref(), &ctx)
         .await?;
-    Ok(order_response(StatusCode::OK, &order))
-}
-
-/// Body of a header update. Absent fields stay as they are; `null` clears.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateRequest {
-    /// The version the caller last saw.
-    pub version: Option<i64>,
-    /// New customer reference, or null.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    pub customer_reference: Option<Option<String>>,
-    /// New requested delivery date (YYYY-MM-DD), or null.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    pub requested_delivery_date: Option<Option<String>>,
-    /// Keys merged into the header specifications (a null value removes the key).
-    #[schema(value_type = Option<Object>)]
-    pub specifications: Option<Map<String, Value>>,
-}
-
-/// Distinguishes "absent" (outer `None`) from "null" (`Some(None)`).
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
-
-/// Update header fields of an order that is not yet shipped.
-#[utoipa::path(patch, path = "/api/v1/orders/{id}", request_body = UpdateRequest,
-    params(("id" = uuid::Uuid, Path)),
-    responses((status = 200, body = Order), (status = 404, body = problem::Problem),
-      (status = 409, body = problem::Problem), (status = 422, body = problem::Problem)))]
-async fn update_order(
-    State(state): State<AppState>,
-    Extension(correlation): Extension<CorrelationId>,
-    headers: HeaderMap,
-    OrderIdParam(id): OrderIdParam,
-    JsonBody(body): JsonBody<UpdateRequest>,
-) -> Result<Response, ServiceError> {
-    let ctx = context(&correlation, &headers)?;
-    let mut errors = Vec::new();
-    let customer_reference = match body.customer_reference {
-        Some(Some(r)) => match order_domain::CustomerReference::parse(&r) {
-            Ok(v) => Some(Some(v.as_str().to_owned())),
-            Err(e) => {
-                errors.push(FieldError::new("customer_reference", e.0));
-                None
-            }
-        },
-        other => other.map(|_| None),
-    };
-    let requested_delivery_date = match body.requested_delivery_date {
-        Some(Some(d)) => match NaiveDate::parse_from_str(&d, "%Y-%m-%d") {
-            Ok(v) => Some(Some(v)),
-            Err(_) => {
-                errors.push(FieldError::new(
-                    "requested_delivery_date",
-                    "must be a calendar date written YYYY-MM-DD",
-                ));
-                None
-            }
-        },
-        other => other.map(|_| None),
-    };
-    if body.version.is_none() {
-        errors.push(FieldError::new("version", "is required"));
-    }
-    if !errors.is_empty() {
-        return Err(ServiceError::Validation(errors));
-    }
-    let patch = OrderPatch {
-        expected_version: body.version.unwrap_or_default(),
-        customer_reference,
-        requested_delivery_date,
-        specifications: body.specifications,
-    };
-    let order = state.repository.update(id, &patch, &ctx).await?;
     Ok(order_response(StatusCode::OK, &order))
 }
 

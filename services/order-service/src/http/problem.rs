@@ -141,25 +141,78 @@ impl From<&ServiceError> for Problem {
             }
             StaleVersion { given, current } => {
                 let mut p = Problem::new(
-                    StatusCode::CONFLICT,
+                    StatusCode::PRECONDITION_FAILED,
                     "stale-version",
                     "Stale version",
-                    e.to_string(),
+                    format!(
+                        "{e}; read the order again (its ETag is W/\"{current}\") and retry on that"
+                    ),
                 )
                 .with("current_version", *current);
                 p.errors.push(FieldError::new(
-                    "version",
-                    format!("is {given}, the order is at {current}"),
+                    "if-match",
+                    format!("is version {given}, the order is at {current}"),
+                ));
+                p
+            }
+            PreconditionRequired => {
+                let mut p = Problem::new(
+                    StatusCode::PRECONDITION_REQUIRED,
+                    "precondition-required",
+                    "Precondition required",
+                    e.to_string(),
+                );
+                p.errors.push(FieldError::new(
+                    "if-match",
+                    "is required: the ETag of the order, e.g. W/\"3\"",
                 ));
                 p
             }
             OrderNotEditable(status) => Problem::new(
                 StatusCode::CONFLICT,
-                "order-not-editable",
-                "Order not editable",
+                if status.is_fulfilled() {
+                    "order-fulfilled"
+                } else {
+                    "order-not-editable"
+                },
+                if status.is_fulfilled() {
+                    "Order fulfilled by SAP"
+                } else {
+                    "Order not editable"
+                },
                 e.to_string(),
             )
             .with("current_status", status.as_str()),
+            ItemNotFound { item_number, .. } => {
+                let mut p = Problem::new(
+                    StatusCode::NOT_FOUND,
+                    "item-not-found",
+                    "Item not found",
+                    e.to_string(),
+                )
+                .with("item_number", *item_number);
+                p.errors
+                    .push(FieldError::new("item_number", "no such item on the order"));
+                p
+            }
+            ItemRejected {
+                item_number,
+                reason,
+            } => Problem::new(
+                StatusCode::CONFLICT,
+                "item-rejected",
+                "Item rejected",
+                e.to_string(),
+            )
+            .with("item_number", *item_number)
+            .with("rejection_reason", reason.clone()),
+            LastOpenItem { item_number } => Problem::new(
+                StatusCode::CONFLICT,
+                "last-open-item",
+                "Last open item",
+                e.to_string(),
+            )
+            .with("item_number", *item_number),
             IdempotencyKeyReused { order_id } => {
                 let mut p = Problem::new(
                     StatusCode::UNPROCESSABLE_ENTITY,

@@ -5,6 +5,7 @@ mod crash;
 mod helpers;
 mod idempotency;
 mod lane;
+mod life;
 mod master_data;
 mod numbers;
 mod orders;

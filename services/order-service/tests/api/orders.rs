@@ -269,10 +269,10 @@ async fn a_stale_version_is_refused_and_changes_nothing() {
         .to_owned();
     assert_eq!(transition(&app, &id, "confirmed", 1).await.0, 200);
     let (status, problem) = transition(&app, &id, "shipped", 1).await;
-    assert_eq!(status, 409);
+    assert_eq!(status, 412);
     assert_eq!(problem["type"], "urn:order-service:problem:stale-version");
     assert_eq!(problem["current_version"], 2);
-    assert_eq!(problem["errors"][0]["field"], "version");
+    assert_eq!(problem["errors"][0]["field"], "if-match");
     let r = app
         .client
         .patch(app.url(&format!("/api/v1/orders/{id}")))
@@ -280,7 +280,7 @@ async fn a_stale_version_is_refused_and_changes_nothing() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 409);
+    assert_eq!(r.status(), 412);
     let (_, order) = app.get_json(&format!("/api/v1/orders/{id}")).await;
     assert_eq!(
         (order["status"].as_str(), order["version"].as_i64()),

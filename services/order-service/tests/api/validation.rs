@@ -292,8 +292,14 @@ async fn bad_ids_queries_and_transition_bodies_are_refused_by_name() {
         (422, Some("limit"))
     );
 
+    let r = app
+        .post_json(
+            &format!("/api/v1/orders/{id}/transitions"),
+            &json!({"to": "confirmed"}),
+        )
+        .await;
+    assert_eq!(r.status(), 428, "no If-Match and no version");
     for (body, field) in [
-        (json!({"to": "confirmed"}), "version"),
         (json!({"version": 1}), "to"),
         (json!({"to": "teleported", "version": 1}), "to"),
         (json!({"to": "cancelled", "version": 1}), "to"),

@@ -36,6 +36,7 @@ fn created(order_id: Uuid) -> OrderEventData {
             unit_price: None,
             net_amount: None,
             specifications: Default::default(),
+            rejection_reason: None,
         }],
         created_at: Utc::now(),
         updated_at: Utc::now(),

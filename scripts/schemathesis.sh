@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs schemathesis (`--checks all`) against a locally started order service, so the OpenAPI
+# document states what the server enforces. Installs schemathesis (pip) when missing, builds
+# the order-service binary, starts it on a fresh database of the running PostgreSQL (the outbox
+# relay is off: Kafka plays no part in the REST contract), runs, stops it, drops the database.
+#
+#   scripts/schemathesis.sh                 every check, default budget
+#   ST_ARGS="--max-examples 50" scripts/schemathesis.sh
+#   ADMIN_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres (default)
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+admin_url=${ADMIN_DATABASE_URL:-${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}}
+port=${ST_PORT:-18181}
+
+if ! command -v schemathesis >/dev/null 2>&1 || ! schemathesis --version >/dev/null 2>&1; then
+  echo "==> installing schemathesis"
+  python3 -m pip install --quiet 'schemathesis>=4,<5'
+fi
+
+echo "==> building order-service"
+cargo build --quiet -p order-service --bin order-service
+bin="${CARGO_TARGET_DIR:-$repo/target}/debug/order-service"
+
+db="schemathesis_$(date +%s)_$$"
+base_url=${admin_url%/*}
+psql "$admin_url" -qc "CREATE DATABASE $db" >/dev/null
+service_pid=
+cleanup() {
+  if [ -n "$service_pid" ]; then kill "$service_pid" 2>/dev/null || true; wait "$service_pid" 2>/dev/null || true; fi
+  psql "$admin_url" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null || true
+}
+trap cleanup EXIT
+
+DATABASE_URL="$base_url/$db" ORDER_SERVICE_PORT=$port ORDER_SERVICE_HOST=127.0.0.1 \
+  OUTBOX_RELAY_ENABLED=false RUST_LOG=${RUST_LOG:-warn} "$bin" >"${ST_LOG:-/tmp/schemathesis-order-service.log}" 2>&1 &
+service_pid=$!
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+curl -fsS "http://127.0.0.1:$port/ready" >/dev/null
+
+echo "==> schemathesis run --checks all"
+# shellcheck disable=SC2086
+schemathesis run "http://127.0.0.1:$port/api/v1/openapi.json" \
+  --checks all --workers 2 ${ST_ARGS:-}
