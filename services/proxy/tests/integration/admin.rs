@@ -411,7 +411,12 @@ async fn the_replay_backlog_and_reconciliation_drift_each_refuse_leaving_dual_wr
     assert_eq!(report(&s, 1).await.status, 200);
     let refused = s.set_mode("events", false).await;
     assert_eq!(refused.status, 409, "{:?}", refused.body);
-    assert_eq!(failing(&refused), ["reconciliation_drift_zero"], "{:?}", refused.body);
+    assert_eq!(
+        failing(&refused),
+        ["reconciliation_drift_zero"],
+        "{:?}",
+        refused.body
+    );
     // A pending replay alone refuses (the order service was down for one create; the entry
     // waits a long back-off).
     s.stop_order_service();

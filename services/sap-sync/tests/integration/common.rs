@@ -228,6 +228,47 @@ impl Stack {
         )
     }
 
+    /// A change through the order service's REST API with the order's current version
+    /// (`If-Match`); the answer's status and body.
+    pub async fn change(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let order = self.order_by_path(path).await;
+        let mut r = self
+            .http
+            .request(
+                method,
+                format!("{}/api/v1/orders/{path}", self.orders_url()),
+            )
+            .header("if-match", format!("W/\"{}\"", order["version"]));
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn order_by_path(&self, path: &str) -> Value {
+        let id = path.split('/').next().unwrap();
+        self.order(id).await
+    }
+
+    /// The order service's order by id.
+    pub async fn order(&self, id: &str) -> Value {
+        self.http
+            .get(format!("{}/api/v1/orders/{id}", self.orders_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// SAP's order by number (`d`, items expanded), `None` on 404.
     pub async fn sap_order(&self, number: &str) -> Option<Value> {
         let r = self

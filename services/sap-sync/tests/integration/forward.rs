@@ -1,6 +1,7 @@
 //! Forward: order events into SAP.
 
-use serde_json::json;
+use reqwest::Method;
+use serde_json::{Value, json};
 
 use crate::common::*;
 
@@ -166,4 +167,145 @@ async fn sigkill_a_rebalance_and_lost_answers_leave_exactly_one_sap_order_per_or
     );
     let parts = |st: serde_json::Value| st["partitions"].as_array().unwrap().len();
     assert_eq!(parts(s.status(a).await) + parts(s.status(b).await), 6);
+}
+
+/// SAP's item `no` of `order` (`d`).
+fn sap_item<'a>(order: &'a Value, no: &str) -> Option<&'a Value> {
+    order["to_Item"]["results"].as_array()?.iter().find(|i| {
+        i["SalesOrderItem"]
+            .as_str()
+            .map(|s| s.trim_start_matches('0'))
+            == Some(no)
+    })
+}
+
+#[tokio::test]
+async fn an_order_s_whole_life_reaches_sap_in_order_and_each_change_once() {
+    let s = Stack::start(vec![], vec![]).await;
+    let (id, number) = s.create_order(&unique("LIFE"), "TG11").await;
+    s.wait_in_sap(std::slice::from_ref(&number)).await;
+    // Quantity change, a rejected line, an added line, a header change.
+    let (st, _) = s
+        .change(
+            Method::PATCH,
+            &format!("{id}/items/10"),
+            Some(json!({"quantity": "5"})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (st, b) = s
+        .change(
+            Method::PATCH,
+            &format!("{id}/items/20"),
+            Some(json!({"rejection_reason": "02"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let (st, b) = s
+        .change(
+            Method::POST,
+            &format!("{id}/items"),
+            Some(json!({"sku": "TG12", "quantity": "3", "unit": "PC", "unit_price": "9.00"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{b}");
+    let (st, b) = s
+        .change(
+            Method::PATCH,
+            &id,
+            Some(json!({"customer_reference": "LIFE-RENAMED"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let sap = test_support::eventually("every change in SAP", WAIT, || async {
+        let o = s.sap_order(&number).await?;
+        let done = sap_item(&o, "10")?["RequestedQuantity"]
+            .as_str()?
+            .starts_with('5')
+            && sap_item(&o, "20")?["SalesDocumentRjcnReason"] == "02"
+            && sap_item(&o, "30").is_some()
+            && o["PurchaseOrderByCustomer"] == "LIFE-RENAMED";
+        done.then_some(o)
+    })
+    .await;
+    assert_eq!(
+        sap["OverallSDDocumentRejectionSts"], "B",
+        "one line of three rejected"
+    );
+    assert_eq!(sap_item(&sap, "30").unwrap()["Material"], "TG12");
+    // Removing the added line, then cancelling: every line rejected in SAP.
+    let (st, b) = s
+        .change(Method::DELETE, &format!("{id}/items/30"), None)
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let (st, b) = s
+        .change(
+            Method::POST,
+            &format!("{id}/cancel"),
+            Some(json!({"reason": "customer"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let sap = test_support::eventually("cancelled in SAP", WAIT, || async {
+        let o = s.sap_order(&number).await?;
+        (sap_item(&o, "30").is_none() && o["OverallSDDocumentRejectionSts"] == "C").then_some(o)
+    })
+    .await;
+    assert_eq!(
+        sap_item(&sap, "10").unwrap()["SalesDocumentRjcnReason"],
+        "00"
+    );
+    assert_eq!(
+        sap_item(&sap, "20").unwrap()["SalesDocumentRjcnReason"],
+        "02"
+    );
+    s.wait_drained(0).await;
+    // One create; nothing SAP already had was sent again.
+    assert_eq!(s.sap_event_count("sap_mock_order_created").await, 1.0);
+    assert_eq!(s.sap_stored().await, (1, 2));
+}
+
+#[tokio::test]
+async fn a_delivery_and_a_billing_made_in_sap_reach_the_order_service() {
+    let s = Stack::start(vec![("SAP_MOCK_BILLING_RELEVANCE", "order".into())], vec![]).await;
+    let (id, number) = s.create_order(&unique("FULFIL"), "TG11").await;
+    s.wait_in_sap(std::slice::from_ref(&number)).await;
+    let deliver = s
+        .http
+        .post(format!("{}/sap-mock/admin/deliveries", s.sap_url()))
+        .json(&json!({"SalesOrder": number}))
+        .send()
+        .await
+        .unwrap();
+    assert!(deliver.status().is_success(), "{}", deliver.status());
+    test_support::eventually("delivered on the order service", WAIT, || async {
+        (s.order(&id).await["status"] == "delivered").then_some(())
+    })
+    .await;
+    let bill = s
+        .http
+        .post(format!("{}/sap-mock/admin/billing", s.sap_url()))
+        .json(&json!({"SalesOrder": number}))
+        .send()
+        .await
+        .unwrap();
+    assert!(bill.status().is_success(), "{}", bill.status());
+    let order = test_support::eventually("billed on the order service", WAIT, || async {
+        let o = s.order(&id).await;
+        (o["status"] == "billed").then_some(o)
+    })
+    .await;
+    // A delivered line cannot be rejected any more, on either side.
+    let (st, b) = s
+        .change(
+            Method::PATCH,
+            &format!("{id}/items/10"),
+            Some(json!({"rejection_reason": "02"})),
+        )
+        .await;
+    assert_eq!(st, 409, "{b}");
+    assert_eq!(
+        order["version"], 4,
+        "created, linked?, delivered, billed: {order}"
+    );
 }
