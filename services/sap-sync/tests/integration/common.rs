@@ -257,6 +257,23 @@ impl Stack {
         self.order(id).await
     }
 
+    /// The order service's id of the order numbered `number`.
+    pub async fn order_id_by_number(&self, number: &str) -> String {
+        let v: Value = self
+            .http
+            .get(format!(
+                "{}/api/v1/orders/by-number/{number}",
+                self.orders_url()
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["id"].as_str().unwrap().to_owned()
+    }
+
     /// The order service's order by id.
     pub async fn order(&self, id: &str) -> Value {
         self.http

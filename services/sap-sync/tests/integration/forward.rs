@@ -59,7 +59,7 @@ async fn while_sap_is_down_orders_are_taken_lag_grows_and_drains_once_sap_is_bac
 async fn a_refused_order_is_parked_others_flow_and_a_redrive_after_the_fix_applies_it() {
     let mut s = Stack::start(vec![], vec![]).await;
     // TG99 is not a material SAP knows: SAP refuses the create.
-    let (_, poison) = s.create_order(&unique("POISON"), "TG99").await;
+    let (poison_id, poison) = s.create_order(&unique("POISON"), "TG99").await;
     let status = test_support::eventually("the order parked", WAIT, || async {
         let st = s.status(0).await;
         (st["parked_orders"] == 1).then_some(st)
@@ -69,6 +69,28 @@ async fn a_refused_order_is_parked_others_flow_and_a_redrive_after_the_fix_appli
         status["paused"], false,
         "a refusal is not an outage: {status}"
     );
+    // Its later changes wait behind the refused create, in order.
+    for qty in ["3", "4"] {
+        let (st, b) = s
+            .change(
+                Method::PATCH,
+                &format!("{poison_id}/items/10"),
+                Some(json!({ "quantity": qty })),
+            )
+            .await;
+        assert_eq!(st, 200, "{b}");
+    }
+    test_support::eventually("the changes wait behind the refusal", WAIT, || async {
+        let (_, out) = s.orderctl(&["sap-sync", "parked", "--json"]);
+        let v: Value = serde_json::from_str(&out).ok()?;
+        let events = v[0]["events"].as_array()?;
+        let versions: Vec<i64> = events
+            .iter()
+            .filter_map(|e| e["version"].as_i64())
+            .collect();
+        (versions == [1, 2, 3]).then_some(())
+    })
+    .await;
     // Other orders flow.
     let (_, good) = s.create_order(&unique("GOOD"), "TG11").await;
     s.wait_in_sap(std::slice::from_ref(&good)).await;
@@ -107,6 +129,11 @@ async fn a_refused_order_is_parked_others_flow_and_a_redrive_after_the_fix_appli
         .await
         .expect("in SAP after the redrive");
     assert_eq!(o["to_Item"]["results"][0]["Material"], "TG99");
+    let qty = sap_item(&o, "10").unwrap()["RequestedQuantity"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(qty.starts_with('4'), "the last change applied last: {qty}");
     assert_eq!(s.status(0).await["parked_orders"], 0);
     let (_, listed) = s.orderctl(&["sap-sync", "parked"]);
     assert!(listed.contains("No order is parked"), "{listed}");
@@ -138,7 +165,31 @@ async fn sigkill_a_rebalance_and_lost_answers_leave_exactly_one_sap_order_per_or
     }
     // A second instance joins: the partitions are shared out while events are in work.
     let b = s.start_sync().await;
+    // And a change to ten of them while the group rebalances and answers get lost.
+    let mut changed = Vec::new();
+    for n in numbers.iter().take(10) {
+        let id = s.order_id_by_number(n).await;
+        let (st, body) = s
+            .change(
+                Method::PATCH,
+                &format!("{id}/items/10"),
+                Some(json!({"quantity": "7"})),
+            )
+            .await;
+        assert_eq!(st, 200, "{body}");
+        changed.push(n.clone());
+    }
     s.wait_in_sap(&numbers).await;
+    for n in &changed {
+        test_support::eventually("the change in SAP", WAIT, || async {
+            let o = s.sap_order(n).await?;
+            sap_item(&o, "10")?["RequestedQuantity"]
+                .as_str()?
+                .starts_with('7')
+                .then_some(())
+        })
+        .await;
+    }
     s.sap_faults(json!({})).await;
     s.wait_drained(a).await;
     assert_eq!(s.sap_stored().await, (40, 80), "one SAP order per order");
