@@ -10,7 +10,8 @@
 # CARGO_TARGET_DIR, SAP_MOCK_BIN (a prebuilt sap-mock binary), SAP_MOCK_ADMIN_URL (the
 # emulator's base URL when SAP_URL is something in front of it that does not pass
 # /sap-mock/admin/ through; the fault tests use SAP_URL otherwise), SAP_MOCK_ADMIN_TOKEN,
-# SAP_SDK_SKIP_FAULTS=1 (skip the fault tests on purpose), SAP_SDK_ALLOW_SKIPS=1 (accept a run
+# SAP_SDK_TESTS (the test files to run, default test/), SAP_SDK_ORDER_FILE (where
+# test/order-life.test.js writes the order number it used), SAP_SDK_SKIP_FAULTS=1 (skip the fault tests on purpose), SAP_SDK_ALLOW_SKIPS=1 (accept a run
 # with skipped tests as green).
 set -euo pipefail
 
@@ -84,7 +85,7 @@ trap tap_cleanup EXIT
 # stream is kept to read node's own summary: node exits 0 when tests are skipped, so the exit
 # code alone would count a skip as a pass.
 status=0
-node --test --test-concurrency=1 --test-reporter=tap test/ | tee "$tap" || status=$?
+node --test --test-concurrency=1 --test-reporter=tap ${SAP_SDK_TESTS:-test/} | tee "$tap" || status=$?
 summary() { sed -n "s/^# $1 \([0-9][0-9]*\)\$/\1/p" "$tap" | tail -1; }
 tests="$(summary tests)"; pass="$(summary pass)"; fail="$(summary fail)"
 cancelled="$(summary cancelled)"; skipped="$(summary skipped)"; todo="$(summary todo)"

@@ -239,10 +239,12 @@ pub fn order_to_entity(order: &Value, service_root: &str) -> Value {
         .map(|t| t.with_timezone(&Utc));
     let entity_uri = format!("{service_root}/A_SalesOrder('{number}')");
     let mut d = Map::new();
-    d.insert(
-        "__metadata".into(),
-        json!({"id": entity_uri, "uri": entity_uri, "type": "API_SALES_ORDER_SRV.A_SalesOrder"}),
-    );
+    let mut meta =
+        json!({"id": entity_uri, "uri": entity_uri, "type": "API_SALES_ORDER_SRV.A_SalesOrder"});
+    if let Some(etag) = order_etag(order) {
+        meta["etag"] = json!(etag);
+    }
+    d.insert("__metadata".into(), meta);
     d.insert("SalesOrder".into(), json!(number));
     d.insert("SalesOrderType".into(), json!(s("order_type")));
     d.insert("SalesOrganization".into(), json!(s("sales_organization")));
@@ -278,6 +280,9 @@ pub fn order_to_entity(order: &Value, service_root: &str) -> Value {
             .and_then(|t| NaiveDate::parse_from_str(t, "%Y-%m-%d").ok())
             .map_or(Value::Null, |t| json!(format_odata_date(t))),
     );
+    for (k, v) in derived_statuses(order) {
+        d.insert(k.into(), json!(v));
+    }
     if let Some(Value::Object(specs)) = order.get("specifications") {
         for (k, v) in specs {
             d.entry(k.clone()).or_insert_with(|| v.clone());
@@ -297,7 +302,62 @@ pub fn order_to_entity(order: &Value, service_root: &str) -> Value {
     json!({ "d": d })
 }
 
-fn item_to_entity(item: &Value, number: &str, service_root: &str) -> Value {
+/// The ETag of an order-service order as the SAP face gives it (`W/"<version>"`); `If-Match`
+/// carries it back.
+pub fn order_etag(order: &Value) -> Option<String> {
+    order
+        .get("version")
+        .and_then(Value::as_i64)
+        .map(|v| format!("W/\"{v}\""))
+}
+
+/// The statuses S/4 derives for an order, from the order service's order: rejection
+/// (`OverallSDDocumentRejectionSts` `A` none / `B` some / `C` every line rejected), delivery
+/// (`OverallDeliveryStatus`, `OverallTotalDeliveryStatus`: `C` once delivered, else `A`),
+/// order-related billing (`OverallOrdReltdBillgStatus`: `C` once billed), and the overall
+/// processing status (`OverallSDProcessStatus`: `C` when nothing is left open).
+pub fn derived_statuses(order: &Value) -> Vec<(&'static str, &'static str)> {
+    let empty = Vec::new();
+    let items = order
+        .get("items")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    let rejected = items.iter().filter(|i| item_rejected(i)).count();
+    let rejection = match rejected {
+        0 => "A",
+        n if n == items.len() => "C",
+        _ => "B",
+    };
+    let status = order.get("status").and_then(Value::as_str).unwrap_or("");
+    let delivered = matches!(status, "delivered" | "billed");
+    let billed = status == "billed";
+    let process = if rejection == "C" || billed {
+        "C"
+    } else if delivered || rejected > 0 {
+        "B"
+    } else {
+        "A"
+    };
+    vec![
+        ("OverallSDDocumentRejectionSts", rejection),
+        ("OverallDeliveryStatus", if delivered { "C" } else { "A" }),
+        (
+            "OverallTotalDeliveryStatus",
+            if delivered { "C" } else { "A" },
+        ),
+        ("OverallOrdReltdBillgStatus", if billed { "C" } else { "" }),
+        ("OverallSDProcessStatus", process),
+    ]
+}
+
+fn item_rejected(item: &Value) -> bool {
+    item.get("rejection_reason")
+        .and_then(Value::as_str)
+        .is_some_and(|r| !r.is_empty())
+}
+
+/// One order-service line as SAP's `A_SalesOrderItem` entity.
+pub fn item_to_entity(item: &Value, number: &str, service_root: &str) -> Value {
     let s = |k: &str| item.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
     let item_no = match item.get("item_number") {
         Some(Value::Number(n)) => n.to_string(),
@@ -320,6 +380,15 @@ fn item_to_entity(item: &Value, number: &str, service_root: &str) -> Value {
     if let Some(net) = item.get("net_amount").and_then(Value::as_str) {
         m.insert("NetAmount".into(), json!(net));
     }
+    let reason = item
+        .get("rejection_reason")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    m.insert("SalesDocumentRjcnReason".into(), json!(reason));
+    m.insert(
+        "SDProcessStatus".into(),
+        json!(if reason.is_empty() { "A" } else { "C" }),
+    );
     if let Some(Value::Object(specs)) = item.get("specifications") {
         for (k, v) in specs {
             m.entry(k.clone()).or_insert_with(|| v.clone());

@@ -80,6 +80,9 @@ pub const PROXY_ORDER_NUMBER_BLOCK: &str = "PROXY_ORDER_NUMBER_BLOCK";
 pub const PROXY_SAP_COMMIT_HORIZON_MS: &str = "PROXY_SAP_COMMIT_HORIZON_MS";
 /// Longest time a client may take to send a buffered request body, in all.
 pub const PROXY_CLIENT_BODY_DEADLINE_MS: &str = "PROXY_CLIENT_BODY_DEADLINE_MS";
+/// The reasons for rejection SAP has configured (TVAG), comma-separated: a line rejected with
+/// another is refused in `events` as SAP would refuse it.
+pub const PROXY_REJECTION_REASONS: &str = "PROXY_REJECTION_REASONS";
 /// sap-sync's HTTP address (`/status`), for the readiness of a switch to `events`.
 pub const SAP_SYNC_URL: &str = "SAP_SYNC_URL";
 /// Most events sap-sync may lag behind for a switch to `events`.
@@ -160,6 +163,8 @@ pub struct ProxyConfig {
     pub sap_commit_horizon: Duration,
     /// Longest time for a client to send a buffered request body, in all.
     pub client_body_deadline: Duration,
+    /// SAP's configured reasons for rejection.
+    pub rejection_reasons: Vec<String>,
     /// sap-sync's status address, when one runs.
     pub sap_sync_url: Option<Uri>,
     /// Most events sap-sync may lag behind for a switch to `events`.
@@ -243,6 +248,13 @@ impl ProxyConfig {
             .raw(SAP_SYNC_URL)
             .map(|_| read_base_url(&mut r, SAP_SYNC_URL, "http://127.0.0.1:8083"));
         let sap_sync_max_lag = r.read(PROXY_SAP_SYNC_MAX_LAG, 100u64);
+        // S/4's standard reasons, as the emulator's SAP_MOCK_REJECTION_REASONS default.
+        let rejection_reasons = r
+            .read_string(PROXY_REJECTION_REASONS, "00,01,02,03,04,05,10,11,20,50")
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
         let shadow_min_samples = r.read(PROXY_SHADOW_MIN_SAMPLES, 100u64);
         let shadow_min_match_rate = r.read(PROXY_SHADOW_MIN_MATCH_RATE, 0.99f64);
         if !(0.0..=1.0).contains(&shadow_min_match_rate) {
@@ -287,6 +299,7 @@ impl ProxyConfig {
             order_number_block,
             sap_commit_horizon,
             client_body_deadline,
+            rejection_reasons,
             sap_sync_url,
             sap_sync_max_lag,
             shadow_min_samples,

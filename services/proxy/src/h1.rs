@@ -219,6 +219,8 @@ fn analyse(state: &ProxyState, buf: &[u8], out: &mut Vec<u8>) -> Head {
         } else if name.eq_ignore_ascii_case("transfer-encoding")
             || name.eq_ignore_ascii_case("upgrade")
             || name.eq_ignore_ascii_case("expect")
+            // A tunnelled method (`X-HTTP-Method`) is classified by what it tunnels.
+            || name.eq_ignore_ascii_case("x-http-method")
         {
             return Head::HandOff;
         } else if name.eq_ignore_ascii_case("host") {

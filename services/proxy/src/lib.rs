@@ -43,6 +43,7 @@ pub mod error;
 pub mod h1;
 pub mod numbers;
 pub mod observe;
+pub mod odata_face;
 pub mod order_client;
 pub mod outcome;
 pub mod passthrough;

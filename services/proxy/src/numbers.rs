@@ -237,6 +237,16 @@ mod tests {
         ) -> BoxFuture<'a, Result<Option<Value>, OrderServiceError>> {
             unreachable!("not used by the pool")
         }
+        fn change<'a>(
+            &'a self,
+            _: http::Method,
+            _: &'a str,
+            _: Option<&'a Value>,
+            _: Option<&'a str>,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<Value, OrderServiceError>> {
+            unreachable!("not used by the pool")
+        }
         fn ready(&self) -> BoxFuture<'_, bool> {
             Box::pin(async { true })
         }

@@ -94,6 +94,16 @@ pub trait OrderService: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<Value>, OrderServiceError>>;
     /// `GET /ready` answered 200.
     fn ready(&self) -> BoxFuture<'_, bool>;
+    /// A change of an order on the REST face (`PATCH /api/v1/orders/{id}/items/10`, ...) with
+    /// `If-Match`; the order as answered (`Null` for a `204`).
+    fn change<'a>(
+        &'a self,
+        method: Method,
+        path: &'a str,
+        body: Option<&'a Value>,
+        if_match: Option<&'a str>,
+        correlation_id: &'a str,
+    ) -> BoxFuture<'a, Result<Value, OrderServiceError>>;
     /// `POST /api/v1/order-numbers`: reserves `count` order numbers for this caller (numbers
     /// from the range SAP's order type has as its external range), ascending.
     fn reserve_numbers(&self, count: u32) -> BoxFuture<'_, Result<Vec<String>, OrderServiceError>>;
@@ -277,6 +287,24 @@ impl OrderService for HttpOrderService {
 
     fn ready(&self) -> BoxFuture<'_, bool> {
         Box::pin(async move { self.call(Method::GET, "/ready", None, &[]).await.is_ok() })
+    }
+
+    fn change<'a>(
+        &'a self,
+        method: Method,
+        path: &'a str,
+        body: Option<&'a Value>,
+        if_match: Option<&'a str>,
+        correlation_id: &'a str,
+    ) -> BoxFuture<'a, Result<Value, OrderServiceError>> {
+        Box::pin(async move {
+            let mut headers = vec![("x-correlation-id", correlation_id)];
+            if let Some(m) = if_match {
+                headers.push(("if-match", m));
+            }
+            let (_, bytes) = self.call(method, path, body, &headers).await?;
+            Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        })
     }
 
     fn reserve_numbers(&self, count: u32) -> BoxFuture<'_, Result<Vec<String>, OrderServiceError>> {

@@ -53,6 +53,9 @@ pub enum Operation {
     /// A path below the service root that SAP would not parse (bad percent-encoding, bad key
     /// predicate): SAP answers it with an error, the route must not guess.
     Malformed,
+    /// A change of an order or its lines (`PATCH`/`MERGE`/`PUT`/`DELETE` on an entity by
+    /// key, `POST .../A_SalesOrder('n')/to_Item`).
+    SalesOrderChange,
     /// Anything else: straight to SAP.
     PassThrough,
 }
@@ -106,6 +109,13 @@ pub fn classify(method: &Method, path: &str) -> Operation {
         Operation::SalesOrderCreate
     } else if get && is("A_SalesOrder") && (second.is_none() || (!keyed && !deeper && counts())) {
         Operation::SalesOrderRead
+    } else if keyed
+        && !deeper
+        && (is("A_SalesOrder") || is("A_SalesOrderItem"))
+        && (matches!(method.as_str(), "PATCH" | "MERGE" | "PUT" | "DELETE")
+            || (post && is("A_SalesOrder") && second.is_some()))
+    {
+        Operation::SalesOrderChange
     } else {
         Operation::PassThrough
     }
@@ -1082,6 +1092,19 @@ impl SalesOrders {
         }
     }
 
+    /// The order-service order SAP knows as `number`: linked under SAP's number, else ours
+    /// (one number in both systems).
+    pub async fn find_order(&self, number: &str) -> Result<Option<Value>, OrderServiceError> {
+        let by_sap = self
+            .orders
+            .list(&format!("sap_order_number={}&limit=1", pct(number)))
+            .await?;
+        if let Some(o) = by_sap.into_iter().next() {
+            return Ok(Some(o));
+        }
+        self.orders.by_number(&pct(number)).await
+    }
+
     /// `events` / `retired` reads the order service can answer: an entity by key, and a
     /// collection filtered by `PurchaseOrderByCustomer` or `SoldToParty`. `None`: this read
     /// shape is not translated (the caller passes it to SAP in `events`).
@@ -1105,17 +1128,21 @@ impl SalesOrders {
                 [one] if one.name.as_deref().is_none_or(|n| n == "SalesOrder") => one.value.clone(),
                 _ => return None,
             };
-            let by_sap = self
-                .orders
-                .list(&format!("sap_order_number={}&limit=1", pct(&key)))
-                .await;
-            let found = match by_sap {
-                Ok(items) if !items.is_empty() => Some(items[0].clone()),
-                Ok(_) => self.orders.by_number(&pct(&key)).await.ok().flatten(),
+            let found = match self.find_order(&key).await {
+                Ok(found) => found,
                 Err(e) => return Some(order_service_failed(e)),
             };
             return Some(match found {
-                Some(o) => json_response(StatusCode::OK, &order_acl::order_to_entity(&o, &root)),
+                Some(o) => {
+                    let mut r =
+                        json_response(StatusCode::OK, &order_acl::order_to_entity(&o, &root));
+                    if let Some(v) =
+                        order_acl::order_etag(&o).and_then(|e| HeaderValue::from_str(&e).ok())
+                    {
+                        r.headers_mut().insert(header::ETAG, v);
+                    }
+                    r
+                }
                 None => odata_error(
                     StatusCode::NOT_FOUND,
                     "SY/530",
@@ -1220,7 +1247,7 @@ fn fingerprint(parts: &http::request::Parts, body: &[u8]) -> String {
     Uuid::new_v5(&Uuid::NAMESPACE_OID, &material).to_string()
 }
 
-fn service_root_url(parts: &http::request::Parts) -> String {
+pub(crate) fn service_root_url(parts: &http::request::Parts) -> String {
     let host = parts
         .headers
         .get(header::HOST)

@@ -62,7 +62,10 @@ impl ProxyState {
             return ProxyError::Overloaded.to_response();
         };
         // Phase 2: classify.
-        let op = classify(req.method(), req.uri().path());
+        let op = classify(
+            &crate::odata_face::effective_method(req.method(), req.headers()),
+            req.uri().path(),
+        );
         // Phase 3: route.
         let route = match op {
             Operation::PassThrough => None,
@@ -92,6 +95,7 @@ impl ProxyState {
                 ),
             },
             (Plan::ShadowedRead, _) => self.shadowed_read(req).await,
+            (Plan::OrderServiceChange, _) => self.order_service_change(req).await,
             (Plan::OrderServiceRead, route) => {
                 let (parts, body) = req.into_parts();
                 match self.sales_orders.read_from_order_service(&parts).await {
@@ -141,6 +145,8 @@ impl ProxyState {
                 Plan::ShadowedRead
             }
             (Operation::SalesOrderRead, Some(m)) if m >= Mode::Events => Plan::OrderServiceRead,
+            // Earlier modes leave changes to SAP alone (its order is the one of record).
+            (Operation::SalesOrderChange, Some(m)) if m >= Mode::Events => Plan::OrderServiceChange,
             // A changeset may hold a create (or any write) of the route: SAP alone must not
             // take it behind the mode's back. Legacy is SAP alone anyway.
             (Operation::Batch | Operation::Malformed, Some(m)) if m != Mode::Legacy => Plan::Refuse,
@@ -172,6 +178,38 @@ impl ProxyState {
             Err(_) => return ProxyError::ClientTooSlow.to_response(),
         };
         self.sales_orders.create(parts, body, route.clone()).await
+    }
+
+    /// A change in `events`/`retired`: the body read whole (within the same limits as a
+    /// create), then translated to the order service ([`crate::odata_face`]).
+    async fn order_service_change(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let (parts, body) = req.into_parts();
+        let method = crate::odata_face::effective_method(&parts.method, &parts.headers);
+        let Some(change) =
+            crate::odata_face::change_of(&method, &crate::odata_face::below_root(parts.uri.path()))
+        else {
+            return crate::error::odata_error(
+                http::StatusCode::BAD_REQUEST,
+                "/IWFND/CM_MGW/025",
+                "The resource path could not be parsed",
+            );
+        };
+        let collected = tokio::time::timeout(
+            self.config.client_body_deadline,
+            collect_limited(
+                body,
+                declared_length(&parts.headers),
+                self.config.max_body_bytes,
+                self.config.client_body_timeout,
+            ),
+        )
+        .await;
+        let body = match collected {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => return e.to_response(),
+            Err(_) => return ProxyError::ClientTooSlow.to_response(),
+        };
+        self.sales_orders.change(&parts, change, body).await
     }
 
     /// A dual-write read by key: SAP answers, a copy is compared with the order service after
@@ -224,6 +262,8 @@ pub(crate) enum Plan {
     ShadowedRead,
     /// A read answered by the order service (`events`, `retired`).
     OrderServiceRead,
+    /// A change served by the order service (`events`, `retired`; [`crate::odata_face`]).
+    OrderServiceChange,
 }
 
 /// Phase 5: one latency observation for a request, by route, operation, mode and status.
@@ -237,6 +277,7 @@ pub(crate) fn observe(op: Operation, mode: Option<Mode>, status: u16, start: Ins
         Operation::SalesOrderRead => "read",
         Operation::Batch => "batch",
         Operation::Malformed => "malformed",
+        Operation::SalesOrderChange => "change",
         Operation::PassThrough => "other",
     };
     request_histogram(op, route_label, op_label, mode, status)
@@ -252,7 +293,7 @@ fn request_histogram(
     mode: Option<Mode>,
     status: u16,
 ) -> &'static metrics::Histogram {
-    const N: usize = 5 * 5 * 5;
+    const N: usize = 6 * 5 * 5;
     static CELLS: [OnceLock<metrics::Histogram>; N] = [const { OnceLock::new() }; N];
     let o = match op {
         Operation::PassThrough => 0,
@@ -260,6 +301,7 @@ fn request_histogram(
         Operation::SalesOrderRead => 2,
         Operation::Batch => 3,
         Operation::Malformed => 4,
+        Operation::SalesOrderChange => 5,
     };
     let m = match mode {
         None => 0,

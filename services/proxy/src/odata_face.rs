@@ -1,0 +1,635 @@
+//! The SAP face served by the order service (`events`; `retired` builds on it): SAP's writes on
+//! `A_SalesOrder` and `A_SalesOrderItem` translated to the order service's REST API and
+//! answered as S/4 answers them (`204` with the new `ETag`, SAP's error JSON with SAP's message
+//! codes and property names). The request body is read with the same OData parser the
+//! emulator uses (`sap_odata::payload`), so a body S/4 refuses is refused here the same way.
+//!
+//! | SAP request | order service |
+//! |---|---|
+//! | `PATCH`/`MERGE`/`PUT A_SalesOrder('n')` | `PATCH /orders/{id}` (`PurchaseOrderByCustomer` → `customer_reference`, `RequestedDeliveryDate` → `requested_delivery_date`, other updatable header fields into `specifications`) |
+//! | `PATCH`/`MERGE`/`PUT A_SalesOrderItem(SalesOrder='n',SalesOrderItem='i')` | `PATCH /orders/{id}/items/{i}` (`RequestedQuantity` → `quantity`, `SalesDocumentRjcnReason` → `rejection_reason`, `""` lifts it) |
+//! | `POST A_SalesOrder('n')/to_Item` | `POST /orders/{id}/items` |
+//! | `DELETE A_SalesOrderItem(...)` | `DELETE /orders/{id}/items/{i}` |
+//! | `DELETE A_SalesOrder('n')` | refused: reject the lines instead (see `docs/proxy.md`) |
+//!
+//! `If-Match` carries the order's version (`W/"<version>"`, the `ETag` the face's reads give).
+//! As in S/4, a header change without it is answered `428`; an item has no ETag in S/4's
+//! metadata, so an item change without `If-Match` applies to the current version.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
+use serde_json::{Map, Value, json};
+
+use crate::body::{ProxyBody, full};
+use crate::error::odata_error;
+use crate::order_client::OrderServiceError;
+use crate::sales_orders::SalesOrders;
+use sap_odata::payload::{PropertyMap, parse_entity, parse_update};
+use sap_odata::uri::{parse_resource_path, resolve_key};
+use sap_odata::{SALES_ORDER, SALES_ORDER_ITEM};
+
+/// What a write names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The header of order `number`.
+    Header(String),
+    /// Line `item` of order `number`.
+    Item(String, String),
+    /// A new line of order `number`.
+    AddItem(String),
+    /// Line `item` removed.
+    DeleteItem(String, String),
+    /// The whole order removed.
+    DeleteOrder(String),
+}
+
+/// The write a request makes, when it is one of the sales order service's (`path` below the
+/// service root, already past the route's root segments).
+pub fn change_of(method: &Method, below_root: &str) -> Option<Change> {
+    let segments = parse_resource_path(below_root).ok()?;
+    let m = method.as_str();
+    let is = |s: &str, want: &str| s.eq_ignore_ascii_case(want);
+    match segments.as_slice() {
+        [set] if is(&set.name, "A_SalesOrder") && set.key.is_some() => {
+            let n = resolve_key(&SALES_ORDER, set.key.as_deref()?).ok()?.pop()?;
+            match m {
+                "PATCH" | "MERGE" | "PUT" => Some(Change::Header(n)),
+                "DELETE" => Some(Change::DeleteOrder(n)),
+                _ => None,
+            }
+        }
+        [set] if is(&set.name, "A_SalesOrderItem") && set.key.is_some() => {
+            let key = resolve_key(&SALES_ORDER_ITEM, set.key.as_deref()?).ok()?;
+            let (n, i) = (key.first()?.clone(), key.get(1)?.clone());
+            let i = i.trim_start_matches('0').to_owned();
+            match m {
+                "PATCH" | "MERGE" | "PUT" => Some(Change::Item(n, i)),
+                "DELETE" => Some(Change::DeleteItem(n, i)),
+                _ => None,
+            }
+        }
+        [set, nav]
+            if is(&set.name, "A_SalesOrder")
+                && set.key.is_some()
+                && nav.key.is_none()
+                && nav.name == "to_Item"
+                && m == "POST" =>
+        {
+            let n = resolve_key(&SALES_ORDER, set.key.as_deref()?).ok()?.pop()?;
+            Some(Change::AddItem(n))
+        }
+        _ => None,
+    }
+}
+
+/// The path below the service root (the route's five root segments skipped as SAP parses
+/// them: empty segments ignored).
+pub fn below_root(path: &str) -> String {
+    let rest: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).skip(5).collect();
+    format!("/{}", rest.join("/"))
+}
+
+/// `X-HTTP-Method` tunnelling (`POST` carrying `MERGE`, `PATCH`, `PUT` or `DELETE`), as SAP
+/// Gateway allows and SAP's clients use in `$batch`-less setups.
+pub fn effective_method(method: &Method, headers: &HeaderMap) -> Method {
+    if method == Method::POST
+        && let Some(m) = headers.get("x-http-method").and_then(|v| v.to_str().ok())
+        && let Ok(m) = Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes())
+    {
+        return m;
+    }
+    method.clone()
+}
+
+fn not_found(number: &str) -> Response<ProxyBody> {
+    odata_error(
+        StatusCode::NOT_FOUND,
+        "V1/302",
+        &format!("SD document {number} is not in the database or has been archived"),
+    )
+}
+
+fn no_content(etag: Option<String>) -> Response<ProxyBody> {
+    let mut r = Response::new(crate::body::empty());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    if let Some(v) = etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    r.headers_mut()
+        .insert("dataserviceversion", HeaderValue::from_static("2.0"));
+    r
+}
+
+/// An order-service refusal in S/4's words: SAP's message codes and property names.
+fn sap_refusal(e: OrderServiceError, number: &str, item: Option<&str>) -> Response<ProxyBody> {
+    let (status, detail) = match &e {
+        OrderServiceError::Rejected { status, detail } => (*status, detail.clone()),
+        other => {
+            return crate::error::ProxyError::Upstream {
+                side: crate::error::Side::OrderService,
+                failure: match other {
+                    OrderServiceError::Unavailable(f) => f.clone(),
+                    o => crate::error::UpstreamFailure::Broken(o.to_string()),
+                },
+            }
+            .to_response();
+        }
+    };
+    let problem: Value = serde_json::from_str(&detail).unwrap_or(Value::Null);
+    let kind = problem["type"].as_str().unwrap_or_default();
+    let text = format!(
+        "{} {}",
+        kind,
+        problem["detail"].as_str().unwrap_or_default()
+    );
+    let has = |s: &str| text.contains(s);
+    let line = item.map(|i| format!("Item {i}")).unwrap_or_default();
+    match status {
+        404 if item.is_some() && has("item") => odata_error(
+            StatusCode::NOT_FOUND,
+            "V1/302",
+            &format!("{line} does not exist in SD document {number}"),
+        ),
+        404 => not_found(number),
+        412 => odata_error(
+            StatusCode::PRECONDITION_FAILED,
+            "/IWBEP/CM_MGW_RT/098",
+            "The entity was changed by another user (ETag mismatch); read it again",
+        ),
+        428 => odata_error(
+            StatusCode::PRECONDITION_REQUIRED,
+            "/IWBEP/CM_MGW_RT/099",
+            "Precondition required: send If-Match with the entity's ETag",
+        ),
+        409 if has("fulfilled") => odata_error(
+            StatusCode::BAD_REQUEST,
+            "V1/087",
+            &match item {
+                Some(i) => format!(
+                    "Item {i} of SD document {number} has subsequent documents and cannot be changed"
+                ),
+                None => {
+                    format!("SD document {number} has subsequent documents and cannot be changed")
+                }
+            },
+        ),
+        409 if has("item-rejected") => odata_error(
+            StatusCode::BAD_REQUEST,
+            "V1/047",
+            &format!("{line} is rejected: RequestedQuantity cannot be changed"),
+        ),
+        409 if has("last-open-item") => odata_error(
+            StatusCode::BAD_REQUEST,
+            "V1/047",
+            &format!(
+                "{line} is the last open item of SD document {number}: reject it with SalesDocumentRjcnReason instead"
+            ),
+        ),
+        409 => odata_error(
+            StatusCode::BAD_REQUEST,
+            "V1/047",
+            &format!("SD document {number} cannot be changed any more"),
+        ),
+        _ if has("quantity") => odata_error(
+            StatusCode::BAD_REQUEST,
+            "V1/084",
+            "Enter a RequestedQuantity greater than zero",
+        ),
+        _ if has("rejection_reason") => odata_error(
+            StatusCode::BAD_REQUEST,
+            "V1/206",
+            "The SalesDocumentRjcnReason is not defined",
+        ),
+        _ => odata_error(
+            StatusCode::BAD_REQUEST,
+            "/IWBEP/CM_MGW_RT/022",
+            "The request is not valid for this sales order",
+        ),
+    }
+}
+
+fn payload_refusal(e: sap_odata::payload::PayloadError) -> Response<ProxyBody> {
+    odata_error(
+        StatusCode::BAD_REQUEST,
+        "/IWBEP/CM_MGW_RT/021",
+        &e.to_string(),
+    )
+}
+
+fn key_change(map: &PropertyMap, key: &str, expected: &str) -> Option<Response<ProxyBody>> {
+    let sent = map.get_str(key)?;
+    (!sent.is_empty() && sent.trim_start_matches('0') != expected.trim_start_matches('0')).then(
+        || {
+            odata_error(
+                StatusCode::BAD_REQUEST,
+                "V1/047",
+                &format!("The key field {key} cannot be changed"),
+            )
+        },
+    )
+}
+
+/// The version a change applies to: the client's `If-Match` (`W/"<version>"`, `*` = the
+/// current one), or the current one where S/4 does not require a precondition.
+fn if_match(
+    headers: &HeaderMap,
+    current: &Value,
+    required: bool,
+) -> Result<String, Response<ProxyBody>> {
+    let current_tag = order_acl::order_etag(current).unwrap_or_default();
+    match headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
+        Some("*") => Ok(current_tag),
+        Some(tag) => Ok(tag.trim().to_owned()),
+        None if required => Err(odata_error(
+            StatusCode::PRECONDITION_REQUIRED,
+            "/IWBEP/CM_MGW_RT/099",
+            "Precondition required: send If-Match with the entity's ETag",
+        )),
+        None => Ok(current_tag),
+    }
+}
+
+impl SalesOrders {
+    /// Serves a SAP write from the order service.
+    pub async fn change(
+        &self,
+        parts: &http::request::Parts,
+        change: Change,
+        body: Bytes,
+    ) -> Response<ProxyBody> {
+        let correlation = platform::correlation::correlation_from_headers(&parts.headers).0;
+        let number = match &change {
+            Change::Header(n)
+            | Change::Item(n, _)
+            | Change::AddItem(n)
+            | Change::DeleteItem(n, _)
+            | Change::DeleteOrder(n) => n.clone(),
+        };
+        let order = match self.find_order(&number).await {
+            Ok(Some(o)) => o,
+            Ok(None) => return not_found(&number),
+            Err(e) => return sap_refusal(e, &number, None),
+        };
+        let id = order["id"].as_str().unwrap_or_default().to_owned();
+        let (method, path, payload, item, required) = match &change {
+            Change::DeleteOrder(_) => {
+                return odata_error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "/IWFND/CM_MGW/014",
+                    "Deleting a sales order is not available while the order service serves this route; reject its items (SalesDocumentRjcnReason) instead",
+                );
+            }
+            Change::Header(n) => {
+                let map = match parse_update(&body, &SALES_ORDER) {
+                    Ok(m) => m,
+                    Err(e) => return payload_refusal(e),
+                };
+                if let Some(r) = key_change(&map, "SalesOrder", n) {
+                    return r;
+                }
+                (
+                    Method::PATCH,
+                    format!("/api/v1/orders/{id}"),
+                    Some(header_patch(&map, &order)),
+                    None,
+                    true,
+                )
+            }
+            Change::Item(n, i) => {
+                let map = match parse_update(&body, &SALES_ORDER_ITEM) {
+                    Ok(m) => m,
+                    Err(e) => return payload_refusal(e),
+                };
+                if let Some(r) = key_change(&map, "SalesOrder", n)
+                    .or_else(|| key_change(&map, "SalesOrderItem", i))
+                {
+                    return r;
+                }
+                let current = order["items"]
+                    .as_array()
+                    .and_then(|items| {
+                        items
+                            .iter()
+                            .find(|it| order_acl::item_number_text(it) == *i)
+                    })
+                    .map(|it| order_acl::item_to_entity(it, n, ""))
+                    .unwrap_or(Value::Null);
+                let patch = match item_patch(&map, &current, &self.config.rejection_reasons) {
+                    Ok(p) => p,
+                    Err(r) => return r,
+                };
+                (
+                    Method::PATCH,
+                    format!("/api/v1/orders/{id}/items/{i}"),
+                    Some(patch),
+                    Some(i.clone()),
+                    false,
+                )
+            }
+            Change::AddItem(_) => {
+                let entity: Value = match serde_json::from_slice(&body) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        return odata_error(
+                            StatusCode::BAD_REQUEST,
+                            "CX_SXML_PARSE_ERROR",
+                            &format!("The request body is not valid JSON: {e}"),
+                        );
+                    }
+                };
+                let map = match parse_entity(&entity, &SALES_ORDER_ITEM) {
+                    Ok(m) => m,
+                    Err(e) => return payload_refusal(e),
+                };
+                (
+                    Method::POST,
+                    format!("/api/v1/orders/{id}/items"),
+                    Some(new_item(&map)),
+                    None,
+                    false,
+                )
+            }
+            Change::DeleteItem(_, i) => (
+                Method::DELETE,
+                format!("/api/v1/orders/{id}/items/{i}"),
+                None,
+                Some(i.clone()),
+                false,
+            ),
+        };
+        let version = match if_match(&parts.headers, &order, required) {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
+        let answered = self
+            .orders
+            .change(
+                method,
+                &path,
+                payload.as_ref(),
+                Some(&version),
+                &correlation,
+            )
+            .await;
+        let after = match answered {
+            Ok(v) => v,
+            Err(e) => return sap_refusal(e, &number, item.as_deref()),
+        };
+        let after = if after.get("version").is_some() {
+            after
+        } else {
+            // The answer did not carry the order (a line answer): read it for its ETag.
+            self.find_order(&number)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or(after)
+        };
+        let etag = order_acl::order_etag(&after);
+        match change {
+            Change::AddItem(_) => {
+                let root = crate::sales_orders::service_root_url(parts);
+                let added = after["items"]
+                    .as_array()
+                    .and_then(|items| items.iter().max_by_key(|i| i["item_number"].as_i64()))
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let entity = order_acl::item_to_entity(&added, &number, &root);
+                let mut r = Response::new(full(Bytes::from(
+                    serde_json::to_vec(&json!({ "d": entity })).unwrap_or_default(),
+                )));
+                *r.status_mut() = StatusCode::CREATED;
+                let h = r.headers_mut();
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json;charset=utf-8"),
+                );
+                h.insert("dataserviceversion", HeaderValue::from_static("2.0"));
+                if let Some(v) = entity["__metadata"]["uri"]
+                    .as_str()
+                    .and_then(|u| HeaderValue::from_str(u).ok())
+                {
+                    h.insert(header::LOCATION, v);
+                }
+                r
+            }
+            _ => no_content(etag),
+        }
+    }
+}
+
+/// The order-service `PATCH` of a header change: mapped fields to their modern names, every
+/// other updatable header field into `specifications` (merged over the current ones).
+fn header_patch(map: &PropertyMap, order: &Value) -> Value {
+    let mut patch = Map::new();
+    let mut specs = order["specifications"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let mut specs_changed = false;
+    let current = order_acl::order_to_entity(order, "")["d"].clone();
+    for (p, v) in map.iter() {
+        if p.key || !p.updatable || unchanged(current.get(p.name), &v.to_json()) {
+            // S/4 ignores what cannot be changed (the emulator does the same); SAP's clients
+            // may send the whole entity, so what equals the current value is no change.
+            continue;
+        }
+        match p.name {
+            "PurchaseOrderByCustomer" => {
+                patch.insert("customer_reference".into(), v.to_json());
+            }
+            "RequestedDeliveryDate" => {
+                let date = v
+                    .to_json()
+                    .as_str()
+                    .and_then(order_acl::parse_odata_date)
+                    .map(|d| json!(d.format("%Y-%m-%d").to_string()))
+                    .unwrap_or(Value::Null);
+                patch.insert("requested_delivery_date".into(), date);
+            }
+            name => {
+                specs.insert(name.to_owned(), v.to_json());
+                specs_changed = true;
+            }
+        }
+    }
+    if specs_changed {
+        patch.insert("specifications".into(), Value::Object(specs));
+    }
+    Value::Object(patch)
+}
+
+/// The order-service `PATCH` of a line change; a field the new side cannot change yet is
+/// refused in SAP's terms rather than dropped.
+fn item_patch(
+    map: &PropertyMap,
+    current: &Value,
+    reasons: &[String],
+) -> Result<Value, Response<ProxyBody>> {
+    let mut patch = Map::new();
+    for (p, v) in map.iter() {
+        if unchanged(current.get(p.name), &v.to_json()) {
+            continue;
+        }
+        match p.name {
+            "SalesOrder" | "SalesOrderItem" => {}
+            "RequestedQuantity" => {
+                patch.insert("quantity".into(), v.to_json());
+            }
+            "SalesDocumentRjcnReason" => {
+                let reason = v.to_json();
+                let reason = match reason.as_str() {
+                    Some("") | None => Value::Null,
+                    Some(code) if !reasons.iter().any(|r| r == code) => {
+                        // S/4 checks the reason against its configuration (TVAG).
+                        return Err(odata_error(
+                            StatusCode::BAD_REQUEST,
+                            "V1/206",
+                            &format!("Reason for rejection {code} is not defined"),
+                        ));
+                    }
+                    Some(_) => reason,
+                };
+                patch.insert("rejection_reason".into(), reason);
+            }
+            name if !p.updatable => {
+                // Ignored by S/4 on update.
+                let _ = name;
+            }
+            name => {
+                return Err(odata_error(
+                    StatusCode::BAD_REQUEST,
+                    "V1/047",
+                    &format!(
+                        "Field {name} cannot be changed while the order service serves this route"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(Value::Object(patch))
+}
+
+/// A sent value that changes nothing: equal to the current one, or S/4's empty value of a
+/// field the order does not hold (SAP's clients may send every property of the entity).
+fn unchanged(current: Option<&Value>, sent: &Value) -> bool {
+    let empty = |v: &Value| match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::String(s) => s.is_empty() || s.parse::<f64>().is_ok_and(|f| f == 0.0),
+        _ => false,
+    };
+    match current {
+        Some(c) if c == sent => true,
+        Some(Value::String(a)) => match (a.parse::<f64>(), sent.as_str().map(str::parse::<f64>)) {
+            (Ok(x), Some(Ok(y))) => x == y,
+            _ => false,
+        },
+        Some(c) => empty(c) && empty(sent),
+        None => empty(sent),
+    }
+}
+
+/// The order-service line of `POST A_SalesOrder('n')/to_Item`.
+fn new_item(map: &PropertyMap) -> Value {
+    let mut item = Map::new();
+    let mut specs = Map::new();
+    for (p, v) in map.iter() {
+        match p.name {
+            "Material" => {
+                item.insert("sku".into(), v.to_json());
+            }
+            "RequestedQuantity" => {
+                item.insert("quantity".into(), v.to_json());
+            }
+            "RequestedQuantityUnit" => {
+                item.insert("unit".into(), v.to_json());
+            }
+            "SalesOrder" | "SalesOrderItem" => {}
+            name if p.creatable => {
+                specs.insert(name.to_owned(), v.to_json());
+            }
+            _ => {}
+        }
+    }
+    if !specs.is_empty() {
+        item.insert("specifications".into(), Value::Object(specs));
+    }
+    Value::Object(item)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_are_recognised_as_sap_parses_them() {
+        let m = |s: &str| Method::from_bytes(s.as_bytes()).unwrap();
+        assert_eq!(
+            change_of(&m("PATCH"), "/A_SalesOrder('8000000001')"),
+            Some(Change::Header("8000000001".into()))
+        );
+        assert_eq!(
+            change_of(
+                &m("MERGE"),
+                "/A_SalesOrderItem(SalesOrder='8000000001',SalesOrderItem='000010')"
+            ),
+            Some(Change::Item("8000000001".into(), "10".into()))
+        );
+        assert_eq!(
+            change_of(&m("POST"), "/A_SalesOrder('8000000001')/to_Item/"),
+            Some(Change::AddItem("8000000001".into()))
+        );
+        assert_eq!(
+            change_of(
+                &m("DELETE"),
+                "/A_SalesOrderItem(SalesOrderItem='20',SalesOrder='8000000001')"
+            ),
+            Some(Change::DeleteItem("8000000001".into(), "20".into()))
+        );
+        assert_eq!(change_of(&m("GET"), "/A_SalesOrder('1')"), None);
+        assert_eq!(change_of(&m("POST"), "/A_SalesOrder"), None);
+        assert_eq!(
+            below_root("/sap/opu//odata/sap/API_SALES_ORDER_SRV/A_SalesOrder('1')"),
+            "/A_SalesOrder('1')"
+        );
+    }
+
+    #[test]
+    fn sap_fields_become_the_order_service_s() {
+        let map = parse_update(
+            br#"{"RequestedQuantity":"5","SalesDocumentRjcnReason":""}"#,
+            &SALES_ORDER_ITEM,
+        )
+        .unwrap();
+        let current = json!({"RequestedQuantity": "2", "SalesDocumentRjcnReason": "02"});
+        let reasons = vec!["02".to_owned()];
+        assert_eq!(
+            item_patch(&map, &current, &reasons).unwrap(),
+            json!({"quantity": "5", "rejection_reason": null})
+        );
+        // The whole entity sent back with one change: only that change.
+        let map = parse_update(
+            br#"{"RequestedQuantity":"2.000","SalesDocumentRjcnReason":"02","Batch":"","ItemGrossWeight":"0"}"#,
+            &SALES_ORDER_ITEM,
+        )
+        .unwrap();
+        assert_eq!(item_patch(&map, &current, &reasons).unwrap(), json!({}));
+        let map = parse_update(br#"{"SalesDocumentRjcnReason":"Q9"}"#, &SALES_ORDER_ITEM).unwrap();
+        assert!(
+            item_patch(&map, &current, &reasons).is_err(),
+            "unknown reason"
+        );
+        let map = parse_update(
+            br#"{"PurchaseOrderByCustomer":"PO-9","CustomerPurchaseOrderType":"EDI","TotalNetAmount":"1.00"}"#,
+            &SALES_ORDER,
+        )
+        .unwrap();
+        let order = json!({"specifications": {"ShippingCondition": "01"}});
+        assert_eq!(
+            header_patch(&map, &order),
+            json!({"customer_reference": "PO-9",
+                   "specifications": {"ShippingCondition": "01", "CustomerPurchaseOrderType": "EDI"}})
+        );
+    }
+}
