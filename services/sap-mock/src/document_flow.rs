@@ -47,7 +47,10 @@ fn stamp(record: &mut Record, now: DateTime<Utc>) {
         "CreationDate",
         EdmValue::DateTime(JsonDate::from_date(now.date_naive())),
     );
-    record.set("CreationTime", EdmValue::Time(now.num_seconds_from_midnight()));
+    record.set(
+        "CreationTime",
+        EdmValue::Time(now.num_seconds_from_midnight()),
+    );
 }
 
 fn changed(record: &mut Record, now: DateTime<Utc>) {
@@ -210,8 +213,7 @@ pub fn record_billing(
             r.get_str("SubsequentDocument").to_owned(),
             r.get_str("SubsequentDocumentItem").to_owned(),
         );
-        if r.get_str("SubsequentDocumentCategory") == DELIVERY && billed_deliveries.contains(&key)
-        {
+        if r.get_str("SubsequentDocumentCategory") == DELIVERY && billed_deliveries.contains(&key) {
             r.set("SDProcessStatus", text("C"));
             changed(r, now);
         }

@@ -23,8 +23,8 @@ use sap_odata::envelope::{Node, collection, entity_uri, single};
 use sap_odata::payload::{parse_sales_order_create, parse_update};
 use sap_odata::query::{QueryOptions, SortDirection};
 use sap_odata::schema::EntityType;
-use sap_odata::uri::{Segment, parse_resource_path, percent_decode, resolve_key};
 use sap_odata::schema::{SALES_ORDER_ITM_SUBSQNT_PROC_FLOW, SALES_ORDER_SUBSQNT_PROC_FLOW};
+use sap_odata::uri::{Segment, parse_resource_path, percent_decode, resolve_key};
 use sap_odata::{EdmValue, SALES_ORDER, SALES_ORDER_ITEM, SERVICE_ROOT_PATH, metadata, schema};
 
 use crate::AppState;
@@ -551,7 +551,11 @@ async fn serve_flow_set(
     let (number, uuid) = (&key[0], key[key.len() - 1].to_ascii_lowercase());
     let not_found = || SapError::resource_not_found(&set.name);
     let order = ctx.app.store.get(number).await.ok_or_else(not_found)?;
-    let rows = if item_level { &order.item_flow } else { &order.flow };
+    let rows = if item_level {
+        &order.item_flow
+    } else {
+        &order.flow
+    };
     let record = rows
         .iter()
         .find(|r| {
