@@ -35,6 +35,10 @@ ENTITIES = {
     "A_SalesOrderType": ("A_SalesOrder", "SALES_ORDER"),
     "A_SalesOrderItemType": ("A_SalesOrderItem", "SALES_ORDER_ITEM"),
     "A_SalesOrderHeaderPartnerType": ("A_SalesOrderHeaderPartner", "SALES_ORDER_HEADER_PARTNER"),
+    # the document flow: what follows the order (deliveries, invoices, ...), per header and item
+    "A_SalesOrderSubsqntProcFlowType": ("A_SalesOrderSubsqntProcFlow", "SALES_ORDER_SUBSQNT_PROC_FLOW"),
+    "A_SalesOrderItmSubsqntProcFlowType": ("A_SalesOrderItmSubsqntProcFlow",
+                                           "SALES_ORDER_ITM_SUBSQNT_PROC_FLOW"),
 }
 COLUMNS = ["entity", "kind", "name", "type", "max_length", "precision", "scale",
            "key", "creatable", "updatable", "target", "to_many"]
@@ -107,6 +111,10 @@ def rust_edm(r):
         return "EdmType::DateTimeOffset"
     if t == "Edm.Boolean":
         return "EdmType::Boolean"
+    if t == "Edm.Guid":
+        return "EdmType::Guid"
+    if t == "Edm.Time":
+        return "EdmType::Time"
     raise SystemExit(f"unsupported EDM type {t} of {r['entity']}.{r['name']}")
 
 

@@ -158,6 +158,8 @@ pub enum FilterType {
     Date,
     /// A GUID.
     Guid,
+    /// A time of day (`Edm.Time`; no literal form is parsed, so only `null` compares).
+    Time,
     /// `null`, compatible with every type.
     Null,
 }
@@ -171,6 +173,7 @@ impl FilterType {
             EdmValue::Boolean(_) => Self::Boolean,
             EdmValue::DateTime(_) | EdmValue::DateTimeOffset(_) => Self::Date,
             EdmValue::Guid(_) => Self::Guid,
+            EdmValue::Time(_) => Self::Time,
         }
     }
     fn of_edm(edm: EdmType) -> Self {
@@ -179,6 +182,8 @@ impl FilterType {
             EdmType::Decimal { .. } => Self::Number,
             EdmType::Boolean => Self::Boolean,
             EdmType::DateTime | EdmType::DateTimeOffset => Self::Date,
+            EdmType::Guid => Self::Guid,
+            EdmType::Time => Self::Time,
         }
     }
     fn compatible(self, other: Self) -> bool {
@@ -355,12 +360,7 @@ fn typed_literal(prefix: &str, body: &str) -> Option<EdmValue> {
 }
 
 fn is_guid(s: &str) -> bool {
-    let groups: Vec<&str> = s.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+    crate::value::is_guid(s)
 }
 
 struct Parser {

@@ -257,3 +257,48 @@ pub static SALES_ORDER_HEADER_PARTNER_NAVIGATIONS: &[Navigation] = &[
     Navigation { name: "to_Address", target: "A_SalesOrderPartnerAddress", to_many: true },
     Navigation { name: "to_SalesOrder", target: "A_SalesOrder", to_many: false },
 ];
+
+/// Properties of `A_SalesOrderSubsqntProcFlow`, in the order of SAP's service definition.
+pub static SALES_ORDER_SUBSQNT_PROC_FLOW_PROPERTIES: &[Property] = &[
+    Property { name: "SalesOrder", edm: EdmType::String { max_length: 10 }, key: true, creatable: true, updatable: true },
+    Property { name: "DocRelationshipUUID", edm: EdmType::Guid, key: true, creatable: true, updatable: true },
+    Property { name: "SubsequentDocument", edm: EdmType::String { max_length: 10 }, key: false, creatable: true, updatable: true },
+    Property { name: "SubsequentDocumentCategory", edm: EdmType::String { max_length: 4 }, key: false, creatable: true, updatable: true },
+    Property { name: "ProcessFlowLevel", edm: EdmType::String { max_length: 2 }, key: false, creatable: true, updatable: true },
+    Property { name: "OverallSDProcessStatus", edm: EdmType::String { max_length: 1 }, key: false, creatable: true, updatable: true },
+    Property { name: "CreationDate", edm: EdmType::DateTime, key: false, creatable: true, updatable: true },
+    Property { name: "CreationTime", edm: EdmType::Time, key: false, creatable: true, updatable: true },
+    Property { name: "LastChangeDate", edm: EdmType::DateTime, key: false, creatable: true, updatable: true },
+];
+
+/// Navigation properties of `A_SalesOrderSubsqntProcFlow`.
+pub static SALES_ORDER_SUBSQNT_PROC_FLOW_NAVIGATIONS: &[Navigation] = &[
+    Navigation { name: "to_SalesOrder", target: "A_SalesOrder", to_many: false },
+];
+
+/// Properties of `A_SalesOrderItmSubsqntProcFlow`, in the order of SAP's service definition.
+pub static SALES_ORDER_ITM_SUBSQNT_PROC_FLOW_PROPERTIES: &[Property] = &[
+    Property { name: "SalesOrder", edm: EdmType::String { max_length: 10 }, key: true, creatable: true, updatable: true },
+    Property { name: "SalesOrderItem", edm: EdmType::String { max_length: 6 }, key: true, creatable: true, updatable: true },
+    Property { name: "DocRelationshipUUID", edm: EdmType::Guid, key: true, creatable: true, updatable: true },
+    Property { name: "SubsequentDocument", edm: EdmType::String { max_length: 10 }, key: false, creatable: true, updatable: true },
+    Property { name: "SubsequentDocumentItem", edm: EdmType::String { max_length: 6 }, key: false, creatable: true, updatable: true },
+    Property { name: "SubsequentDocumentCategory", edm: EdmType::String { max_length: 4 }, key: false, creatable: true, updatable: true },
+    Property { name: "ProcessFlowLevel", edm: EdmType::String { max_length: 2 }, key: false, creatable: true, updatable: true },
+    Property { name: "RelatedProcFlowDocStsFieldName", edm: EdmType::String { max_length: 30 }, key: false, creatable: true, updatable: true },
+    Property { name: "SDProcessStatus", edm: EdmType::String { max_length: 1 }, key: false, creatable: true, updatable: true },
+    Property { name: "AccountingTransferStatus", edm: EdmType::String { max_length: 1 }, key: false, creatable: true, updatable: true },
+    Property { name: "PrelimBillingDocumentStatus", edm: EdmType::String { max_length: 1 }, key: false, creatable: true, updatable: true },
+    Property { name: "SubsqntDocItmPrecdgDocument", edm: EdmType::String { max_length: 10 }, key: false, creatable: true, updatable: true },
+    Property { name: "SubsqntDocItmPrecdgDocItem", edm: EdmType::String { max_length: 6 }, key: false, creatable: true, updatable: true },
+    Property { name: "SubsqntDocItmPrecdgDocCategory", edm: EdmType::String { max_length: 4 }, key: false, creatable: true, updatable: true },
+    Property { name: "CreationDate", edm: EdmType::DateTime, key: false, creatable: true, updatable: true },
+    Property { name: "CreationTime", edm: EdmType::Time, key: false, creatable: true, updatable: true },
+    Property { name: "LastChangeDate", edm: EdmType::DateTime, key: false, creatable: true, updatable: true },
+];
+
+/// Navigation properties of `A_SalesOrderItmSubsqntProcFlow`.
+pub static SALES_ORDER_ITM_SUBSQNT_PROC_FLOW_NAVIGATIONS: &[Navigation] = &[
+    Navigation { name: "to_SalesOrder", target: "A_SalesOrder", to_many: false },
+    Navigation { name: "to_SalesOrderItem", target: "A_SalesOrderItem", to_many: false },
+];

@@ -148,7 +148,10 @@ pub fn parse_key_predicate(inner: &str) -> Result<Vec<KeyPart>, UriError> {
             i = start;
             None
         };
-        // quoted string value
+        // quoted string value, or a GUID as `guid'...'` (the document flow's DocRelationshipUUID)
+        if chars[i..].starts_with(&['g', 'u', 'i', 'd', '\'']) {
+            i += 4;
+        }
         if chars.get(i) != Some(&'\'') {
             return Err(bad());
         }
@@ -219,7 +222,16 @@ pub fn format_key(entity: &EntityType, values: &[&str]) -> String {
         .keys
         .iter()
         .zip(values)
-        .map(|(k, v)| format!("{k}={}", quote(v)))
+        .map(|(k, v)| {
+            let is_guid = entity
+                .property(k)
+                .is_some_and(|p| p.edm == crate::schema::EdmType::Guid);
+            if is_guid {
+                format!("{k}=guid{}", quote(v))
+            } else {
+                format!("{k}={}", quote(v))
+            }
+        })
         .collect();
     format!("({})", parts.join(","))
 }
@@ -296,6 +308,22 @@ mod tests {
             "(SalesOrder='1',SalesOrderItem='10')"
         );
         assert_eq!(format_key(&SALES_ORDER, &["A'B C"]), "('A''B%20C')");
+    }
+
+    #[test]
+    fn guid_keys_of_the_document_flow_are_written_and_read_as_guid_literals() {
+        let flow = &crate::schema::SALES_ORDER_SUBSQNT_PROC_FLOW;
+        let uuid = "005056a2-0f6e-1eda-bb8a-2a4c1c0e8a3b";
+        let key = format_key(flow, &["1000001", uuid]);
+        assert_eq!(
+            key,
+            format!("(SalesOrder='1000001',DocRelationshipUUID=guid'{uuid}')")
+        );
+        let segs = parse_resource_path(&format!("A_SalesOrderSubsqntProcFlow{key}")).unwrap();
+        let parts = segs[0].key.as_ref().unwrap();
+        assert_eq!(resolve_key(flow, parts).unwrap(), vec!["1000001", uuid]);
+        assert!(parse_key_predicate("guid").is_err());
+        assert!(parse_key_predicate("gui'1'").is_err());
     }
 
     #[test]

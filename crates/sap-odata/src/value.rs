@@ -30,8 +30,10 @@ pub enum EdmValue {
     DateTime(JsonDate),
     /// `Edm.DateTimeOffset` (milliseconds since the epoch, UTC).
     DateTimeOffset(JsonDate),
-    /// `Edm.Guid` (only in `$filter` literals here).
+    /// `Edm.Guid`, lower-case with hyphens (`DocRelationshipUUID`, `guid'..'` literals).
     Guid(String),
+    /// `Edm.Time`: seconds since midnight; `"PT14H20M57S"` in JSON.
+    Time(u32),
     /// An integer (`Edm.Int32`/`Edm.Int64`; only in `$filter` literals here).
     Int(i64),
 }
@@ -127,6 +129,16 @@ impl EdmValue {
                     EdmValue::DateTimeOffset(d)
                 })
             }
+            EdmType::Guid => json
+                .as_str()
+                .filter(|s| is_guid(s))
+                .map(|s| EdmValue::Guid(s.to_ascii_lowercase()))
+                .ok_or_else(|| wrong("a GUID, e.g. \"005056a2-0f6e-1eda-bb8a-2a4c1c0e8a3b\"")),
+            EdmType::Time => json
+                .as_str()
+                .and_then(parse_time)
+                .map(EdmValue::Time)
+                .ok_or_else(|| wrong("a time as \"PT<h>H<m>M<s>S\"")),
         }
     }
 
@@ -140,6 +152,12 @@ impl EdmValue {
             EdmValue::DateTime(d) => Value::String(d.to_datetime_string()),
             EdmValue::DateTimeOffset(d) => Value::String(d.to_datetimeoffset_string()),
             EdmValue::Int(i) => Value::from(*i),
+            EdmValue::Time(t) => Value::String(format!(
+                "PT{:02}H{:02}M{:02}S",
+                t / 3600,
+                t / 60 % 60,
+                t % 60
+            )),
         }
     }
 
@@ -151,6 +169,8 @@ impl EdmValue {
             EdmType::Decimal { .. } => EdmValue::Decimal(Decimal::ZERO),
             EdmType::Boolean => EdmValue::Boolean(false),
             EdmType::DateTime | EdmType::DateTimeOffset => EdmValue::Null,
+            EdmType::Guid => EdmValue::Guid("00000000-0000-0000-0000-000000000000".to_owned()),
+            EdmType::Time => EdmValue::Time(0),
         }
     }
 
@@ -182,6 +202,7 @@ impl EdmValue {
                 Some(a.to_ascii_lowercase().cmp(&b.to_ascii_lowercase()))
             }
             (V::Boolean(a), V::Boolean(b)) => Some(a.cmp(b)),
+            (V::Time(a), V::Time(b)) => Some(a.cmp(b)),
             (a, b) if a.as_decimal().is_some() && b.as_decimal().is_some() => {
                 Some(a.as_decimal()?.cmp(&b.as_decimal()?))
             }
@@ -191,6 +212,36 @@ impl EdmValue {
             _ => None,
         }
     }
+}
+
+/// Whether `s` is a GUID in the 8-4-4-4-12 hex form.
+pub fn is_guid(s: &str) -> bool {
+    s.len() == 36
+        && s.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// Parses an `Edm.Time` as OData V2 JSON carries it (`PT14H20M57S`, parts optional) into
+/// seconds since midnight; `None` for anything else or a time not within one day.
+pub fn parse_time(s: &str) -> Option<u32> {
+    let mut rest = s.strip_prefix("PT")?;
+    let mut seconds = 0u32;
+    let mut any = false;
+    for (unit, factor) in [('H', 3600u32), ('M', 60), ('S', 1)] {
+        if let Some(end) = rest.find(unit) {
+            let digits = &rest[..end];
+            if digits.is_empty() || digits.len() > 2 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                return None;
+            }
+            seconds += digits.parse::<u32>().ok()? * factor;
+            rest = &rest[end + 1..];
+            any = true;
+        }
+    }
+    (any && rest.is_empty() && seconds < 86_400).then_some(seconds)
 }
 
 /// Parses a decimal as SAP's clients send it (`"2"`, `"-0.5"`, `"1e3"` is refused).
@@ -284,6 +335,24 @@ mod tests {
         let ts = prop("LastChangeDateTime");
         let v = EdmValue::from_json(ts, &json!("/Date(1795478400000)/")).unwrap();
         assert_eq!(v.to_json(), json!("/Date(1795478400000+0000)/"));
+    }
+
+    #[test]
+    fn guids_and_times_of_the_document_flow_round_trip() {
+        let flow = &crate::schema::SALES_ORDER_SUBSQNT_PROC_FLOW;
+        let uuid = flow.property("DocRelationshipUUID").unwrap();
+        let v = EdmValue::from_json(uuid, &json!("005056A2-0F6E-1EDA-BB8A-2A4C1C0E8A3B")).unwrap();
+        assert_eq!(v.to_json(), json!("005056a2-0f6e-1eda-bb8a-2a4c1c0e8a3b"));
+        assert!(EdmValue::from_json(uuid, &json!("not-a-guid")).is_err());
+        let time = flow.property("CreationTime").unwrap();
+        let v = EdmValue::from_json(time, &json!("PT14H20M57S")).unwrap();
+        assert_eq!(v, EdmValue::Time(14 * 3600 + 20 * 60 + 57));
+        assert_eq!(v.to_json(), json!("PT14H20M57S"));
+        assert_eq!(EdmValue::Time(65).to_json(), json!("PT00H01M05S"));
+        assert_eq!(parse_time("PT5M"), Some(300));
+        for bad in ["14:20:57", "PT", "PT24H", "PTxH", "PT1H2", "PT123H"] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! - `DELETE /sap-mock/admin/faults`: back to the settings the process started with.
 //! - `GET /sap-mock/admin/stats`: orders, items, next number, open sessions, hung requests.
 //! - `GET /sap-mock/admin/master-data`: the catalogue in force.
+//! - `POST /sap-mock/admin/deliveries`, `POST /sap-mock/admin/billing`: fulfilment steps; each
+//!   creates a subsequent document on the order's document flow ([`crate::document_flow`]).
 //! - `GET /sap-mock/health`: liveness.
 //!
 //! With `SAP_MOCK_ADMIN_TOKEN` set, every admin call needs `Authorization: Bearer <token>`.
@@ -155,6 +157,7 @@ pub async fn bill(State(app): State<Arc<AppState>>, body: Bytes) -> Response {
 }
 
 async fn fulfil(app: &AppState, body: &[u8], step: Step) -> Response {
+    use crate::document_flow::{record_billing, record_delivery};
     use crate::sales_order::{Fulfilment, bill, deliver};
     let request: FulfilmentRequest = match serde_json::from_slice(body) {
         Ok(r) => r,
@@ -164,7 +167,7 @@ async fn fulfil(app: &AppState, body: &[u8], step: Step) -> Response {
     let cz = app.customizing.clone();
     let outcome = app
         .store
-        .update(&number, move |order| {
+        .fulfil(&number, move |order, numbers| {
             let now = chrono::Utc::now();
             let done = match step {
                 Step::Delivery => deliver(order, &cz, now),
@@ -172,7 +175,22 @@ async fn fulfil(app: &AppState, body: &[u8], step: Step) -> Response {
             }
             .map_err(|e| e.message)?;
             match done {
-                Fulfilment::Done(items) => Ok(items),
+                // the step's document goes on the order's document flow
+                Fulfilment::Done(items) => {
+                    let document = match step {
+                        Step::Delivery => {
+                            let n = numbers.draw_delivery();
+                            record_delivery(order, &items, &n, &cz, now);
+                            n
+                        }
+                        Step::Billing => {
+                            let n = numbers.draw_billing_document();
+                            record_billing(order, &items, &n, &cz, now);
+                            n
+                        }
+                    };
+                    Ok((items, document))
+                }
                 Fulfilment::NothingOpen => {
                     Err("no item of the order is open for this step".to_owned())
                 }
@@ -200,12 +218,14 @@ async fn fulfil(app: &AppState, body: &[u8], step: Step) -> Response {
         )
             .into_response(),
         Ok(Some(Err(message))) => conflict(message),
-        Ok(Some(Ok((order, items)))) => {
+        Ok(Some(Ok((order, (items, document))))) => {
             crate::events::record(crate::events::Event::OrderUpdated(&number));
             let h = &order.header;
             Json(json!({
                 "SalesOrder": order.number(),
                 "items": items,
+                // the outbound delivery or invoice created, as on the order's document flow
+                "SubsequentDocument": document,
                 "OverallDeliveryStatus": h.get_str("OverallDeliveryStatus"),
                 "OverallSDProcessStatus": h.get_str("OverallSDProcessStatus"),
                 "OverallOrdReltdBillgStatus": h.get_str("OverallOrdReltdBillgStatus"),

@@ -29,6 +29,7 @@ pub mod admin;
 pub mod atom;
 pub mod batch;
 pub mod config;
+pub mod document_flow;
 pub mod error;
 pub mod events;
 pub mod fault_layer;

@@ -678,7 +678,8 @@ pub fn edmx(service: &Service) -> String {
                 }
                 EdmType::DateTime => x.push_str(r#" Precision="0" sap:display-format="Date""#),
                 EdmType::DateTimeOffset => x.push_str(r#" Precision="7""#),
-                EdmType::Boolean => {}
+                EdmType::Time => x.push_str(r#" Precision="0""#),
+                EdmType::Boolean | EdmType::Guid => {}
             }
             if !p.creatable {
                 x.push_str(r#" sap:creatable="false""#);

@@ -23,6 +23,7 @@ use sap_odata::envelope::{Node, collection, entity_uri, single};
 use sap_odata::payload::{parse_sales_order_create, parse_update};
 use sap_odata::query::{QueryOptions, SortDirection};
 use sap_odata::schema::EntityType;
+use sap_odata::schema::{SALES_ORDER_ITM_SUBSQNT_PROC_FLOW, SALES_ORDER_SUBSQNT_PROC_FLOW};
 use sap_odata::uri::{Segment, parse_resource_path, percent_decode, resolve_key};
 use sap_odata::{EdmValue, SALES_ORDER, SALES_ORDER_ITEM, SERVICE_ROOT_PATH, metadata, schema};
 
@@ -297,7 +298,12 @@ pub(crate) async fn serve(ctx: &RequestContext<'_>, body: Body) -> Result<Respon
             StatusCode::OK,
             &single(Node::object().with(
                 "EntitySets",
-                Node::Array(vec!["A_SalesOrder".into(), "A_SalesOrderItem".into()]),
+                Node::Array(vec![
+                    "A_SalesOrder".into(),
+                    "A_SalesOrderItem".into(),
+                    "A_SalesOrderItmSubsqntProcFlow".into(),
+                    "A_SalesOrderSubsqntProcFlow".into(),
+                ]),
             )),
         ));
     };
@@ -313,6 +319,12 @@ pub(crate) async fn serve(ctx: &RequestContext<'_>, body: Body) -> Result<Respon
         }
         "A_SalesOrder" => serve_orders(ctx, set, rest, &query, body).await,
         "A_SalesOrderItem" => serve_items(ctx, set, rest, &query, body).await,
+        "A_SalesOrderSubsqntProcFlow" => {
+            serve_flow_set(ctx, &SALES_ORDER_SUBSQNT_PROC_FLOW, set, rest, &query).await
+        }
+        "A_SalesOrderItmSubsqntProcFlow" => {
+            serve_flow_set(ctx, &SALES_ORDER_ITM_SUBSQNT_PROC_FLOW, set, rest, &query).await
+        }
         _ => Err(SapError::resource_not_found(&set.name)),
     }
 }
@@ -377,6 +389,15 @@ async fn serve_orders(
     let navigation = SALES_ORDER
         .navigation(&nav.name)
         .ok_or_else(|| SapError::resource_not_found(&nav.name))?;
+    if navigation.name == "to_SubsequentProcFlowDoc" {
+        return serve_flow(
+            ctx,
+            query,
+            &SALES_ORDER_SUBSQNT_PROC_FLOW,
+            order.flow.clone(),
+            tail,
+        );
+    }
     let items: Vec<ItemRow> = if navigation.name == "to_Item" {
         order
             .items
@@ -463,6 +484,10 @@ async fn serve_items(
                 &order,
             ))
         }
+        [nav, tail @ ..] if nav.name == "to_SubsequentProcFlowDocItem" && nav.key.is_none() => {
+            let flow = order.item_flow_of(&item_no).cloned().collect();
+            serve_flow(ctx, query, &SALES_ORDER_ITM_SUBSQNT_PROC_FLOW, flow, tail)
+        }
         [nav]
             if nav.key.is_none()
                 && SALES_ORDER_ITEM
@@ -470,6 +495,102 @@ async fn serve_items(
                     .is_some_and(|n| n.to_many) =>
         {
             Ok(json(StatusCode::OK, &collection(Vec::new(), None, None)))
+        }
+        [other, ..] => Err(SapError::resource_not_found(&other.name)),
+    }
+}
+
+/// A document flow list (an order's or item's navigation, or the whole set): query options,
+/// paging and `$count` as for any collection.
+fn serve_flow(
+    ctx: &RequestContext<'_>,
+    query: &QueryOptions,
+    entity: &'static EntityType,
+    rows: Vec<Record>,
+    tail: &[Segment],
+) -> Result<Response, SapError> {
+    match tail {
+        [] => list(
+            ctx,
+            query,
+            (entity, &schema::entity_type),
+            rows,
+            |r| r,
+            |root, r| render::flow_node(root, entity, r, query.selected_properties().as_deref()),
+        ),
+        [c] if is_count(c) => {
+            query.check(entity, &schema::entity_type)?;
+            Ok(count(matching(query, rows, |r| r).len()))
+        }
+        [other, ..] => Err(SapError::resource_not_found(&other.name)),
+    }
+}
+
+/// `A_SalesOrderSubsqntProcFlow` / `A_SalesOrderItmSubsqntProcFlow` as entity sets: read-only
+/// (S/4's sets are not creatable, updatable or deletable), every order's flow, one record by
+/// its key, and its way back (`to_SalesOrder`, `to_SalesOrderItem`).
+async fn serve_flow_set(
+    ctx: &RequestContext<'_>,
+    entity: &'static EntityType,
+    set: &Segment,
+    rest: &[Segment],
+    query: &QueryOptions,
+) -> Result<Response, SapError> {
+    only(ctx.method.as_str(), &["GET"])?;
+    let item_level = std::ptr::eq(entity, &SALES_ORDER_ITM_SUBSQNT_PROC_FLOW);
+    let Some(key) = set.key.as_deref() else {
+        let orders = ctx.app.store.all().await;
+        let rows = orders
+            .iter()
+            .flat_map(|o| if item_level { &o.item_flow } else { &o.flow })
+            .cloned()
+            .collect();
+        return serve_flow(ctx, query, entity, rows, rest);
+    };
+    let key = resolve_key(entity, key)?;
+    let (number, uuid) = (&key[0], key[key.len() - 1].to_ascii_lowercase());
+    let not_found = || SapError::resource_not_found(&set.name);
+    let order = ctx.app.store.get(number).await.ok_or_else(not_found)?;
+    let rows = if item_level {
+        &order.item_flow
+    } else {
+        &order.flow
+    };
+    let record = rows
+        .iter()
+        .find(|r| {
+            r.get("DocRelationshipUUID") == &EdmValue::Guid(uuid.clone())
+                && (!item_level || r.get_str("SalesOrderItem") == key[1])
+        })
+        .ok_or_else(not_found)?;
+    let root = ctx.service_root();
+    match rest {
+        [] => {
+            query.check(entity, &schema::entity_type)?;
+            Ok(json(
+                StatusCode::OK,
+                &single(render::flow_node(
+                    &root,
+                    entity,
+                    record,
+                    query.selected_properties().as_deref(),
+                )),
+            ))
+        }
+        [nav] if nav.name == "to_SalesOrder" && nav.key.is_none() => {
+            query.check(&SALES_ORDER, &schema::entity_type)?;
+            Ok(entity_response(
+                render::order_node(&root, &order, query),
+                &order,
+            ))
+        }
+        [nav] if item_level && nav.name == "to_SalesOrderItem" && nav.key.is_none() => {
+            query.check(&SALES_ORDER_ITEM, &schema::entity_type)?;
+            let item = find_item(&order, record.get_str("SalesOrderItem"))?;
+            Ok(json(
+                StatusCode::OK,
+                &single(render::item_node(&root, item, Some(&order), query)),
+            ))
         }
         [other, ..] => Err(SapError::resource_not_found(&other.name)),
     }
@@ -939,7 +1060,7 @@ async fn delete_order(ctx: &RequestContext<'_>, number: &str) -> Result<Response
             if if_match(&headers, &render::etag(order)) == Some(false) {
                 return Err(precondition_failed());
             }
-            Ok(())
+            crate::sales_order::check_deletable(order)
         })
         .await
         .map_err(storage_failed)?

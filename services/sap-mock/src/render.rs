@@ -1,16 +1,19 @@
-//! Orders and items as OData V2 JSON, shaped like S/4HANA's answers.
+//! Orders, items and their document flow as OData V2 JSON, shaped like S/4HANA's answers.
 //!
 //! An entity is `__metadata` (`id`, `uri`, `type`, and `etag` for headers), then its
 //! properties in the order of the service definition (only the selected ones under
-//! `$select`), then its navigation properties: `to_Item` inline as `{"results": [...]}` when
-//! expanded, every other one as `__deferred`. Under `$select`, a navigation appears only if
-//! selected; inside expanded items, `to_Item/Prop` selections apply.
+//! `$select`), then its navigation properties: `to_Item` and `to_SubsequentProcFlowDoc` (on
+//! items `to_SubsequentProcFlowDocItem`, also as `$expand=to_Item/to_SubsequentProcFlowDocItem`)
+//! inline as `{"results": [...]}` when expanded, other to-many ones as empty results, every
+//! one not expanded as `__deferred`. Under `$select`, a navigation appears only if selected;
+//! inside an expanded navigation, `nav/Prop` selections apply.
 
 use sap_odata::envelope::{
     Node, deferred, entity_metadata, entity_uri, etag_from_timestamp, inline_results,
 };
 use sap_odata::query::QueryOptions;
-use sap_odata::{SALES_ORDER, SALES_ORDER_ITEM};
+use sap_odata::schema::{EntityType, SALES_ORDER_ITM_SUBSQNT_PROC_FLOW};
+use sap_odata::{EdmValue, SALES_ORDER, SALES_ORDER_ITEM};
 
 use crate::store::{Order, Record};
 
@@ -61,11 +64,32 @@ pub fn order_node(root: &str, order: &Order, query: &QueryOptions) -> Node {
             deferred(&format!("{uri}/{}", nav.name))
         } else if nav.name == "to_Item" {
             let selected = query.selected_in("to_Item");
+            let flow_expanded = query.expand.iter().any(|p| {
+                p.len() == 2 && p[0] == "to_Item" && p[1] == "to_SubsequentProcFlowDocItem"
+            });
             inline_results(
                 order
                     .items
                     .iter()
-                    .map(|i| item_node_with(root, i, selected.as_deref(), None))
+                    .map(|i| {
+                        let mut n = item_node_with(root, i, selected.as_deref(), None);
+                        if flow_expanded {
+                            n.push(
+                                "to_SubsequentProcFlowDocItem",
+                                item_flow_results(root, order, i, None),
+                            );
+                        }
+                        n
+                    })
+                    .collect(),
+            )
+        } else if nav.name == "to_SubsequentProcFlowDoc" {
+            let selected = query.selected_in(nav.name);
+            inline_results(
+                order
+                    .flow
+                    .iter()
+                    .map(|r| flow_node(root, nav_target(nav.target), r, selected.as_deref()))
                     .collect(),
             )
         } else if nav.to_many {
@@ -107,6 +131,7 @@ fn item_node_with(
     properties(&mut node, item, selected);
     match navs {
         // inside an expanded to_Item: navigations deferred unless a selection list is given
+        // (or expanded further, which the caller adds)
         None => {
             if selected.is_none() {
                 for nav in SALES_ORDER_ITEM.navigations {
@@ -124,11 +149,69 @@ fn item_node_with(
                     (true, "to_SalesOrder", Some(order)) => {
                         order_node(root, order, &QueryOptions::default())
                     }
+                    (true, "to_SubsequentProcFlowDocItem", Some(order)) => {
+                        let selected = query.selected_in(nav.name);
+                        item_flow_results(root, order, item, selected.as_deref())
+                    }
                     (true, _, _) if nav.to_many => inline_results(Vec::new()),
                     (true, _, _) => Node::Value(serde_json::Value::Null),
                 };
                 node.push(nav.name, value);
             }
+        }
+    }
+    node
+}
+
+/// The entity type a navigation leads to (the document flow types are known to the schema).
+fn nav_target(name: &str) -> &'static EntityType {
+    sap_odata::schema::entity_type(name).unwrap_or(&SALES_ORDER_ITM_SUBSQNT_PROC_FLOW)
+}
+
+/// `{"results": [...]}` of the item's document flow.
+fn item_flow_results(root: &str, order: &Order, item: &Record, selected: Option<&[&str]>) -> Node {
+    inline_results(
+        order
+            .item_flow_of(item.get_str("SalesOrderItem"))
+            .map(|r| flow_node(root, &SALES_ORDER_ITM_SUBSQNT_PROC_FLOW, r, selected))
+            .collect(),
+    )
+}
+
+/// The text of a key value (strings and GUIDs).
+fn key_text(value: &EdmValue) -> &str {
+    match value {
+        EdmValue::String(s) | EdmValue::Guid(s) => s,
+        _ => "",
+    }
+}
+
+/// The canonical URI of a document flow record, e.g.
+/// `A_SalesOrderSubsqntProcFlow(SalesOrder='1',DocRelationshipUUID=guid'...')`.
+pub fn flow_uri(root: &str, entity: &EntityType, record: &Record) -> String {
+    let keys: Vec<&str> = entity
+        .keys
+        .iter()
+        .map(|k| key_text(record.get(k)))
+        .collect();
+    entity_uri(root, entity, &keys)
+}
+
+/// One document flow record (`A_SalesOrderSubsqntProcFlow` / `A_SalesOrderItmSubsqntProcFlow`):
+/// no ETag (S/4 declares none), navigations back to the order (and item) deferred unless a
+/// selection list leaves them out.
+pub fn flow_node(
+    root: &str,
+    entity: &EntityType,
+    record: &Record,
+    selected: Option<&[&str]>,
+) -> Node {
+    let uri = flow_uri(root, entity, record);
+    let mut node = Node::object().with("__metadata", entity_metadata(&uri, entity, None));
+    properties(&mut node, record, selected);
+    for nav in entity.navigations {
+        if selected.is_none_or(|s| s.contains(&nav.name)) {
+            node.push(nav.name, deferred(&format!("{uri}/{}", nav.name)));
         }
     }
     node

@@ -212,11 +212,7 @@ pub fn build_order(
         last_number = item_number;
         items.push(build_item(&sent, item_number, &header, md, cz)?);
     }
-    let mut order = Order {
-        header,
-        items,
-        changed_at: now,
-    };
+    let mut order = Order::new(header, items, now);
     derive_header(&mut order, cz)?;
     Ok(order)
 }
@@ -643,6 +639,23 @@ fn item_delivered(item_no: &str, what: &str) -> SapError {
     )
 }
 
+/// Refuses to delete an order that has subsequent documents (a delivery or invoice on its
+/// document flow), as S/4 does for a document with delivered items.
+pub fn check_deletable(order: &Order) -> Result<(), SapError> {
+    match order.flow.first() {
+        None => Ok(()),
+        Some(d) => Err(SapError::new(
+            http::StatusCode::BAD_REQUEST,
+            codes::ITEM_HAS_SUBSEQUENT_DOCUMENTS,
+            format!(
+                "Sales order {} cannot be deleted: subsequent document {} exists",
+                order.number(),
+                d.get_str("SubsequentDocument")
+            ),
+        )),
+    }
+}
+
 /// Removes an item (not once delivered); the order total follows.
 pub fn remove_item(
     order: &mut Order,
@@ -698,8 +711,9 @@ pub fn deliver(
     Ok(Fulfilment::Done(done))
 }
 
-/// Bills every item not rejected and not yet billed. Delivery-related billing bills
-/// deliveries: every such item must be delivered, and the order's order-related billing
+/// Bills every item not rejected and not yet billed (delivery-related: not yet on an invoice
+/// of the document flow). Delivery-related billing bills deliveries: every such item must be
+/// delivered, and the order's order-related billing
 /// statuses stay empty (the billing status lives on the delivery in S/4). Order-related
 /// billing sets the item's `OrderRelatedBillingStatus` to `C`.
 pub fn bill(
@@ -714,7 +728,10 @@ pub fn bill(
         .filter(|(_, i)| !is_rejected(i))
         .filter(|(_, i)| match cz.billing {
             BillingRelevance::Order => i.get_str("OrderRelatedBillingStatus") != "C",
-            BillingRelevance::Delivery => true,
+            // the order shows no billing status: the invoice on its document flow says it
+            BillingRelevance::Delivery => {
+                !crate::document_flow::is_invoiced(order, i.get_str("SalesOrderItem"))
+            }
         })
         .map(|(n, _)| n)
         .collect();

@@ -1,8 +1,9 @@
 //! The emulator's persistent store: sales orders in an embedded redb database under the data
 //! folder, mirrored in memory for queries.
 //!
-//! Each order is one row (`orders`: sales order number → JSON), and the number range's next
-//! number sits in `meta`; both change in one write transaction, committed durably before the
+//! Each order is one row (`orders`: sales order number → JSON, its document flow included),
+//! and the number ranges' next numbers (sales orders, outbound deliveries, billing documents)
+//! sit in `meta`; both change in one write transaction, committed durably before the
 //! caller is answered, so an order survives SIGKILL the moment it was reported created (and a
 //! "lost response" still leaves it behind, as on real SAP). Concurrent creates share one
 //! transaction (group commit by a writer thread). Reads never touch the disk: the whole data
@@ -16,6 +17,7 @@ use chrono::{DateTime, Utc};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use sap_odata::date::JsonDate;
 use sap_odata::schema::EntityType;
+use sap_odata::schema::{SALES_ORDER_ITM_SUBSQNT_PROC_FLOW, SALES_ORDER_SUBSQNT_PROC_FLOW};
 use sap_odata::{EdmValue, SALES_ORDER, SALES_ORDER_ITEM};
 use serde_json::{Map, Value};
 use tokio::sync::{Mutex, RwLock};
@@ -25,6 +27,35 @@ use crate::numbering::{Numbering, parse_number};
 const ORDERS: TableDefinition<u64, &[u8]> = TableDefinition::new("orders");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const NEXT_NUMBER: &str = "next_sales_order";
+const NEXT_DELIVERY: &str = "next_delivery";
+const NEXT_BILLING_DOCUMENT: &str = "next_billing_document";
+
+/// First number of the outbound delivery range (S/4's usual internal range for deliveries).
+pub const FIRST_DELIVERY: u64 = 80_000_000;
+/// First number of the billing document range (S/4's usual internal range for invoices).
+pub const FIRST_BILLING_DOCUMENT: u64 = 90_000_000;
+
+/// The next numbers of the subsequent documents' ranges, drawn by a fulfilment step
+/// ([`Store::fulfil`]) and stored with the order that got them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocumentNumbers {
+    next_delivery: u64,
+    next_billing_document: u64,
+}
+
+impl DocumentNumbers {
+    /// The next outbound delivery number (`80000000`, `80000001`, ...).
+    pub fn draw_delivery(&mut self) -> String {
+        self.next_delivery += 1;
+        (self.next_delivery - 1).to_string()
+    }
+
+    /// The next billing document number (`90000000`, ...).
+    pub fn draw_billing_document(&mut self) -> String {
+        self.next_billing_document += 1;
+        (self.next_billing_document - 1).to_string()
+    }
+}
 
 /// Name of the database file inside the data folder.
 pub const DB_FILE: &str = "sap-mock.redb";
@@ -118,21 +149,45 @@ impl Record {
     }
 }
 
-/// A stored sales order: header, items and the precise time of its last change (ETag source).
+/// A stored sales order: header, items, its document flow and the precise time of its last
+/// change (ETag source).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Order {
     /// Header values (`A_SalesOrder`).
     pub header: Record,
     /// Items (`A_SalesOrderItem`), in item number order.
     pub items: Vec<Record>,
+    /// The documents that follow the order (`A_SalesOrderSubsqntProcFlow`), oldest first.
+    pub flow: Vec<Record>,
+    /// The document items that follow its items (`A_SalesOrderItmSubsqntProcFlow`), oldest
+    /// first; each names its order item in `SalesOrderItem`.
+    pub item_flow: Vec<Record>,
     /// `LastChangeDateTime` at full precision.
     pub changed_at: DateTime<Utc>,
 }
 
 impl Order {
+    /// A new order without document flow.
+    pub fn new(header: Record, items: Vec<Record>, changed_at: DateTime<Utc>) -> Self {
+        Self {
+            header,
+            items,
+            flow: Vec::new(),
+            item_flow: Vec::new(),
+            changed_at,
+        }
+    }
+
     /// The sales order number.
     pub fn number(&self) -> &str {
         self.header.get_str("SalesOrder")
+    }
+
+    /// The document flow of item `item_no` (`to_SubsequentProcFlowDocItem`).
+    pub fn item_flow_of<'a>(&'a self, item_no: &'a str) -> impl Iterator<Item = &'a Record> {
+        self.item_flow
+            .iter()
+            .filter(move |r| r.get_str("SalesOrderItem") == item_no)
     }
 
     fn to_bytes(&self) -> Vec<u8> {
@@ -142,6 +197,17 @@ impl Order {
             "items".into(),
             Value::Array(self.items.iter().map(Record::to_json).collect()),
         );
+        // an order without flow is stored as before the flow existed
+        if !self.flow.is_empty() {
+            m.insert(
+                "flow".into(),
+                Value::Array(self.flow.iter().map(Record::to_json).collect()),
+            );
+            m.insert(
+                "item_flow".into(),
+                Value::Array(self.item_flow.iter().map(Record::to_json).collect()),
+            );
+        }
         m.insert(
             "changed_at".into(),
             Value::String(
@@ -162,6 +228,16 @@ impl Order {
             .iter()
             .map(|i| Record::from_json(&SALES_ORDER_ITEM, i))
             .collect::<Result<_, _>>()?;
+        // rows written before the document flow existed have none
+        let records = |key: &str, entity| -> Result<Vec<Record>, StoreError> {
+            match &v[key] {
+                Value::Null => Ok(Vec::new()),
+                Value::Array(rows) => rows.iter().map(|r| Record::from_json(entity, r)).collect(),
+                _ => Err(StoreError::Corrupt("document flow is not a list")),
+            }
+        };
+        let flow = records("flow", &SALES_ORDER_SUBSQNT_PROC_FLOW)?;
+        let item_flow = records("item_flow", &SALES_ORDER_ITM_SUBSQNT_PROC_FLOW)?;
         let changed_at = v["changed_at"]
             .as_str()
             .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
@@ -170,6 +246,8 @@ impl Order {
         Ok(Self {
             header,
             items,
+            flow,
+            item_flow,
             changed_at,
         })
     }
@@ -636,6 +714,66 @@ impl Store {
         Ok(Some(Ok((order, outcome))))
     }
 
+    /// Like [`Store::update`], for a fulfilment step that creates subsequent documents: `change`
+    /// draws their numbers from `DocumentNumbers`, and the order and the ranges' next numbers
+    /// are stored in one durable transaction, so a number is never handed out twice, also
+    /// across restarts. Not inside a `$batch` changeset (fulfilment is an admin call).
+    pub async fn fulfil<R, E: Send + 'static>(
+        &self,
+        number: &str,
+        change: impl FnOnce(&mut Order, &mut DocumentNumbers) -> Result<R, E> + Send + 'static,
+    ) -> Result<Option<Result<(Arc<Order>, R), E>>, StoreError> {
+        if staged().is_some() {
+            return Err(StoreError::Task(
+                "fulfilment cannot run inside a changeset".to_owned(),
+            ));
+        }
+        let Some(n) = parse_number(number) else {
+            return Ok(None);
+        };
+        let _guard = self.write_lock.lock().await;
+        let Some(current) = self.orders.read().await.get(&n).cloned() else {
+            return Ok(None);
+        };
+        let before = self.document_numbers()?;
+        let mut numbers = before;
+        let mut order = (*current).clone();
+        let outcome = match change(&mut order, &mut numbers) {
+            Ok(r) => r,
+            Err(e) => return Ok(Some(Err(e))),
+        };
+        let bytes = order.to_bytes();
+        self.write_blocking(move |tx| {
+            let mut table = tx.open_table(ORDERS).map_err(db_err)?;
+            table.insert(n, bytes.as_slice()).map_err(db_err)?;
+            if numbers != before {
+                let mut meta = tx.open_table(META).map_err(db_err)?;
+                meta.insert(NEXT_DELIVERY, numbers.next_delivery)
+                    .map_err(db_err)?;
+                meta.insert(NEXT_BILLING_DOCUMENT, numbers.next_billing_document)
+                    .map_err(db_err)?;
+            }
+            Ok(())
+        })
+        .await?;
+        let order = Arc::new(order);
+        self.orders.write().await.insert(n, order.clone());
+        Ok(Some(Ok((order, outcome))))
+    }
+
+    /// The next numbers of the delivery and billing document ranges, as stored.
+    pub fn document_numbers(&self) -> Result<DocumentNumbers, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let meta = tx.open_table(META).map_err(db_err)?;
+        let get = |key: &str, first: u64| -> Result<u64, StoreError> {
+            Ok(meta.get(key).map_err(db_err)?.map_or(first, |g| g.value()))
+        };
+        Ok(DocumentNumbers {
+            next_delivery: get(NEXT_DELIVERY, FIRST_DELIVERY)?,
+            next_billing_document: get(NEXT_BILLING_DOCUMENT, FIRST_BILLING_DOCUMENT)?,
+        })
+    }
+
     /// Deletes an order if `check` allows it. `None` when there is no such order.
     pub async fn delete<E: Send + 'static>(
         &self,
@@ -705,11 +843,7 @@ mod tests {
     fn order(number: String) -> Order {
         let mut header = Record::empty(&SALES_ORDER);
         header.set("SalesOrder", EdmValue::String(number));
-        Order {
-            header,
-            items: Vec::new(),
-            changed_at: Utc::now(),
-        }
+        Order::new(header, Vec::new(), Utc::now())
     }
 
     #[test]

@@ -37,12 +37,17 @@ async fn three_orders(e: &TestEmulator) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn the_service_document_and_metadata_describe_both_entity_sets() {
+async fn the_service_document_and_metadata_describe_the_entity_sets() {
     let e = TestEmulator::start().await;
     let doc = e.get_json("/").await;
     assert_eq!(
         doc["d"]["EntitySets"],
-        json!(["A_SalesOrder", "A_SalesOrderItem"])
+        json!([
+            "A_SalesOrder",
+            "A_SalesOrderItem",
+            "A_SalesOrderItmSubsqntProcFlow",
+            "A_SalesOrderSubsqntProcFlow"
+        ])
     );
     let r = e.get("/$metadata").await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -56,6 +61,10 @@ async fn the_service_document_and_metadata_describe_both_entity_sets() {
     assert!(xml.contains(r#"<EntityType Name="A_SalesOrder""#));
     assert!(xml.contains(r#"<EntityType Name="A_SalesOrderItem""#));
     assert!(xml.contains(r#"<NavigationProperty Name="to_Item""#));
+    assert!(xml.contains(r#"<EntityType Name="A_SalesOrderSubsqntProcFlow""#));
+    assert!(xml.contains(r#"<EntityType Name="A_SalesOrderItmSubsqntProcFlow""#));
+    assert!(xml.contains(r#"<NavigationProperty Name="to_SubsequentProcFlowDoc""#));
+    assert!(xml.contains(r#"<NavigationProperty Name="to_SubsequentProcFlowDocItem""#));
 }
 
 #[tokio::test]

@@ -208,6 +208,88 @@ async fn every_order_survives_sigkill_and_a_restart_and_numbering_continues() {
     assert_eq!(v["d"]["SalesOrder"], "1000026", "numbers are never reused");
 }
 
+impl Binary {
+    /// `POST /sap-mock/admin/<step>` for order `number`; the document it created.
+    async fn fulfil(&self, step: &str, number: &str) -> String {
+        let r = client()
+            .post(format!("{}/sap-mock/admin/{step}", self.base))
+            .json(&serde_json::json!({ "SalesOrder": number }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{step}");
+        let v: Value = r.json().await.unwrap();
+        v["SubsequentDocument"].as_str().unwrap().to_owned()
+    }
+
+    /// The order's document flow with the item flow inside its items, without URIs (which
+    /// name the port).
+    async fn flow(&self, number: &str) -> (Value, Value) {
+        let v = self
+            .get_json(&format!(
+                "/A_SalesOrder('{number}')?$expand=to_SubsequentProcFlowDoc,to_Item/to_SubsequentProcFlowDocItem"
+            ))
+            .await;
+        let strip = |rows: &Value| -> Value {
+            Value::Array(
+                rows["results"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| {
+                        let mut r = r.as_object().unwrap().clone();
+                        r.retain(|k, _| !k.starts_with("__") && !k.starts_with("to_"));
+                        Value::Object(r)
+                    })
+                    .collect(),
+            )
+        };
+        (
+            strip(&v["d"]["to_SubsequentProcFlowDoc"]),
+            strip(&v["d"]["to_Item"]["results"][0]["to_SubsequentProcFlowDocItem"]),
+        )
+    }
+}
+
+#[tokio::test]
+async fn the_document_flow_survives_sigkill_and_its_numbers_continue_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = start(dir.path(), &[]).await;
+    let mut numbers = Vec::new();
+    for i in 0..2 {
+        let r = first
+            .create(&order_body(&format!("FLOW-{i}"), &[("TG11", "1")]))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let v: Value = r.json().await.unwrap();
+        numbers.push(v["d"]["SalesOrder"].as_str().unwrap().to_owned());
+    }
+    let delivery = first.fulfil("deliveries", &numbers[0]).await;
+    let invoice = first.fulfil("billing", &numbers[0]).await;
+    let before = first.flow(&numbers[0]).await;
+    assert_eq!(before.0.as_array().unwrap().len(), 2);
+    assert_eq!(before.1.as_array().unwrap().len(), 2);
+    first.sigkill();
+
+    let second = start(dir.path(), &[]).await;
+    let after = second.flow(&numbers[0]).await;
+    assert_eq!(after, before, "the flow is stored with the order");
+    assert_eq!(after.0[0]["SubsequentDocument"], delivery.as_str());
+    assert_eq!(after.0[1]["SubsequentDocument"], invoice.as_str());
+    // the ranges continue where they were: no number is handed out twice
+    let next_delivery = second.fulfil("deliveries", &numbers[1]).await;
+    let next_invoice = second.fulfil("billing", &numbers[1]).await;
+    assert_eq!(
+        next_delivery.parse::<u64>().unwrap(),
+        delivery.parse::<u64>().unwrap() + 1
+    );
+    assert_eq!(
+        next_invoice.parse::<u64>().unwrap(),
+        invoice.parse::<u64>().unwrap() + 1
+    );
+}
+
 #[tokio::test]
 async fn the_order_behind_a_lost_response_is_durable_and_stays_single_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();

@@ -641,3 +641,386 @@ async fn a_change_outside_a_changeset_is_refused_in_its_part() {
     assert_eq!(item(&e, &n, "10").await["RequestedQuantity"], "2");
     e.stop().await;
 }
+
+/// The order's document flow (`to_SubsequentProcFlowDoc`), as a list of
+/// (document, category, level).
+async fn flow(e: &TestEmulator, number: &str) -> Vec<(String, String, String)> {
+    let v = e
+        .get_json(&format!(
+            "/A_SalesOrder('{number}')/to_SubsequentProcFlowDoc"
+        ))
+        .await;
+    v["d"]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            assert_eq!(
+                d["__metadata"]["type"],
+                "API_SALES_ORDER_SRV.A_SalesOrderSubsqntProcFlow"
+            );
+            assert_eq!(d["SalesOrder"], number);
+            (
+                d["SubsequentDocument"].as_str().unwrap().to_owned(),
+                d["SubsequentDocumentCategory"].as_str().unwrap().to_owned(),
+                d["ProcessFlowLevel"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn is_guid(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| {
+        s.len() == 36 && s.split('-').map(str::len).collect::<Vec<_>>() == [8, 4, 4, 4, 12]
+    })
+}
+
+#[tokio::test]
+async fn an_order_without_fulfilment_has_an_empty_document_flow() {
+    let e = TestEmulator::start().await;
+    let n = created(&e, &[("TG11", "2")]).await;
+    assert!(flow(&e, &n).await.is_empty());
+    let v = e
+        .get_json(&format!(
+            "/A_SalesOrder('{n}')?$expand=to_SubsequentProcFlowDoc"
+        ))
+        .await;
+    assert_eq!(v["d"]["to_SubsequentProcFlowDoc"], json!({"results": []}));
+    let v = e
+        .get_json(&format!(
+            "{}/to_SubsequentProcFlowDocItem",
+            item_path(&n, "10")
+        ))
+        .await;
+    assert_eq!(v["d"]["results"], json!([]));
+    let r = e
+        .get(&format!(
+            "/A_SalesOrder('{n}')/to_SubsequentProcFlowDoc/$count"
+        ))
+        .await;
+    assert_eq!(r.text().await.unwrap(), "0");
+    // not expanded: deferred, as every navigation
+    let d = header(&e, &n).await;
+    assert!(
+        d["to_SubsequentProcFlowDoc"]["__deferred"]["uri"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("A_SalesOrder('{n}')/to_SubsequentProcFlowDoc"))
+    );
+    e.stop().await;
+}
+
+#[tokio::test]
+async fn a_delivery_puts_one_outbound_delivery_on_the_flow_and_billing_an_invoice() {
+    let e = TestEmulator::start().await;
+    let n = created(&e, &[("TG11", "2"), ("TG12", "1")]).await;
+    let before = header(&e, &n).await;
+    let r = admin_post(&e, "/sap-mock/admin/deliveries", &n).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let answer: Value = r.json().await.unwrap();
+    let delivery = answer["SubsequentDocument"].as_str().unwrap().to_owned();
+    assert!(delivery.parse::<u64>().unwrap() >= 80_000_000, "{delivery}");
+    assert_eq!(
+        flow(&e, &n).await,
+        [(delivery.clone(), "J".into(), "0".into())]
+    );
+    let delivered = header(&e, &n).await;
+    assert_ne!(
+        delivered["LastChangeDateTime"],
+        before["LastChangeDateTime"]
+    );
+
+    let r = admin_post(&e, "/sap-mock/admin/billing", &n).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let invoice = r.json::<Value>().await.unwrap()["SubsequentDocument"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(invoice.parse::<u64>().unwrap() >= 90_000_000, "{invoice}");
+    // delivery-related billing: the order's billing status stays empty, the invoice shows in
+    // the flow, one level below the delivery it bills
+    let billed = header(&e, &n).await;
+    assert_eq!(billed["OverallOrdReltdBillgStatus"], "");
+    assert_ne!(
+        billed["LastChangeDateTime"],
+        delivered["LastChangeDateTime"]
+    );
+    assert_eq!(
+        flow(&e, &n).await,
+        [
+            (delivery.clone(), "J".into(), "0".into()),
+            (invoice.clone(), "M".into(), "1".into())
+        ]
+    );
+    // every property of the EDMX, in its order; GUID keys, Edm.Time, dates
+    let v = e
+        .get_json(&format!("/A_SalesOrder('{n}')/to_SubsequentProcFlowDoc"))
+        .await;
+    let doc = &v["d"]["results"][1];
+    let mut names: Vec<&str> = doc
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let in_order = [
+        "__metadata",
+        "SalesOrder",
+        "DocRelationshipUUID",
+        "SubsequentDocument",
+        "SubsequentDocumentCategory",
+        "ProcessFlowLevel",
+        "OverallSDProcessStatus",
+        "CreationDate",
+        "CreationTime",
+        "LastChangeDate",
+        "to_SalesOrder",
+    ];
+    names.sort_unstable();
+    let mut expected = in_order.to_vec();
+    expected.sort_unstable();
+    assert_eq!(names, expected);
+    // and in the EDMX's order on the wire
+    let raw = e
+        .get(&format!("/A_SalesOrder('{n}')/to_SubsequentProcFlowDoc"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let positions: Vec<usize> = in_order
+        .iter()
+        .map(|k| raw.find(&format!("\"{k}\":")).unwrap())
+        .collect();
+    assert!(positions.is_sorted(), "{raw}");
+    assert!(is_guid(&doc["DocRelationshipUUID"]));
+    assert!(doc["CreationTime"].as_str().unwrap().starts_with("PT"));
+    assert!(doc["CreationDate"].as_str().unwrap().starts_with("/Date("));
+    let uri = doc["__metadata"]["uri"].as_str().unwrap();
+    assert!(
+        uri.ends_with(&format!(
+            "A_SalesOrderSubsqntProcFlow(SalesOrder='{n}',DocRelationshipUUID=guid'{}')",
+            doc["DocRelationshipUUID"].as_str().unwrap()
+        )),
+        "{uri}"
+    );
+    // the record's own URI answers, and leads back to the order
+    let path = &uri[uri.find("/A_SalesOrderSubsqntProcFlow").unwrap()..];
+    assert_eq!(e.get_json(path).await["d"]["SubsequentDocument"], invoice);
+    let back = e.get_json(&format!("{path}/to_SalesOrder")).await;
+    assert_eq!(back["d"]["SalesOrder"], n);
+    // the delivery is complete once invoiced
+    assert_eq!(v["d"]["results"][0]["OverallSDProcessStatus"], "C");
+
+    // per item: the delivery item follows the order item, the invoice item the delivery item
+    let v = e
+        .get_json(&format!(
+            "{}/to_SubsequentProcFlowDocItem",
+            item_path(&n, "20")
+        ))
+        .await;
+    let rows = v["d"]["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        rows[0]["__metadata"]["type"],
+        "API_SALES_ORDER_SRV.A_SalesOrderItmSubsqntProcFlow"
+    );
+    assert_eq!(rows[0]["SalesOrderItem"], "20");
+    assert_eq!(rows[0]["SubsequentDocument"], delivery);
+    assert_eq!(rows[0]["SubsequentDocumentItem"], "20");
+    assert_eq!(rows[0]["SubsequentDocumentCategory"], "J");
+    assert_eq!(rows[0]["SubsqntDocItmPrecdgDocument"], n);
+    assert_eq!(rows[0]["SubsqntDocItmPrecdgDocCategory"], "C");
+    assert_eq!(rows[1]["SubsequentDocument"], invoice);
+    assert_eq!(rows[1]["SubsequentDocumentCategory"], "M");
+    assert_eq!(rows[1]["SubsqntDocItmPrecdgDocument"], delivery);
+    assert_eq!(rows[1]["SubsqntDocItmPrecdgDocItem"], "20");
+    assert_eq!(rows[1]["SubsqntDocItmPrecdgDocCategory"], "J");
+    // $filter and $count on the flow; the item already billed is not billed again
+    let v = e
+        .get_json(&format!(
+            "/A_SalesOrder('{n}')/to_SubsequentProcFlowDoc?$filter=SubsequentDocumentCategory%20eq%20'M'&$select=SubsequentDocument"
+        ))
+        .await;
+    assert_eq!(v["d"]["results"][0]["SubsequentDocument"], invoice);
+    assert!(v["d"]["results"][0].get("SalesOrder").is_none());
+    let r = admin_post(&e, "/sap-mock/admin/billing", &n).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT, "invoiced already");
+    assert_eq!(flow(&e, &n).await.len(), 2);
+    e.stop().await;
+}
+
+#[tokio::test]
+async fn the_flow_expands_together_with_the_items_and_selects_inside() {
+    let e = TestEmulator::start().await;
+    let n = created(&e, &[("TG11", "2")]).await;
+    admin_post(&e, "/sap-mock/admin/deliveries", &n).await;
+    admin_post(&e, "/sap-mock/admin/billing", &n).await;
+    let v = e
+        .get_json(&format!(
+            "/A_SalesOrder('{n}')?$expand=to_Item,to_SubsequentProcFlowDoc"
+        ))
+        .await;
+    assert_eq!(v["d"]["to_Item"]["results"].as_array().unwrap().len(), 1);
+    let docs = v["d"]["to_SubsequentProcFlowDoc"]["results"]
+        .as_array()
+        .unwrap();
+    let categories: Vec<&str> = docs
+        .iter()
+        .map(|d| d["SubsequentDocumentCategory"].as_str().unwrap())
+        .collect();
+    assert_eq!(categories, ["J", "M"]);
+    // as SAP's client asks for it: navigation properties selected, each with nav/Prop
+    let v = e
+        .get_json(&format!(
+            "/A_SalesOrder?$select=SalesOrder,to_Item/SalesOrderItem,to_SubsequentProcFlowDoc/SubsequentDocument,to_SubsequentProcFlowDoc/SubsequentDocumentCategory&$expand=to_Item,to_SubsequentProcFlowDoc&$filter=SalesOrder%20eq%20'{n}'"
+        ))
+        .await;
+    let order = &v["d"]["results"][0];
+    assert!(order.get("SoldToParty").is_none());
+    let doc = &order["to_SubsequentProcFlowDoc"]["results"][1];
+    let mut names: Vec<&str> = doc
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "SubsequentDocument",
+            "SubsequentDocumentCategory",
+            "__metadata"
+        ]
+    );
+    assert_eq!(doc["SubsequentDocumentCategory"], "M");
+    // the item's flow inside the expanded items
+    let v = e
+        .get_json(&format!(
+            "/A_SalesOrder('{n}')?$expand=to_Item/to_SubsequentProcFlowDocItem"
+        ))
+        .await;
+    let item_flow = &v["d"]["to_Item"]["results"][0]["to_SubsequentProcFlowDocItem"]["results"];
+    assert_eq!(item_flow.as_array().unwrap().len(), 2);
+    assert_eq!(item_flow[1]["SubsequentDocumentCategory"], "M");
+    // an item read with its flow expanded
+    let v = e
+        .get_json(&format!(
+            "{}?$expand=to_SubsequentProcFlowDocItem",
+            item_path(&n, "10")
+        ))
+        .await;
+    assert_eq!(
+        v["d"]["to_SubsequentProcFlowDocItem"]["results"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // an unknown property inside the flow is S/4's 400
+    let r = e
+        .get(&format!(
+            "/A_SalesOrder('{n}')?$select=to_SubsequentProcFlowDoc/Nope&$expand=to_SubsequentProcFlowDoc"
+        ))
+        .await;
+    assert_odata_error(r, StatusCode::BAD_REQUEST).await;
+    e.stop().await;
+}
+
+#[tokio::test]
+async fn a_poll_by_last_change_finds_the_billed_order_and_its_invoice() {
+    let e = TestEmulator::start().await;
+    let n = created(&e, &[("TG11", "2")]).await;
+    let _other = created(&e, &[("TG12", "1")]).await;
+    admin_post(&e, "/sap-mock/admin/deliveries", &n).await;
+    let watermark = header(&e, &n).await["LastChangeDateTime"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ms: i64 = watermark
+        .trim_start_matches("/Date(")
+        .split(['+', ')'])
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let since = chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string();
+    admin_post(&e, "/sap-mock/admin/billing", &n).await;
+    let v = e
+        .get_json(&format!(
+            "/A_SalesOrder?$filter=LastChangeDateTime%20gt%20datetimeoffset'{since}'&$expand=to_SubsequentProcFlowDoc"
+        ))
+        .await;
+    let found = v["d"]["results"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "only the billed order changed");
+    assert_eq!(found[0]["SalesOrder"], n);
+    let docs = found[0]["to_SubsequentProcFlowDoc"]["results"]
+        .as_array()
+        .unwrap();
+    assert!(docs.iter().any(|d| d["SubsequentDocumentCategory"] == "M"));
+    e.stop().await;
+}
+
+#[tokio::test]
+async fn order_related_billing_puts_the_invoice_directly_after_the_order() {
+    let e = TestEmulator::start_with(|c| {
+        c.billing_relevance = sap_mock::config::BillingRelevance::Order;
+    })
+    .await;
+    let n = created(&e, &[("TG11", "2")]).await;
+    admin_post(&e, "/sap-mock/admin/billing", &n).await;
+    let docs = flow(&e, &n).await;
+    assert_eq!(docs.len(), 1);
+    assert_eq!((docs[0].1.as_str(), docs[0].2.as_str()), ("M", "0"));
+    let v = e
+        .get_json(&format!(
+            "{}/to_SubsequentProcFlowDocItem",
+            item_path(&n, "10")
+        ))
+        .await;
+    assert_eq!(v["d"]["results"][0]["SubsqntDocItmPrecdgDocCategory"], "C");
+    e.stop().await;
+}
+
+#[tokio::test]
+async fn document_numbers_are_never_handed_out_twice_and_the_flow_sets_are_read_only() {
+    let e = TestEmulator::start().await;
+    let a = created(&e, &[("TG11", "2")]).await;
+    let b = created(&e, &[("TG11", "2")]).await;
+    admin_post(&e, "/sap-mock/admin/deliveries", &a).await;
+    admin_post(&e, "/sap-mock/admin/deliveries", &b).await;
+    let (da, db) = (flow(&e, &a).await, flow(&e, &b).await);
+    assert_ne!(da[0].0, db[0].0);
+    let all = e.get_json("/A_SalesOrderSubsqntProcFlow").await;
+    assert_eq!(all["d"]["results"].as_array().unwrap().len(), 2);
+    let r = e.get("/A_SalesOrderItmSubsqntProcFlow/$count").await;
+    assert_eq!(r.text().await.unwrap(), "2");
+    let r = send(
+        &e,
+        Method::POST,
+        "/A_SalesOrderSubsqntProcFlow",
+        Some(json!({"SalesOrder": a})),
+        None,
+    )
+    .await;
+    assert_odata_error(r, StatusCode::METHOD_NOT_ALLOWED).await;
+    // an order with subsequent documents cannot be deleted
+    let etag = header(&e, &a).await["__metadata"]["etag"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = send(
+        &e,
+        Method::DELETE,
+        &format!("/A_SalesOrder('{a}')"),
+        None,
+        Some(&etag),
+    )
+    .await;
+    assert_odata_error(r, StatusCode::BAD_REQUEST).await;
+    assert_eq!(header(&e, &a).await["SalesOrder"], a);
+    e.stop().await;
+}
