@@ -4,7 +4,9 @@
 //! holds partition 0 of the events topic, so a rebalance moves the poll with it.
 //!
 //! - Statuses are facts: `delivered` once SAP's overall delivery status is `C`, `billed` once
-//!   its order-related billing status is `C` (delivered first). The order service takes a
+//!   an invoice (category `M`) is in the order's document flow (`to_SubsequentProcFlowDoc`:
+//!   delivery-related billing, S/4's standard) or its order-related billing status is `C`
+//!   (delivered first). The order service takes a
 //!   status it already has as a no-op.
 //! - A rejection made in SAP is taken only when SAP changed the order after the order service
 //!   last did (a later change on our side is on its way to SAP and wins). Lifting a rejection
@@ -32,7 +34,12 @@ pub fn statuses(sap: &Value) -> Vec<&'static str> {
     if c("OverallDeliveryStatus") || c("OverallTotalDeliveryStatus") {
         v.push("delivered");
     }
-    if c("OverallOrdReltdBillgStatus") || c("OverallBillingStatus") {
+    // Delivery-related billing (S/4's standard item category) leaves the order's billing
+    // statuses empty; the invoice (category M) shows in the document flow.
+    let invoiced = sap["to_SubsequentProcFlowDoc"]["results"]
+        .as_array()
+        .is_some_and(|docs| docs.iter().any(|d| d["SubsequentDocumentCategory"] == "M"));
+    if c("OverallOrdReltdBillgStatus") || invoiced {
         if v.is_empty() {
             v.push("delivered");
         }
@@ -73,7 +80,7 @@ pub async fn poll_once(sap: &Sap, orders: &Orders, book: &Book) -> Result<Polled
         .unwrap_or_else(|| Utc::now() - chrono::Duration::days(1));
     let ctx = CallContext::default();
     let path = format!(
-        "/A_SalesOrder?$filter=LastChangeDateTime%20ge%20datetimeoffset'{}'&$orderby=LastChangeDateTime&$top={PAGE}&$expand=to_Item",
+        "/A_SalesOrder?$filter=LastChangeDateTime%20ge%20datetimeoffset'{}'&$orderby=LastChangeDateTime&$top={PAGE}&$expand=to_Item,to_SubsequentProcFlowDoc",
         since.format("%Y-%m-%dT%H:%M:%S%.3fZ")
     );
     let changed = sap.list(&path, &ctx).await.map_err(anyhow_sap)?;
@@ -194,6 +201,10 @@ mod tests {
             statuses(&json!({"OverallDeliveryStatus": "C", "OverallOrdReltdBillgStatus": "C"})),
             ["delivered", "billed"]
         );
+        let flow = json!({"OverallDeliveryStatus": "C", "OverallOrdReltdBillgStatus": "",
+            "to_SubsequentProcFlowDoc": {"results": [
+                {"SubsequentDocumentCategory": "J"}, {"SubsequentDocumentCategory": "M"}]}});
+        assert_eq!(statuses(&flow), ["delivered", "billed"]);
     }
 
     #[test]

@@ -318,7 +318,8 @@ async fn an_order_s_whole_life_reaches_sap_in_order_and_each_change_once() {
 
 #[tokio::test]
 async fn a_delivery_and_a_billing_made_in_sap_reach_the_order_service() {
-    let s = Stack::start(vec![("SAP_MOCK_BILLING_RELEVANCE", "order".into())], vec![]).await;
+    // S/4's standard: billing relevant by delivery; the invoice shows in the document flow.
+    let s = Stack::start(vec![], vec![]).await;
     let (id, number) = s.create_order(&unique("FULFIL"), "TG11").await;
     s.wait_in_sap(std::slice::from_ref(&number)).await;
     let deliver = s
