@@ -101,6 +101,16 @@ pub fn effective_method(method: &Method, headers: &HeaderMap) -> Method {
     method.clone()
 }
 
+/// A refusal in SAP's terms: status, SAP's message code, message.
+#[derive(Debug)]
+struct Refusal(StatusCode, &'static str, String);
+
+impl Refusal {
+    fn into_response(self) -> Response<ProxyBody> {
+        odata_error(self.0, self.1, &self.2)
+    }
+}
+
 fn not_found(number: &str) -> Response<ProxyBody> {
     odata_error(
         StatusCode::NOT_FOUND,
@@ -231,19 +241,15 @@ fn key_change(map: &PropertyMap, key: &str, expected: &str) -> Option<Response<P
 
 /// The version a change applies to: the client's `If-Match` (`W/"<version>"`, `*` = the
 /// current one), or the current one where S/4 does not require a precondition.
-fn if_match(
-    headers: &HeaderMap,
-    current: &Value,
-    required: bool,
-) -> Result<String, Response<ProxyBody>> {
+fn if_match(headers: &HeaderMap, current: &Value, required: bool) -> Result<String, Refusal> {
     let current_tag = order_acl::order_etag(current).unwrap_or_default();
     match headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
         Some("*") => Ok(current_tag),
         Some(tag) => Ok(tag.trim().to_owned()),
-        None if required => Err(odata_error(
+        None if required => Err(Refusal(
             StatusCode::PRECONDITION_REQUIRED,
             "/IWBEP/CM_MGW_RT/099",
-            "Precondition required: send If-Match with the entity's ETag",
+            "Precondition required: send If-Match with the entity's ETag".into(),
         )),
         None => Ok(current_tag),
     }
@@ -316,7 +322,7 @@ impl SalesOrders {
                     .unwrap_or(Value::Null);
                 let patch = match item_patch(&map, &current, &self.config.rejection_reasons) {
                     Ok(p) => p,
-                    Err(r) => return r,
+                    Err(r) => return r.into_response(),
                 };
                 (
                     Method::PATCH,
@@ -359,7 +365,7 @@ impl SalesOrders {
         };
         let version = match if_match(&parts.headers, &order, required) {
             Ok(v) => v,
-            Err(r) => return r,
+            Err(r) => return r.into_response(),
         };
         let answered = self
             .orders
@@ -461,11 +467,7 @@ fn header_patch(map: &PropertyMap, order: &Value) -> Value {
 
 /// The order-service `PATCH` of a line change; a field the new side cannot change yet is
 /// refused in SAP's terms rather than dropped.
-fn item_patch(
-    map: &PropertyMap,
-    current: &Value,
-    reasons: &[String],
-) -> Result<Value, Response<ProxyBody>> {
+fn item_patch(map: &PropertyMap, current: &Value, reasons: &[String]) -> Result<Value, Refusal> {
     let mut patch = Map::new();
     for (p, v) in map.iter() {
         if unchanged(current.get(p.name), &v.to_json()) {
@@ -482,10 +484,10 @@ fn item_patch(
                     Some("") | None => Value::Null,
                     Some(code) if !reasons.iter().any(|r| r == code) => {
                         // S/4 checks the reason against its configuration (TVAG).
-                        return Err(odata_error(
+                        return Err(Refusal(
                             StatusCode::BAD_REQUEST,
                             "V1/206",
-                            &format!("Reason for rejection {code} is not defined"),
+                            format!("Reason for rejection {code} is not defined"),
                         ));
                     }
                     Some(_) => reason,
@@ -497,10 +499,10 @@ fn item_patch(
                 let _ = name;
             }
             name => {
-                return Err(odata_error(
+                return Err(Refusal(
                     StatusCode::BAD_REQUEST,
                     "V1/047",
-                    &format!(
+                    format!(
                         "Field {name} cannot be changed while the order service serves this route"
                     ),
                 ));

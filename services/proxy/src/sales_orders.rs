@@ -109,6 +109,17 @@ pub fn classify(method: &Method, path: &str) -> Operation {
         Operation::SalesOrderCreate
     } else if get && is("A_SalesOrder") && (second.is_none() || (!keyed && !deeper && counts())) {
         Operation::SalesOrderRead
+    } else if get
+        && keyed
+        && !deeper
+        && ((is("A_SalesOrderItem") && second.is_none())
+            || (is("A_SalesOrder")
+                && second
+                    .and_then(decoded)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("to_Item"))))
+    {
+        // A line by key, or an order's lines: the same order's data, so the same route.
+        Operation::SalesOrderRead
     } else if keyed
         && !deeper
         && (is("A_SalesOrder") || is("A_SalesOrderItem"))
@@ -1092,6 +1103,68 @@ impl SalesOrders {
         }
     }
 
+    /// `A_SalesOrderItem(SalesOrder='n',SalesOrderItem='i')` and `A_SalesOrder('n')/to_Item`
+    /// from the order service; `None` for other paths.
+    async fn read_items(
+        &self,
+        parts: &http::request::Parts,
+        root: &str,
+    ) -> Option<Response<ProxyBody>> {
+        let below = crate::odata_face::below_root(parts.uri.path());
+        let segments = sap_odata::uri::parse_resource_path(&below).ok()?;
+        let (number, item) = match segments.as_slice() {
+            [set] if set.name.eq_ignore_ascii_case("A_SalesOrderItem") => {
+                let key =
+                    sap_odata::uri::resolve_key(&sap_odata::SALES_ORDER_ITEM, set.key.as_deref()?)
+                        .ok()?;
+                (
+                    key.first()?.clone(),
+                    Some(key.get(1)?.trim_start_matches('0').to_owned()),
+                )
+            }
+            [set, nav] if nav.name.eq_ignore_ascii_case("to_Item") && nav.key.is_none() => {
+                let key = sap_odata::uri::resolve_key(&sap_odata::SALES_ORDER, set.key.as_deref()?)
+                    .ok()?;
+                (key.first()?.clone(), None)
+            }
+            _ => return None,
+        };
+        let order = match self.find_order(&number).await {
+            Ok(Some(o)) => o,
+            Ok(None) => {
+                return Some(odata_error(
+                    StatusCode::NOT_FOUND,
+                    "V1/302",
+                    &format!("SD document {number} is not in the database or has been archived"),
+                ));
+            }
+            Err(e) => return Some(order_service_failed(e)),
+        };
+        let items = order["items"].as_array().cloned().unwrap_or_default();
+        let entities: Vec<Value> = items
+            .iter()
+            .filter(|i| {
+                item.as_ref()
+                    .is_none_or(|no| order_acl::item_number_text(i) == *no)
+            })
+            .map(|i| order_acl::item_to_entity(i, &number, root))
+            .collect();
+        Some(match item {
+            Some(no) => match entities.into_iter().next() {
+                Some(e) => json_response(StatusCode::OK, &serde_json::json!({ "d": e })),
+                None => odata_error(
+                    StatusCode::NOT_FOUND,
+                    "V1/302",
+                    &format!("Item {no} does not exist in SD document {number}"),
+                ),
+            },
+            None => json_response(
+                StatusCode::OK,
+                &serde_json::json!({"d": {"results": entities}}),
+            ),
+        })
+    }
+
     /// The order-service order SAP knows as `number`: linked under SAP's number, else ours
     /// (one number in both systems).
     pub async fn find_order(&self, number: &str) -> Result<Option<Value>, OrderServiceError> {
@@ -1113,6 +1186,9 @@ impl SalesOrders {
         parts: &http::request::Parts,
     ) -> Option<Response<ProxyBody>> {
         let root = service_root_url(parts);
+        if let Some(r) = self.read_items(parts, &root).await {
+            return Some(r);
+        }
         let segment = parts
             .uri
             .path()

@@ -11,7 +11,7 @@ pub const WAIT: Duration = Duration::from_secs(60);
 pub const ROOT: &str = "/sap/opu/odata/sap/API_SALES_ORDER_SRV";
 
 pub fn bins() -> &'static std::path::Path {
-    built_binaries(&["order-service", "sap-mock", "orderctl"])
+    built_binaries(&["order-service", "sap-mock", "orderctl", "proxy"])
 }
 
 fn log_to(dir: &std::path::Path, name: &str) -> Stdio {
@@ -35,6 +35,7 @@ pub struct Stack {
     pub orders: Option<ChildProcess>,
     pub orders_port: u16,
     pub syncs: Vec<(Option<ChildProcess>, u16)>,
+    pub proxy: Option<(ChildProcess, u16)>,
     pub sync_env: Vec<(&'static str, String)>,
     pub http: reqwest::Client,
 }
@@ -44,6 +45,7 @@ impl Drop for Stack {
         for (p, _) in &mut self.syncs {
             drop(p.take());
         }
+        drop(self.proxy.take());
         drop(self.orders.take());
         drop(self.sap.take());
         if !std::thread::panicking() {
@@ -74,6 +76,7 @@ impl Stack {
             orders: None,
             orders_port: free_port(),
             syncs: Vec::new(),
+            proxy: None,
             sync_env,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -177,6 +180,29 @@ impl Stack {
         self.wait_ok(format!("{}/ready", self.sync_url(i)), "sap-sync ready")
             .await;
         i
+    }
+
+    /// Starts the proxy in front of the emulator and the order service, the sales order route
+    /// in `mode`, sap-sync's status for its readiness; returns its base URL.
+    pub async fn start_proxy(&mut self, mode: &str) -> String {
+        let (port, admin) = (free_port(), free_port());
+        let mut cmd = Command::new(bins().join("proxy"));
+        cmd.env("PROXY_BIND", "127.0.0.1")
+            .env("PROXY_PORT", port.to_string())
+            .env("PROXY_ADMIN_PORT", admin.to_string())
+            .env("SAP_URL", self.sap_url())
+            .env("ORDER_SERVICE_URL", self.orders_url())
+            .env("SAP_SYNC_URL", self.sync_url(0))
+            .env("ADMIN_TOKEN", "e2e-admin-token")
+            .env("PROXY_DATA_DIR", self.dir.join("proxy"))
+            .env("PROXY_SALES_ORDERS_MODE", mode)
+            .env("RUST_LOG", "info")
+            .stdout(log_to(&self.dir, "proxy.log"))
+            .stderr(log_to(&self.dir, "proxy.log"));
+        self.proxy = Some((ChildProcess::spawn("proxy", cmd), port));
+        self.wait_ok(format!("http://127.0.0.1:{admin}/health"), "proxy healthy")
+            .await;
+        format!("http://127.0.0.1:{port}")
     }
 
     pub fn kill_sync(&mut self, i: usize) {
@@ -388,12 +414,14 @@ impl Stack {
 }
 
 impl Stack {
-    /// Runs `orderctl` against this stack's Kafka; (exit success, stdout).
+    /// Runs `orderctl` against this stack (Kafka, SAP, order service); (exit success, output).
     pub fn orderctl(&self, args: &[&str]) -> (bool, String) {
         let out = Command::new(bins().join("orderctl"))
             .args(args)
             .env("KAFKA_BROKERS", &self.topic.brokers)
             .env("KAFKA_TOPIC", &self.topic.name)
+            .env("SAP_URL", self.sap_url())
+            .env("ORDER_SERVICE_URL", self.orders_url())
             .output()
             .unwrap();
         (

@@ -2,4 +2,5 @@
 //! the SAP emulator, and sap-sync's own binary (killed with SIGKILL where a test says so).
 
 mod common;
+mod events;
 mod forward;
