@@ -47,6 +47,24 @@ pub enum PayloadError {
 }
 
 impl PayloadError {
+    /// SAP Gateway's message code for this refusal (one table for the emulator and the
+    /// proxy's own OData face): malformed body `CX_SXML_PARSE_ERROR`, unknown property
+    /// `/IWBEP/CM_MGW_RT/021`, value too long `/IWBEP/CM_MGW_RT/120`, other bad values
+    /// `/IWBEP/CM_MGW_RT/022`, too many items `V1/399`.
+    pub fn sap_code(&self) -> &'static str {
+        match self {
+            PayloadError::MalformedJson(_)
+            | PayloadError::NotAnObject(_)
+            | PayloadError::BadItems => "CX_SXML_PARSE_ERROR",
+            PayloadError::UnknownProperty { .. } | PayloadError::NavigationNotSupported(_) => {
+                "/IWBEP/CM_MGW_RT/021"
+            }
+            PayloadError::Value(ValueError::TooLong { .. }) => "/IWBEP/CM_MGW_RT/120",
+            PayloadError::Value(_) => "/IWBEP/CM_MGW_RT/022",
+            PayloadError::TooManyItems => "V1/399",
+        }
+    }
+
     /// The property the error is about, if any (for `errordetails.propertyref`).
     pub fn property(&self) -> Option<&str> {
         match self {

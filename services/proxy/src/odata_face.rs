@@ -219,11 +219,7 @@ fn sap_refusal(e: OrderServiceError, number: &str, item: Option<&str>) -> Respon
 }
 
 fn payload_refusal(e: sap_odata::payload::PayloadError) -> Response<ProxyBody> {
-    odata_error(
-        StatusCode::BAD_REQUEST,
-        "/IWBEP/CM_MGW_RT/021",
-        &e.to_string(),
-    )
+    odata_error(StatusCode::BAD_REQUEST, e.sap_code(), &e.to_string())
 }
 
 fn key_change(map: &PropertyMap, key: &str, expected: &str) -> Option<Response<ProxyBody>> {

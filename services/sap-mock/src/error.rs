@@ -12,7 +12,6 @@ use sap_odata::filter::FilterError;
 use sap_odata::payload::PayloadError;
 use sap_odata::query::QueryError;
 use sap_odata::uri::UriError;
-use sap_odata::value::ValueError;
 
 /// Message ids used by the emulator. SAP's own where known (`V1/320`, `V1/302`, `V1/392`,
 /// Gateway's parser GUID), otherwise SAP-like ids in the right message class.
@@ -217,17 +216,7 @@ impl From<UriError> for SapError {
 impl From<PayloadError> for SapError {
     fn from(e: PayloadError) -> Self {
         let property = e.property().map(str::to_owned);
-        let code = match &e {
-            PayloadError::MalformedJson(_)
-            | PayloadError::NotAnObject(_)
-            | PayloadError::BadItems => codes::MALFORMED_BODY,
-            PayloadError::UnknownProperty { .. } | PayloadError::NavigationNotSupported(_) => {
-                codes::PROPERTY_INVALID
-            }
-            PayloadError::Value(ValueError::TooLong { .. }) => codes::VALUE_TOO_LONG,
-            PayloadError::Value(_) => codes::VALUE_INVALID,
-            PayloadError::TooManyItems => codes::ITEM_NUMBER_INVALID,
-        };
+        let code = e.sap_code();
         let mut err = SapError::bad_request(code, e.to_string());
         err.property = property;
         err
