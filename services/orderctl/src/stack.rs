@@ -34,11 +34,12 @@ fn env_or(name: &str, default: &str) -> String {
 fn services(data: &Path, database_url: &str, brokers: &str, admin_token: &str) -> Vec<Service> {
     let port =
         |var: &str, default: u16| env_or(var, &default.to_string()).parse().unwrap_or(default);
-    let (proxy, admin, orders, sap) = (
+    let (proxy, admin, orders, sap, sync) = (
         port("PROXY_PORT", 8080),
         port("PROXY_ADMIN_PORT", 9080),
         port("ORDER_SERVICE_PORT", 8081),
         port("SAP_MOCK_PORT", 8082),
+        port("SAP_SYNC_PORT", 8083),
     );
     let kv = |pairs: &[(&str, String)]| -> Vec<(String, String)> {
         pairs
@@ -70,6 +71,16 @@ fn services(data: &Path, database_url: &str, brokers: &str, admin_token: &str) -
             ]),
         },
         Service {
+            name: "sap-sync",
+            port: sync,
+            env: kv(&[
+                ("SAP_SYNC_PORT", sync.to_string()),
+                ("KAFKA_BROKERS", brokers.to_owned()),
+                ("SAP_URL", sap_url.clone()),
+                ("ORDER_SERVICE_URL", orders_url.clone()),
+            ]),
+        },
+        Service {
             name: "proxy",
             port: proxy,
             env: kv(&[
@@ -79,6 +90,7 @@ fn services(data: &Path, database_url: &str, brokers: &str, admin_token: &str) -
                 ("ORDER_SERVICE_URL", orders_url),
                 ("PROXY_DATA_DIR", data.join("proxy").display().to_string()),
                 ("ADMIN_TOKEN", admin_token.to_owned()),
+                ("SAP_SYNC_URL", format!("http://127.0.0.1:{sync}")),
             ]),
         },
     ]
