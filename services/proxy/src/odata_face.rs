@@ -363,16 +363,33 @@ impl SalesOrders {
             Ok(v) => v,
             Err(r) => return r.into_response(),
         };
-        let answered = self
+        let mut answered = self
             .orders
             .change(
-                method,
+                method.clone(),
                 &path,
                 payload.as_ref(),
                 Some(&version),
                 &correlation,
             )
             .await;
+        // No precondition from the client (a line: S/4 has no ETag for it): the change applies
+        // to the order as it is, so a version moved meanwhile (sap-sync reporting a status) is
+        // read again, once, instead of refusing the client.
+        let stale = matches!(
+            &answered,
+            Err(OrderServiceError::Rejected { status: 412, .. })
+        );
+        if stale
+            && !parts.headers.contains_key(header::IF_MATCH)
+            && let Ok(Some(fresh)) = self.find_order(&number).await
+            && let Some(v) = order_acl::order_etag(&fresh)
+        {
+            answered = self
+                .orders
+                .change(method, &path, payload.as_ref(), Some(&v), &correlation)
+                .await;
+        }
         let after = match answered {
             Ok(v) => v,
             Err(e) => return sap_refusal(e, &number, item.as_deref()),

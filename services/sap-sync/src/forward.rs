@@ -418,8 +418,6 @@ impl Forward {
                     };
                     metrics::counter!("sap_sync_events_total", "outcome" => outcome).increment(1);
                     tracing::debug!(%order_id, version, %correlation_id, ?applied, "event applied");
-                    self.link_once(&event.data, &order_id, &correlation_id)
-                        .await;
                     break;
                 }
                 Err(ApplyError::Refused(e)) => {
@@ -457,25 +455,6 @@ impl Forward {
         let age = (Utc::now() - event.time).num_milliseconds().max(0) as f64 / 1000.0;
         metrics::histogram!("sap_sync_event_age_seconds").record(age);
         self.finish(t.partition, t.offset);
-    }
-
-    /// Links SAP's number on an order that SAP now has but the order service does not know
-    /// as linked. Bookkeeping only: a failure is logged, and `orderctl reconcile
-    /// --repair-links` mends it.
-    async fn link_once(&self, data: &Value, order_id: &str, correlation_id: &str) {
-        let linked = data["sap_order_number"]
-            .as_str()
-            .is_some_and(|n| !n.is_empty());
-        let status = data["status"].as_str().unwrap_or_default();
-        let Some(number) = data["order_number"].as_str() else {
-            return;
-        };
-        if linked || status == "voided" {
-            return;
-        }
-        if let Err(e) = self.orders.link(order_id, number, correlation_id).await {
-            tracing::warn!(%order_id, error = %e, "linking SAP's number failed; reconciliation repairs it");
-        }
     }
 
     /// True when the order service already holds a later version: a later event of the same

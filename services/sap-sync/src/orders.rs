@@ -93,27 +93,6 @@ impl Orders {
         .map(|_| ())
     }
 
-    /// Records SAP's number on the order (the same number: sap-sync created it under ours), so
-    /// reconciliation pairs the two.
-    pub async fn link(
-        &self,
-        order_id: &str,
-        number: &str,
-        correlation_id: &str,
-    ) -> Result<(), OrdersError> {
-        self.send(
-            self.http
-                .put(format!(
-                    "{}/api/v1/orders/{order_id}/sap-order-number",
-                    self.base
-                ))
-                .header("x-correlation-id", correlation_id)
-                .json(&json!({ "sap_order_number": number })),
-        )
-        .await
-        .map(|_| ())
-    }
-
     /// Sets a line's rejection reason as a clerk set it in SAP (`""` lifts it).
     pub async fn reject_item(
         &self,

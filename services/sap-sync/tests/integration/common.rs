@@ -36,6 +36,7 @@ pub struct Stack {
     pub orders_port: u16,
     pub syncs: Vec<(Option<ChildProcess>, u16)>,
     pub proxy: Option<(ChildProcess, u16)>,
+    pub proxy_admin: u16,
     pub sync_env: Vec<(&'static str, String)>,
     pub http: reqwest::Client,
 }
@@ -77,6 +78,7 @@ impl Stack {
             orders_port: free_port(),
             syncs: Vec::new(),
             proxy: None,
+            proxy_admin: 0,
             sync_env,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -200,9 +202,26 @@ impl Stack {
             .stdout(log_to(&self.dir, "proxy.log"))
             .stderr(log_to(&self.dir, "proxy.log"));
         self.proxy = Some((ChildProcess::spawn("proxy", cmd), port));
+        self.proxy_admin = admin;
         self.wait_ok(format!("http://127.0.0.1:{admin}/health"), "proxy healthy")
             .await;
         format!("http://127.0.0.1:{port}")
+    }
+
+    /// Switches the proxy's sales order route (`force` as given); the answer's status.
+    pub async fn switch(&self, mode: &str, force: bool) -> u16 {
+        self.http
+            .put(format!(
+                "http://127.0.0.1:{}/admin/v1/routes/sales-orders/mode",
+                self.proxy_admin
+            ))
+            .bearer_auth("e2e-admin-token")
+            .json(&json!({"mode": mode, "force": force}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
     }
 
     pub fn kill_sync(&mut self, i: usize) {

@@ -22,6 +22,7 @@ async fn sap_s_client_through_the_proxy_in_events_and_sap_ends_with_the_same_ord
     let (ok, out) = s.orderctl(&["master-data", "import", "--from-sap"]);
     assert!(ok, "{out}");
     let proxy = s.start_proxy("events").await;
+    let proxy_url = proxy.clone();
     let number_file = s.dir.join("sdk-order-number");
     let script = test_support::workspace_root().join("e2e/sap-sdk/run.sh");
     let out = tokio::task::spawn_blocking({
@@ -29,7 +30,7 @@ async fn sap_s_client_through_the_proxy_in_events_and_sap_ends_with_the_same_ord
         move || {
             Command::new("bash")
                 .arg(script)
-                .env("SAP_URL", proxy)
+                .env("SAP_URL", proxy_url)
                 .env("SAP_SDK_TESTS", "test/order-life.test.js")
                 .env("SAP_SDK_ORDER_FILE", number_file)
                 .output()
@@ -79,4 +80,28 @@ async fn sap_s_client_through_the_proxy_in_events_and_sap_ends_with_the_same_ord
     s.wait_drained(0).await;
     assert_eq!(s.sap_stored().await, (1, 2));
     assert_eq!(s.status(0).await["parked_orders"], 0);
+    // A switch back is always allowed and loses nothing: through the proxy in dual-write the
+    // client reads SAP again and finds its order, under its number, with its changes.
+    assert_eq!(s.switch("dual-write", false).await, 200);
+    let via_proxy: serde_json::Value = s
+        .http
+        .get(format!(
+            "{proxy}{ROOT}/A_SalesOrder('{number}')?$expand=to_Item"
+        ))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let d = &via_proxy["d"];
+    assert_eq!(d["SalesOrder"], number.as_str());
+    assert!(
+        item(d, "10").unwrap()["RequestedQuantity"]
+            .as_str()
+            .unwrap()
+            .starts_with('7')
+    );
+    assert_eq!(item(d, "20").unwrap()["SalesDocumentRjcnReason"], "02");
 }
