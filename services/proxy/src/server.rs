@@ -160,8 +160,21 @@ impl ProxyState {
         route: &crate::routes::Route,
     ) -> Response<ProxyBody> {
         let (parts, body) = req.into_parts();
-        // The whole body must arrive within the deadline, however it trickles: a slow client
-        // must not hold a slot (and SAP never sees a request before its body is complete).
+        let body = match self.whole_body(&parts, body).await {
+            Ok(b) => b,
+            Err(refused) => return refused,
+        };
+        self.sales_orders.create(parts, body, route.clone()).await
+    }
+
+    /// A request body read whole within the limits: the whole body must arrive within the
+    /// deadline, however it trickles, so a slow client does not hold a slot (and no upstream
+    /// sees a request before its body is complete).
+    async fn whole_body(
+        &self,
+        parts: &http::request::Parts,
+        body: Incoming,
+    ) -> Result<bytes::Bytes, Response<ProxyBody>> {
         let collected = tokio::time::timeout(
             self.config.client_body_deadline,
             collect_limited(
@@ -172,12 +185,11 @@ impl ProxyState {
             ),
         )
         .await;
-        let body = match collected {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => return e.to_response(),
-            Err(_) => return ProxyError::ClientTooSlow.to_response(),
-        };
-        self.sales_orders.create(parts, body, route.clone()).await
+        match collected {
+            Ok(Ok(b)) => Ok(b),
+            Ok(Err(e)) => Err(e.to_response()),
+            Err(_) => Err(ProxyError::ClientTooSlow.to_response()),
+        }
     }
 
     /// A change in `events`/`retired`: the body read whole (within the same limits as a
@@ -194,20 +206,9 @@ impl ProxyState {
                 "The resource path could not be parsed",
             );
         };
-        let collected = tokio::time::timeout(
-            self.config.client_body_deadline,
-            collect_limited(
-                body,
-                declared_length(&parts.headers),
-                self.config.max_body_bytes,
-                self.config.client_body_timeout,
-            ),
-        )
-        .await;
-        let body = match collected {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => return e.to_response(),
-            Err(_) => return ProxyError::ClientTooSlow.to_response(),
+        let body = match self.whole_body(&parts, body).await {
+            Ok(b) => b,
+            Err(refused) => return refused,
         };
         self.sales_orders.change(&parts, change, body).await
     }
