@@ -20,6 +20,9 @@ pub struct Target {
     /// sap-sync's state topic, when not the default `<topic>.sap-sync-state`.
     #[arg(long, env = "SAP_SYNC_STATE_TOPIC")]
     state_topic: Option<String>,
+    /// Replication factor should the state topic have to be created.
+    #[arg(long, env = "KAFKA_TOPIC_REPLICATION_FACTOR", default_value_t = 1)]
+    replication: i32,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -47,7 +50,7 @@ async fn open(t: &Target) -> anyhow::Result<Book> {
         .state_topic
         .clone()
         .unwrap_or_else(|| state_topic(&t.topic));
-    Book::open(&t.brokers, &topic, None).await
+    Book::open(&t.brokers, &topic, t.replication, None).await
 }
 
 fn table(orders: &[ParkedOrder]) {

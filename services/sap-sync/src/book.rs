@@ -147,9 +147,19 @@ impl Book {
     pub async fn open(
         brokers: &str,
         topic: &str,
+        replication: i32,
         redrives: Option<mpsc::UnboundedSender<ParkedOrder>>,
     ) -> anyhow::Result<Book> {
-        ensure_topic(brokers, topic).await?;
+        ensure_topic(
+            brokers,
+            topic,
+            TopicSpec {
+                partitions: 1,
+                replication,
+                compacted: true,
+            },
+        )
+        .await?;
         let state = Arc::new(Mutex::new(State::default()));
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
@@ -340,13 +350,34 @@ impl Book {
     }
 }
 
-async fn ensure_topic(brokers: &str, topic: &str) -> anyhow::Result<()> {
+/// How a topic sap-sync depends on is created when it is missing.
+#[derive(Debug, Clone, Copy)]
+pub struct TopicSpec {
+    /// Partitions.
+    pub partitions: i32,
+    /// Replication factor.
+    pub replication: i32,
+    /// Compacted (state) instead of deleted by age (events).
+    pub compacted: bool,
+}
+
+/// Creates `topic` unless it exists (the events topic too: sap-sync may start before the
+/// order service's relay provisioned it, and a consumer subscribed to a missing topic waits
+/// for the next metadata refresh).
+pub async fn ensure_topic(brokers: &str, topic: &str, spec: TopicSpec) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()?;
-    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1))
-        .set("cleanup.policy", "compact")
-        .set("min.compaction.lag.ms", "60000");
+    let mut new = NewTopic::new(
+        topic,
+        spec.partitions,
+        TopicReplication::Fixed(spec.replication),
+    );
+    if spec.compacted {
+        new = new
+            .set("cleanup.policy", "compact")
+            .set("min.compaction.lag.ms", "60000");
+    }
     let results = admin
         .create_topics([&new], &AdminOptions::new())
         .await

@@ -6,6 +6,8 @@
 //! | `KAFKA_TOPIC` | order-events | the order events |
 //! | `SAP_SYNC_GROUP` | sap-sync | consumer group |
 //! | `SAP_SYNC_INSTANCE_ID` | — | static group membership (`group.instance.id`): a restart within the session timeout keeps its partitions |
+//! | `KAFKA_TOPIC_PARTITIONS` | 6 | partitions of the events topic when sap-sync finds it missing (as the relay) |
+//! | `KAFKA_TOPIC_REPLICATION_FACTOR` | 1 | replication factor of the topics sap-sync creates (use 3 on a real cluster) |
 //! | `SAP_SYNC_STATE_TOPIC` | `<KAFKA_TOPIC>.sap-sync-state` | compacted topic of parked orders and watermarks |
 //! | `SAP_URL` | http://127.0.0.1:8082 | SAP (scheme, host, port) |
 //! | `SAP_USER`, `SAP_PASSWORD` | — | SAP logon (basic); never logged |
@@ -41,6 +43,10 @@ pub struct Config {
     pub instance_id: Option<String>,
     /// State topic.
     pub state_topic: String,
+    /// Partitions of the events topic, when it must be created.
+    pub topic_partitions: i32,
+    /// Replication factor of created topics.
+    pub replication: i32,
     /// SAP.
     pub sap: SapSettings,
     /// Order service base URL.
@@ -93,6 +99,8 @@ impl Config {
             group: env.read_string("SAP_SYNC_GROUP", "sap-sync"),
             instance_id: env.raw("SAP_SYNC_INSTANCE_ID"),
             state_topic,
+            topic_partitions: env.read("KAFKA_TOPIC_PARTITIONS", 6),
+            replication: env.read("KAFKA_TOPIC_REPLICATION_FACTOR", 1),
             sap: SapSettings {
                 url: env
                     .read_string("SAP_URL", "http://127.0.0.1:8082")

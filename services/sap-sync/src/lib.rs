@@ -51,7 +51,23 @@ pub struct SapSync {
 impl SapSync {
     /// Reads the state topic, joins the group, binds the HTTP port.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
-        let book = Book::open(&config.brokers, &config.state_topic, None).await?;
+        book::ensure_topic(
+            &config.brokers,
+            &config.topic,
+            book::TopicSpec {
+                partitions: config.topic_partitions,
+                replication: config.replication,
+                compacted: false,
+            },
+        )
+        .await?;
+        let book = Book::open(
+            &config.brokers,
+            &config.state_topic,
+            config.replication,
+            None,
+        )
+        .await?;
         let sap = Arc::new(Sap::new(config.sap.clone())?);
         let orders = Orders::new(&config.order_service_url)?;
         let forward = Arc::new(Forward::new(&config, sap, orders, book)?);

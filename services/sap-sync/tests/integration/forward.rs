@@ -358,3 +358,18 @@ async fn a_delivery_and_a_billing_made_in_sap_reach_the_order_service() {
     assert_eq!(st, 409, "{b}");
     assert_eq!(order["version"], 3, "created, delivered, billed: {order}");
 }
+
+#[tokio::test]
+async fn sap_sync_started_before_the_events_topic_exists_still_feeds_sap() {
+    let mut s = Stack::start(vec![], vec![]).await;
+    // A fresh topic name nobody created yet; sap-sync starts first, then the order service.
+    s.kill_sync(0);
+    drop(s.orders.take());
+    s.topic.name = format!("missing-{}", uuid::Uuid::new_v4().simple());
+    s.group = format!("sap-sync-{}", uuid::Uuid::new_v4().simple());
+    let i = s.start_sync().await;
+    s.start_order_service().await;
+    let (_, number) = s.create_order(&unique("LATE-TOPIC"), "TG11").await;
+    s.wait_in_sap(std::slice::from_ref(&number)).await;
+    s.wait_drained(i).await;
+}
