@@ -7,6 +7,9 @@
 #   scripts/schemathesis.sh                 every check, default budget
 #   ST_ARGS="--max-examples 50" scripts/schemathesis.sh
 #   ADMIN_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres (default)
+#
+# Configuration (expected statuses per check, with reasons): services/order-service/schemathesis.toml.
+# Exits non-zero when schemathesis reports any failure.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -44,5 +47,6 @@ curl -fsS "http://127.0.0.1:$port/ready" >/dev/null
 
 echo "==> schemathesis run --checks all"
 # shellcheck disable=SC2086
-schemathesis run "http://127.0.0.1:$port/api/v1/openapi.json" \
+schemathesis --config-file services/order-service/schemathesis.toml \
+  run "http://127.0.0.1:$port/api/v1/openapi.json" \
   --checks all --workers 2 ${ST_ARGS:-}

@@ -303,8 +303,12 @@ impl TryFrom<Decimal> for Quantity {
 pub struct Money(#[serde(with = "rust_decimal::serde::str")] Decimal);
 
 impl Money {
-    /// Parses a decimal string.
+    /// Parses a decimal string. A sign is refused even on zero (`-0`), so the accepted
+    /// spellings are exactly those of the OpenAPI pattern.
     pub fn parse(raw: &str) -> Result<Self, ValueError> {
+        if raw.starts_with('-') {
+            return err("must not be negative");
+        }
         Self::try_from(parse_decimal(raw)?)
     }
 
@@ -370,6 +374,8 @@ mod tests {
         assert!(Money::parse("0").is_ok());
         assert!(Money::parse("12.50").is_ok());
         assert!(Money::parse("-0.01").is_err());
+        assert!(Money::parse("-0").is_err());
+        assert!(Money::parse("000000000000000000012.5").is_ok());
     }
 
     #[test]

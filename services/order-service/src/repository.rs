@@ -115,27 +115,33 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    /// Opaque text form (URL-safe base64 of `micros:uuid`).
+    /// Text form: `<created_at in microseconds since 1970>_<id as 32 lower-case hex digits>`.
+    /// Any text of that shape is a position in the keyset order (the page after it), so the
+    /// OpenAPI document can state a cursor exactly (`^[0-9]{1,16}_[0-9a-f]{32}$`).
     pub fn encode(&self) -> String {
-        use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
-            "{}:{}",
-            self.created_at.timestamp_micros(),
-            self.id
-        ))
+        format!(
+            "{}_{}",
+            self.created_at.timestamp_micros().max(0),
+            self.id.simple()
+        )
     }
 
-    /// Parses [`Cursor::encode`]'s output.
+    /// Parses [`Cursor::encode`]'s form; anything else is `None`.
     pub fn decode(raw: &str) -> Option<Self> {
-        use base64::Engine;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(raw)
-            .ok()?;
-        let text = String::from_utf8(bytes).ok()?;
-        let (micros, id) = text.split_once(':')?;
+        let (micros, id) = raw.split_once('_')?;
+        let digits = |s: &str, n: std::ops::RangeInclusive<usize>| {
+            n.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+        };
+        let hex = id.len() == 32
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !digits(micros, 1..=16) || !hex {
+            return None;
+        }
         Some(Self {
             created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
-            id: Uuid::parse_str(id).ok()?,
+            id: Uuid::try_parse(id).ok()?,
         })
     }
 }
@@ -855,5 +861,10 @@ mod tests {
         assert_eq!(Cursor::decode(&c.encode()), Some(c));
         assert_eq!(Cursor::decode("not-a-cursor"), None);
         assert_eq!(Cursor::decode(""), None);
+        assert_eq!(Cursor::decode(&c.encode().to_uppercase()), None);
+        assert_eq!(Cursor::decode(&format!("+1_{}", c.id.simple())), None);
+        // Any text of the documented shape is a position, made up or not.
+        assert!(Cursor::decode("0_00000000000000000000000000000000").is_some());
+        assert!(Cursor::decode(&format!("9999999999999999_{}", c.id.simple())).is_some());
     }
 }

@@ -65,7 +65,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ServiceError> 
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, T>(de) {
-        Ok(v) => Ok(v),
+        Ok(v) => match nul_in(bytes) {
+            Some(field) => Err(ServiceError::field(
+                field,
+                "must not contain the NUL character (U+0000)",
+            )),
+            None => Ok(v),
+        },
         Err(e) => {
             let path = e.path().to_string();
             let inner = e.into_inner();
@@ -80,6 +86,65 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ServiceError> 
             }
         }
     }
+}
+
+/// The path of the first string (or object key) of a JSON body that holds U+0000, which
+/// PostgreSQL can store neither in `text` nor in `jsonb`. The bytes are scanned first, so a body
+/// without the escape `\u0000` (every body but a rare one) is not parsed a second time.
+fn nul_in(bytes: &[u8]) -> Option<String> {
+    if !bytes.windows(6).any(|w| w == br"\u0000") {
+        return None;
+    }
+    fn walk(value: &serde_json::Value, path: &str) -> Option<String> {
+        let at = |key: &str| {
+            if path.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{path}.{key}")
+            }
+        };
+        match value {
+            serde_json::Value::String(s) if s.contains('\0') => Some(path.to_owned()),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| walk(v, &format!("{path}[{i}]"))),
+            serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+                if k.contains('\0') {
+                    Some(at(k))
+                } else {
+                    walk(v, &at(k))
+                }
+            }),
+            _ => None,
+        }
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    walk(&value, "").map(|p| if p.is_empty() { "body".into() } else { p })
+}
+
+/// Deserializes an optional whole number given as any JSON number with no fraction: `2666`,
+/// `2666.0` or `2.666e3` (JSON, and JSON Schema's `integer`, do not tell them apart). A
+/// fraction, or a value outside `T`, is refused.
+pub fn whole_number<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    use serde::Deserialize;
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = n.as_i64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.223_372_036_854_775e18)
+            .map(|f| f as i64)
+    });
+    whole
+        .and_then(|v| T::try_from(v).ok())
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("must be a whole number in range (got {n})")))
 }
 
 /// serde's messages end with " at line L column C"; the field path says more to a caller.
@@ -170,6 +235,33 @@ mod tests {
             ["items[0].colour"]
         );
         assert_eq!(fields(r#"{"items":[],"extra":1}"#), ["extra"]);
+    }
+
+    #[test]
+    fn nul_characters_are_named_with_their_path() {
+        assert_eq!(
+            fields(r#"{"items":[{"quantity":"2"},{"quantity":"a\u0000"}]}"#),
+            ["items[1].quantity"]
+        );
+        // An escaped backslash before `u0000` is text, not NUL.
+        assert!(parse_json::<Body>(br#"{"items":[{"quantity":"\\u0000"}]}"#).is_ok());
+    }
+
+    #[test]
+    fn whole_numbers_may_be_written_with_a_zero_fraction() {
+        #[derive(Debug, serde::Deserialize)]
+        struct N {
+            #[serde(default, deserialize_with = "whole_number")]
+            n: Option<i32>,
+        }
+        let n = |body: &str| parse_json::<N>(body.as_bytes()).map(|v| v.n);
+        assert_eq!(n(r#"{"n":2666}"#).unwrap(), Some(2666));
+        assert_eq!(n(r#"{"n":2666.0}"#).unwrap(), Some(2666));
+        assert_eq!(n(r#"{"n":2.666e3}"#).unwrap(), Some(2666));
+        assert_eq!(n(r#"{"n":null}"#).unwrap(), None);
+        assert!(n(r#"{"n":2666.5}"#).is_err());
+        assert!(n(r#"{"n":3000000000}"#).is_err());
+        assert!(n(r#"{"n":"2666"}"#).is_err());
     }
 
     #[test]

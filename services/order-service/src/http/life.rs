@@ -61,7 +61,9 @@ impl<S: Send + Sync> FromRequestParts<S> for OrderKeyParam {
                 });
         }
         match params.get("number") {
-            Some(n) => Ok(Self(OrderKey::Number(n.clone()))),
+            Some(n) => order_domain::OrderNumber::parse(n)
+                .map(|n| Self(OrderKey::Number(n.as_str().to_owned())))
+                .map_err(|e| ServiceError::field("number", e.0)),
             None => Err(ServiceError::field("id", "missing order id")),
         }
     }
@@ -97,6 +99,11 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ServiceError> {
         )
     };
     let text = raw.to_str().map_err(|_| bad())?.trim();
+    // An empty field is an empty list of entity tags (RFC 9110 `#entity-tag`): it names no
+    // version, the same as no field.
+    if text.is_empty() {
+        return Ok(None);
+    }
     let tag = text.strip_prefix("W/").unwrap_or(text);
     let inner = tag
         .strip_prefix('"')
@@ -124,6 +131,7 @@ pub struct UpdateRequest {
     /// Deprecated: the version the caller last saw. Send `If-Match` instead (it wins when both
     /// are sent).
     #[schema(deprecated)]
+    #[serde(default, deserialize_with = "super::extract::whole_number")]
     pub version: Option<i64>,
     /// New customer reference (SAP `PurchaseOrderByCustomer`, 1 to 35 characters), or null.
     #[serde(default, deserialize_with = "present")]
@@ -181,9 +189,10 @@ pub async fn update_order(
         other => other.map(|_| None),
     };
     let requested_delivery_date = match body.requested_delivery_date {
+        // As on create: exactly `YYYY-MM-DD` (chrono alone would take `2027-1-5`).
         Some(Some(d)) => match NaiveDate::parse_from_str(&d, "%Y-%m-%d") {
-            Ok(v) => Some(Some(v)),
-            Err(_) => {
+            Ok(v) if d.len() == 10 => Some(Some(v)),
+            _ => {
                 errors.push(FieldError::new(
                     "requested_delivery_date",
                     "must be a calendar date written YYYY-MM-DD",
@@ -369,6 +378,7 @@ pub async fn remove_item(
 pub struct CancelRequest {
     /// Deprecated: the version the caller last saw. Send `If-Match` instead.
     #[schema(deprecated)]
+    #[serde(default, deserialize_with = "super::extract::whole_number")]
     pub version: Option<i64>,
     /// Why, free text (at most 200 characters), kept as the order's `status_reason`.
     #[schema(max_length = 200)]
@@ -499,7 +509,7 @@ pub struct IfMatch {
     if_match: String,
 }
 
-/// The optional `If-Match` header of a status report.
+/// The optional `If-Match` header of a status report or of an older endpoint (transitions).
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Header)]
 #[allow(dead_code)]

@@ -15,8 +15,8 @@ use axum::{Extension, Json, Router};
 use chrono::{DateTime, NaiveDate, Utc};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use order_domain::{
-    CurrencyCode, FieldError, MasterDataDraft, Money, OrderDraft, OrderRequest, OrderStatus,
-    SapOrderNumber, Unit,
+    CurrencyCode, CustomerId, CustomerReference, FieldError, MasterDataDraft, Money, OrderDraft,
+    OrderNumber, OrderRequest, OrderStatus, SapOrderNumber, Sku, Unit,
 };
 use platform::correlation::{CorrelationId, IDEMPOTENCY_HEADER, MAX_CORRELATION_LEN};
 use serde::Deserialize;
@@ -213,6 +213,7 @@ async fn create_order(
 pub struct ReserveNumbersRequest {
     /// How many numbers, 1 to 10000.
     #[schema(example = 10)]
+    #[serde(default, deserialize_with = "extract::whole_number")]
     pub count: Option<i64>,
 }
 
@@ -266,7 +267,14 @@ async fn get_material(
     State(state): State<AppState>,
     axum::extract::Path(sku): axum::extract::Path<String>,
 ) -> Result<Json<MaterialRecord>, ServiceError> {
-    Ok(Json(state.repository.master_data().material(&sku).await?))
+    let sku = Sku::parse(&sku).map_err(|e| ServiceError::field("sku", e.0))?;
+    Ok(Json(
+        state
+            .repository
+            .master_data()
+            .material(sku.as_str())
+            .await?,
+    ))
 }
 
 /// One customer of the master data, with its sales areas.
@@ -276,7 +284,10 @@ async fn get_customer(
     State(state): State<AppState>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Json<CustomerRecord>, ServiceError> {
-    Ok(Json(state.repository.master_data().customer(&id).await?))
+    let id = CustomerId::parse(&id).map_err(|e| ServiceError::field("id", e.0))?;
+    Ok(Json(
+        state.repository.master_data().customer(id.as_str()).await?,
+    ))
 }
 
 /// One order by id.
@@ -297,7 +308,8 @@ async fn get_order_by_number(
     State(state): State<AppState>,
     axum::extract::Path(number): axum::extract::Path<String>,
 ) -> Result<Response, ServiceError> {
-    let order = state.repository.get_by_number(&number).await?;
+    let number = OrderNumber::parse(&number).map_err(|e| ServiceError::field("number", e.0))?;
+    let order = state.repository.get_by_number(number.as_str()).await?;
     Ok(order_response(StatusCode::OK, &order))
 }
 
@@ -335,9 +347,20 @@ fn parse_list_query(raw: Option<&str>) -> Result<ListFilter, ServiceError> {
             continue;
         }
         match key.as_str() {
-            "customer_id" => f.customer_id = Some(value),
-            "customer_reference" => f.customer_reference = Some(value),
-            "sap_order_number" => f.sap_order_number = Some(value),
+            // A filter is a value the field can hold (so the document can state it, and a
+            // value PostgreSQL cannot store, such as NUL, never reaches a query).
+            "customer_id" => match CustomerId::parse(&value) {
+                Ok(v) => f.customer_id = Some(v.as_str().to_owned()),
+                Err(e) => errors.push(FieldError::new("customer_id", e.0)),
+            },
+            "customer_reference" => match CustomerReference::parse(&value) {
+                Ok(v) => f.customer_reference = Some(v.as_str().to_owned()),
+                Err(e) => errors.push(FieldError::new("customer_reference", e.0)),
+            },
+            "sap_order_number" => match SapOrderNumber::parse(&value) {
+                Ok(v) => f.sap_order_number = Some(v.as_str().to_owned()),
+                Err(e) => errors.push(FieldError::new("sap_order_number", e.0)),
+            },
             "status" => match value.parse::<OrderStatus>() {
                 Ok(s) => f.status = Some(s),
                 Err(e) => errors.push(FieldError::new("status", e)),
@@ -359,7 +382,10 @@ fn parse_list_query(raw: Option<&str>) -> Result<ListFilter, ServiceError> {
             },
             "cursor" => match Cursor::decode(&value) {
                 Some(c) => f.after = Some(c),
-                None => errors.push(FieldError::new("cursor", "is not a cursor this API issued")),
+                None => errors.push(FieldError::new(
+                    "cursor",
+                    "must be a cursor of this API (<microseconds>_<32 hex digits>)",
+                )),
             },
             _ => errors.push(FieldError::new(&key, "is not a known query parameter")),
         }
@@ -404,14 +430,18 @@ pub struct TransitionRequest {
     /// Deprecated: the version the caller last saw. Send `If-Match` instead (it wins when
     /// both are sent).
     #[schema(deprecated)]
+    #[serde(default, deserialize_with = "extract::whole_number")]
     pub version: Option<i64>,
 }
 
 /// Move an order through its state machine.
 #[utoipa::path(post, path = "/api/v1/orders/{id}/transitions", request_body = TransitionRequest,
-    params(("id" = uuid::Uuid, Path)),
+    params(("id" = uuid::Uuid, Path), life::IfMatchOptional),
     responses((status = 200, body = Order), (status = 404, body = problem::Problem),
-      (status = 409, body = problem::Problem), (status = 422, body = problem::Problem)))]
+      (status = 409, body = problem::Problem),
+      (status = 412, body = problem::Problem, description = "If-Match (or the body's version) is not the order's current version"),
+      (status = 422, body = problem::Problem),
+      (status = 428, body = problem::Problem, description = "Neither If-Match nor the body's version")))]
 async fn transition_order(
     State(state): State<AppState>,
     Extension(correlation): Extension<CorrelationId>,
@@ -509,6 +539,7 @@ pub struct SapPricingDraft {
 pub struct SapItemPricingDraft {
     /// The item (10, 20, ...). Required.
     #[schema(example = 10)]
+    #[serde(default, deserialize_with = "extract::whole_number")]
     pub item_number: Option<i32>,
     /// SAP's `RequestedQuantityUnit`.
     #[schema(example = "PC")]
@@ -707,5 +738,23 @@ mod tests {
         .unwrap();
         assert_eq!(f.limit, 5);
         assert!(f.created_after.unwrap() < f.created_before.unwrap());
+    }
+
+    #[test]
+    fn list_filters_must_be_values_the_field_can_hold() {
+        let err = parse_list_query(Some(
+            "customer_id=&customer_reference=%20x&sap_order_number=a%00b",
+        ))
+        .unwrap_err();
+        let ServiceError::Validation(errors) = err else {
+            panic!("expected validation")
+        };
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["customer_id", "customer_reference", "sap_order_number"]
+        );
+        let f = parse_list_query(Some("customer_id=17100001&customer_reference=PO%201")).unwrap();
+        assert_eq!(f.customer_reference.as_deref(), Some("PO 1"));
     }
 }

@@ -327,3 +327,76 @@ async fn bad_ids_queries_and_transition_bodies_are_refused_by_name() {
     let (_, order) = app.get_json(&format!("/api/v1/orders/{id}")).await;
     assert_eq!(order["version"], 1);
 }
+
+#[tokio::test]
+async fn values_postgresql_cannot_store_are_named_not_a_server_error() {
+    let app = spawn_app().await;
+    for path in [
+        "/api/v1/orders?customer_id=%C3%8A%00",
+        "/api/v1/orders?customer_reference=a%00b",
+        "/api/v1/orders/by-number/%00",
+        "/api/v1/master-data/materials/a%00",
+        "/api/v1/master-data/customers/a%00",
+    ] {
+        let (status, p) = app.get_json(path).await;
+        assert_eq!(status, 422, "{path}: {p}");
+    }
+    let mut body = order_body("NUL-1");
+    body["specifications"] = json!({"note": "a\u{0}b"});
+    let r = app.post_json("/api/v1/orders", &body).await;
+    assert_eq!(r.status(), 422);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["errors"][0]["field"], "specifications.note", "{p}");
+    assert_eq!(app.counts().await, (0, 0, 0));
+}
+
+#[tokio::test]
+async fn whole_numbers_written_with_a_fraction_of_zero_are_whole_numbers() {
+    let app = spawn_app().await;
+    let r = app
+        .post_json("/api/v1/order-numbers", &json!({"count": 3.0}))
+        .await;
+    assert_eq!(r.status(), 201);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["numbers"].as_array().unwrap().len(), 3, "{p}");
+    let r = app
+        .post_json("/api/v1/order-numbers", &json!({"count": 2.5}))
+        .await;
+    assert_eq!(r.status(), 422);
+}
+
+#[tokio::test]
+async fn an_empty_if_match_names_no_version() {
+    let app = spawn_app().await;
+    let order = app.create(&order_body("EMPTY-IF-MATCH")).await;
+    let id = order["id"].as_str().unwrap();
+    let r = app
+        .client
+        .delete(app.url(&format!("/api/v1/orders/{id}/items/10")))
+        .header("if-match", "")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 428);
+}
+
+#[tokio::test]
+async fn list_cursors_are_positions_and_anything_else_is_named() {
+    let app = spawn_app().await;
+    app.create(&order_body("CURSOR-1")).await;
+    let (status, page) = app
+        .get_json("/api/v1/orders?cursor=9999999999999999_ffffffffffffffffffffffffffffffff")
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    let (status, page) = app
+        .get_json("/api/v1/orders?cursor=0_00000000000000000000000000000000")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(page["items"].as_array().unwrap().len(), 0);
+    for bad in ["", "%24", "1_ABC", "-1_00000000000000000000000000000000"] {
+        let (status, p) = app.get_json(&format!("/api/v1/orders?cursor={bad}")).await;
+        assert_eq!(status, 422, "{bad}: {p}");
+        assert_eq!(p["errors"][0]["field"], "cursor");
+    }
+}
