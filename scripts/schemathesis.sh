@@ -17,10 +17,15 @@ cd "$repo"
 admin_url=${ADMIN_DATABASE_URL:-${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}}
 port=${ST_PORT:-18181}
 
-if ! command -v schemathesis >/dev/null 2>&1 || ! schemathesis --version >/dev/null 2>&1; then
-  echo "==> installing schemathesis"
-  python3 -m pip install --quiet 'schemathesis>=4,<5'
+# A virtual environment of the project's own (.data/venvs), so nothing is installed into the
+# system's Python (Debian marks it externally managed).
+venv="${ORDERS_DATA_DIR:-$repo/.data}/venvs/schemathesis"
+if [ ! -x "$venv/bin/schemathesis" ] || ! "$venv/bin/schemathesis" --version >/dev/null 2>&1; then
+  echo "==> installing schemathesis into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet 'schemathesis>=4,<5'
 fi
+export PATH="$venv/bin:$PATH"
 
 echo "==> building order-service"
 cargo build --quiet -p order-service --bin order-service

@@ -5,7 +5,7 @@
 # - Debian packages: PostgreSQL (server, contrib for pgbench), cmake and the libcurl headers
 #   (rdkafka builds librdkafka from its vendored sources), Maven and a JRE (Apache Kafka's jars
 #   are fetched from Maven Central and run on the machine's Java), Node.js and npm (the SAP SDK
-#   compatibility test), a C toolchain.
+#   compatibility test), Python with venv (schemathesis), a C toolchain.
 # - Apache Kafka's jars (scripts/kafka.sh install).
 # - The Rust toolchain is expected (rustup); its version is checked.
 set -euo pipefail
@@ -25,6 +25,9 @@ have mvn || missing+=(maven)
 have node || missing+=(nodejs)
 have npm || missing+=(npm)
 have pgbench || missing+=(postgresql-contrib)
+have python3 || missing+=(python3)
+# schemathesis runs in a virtual environment of the project's (scripts/schemathesis.sh)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
