@@ -365,7 +365,7 @@ async fn sap_sync_started_before_the_events_topic_exists_still_feeds_sap() {
     // A fresh topic name nobody created yet; sap-sync starts first, then the order service.
     s.kill_sync(0);
     drop(s.orders.take());
-    s.topic.name = format!("missing-{}", uuid::Uuid::new_v4().simple());
+    s.topic.name = format!("test-missing-{}", uuid::Uuid::new_v4().simple());
     s.group = format!("sap-sync-{}", uuid::Uuid::new_v4().simple());
     let i = s.start_sync().await;
     s.start_order_service().await;
