@@ -27,6 +27,8 @@
 //!   data that did not come from SAP (a [`payload::PropertyMap`]) exactly like an S/4 answer.
 //! - [`error`]: the OData error JSON body (`{"error":{"code":..,"message":{..}}}`).
 //! - [`metadata`]: the `$metadata` EDMX document for the two entity types.
+//! - [`batch`]: the `$batch` wire format: the `multipart/mixed` body of retrieves and
+//!   changesets parsed into requests, and the multipart answer rendered from responses.
 //!
 //! # Example: what a proxy does with a create and a list request
 //!
@@ -49,6 +51,7 @@
 //! assert!(matches);
 //! ```
 
+pub mod batch;
 pub mod date;
 pub mod envelope;
 pub mod error;

@@ -101,6 +101,9 @@ pub const PROXY_FAST_PATH: &str = "PROXY_FAST_PATH";
 pub const PROXY_KEEPALIVE_TIMEOUT_MS: &str = "PROXY_KEEPALIVE_TIMEOUT_MS";
 /// How long a finished idempotency record is kept, hours (a retry after that is a new request).
 pub const PROXY_IDEMPOTENCY_TTL_HOURS: &str = "PROXY_IDEMPOTENCY_TTL_HOURS";
+/// Most requests (retrieves and changes, counted inside changesets too) one `$batch` may hold
+/// where the proxy serves it (`events`, `retired`); a larger batch is refused whole.
+pub const PROXY_BATCH_MAX_PARTS: &str = "PROXY_BATCH_MAX_PARTS";
 /// Log format, `text` or `json`.
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
 
@@ -181,6 +184,8 @@ pub struct ProxyConfig {
     pub keepalive_timeout: Duration,
     /// Idempotency record lifetime.
     pub idempotency_ttl: Duration,
+    /// Most requests one `$batch` may hold.
+    pub batch_max_parts: usize,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -268,6 +273,7 @@ impl ProxyConfig {
         let workers = r.read(PROXY_WORKERS, cpus).clamp(1, 256);
         let fast_path = r.read_bool(PROXY_FAST_PATH, true);
         let keepalive_timeout = ms(&mut r, PROXY_KEEPALIVE_TIMEOUT_MS, 75_000);
+        let batch_max_parts = r.read(PROXY_BATCH_MAX_PARTS, 100usize).max(1);
         let log_format: LogFormat = r.read(LOG_FORMAT, LogFormat::Text);
         r.finish()?;
         Ok(Self {
@@ -308,6 +314,7 @@ impl ProxyConfig {
             fast_path,
             keepalive_timeout,
             idempotency_ttl,
+            batch_max_parts,
             log_format,
         })
     }

@@ -14,6 +14,7 @@
 //!                                             └─► durable follow-ups in store ──► replay worker
 //!                               read   ──► SAP
 //!                   events/retired ──► order service (translate), legacy-shaped answers
+//!                               $batch ──► batch: each part as the same request alone
 //! ```
 //!
 //! # Modules
@@ -21,7 +22,9 @@
 //! - [`config`]: every environment variable, typed, read once.
 //! - [`server`]: listener and the request path phases; [`passthrough`]: the SAP pass-through.
 //! - [`routes`]: route table with modes and policies, persisted and audited.
-//! - [`sales_orders`]: the create and reads of the `sales-orders` route in each mode.
+//! - [`sales_orders`]: the create and reads of the `sales-orders` route in each mode;
+//!   [`odata_face`]: SAP's writes served by the order service; [`batch`]: `$batch` where the
+//!   order service serves the route.
 //! - [`outcome`]: **the dual-write outcome table**, one pure function.
 //! - [`shadow`]: shadow comparison of dual-write reads (a readiness criterion).
 //! - the anti-corruption layer (OData deep insert ↔ order service) is the `order-acl` crate,
@@ -36,6 +39,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod batch;
 pub mod body;
 pub mod breaker;
 pub mod config;

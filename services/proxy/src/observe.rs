@@ -121,3 +121,10 @@ pub fn order_numbers_exhausted() {
     metrics::counter!("proxy_order_numbers_exhausted_total").increment(1);
     tracing::warn!("order_numbers_exhausted");
 }
+
+/// A `$batch` changeset of several changes was refused whole (the order service cannot apply
+/// them atomically yet): how often clients meet this limit decides when it must go.
+pub fn batch_changeset_refused(changes: usize) {
+    metrics::counter!("proxy_batch_changesets_refused_total").increment(1);
+    tracing::info!(changes, "batch_changeset_refused");
+}

@@ -134,6 +134,19 @@ pub async fn forward(
     } else {
         Guarded::new(body, client_body_timeout, max_body).boxed_unsync()
     };
+    send(parts, body, sap, preserve_host, upstream_idle).await
+}
+
+/// Sends a request whose body is in hand (or already guarded) to SAP and streams the answer
+/// back: the second half of [`forward`], also used for the parts of a `$batch` the proxy
+/// passes to SAP one by one.
+pub async fn send(
+    parts: http::request::Parts,
+    body: ProxyBody,
+    sap: &Upstream,
+    preserve_host: bool,
+    upstream_idle: Duration,
+) -> Result<Response<ProxyBody>, ProxyError> {
     let upstream_req = upstream_request_owned(
         parts.method,
         &parts.uri,

@@ -1564,6 +1564,25 @@ mod tests {
                 h.insert(header::LOCATION, v);
                 let _ = number_from_location(&h);
             }
+            // The same text as a `$batch` part's target and as a batch body: parsed, turned
+            // into the part's own request and classified as a single request would be.
+            let body = format!(
+                "--b\r\nContent-Type: application/http\r\n\r\nGET {p} HTTP/1.1\r\nIf-Match: {p}\r\n\r\n\r\n--b--\r\n"
+            );
+            let outer = http::Request::post(format!("{SERVICE_ROOT}/$batch"))
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0;
+            let requests = sap_odata::batch::parse_at_most(&body, "b", 100).unwrap_or_default();
+            for part in requests {
+                if let sap_odata::batch::BatchPart::Request(r) = part
+                    && let Ok(head) = crate::batch::part_head(&outer, SERVICE_ROOT, &r)
+                {
+                    let _ = classify(&head.method, head.uri.path());
+                }
+            }
+            let _ = sap_odata::batch::parse_at_most(p, "b", 100);
         }
     }
 

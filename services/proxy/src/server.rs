@@ -80,8 +80,38 @@ impl ProxyState {
                 .contains_key(&platform::correlation::IDEMPOTENCY_HEADER),
         );
         // Phase 4: handle.
+        let (parts, body) = req.into_parts();
         let resp = match (plan, route) {
-            (Plan::BufferedCreate, Some(route)) => self.buffered_create(req, &route).await,
+            (Plan::OrderServiceBatch, Some(route)) => {
+                self.order_service_batch(parts, body, &route).await
+            }
+            (plan, route) => {
+                self.serve_planned(plan, op, route.as_deref(), parts, Inbound::Streaming(body))
+                    .await
+            }
+        };
+        // Phase 5: log.
+        observe(op, mode, resp.status().as_u16(), start);
+        if hyper::body::Body::is_end_stream(resp.body()) {
+            return resp;
+        }
+        let (parts, body) = resp.into_parts();
+        Response::from_parts(parts, crate::body::Holding::new(body, slot).boxed_unsync())
+    }
+
+    /// Phase 4 for one request (a whole request, or one part of a `$batch`): the handler its
+    /// plan names. A `$batch` itself is served by [`Self::order_service_batch`], which comes
+    /// back here for each of its parts.
+    pub(crate) async fn serve_planned(
+        &self,
+        plan: Plan,
+        op: Operation,
+        route: Option<&crate::routes::Route>,
+        parts: http::request::Parts,
+        body: Inbound,
+    ) -> Response<ProxyBody> {
+        match (plan, route) {
+            (Plan::BufferedCreate, Some(route)) => self.buffered_create(parts, body, route).await,
             (Plan::Refuse, route) => match op {
                 Operation::Batch => ProxyError::NotSupported(format!(
                     "$batch is not available while the sales order route is in mode '{}'; send the requests one by one",
@@ -94,14 +124,19 @@ impl ProxyState {
                     "The resource path could not be parsed",
                 ),
             },
-            (Plan::ShadowedRead, _) => self.shadowed_read(req).await,
-            (Plan::OrderServiceChange, _) => self.order_service_change(req).await,
+            // Only a part of a batch gets here: batches do not nest.
+            (Plan::OrderServiceBatch, _) => crate::error::odata_error(
+                http::StatusCode::BAD_REQUEST,
+                sap_odata::batch::BATCH_INVALID,
+                "A $batch cannot be sent inside a $batch",
+            ),
+            (Plan::ShadowedRead, _) => self.shadowed_read(parts, body).await,
+            (Plan::OrderServiceChange, _) => self.order_service_change(parts, body).await,
             (Plan::OrderServiceRead, route) => {
-                let (parts, body) = req.into_parts();
                 match self.sales_orders.read_from_order_service(&parts).await {
                     Some(resp) => resp,
                     None if route.is_some_and(|r| r.mode == Mode::Events) => {
-                        self.pass_through(Request::from_parts(parts, body)).await
+                        self.pass_through(parts, body).await
                     }
                     None => ProxyError::NotSupported(
                         "this query is not available after SAP was retired".into(),
@@ -109,15 +144,8 @@ impl ProxyState {
                     .to_response(),
                 }
             }
-            _ => self.pass_through(req).await,
-        };
-        // Phase 5: log.
-        observe(op, mode, resp.status().as_u16(), start);
-        if hyper::body::Body::is_end_stream(resp.body()) {
-            return resp;
+            _ => self.pass_through(parts, body).await,
         }
-        let (parts, body) = resp.into_parts();
-        Response::from_parts(parts, crate::body::Holding::new(body, slot).boxed_unsync())
     }
 
     /// Phase 4's decision for a request: what handles it. The lean HTTP/1.1 path
@@ -147,8 +175,12 @@ impl ProxyState {
             (Operation::SalesOrderRead, Some(m)) if m >= Mode::Events => Plan::OrderServiceRead,
             // Earlier modes leave changes to SAP alone (its order is the one of record).
             (Operation::SalesOrderChange, Some(m)) if m >= Mode::Events => Plan::OrderServiceChange,
+            // Where the order service serves the route, a batch's parts are served one by one
+            // as the same requests alone would be.
+            (Operation::Batch, Some(m)) if m >= Mode::Events => Plan::OrderServiceBatch,
             // A changeset may hold a create (or any write) of the route: SAP alone must not
-            // take it behind the mode's back. Legacy is SAP alone anyway.
+            // take it behind the mode's back (in dual-write it would bypass the dual write).
+            // Legacy is SAP alone anyway.
             (Operation::Batch | Operation::Malformed, Some(m)) if m != Mode::Legacy => Plan::Refuse,
             _ => Plan::PassThrough,
         }
@@ -156,10 +188,10 @@ impl ProxyState {
 
     async fn buffered_create(
         &self,
-        req: Request<Incoming>,
+        parts: http::request::Parts,
+        body: Inbound,
         route: &crate::routes::Route,
     ) -> Response<ProxyBody> {
-        let (parts, body) = req.into_parts();
         let body = match self.whole_body(&parts, body).await {
             Ok(b) => b,
             Err(refused) => return refused,
@@ -170,11 +202,15 @@ impl ProxyState {
     /// A request body read whole within the limits: the whole body must arrive within the
     /// deadline, however it trickles, so a slow client does not hold a slot (and no upstream
     /// sees a request before its body is complete).
-    async fn whole_body(
+    pub(crate) async fn whole_body(
         &self,
         parts: &http::request::Parts,
-        body: Incoming,
+        body: Inbound,
     ) -> Result<bytes::Bytes, Response<ProxyBody>> {
+        let body = match body {
+            Inbound::Whole(b) => return Ok(b),
+            Inbound::Streaming(b) => b,
+        };
         let collected = tokio::time::timeout(
             self.config.client_body_deadline,
             collect_limited(
@@ -194,8 +230,11 @@ impl ProxyState {
 
     /// A change in `events`/`retired`: the body read whole (within the same limits as a
     /// create), then translated to the order service ([`crate::odata_face`]).
-    async fn order_service_change(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        let (parts, body) = req.into_parts();
+    async fn order_service_change(
+        &self,
+        parts: http::request::Parts,
+        body: Inbound,
+    ) -> Response<ProxyBody> {
         let method = crate::odata_face::effective_method(&parts.method, &parts.headers);
         let Some(change) =
             crate::odata_face::change_of(&method, &crate::odata_face::below_root(parts.uri.path()))
@@ -215,8 +254,12 @@ impl ProxyState {
 
     /// A dual-write read by key: SAP answers, a copy is compared with the order service after
     /// the client has it.
-    async fn shadowed_read(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        let resp = self.pass_through(req).await;
+    async fn shadowed_read(
+        &self,
+        parts: http::request::Parts,
+        body: Inbound,
+    ) -> Response<ProxyBody> {
+        let resp = self.pass_through(parts, body).await;
         if resp.status() != http::StatusCode::OK {
             return resp;
         }
@@ -233,21 +276,53 @@ impl ProxyState {
         Response::from_parts(parts, tee.boxed_unsync())
     }
 
-    async fn pass_through(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        match passthrough::forward(
-            req,
-            &self.sap,
-            self.config.preserve_host,
-            self.config.client_body_timeout,
-            self.config.max_body_bytes,
-            self.config.sap_timeout,
-        )
-        .await
-        {
+    async fn pass_through(
+        &self,
+        parts: http::request::Parts,
+        body: Inbound,
+    ) -> Response<ProxyBody> {
+        let sent = match body {
+            Inbound::Streaming(body) => {
+                passthrough::forward(
+                    Request::from_parts(parts, body),
+                    &self.sap,
+                    self.config.preserve_host,
+                    self.config.client_body_timeout,
+                    self.config.max_body_bytes,
+                    self.config.sap_timeout,
+                )
+                .await
+            }
+            Inbound::Whole(bytes) => {
+                let body = if bytes.is_empty() {
+                    crate::body::empty()
+                } else {
+                    crate::body::full(bytes)
+                };
+                passthrough::send(
+                    parts,
+                    body,
+                    &self.sap,
+                    self.config.preserve_host,
+                    self.config.sap_timeout,
+                )
+                .await
+            }
+        };
+        match sent {
             Ok(r) => r,
             Err(e) => e.to_response(),
         }
     }
+}
+
+/// A request's body: still arriving from the client (streamed, or read whole within the
+/// limits where a handler needs it whole), or already whole (a part of a `$batch`).
+pub(crate) enum Inbound {
+    /// The client's body, not read yet.
+    Streaming(Incoming),
+    /// A body in hand.
+    Whole(bytes::Bytes),
 }
 
 /// What handles a request (see [`ProxyState::plan`]).
@@ -265,6 +340,9 @@ pub(crate) enum Plan {
     OrderServiceRead,
     /// A change served by the order service (`events`, `retired`; [`crate::odata_face`]).
     OrderServiceChange,
+    /// A `$batch` whose parts are served one by one as the same requests alone
+    /// (`events`, `retired`; [`crate::batch`]).
+    OrderServiceBatch,
 }
 
 /// Phase 5: one latency observation for a request, by route, operation, mode and status.

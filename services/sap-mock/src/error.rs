@@ -53,7 +53,7 @@ pub mod codes {
     /// verified: chosen in class V1.
     pub const ITEM_HAS_SUBSEQUENT_DOCUMENTS: &str = "V1/087";
     /// A `$batch` body that does not parse as multipart/mixed.
-    pub const BATCH_INVALID: &str = "/IWFND/CM_MGW/004";
+    pub const BATCH_INVALID: &str = sap_odata::batch::BATCH_INVALID;
     /// A field that cannot change after creation.
     pub const FIELD_NOT_CHANGEABLE: &str = "V1/047";
     /// Malformed request body.

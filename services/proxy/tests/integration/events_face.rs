@@ -238,3 +238,214 @@ async fn in_events_sap_writes_change_the_new_order_and_refusals_store_nothing() 
     assert_eq!(after.2 - before.2, 5, "{before:?} → {after:?}");
     assert_eq!(s.sap_all().await.len(), 0);
 }
+
+/// One `application/http` part as SAP's JavaScript client serializes it (batch-request-
+/// serializer.ts: absolute path with the service root, title-case headers, one-line JSON).
+fn http_part(method: &str, path: &str, body: Option<&Value>) -> String {
+    let mut s = String::from("Content-Type: application/http\nContent-Transfer-Encoding: binary\n");
+    if method != "GET" {
+        s.push_str("Content-Id: 1\n");
+    }
+    s.push_str(&format!(
+        "\n{method} {ROOT}{path} HTTP/1.1\nContent-Type: application/json\nAccept: application/json\n\n"
+    ));
+    if let Some(b) = body {
+        s.push_str(&b.to_string());
+    }
+    s.push('\n');
+    s
+}
+
+fn changeset(name: &str, parts: &[String]) -> String {
+    format!(
+        "Content-Type: multipart/mixed; boundary={name}\n\n--{name}\n{}\n--{name}--",
+        parts.join(&format!("\n--{name}\n"))
+    )
+}
+
+/// A batch body of `parts`, CRLF as the SDK sends it.
+fn batch_body(parts: &[String]) -> String {
+    format!("--batch_t\n{}\n--batch_t--\n", parts.join("\n--batch_t\n")).replace('\n', "\r\n")
+}
+
+async fn post_batch(s: &Stack, body: String) -> Resp {
+    let (token, cookies) = s.csrf(&s.proxy_url()).await;
+    into_resp(
+        s.http
+            .post(format!("{}{ROOT}/$batch", s.proxy_url()))
+            .header("x-csrf-token", token)
+            .header("cookie", cookies)
+            .header("accept", "multipart/mixed")
+            .header("content-type", "multipart/mixed; boundary=batch_t")
+            .body(body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+/// The status of each answer part, in order (`HTTP/1.1 204 No Content` → 204).
+fn statuses(body: &str) -> Vec<u16> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("HTTP/1.1 "))
+        .filter_map(|l| l.get(..3)?.parse().ok())
+        .collect()
+}
+
+/// The JSON of each top-level answer part, in order: the part's last line, as SAP's
+/// JavaScript client reads it (batch-response-parser.ts).
+fn part_jsons(body: &str, boundary: &str) -> Vec<Value> {
+    body.split(&format!("--{boundary}"))
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && *p != "--")
+        .map(|p| serde_json::from_str(p.lines().last().unwrap_or_default()).unwrap_or(Value::Null))
+        .collect()
+}
+
+#[tokio::test]
+async fn in_events_a_batch_reads_applies_a_changeset_of_one_change_and_refuses_one_of_two_storing_nothing()
+ {
+    let s = Stack::start(Options {
+        mode: "events",
+        ..Options::default()
+    })
+    .await;
+    let created = s
+        .sdk_create(&s.proxy_url(), &order_body(&unique("BATCH")), &[])
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let n = created.json()["d"]["SalesOrder"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let line = |i: &str| format!("/A_SalesOrderItem(SalesOrder='{n}',SalesOrderItem='{i}')");
+    let before = rows(&s).await;
+    let body = batch_body(&[
+        http_part("GET", &format!("/A_SalesOrder('{n}')"), None),
+        changeset(
+            "changeset_one",
+            &[http_part(
+                "PATCH",
+                &line("10"),
+                Some(&json!({"RequestedQuantity": "7"})),
+            )],
+        ),
+        changeset(
+            "changeset_two",
+            &[
+                http_part(
+                    "PATCH",
+                    &line("20"),
+                    Some(&json!({"RequestedQuantity": "9"})),
+                ),
+                http_part(
+                    "POST",
+                    &format!("/A_SalesOrder('{n}')/to_Item"),
+                    Some(
+                        &json!({"Material": "TG11", "RequestedQuantity": "1", "RequestedQuantityUnit": "PC"}),
+                    ),
+                ),
+            ],
+        ),
+        // Read after the changesets: sees the one change applied, nothing of the refused ones.
+        http_part("GET", &format!("/A_SalesOrder('{n}')/to_Item"), None),
+        // A read shape the order service does not answer goes to SAP, as it would alone.
+        http_part("GET", "/A_SalesOrder?$top=1&$select=SalesOrder", None),
+    ]);
+    let r = post_batch(&s, body).await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let content_type = r.headers["content-type"].to_str().unwrap().to_owned();
+    let boundary = content_type
+        .strip_prefix("multipart/mixed; boundary=")
+        .unwrap_or_else(|| panic!("{content_type}"))
+        .to_owned();
+    let text = String::from_utf8(r.body.to_vec()).unwrap();
+    assert_eq!(statuses(&text), [200, 204, 501, 200, 200], "{text}");
+    assert_eq!(
+        text.matches("Content-Type: multipart/mixed; boundary=changeset_")
+            .count(),
+        1,
+        "the one change in a changeset part, the refused changeset one error part: {text}"
+    );
+    assert!(text.ends_with(&format!("--{boundary}--\r\n")), "{text}");
+    let answers = part_jsons(&text, &boundary);
+    assert_eq!(answers.len(), 5, "{text}");
+    assert_eq!(answers[0]["d"]["SalesOrder"], n.as_str(), "{text}");
+    assert_eq!(answers[2]["error"]["code"], "PROXY/501", "{text}");
+    assert!(
+        answers[2]["error"]["message"]["value"]
+            .as_str()
+            .is_some_and(|m| m.contains(proxy::batch::SEVERAL_CHANGES)),
+        "{text}"
+    );
+    let items = answers[3]["d"]["results"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(items.len(), 2, "{text}");
+    assert!(
+        items[0]["RequestedQuantity"]
+            .as_str()
+            .unwrap()
+            .starts_with('7')
+    );
+    assert!(
+        items[1]["RequestedQuantity"]
+            .as_str()
+            .unwrap()
+            .starts_with('5')
+    );
+    assert!(
+        answers[4]["d"]["results"].is_array(),
+        "SAP's answer: {text}"
+    );
+    // Read back alone: the single change applied; of the two-change changeset nothing stored.
+    for (i, quantity) in [("10", '7'), ("20", '5')] {
+        let read = s.get(format!("{}{ROOT}{}", s.proxy_url(), line(i))).await;
+        let sent = read.json()["d"]["RequestedQuantity"].clone();
+        assert!(
+            sent.as_str().is_some_and(|q| q.starts_with(quantity)),
+            "line {i}: {sent}"
+        );
+    }
+    let after = rows(&s).await;
+    assert_eq!(
+        (after.0, after.1, after.2),
+        (before.0, before.1, before.2 + 1),
+        "one change, one event, no line added: {before:?} → {after:?}"
+    );
+    assert_eq!(s.sap_all().await.len(), 0, "SAP was never written");
+}
+
+#[tokio::test]
+async fn in_events_a_batch_that_does_not_parse_or_holds_too_many_requests_is_refused_whole() {
+    let s = Stack::start(Options {
+        mode: "events",
+        proxy_env: vec![("PROXY_BATCH_MAX_PARTS", "2".to_owned())],
+        ..Options::default()
+    })
+    .await;
+    let before = rows(&s).await;
+    let get = http_part("GET", "/A_SalesOrder('1')", None);
+    for (body, message) in [
+        (
+            batch_body(&[get.clone(), get.clone(), get.clone()]),
+            "more than 2 requests",
+        ),
+        (
+            "--batch_t\r\nno end".to_owned(),
+            "does not end with the delimiter",
+        ),
+    ] {
+        let r = post_batch(&s, body).await;
+        assert_eq!(r.status, 400, "{:?}", r.body);
+        assert_eq!(code(&r), "/IWFND/CM_MGW/004");
+        let value = r.json()["error"]["message"]["value"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(value.contains(message), "{value}");
+    }
+    assert_eq!(rows(&s).await, before);
+}
