@@ -22,8 +22,8 @@ pub mod values;
 
 pub use master_data::{MasterData, MasterDataDraft, MasterDataUpsert};
 pub use order::{
-    FieldError, NewOrder, NewOrderLine, OrderDraft, OrderLineDraft, OrderRequest, RequestedLine,
-    open_total,
+    CompletionError, FieldError, NewOrder, NewOrderLine, OrderDraft, OrderLineDraft, OrderRequest,
+    RequestedLine, open_total,
 };
 pub use status::{OrderStatus, StatusReport, TransitionError};
 pub use values::{

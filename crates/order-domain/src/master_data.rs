@@ -87,7 +87,7 @@ impl MasterData {
     pub fn currency_for(&self, order: &crate::OrderRequest) -> Result<CurrencyCode, ValueError> {
         let Some(customer) = &self.customer else {
             return Err(ValueError(format!(
-                "is required (no master data for customer {})",
+                "is required: customer {} is not in the master data",
                 order.customer_id
             )));
         };
@@ -110,12 +110,12 @@ impl MasterData {
         match (matching.first(), currencies.len()) {
             (Some(a), 1) => Ok(a.currency.clone()),
             (None, _) => Err(ValueError(format!(
-                "is required (customer {} has no sales area matching the order's)",
+                "is required: customer {} has no sales area matching the order's in the master data",
                 order.customer_id
             ))),
             _ => Err(ValueError(format!(
-                "is required (customer {} has sales areas in several currencies: name the \
-                 sales_organization, distribution_channel and division)",
+                "is required: customer {} has sales areas in several currencies in the master \
+                 data (name the sales_organization, distribution_channel and division)",
                 order.customer_id
             ))),
         }
@@ -127,9 +127,11 @@ impl MasterData {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MasterDataDraft {
-    /// Materials to insert or replace.
+    /// Materials to insert or replace. A SKU named twice: the last entry wins.
     pub materials: Option<Vec<MaterialDraft>>,
-    /// Customers to insert or replace, with sales areas to insert or replace.
+    /// Customers to insert or replace, with sales areas to insert or replace. A customer named
+    /// twice: the last entry's name, the sales areas of every entry (a sales area named twice:
+    /// the last entry's currency).
     pub customers: Option<Vec<CustomerDraft>>,
 }
 
@@ -190,13 +192,29 @@ pub struct SalesAreaDraft {
     pub currency: Option<String>,
 }
 
-/// A validated upsert.
+/// A validated upsert. An upload naming one key twice is taken as the same entries sent in
+/// uploads one after the other: the last entry wins. A material named twice is the last
+/// entry; a customer named twice has the last entry's name and the sales areas of every entry,
+/// a sales area named twice (by one customer) the last entry's currency.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MasterDataUpsert {
-    /// Materials, each SKU once.
+    /// Materials, each SKU once (where it was first named, with its last entry's values).
     pub materials: Vec<Material>,
-    /// Customers, each id once.
+    /// Customers, each id once, each sales area once.
     pub customers: Vec<Customer>,
+}
+
+/// Puts `area` among `areas`: in place of the one with its key, else at the end.
+fn upsert_area(areas: &mut Vec<SalesArea>, area: SalesArea) {
+    let same = |a: &SalesArea| {
+        a.sales_organization == area.sales_organization
+            && a.distribution_channel == area.distribution_channel
+            && a.division == area.division
+    };
+    match areas.iter_mut().find(|a| same(a)) {
+        Some(a) => *a = area,
+        None => areas.push(area),
+    }
 }
 
 fn parse_description(raw: &str) -> Result<String, ValueError> {
@@ -249,13 +267,14 @@ impl Errors {
 }
 
 impl MasterDataDraft {
-    /// Validates the upsert, reporting every offending field at once.
+    /// Validates the upsert, reporting every offending field at once. A key named twice is no
+    /// error: the last entry wins (see [`MasterDataUpsert`]).
     pub fn parse(&self) -> Result<MasterDataUpsert, Vec<FieldError>> {
         let mut e = Errors(Vec::new());
         let mut out = MasterDataUpsert::default();
         let materials = self.materials.as_deref().unwrap_or_default();
         e.count("materials", materials.len());
-        let mut seen = HashSet::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
         for (i, m) in materials.iter().enumerate() {
             let at = |f: &str| format!("materials[{i}].{f}");
             let sku = e.take(&at("sku"), m.sku.as_ref(), true, Sku::parse);
@@ -283,28 +302,30 @@ impl MasterDataDraft {
                 }
                 _ => {}
             }
-            if let Some(sku) = &sku
-                && !seen.insert(sku.as_str().to_owned())
-            {
-                e.0.push(FieldError::new(at("sku"), format!("{sku} is given twice")));
-            }
             if let (Some(sku), Some(base_unit)) = (sku, base_unit) {
                 let price = match (amount, currency) {
                     (Some(amount), Some(currency)) => Some(Price { amount, currency }),
                     _ => None,
                 };
-                out.materials.push(Material {
+                let material = Material {
                     sku,
                     base_unit,
                     iso_unit,
                     price,
                     description,
-                });
+                };
+                match seen.get(material.sku.as_str()) {
+                    Some(&at) => out.materials[at] = material,
+                    None => {
+                        seen.insert(material.sku.as_str().to_owned(), out.materials.len());
+                        out.materials.push(material);
+                    }
+                }
             }
         }
         let customers = self.customers.as_deref().unwrap_or_default();
         e.count("customers", customers.len());
-        let mut seen = HashSet::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
         for (i, c) in customers.iter().enumerate() {
             let at = |f: &str| format!("customers[{i}].{f}");
             let customer_id = e.take(
@@ -314,16 +335,7 @@ impl MasterDataDraft {
                 CustomerId::parse,
             );
             let name = e.take(&at("name"), c.name.as_ref(), false, parse_description);
-            if let Some(id) = &customer_id
-                && !seen.insert(id.as_str().to_owned())
-            {
-                e.0.push(FieldError::new(
-                    at("customer_id"),
-                    format!("{id} is given twice"),
-                ));
-            }
             let mut areas = Vec::new();
-            let mut seen_areas = HashSet::new();
             for (j, a) in c
                 .sales_areas
                 .as_deref()
@@ -352,27 +364,36 @@ impl MasterDataDraft {
                     CurrencyCode::parse,
                 );
                 if let (Some(so), Some(dc), Some(dv), Some(cur)) = (so, dc, dv, cur) {
-                    let key = format!("{so}/{dc}/{dv}");
-                    if !seen_areas.insert(key.clone()) {
-                        e.0.push(FieldError::new(
-                            at("sales_organization"),
-                            format!("sales area {key} is given twice"),
-                        ));
-                    }
-                    areas.push(SalesArea {
-                        sales_organization: so,
-                        distribution_channel: dc,
-                        division: dv,
-                        currency: cur,
-                    });
+                    upsert_area(
+                        &mut areas,
+                        SalesArea {
+                            sales_organization: so,
+                            distribution_channel: dc,
+                            division: dv,
+                            currency: cur,
+                        },
+                    );
                 }
             }
             if let Some(customer_id) = customer_id {
-                out.customers.push(Customer {
-                    customer_id,
-                    name,
-                    sales_areas: areas,
-                });
+                match seen.get(customer_id.as_str()) {
+                    Some(&at) => {
+                        // As a second upload would: its name, its areas upserted onto those kept.
+                        let earlier = &mut out.customers[at];
+                        earlier.name = name;
+                        for area in areas {
+                            upsert_area(&mut earlier.sales_areas, area);
+                        }
+                    }
+                    None => {
+                        seen.insert(customer_id.as_str().to_owned(), out.customers.len());
+                        out.customers.push(Customer {
+                            customer_id,
+                            name,
+                            sales_areas: areas,
+                        });
+                    }
+                }
             }
         }
         if e.0.is_empty() { Ok(out) } else { Err(e.0) }
@@ -411,7 +432,7 @@ mod tests {
         let errors = draft(serde_json::json!({
             "materials": [{"sku":"TG11","base_unit":"PIECE"},
                           {"sku":"TG12","base_unit":"PC","price":"1.00"},
-                          {"sku":"TG11","base_unit":"PC"}],
+                          {"sku":"TG13","base_unit":"PC","currency":"EUR"}],
             "customers": [{"customer_id":"17100001","sales_areas":[{"sales_organization":"1010","distribution_channel":"10","division":"00","currency":"eur"}]},
                           {"name":"no id"}]
         }))
@@ -423,10 +444,43 @@ mod tests {
             [
                 "materials[0].base_unit",
                 "materials[1].currency",
-                "materials[2].sku",
+                "materials[2].price",
                 "customers[0].sales_areas[0].currency",
                 "customers[1].customer_id"
             ]
         );
+    }
+
+    #[test]
+    fn a_key_named_twice_in_one_upsert_takes_the_last_entry_as_a_second_upload_would() {
+        let u = draft(serde_json::json!({
+            "materials": [{"sku":"TG11","base_unit":"PC","price":"12.50","currency":"EUR"},
+                          {"sku":"TG12","base_unit":"PC"},
+                          {"sku":"TG11","base_unit":"KG","description":"second"}],
+            "customers": [{"customer_id":"17100001","name":"first",
+                           "sales_areas":[{"sales_organization":"1010","distribution_channel":"10","division":"00","currency":"EUR"},
+                                          {"sales_organization":"1710","distribution_channel":"10","division":"00","currency":"USD"},
+                                          {"sales_organization":"1010","distribution_channel":"10","division":"00","currency":"CHF"}]},
+                          {"customer_id":"17100001","name":"second",
+                           "sales_areas":[{"sales_organization":"1710","distribution_channel":"10","division":"00","currency":"CAD"},
+                                          {"sales_organization":"2010","distribution_channel":"10","division":"00","currency":"GBP"}]}]
+        }))
+        .parse()
+        .unwrap();
+        let skus: Vec<&str> = u.materials.iter().map(|m| m.sku.as_str()).collect();
+        assert_eq!(skus, ["TG11", "TG12"], "each SKU once");
+        let tg11 = &u.materials[0];
+        assert_eq!(tg11.base_unit.as_str(), "KG", "the last entry");
+        assert!(tg11.price.is_none(), "the last entry names no price");
+        assert_eq!(tg11.description.as_deref(), Some("second"));
+        assert_eq!(u.customers.len(), 1);
+        let c = &u.customers[0];
+        assert_eq!(c.name.as_deref(), Some("second"));
+        let areas: Vec<(&str, &str)> = c
+            .sales_areas
+            .iter()
+            .map(|a| (a.sales_organization.as_str(), a.currency.as_str()))
+            .collect();
+        assert_eq!(areas, [("1010", "CHF"), ("1710", "CAD"), ("2010", "GBP")]);
     }
 }

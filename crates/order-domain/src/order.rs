@@ -428,15 +428,18 @@ impl OrderRequest {
     /// the customer's currency in the order's sales area, a missing price the material's price
     /// per base unit; net amounts are `quantity × unit_price` rounded to the currency's
     /// decimals, the total their sum. Values the caller sent are kept. Whatever is needed and
-    /// cannot be derived is named, every field at once.
-    pub fn complete(&self, master: &MasterData) -> Result<NewOrder, Vec<FieldError>> {
-        let mut errors = Vec::new();
+    /// cannot be derived is named, every field at once: as
+    /// [`CompletionError::MasterDataIncomplete`] when only the master data is lacking (the
+    /// request is valid), as [`CompletionError::Invalid`] when a value of the request itself is
+    /// wrong.
+    pub fn complete(&self, master: &MasterData) -> Result<NewOrder, CompletionError> {
+        let mut errors = Errors::default();
         let currency = match &self.currency {
             Some(c) => Some(c.clone()),
             None => match master.currency_for(self) {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    errors.push(FieldError::new("currency", e.0));
+                    errors.missing("currency", e.0);
                     None
                 }
             },
@@ -453,10 +456,13 @@ impl OrderRequest {
                 (Some(u), _) => Some(u.clone()),
                 (None, Some(m)) => Some(m.base_unit.clone()),
                 (None, None) => {
-                    errors.push(FieldError::new(
+                    errors.missing(
                         at("unit"),
-                        format!("is required (no master data for material {})", line.sku),
-                    ));
+                        format!(
+                            "is required: material {} is not in the master data",
+                            line.sku
+                        ),
+                    );
                     None
                 }
             };
@@ -466,26 +472,28 @@ impl OrderRequest {
                 (None, Some(price)) => {
                     let m = material.map(|m| &m.base_unit);
                     if unit.is_some() && unit.as_ref() != m {
-                        errors.push(FieldError::new(
+                        errors.missing(
                             at("unit_price"),
                             format!(
-                                "is required: material {} is priced per {}, not per {}",
+                                "is required: material {} has a price per {} in the master \
+                                 data, none per {}",
                                 line.sku,
                                 m.map_or("", Unit::as_str),
                                 unit.as_ref().map_or("", Unit::as_str)
                             ),
-                        ));
+                        );
                         None
                     } else if currency.as_ref().is_some_and(|c| *c != price.currency) {
-                        errors.push(FieldError::new(
+                        errors.missing(
                             at("unit_price"),
                             format!(
-                                "is required: material {} is priced in {}, the order is in {}",
+                                "is required: material {} has a price in {} in the master \
+                                 data, none in {} (the order's currency)",
                                 line.sku,
                                 price.currency,
                                 currency.as_ref().map_or("", CurrencyCode::as_str)
                             ),
-                        ));
+                        );
                         None
                     } else {
                         Some(price.amount)
@@ -496,7 +504,7 @@ impl OrderRequest {
                 Some(p) => match net_amount(line.quantity, p, decimals) {
                     Ok(n) => Some(n),
                     Err(e) => {
-                        errors.push(FieldError::new(at("unit_price"), e.0));
+                        errors.invalid(at("unit_price"), e.0);
                         None
                     }
                 },
@@ -517,16 +525,14 @@ impl OrderRequest {
         let total_net_amount = match total_of(lines.iter().filter_map(|l| l.net_amount)) {
             Ok(t) => t,
             Err(e) => {
-                errors.push(FieldError::new("items", e.0));
+                errors.invalid("items", e.0);
                 None
             }
         };
+        errors.into_result()?;
         let Some(currency) = currency else {
-            return Err(errors);
+            return Err(CompletionError::MasterDataIncomplete(Vec::new()));
         };
-        if !errors.is_empty() {
-            return Err(errors);
-        }
         Ok(NewOrder {
             order_number: self.order_number.clone(),
             customer_id: self.customer_id.clone(),
@@ -549,7 +555,62 @@ impl NewOrder {
     /// then [`OrderRequest::complete`] with empty master data.
     pub fn parse(draft: &OrderDraft) -> Result<NewOrder, Vec<FieldError>> {
         let request = OrderRequest::parse(draft)?;
-        request.complete(&MasterData::default())
+        request
+            .complete(&MasterData::default())
+            .map_err(CompletionError::into_errors)
+    }
+}
+
+/// Why [`OrderRequest::complete`] could not complete an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompletionError {
+    /// A value of the request itself is wrong (e.g. `quantity × unit_price` too large): every
+    /// offending field, including any the master data cannot fill in as well.
+    Invalid(Vec<FieldError>),
+    /// The request is valid, but it leaves out values (unit, currency, unit price) that the
+    /// stored master data cannot fill in: each such field, with what the master data lacks.
+    MasterDataIncomplete(Vec<FieldError>),
+}
+
+impl CompletionError {
+    /// The fields named, whatever the cause.
+    pub fn into_errors(self) -> Vec<FieldError> {
+        match self {
+            Self::Invalid(e) | Self::MasterDataIncomplete(e) => e,
+        }
+    }
+
+    /// The fields named, whatever the cause.
+    pub fn errors(&self) -> &[FieldError] {
+        match self {
+            Self::Invalid(e) | Self::MasterDataIncomplete(e) => e,
+        }
+    }
+}
+
+/// The fields completion refuses, in order, each marked by its cause.
+#[derive(Default)]
+struct Errors {
+    fields: Vec<FieldError>,
+    any_invalid: bool,
+}
+
+impl Errors {
+    fn missing(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.fields.push(FieldError::new(field, message));
+    }
+
+    fn invalid(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.any_invalid = true;
+        self.fields.push(FieldError::new(field, message));
+    }
+
+    fn into_result(self) -> Result<(), CompletionError> {
+        match (self.fields.is_empty(), self.any_invalid) {
+            (true, _) => Ok(()),
+            (false, true) => Err(CompletionError::Invalid(self.fields)),
+            (false, false) => Err(CompletionError::MasterDataIncomplete(self.fields)),
+        }
     }
 }
 
@@ -654,7 +715,11 @@ mod tests {
     }
 
     fn complete(v: Value) -> Result<NewOrder, Vec<FieldError>> {
-        OrderRequest::parse(&draft(v)).unwrap().complete(&master())
+        match OrderRequest::parse(&draft(v)).unwrap().complete(&master()) {
+            Ok(o) => Ok(o),
+            Err(CompletionError::MasterDataIncomplete(e)) => Err(e),
+            Err(e) => panic!("refused as invalid, not for master data: {e:?}"),
+        }
     }
 
     fn fields(errors: Vec<FieldError>) -> Vec<String> {
@@ -717,14 +782,41 @@ mod tests {
         }))
         .unwrap_err();
         assert_eq!(errors[0].field, "items[0].unit_price");
-        assert!(errors[0].message.contains("priced in EUR"), "{errors:?}");
+        assert!(
+            errors[0]
+                .message
+                .contains("has a price in EUR in the master data"),
+            "{errors:?}"
+        );
         let errors = OrderRequest::parse(&draft(serde_json::json!({
             "customer_id":"99","items":[{"sku":"TG11","quantity":"1"}]
         })))
         .unwrap()
         .complete(&MasterData::default())
         .unwrap_err();
-        assert_eq!(fields(errors), ["currency", "items[0].unit"]);
+        assert!(
+            matches!(errors, CompletionError::MasterDataIncomplete(_)),
+            "{errors:?}"
+        );
+        assert_eq!(fields(errors.into_errors()), ["currency", "items[0].unit"]);
+    }
+
+    #[test]
+    fn a_value_of_the_request_itself_wrong_is_invalid_not_missing_master_data() {
+        // 10^12 - 1 × 10^13 - 1 is no amount; the unit left out is named too.
+        let errors = OrderRequest::parse(&draft(serde_json::json!({
+            "customer_id":"17100001","currency":"EUR",
+            "items":[{"sku":"TG11","quantity":"999999999999","unit":"PC","unit_price":"9999999999999"},
+                     {"sku":"UNKNOWN","quantity":"1"}]
+        })))
+        .unwrap()
+        .complete(&master())
+        .unwrap_err();
+        assert!(matches!(errors, CompletionError::Invalid(_)), "{errors:?}");
+        assert_eq!(
+            fields(errors.into_errors()),
+            ["items[0].unit_price", "items[1].unit"]
+        );
     }
 
     #[test]

@@ -67,7 +67,8 @@ pub enum ServiceError {
         /// The item.
         item_number: i32,
     },
-    /// An `Idempotency-Key` was reused with a different body.
+    /// An `Idempotency-Key` was reused with a different body (a conflict with the stored
+    /// order the key belongs to, like [`ServiceError::OrderNumberTaken`]).
     #[error("the Idempotency-Key was already used for a different request")]
     IdempotencyKeyReused {
         /// The order the first request created.
@@ -81,12 +82,30 @@ pub enum ServiceError {
         /// The order that has it.
         order_id: uuid::Uuid,
     },
+    /// A create named an order number that was never reserved (the sequence has not issued
+    /// it): it conflicts with the state of the number range.
+    #[error("order number {order_number} was not reserved")]
+    OrderNumberNotReserved {
+        /// The number.
+        order_number: String,
+        /// The first number the range issues.
+        first: i64,
+        /// The last number issued so far.
+        last: i64,
+    },
+    /// A create or an added line leaves out values (unit, currency, unit price) that the
+    /// stored master data cannot fill in: the request is valid, the master data lacks them.
+    #[error("master data incomplete: {} field(s)", .0.len())]
+    MasterDataIncomplete(Vec<FieldError>),
     /// No material with that SKU in the master data.
     #[error("material {0} not found")]
     MaterialNotFound(String),
     /// No customer with that id in the master data.
     #[error("customer {0} not found")]
     CustomerNotFound(String),
+    /// SAP's pricing on a link names item numbers the order does not have (each one named).
+    #[error("SAP pricing names {} item(s) the order does not have", .0.len())]
+    SapPricingItemUnknown(Vec<FieldError>),
     /// The order is linked to another SAP order, or that SAP order to another order.
     #[error("SAP order number conflict: {0}")]
     SapNumberConflict(String),
@@ -122,6 +141,17 @@ impl From<sqlx::Error> for ServiceError {
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => Self::DatabaseUnavailable(e),
             _ => Self::Database(e),
+        }
+    }
+}
+
+impl From<order_domain::CompletionError> for ServiceError {
+    fn from(e: order_domain::CompletionError) -> Self {
+        match e {
+            order_domain::CompletionError::Invalid(errors) => Self::Validation(errors),
+            order_domain::CompletionError::MasterDataIncomplete(errors) => {
+                Self::MasterDataIncomplete(errors)
+            }
         }
     }
 }

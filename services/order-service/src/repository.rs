@@ -264,7 +264,7 @@ impl OrderNumbers {
             .collect()
     }
 
-    /// Refuses a named number the sequence has not issued (422 naming `order_number`), and takes
+    /// Refuses a named number the sequence has not issued (409, naming `order_number`), and takes
     /// it out of this process's own buffer if it sits there, so it is never drawn here too.
     pub async fn check_issued(
         &self,
@@ -287,13 +287,11 @@ impl OrderNumbers {
             self.start.store(start, Ordering::Release);
             self.saw_issued(&[last]);
             if !known(self) {
-                return Err(ServiceError::field(
-                    "order_number",
-                    format!(
-                        "{number} was not reserved: name only numbers reserved with \
-                         POST /api/v1/order-numbers (issued so far: {start:010} to {last:010})"
-                    ),
-                ));
+                return Err(ServiceError::OrderNumberNotReserved {
+                    order_number: number.as_str().to_owned(),
+                    first: start,
+                    last,
+                });
             }
         }
         let mut buffer = self.buffer.lock().await;
@@ -384,9 +382,7 @@ impl OrderRepository {
             self.numbers.check_issued(&self.pool, number).await?;
         }
         let master = self.master_data.for_order(request).await?;
-        let order = request
-            .complete(&master)
-            .map_err(ServiceError::Validation)?;
+        let order = request.complete(&master)?;
         // A number this process drew can have been named by a caller meanwhile (a number only
         // ever reserved ones should name): then the next one is drawn.
         for _ in 0..3 {
@@ -795,7 +791,7 @@ impl OrderRepository {
                 }
             }
             if !errors.is_empty() {
-                return Err(ServiceError::Validation(errors));
+                return Err(ServiceError::SapPricingItemUnknown(errors));
             }
             if items_changed {
                 changed_fields.push("items");

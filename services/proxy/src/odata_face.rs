@@ -195,6 +195,15 @@ fn sap_refusal(e: OrderServiceError, number: &str, item: Option<&str>) -> Respon
                 "{line} is the last open item of SD document {number}: reject it with SalesDocumentRjcnReason instead"
             ),
         ),
+        // A line whose unit or price the order service's master data cannot fill in: the
+        // request is refused as invalid, as it was when the order service answered 422.
+        409 if has("master-data-incomplete") => odata_error(
+            StatusCode::BAD_REQUEST,
+            "/IWBEP/CM_MGW_RT/022",
+            problem["detail"]
+                .as_str()
+                .unwrap_or("The request is not valid for this sales order"),
+        ),
         409 => odata_error(
             StatusCode::BAD_REQUEST,
             "V1/047",

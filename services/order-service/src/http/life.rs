@@ -216,14 +216,15 @@ pub async fn update_order(
 }
 
 /// Add a line. The body is an order line as on create; what SAP derives (unit, price) is
-/// completed from master data in the order's currency. The line gets the next item number
+/// completed from master data in the order's currency (409 `master-data-incomplete` when it
+/// cannot be). The line gets the next item number
 /// (the highest the order ever had + 10). Answers 201 with the order.
 #[utoipa::path(post, path = "/api/v1/orders/{id}/items", request_body = OrderLineDraft,
     params(("id" = uuid::Uuid, Path), IfMatch),
     responses((status = 201, body = Order, headers(("ETag" = String), ("Location" = String))),
       (status = 400, body = problem::Problem, content_type = "application/problem+json"),
       (status = 404, body = problem::Problem, content_type = "application/problem+json"),
-      (status = 409, body = problem::Problem, content_type = "application/problem+json", description = "The order can no longer be changed"),
+      (status = 409, body = problem::Problem, content_type = "application/problem+json", description = "Refused by stored state: the order can no longer be changed; or the line leaves out its unit or unit price and the master data cannot fill it in, because it lacks the material or a price per that unit or in the order's currency (type `urn:order-service:problem:master-data-incomplete`, each such field in `errors`)"),
       (status = 412, body = problem::Problem, content_type = "application/problem+json"),
       (status = 413, body = problem::Problem, content_type = "application/problem+json"),
       (status = 415, body = problem::Problem, content_type = "application/problem+json"),

@@ -165,14 +165,16 @@ pub(crate) fn order_response(status: StatusCode, order: &Order) -> Response {
 /// Create an order.
 ///
 /// Values left out that SAP derives (item unit, currency, unit price) are completed from the
-/// master data. A replay answers with the first order and `Idempotent-Replayed: true`: `201`
+/// master data; what it cannot fill in is refused with 409 `master-data-incomplete` (the
+/// request is valid, the stored master data lacks it). An `order_number` must have been
+/// reserved (409 `order-number-not-reserved` when not). A replay answers with the first order and `Idempotent-Replayed: true`: `201`
 /// when the `Idempotency-Key` matched, `200` when the reserved `order_number` did.
 #[utoipa::path(post, path = "/api/v1/orders", request_body = OrderDraft,
     params(("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe key: the same key and body return the first result")),
     responses((status = 201, body = Order, description = "Created (or replayed by Idempotency-Key)"),
       (status = 200, body = Order, description = "Replayed: the named order_number exists, created from the same body"),
       (status = 400, body = problem::Problem),
-      (status = 409, body = problem::Problem, description = "The named order_number belongs to an order created from another body"),
+      (status = 409, body = problem::Problem, description = "Refused by stored state, not by the request: the Idempotency-Key was used before with another body (`idempotency-key-reused`, `order_id` of its order), the named order_number belongs to an order created from another body (type `urn:order-service:problem:order-number-taken`), or was never reserved with POST /api/v1/order-numbers (`order-number-not-reserved`); or the request leaves out a unit, the currency or a unit price that the master data cannot fill in, because it lacks the material, the customer, a matching sales area or a price per the unit or in the currency (`master-data-incomplete`, each such field in `errors`)"),
       (status = 413, body = problem::Problem), (status = 415, body = problem::Problem),
       (status = 422, body = problem::Problem)))]
 async fn create_order(
@@ -246,7 +248,10 @@ async fn reserve_order_numbers(
 }
 
 /// Insert or replace materials, customers and sales areas, all in one transaction (nothing is
-/// stored when any field is bad).
+/// stored when any field is bad). Sales areas a customer has and the upload does not name are
+/// kept. A SKU, customer or sales area named twice in one upload is taken as if the entries
+/// came in uploads one after the other: the last entry wins (a customer named twice gets the
+/// last entry's name and the sales areas of all its entries). The counts are of distinct rows.
 #[utoipa::path(put, path = "/api/v1/master-data", request_body = MasterDataDraft,
     responses((status = 200, body = UpsertCounts), (status = 400, body = problem::Problem),
       (status = 413, body = problem::Problem), (status = 422, body = problem::Problem)))]
@@ -627,7 +632,8 @@ impl SapPricingDraft {
 #[utoipa::path(post, path = "/api/v1/orders/{id}/sap-link", request_body = SapLinkRequest,
     params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = Order), (status = 404, body = problem::Problem),
-      (status = 409, body = problem::Problem), (status = 422, body = problem::Problem)))]
+      (status = 409, body = problem::Problem, description = "Refused by stored state: the order is linked to another SAP order or that SAP order to another order (`sap-order-number-conflict`), or `pricing.items` names an item number the order does not have (`sap-pricing-item-unknown`, each in `errors`)"),
+      (status = 422, body = problem::Problem)))]
 async fn link_sap_order(
     State(state): State<AppState>,
     Extension(correlation): Extension<CorrelationId>,

@@ -215,7 +215,7 @@ impl From<&ServiceError> for Problem {
             .with("item_number", *item_number),
             IdempotencyKeyReused { order_id } => {
                 let mut p = Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
+                    StatusCode::CONFLICT,
                     "idempotency-key-reused",
                     "Idempotency key reused",
                     format!(
@@ -248,6 +248,38 @@ impl From<&ServiceError> for Problem {
                 ));
                 p
             }
+            OrderNumberNotReserved {
+                order_number,
+                first,
+                last,
+            } => {
+                let message = format!(
+                    "{order_number} was not reserved: name only numbers reserved with \
+                     POST /api/v1/order-numbers (issued so far: {first:010} to {last:010})"
+                );
+                let mut p = Problem::new(
+                    StatusCode::CONFLICT,
+                    "order-number-not-reserved",
+                    "Order number not reserved",
+                    message.clone(),
+                );
+                p.errors.push(FieldError::new("order_number", message));
+                p
+            }
+            MasterDataIncomplete(errors) => {
+                let mut p = Problem::new(
+                    StatusCode::CONFLICT,
+                    "master-data-incomplete",
+                    "Master data incomplete",
+                    format!(
+                        "the master data cannot fill in what the request leaves out (send the \
+                         values, or import the master data first): {}",
+                        describe(errors)
+                    ),
+                );
+                p.errors = errors.clone();
+                p
+            }
             MaterialNotFound(sku) => Problem::new(
                 StatusCode::NOT_FOUND,
                 "material-not-found",
@@ -260,6 +292,19 @@ impl From<&ServiceError> for Problem {
                 "Customer not found",
                 format!("no customer {id} in the master data"),
             ),
+            SapPricingItemUnknown(errors) => {
+                let mut p = Problem::new(
+                    StatusCode::CONFLICT,
+                    "sap-pricing-item-unknown",
+                    "SAP pricing names unknown items",
+                    format!(
+                        "SAP's pricing does not match the order's lines: {}",
+                        describe(errors)
+                    ),
+                );
+                p.errors = errors.clone();
+                p
+            }
             SapNumberConflict(msg) => {
                 let mut p = Problem::new(
                     StatusCode::CONFLICT,

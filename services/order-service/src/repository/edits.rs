@@ -15,8 +15,9 @@
 
 use chrono::NaiveDate;
 use order_domain::{
-    CurrencyCode, CustomerId, DistributionChannel, Division, FieldError, Money, OrderStatus,
-    OrderType, Quantity, RejectionReason, RequestedLine, SalesOrganization, StatusReport,
+    CompletionError, CurrencyCode, CustomerId, DistributionChannel, Division, FieldError, Money,
+    OrderStatus, OrderType, Quantity, RejectionReason, RequestedLine, SalesOrganization,
+    StatusReport,
     order::{MAX_LINES, net_amount},
 };
 use serde_json::{Map, Value};
@@ -407,8 +408,13 @@ impl OrderRepository {
             lines: vec![line],
         };
         let master = self.master_data.for_order(&request).await?;
-        let mut order = request.complete(&master).map_err(|errors| {
-            ServiceError::Validation(errors.into_iter().map(unprefix).collect())
+        let mut order = request.complete(&master).map_err(|e| match e {
+            CompletionError::Invalid(errors) => {
+                ServiceError::Validation(errors.into_iter().map(unprefix).collect())
+            }
+            CompletionError::MasterDataIncomplete(errors) => {
+                ServiceError::MasterDataIncomplete(errors.into_iter().map(unprefix).collect())
+            }
         })?;
         let line = order.lines.remove(0);
         Ok(ItemRow {

@@ -68,7 +68,11 @@ async fn a_reused_key_with_another_body_is_refused_and_stores_nothing() {
     assert_eq!(first.status(), 201);
     let first: Value = first.json().await.unwrap();
     let second = send("B").await.unwrap();
-    assert_eq!(second.status(), 422);
+    assert_eq!(
+        second.status(),
+        409,
+        "a conflict with the order the key belongs to"
+    );
     let p: Value = second.json().await.unwrap();
     assert_eq!(
         p["type"],

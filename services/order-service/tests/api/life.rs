@@ -581,6 +581,15 @@ async fn refused_changes_answer_a_clear_problem_and_store_nothing() {
             "validation-failed",
         ),
         (
+            "added line without a unit, material not in the master data",
+            Method::POST,
+            format!("/api/v1/orders/{id}/items"),
+            Some(2),
+            Some(json!({"sku": "TG99", "quantity": "1"})),
+            409,
+            "master-data-incomplete",
+        ),
+        (
             "quantity of a rejected line",
             Method::PATCH,
             format!("/api/v1/orders/{id}/items/20"),

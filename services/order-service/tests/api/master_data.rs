@@ -191,8 +191,21 @@ async fn what_neither_the_caller_nor_master_data_gives_is_named_and_nothing_is_s
             &json!({"customer_id": "17100001", "items": [{"sku": "TG11", "quantity": "1"}]}),
         )
         .await;
-    assert_eq!(r.status(), 422);
+    assert_eq!(r.status(), 409);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
     let p: Value = r.json().await.unwrap();
+    assert_eq!(
+        p["type"],
+        "urn:order-service:problem:master-data-incomplete"
+    );
+    assert_eq!(p["title"], "Master data incomplete");
+    let detail = p["detail"].as_str().unwrap();
+    for why in [
+        "currency: is required: customer 17100001 is not in the master data",
+        "items[0].unit: is required: material TG11 is not in the master data",
+    ] {
+        assert!(detail.contains(why), "{why}: {p}");
+    }
     let fields: Vec<&str> = p["errors"]
         .as_array()
         .unwrap()
@@ -202,27 +215,102 @@ async fn what_neither_the_caller_nor_master_data_gives_is_named_and_nothing_is_s
     assert_eq!(fields, ["currency", "items[0].unit"], "{p}");
 
     assert_eq!(put(&app, &sample()).await.0, 200);
-    for (body, field) in [
+    for (body, field, why) in [
         // The material is priced in USD, the order is in EUR.
         (
             json!({"customer_id": "17100001", "items": [{"sku": "TG-USD", "quantity": "1"}]}),
             "items[0].unit_price",
+            "material TG-USD has a price in USD in the master data, none in EUR",
         ),
         // Two sales areas, two currencies, none named.
         (
             json!({"customer_id": "17100002", "items": [{"sku": "TG11", "quantity": "1"}]}),
             "currency",
+            "customer 17100002 has sales areas in several currencies",
         ),
         // Priced per PC, ordered in KG without a price.
         (
             json!({"customer_id": "17100001", "items": [{"sku": "TG11", "quantity": "1", "unit": "KG"}]}),
             "items[0].unit_price",
+            "material TG11 has a price per PC in the master data, none per KG",
+        ),
+        // A material the master data does not have.
+        (
+            json!({"customer_id": "17100001", "items": [{"sku": "TG99", "quantity": "1"}]}),
+            "items[0].unit",
+            "material TG99 is not in the master data",
         ),
     ] {
         let r = app.post_json("/api/v1/orders", &body).await;
-        assert_eq!(r.status(), 422, "{body}");
+        assert_eq!(r.status(), 409, "{body}");
         let p: Value = r.json().await.unwrap();
+        assert_eq!(
+            p["type"], "urn:order-service:problem:master-data-incomplete",
+            "{p}"
+        );
         assert_eq!(p["errors"][0]["field"], field, "{p}");
+        assert!(p["detail"].as_str().unwrap().contains(why), "{why}: {p}");
     }
+    // A value of the request itself wrong stays invalid (422), and names the missing one too.
+    let r = app
+        .post_json(
+            "/api/v1/orders",
+            &json!({"customer_id": "17100001", "currency": "EUR",
+                    "items": [{"sku": "TG11", "quantity": "999999999999", "unit_price": "9999999999999"},
+                              {"sku": "TG99", "quantity": "1"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["type"], "urn:order-service:problem:validation-failed");
+    let fields: Vec<&str> = p["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["items[0].unit_price", "items[1].unit"], "{p}");
     assert_eq!(app.counts().await, (0, 0, 0));
+}
+
+#[tokio::test]
+async fn a_key_named_twice_in_one_upload_takes_the_last_entry_as_a_second_upload_would() {
+    let app = spawn_app().await;
+    let area = |so: &str, cur: &str| json!({"sales_organization": so, "distribution_channel": "10", "division": "00", "currency": cur});
+    let (status, counts) = put(
+        &app,
+        &json!({
+            "materials": [
+                {"sku": "TG11", "base_unit": "PC", "price": "12.50", "currency": "EUR"},
+                {"sku": "TG12", "base_unit": "PC"},
+                {"sku": "TG11", "base_unit": "PC", "iso_unit": "PCE", "price": "13.00", "currency": "EUR"}
+            ],
+            "customers": [
+                {"customer_id": "17100001", "name": "first",
+                 "sales_areas": [area("1010", "EUR"), area("1710", "USD"), area("1010", "CHF")]},
+                {"customer_id": "17100001", "name": "last",
+                 "sales_areas": [area("1710", "CAD")]}
+            ]
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{counts}");
+    assert_eq!(
+        counts,
+        json!({"materials": 2, "customers": 1, "sales_areas": 2}),
+        "distinct rows"
+    );
+    assert_eq!(master_rows(&app).await, (2, 1, 2));
+    let (_, m) = app.get_json("/api/v1/master-data/materials/TG11").await;
+    assert_eq!(
+        m,
+        json!({"sku": "TG11", "base_unit": "PC", "iso_unit": "PCE", "price": "13.00",
+               "currency": "EUR", "description": null})
+    );
+    let (_, c) = app.get_json("/api/v1/master-data/customers/17100001").await;
+    assert_eq!(
+        c,
+        json!({"customer_id": "17100001", "name": "last",
+               "sales_areas": [area("1010", "CHF"), area("1710", "CAD")]})
+    );
 }

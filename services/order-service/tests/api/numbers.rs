@@ -103,16 +103,35 @@ async fn a_create_naming_a_reserved_number_keeps_it_and_a_repeat_replays_or_conf
 }
 
 #[tokio::test]
-async fn a_number_the_sequence_has_not_issued_is_refused_by_name_and_stores_nothing() {
+async fn a_number_the_sequence_has_not_issued_conflicts_by_name_and_stores_nothing() {
     let app = spawn_app().await;
     let issued = reserve_one(&app).await;
     let beyond = format!("{:010}", issued.parse::<i64>().unwrap() + 1000);
+    // Well-formed numbers the range never issued conflict with its state: 409.
     for (number, why) in [
         ("7999999999", "below the range"),
         (beyond.as_str(), "not issued yet"),
-        ("12345", "not ten digits"),
-        ("80000000ab", "not digits"),
     ] {
+        let r = app
+            .post_json("/api/v1/orders", &numbered("BAD", number))
+            .await;
+        assert_eq!(r.status(), 409, "{why}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        let p: Value = r.json().await.unwrap();
+        assert_eq!(
+            p["type"], "urn:order-service:problem:order-number-not-reserved",
+            "{why}: {p}"
+        );
+        assert_eq!(p["title"], "Order number not reserved", "{p}");
+        let detail = p["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(number) && detail.contains("was not reserved"),
+            "{p}"
+        );
+        assert_eq!(p["errors"][0]["field"], "order_number", "{why}: {p}");
+    }
+    // A value that is no order number at all is invalid: 422.
+    for (number, why) in [("12345", "not ten digits"), ("80000000ab", "not digits")] {
         let r = app
             .post_json("/api/v1/orders", &numbered("BAD", number))
             .await;

@@ -106,7 +106,12 @@ async fn a_link_whose_pricing_names_no_such_item_or_bad_values_is_refused_and_ch
                 "pricing": {"items": [{"item_number": 30, "net_amount": "1.00"}]}}),
     )
     .await;
-    assert_eq!(status, 422, "{p}");
+    // A valid request the order's lines refuse: a conflict with its state.
+    assert_eq!(status, 409, "{p}");
+    assert_eq!(
+        p["type"],
+        "urn:order-service:problem:sap-pricing-item-unknown"
+    );
     assert_eq!(p["errors"][0]["field"], "pricing.items[0].item_number");
     let (status, p) = link(
         &app,

@@ -69,12 +69,13 @@ fn cases() -> Vec<Case> {
             422,
             "customer_id",
         ),
+        // Valid, but no master data to fill the currency in: a conflict with the stored state.
         case(
-            "missing currency",
+            "missing currency, customer not in the master data",
             with(|b| {
                 b.as_object_mut().unwrap().remove("currency");
             }),
-            422,
+            409,
             "currency",
         ),
         case(

@@ -133,6 +133,15 @@ async fn in_events_sap_writes_change_the_new_order_and_refusals_store_nothing() 
             404,
             "V1/302",
         ),
+        // No unit, and a material the order service's master data does not have.
+        (
+            Method::POST,
+            format!("{header}/to_Item"),
+            vec![],
+            json!({"Material": "TG99", "RequestedQuantity": "1"}),
+            400,
+            "/IWBEP/CM_MGW_RT/022",
+        ),
         (
             Method::DELETE,
             header.clone(),
@@ -156,6 +165,21 @@ async fn in_events_sap_writes_change_the_new_order_and_refusals_store_nothing() 
         assert_eq!(code(&r), sap_code, "{method} {path}: {:?}", r.body);
         assert_eq!(rows(&s).await, before, "{method} {path} stored something");
     }
+    // The order service's reason reaches SAP's client: what its master data lacks.
+    let r = write(
+        &s,
+        Method::POST,
+        &format!("{header}/to_Item"),
+        &[],
+        Some(json!({"Material": "TG99", "RequestedQuantity": "1"})),
+    )
+    .await;
+    let message = r.json()["error"]["message"]["value"].to_string();
+    assert!(
+        message.contains("material TG99 is not in the master data"),
+        "{:?}",
+        r.body
+    );
     // A quantity change tunnelled as SAP's clients may (POST + X-HTTP-Method: MERGE).
     let r = write(
         &s,
