@@ -99,10 +99,10 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ServiceError> {
         )
     };
     let text = raw.to_str().map_err(|_| bad())?.trim();
-    // An empty field is an empty list of entity tags (RFC 9110 `#entity-tag`): it names no
-    // version, the same as no field.
+    // An empty field names no entity tag: refused like any other malformed one (the document
+    // states the pattern), never taken for "no precondition".
     if text.is_empty() {
-        return Ok(None);
+        return Err(bad());
     }
     let tag = text.strip_prefix("W/").unwrap_or(text);
     let inner = tag

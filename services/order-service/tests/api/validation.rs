@@ -367,7 +367,7 @@ async fn whole_numbers_written_with_a_fraction_of_zero_are_whole_numbers() {
 }
 
 #[tokio::test]
-async fn an_empty_if_match_names_no_version() {
+async fn an_empty_if_match_is_refused_as_malformed_and_changes_nothing() {
     let app = spawn_app().await;
     let order = app.create(&order_body("EMPTY-IF-MATCH")).await;
     let id = order["id"].as_str().unwrap();
@@ -378,7 +378,10 @@ async fn an_empty_if_match_names_no_version() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 428);
+    assert_eq!(r.status(), 422);
+    let after = app.get_json(&format!("/api/v1/orders/{id}")).await.1;
+    assert_eq!(after["version"], order["version"]);
+    assert_eq!(after["items"].as_array().unwrap().len(), 2);
 }
 
 #[tokio::test]
