@@ -514,7 +514,7 @@ impl Bench<'_> {
         let start = Instant::now();
         for i in 0..total {
             tick.tick().await;
-            let sampled = i as usize % self.args.sample_every == 0;
+            let sampled = (i as usize).is_multiple_of(self.args.sample_every);
             let (client, body, orders_url, sap_url) = (
                 client.clone(),
                 body.clone(),
