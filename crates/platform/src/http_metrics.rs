@@ -16,6 +16,13 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Buckets (seconds) for event ages (`sap_sync_event_age_seconds`: now minus the event's time
+/// when its effect is in SAP): 1 ms to 30 s, dense below a second where the lag goal is.
+const EVENT_AGE_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5,
+    2.0, 3.0, 5.0, 10.0, 30.0,
+];
+
 /// The process-wide Prometheus handle, installing the recorder on first use.
 pub fn prometheus_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -23,6 +30,11 @@ pub fn prometheus_handle() -> PrometheusHandle {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), LATENCY_BUCKETS)
+                .expect("static buckets are valid")
+                .set_buckets_for_metric(
+                    Matcher::Full("sap_sync_event_age_seconds".into()),
+                    EVENT_AGE_BUCKETS,
+                )
                 .expect("static buckets are valid")
                 .build_recorder();
             let handle = recorder.handle();

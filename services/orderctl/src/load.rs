@@ -56,8 +56,28 @@ pub struct RequestSpec {
     pub expect: http::StatusCode,
 }
 
-struct Connection {
+/// One keep-alive HTTP/1.1 connection on loopback, for callers that build their own requests.
+pub struct Connection {
     sender: SendRequest<Full<Bytes>>,
+}
+
+impl Connection {
+    /// Connects to `authority` (`host:port`), with `TCP_NODELAY`.
+    pub async fn open(authority: &str) -> anyhow::Result<Self> {
+        connect(authority).await
+    }
+
+    /// Sends `req` and reads the whole answer.
+    pub async fn request(
+        &mut self,
+        req: http::Request<Full<Bytes>>,
+    ) -> anyhow::Result<http::Response<Bytes>> {
+        self.sender.ready().await?;
+        let response = self.sender.send_request(req).await?;
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await?.to_bytes();
+        Ok(http::Response::from_parts(parts, bytes))
+    }
 }
 
 async fn connect(authority: &str) -> anyhow::Result<Connection> {

@@ -10,6 +10,8 @@
 //! - `orderctl sap-sync parked|redrive`: changes SAP refused, and applying them again.
 //! - `orderctl bench order-create`: the order service's create path against `pgbench` running the
 //!   same SQL transaction on the same database.
+//! - `orderctl bench sap-sync`: sap-sync draining a backlog against the SAP emulator's own
+//!   create rate, and its lag at a steady rate.
 
 mod admin;
 mod backfill;
@@ -83,6 +85,8 @@ enum Command {
 enum BenchCommand {
     /// POST /api/v1/orders at fixed concurrency vs pgbench running the same transaction.
     OrderCreate(bench::order_create::Args),
+    /// sap-sync draining a backlog vs the SAP emulator's own create rate; lag at a steady rate.
+    SapSync(bench::sap_sync::Args),
 }
 
 /// Parses durations such as `20s`, `500ms`, `2m` or a bare number of seconds.
@@ -118,5 +122,6 @@ async fn main() -> anyhow::Result<()> {
         Command::SapSync(action) => sap_sync::run(action).await,
         Command::Replays { action, target } => admin::replays(target, action).await,
         Command::Bench(BenchCommand::OrderCreate(args)) => bench::order_create::run(args).await,
+        Command::Bench(BenchCommand::SapSync(args)) => bench::sap_sync::run(args).await,
     }
 }

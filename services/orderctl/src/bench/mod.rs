@@ -1,3 +1,4 @@
 //! Benchmarks: each runs our code and a peer in the same run and prints the ratio.
 
 pub mod order_create;
+pub mod sap_sync;
