@@ -74,3 +74,9 @@ pub const SERVICE_NAME: &str = "API_SALES_ORDER_SRV";
 
 /// Path of the service root below the host, as SAP's generated clients hard-code it.
 pub const SERVICE_ROOT_PATH: &str = "/sap/opu/odata/sap/API_SALES_ORDER_SRV";
+
+/// SAP's standard reasons for rejection (`SalesDocumentRjcnReason`, table TVAG as SAP
+/// delivers it; sources in docs/sap-mock.md): the emulator's default configuration and what
+/// the proxy's SAP face checks a rejection against in `events`.
+pub const STANDARD_REJECTION_REASONS: &[&str] =
+    &["00", "01", "02", "03", "04", "05", "10", "11", "20", "50"];

@@ -50,7 +50,7 @@ async fn open(t: &Target) -> anyhow::Result<Book> {
         .state_topic
         .clone()
         .unwrap_or_else(|| state_topic(&t.topic));
-    Book::open(&t.brokers, &topic, t.replication, None).await
+    Book::open(&t.brokers, &topic, t.replication).await
 }
 
 fn table(orders: &[ParkedOrder]) {

@@ -253,9 +253,12 @@ impl ProxyConfig {
             .raw(SAP_SYNC_URL)
             .map(|_| read_base_url(&mut r, SAP_SYNC_URL, "http://127.0.0.1:8083"));
         let sap_sync_max_lag = r.read(PROXY_SAP_SYNC_MAX_LAG, 100u64);
-        // S/4's standard reasons, as the emulator's SAP_MOCK_REJECTION_REASONS default.
+        // S/4's standard reasons, the emulator's default too.
         let rejection_reasons = r
-            .read_string(PROXY_REJECTION_REASONS, "00,01,02,03,04,05,10,11,20,50")
+            .read_string(
+                PROXY_REJECTION_REASONS,
+                &sap_odata::STANDARD_REJECTION_REASONS.join(","),
+            )
             .split(',')
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())

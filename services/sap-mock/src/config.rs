@@ -94,8 +94,7 @@ pub struct Config {
 }
 
 /// SAP's standard reasons for rejection (table TVAG as SAP delivers it), see docs/sap-mock.md.
-pub const DEFAULT_REJECTION_REASONS: &[&str] =
-    &["00", "01", "02", "03", "04", "05", "10", "11", "20", "50"];
+pub const DEFAULT_REJECTION_REASONS: &[&str] = sap_odata::STANDARD_REJECTION_REASONS;
 
 /// How the items are billed: the billing relevance of their item category.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

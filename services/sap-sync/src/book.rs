@@ -27,7 +27,6 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 /// One event waiting behind a refusal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,19 +99,17 @@ struct State {
 }
 
 impl State {
-    /// Applies a record; true when it was newer than what was known.
-    fn apply(&mut self, r: Record) -> Option<ParkedOrder> {
+    /// Applies a record unless what is known is newer (a higher revision).
+    fn apply(&mut self, r: Record) {
         match r {
             Record::Order(o) => {
-                let newer = self
+                if self
                     .orders
                     .get(&o.order_id)
-                    .is_none_or(|old| o.revision > old.revision);
-                if newer {
-                    self.orders.insert(o.order_id.clone(), o.clone());
-                    return Some(o);
+                    .is_none_or(|old| o.revision > old.revision)
+                {
+                    self.orders.insert(o.order_id.clone(), o);
                 }
-                None
             }
             Record::Watermark {
                 name,
@@ -122,7 +119,6 @@ impl State {
                 if self.watermarks.get(&name).is_none_or(|w| revision > w.1) {
                     self.watermarks.insert(name, (value, revision));
                 }
-                None
             }
         }
     }
@@ -143,13 +139,9 @@ pub fn state_topic(events_topic: &str) -> String {
 
 impl Book {
     /// Creates the topic when missing (compacted, one partition), reads it to its end, and
-    /// follows it. Redrive requests seen later are sent to `redrives`.
-    pub async fn open(
-        brokers: &str,
-        topic: &str,
-        replication: i32,
-        redrives: Option<mpsc::UnboundedSender<ParkedOrder>>,
-    ) -> anyhow::Result<Book> {
+    /// follows it. Redrive requests (from `orderctl`) are picked up from [`Book::parked`] by
+    /// the instance that holds the order's partition.
+    pub async fn open(brokers: &str, topic: &str, replication: i32) -> anyhow::Result<Book> {
         ensure_topic(
             brokers,
             topic,
@@ -195,15 +187,7 @@ impl Book {
                                 .payload()
                                 .and_then(|p| serde_json::from_slice::<Record>(p).ok());
                             if let Some(r) = record {
-                                let changed = follow_state.lock().expect("book").apply(r);
-                                if loaded.is_none()
-                                    && let (Some(o), Some(tx)) = (changed, &redrives)
-                                    && o.redrive
-                                    && o.is_parked()
-                                    && tx.send(o).is_err()
-                                {
-                                    return;
-                                }
+                                follow_state.lock().expect("book").apply(r);
                             }
                         }
                         Some(Err(e)) => tracing::warn!(error = %e, "reading sap-sync's state"),
@@ -390,4 +374,44 @@ pub async fn ensure_topic(brokers: &str, topic: &str, spec: TopicSpec) -> anyhow
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parked(revision: u64, redrive: bool) -> Record {
+        Record::Order(ParkedOrder {
+            order_id: "o1".into(),
+            order_number: "8000000001".into(),
+            partition: 0,
+            state: "parked".into(),
+            events: Vec::new(),
+            error: "V1/392".into(),
+            parked_at: Utc::now(),
+            updated_at: Utc::now(),
+            redrive,
+            redrives: 0,
+            revision,
+        })
+    }
+
+    #[test]
+    fn a_follower_behind_its_own_writes_never_goes_back() {
+        let mut s = State::default();
+        s.apply(parked(2, true));
+        // The follower reads revision 1 after this instance wrote 2.
+        s.apply(parked(1, false));
+        assert!(s.orders["o1"].redrive, "revision 2 kept");
+        s.apply(parked(3, false));
+        assert!(!s.orders["o1"].redrive);
+        let w = |v: &str, revision| Record::Watermark {
+            name: "w".into(),
+            value: v.into(),
+            revision,
+        };
+        s.apply(w("t2", 2));
+        s.apply(w("t1", 1));
+        assert_eq!(s.watermarks["w"].0, "t2");
+    }
 }

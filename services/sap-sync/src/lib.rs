@@ -61,13 +61,7 @@ impl SapSync {
             },
         )
         .await?;
-        let book = Book::open(
-            &config.brokers,
-            &config.state_topic,
-            config.replication,
-            None,
-        )
-        .await?;
+        let book = Book::open(&config.brokers, &config.state_topic, config.replication).await?;
         let sap = Arc::new(Sap::new(config.sap.clone())?);
         let orders = Orders::new(&config.order_service_url)?;
         let forward = Arc::new(Forward::new(&config, sap, orders, book)?);
