@@ -80,3 +80,52 @@ pub const SERVICE_ROOT_PATH: &str = "/sap/opu/odata/sap/API_SALES_ORDER_SRV";
 /// the proxy's SAP face checks a rejection against in `events`.
 pub const STANDARD_REJECTION_REASONS: &[&str] =
     &["00", "01", "02", "03", "04", "05", "10", "11", "20", "50"];
+
+/// The session SAP hands out on a CSRF fetch (`x-csrf-token: Fetch`): the token, and the
+/// cookies it is bound to as a `Cookie` header value (`name=value; name=value`). One reading
+/// for every client of ours (the proxy, sap-sync, the benchmark).
+pub fn csrf_session(headers: &http::HeaderMap) -> (Option<String>, String) {
+    let token = headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let cookies = headers
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next())
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    (token, cookies)
+}
+
+#[cfg(test)]
+mod csrf_tests {
+    #[test]
+    fn the_token_and_the_cookies_without_their_attributes() {
+        let mut h = http::HeaderMap::new();
+        h.insert("x-csrf-token", "tok".parse().unwrap());
+        h.append(
+            http::header::SET_COOKIE,
+            "SAP_SESSIONID_MCK_100=abc; path=/; HttpOnly"
+                .parse()
+                .unwrap(),
+        );
+        h.append(
+            http::header::SET_COOKIE,
+            "sap-usercontext=sap-client=100; path=/".parse().unwrap(),
+        );
+        assert_eq!(
+            super::csrf_session(&h),
+            (
+                Some("tok".to_owned()),
+                "SAP_SESSIONID_MCK_100=abc; sap-usercontext=sap-client=100".to_owned()
+            )
+        );
+        assert_eq!(
+            super::csrf_session(&http::HeaderMap::new()),
+            (None, String::new())
+        );
+    }
+}

@@ -140,19 +140,7 @@ impl SapClient {
                 None,
             )
             .await?;
-        let token = headers
-            .get("x-csrf-token")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let cookies = headers
-            .get_all(header::SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .filter_map(|c| c.split(';').next())
-            .map(str::trim)
-            .collect::<Vec<_>>()
-            .join(";");
-        Ok((token, cookies))
+        Ok(sap_odata::csrf_session(&headers))
     }
 
     /// Looks a sales order up by a stamp field; the first match, with items.

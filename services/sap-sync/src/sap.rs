@@ -148,20 +148,11 @@ impl Sap {
                 r.status()
             )));
         }
-        let token = r
-            .headers()
-            .get("x-csrf-token")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let cookies = r
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let s = Session { token, cookies };
+        let (token, cookies) = sap_odata::csrf_session(r.headers());
+        let s = Session {
+            token: token.unwrap_or_default(),
+            cookies,
+        };
         *guard = Some(s.clone());
         metrics::counter!("sap_sync_csrf_fetches_total").increment(1);
         Ok(s)

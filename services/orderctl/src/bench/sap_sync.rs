@@ -722,20 +722,8 @@ impl PeerWorker {
                     Bytes::new(),
                 )
                 .await?;
-            let token = r
-                .headers()
-                .get("x-csrf-token")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
-            let cookies = r
-                .headers()
-                .get_all("set-cookie")
-                .iter()
-                .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
-                .collect::<Vec<_>>()
-                .join("; ");
-            self.session = Some((token, cookies));
+            let (token, cookies) = sap_odata::csrf_session(r.headers());
+            self.session = Some((token.unwrap_or_default(), cookies));
         }
         let (token, cookies) = self.session.clone().unwrap_or_default();
         let r = self
