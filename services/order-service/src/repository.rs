@@ -105,6 +105,21 @@ pub struct ListFilter {
     pub limit: i64,
 }
 
+/// An order's current version, as [`OrderRepository::versions`] tells it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct OrderVersion {
+    /// The order id.
+    pub order_id: Uuid,
+    /// The order number.
+    #[schema(example = "8000000123")]
+    pub order_number: String,
+    /// The version (1 after the create, one more per change).
+    pub version: i64,
+    /// The status.
+    #[schema(example = "created")]
+    pub status: String,
+}
+
 /// A keyset position: the (created_at, id) of the last order of a page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
@@ -579,6 +594,26 @@ impl OrderRepository {
             .await?;
         let row = row.ok_or_else(|| ServiceError::OrderNotFound(id.to_string()))?;
         self.with_items(row).await
+    }
+
+    /// The current version and status of each of `ids` that exists (one query, any order):
+    /// what a consumer needs to tell whether an event it holds is the order's latest.
+    pub async fn versions(&self, ids: &[Uuid]) -> Result<Vec<OrderVersion>, ServiceError> {
+        let rows: Vec<(Uuid, String, i64, String)> = sqlx::query_as(
+            "SELECT id, order_number, version, status FROM orders WHERE id = ANY($1)",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(order_id, order_number, version, status)| OrderVersion {
+                order_id,
+                order_number,
+                version,
+                status,
+            })
+            .collect())
     }
 
     /// One order by its order number.

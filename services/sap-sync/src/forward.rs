@@ -1,24 +1,25 @@
 //! Forward: the consumer group on the order events, applying each change to SAP.
 //!
-//! - **Order per order, concurrency across orders.** Every event goes to one of
-//!   `SAP_SYNC_CONCURRENCY` lanes chosen by its key (the order id); a lane applies its events one
-//!   after another. Lanes have short queues, so a slow SAP slows the fetch instead of filling
+//! - **Order per order, concurrency across orders.** `SAP_SYNC_CONCURRENCY` workers take events
+//!   from one queue keyed by order ([`crate::queue`]): an order's events one after another,
+//!   different orders on whichever worker is free, so one slow order holds up no other. The
+//!   queue holds a bounded number of events, so a slow SAP slows the fetch instead of filling
 //!   memory.
 //! - **Offsets after the effect.** An event's offset is stored only once SAP has the effect, or
 //!   the order was parked (written to the state topic and acknowledged). The offset committed
 //!   for a partition is the lowest one still in work, so a crash or a rebalance re-delivers
 //!   events, never skips one. Re-delivered events end as "SAP already has it"
-//!   ([`crate::apply`]); an event that a later change of the same order superseded (the order
-//!   service's version is higher) is not applied after it.
+//!   ([`crate::apply`]); an event that a later change of the same order superseded (a later
+//!   event of the order is queued behind it, or the order service's version is higher, asked
+//!   in batches) is not applied after it.
 //! - **Parking.** A change SAP refuses parks its order ([`crate::book`]); its later events are
 //!   added to the parked record and wait; other orders flow. Redrives are picked up by the
 //!   instance that holds the order's partition.
-//! - **SAP down.** A lane that gets no answer waits and tries again; the wait is shared by
-//!   every lane (one gate with exponential backoff and full jitter), so a down SAP is probed,
+//! - **SAP down.** A worker that gets no answer waits and tries again; the wait is shared by
+//!   every worker (one gate with exponential backoff and full jitter), so a down SAP is probed,
 //!   not hammered, and the consumer resumes by itself.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,13 +31,13 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, Stre
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde_json::Value;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::{Applied, ApplyError, apply};
 use crate::book::{Book, ParkedEvent, ParkedOrder};
 use crate::config::Config;
-use crate::orders::Orders;
+use crate::orders::{Orders, Versions};
+use crate::queue::KeyedQueue;
 use crate::sap::{CallContext, Sap};
 
 /// Positions in work per partition.
@@ -189,11 +190,13 @@ impl Gate {
     }
 }
 
-/// One record taken from Kafka.
+/// One event taken from Kafka.
 struct Taken {
     partition: i32,
     offset: i64,
-    payload: Vec<u8>,
+    /// The order service's version of the order, asked when the event was fetched.
+    latest: Option<tokio::task::JoinHandle<Result<Option<i64>, String>>>,
+    event: order_events::CloudEvent<Value>,
     correlation_id: Option<String>,
     traceparent: Option<String>,
 }
@@ -209,6 +212,8 @@ pub struct Forward {
     pub sap: Arc<Sap>,
     /// The order service.
     pub orders: Orders,
+    /// Current versions of orders, asked in batches.
+    versions: Versions,
     /// State.
     pub book: Book,
     /// Positions and assignment.
@@ -253,6 +258,7 @@ impl Forward {
         consumer.subscribe(&[&config.topic])?;
         Ok(Self {
             sap,
+            versions: Versions::start(orders.clone()),
             orders,
             book,
             tracker,
@@ -263,39 +269,34 @@ impl Forward {
         })
     }
 
-    /// Consumes until `stop`; lanes finish the event they are on, then the final offsets are
+    /// Consumes until `stop`; workers finish the events taken, then the final offsets are
     /// committed.
-    pub async fn run(self: Arc<Self>, lanes: usize, stop: CancellationToken) {
-        let mut senders = Vec::with_capacity(lanes);
-        let mut workers = Vec::with_capacity(lanes);
-        for _ in 0..lanes {
-            let (tx, mut rx) = mpsc::channel::<Job>(8);
-            senders.push(tx);
-            let me = self.clone();
-            workers.push(tokio::spawn(async move {
-                while let Some(job) = rx.recv().await {
-                    match job {
-                        Job::Event(t) => me.handle(t).await,
-                        Job::Redrive(o) => me.redrive(o).await,
+    pub async fn run(self: Arc<Self>, workers: usize, stop: CancellationToken) {
+        // Room for a few fetches' worth of events per worker: enough that one slow order never
+        // stops the fetch for the others, bounded so a slow SAP slows the fetch.
+        let queue = Arc::new(KeyedQueue::<Job>::new(workers * 64));
+        let mut tasks = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (me, queue) = (self.clone(), queue.clone());
+            tasks.push(tokio::spawn(async move {
+                while let Some(mut taken) = queue.next().await {
+                    let superseded = taken.superseded;
+                    match &mut taken.job {
+                        Job::Event(t) => me.handle(t, superseded).await,
+                        Job::Redrive(o) => me.redrive(o.clone()).await,
                     }
+                    queue.done(taken);
                 }
             }));
         }
-        let lane_of = |key: &str| {
-            let mut h = DefaultHasher::new();
-            key.hash(&mut h);
-            (h.finish() % lanes as u64) as usize
-        };
         let mut sweep = tokio::time::interval(Duration::from_millis(500));
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = sweep.tick() => {
                     for o in self.redrives_due() {
-                        let lane = lane_of(&o.order_id);
-                        if senders[lane].send(Job::Redrive(o)).await.is_err() {
-                            break;
-                        }
+                        // Version 0: a redrive is never "later" than an event queued behind it.
+                        queue.push(&o.order_id.clone(), 0, Job::Redrive(o)).await;
                     }
                 }
                 m = self.consumer.recv() => {
@@ -321,28 +322,44 @@ impl Forward {
                         .to_millis()
                         .and_then(DateTime::from_timestamp_millis)
                         .unwrap_or_else(Utc::now);
-                    let key = m
-                        .key()
-                        .and_then(|k| std::str::from_utf8(k).ok())
-                        .unwrap_or_default()
-                        .to_owned();
+                    let (partition, offset) = (m.partition(), m.offset());
+                    let event: order_events::CloudEvent<Value> =
+                        match serde_json::from_slice(m.payload().unwrap_or_default()) {
+                            Ok(e) => e,
+                            Err(e) => {
+                                // Not an order event: nothing SAP could be told. Counted, never
+                                // retried.
+                                tracing::error!(error = %e, partition, offset, "undecodable event skipped");
+                                metrics::counter!("sap_sync_events_total", "outcome" => "undecodable").increment(1);
+                                drop(m);
+                                self.tracker.begin(partition, offset, time);
+                                self.finish(partition, offset);
+                                continue;
+                            }
+                        };
+                    // Asked now, answered (in a batch with the events fetched alongside) by the
+                        // time a worker takes the event.
+                    let versions = self.versions.clone();
+                    let order_id = event.subject.clone();
+                    let latest = tokio::spawn(async move { versions.get(&order_id).await });
                     let taken = Taken {
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        payload: m.payload().unwrap_or_default().to_vec(),
+                        partition,
+                        offset,
+                        latest: Some(latest),
                         correlation_id: header(order_events::headers::CORRELATION_ID),
                         traceparent: header(order_events::headers::TRACEPARENT),
+                        event,
                     };
                     drop(m);
-                    self.tracker.begin(taken.partition, taken.offset, time);
-                    if senders[lane_of(&key)].send(Job::Event(taken)).await.is_err() {
-                        break;
-                    }
+                    self.tracker.begin(partition, offset, time);
+                    let version = taken.event.data["version"].as_i64().unwrap_or(0);
+                    let key = taken.event.subject.clone();
+                    queue.push(&key, version, Job::Event(taken)).await;
                 }
             }
         }
-        drop(senders);
-        for w in workers {
+        queue.close();
+        for w in tasks {
             let _ = w.await;
         }
         let consumer = self.consumer.clone();
@@ -370,17 +387,13 @@ impl Forward {
         }
     }
 
-    async fn handle(&self, t: Taken) {
-        let event: order_events::CloudEvent<Value> = match serde_json::from_slice(&t.payload) {
-            Ok(e) => e,
-            Err(e) => {
-                // Not an order event: nothing SAP could be told. Counted, never retried.
-                tracing::error!(error = %e, partition = t.partition, offset = t.offset, "undecodable event skipped");
-                metrics::counter!("sap_sync_events_total", "outcome" => "undecodable").increment(1);
-                self.finish(t.partition, t.offset);
-                return;
-            }
-        };
+    /// Applies one event. `superseded`: a later event of the same order is already queued
+    /// behind it (it carries the whole order, so this one is skipped).
+    async fn handle(&self, t: &mut Taken, superseded: bool) {
+        let latest = t.latest.take();
+        let t = &*t;
+        let event = &t.event;
+        let mut latest = latest;
         let ctx = CallContext {
             correlation_id: t
                 .correlation_id
@@ -396,14 +409,14 @@ impl Forward {
         loop {
             if let Some(parked) = self.book.parked_order(&order_id) {
                 let mut parked = parked;
-                parked.events.push(parked_event(&event, &t));
+                parked.events.push(parked_event(event, t));
                 if self.write_book(parked).await {
                     metrics::counter!("sap_sync_events_total", "outcome" => "waiting_behind_parked").increment(1);
                     break;
                 }
                 continue;
             }
-            if self.superseded(&order_id, version).await {
+            if superseded || self.superseded(&order_id, version, latest.take()).await {
                 metrics::counter!("sap_sync_events_total", "outcome" => "superseded").increment(1);
                 break;
             }
@@ -429,7 +442,7 @@ impl Forward {
                             .to_owned(),
                         partition: t.partition,
                         state: "parked".into(),
-                        events: vec![parked_event(&event, &t)],
+                        events: vec![parked_event(event, t)],
                         error: e.to_string(),
                         parked_at: Utc::now(),
                         updated_at: Utc::now(),
@@ -458,11 +471,26 @@ impl Forward {
     }
 
     /// True when the order service already holds a later version: a later event of the same
-    /// order follows on the partition and carries the whole order.
-    async fn superseded(&self, order_id: &str, version: i64) -> bool {
-        match self.orders.get(order_id).await {
-            Ok(Some(o)) => o["version"].as_i64().is_some_and(|v| v > version),
-            _ => false,
+    /// order follows on the partition and carries the whole order. Asked in batches
+    /// ([`Versions`]); when the order service does not answer, the event is applied (its later
+    /// events follow and bring SAP to the latest state).
+    async fn superseded(
+        &self,
+        order_id: &str,
+        version: i64,
+        asked: Option<tokio::task::JoinHandle<Result<Option<i64>, String>>>,
+    ) -> bool {
+        let answer = match asked {
+            Some(h) => h.await.unwrap_or_else(|e| Err(e.to_string())),
+            None => self.versions.get(order_id).await,
+        };
+        match answer {
+            Ok(Some(v)) => v > version,
+            Ok(None) => false,
+            Err(e) => {
+                tracing::debug!(%order_id, error = %e, "version look-up failed; applying");
+                false
+            }
         }
     }
 

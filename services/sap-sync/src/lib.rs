@@ -21,6 +21,7 @@ pub mod config;
 pub mod forward;
 pub mod orders;
 pub mod plan;
+pub mod queue;
 pub mod sap;
 
 use std::sync::Arc;

@@ -2,7 +2,11 @@
 //! later one supersedes is not applied after it), and the backward direction's writes (statuses
 //! and rejections SAP reports).
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
 
 use serde_json::{Value, json};
 
@@ -67,6 +71,27 @@ impl Orders {
         .await
     }
 
+    /// The current versions of `order_ids` (one call; unknown ids are left out).
+    pub async fn versions(
+        &self,
+        order_ids: &[String],
+    ) -> Result<HashMap<String, i64>, OrdersError> {
+        let answer = self
+            .send(
+                self.http
+                    .post(format!("{}/api/v1/order-versions", self.base))
+                    .json(&json!({ "order_ids": order_ids })),
+            )
+            .await?
+            .unwrap_or(Value::Null);
+        Ok(answer["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| Some((v["order_id"].as_str()?.to_owned(), v["version"].as_i64()?)))
+            .collect())
+    }
+
     /// The order by its number; `None` when unknown.
     pub async fn by_number(&self, number: &str) -> Result<Option<Value>, OrdersError> {
         self.send(
@@ -119,5 +144,60 @@ impl Orders {
         )
         .await
         .map(|_| ())
+    }
+}
+
+/// Largest look-up the order service takes at once.
+const MAX_LOOKUP: usize = 500;
+
+type Ask = (String, oneshot::Sender<Result<Option<i64>, String>>);
+
+/// Versions asked by many workers at once, answered by one call per batch: whoever asks while
+/// a call is out waits for the next one, which takes every question queued by then. Under load
+/// one call serves many events; alone, an event waits for no one.
+#[derive(Clone)]
+pub struct Versions {
+    tx: mpsc::UnboundedSender<Ask>,
+}
+
+impl Versions {
+    /// Starts the batching task (it ends when every handle is dropped).
+    pub fn start(orders: Orders) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Ask>();
+        let orders = Arc::new(orders);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_LOOKUP {
+                    match rx.try_recv() {
+                        Ok(a) => batch.push(a),
+                        Err(_) => break,
+                    }
+                }
+                let mut ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                metrics::histogram!("sap_sync_version_lookup_batch").record(ids.len() as f64);
+                let answer = orders.versions(&ids).await.map_err(|e| e.to_string());
+                for (id, reply) in batch {
+                    let _ = reply.send(match &answer {
+                        Ok(v) => Ok(v.get(&id).copied()),
+                        Err(e) => Err(e.clone()),
+                    });
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    /// The order's current version in the order service (`None`: unknown there).
+    pub async fn get(&self, order_id: &str) -> Result<Option<i64>, String> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send((order_id.to_owned(), reply))
+            .map_err(|_| "version look-up stopped".to_owned())?;
+        answer
+            .await
+            .map_err(|_| "version look-up stopped".to_owned())?
     }
 }

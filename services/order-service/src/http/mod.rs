@@ -90,6 +90,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/api/v1/orders/{id}/sap-order-number", put(link_sap_order))
         .route("/api/v1/orders/{id}/sap-link", post(link_sap_order))
         .route("/api/v1/order-numbers", post(reserve_order_numbers))
+        .route("/api/v1/order-versions", post(lookup_order_versions))
         .route("/api/v1/master-data", put(upsert_master_data))
         .route("/api/v1/master-data/materials/{sku}", get(get_material))
         .route("/api/v1/master-data/customers/{id}", get(get_customer))
@@ -245,6 +246,61 @@ async fn reserve_order_numbers(
     let numbers = state.repository.reserve_numbers(count).await?;
     tracing::info!(count, first = ?numbers.first(), "order numbers reserved");
     Ok((StatusCode::CREATED, Json(ReservedNumbers { numbers })).into_response())
+}
+
+/// Largest number of ids one version look-up takes.
+pub const MAX_VERSION_LOOKUP: usize = 500;
+
+/// Body of a version look-up.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VersionLookupRequest {
+    /// Order ids (UUIDs), 1 to 500.
+    #[schema(value_type = Vec<uuid::Uuid>, min_items = 1, max_items = 500)]
+    pub order_ids: Option<Vec<Value>>,
+}
+
+/// Current versions.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct OrderVersions {
+    /// One entry per id that names an order (unknown ids are left out), in no particular order.
+    pub versions: Vec<crate::repository::OrderVersion>,
+}
+
+/// The current version and status of many orders at once: for a consumer of the order events
+/// (sap-sync) that must not apply an event a later change already superseded, without a read of
+/// each whole order. A query: it changes nothing.
+#[utoipa::path(post, path = "/api/v1/order-versions", request_body = VersionLookupRequest,
+    responses((status = 200, body = OrderVersions), (status = 400, body = problem::Problem),
+      (status = 413, body = problem::Problem), (status = 422, body = problem::Problem)))]
+async fn lookup_order_versions(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<VersionLookupRequest>,
+) -> Result<Json<OrderVersions>, ServiceError> {
+    let raw = required("order_ids", body.order_ids)?;
+    if raw.is_empty() || raw.len() > MAX_VERSION_LOOKUP {
+        return Err(ServiceError::field(
+            "order_ids",
+            format!("must hold 1 to {MAX_VERSION_LOOKUP} order ids"),
+        ));
+    }
+    let mut ids = Vec::with_capacity(raw.len());
+    let mut errors = Vec::new();
+    for (i, v) in raw.iter().enumerate() {
+        match v.as_str().and_then(|s| uuid::Uuid::parse_str(s).ok()) {
+            Some(id) => ids.push(id),
+            None => errors.push(FieldError::new(
+                format!("order_ids[{i}]"),
+                "must be an order id (a UUID)",
+            )),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ServiceError::Validation(errors));
+    }
+    Ok(Json(OrderVersions {
+        versions: state.repository.versions(&ids).await?,
+    }))
 }
 
 /// Insert or replace materials, customers and sales areas, all in one transaction (nothing is

@@ -27,6 +27,7 @@ use utoipa::openapi::{ObjectBuilder, Required, Type};
         super::link_sap_order,
         super::life::update_order,
         super::reserve_order_numbers,
+        super::lookup_order_versions,
         super::upsert_master_data,
         super::get_material,
         super::get_customer
@@ -49,6 +50,9 @@ use utoipa::openapi::{ObjectBuilder, Required, Type};
         super::life::UpdateRequest,
         super::ReserveNumbersRequest,
         super::ReservedNumbers,
+        super::VersionLookupRequest,
+        super::OrderVersions,
+        crate::repository::OrderVersion,
         order_domain::MasterDataDraft,
         order_domain::master_data::MaterialDraft,
         order_domain::master_data::CustomerDraft,

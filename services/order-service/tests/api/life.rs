@@ -831,3 +831,79 @@ async fn every_change_is_reachable_by_order_number() {
     );
     assert_eq!(events(&app, &id).await.len(), 7);
 }
+
+#[tokio::test]
+async fn the_version_look_up_tells_each_order_s_current_version_and_refuses_bad_ids() {
+    let app = spawn_app().await;
+    let (a, _) = create(&app, &priced_body("VERS-1")).await;
+    let (b, _) = create(&app, &priced_body("VERS-2")).await;
+    let changed = send(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/orders/{b}"),
+        Some(1),
+        Some(json!({"customer_reference": "VERS-2b"})),
+    )
+    .await;
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let before = app.counts().await;
+    let r = send(
+        &app,
+        Method::POST,
+        "/api/v1/order-versions",
+        None,
+        Some(json!({"order_ids": [a, b, unknown, a]})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut got: Vec<(String, i64)> = r.body["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["order_id"].as_str().unwrap().to_owned(),
+                v["version"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want = vec![(a.clone(), 1), (b.clone(), 2)];
+    want.sort();
+    assert_eq!(
+        got, want,
+        "unknown ids are left out, a repeated id answered once"
+    );
+
+    for (body, field) in [
+        (json!({}), "order_ids"),
+        (json!({"order_ids": []}), "order_ids"),
+        (json!({"order_ids": [a, "not-a-uuid"]}), "order_ids[1]"),
+        (json!({"order_ids": [42]}), "order_ids[0]"),
+        (
+            json!({"order_ids": vec![unknown.clone(); 501]}),
+            "order_ids",
+        ),
+    ] {
+        let r = send(
+            &app,
+            Method::POST,
+            "/api/v1/order-versions",
+            None,
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(r.status, 422, "{body}: {}", r.body);
+        assert_eq!(
+            r.headers["content-type"], "application/problem+json",
+            "{body}"
+        );
+        assert!(
+            r.body.to_string().contains(field),
+            "{field} not named: {}",
+            r.body
+        );
+    }
+    assert_eq!(app.counts().await, before, "a look-up stores nothing");
+}

@@ -137,13 +137,19 @@ impl Stack {
     }
 
     pub async fn start_order_service(&mut self) {
+        self.start_order_service_relaying(true).await;
+    }
+
+    /// The order service with its outbox relay on or off (off: changes commit with their
+    /// events, which wait in the outbox).
+    pub async fn start_order_service_relaying(&mut self, relay: bool) {
         let mut cmd = Command::new(bins().join("order-service"));
         cmd.env("ORDER_SERVICE_HOST", "127.0.0.1")
             .env("ORDER_SERVICE_PORT", self.orders_port.to_string())
             .env("DATABASE_URL", &self.db.url)
             .env("KAFKA_BROKERS", &self.topic.brokers)
             .env("KAFKA_TOPIC", &self.topic.name)
-            .env("OUTBOX_RELAY_ENABLED", "true")
+            .env("OUTBOX_RELAY_ENABLED", relay.to_string())
             .env("RUST_LOG", "warn")
             .stdout(log_to(&self.dir, "order-service.log"))
             .stderr(log_to(&self.dir, "order-service.log"));
@@ -398,6 +404,19 @@ impl Stack {
         let prefix = format!("sap_mock_events_total{{event=\"{event}\"}}");
         text.lines()
             .find(|l| l.starts_with(&prefix))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// A Prometheus sample (the line starting with `series`, e.g. `outbox_published_total`) from
+    /// `url`'s `/metrics`; 0 when absent.
+    pub async fn metric(&self, url: &str, series: &str) -> f64 {
+        let text = match self.http.get(format!("{url}/metrics")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        text.lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
             .unwrap_or(0.0)
     }

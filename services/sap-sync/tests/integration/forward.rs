@@ -373,3 +373,62 @@ async fn sap_sync_started_before_the_events_topic_exists_still_feeds_sap() {
     s.wait_in_sap(std::slice::from_ref(&number)).await;
     s.wait_drained(i).await;
 }
+
+async fn void_order(s: &Stack, id: &str) {
+    let r = s
+        .http
+        .post(format!("{}/api/v1/orders/{id}/void", s.orders_url()))
+        .json(&json!({"reason": "sap_rejected"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "void refused: {}", r.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn a_create_whose_order_was_voided_before_sap_sync_took_it_never_reaches_sap() {
+    let mut s = Stack::start(vec![], vec![]).await;
+    s.kill_sync(0);
+    // A: created and voided, both events on the topic (the void queued behind the create).
+    let (a, na) = s.create_order(&unique("VOID-A"), "TG11").await;
+    void_order(&s, &a).await;
+    // B: its create on the topic, its void committed while the relay is off: only the order
+    // service knows the create is superseded.
+    let (b, nb) = s.create_order(&unique("VOID-B"), "TG11").await;
+    // C: an order that must reach SAP.
+    let (_, nc) = s.create_order(&unique("VOID-C"), "TG11").await;
+    let orders = s.orders_url();
+    test_support::eventually("four events published", WAIT, || async {
+        (s.metric(&orders, "outbox_published_total").await >= 4.0).then_some(())
+    })
+    .await;
+    drop(s.orders.take());
+    s.start_order_service_relaying(false).await;
+    void_order(&s, &b).await;
+    assert_eq!(s.order(&b).await["version"], 2);
+
+    let i = s.start_sync().await;
+    s.wait_in_sap(std::slice::from_ref(&nc)).await;
+    s.wait_drained(i).await;
+    let sync = s.sync_url(i);
+    assert!(
+        s.metric(&sync, "sap_sync_events_total{outcome=\"superseded\"}")
+            .await
+            >= 2.0,
+        "both creates were taken and found superseded"
+    );
+    assert_eq!(s.sap_order(&na).await, None, "a voided order reached SAP");
+    assert_eq!(s.sap_order(&nb).await, None, "a voided order reached SAP");
+
+    // The relay back on: B's void reaches sap-sync too, and SAP still holds only C.
+    drop(s.orders.take());
+    s.start_order_service().await;
+    test_support::eventually("B's void published", WAIT, || async {
+        (s.metric(&orders, "outbox_published_total").await >= 1.0).then_some(())
+    })
+    .await;
+    s.wait_drained(i).await;
+    assert_eq!(s.sap_order(&nb).await, None);
+    assert_eq!(s.sap_numbers().await, vec![nc]);
+    assert_eq!(s.sap_event_count("sap_mock_order_created").await, 1.0);
+}
