@@ -81,6 +81,8 @@ impl SapSync {
 
     /// Runs until `stop`.
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
+        // The recorder first: an event handled before it is installed would go uncounted.
+        let _ = platform::http_metrics::prometheus_handle();
         let forward = self.forward.clone();
         let consume = tokio::spawn(forward.run(self.config.concurrency, stop.clone()));
         let backward = self.config.backward.then(|| {
@@ -114,7 +116,6 @@ impl SapSync {
             .route("/parked", get(parked))
             .route("/metrics", get(platform::http_metrics::render))
             .with_state(self.forward.clone());
-        let _ = platform::http_metrics::prometheus_handle();
         let http_stop = stop.clone();
         axum::serve(self.listener, app)
             .with_graceful_shutdown(async move { http_stop.cancelled().await })
