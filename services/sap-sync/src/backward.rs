@@ -48,6 +48,20 @@ pub fn statuses(sap: &Value) -> Vec<&'static str> {
     v
 }
 
+/// True when SAP's order shows something the backward direction brings back: a fulfilment
+/// status, or a rejected line (lifting a rejection in SAP is not brought back, so an order
+/// without one has nothing).
+pub fn has_news(sap: &Value) -> bool {
+    !statuses(sap).is_empty()
+        || sap["to_Item"]["results"].as_array().is_some_and(|items| {
+            items.iter().any(|i| {
+                i["SalesDocumentRjcnReason"]
+                    .as_str()
+                    .is_some_and(|r| !r.is_empty())
+            })
+        })
+}
+
 /// `LastChangeDateTime` (`/Date(ms+0000)/` in JSON) as a time.
 pub fn last_change(sap: &Value) -> Option<DateTime<Utc>> {
     let s = sap["LastChangeDateTime"].as_str()?;
@@ -95,6 +109,11 @@ pub async fn poll_once(sap: &Sap, orders: &Orders, book: &Book) -> Result<Polled
         };
         if let Some(t) = last_change(o) {
             newest = newest.max(t);
+        }
+        if !has_news(o) {
+            // Only taken, priced or changed in SAP (most of them sap-sync's own writes):
+            // nothing to bring back, so no read of our order.
+            continue;
         }
         let Some(ours) = orders.by_number(number).await.map_err(anyhow_orders)? else {
             // An order only SAP has (taken before the migration): backfill's work, not ours.
@@ -205,6 +224,17 @@ mod tests {
             "to_SubsequentProcFlowDoc": {"results": [
                 {"SubsequentDocumentCategory": "J"}, {"SubsequentDocumentCategory": "M"}]}});
         assert_eq!(statuses(&flow), ["delivered", "billed"]);
+    }
+
+    #[test]
+    fn only_fulfilment_or_a_rejected_line_is_news() {
+        let fresh = json!({"OverallDeliveryStatus": "A", "to_Item": {"results": [
+            {"SalesOrderItem": "10", "SalesDocumentRjcnReason": ""}]}});
+        assert!(!has_news(&fresh));
+        let mut rejected = fresh.clone();
+        rejected["to_Item"]["results"][0]["SalesDocumentRjcnReason"] = json!("02");
+        assert!(has_news(&rejected));
+        assert!(has_news(&json!({"OverallDeliveryStatus": "C"})));
     }
 
     #[test]
