@@ -7,7 +7,11 @@
 
 use std::collections::HashMap;
 use std::fmt::Display;
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
+
+use crate::tls::{ClientConfig, TlsSetupError};
 
 /// Every configuration problem found while loading, reported together.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +19,36 @@ use std::str::FromStr;
 pub struct ConfigError {
     /// One line per bad variable, naming it.
     pub problems: Vec<String>,
+}
+
+/// A checked upstream base URL and, for `https://`, the TLS client configuration that reaches it.
+#[derive(Debug, Clone)]
+pub struct UpstreamUrl {
+    /// Scheme, authority and an optional path prefix (no trailing slash).
+    pub url: http::Uri,
+    /// `Some` exactly when the scheme is `https`.
+    pub tls: Option<Arc<ClientConfig>>,
+}
+
+impl UpstreamUrl {
+    /// The URL as text without a trailing slash, for appending paths to.
+    pub fn base(&self) -> String {
+        self.url.to_string().trim_end_matches('/').to_owned()
+    }
+}
+
+/// The schemes an upstream URL may have.
+#[derive(Debug, Clone, Copy)]
+pub enum UpstreamSchemes<'a> {
+    /// `http://` only (services on the inside, where TLS is terminated elsewhere).
+    HttpOnly,
+    /// `http://` or `https://`; an `https` upstream's certificate is verified against the
+    /// certificates in the PEM file named by `ca_file_var` when it is set, else against the
+    /// system's CA store (see [`crate::tls`]).
+    HttpOrHttps {
+        /// The variable naming the CA file (e.g. `SAP_CA_FILE`).
+        ca_file_var: &'a str,
+    },
 }
 
 /// Reads typed values out of a set of environment variables, collecting errors.
@@ -92,6 +126,85 @@ impl EnvReader {
         self.raw(name).unwrap_or_else(|| default.to_owned())
     }
 
+    /// An upstream's base URL from `name` (or `default`), with the TLS configuration an
+    /// `https://` URL needs. A wrong scheme, a missing host, and a CA file that is missing, not
+    /// PEM or without certificates are recorded, naming the variable. The CA file is checked
+    /// whatever the scheme, but the system's store is read only for `https`, and for `http`
+    /// nothing about TLS is kept.
+    pub fn read_upstream_url(
+        &mut self,
+        name: &str,
+        default: &str,
+        schemes: UpstreamSchemes<'_>,
+    ) -> UpstreamUrl {
+        let fallback = || UpstreamUrl {
+            url: default.parse().expect("default URL parses"),
+            tls: None,
+        };
+        let raw = self.read_string(name, default);
+        let url = match raw.trim_end_matches('/').parse::<http::Uri>() {
+            Ok(u) if u.authority().is_some() => u,
+            Ok(_) => {
+                self.problems
+                    .push(format!("{name}={raw:?}: expected scheme://host:port"));
+                return fallback();
+            }
+            Err(e) => {
+                self.problems.push(format!("{name}={raw:?}: {e}"));
+                return fallback();
+            }
+        };
+        match (url.scheme_str(), schemes) {
+            (Some("http"), UpstreamSchemes::HttpOnly) => UpstreamUrl { url, tls: None },
+            (_, UpstreamSchemes::HttpOnly) => {
+                self.problems
+                    .push(format!("{name}={raw:?}: expected http://host:port"));
+                fallback()
+            }
+            (Some(scheme @ ("http" | "https")), UpstreamSchemes::HttpOrHttps { ca_file_var }) => {
+                let ca_file = self.raw(ca_file_var).map(PathBuf::from);
+                if scheme == "http" {
+                    if let Some(path) = &ca_file
+                        && let Err(e) = crate::tls::load_ca_file(path)
+                    {
+                        self.problems.push(format!("{ca_file_var}: {e}"));
+                    }
+                    return UpstreamUrl { url, tls: None };
+                }
+                let host = url.host().unwrap_or_default();
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                if rustls::pki_types::ServerName::try_from(host).is_err() {
+                    self.problems.push(format!(
+                        "{name}={raw:?}: {host:?} is neither a DNS name nor an IP address, so no \
+                         certificate can name it"
+                    ));
+                    return fallback();
+                }
+                match crate::tls::client_config(ca_file.as_deref()) {
+                    Ok(tls) => UpstreamUrl {
+                        url,
+                        tls: Some(tls),
+                    },
+                    Err(e @ TlsSetupError::NoSystemRoots { .. }) => {
+                        self.problems
+                            .push(format!("{name}={raw:?}: {e} ({ca_file_var})"));
+                        fallback()
+                    }
+                    Err(e) => {
+                        self.problems.push(format!("{ca_file_var}: {e}"));
+                        fallback()
+                    }
+                }
+            }
+            (_, UpstreamSchemes::HttpOrHttps { .. }) => {
+                self.problems.push(format!(
+                    "{name}={raw:?}: expected http://host:port or https://host:port"
+                ));
+                fallback()
+            }
+        }
+    }
+
     /// Records a problem found by the caller's own cross-field checks.
     pub fn problem(&mut self, message: impl Into<String>) {
         self.problems.push(message.into());
@@ -133,6 +246,62 @@ mod tests {
         assert_eq!(err.problems.len(), 2);
         let text = err.to_string();
         assert!(text.contains("A_PORT") && text.contains("B_FLAG"), "{text}");
+    }
+
+    #[test]
+    fn an_http_upstream_needs_no_tls_and_an_https_one_gets_its_configured_ca() {
+        let ca = {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params.self_signed(&key).unwrap().pem()
+        };
+        let path = std::env::temp_dir().join(format!(
+            "platform-config-ca-{}.pem",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::write(&path, ca).unwrap();
+        let schemes = UpstreamSchemes::HttpOrHttps {
+            ca_file_var: "X_CA_FILE",
+        };
+        let mut r = reader(&[("X_URL", "http://sap:8000/")]);
+        let plain = r.read_upstream_url("X_URL", "http://127.0.0.1:1", schemes);
+        assert!(plain.tls.is_none());
+        assert_eq!(plain.base(), "http://sap:8000");
+        let mut r = reader(&[
+            ("X_URL", "https://sap.example:44300"),
+            ("X_CA_FILE", path.to_str().unwrap()),
+        ]);
+        let secure = r.read_upstream_url("X_URL", "http://127.0.0.1:1", schemes);
+        assert!(r.finish().is_ok());
+        assert!(secure.tls.is_some());
+        assert_eq!(secure.url.scheme_str(), Some("https"));
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_bad_ca_file_or_scheme_is_a_problem_naming_the_variable() {
+        let schemes = UpstreamSchemes::HttpOrHttps {
+            ca_file_var: "X_CA_FILE",
+        };
+        for (url, ca, named) in [
+            ("https://sap:1", "/nonexistent/ca.pem", "X_CA_FILE"),
+            // Checked even while the URL is still http, so the switch to https cannot fail.
+            ("http://sap:1", "/nonexistent/ca.pem", "X_CA_FILE"),
+            ("ftp://sap:1", "", "X_URL"),
+            ("https://sap!:1", "", "X_URL"),
+        ] {
+            let mut r = reader(&[("X_URL", url), ("X_CA_FILE", ca)]);
+            let u = r.read_upstream_url("X_URL", "http://127.0.0.1:1", schemes);
+            assert!(u.tls.is_none());
+            let e = r.finish().unwrap_err();
+            assert_eq!(e.problems.len(), 1, "{e}");
+            assert!(e.problems[0].starts_with(named), "{e}");
+        }
+        let mut r = reader(&[("X_URL", "https://sap:1")]);
+        r.read_upstream_url("X_URL", "http://127.0.0.1:1", UpstreamSchemes::HttpOnly);
+        let e = r.finish().unwrap_err();
+        assert!(e.problems[0].contains("expected http://"), "{e}");
     }
 
     #[test]

@@ -11,9 +11,16 @@
 //! - [`http_metrics`]: the Prometheus recorder and a middleware counting requests and timing
 //!   them by route and status.
 //! - [`shutdown`]: SIGTERM/SIGINT turned into a cancellation token that servers drain on.
+//! - [`tls`]: the one rustls client configuration for an `https://` upstream (ring provider,
+//!   the system's CA store or a configured CA file, verification always on);
+//!   [`config::EnvReader::read_upstream_url`] reads an upstream URL with it, so a bad CA file is
+//!   a configuration error at start.
+//! - [`http_client`]: a pooled HTTP/1.1 client over plain TCP or that TLS, for whole-body calls.
 
 pub mod config;
 pub mod correlation;
+pub mod http_client;
 pub mod http_metrics;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;

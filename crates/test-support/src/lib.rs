@@ -10,6 +10,8 @@
 //! - [`process`]: child processes of the real binaries that are killed when dropped, with
 //!   SIGKILL available for crash tests, and free loopback ports.
 //! - [`relay`]: a TCP relay that loses a server's answers after the request reached it whole.
+//! - [`tls`]: a test CA made at test time and a TLS-terminating relay that puts a plain server
+//!   (the SAP emulator) behind `https`.
 //! - [`eventually`]: poll a condition until a deadline instead of sleeping.
 //!
 //! Only ever a dev-dependency.
@@ -18,6 +20,7 @@ pub mod kafka;
 pub mod postgres;
 pub mod process;
 pub mod relay;
+pub mod tls;
 
 use std::future::Future;
 use std::path::PathBuf;

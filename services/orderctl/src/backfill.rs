@@ -101,8 +101,7 @@ async fn backfill(args: &Args) -> anyhow::Result<Outcome> {
     let client = reqwest::Client::new();
     let ends = &args.endpoints;
     let orders_url = ends.orders();
-    let entities =
-        reconcile::fetch_sap_entities(&client, ends.sap(), ends.sap_auth(), None).await?;
+    let entities = reconcile::fetch_sap_entities(&ends.sap()?, None).await?;
     let new = reconcile::fetch_orders(&client, orders_url).await?;
     let sap: Vec<reconcile::SapOrder> = entities.iter().map(reconcile::sap_order).collect();
     let report = reconcile::reconcile(&sap, &new);

@@ -25,7 +25,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use crate::odata_read::fetch_set;
 use anyhow::{Context, bail};
 use chrono::NaiveDate;
 use order_domain::MasterDataDraft;
@@ -95,7 +94,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     let Command::Import(args) = command;
     let client = reqwest::Client::new();
     let (draft, skipped) = if args.from_sap {
-        let draft = read_sap(&client, &args).await?;
+        let draft = read_sap(&args).await?;
         keep_valid(draft)
     } else {
         let path = args
@@ -428,13 +427,10 @@ fn assemble(
     }
 }
 
-async fn read_sap(client: &reqwest::Client, args: &ImportArgs) -> anyhow::Result<MasterDataDraft> {
-    let ends = &args.endpoints;
+async fn read_sap(args: &ImportArgs) -> anyhow::Result<MasterDataDraft> {
+    let sap = args.endpoints.sap()?;
     let page = args.page.max(1);
-    let products = fetch_set(
-        client,
-        ends.sap(),
-        ends.sap_auth(),
+    let products = sap.fetch_set(
         &format!("{PRODUCT_SERVICE}/A_Product"),
         "$select=Product,BaseUnit,to_Description/Language,to_Description/ProductDescription&$expand=to_Description&$orderby=Product",
         page,
@@ -444,24 +440,19 @@ async fn read_sap(client: &reqwest::Client, args: &ImportArgs) -> anyhow::Result
         "master-data import: {} products read from SAP",
         products.len()
     );
-    let sales_areas = fetch_set(
-        client,
-        ends.sap(),
-        ends.sap_auth(),
+    let sales_areas = sap.fetch_set(
         &format!("{PARTNER_SERVICE}/A_CustomerSalesArea"),
         "$select=Customer,SalesOrganization,DistributionChannel,Division,Currency&$orderby=Customer",
         page,
     )
     .await?;
-    let customers = fetch_set(
-        client,
-        ends.sap(),
-        ends.sap_auth(),
-        &format!("{PARTNER_SERVICE}/A_Customer"),
-        "$select=Customer,CustomerName&$orderby=Customer",
-        page,
-    )
-    .await?;
+    let customers = sap
+        .fetch_set(
+            &format!("{PARTNER_SERVICE}/A_Customer"),
+            "$select=Customer,CustomerName&$orderby=Customer",
+            page,
+        )
+        .await?;
     eprintln!(
         "master-data import: {} customer sales areas read from SAP",
         sales_areas.len()
@@ -470,15 +461,13 @@ async fn read_sap(client: &reqwest::Client, args: &ImportArgs) -> anyhow::Result
         "$filter=ConditionType%20eq%20'{}'&$expand=to_SlsPrcgCndnRecdValidity",
         args.condition_type
     );
-    let records = fetch_set(
-        client,
-        ends.sap(),
-        ends.sap_auth(),
-        &format!("{PRICING_SERVICE}/A_SlsPrcgConditionRecord"),
-        &filter,
-        page,
-    )
-    .await?;
+    let records = sap
+        .fetch_set(
+            &format!("{PRICING_SERVICE}/A_SlsPrcgConditionRecord"),
+            &filter,
+            page,
+        )
+        .await?;
     eprintln!(
         "master-data import: {} pricing condition records read from SAP",
         records.len()

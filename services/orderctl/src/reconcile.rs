@@ -30,12 +30,18 @@ use std::str::FromStr;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
+use crate::odata_read::SapReader;
+
 /// Where the two systems are (shared by `reconcile` and `backfill`).
 #[derive(clap::Args)]
 pub struct Endpoints {
-    /// SAP's base URL (the service path is appended).
+    /// SAP's base URL (the service path is appended): `http://` or `https://`.
     #[arg(long, env = "SAP_URL", default_value = "http://127.0.0.1:8082")]
     sap_url: String,
+    /// For an `https` SAP: PEM file of the CA certificate(s) that sign SAP's certificate (then
+    /// the only ones trusted); unset: the system's CA store.
+    #[arg(long, env = "SAP_CA_FILE")]
+    sap_ca_file: Option<std::path::PathBuf>,
     /// SAP user (basic authentication).
     #[arg(long, env = "SAP_USER")]
     sap_user: Option<String>,
@@ -52,9 +58,10 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
-    /// SAP's base URL without a trailing slash.
-    pub fn sap(&self) -> &str {
-        self.sap_url.trim_end_matches('/')
+    /// SAP to read from (TLS for an `https` URL; a bad CA file is refused here, before any
+    /// call).
+    pub fn sap(&self) -> anyhow::Result<SapReader> {
+        SapReader::new(&self.sap_url, self.sap_ca_file.as_ref(), self.sap_auth())
     }
 
     /// The order service's base URL without a trailing slash.
@@ -436,28 +443,22 @@ fn new_order(v: &Value) -> NewOrder {
 }
 
 /// Reads every SAP sales order with its items, following SAP's paging.
-pub async fn fetch_sap(
-    client: &reqwest::Client,
-    base: &str,
-    auth: Option<(&str, &str)>,
-) -> anyhow::Result<Vec<SapOrder>> {
+pub async fn fetch_sap(sap: &SapReader) -> anyhow::Result<Vec<SapOrder>> {
     let select = "SalesOrder,ExternalDocumentID,SoldToParty,PurchaseOrderByCustomer,TransactionCurrency,TotalNetAmount,to_Item/SalesOrderItem,to_Item/Material,to_Item/RequestedQuantity,to_Item/RequestedQuantityUnit,to_Item/NetAmount";
-    let entities = fetch_sap_entities(client, base, auth, Some(select)).await?;
+    let entities = fetch_sap_entities(sap, Some(select)).await?;
     Ok(entities.iter().map(sap_order).collect())
 }
 
 /// Reads every SAP sales order entity with its items expanded (only the `select`ed properties
 /// when given), in `SalesOrder` order, following SAP's paging.
 pub async fn fetch_sap_entities(
-    client: &reqwest::Client,
-    base: &str,
-    auth: Option<(&str, &str)>,
+    sap: &SapReader,
     select: Option<&str>,
 ) -> anyhow::Result<Vec<Value>> {
     let select = select.map(|s| format!("$select={s}&")).unwrap_or_default();
     let query = format!("{select}$expand=to_Item&$orderby=SalesOrder");
     let path = format!("{SAP_SERVICE}/A_SalesOrder");
-    crate::odata_read::fetch_set(client, base, auth, &path, &query, 500).await
+    sap.fetch_set(&path, &query, 500).await
 }
 
 /// Reads every order of the order service.
@@ -496,7 +497,7 @@ pub async fn fetch_orders(client: &reqwest::Client, base: &str) -> anyhow::Resul
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let ends = &args.endpoints;
-    let sap = fetch_sap(&client, ends.sap(), ends.sap_auth()).await?;
+    let sap = fetch_sap(&ends.sap()?).await?;
     let new = fetch_orders(&client, ends.orders()).await?;
     let report = reconcile(&sap, &new);
     let drift = report.drift();

@@ -48,6 +48,7 @@ impl Application {
             breaker_failures: config.breaker_failures,
             breaker_cooldown: config.breaker_cooldown,
             max_concurrency: config.upstream_max_concurrency,
+            tls: config.sap_tls.clone(),
         }));
         let order_upstream = Arc::new(Upstream::new(UpstreamSettings {
             name: "order-service",
@@ -56,6 +57,7 @@ impl Application {
             breaker_failures: config.breaker_failures,
             breaker_cooldown: config.breaker_cooldown,
             max_concurrency: config.upstream_max_concurrency,
+            tls: None,
         }));
         let orders: Arc<dyn OrderService> = Arc::new(HttpOrderService::new(order_upstream.clone()));
         let sap_client = SapClient::new(sap.clone(), config.sap_credentials.clone());
@@ -104,6 +106,7 @@ impl Application {
                     breaker_failures: u32::MAX,
                     breaker_cooldown: std::time::Duration::from_secs(1),
                     max_concurrency: 4,
+                    tls: None,
                 }))
             }),
             sap_sync_max_lag: config.sap_sync_max_lag,
@@ -157,6 +160,8 @@ impl Application {
             listen = %self.address(),
             admin = %self.admin_address(),
             sap = %self.config.sap_url,
+            sap_tls = self.config.sap_tls.is_some(),
+            lean_path = self.config.fast_path,
             order_service = %self.config.order_service_url,
             "proxy started"
         );

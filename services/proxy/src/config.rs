@@ -5,10 +5,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::Uri;
-use platform::config::{ConfigError, EnvReader};
+use platform::config::{ConfigError, EnvReader, UpstreamSchemes};
 use platform::telemetry::LogFormat;
 
 use crate::routes::{Mode, SapUnavailablePolicy};
@@ -21,8 +22,12 @@ pub const PROXY_BIND: &str = "PROXY_BIND";
 pub const PROXY_ADMIN_PORT: &str = "PROXY_ADMIN_PORT";
 /// Address the admin API binds to (default loopback).
 pub const PROXY_ADMIN_BIND: &str = "PROXY_ADMIN_BIND";
-/// Base URL of SAP (or the emulator), e.g. `http://127.0.0.1:8082`.
+/// Base URL of SAP (or the emulator), e.g. `http://127.0.0.1:8082` or
+/// `https://s4.example.com:44300`.
 pub const SAP_URL: &str = "SAP_URL";
+/// PEM file with the CA certificate(s) that sign SAP's TLS certificate, for an `https`
+/// [`SAP_URL`]; they are then the only ones trusted. Unset: the system's CA store.
+pub const SAP_CA_FILE: &str = "SAP_CA_FILE";
 /// Base URL of the order service, e.g. `http://127.0.0.1:8081`.
 pub const ORDER_SERVICE_URL: &str = "ORDER_SERVICE_URL";
 /// Bearer token required for every admin change. Unset: every change is refused.
@@ -95,7 +100,8 @@ pub const PROXY_SHADOW_MIN_MATCH_RATE: &str = "PROXY_SHADOW_MIN_MATCH_RATE";
 /// (default: one per CPU; `1` serves on the main runtime).
 pub const PROXY_WORKERS: &str = "PROXY_WORKERS";
 /// Serve plain pass-through requests on the lean HTTP/1.1 path (`true`, the default) or send
-/// every request through hyper (`false`).
+/// every request through hyper (`false`). The lean path relays plain sockets, so it is off
+/// whatever this says when [`SAP_URL`] is `https`.
 pub const PROXY_FAST_PATH: &str = "PROXY_FAST_PATH";
 /// How long an idle keep-alive client connection is kept open, in milliseconds.
 pub const PROXY_KEEPALIVE_TIMEOUT_MS: &str = "PROXY_KEEPALIVE_TIMEOUT_MS";
@@ -116,6 +122,9 @@ pub struct ProxyConfig {
     pub admin_listen: SocketAddr,
     /// SAP base URL (scheme + authority, optional path prefix).
     pub sap_url: Uri,
+    /// TLS client configuration for SAP: `Some` exactly when [`ProxyConfig::sap_url`] is
+    /// `https` (trust anchors from [`SAP_CA_FILE`] or the system's store).
+    pub sap_tls: Option<Arc<platform::tls::ClientConfig>>,
     /// Order service base URL.
     pub order_service_url: Uri,
     /// Admin bearer token; `None` refuses every change.
@@ -178,7 +187,8 @@ pub struct ProxyConfig {
     pub shadow_min_match_rate: f64,
     /// Worker threads for the client side.
     pub workers: usize,
-    /// Plain pass-through requests take the lean HTTP/1.1 path ([`crate::h1`]).
+    /// Plain pass-through requests take the lean HTTP/1.1 path ([`crate::h1`]); never when
+    /// SAP is `https`.
     pub fast_path: bool,
     /// Idle time after which a keep-alive client connection is closed.
     pub keepalive_timeout: Duration,
@@ -202,7 +212,13 @@ impl ProxyConfig {
         let port: u16 = r.read(PROXY_PORT, 8080);
         let admin_bind: IpAddr = r.read(PROXY_ADMIN_BIND, IpAddr::V4(Ipv4Addr::LOCALHOST));
         let admin_port: u16 = r.read(PROXY_ADMIN_PORT, 9080);
-        let sap_url = read_base_url(&mut r, SAP_URL, "http://127.0.0.1:8082");
+        let sap = r.read_upstream_url(
+            SAP_URL,
+            "http://127.0.0.1:8082",
+            UpstreamSchemes::HttpOrHttps {
+                ca_file_var: SAP_CA_FILE,
+            },
+        );
         let order_service_url = read_base_url(&mut r, ORDER_SERVICE_URL, "http://127.0.0.1:8081");
         let admin_token = r.raw(ADMIN_TOKEN);
         let data_dir = PathBuf::from(r.read_string(PROXY_DATA_DIR, ".data/proxy"));
@@ -274,7 +290,8 @@ impl ProxyConfig {
             Duration::from_secs(r.read(PROXY_IDEMPOTENCY_TTL_HOURS, 24u64).max(1) * 3600);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let workers = r.read(PROXY_WORKERS, cpus).clamp(1, 256);
-        let fast_path = r.read_bool(PROXY_FAST_PATH, true);
+        // The lean path relays plain sockets: with TLS to SAP every request goes through hyper.
+        let fast_path = r.read_bool(PROXY_FAST_PATH, true) && sap.tls.is_none();
         let keepalive_timeout = ms(&mut r, PROXY_KEEPALIVE_TIMEOUT_MS, 75_000);
         let batch_max_parts = r.read(PROXY_BATCH_MAX_PARTS, 100usize).max(1);
         let log_format: LogFormat = r.read(LOG_FORMAT, LogFormat::Text);
@@ -282,7 +299,8 @@ impl ProxyConfig {
         Ok(Self {
             listen: SocketAddr::new(bind, port),
             admin_listen: SocketAddr::new(admin_bind, admin_port),
-            sap_url,
+            sap_url: sap.url,
+            sap_tls: sap.tls,
             order_service_url,
             admin_token,
             data_dir,
@@ -323,21 +341,10 @@ impl ProxyConfig {
     }
 }
 
+/// An inside upstream (order service, sap-sync): plain `http` only.
 fn read_base_url(r: &mut EnvReader, name: &str, default: &str) -> Uri {
-    let raw = r.read_string(name, default);
-    match raw.trim_end_matches('/').parse::<Uri>() {
-        Ok(u) if u.scheme_str() == Some("http") && u.authority().is_some() => u,
-        Ok(_) => {
-            r.problem(format!(
-                "{name}={raw:?}: expected http://host:port (TLS to upstreams is terminated elsewhere)"
-            ));
-            default.parse().expect("default URL parses")
-        }
-        Err(e) => {
-            r.problem(format!("{name}={raw:?}: {e}"));
-            default.parse().expect("default URL parses")
-        }
-    }
+    r.read_upstream_url(name, default, UpstreamSchemes::HttpOnly)
+        .url
 }
 
 #[cfg(test)]
@@ -367,11 +374,49 @@ mod tests {
     fn every_bad_variable_is_reported_together() {
         let err = ProxyConfig::from_reader(reader(&[
             (PROXY_PORT, "x"),
-            (SAP_URL, "https://sap"),
+            (SAP_URL, "ftp://sap"),
             (PROXY_SALES_ORDERS_MODE, "phase-7"),
             (SAP_USER, "only-user"),
         ]))
         .unwrap_err();
         assert_eq!(err.problems.len(), 4, "{err}");
+    }
+
+    #[test]
+    fn plain_http_sap_keeps_the_lean_path_and_loads_no_tls() {
+        let c = ProxyConfig::from_reader(reader(&[(SAP_URL, "http://sap:8000")])).unwrap();
+        assert!(c.sap_tls.is_none());
+        assert!(c.fast_path);
+    }
+
+    #[test]
+    fn a_sap_ca_file_that_is_missing_is_reported_by_name() {
+        let err = ProxyConfig::from_reader(reader(&[
+            (SAP_URL, "https://s4.example.com:44300"),
+            (SAP_CA_FILE, "/nonexistent/sap-ca.pem"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert!(err.problems[0].starts_with("SAP_CA_FILE"), "{err}");
+    }
+
+    #[test]
+    fn https_sap_with_a_ca_file_gets_tls_and_turns_the_lean_path_off() {
+        let ca = test_support::tls::TestCa::new("config test CA");
+        let c = ProxyConfig::from_reader(reader(&[
+            (SAP_URL, "https://127.0.0.1:44300"),
+            (SAP_CA_FILE, ca.pem_file().to_str().unwrap()),
+            (PROXY_FAST_PATH, "true"),
+        ]))
+        .unwrap();
+        assert!(c.sap_tls.is_some());
+        assert!(!c.fast_path);
+    }
+
+    #[test]
+    fn only_sap_may_be_https() {
+        let err = ProxyConfig::from_reader(reader(&[(ORDER_SERVICE_URL, "https://orders:8081")]))
+            .unwrap_err();
+        assert!(err.problems[0].starts_with(ORDER_SERVICE_URL), "{err}");
     }
 }

@@ -43,6 +43,10 @@ pub enum UpstreamFailure {
     /// The connection could not be made (refused, unreachable): nothing was sent.
     #[error("connection failed: {0}")]
     Connect(String),
+    /// The TLS handshake failed (the upstream's certificate was not accepted: unknown issuer,
+    /// wrong name, expired; or no common protocol): nothing was sent.
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
     /// No response head within the upstream's timeout. The request may have been processed.
     #[error("timed out")]
     Timeout,
@@ -163,7 +167,9 @@ impl ProxyError {
             ProxyError::Upstream { failure, .. } => match failure {
                 UpstreamFailure::Timeout => StatusCode::GATEWAY_TIMEOUT,
                 UpstreamFailure::BreakerOpen => StatusCode::SERVICE_UNAVAILABLE,
-                UpstreamFailure::Connect(_) | UpstreamFailure::Broken(_) => StatusCode::BAD_GATEWAY,
+                UpstreamFailure::Connect(_)
+                | UpstreamFailure::Tls(_)
+                | UpstreamFailure::Broken(_) => StatusCode::BAD_GATEWAY,
                 UpstreamFailure::ClientBody(f) => ProxyError::from(f.clone()).status(),
             },
         }
@@ -186,6 +192,7 @@ impl ProxyError {
                 UpstreamFailure::Timeout => "PROXY/504",
                 UpstreamFailure::BreakerOpen => "PROXY/503",
                 UpstreamFailure::Connect(_) | UpstreamFailure::Broken(_) => "PROXY/502",
+                UpstreamFailure::Tls(_) => "PROXY/502T",
                 UpstreamFailure::ClientBody(f) => ProxyError::from(f.clone()).code(),
             },
         }
@@ -199,6 +206,10 @@ impl ProxyError {
                 failure,
             } => match failure {
                 UpstreamFailure::Timeout => "The SAP system did not answer in time".to_owned(),
+                // Says which kind of failure, not why: the certificate's details are logged.
+                UpstreamFailure::Tls(_) => {
+                    "The SAP system could not be reached securely (TLS handshake failed)".to_owned()
+                }
                 _ => "The SAP system is not available".to_owned(),
             },
             ProxyError::Upstream { .. } => "A backend system is not available".to_owned(),
@@ -281,11 +292,31 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_refused_sap_certificate_is_an_odata_502_that_says_tls() {
+        let e = ProxyError::Upstream {
+            side: Side::Sap,
+            failure: UpstreamFailure::Tls("invalid peer certificate: UnknownIssuer".into()),
+        };
+        let resp = e.to_response();
+        assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "PROXY/502T");
+        let message = v["error"]["message"]["value"].as_str().unwrap();
+        assert!(message.contains("TLS"), "{message}");
+        assert!(
+            !message.contains("UnknownIssuer"),
+            "details stay in the log: {message}"
+        );
+    }
+
     #[test]
     fn only_timeouts_and_broken_connections_are_ambiguous() {
         assert!(UpstreamFailure::Timeout.is_ambiguous());
         assert!(UpstreamFailure::Broken("reset".into()).is_ambiguous());
         assert!(!UpstreamFailure::Connect("refused".into()).is_ambiguous());
+        assert!(!UpstreamFailure::Tls("UnknownIssuer".into()).is_ambiguous());
         assert!(!UpstreamFailure::BreakerOpen.is_ambiguous());
     }
 }

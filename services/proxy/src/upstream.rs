@@ -1,6 +1,13 @@
 //! One upstream (SAP or the order service): pooled keep-alive HTTP/1.1 connections with a
 //! timeout, a circuit breaker, a concurrency bound and a latency histogram.
 //!
+//! An `https://` upstream (SAP_URL, with the TLS configuration of `platform::tls`) gets each
+//! new connection through a TLS handshake that verifies SAP's certificate and name; after
+//! that the pool, the layers and hyper are the same. A plain `http://` upstream never touches
+//! TLS: the connector is `None` and its only cost is one branch per new connection. The lean
+//! path's raw sockets ([`RawConn`]) are plain only: the configuration turns that path off
+//! when SAP is `https` (see `PROXY_FAST_PATH` in `config`).
+//!
 //! The layers apply in this order, outermost first, and the order matters:
 //! 1. the breaker, so an upstream known to be down costs nothing (no wait, no connection);
 //! 2. the timeout, which covers waiting for a concurrency slot *and* the call, so a saturated
@@ -17,6 +24,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -28,8 +36,11 @@ use http::{HeaderValue, Request, Response, Uri};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsConnector;
 
 use crate::body::ProxyBody;
 use crate::breaker::{Breaker, BreakerState};
@@ -50,6 +61,23 @@ pub struct UpstreamSettings {
     pub breaker_cooldown: Duration,
     /// Calls in flight at once.
     pub max_concurrency: usize,
+    /// TLS client configuration, for an `https` base URL (and only then).
+    pub tls: Option<Arc<platform::tls::ClientConfig>>,
+}
+
+/// How new connections to an `https` upstream are secured.
+struct Tls {
+    connector: TlsConnector,
+    /// The name SAP's certificate must carry (the base URL's host: a DNS name or an IP).
+    server_name: ServerName<'static>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Idle connections kept per upstream and thread.
@@ -160,16 +188,19 @@ pub struct Upstream {
     timeout: Duration,
     breaker: Breaker,
     slots: Semaphore,
+    /// `Some` for an `https` upstream.
+    tls: Option<Tls>,
     /// Latency histograms by outcome, registered once (no key building per call).
-    histograms: [metrics::Histogram; 5],
+    histograms: [metrics::Histogram; 6],
 }
 
-const OUTCOMES: [&str; 5] = [
+const OUTCOMES: [&str; 6] = [
     "response",
     "server_error",
     "timeout",
     "connect_error",
     "broken",
+    "tls_error",
 ];
 
 /// Records the breaker outcome exactly once, even when the caller's future is dropped (a probe
@@ -196,6 +227,11 @@ impl Drop for BreakerGuard<'_> {
 
 impl Upstream {
     /// Prepares the upstream (no connection is made yet).
+    ///
+    /// # Panics
+    ///
+    /// When the base URL has no authority, or an `https` base URL comes without a TLS
+    /// configuration or a host a certificate can name: the configuration checked both.
     pub fn new(s: UpstreamSettings) -> Self {
         let parts = s.base.clone().into_parts();
         let prefix = parts
@@ -204,9 +240,26 @@ impl Upstream {
             .map(|p| p.path().trim_end_matches('/').to_owned())
             .unwrap_or_default();
         let authority = parts.authority.expect("config validated the authority");
+        let scheme = parts.scheme.unwrap_or(Scheme::HTTP);
+        let tls = (scheme == Scheme::HTTPS).then(|| {
+            let config = s
+                .tls
+                .clone()
+                .expect("config built the TLS settings of an https upstream");
+            let host = authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            Tls {
+                connector: TlsConnector::from(config),
+                server_name: ServerName::try_from(host.to_owned())
+                    .expect("a URL's host is a DNS name or an IP address"),
+            }
+        });
         Self {
             name: s.name,
-            scheme: parts.scheme.unwrap_or(Scheme::HTTP),
+            tls,
+            scheme,
             host_header: HeaderValue::from_str(authority.as_str()).expect("an authority is a valid header"),
             authority,
             prefix,
@@ -223,7 +276,8 @@ impl Upstream {
     async fn connect_stream(&self) -> Result<TcpStream, UpstreamFailure> {
         let host = self.authority.host();
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = self.authority.port_u16().unwrap_or(80);
+        let default_port = if self.tls.is_some() { 443 } else { 80 };
+        let port = self.authority.port_u16().unwrap_or(default_port);
         let stream = TcpStream::connect((host, port))
             .await
             .map_err(|e| UpstreamFailure::Connect(e.to_string()))?;
@@ -233,6 +287,29 @@ impl Upstream {
 
     async fn connect(&self) -> Result<SendRequest<ProxyBody>, UpstreamFailure> {
         let stream = self.connect_stream().await?;
+        match &self.tls {
+            None => self.handshake(stream).await,
+            Some(tls) => {
+                let stream = tls
+                    .connector
+                    .connect(tls.server_name.clone(), stream)
+                    .await
+                    .map_err(|e| {
+                        UpstreamFailure::Tls(
+                            platform::tls::tls_failure(&e).unwrap_or_else(|| error_chain(&e)),
+                        )
+                    })?;
+                self.handshake(stream).await
+            }
+        }
+    }
+
+    /// HTTP/1.1 over an established stream (plain or TLS); the connection is driven by its
+    /// own task.
+    async fn handshake<S>(&self, stream: S) -> Result<SendRequest<ProxyBody>, UpstreamFailure>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| UpstreamFailure::Connect(error_chain(&e)))?;
@@ -407,8 +484,14 @@ impl Upstream {
         }
     }
 
-    /// A new raw connection.
+    /// A new raw connection (plain TCP: never used for an `https` upstream, see the module
+    /// documentation; refused there rather than sending SAP's traffic in the clear).
     pub(crate) async fn connect_raw(&self) -> Result<RawConn, UpstreamFailure> {
+        if self.tls.is_some() {
+            return Err(UpstreamFailure::Tls(
+                "the lean path has no TLS (PROXY_FAST_PATH is off for https)".into(),
+            ));
+        }
         Ok(RawConn {
             stream: self.connect_stream().await?,
             buf: BytesMut::with_capacity(RAW_BUFFER),
@@ -454,6 +537,7 @@ impl Call<'_> {
         let i = match f {
             UpstreamFailure::Timeout => 2,
             UpstreamFailure::Connect(_) => 3,
+            UpstreamFailure::Tls(_) => 5,
             _ => 4,
         };
         self.upstream.histograms[i].record(self.start.elapsed().as_secs_f64());

@@ -9,7 +9,8 @@
 //! | `KAFKA_TOPIC_PARTITIONS` | 6 | partitions of the events topic when sap-sync finds it missing (as the relay) |
 //! | `KAFKA_TOPIC_REPLICATION_FACTOR` | 1 | replication factor of the topics sap-sync creates (use 3 on a real cluster) |
 //! | `SAP_SYNC_STATE_TOPIC` | `<KAFKA_TOPIC>.sap-sync-state` | compacted topic of parked orders and watermarks |
-//! | `SAP_URL` | http://127.0.0.1:8082 | SAP (scheme, host, port) |
+//! | `SAP_URL` | http://127.0.0.1:8082 | SAP (scheme, host, port): `http://` or `https://` |
+//! | `SAP_CA_FILE` | — | for an `https` `SAP_URL`: PEM file of the CA certificate(s) that sign SAP's certificate, then the only ones trusted; unset: the system's CA store (`SSL_CERT_FILE`/`SSL_CERT_DIR` override it). Checked at start (missing, not PEM, no certificate: sap-sync does not start). Verification is never switched off |
 //! | `SAP_USER`, `SAP_PASSWORD` | — | SAP logon (basic); never logged |
 //! | `SAP_CLIENT` | — | `sap-client` |
 //! | `SAP_TIMEOUT_MS` | 10000 | longest SAP call |
@@ -25,7 +26,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use platform::config::{ConfigError, EnvReader};
+use platform::config::{ConfigError, EnvReader, UpstreamSchemes};
 use platform::telemetry::LogFormat;
 
 use crate::sap::SapSettings;
@@ -93,6 +94,13 @@ impl Config {
         if concurrency == 0 {
             env.problem("SAP_SYNC_CONCURRENCY must be at least 1");
         }
+        let sap = env.read_upstream_url(
+            "SAP_URL",
+            "http://127.0.0.1:8082",
+            UpstreamSchemes::HttpOrHttps {
+                ca_file_var: "SAP_CA_FILE",
+            },
+        );
         let c = Config {
             brokers: env.read_string("KAFKA_BROKERS", "127.0.0.1:9092"),
             topic,
@@ -102,10 +110,8 @@ impl Config {
             topic_partitions: env.read("KAFKA_TOPIC_PARTITIONS", 6),
             replication: env.read("KAFKA_TOPIC_REPLICATION_FACTOR", 1),
             sap: SapSettings {
-                url: env
-                    .read_string("SAP_URL", "http://127.0.0.1:8082")
-                    .trim_end_matches('/')
-                    .to_owned(),
+                url: sap.base(),
+                tls: sap.tls,
                 credentials,
                 client: env.raw("SAP_CLIENT"),
                 timeout: Duration::from_millis(env.read("SAP_TIMEOUT_MS", 10_000)),
@@ -148,5 +154,25 @@ mod tests {
             e.contains("SAP_PASSWORD") && e.contains("SAP_SYNC_CONCURRENCY"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn plain_sap_needs_no_tls_and_a_bad_ca_file_stops_the_start() {
+        let c = Config::from_reader(EnvReader::from_map(
+            [("SAP_URL".to_owned(), "http://sap:8000/".to_owned())].into(),
+        ))
+        .unwrap();
+        assert_eq!(c.sap.url, "http://sap:8000");
+        assert!(c.sap.tls.is_none());
+        let e = Config::from_reader(EnvReader::from_map(
+            [
+                ("SAP_URL".to_owned(), "https://sap:44300".to_owned()),
+                ("SAP_CA_FILE".to_owned(), "/nonexistent/ca.pem".to_owned()),
+            ]
+            .into(),
+        ))
+        .unwrap_err();
+        assert_eq!(e.problems.len(), 1, "{e}");
+        assert!(e.problems[0].starts_with("SAP_CA_FILE"), "{e}");
     }
 }

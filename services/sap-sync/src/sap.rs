@@ -1,10 +1,18 @@
 //! SAP's OData API as sap-sync uses it: one logged-on session (CSRF token and the cookies it is
 //! bound to, fetched once and reused), refreshed when SAP answers `403` with
 //! `x-csrf-token: Required`; reads by key; writes with `If-Match`.
+//!
+//! The calls go through `platform::http_client` (pooled HTTP/1.1), over TLS when `SAP_URL` is
+//! `https` (SAP's certificate verified against `SAP_CA_FILE` or the system's CA store).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use base64::Engine;
+use bytes::Bytes;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, COOKIE, ETAG, IF_MATCH};
+use http::{HeaderValue, Method, Request, StatusCode};
+use platform::http_client::{HttpClient, HttpError, HttpResponse};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
@@ -52,8 +60,11 @@ pub struct SapOrder {
 /// Who to call, and as whom.
 #[derive(Debug, Clone)]
 pub struct SapSettings {
-    /// `SAP_URL` (scheme, host, port).
+    /// `SAP_URL` (scheme, host, port), without a trailing slash.
     pub url: String,
+    /// TLS for an `https` [`SapSettings::url`] (`SAP_CA_FILE` or the system's CA store);
+    /// `None` for plain `http`.
+    pub tls: Option<Arc<platform::tls::ClientConfig>>,
     /// `SAP_USER` / `SAP_PASSWORD`.
     pub credentials: Option<(String, String)>,
     /// `SAP_CLIENT` (the `sap-client` of the logon), when set.
@@ -71,8 +82,10 @@ struct Session {
 /// One SAP session shared by every lane.
 #[derive(Debug)]
 pub struct Sap {
-    http: reqwest::Client,
+    http: HttpClient,
     settings: SapSettings,
+    /// `Basic ...` of `SAP_USER` / `SAP_PASSWORD`, built once.
+    authorization: Option<HeaderValue>,
     session: Mutex<Option<Session>>,
 }
 
@@ -97,24 +110,31 @@ pub struct CallContext {
 impl Sap {
     /// A client for `settings`.
     pub fn new(settings: SapSettings) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .pool_max_idle_per_host(64)
-            .build()?;
+        let http = HttpClient::new(settings.tls.clone(), 64);
+        let authorization = match &settings.credentials {
+            Some((u, p)) => {
+                let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+                let mut v = HeaderValue::from_str(&format!("Basic {token}"))?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+            None => None,
+        };
         Ok(Self {
             http,
             settings,
+            authorization,
             session: Mutex::new(None),
         })
     }
 
-    fn request(&self, method: Method, path: &str, ctx: &CallContext) -> reqwest::RequestBuilder {
-        let mut r = self
-            .http
-            .request(method, format!("{}{SERVICE_ROOT}{path}", self.settings.url))
-            .header("accept", "application/json");
-        if let Some((u, p)) = &self.settings.credentials {
-            r = r.basic_auth(u, Some(p));
+    fn request(&self, method: Method, path: &str, ctx: &CallContext) -> http::request::Builder {
+        let mut r = Request::builder()
+            .method(method)
+            .uri(format!("{}{SERVICE_ROOT}{path}", self.settings.url))
+            .header(ACCEPT, "application/json");
+        if let Some(a) = &self.authorization {
+            r = r.header(AUTHORIZATION, a.clone());
         }
         if let Some(c) = &self.settings.client {
             r = r.header("sap-client", c);
@@ -128,27 +148,39 @@ impl Sap {
         r
     }
 
+    /// Sends a prepared request and reads the whole answer within `SAP_TIMEOUT_MS`.
+    async fn send(&self, r: http::request::Builder, body: Bytes) -> Result<HttpResponse, SapError> {
+        let req = r
+            .body(body)
+            .map_err(|e| SapError::Unavailable(format!("request not sendable: {e}")))?;
+        self.http
+            .send(req, self.settings.timeout)
+            .await
+            .map_err(unavailable)
+    }
+
     async fn session(&self, ctx: &CallContext) -> Result<Session, SapError> {
         let mut guard = self.session.lock().await;
         if let Some(s) = guard.as_ref() {
             return Ok(s.clone());
         }
         let r = self
-            .request(Method::HEAD, "/A_SalesOrder", ctx)
-            .header("x-csrf-token", "Fetch")
-            .send()
-            .await
-            .map_err(unavailable)?;
-        if r.status().is_server_error() {
-            return Err(SapError::Unavailable(format!("CSRF fetch: {}", r.status())));
+            .send(
+                self.request(Method::HEAD, "/A_SalesOrder", ctx)
+                    .header("x-csrf-token", "Fetch"),
+                Bytes::new(),
+            )
+            .await?;
+        if r.status.is_server_error() {
+            return Err(SapError::Unavailable(format!("CSRF fetch: {}", r.status)));
         }
-        if !r.status().is_success() {
+        if !r.status.is_success() {
             return Err(SapError::Unavailable(format!(
                 "CSRF fetch refused ({}): check SAP_USER / SAP_PASSWORD",
-                r.status()
+                r.status
             )));
         }
-        let (token, cookies) = sap_odata::csrf_session(r.headers());
+        let (token, cookies) = sap_odata::csrf_session(&r.headers);
         let s = Session {
             token: token.unwrap_or_default(),
             cookies,
@@ -169,25 +201,25 @@ impl Sap {
         ctx: &CallContext,
     ) -> Result<Option<SapOrder>, SapError> {
         let r = self
-            .request(
-                Method::GET,
-                &format!("/A_SalesOrder('{number}')?$expand=to_Item"),
-                ctx,
+            .send(
+                self.request(
+                    Method::GET,
+                    &format!("/A_SalesOrder('{number}')?$expand=to_Item"),
+                    ctx,
+                ),
+                Bytes::new(),
             )
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let status = r.status();
+            .await?;
+        let status = r.status;
         count_call("read", status);
         if status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
         let etag = etag_of(&r);
-        let bytes = r.bytes().await.map_err(unavailable)?;
         if !status.is_success() {
-            return Err(error_of(status, &bytes));
+            return Err(error_of(status, &r.body));
         }
-        let v: Value = serde_json::from_slice(&bytes)
+        let v: Value = serde_json::from_slice(&r.body)
             .map_err(|e| SapError::Unavailable(format!("unreadable order: {e}")))?;
         let entity = v["d"].clone();
         let etag = etag.or_else(|| entity["__metadata"]["etag"].as_str().map(str::to_owned));
@@ -201,17 +233,14 @@ impl Sap {
         ctx: &CallContext,
     ) -> Result<Vec<Value>, SapError> {
         let r = self
-            .request(Method::GET, path_and_query, ctx)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let status = r.status();
+            .send(self.request(Method::GET, path_and_query, ctx), Bytes::new())
+            .await?;
+        let status = r.status;
         count_call("list", status);
-        let bytes = r.bytes().await.map_err(unavailable)?;
         if !status.is_success() {
-            return Err(error_of(status, &bytes));
+            return Err(error_of(status, &r.body));
         }
-        let v: Value = serde_json::from_slice(&bytes)
+        let v: Value = serde_json::from_slice(&r.body)
             .map_err(|e| SapError::Unavailable(format!("unreadable list: {e}")))?;
         Ok(v["d"]["results"].as_array().cloned().unwrap_or_default())
     }
@@ -233,22 +262,24 @@ impl Sap {
                 .request(method.clone(), path, ctx)
                 .header("x-csrf-token", &session.token);
             if !session.cookies.is_empty() {
-                r = r.header("cookie", &session.cookies);
+                r = r.header(COOKIE, &session.cookies);
             }
             if let Some(m) = if_match {
-                r = r.header("if-match", m);
+                r = r.header(IF_MATCH, m);
             }
-            if let Some(b) = body {
-                r = r
-                    .header("content-type", "application/json")
-                    .body(serde_json::to_vec(b).unwrap_or_default());
-            }
-            let resp = r.send().await.map_err(unavailable)?;
-            let status = resp.status();
+            let payload = match body {
+                Some(b) => {
+                    r = r.header(CONTENT_TYPE, "application/json");
+                    Bytes::from(serde_json::to_vec(b).unwrap_or_default())
+                }
+                None => Bytes::new(),
+            };
+            let resp = self.send(r, payload).await?;
+            let status = resp.status;
             count_call(what, status);
             let csrf_required = status == StatusCode::FORBIDDEN
                 && resp
-                    .headers()
+                    .headers
                     .get("x-csrf-token")
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|v| v.eq_ignore_ascii_case("required"));
@@ -257,14 +288,13 @@ impl Sap {
                 continue;
             }
             let etag = etag_of(&resp);
-            let bytes = resp.bytes().await.map_err(unavailable)?;
             if status.is_success() {
                 return Ok(Written {
                     status: status.as_u16(),
                     etag,
                 });
             }
-            return Err(error_of(status, &bytes));
+            return Err(error_of(status, &resp.body));
         }
         Err(SapError::Unavailable(
             "SAP keeps refusing the CSRF token".into(),
@@ -272,14 +302,16 @@ impl Sap {
     }
 }
 
-fn etag_of(r: &reqwest::Response) -> Option<String> {
-    r.headers()
-        .get("etag")
+fn etag_of(r: &HttpResponse) -> Option<String> {
+    r.headers
+        .get(ETAG)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
 }
 
-fn unavailable(e: reqwest::Error) -> SapError {
+/// No answer: SAP may be down, or (TLS) its certificate was not accepted; both wait and retry
+/// (a certificate fixed by the operator, or SAP's renewed one, lets the backlog drain).
+fn unavailable(e: HttpError) -> SapError {
     SapError::Unavailable(e.to_string())
 }
 

@@ -50,6 +50,32 @@ pub struct Options {
     /// What a stand-in for sap-sync's `/status` answers (the proxy's tests do not run
     /// sap-sync; its own tests do). `None`: no sap-sync configured.
     pub sap_sync_status: Option<Value>,
+    /// Put the emulator behind TLS (a test CA's certificate for 127.0.0.1, see
+    /// [`test_support::tls`]) and give the proxy `SAP_URL=https://...`, trusting what
+    /// [`SapTls`] says. Tests still reach the emulator directly over plain http
+    /// ([`Stack::sap_url`]).
+    pub sap_tls: Option<SapTls>,
+}
+
+/// What the proxy trusts when SAP is behind TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SapTls {
+    /// `SAP_CA_FILE` names the CA that signed SAP's certificate.
+    CaFile,
+    /// `SAP_CA_FILE` is unset: the system's store, which for this proxy is the CA's file
+    /// (`SSL_CERT_FILE`, read by rustls-native-certs as the system's bundle).
+    SystemStore,
+    /// `SAP_CA_FILE` names another CA: SAP's certificate is signed by one the proxy does not
+    /// know.
+    StrangerCa,
+}
+
+/// The emulator's TLS front and the CAs of a test.
+pub struct SapFront {
+    pub ca: test_support::tls::TestCa,
+    pub stranger: test_support::tls::TestCa,
+    pub front: test_support::tls::TlsTerminator,
+    pub trust: SapTls,
 }
 
 impl Default for Options {
@@ -60,6 +86,7 @@ impl Default for Options {
             proxy_env: Vec::new(),
             sap_env: Vec::new(),
             sap_sync_status: None,
+            sap_tls: None,
         }
     }
 }
@@ -94,6 +121,8 @@ pub struct Stack {
     pub http: reqwest::Client,
     pub pool: sqlx::PgPool,
     pub sap_sync_stub: Option<(u16, tokio::task::JoinHandle<()>)>,
+    /// The TLS terminator in front of the emulator and the CAs, with `Options::sap_tls`.
+    pub sap_tls: Option<SapFront>,
 }
 
 /// sap-sync's `/status` when it keeps up and nothing is parked.
@@ -140,6 +169,7 @@ impl Drop for Stack {
         drop(self.proxy.take());
         drop(self.orders.take());
         drop(self.sap.take());
+        drop(self.sap_tls.take());
         if let Some((_, t)) = self.sap_sync_stub.take() {
             t.abort();
         }
@@ -161,6 +191,7 @@ impl Stack {
         };
         let mut s = Stack {
             sap_sync_stub,
+            sap_tls: None,
             pool: sqlx::postgres::PgPoolOptions::new()
                 .max_connections(2)
                 .connect_lazy(&db.url)
@@ -183,9 +214,32 @@ impl Stack {
                 .unwrap(),
         };
         s.start_sap().await;
+        if let Some(trust) = s.opts.sap_tls {
+            let ca = test_support::tls::TestCa::new("proxy test SAP CA");
+            let front = test_support::tls::TlsTerminator::start(&ca, s.sap_port).await;
+            s.sap_tls = Some(SapFront {
+                ca,
+                stranger: test_support::tls::TestCa::new("a CA SAP does not use"),
+                front,
+                trust,
+            });
+        }
         s.start_order_service().await;
         s.start_proxy().await;
         s
+    }
+
+    /// The TLS terminator in front of the emulator (with `Options::sap_tls`).
+    pub fn sap_tls_front(&self) -> &test_support::tls::TlsTerminator {
+        &self.sap_tls.as_ref().expect("started with sap_tls").front
+    }
+
+    /// SAP as the proxy is told to reach it: the emulator, or its TLS front.
+    pub fn proxy_sap_url(&self) -> String {
+        match &self.sap_tls {
+            Some(f) => format!("https://127.0.0.1:{}", f.front.port()),
+            None => self.sap_url(),
+        }
     }
 
     pub fn sap_url(&self) -> String {
@@ -276,7 +330,7 @@ impl Stack {
         cmd.env("PROXY_BIND", "127.0.0.1")
             .env("PROXY_PORT", self.proxy_port.to_string())
             .env("PROXY_ADMIN_PORT", self.admin_port.to_string())
-            .env("SAP_URL", self.sap_url())
+            .env("SAP_URL", self.proxy_sap_url())
             .env("ORDER_SERVICE_URL", self.orders_url())
             .env("ADMIN_TOKEN", TOKEN)
             .env("PROXY_DATA_DIR", &self.proxy_dir)
@@ -296,6 +350,20 @@ impl Stack {
             .stderr(log_file(&self.proxy_dir, "proxy.log"));
         if let Some((port, _)) = &self.sap_sync_stub {
             cmd.env("SAP_SYNC_URL", format!("http://127.0.0.1:{port}"));
+        }
+        match &self.sap_tls {
+            Some(f) if f.trust == SapTls::CaFile => {
+                cmd.env("SAP_CA_FILE", f.ca.pem_file());
+            }
+            Some(f) if f.trust == SapTls::SystemStore => {
+                cmd.env_remove("SAP_CA_FILE")
+                    .env_remove("SSL_CERT_DIR")
+                    .env("SSL_CERT_FILE", f.ca.pem_file());
+            }
+            Some(f) => {
+                cmd.env("SAP_CA_FILE", f.stranger.pem_file());
+            }
+            None => {}
         }
         for (k, v) in &self.opts.proxy_env {
             cmd.env(k, v);

@@ -11,4 +11,5 @@ mod holes;
 mod outcomes;
 mod resilience;
 mod switching;
+mod tls;
 mod wire;

@@ -23,6 +23,25 @@ fn log_to(dir: &std::path::Path, name: &str) -> Stdio {
         .unwrap_or_else(|_| Stdio::null())
 }
 
+/// What sap-sync trusts when the emulator is behind TLS ([`Stack::start_behind_tls`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SapTls {
+    /// `SAP_CA_FILE` names the CA that signed SAP's certificate.
+    CaFile,
+    /// `SAP_CA_FILE` names another CA: SAP's certificate is unknown to sap-sync.
+    StrangerCa,
+}
+
+/// The emulator's TLS front (a test CA's certificate for `localhost` and 127.0.0.1) and the
+/// CAs of a test.
+pub struct SapFront {
+    pub ca: test_support::tls::TestCa,
+    pub stranger: test_support::tls::TestCa,
+    pub front: test_support::tls::TlsTerminator,
+    /// What the next sap-sync started trusts.
+    pub trust: SapTls,
+}
+
 /// Order service (relay on, publishing to a fresh topic), emulator, and sap-sync instances.
 pub struct Stack {
     pub db: TestDatabase,
@@ -39,6 +58,8 @@ pub struct Stack {
     pub proxy_admin: u16,
     pub sync_env: Vec<(&'static str, String)>,
     pub http: reqwest::Client,
+    /// With [`Stack::start_behind_tls`]: sap-sync reaches the emulator through this front.
+    pub sap_tls: Option<SapFront>,
 }
 
 impl Drop for Stack {
@@ -49,6 +70,7 @@ impl Drop for Stack {
         drop(self.proxy.take());
         drop(self.orders.take());
         drop(self.sap.take());
+        drop(self.sap_tls.take());
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
@@ -59,6 +81,25 @@ impl Stack {
     pub async fn start(
         sap_env: Vec<(&'static str, String)>,
         sync_env: Vec<(&'static str, String)>,
+    ) -> Stack {
+        Self::start_with(sap_env, sync_env, None).await
+    }
+
+    /// As [`Stack::start`], the emulator behind a TLS terminator: sap-sync gets
+    /// `SAP_URL=https://localhost:<port>` and trusts what `trust` says. Tests still reach the
+    /// emulator directly over plain http ([`Stack::sap_url`]).
+    pub async fn start_behind_tls(
+        sap_env: Vec<(&'static str, String)>,
+        sync_env: Vec<(&'static str, String)>,
+        trust: SapTls,
+    ) -> Stack {
+        Self::start_with(sap_env, sync_env, Some(trust)).await
+    }
+
+    async fn start_with(
+        sap_env: Vec<(&'static str, String)>,
+        sync_env: Vec<(&'static str, String)>,
+        tls: Option<SapTls>,
     ) -> Stack {
         let _ = bins();
         let db = fresh_database().await;
@@ -84,8 +125,19 @@ impl Stack {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
+            sap_tls: None,
         };
         s.start_sap().await;
+        if let Some(trust) = tls {
+            let ca = test_support::tls::TestCa::new("sap-sync test SAP CA");
+            let front = test_support::tls::TlsTerminator::start(&ca, s.sap_port).await;
+            s.sap_tls = Some(SapFront {
+                ca,
+                stranger: test_support::tls::TestCa::new("a CA SAP does not use"),
+                front,
+                trust,
+            });
+        }
         s.start_order_service().await;
         s.start_sync().await;
         s
@@ -96,6 +148,22 @@ impl Stack {
     }
     pub fn orders_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.orders_port)
+    }
+    /// SAP as sap-sync is told to reach it: the emulator, or its TLS front (by name, so the
+    /// certificate's DNS name is what is checked).
+    pub fn sync_sap_url(&self) -> String {
+        match &self.sap_tls {
+            Some(f) => format!("https://localhost:{}", f.front.port()),
+            None => self.sap_url(),
+        }
+    }
+    /// The emulator's TLS front (with [`Stack::start_behind_tls`]).
+    pub fn sap_tls_front(&self) -> &test_support::tls::TlsTerminator {
+        &self.sap_tls.as_ref().expect("started behind TLS").front
+    }
+    /// The log of sap-sync instance `i`.
+    pub fn sync_log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.join(format!("sap-sync-{i}.log"))).unwrap_or_default()
     }
     pub fn sync_url(&self, i: usize) -> String {
         format!("http://127.0.0.1:{}", self.syncs[i].1)
@@ -169,7 +237,7 @@ impl Stack {
         cmd.env("KAFKA_BROKERS", &self.topic.brokers)
             .env("KAFKA_TOPIC", &self.topic.name)
             .env("SAP_SYNC_GROUP", &self.group)
-            .env("SAP_URL", self.sap_url())
+            .env("SAP_URL", self.sync_sap_url())
             .env("ORDER_SERVICE_URL", self.orders_url())
             .env("SAP_SYNC_BIND", "127.0.0.1")
             .env("SAP_SYNC_PORT", port.to_string())
@@ -180,6 +248,13 @@ impl Stack {
             .env("RUST_LOG", "info")
             .stdout(log_to(&self.dir, &format!("sap-sync-{i}.log")))
             .stderr(log_to(&self.dir, &format!("sap-sync-{i}.log")));
+        if let Some(f) = &self.sap_tls {
+            let ca = match f.trust {
+                SapTls::CaFile => &f.ca,
+                SapTls::StrangerCa => &f.stranger,
+            };
+            cmd.env("SAP_CA_FILE", ca.pem_file());
+        }
         for (k, v) in &self.sync_env {
             cmd.env(k, v);
         }

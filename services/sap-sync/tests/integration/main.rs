@@ -4,3 +4,4 @@
 mod common;
 mod events;
 mod forward;
+mod tls;
