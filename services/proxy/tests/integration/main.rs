@@ -10,5 +10,6 @@ mod fastpath;
 mod holes;
 mod outcomes;
 mod resilience;
+mod retired_face;
 mod switching;
 mod wire;
