@@ -340,3 +340,39 @@ async fn a_retired_route_without_users_refuses_every_client_and_says_so_at_start
         "no startup warning"
     );
 }
+
+#[tokio::test]
+async fn sap_s_javascript_client_creates_and_reads_by_key_against_a_retired_route_with_sap_frozen()
+{
+    let (s, _users) = retired_stack(true).await;
+    s.freeze_sap(true);
+    let before = rows(&s).await;
+    let script = test_support::workspace_root().join("e2e/sap-sdk/run.sh");
+    let url = s.proxy_url();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("bash")
+            .arg(&script)
+            .env("SAP_URL", url)
+            .env("SAP_USER", USER)
+            .env("SAP_PASSWORD", PASSWORD)
+            .env("SAP_CLIENT", "100")
+            .env("SAP_SDK_TESTS", "retired/")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.freeze_sap(false);
+    assert!(
+        out.status.success(),
+        "SAP's client against the retired route:\n{text}"
+    );
+    assert!(text.contains("2 passed"), "{text}");
+    // One order from the client's create; the refused one stored nothing.
+    assert_eq!(rows(&s).await.0, before.0 + 1);
+}
