@@ -26,7 +26,10 @@
 //!   `__count`, `__next`, entity URIs and ETags, and [`envelope::full_entity`], which shapes
 //!   data that did not come from SAP (a [`payload::PropertyMap`]) exactly like an S/4 answer.
 //! - [`error`]: the OData error JSON body (`{"error":{"code":..,"message":{..}}}`).
-//! - [`metadata`]: the `$metadata` EDMX document for the two entity types.
+//! - [`metadata`]: the `$metadata` EDMX document for the two entity types, and the service
+//!   document (JSON and AtomPub) listing the same entity sets.
+//! - [`session`]: SAP's logon and CSRF conventions (fetch, `Required`, session cookies, basic
+//!   logon, `sap-client`), for every server side of ours: the emulator and the proxy's SAP face.
 //! - [`batch`]: the `$batch` wire format: the `multipart/mixed` body of retrieves and
 //!   changesets parsed into requests, and the multipart answer rendered from responses.
 //!
@@ -60,6 +63,7 @@ pub mod metadata;
 pub mod payload;
 pub mod query;
 pub mod schema;
+pub mod session;
 pub mod uri;
 pub mod value;
 
@@ -80,6 +84,31 @@ pub const SERVICE_ROOT_PATH: &str = "/sap/opu/odata/sap/API_SALES_ORDER_SRV";
 /// the proxy's SAP face checks a rejection against in `events`.
 pub const STANDARD_REJECTION_REASONS: &[&str] =
     &["00", "01", "02", "03", "04", "05", "10", "11", "20", "50"];
+
+/// True when the client asked for XML (Atom) rather than JSON: `$format=xml`/`atom`, or an
+/// `Accept` naming `application/atom+xml` or `application/xml` and not `application/json`.
+/// A missing `Accept` or `*/*` gets JSON (the emulator's documented leniency: S/4 answers Atom
+/// then). One decision for the emulator and the proxy's SAP face.
+pub fn wants_xml(headers: &http::HeaderMap, raw_query: &str) -> bool {
+    for pair in raw_query.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k == "$format" || k == "%24format" {
+            return matches!(v.to_ascii_lowercase().as_str(), "xml" | "atom");
+        }
+    }
+    let mut xml = false;
+    for v in headers.get_all(http::header::ACCEPT) {
+        for m in v.to_str().unwrap_or_default().split(',') {
+            let m = m.split(';').next().unwrap_or_default().trim();
+            if m.eq_ignore_ascii_case("application/json") {
+                return false;
+            }
+            xml |= m.eq_ignore_ascii_case("application/atom+xml")
+                || m.eq_ignore_ascii_case("application/xml");
+        }
+    }
+    xml
+}
 
 /// The session SAP hands out on a CSRF fetch (`x-csrf-token: Fetch`): the token, and the
 /// cookies it is bound to as a `Cookie` header value (`name=value; name=value`). One reading

@@ -206,6 +206,75 @@ pub fn edmx() -> String {
     x
 }
 
+/// Content type of `$metadata`, as the emulator and the proxy's SAP face send it.
+pub const EDMX_CONTENT_TYPE: &str = "application/xml";
+/// Content type of the service document in its AtomPub form.
+pub const SERVICE_DOCUMENT_ATOM_CONTENT_TYPE: &str = "application/xml;charset=utf-8";
+/// Content type of the service document in its JSON form.
+pub const SERVICE_DOCUMENT_JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
+
+/// The entity sets of the service, by name (as a service document lists them), each with
+/// whether it is read-only.
+pub fn entity_sets() -> impl Iterator<Item = (&'static str, bool)> {
+    let mut sets: Vec<_> = ENTITY_TYPES
+        .iter()
+        .map(|(e, read_only)| (e.name, *read_only))
+        .collect();
+    sets.sort_unstable();
+    sets.into_iter()
+}
+
+/// The service document (`GET <service root>/`) in OData V2's JSON form:
+/// `{"d":{"EntitySets":[...]}}`, the sets of [`edmx`].
+pub fn service_document_json() -> String {
+    let sets: Vec<&str> = entity_sets().map(|(name, _)| name).collect();
+    serde_json::json!({ "d": { "EntitySets": sets } }).to_string()
+}
+
+/// The service document in its AtomPub form, as SAP Gateway writes it: one `app:workspace`
+/// titled `Data` with an `app:collection` per entity set (SAP's `sap:` capability attributes
+/// deny what a read-only set cannot do), and the `self` / `latest-version` links.
+/// `service_root_url` is the absolute root the client called (`http://host/sap/opu/...SRV`).
+/// Shape: SAP's "SAP Annotations for OData Version 2.0", section "AtomPub Service Document"
+/// (github.com/SAP/odata-vocabularies, `docs/v2-annotations.md`).
+pub fn service_document_atom(service_root_url: &str) -> String {
+    let base = format!("{}/", service_root_url.trim_end_matches('/'));
+    let base = xml_escape(&base);
+    let mut x = String::with_capacity(2048);
+    x.push_str(r#"<?xml version="1.0" encoding="utf-8"?>"#);
+    let _ = write!(
+        x,
+        r#"<app:service xml:lang="en" xml:base="{base}" xmlns:app="http://www.w3.org/2007/app" xmlns:atom="http://www.w3.org/2005/Atom" xmlns:sap="http://www.sap.com/Protocols/SAPData">"#
+    );
+    x.push_str(r#"<app:workspace><atom:title type="text">Data</atom:title>"#);
+    for (name, read_only) in entity_sets() {
+        x.push_str("<app:collection");
+        if name == SALES_ORDER.name {
+            x.push_str(r#" sap:searchable="true""#);
+        }
+        if read_only {
+            x.push_str(r#" sap:creatable="false" sap:updatable="false" sap:deletable="false""#);
+        }
+        let _ = write!(
+            x,
+            r#" sap:content-version="1" href="{name}"><atom:title type="text">{name}</atom:title><sap:member-title>{name}</sap:member-title></app:collection>"#
+        );
+    }
+    x.push_str("</app:workspace>");
+    let _ = write!(
+        x,
+        r#"<atom:link rel="self" href="{base}"/><atom:link rel="latest-version" href="{base}"/></app:service>"#
+    );
+    x
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 fn entity_type(x: &mut String, e: &EntityType) {
     let _ = write!(
         x,
@@ -286,5 +355,24 @@ mod tests {
         assert!(doc.contains(r#"<NavigationProperty Name="to_SubsequentProcFlowDocItem""#));
         assert!(doc.contains(r#"<EntitySet Name="A_SalesOrderItmSubsqntProcFlow" EntityType="API_SALES_ORDER_SRV.A_SalesOrderItmSubsqntProcFlow" sap:creatable="false""#));
         assert!(doc.ends_with("</edmx:Edmx>"));
+    }
+
+    #[test]
+    fn the_service_document_lists_the_sets_of_the_metadata_in_both_forms() {
+        let json: serde_json::Value = serde_json::from_str(&service_document_json()).unwrap();
+        let sets = json["d"]["EntitySets"].as_array().unwrap();
+        assert_eq!(sets.len(), 4);
+        assert_eq!(sets[0], "A_SalesOrder");
+        let doc = edmx();
+        for s in sets {
+            assert!(doc.contains(&format!(r#"<EntitySet Name="{}""#, s.as_str().unwrap())));
+        }
+        let atom = service_document_atom("http://h:1/sap/opu/odata/sap/API_SALES_ORDER_SRV");
+        assert!(atom.contains(r#"xml:base="http://h:1/sap/opu/odata/sap/API_SALES_ORDER_SRV/""#));
+        assert!(atom.contains(
+            r#"href="A_SalesOrderItem"><atom:title type="text">A_SalesOrderItem</atom:title>"#
+        ));
+        assert_eq!(atom.matches("<app:collection").count(), 4);
+        assert!(atom.ends_with("</app:service>"));
     }
 }

@@ -23,6 +23,7 @@ mod odata_read;
 mod reconcile;
 mod sap_sync;
 mod stack;
+mod users;
 
 use std::time::Duration;
 
@@ -72,6 +73,9 @@ enum Command {
     /// sap-sync's parked orders and their redrive.
     #[command(subcommand)]
     SapSync(sap_sync::Action),
+    /// Users of the proxy's SAP face for retired routes (password hashes).
+    #[command(subcommand)]
+    Users(users::Command),
     /// The proxy's durable replay log.
     Replays {
         #[command(subcommand)]
@@ -113,6 +117,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Backfill(args) => backfill::run(args).await,
         Command::MasterData(command) => master_data::run(command).await,
         Command::Routes(target) => admin::routes(target).await,
+        Command::Users(command) => users::run(command),
         Command::Mode {
             route,
             mode,

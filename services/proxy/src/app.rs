@@ -87,6 +87,7 @@ impl Application {
             inflight: inflight.clone(),
             orders: orders.clone(),
             shadow: shadow.clone(),
+            sap_face: Arc::new(crate::sap_face::SapFace::build(&config.sap_face)?),
         });
         let admin = AdminState {
             routes,

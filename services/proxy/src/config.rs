@@ -110,6 +110,17 @@ pub const PROXY_IDEMPOTENCY_TTL_HOURS: &str = "PROXY_IDEMPOTENCY_TTL_HOURS";
 /// Most requests (retrieves and changes, counted inside changesets too) one `$batch` may hold
 /// where the proxy serves it (`events`, `retired`); a larger batch is refused whole.
 pub const PROXY_BATCH_MAX_PARTS: &str = "PROXY_BATCH_MAX_PARTS";
+/// The SAP-face users of a retired route: a file of `name:$argon2id$...` lines (hashes made
+/// with `orderctl users hash`). Unset: a retired route refuses every client (401).
+pub const PROXY_USERS_FILE: &str = "PROXY_USERS_FILE";
+/// The key that signs a retired route's SAP sessions and CSRF tokens (64 hex digits; created
+/// when missing). Default `<PROXY_DATA_DIR>/sap-session.key`; replicas share one.
+pub const PROXY_SESSION_KEY_FILE: &str = "PROXY_SESSION_KEY_FILE";
+/// SAP system id a retired route answers as (cookie `SAP_SESSIONID_<SID>_<client>`, logon
+/// realm): the replaced S/4's, so clients see the same names (default `MCK`, the emulator's).
+pub const PROXY_SAP_SYSTEM_ID: &str = "PROXY_SAP_SYSTEM_ID";
+/// SAP client (`sap-client`) a retired route answers for (default `100`).
+pub const PROXY_SAP_CLIENT: &str = "PROXY_SAP_CLIENT";
 /// Log format, `text` or `json`.
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
 
@@ -196,6 +207,8 @@ pub struct ProxyConfig {
     pub idempotency_ttl: Duration,
     /// Most requests one `$batch` may hold.
     pub batch_max_parts: usize,
+    /// A retired route's SAP session layer (users, session key, system id, client).
+    pub sap_face: crate::sap_face::FaceSettings,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -294,6 +307,25 @@ impl ProxyConfig {
         let fast_path = r.read_bool(PROXY_FAST_PATH, true) && sap.tls.is_none();
         let keepalive_timeout = ms(&mut r, PROXY_KEEPALIVE_TIMEOUT_MS, 75_000);
         let batch_max_parts = r.read(PROXY_BATCH_MAX_PARTS, 100usize).max(1);
+        let sap_face = crate::sap_face::FaceSettings {
+            system_id: r.read_string(PROXY_SAP_SYSTEM_ID, "MCK"),
+            client: r.read_string(PROXY_SAP_CLIENT, "100"),
+            users_file: r.raw(PROXY_USERS_FILE).map(PathBuf::from),
+            session_key_file: r
+                .raw(PROXY_SESSION_KEY_FILE)
+                .map_or_else(|| data_dir.join("sap-session.key"), PathBuf::from),
+        };
+        if sap_face.client.len() != 3 || !sap_face.client.bytes().all(|b| b.is_ascii_digit()) {
+            r.problem(format!("{PROXY_SAP_CLIENT} must be three digits"));
+        }
+        if sap_face.system_id.is_empty()
+            || !sap_face
+                .system_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric())
+        {
+            r.problem(format!("{PROXY_SAP_SYSTEM_ID} must be letters and digits"));
+        }
         let log_format: LogFormat = r.read(LOG_FORMAT, LogFormat::Text);
         r.finish()?;
         Ok(Self {
@@ -336,6 +368,7 @@ impl ProxyConfig {
             keepalive_timeout,
             idempotency_ttl,
             batch_max_parts,
+            sap_face,
             log_format,
         })
     }

@@ -241,6 +241,12 @@ fn analyse(state: &ProxyState, buf: &[u8], out: &mut Vec<u8>) -> Head {
     if state.plan(op, mode, path, idempotency_key) != Plan::PassThrough {
         return Head::HandOff;
     }
+    // A retired route's session layer is the proxy's own (crate::sap_face).
+    if crate::sap_face::target(path).is_some()
+        && state.routes.mode(SALES_ORDERS) == Some(crate::routes::Mode::Retired)
+    {
+        return Head::HandOff;
+    }
     // The head SAP gets: the same request line (behind the upstream's base path), the
     // end-to-end headers in the client's order, `Host` as configured.
     let sap = &state.sap;

@@ -33,6 +33,8 @@
 //!   [`replay`]: the worker that lands every logged follow-up, with back-off and jitter.
 //! - [`upstream`], [`breaker`]: pooled clients with timeout, circuit breaker, concurrency bound.
 //! - [`order_client`], [`sap_client`]: the calls to each system.
+//! - [`sap_face`]: SAP's session layer for a retired route (logon with hashed passwords, CSRF
+//!   tokens and session cookies, `$metadata`, the service document), so SAP can be stopped.
 //! - [`admin`]: admin API (routes, replays, counters, metrics); [`observe`]: logs + metrics of
 //!   each important event in one place; [`error`]: one error type by side, OData errors.
 //! - [`app`]: build and run.
@@ -55,6 +57,7 @@ pub mod replay;
 pub mod routes;
 pub mod sales_orders;
 pub mod sap_client;
+pub mod sap_face;
 pub mod server;
 pub mod shadow;
 pub mod store;

@@ -128,3 +128,22 @@ pub fn batch_changeset_refused(changes: usize) {
     metrics::counter!("proxy_batch_changesets_refused_total").increment(1);
     tracing::info!(changes, "batch_changeset_refused");
 }
+
+/// A retired route's SAP face refused a logon (`401`). The user name is not logged: a client
+/// that typed its password into the name field would leave it in the log.
+pub fn sap_face_logon_refused(reason: crate::sap_face::users::LogonFailure) {
+    use crate::sap_face::users::LogonFailure;
+    let reason = match reason {
+        LogonFailure::Missing => "missing",
+        LogonFailure::Wrong => "wrong",
+        LogonFailure::NoUsers => "no_users",
+    };
+    metrics::counter!("proxy_sap_face_logon_refused_total", "reason" => reason).increment(1);
+    tracing::info!(reason, "sap_face_logon_refused");
+}
+
+/// A retired route's SAP face refused a write without a valid CSRF token (`403 Required`).
+pub fn sap_face_csrf_refused() {
+    metrics::counter!("proxy_sap_face_csrf_refused_total").increment(1);
+    tracing::info!("sap_face_csrf_refused");
+}

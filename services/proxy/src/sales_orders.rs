@@ -61,7 +61,7 @@ pub enum Operation {
 }
 
 /// The service root's segments (ICF node names are case-insensitive in SAP).
-const ROOT_SEGMENTS: [&str; 5] = ["sap", "opu", "odata", "sap", "API_SALES_ORDER_SRV"];
+pub(crate) const ROOT_SEGMENTS: [&str; 5] = ["sap", "opu", "odata", "sap", "API_SALES_ORDER_SRV"];
 
 /// Classifies a request by method and path, exactly as SAP parses the path (the rules of
 /// `sap_odata::uri::parse_resource_path`, which the emulator uses): split on `/` with empty
@@ -134,7 +134,7 @@ pub fn classify(method: &Method, path: &str) -> Operation {
 
 /// A path segment percent-decoded (borrowed when it has nothing to decode); `None` when its
 /// encoding is invalid.
-fn decoded(segment: &str) -> Option<std::borrow::Cow<'_, str>> {
+pub(crate) fn decoded(segment: &str) -> Option<std::borrow::Cow<'_, str>> {
     if segment.contains('%') {
         sap_odata::uri::percent_decode(segment, false)
             .ok()

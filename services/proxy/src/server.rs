@@ -51,6 +51,8 @@ pub struct ProxyState {
     pub orders: Arc<dyn OrderService>,
     /// Shadow read counts.
     pub shadow: Arc<ShadowStats>,
+    /// SAP's session layer while the route is retired.
+    pub sap_face: Arc<crate::sap_face::SapFace>,
 }
 
 impl ProxyState {
@@ -66,6 +68,15 @@ impl ProxyState {
             &crate::odata_face::effective_method(req.method(), req.headers()),
             req.uri().path(),
         );
+        // Phase 2b: while the route is retired, SAP's session layer (client, logon, CSRF,
+        // `$metadata`, service document) is the proxy's own.
+        let session = match self.sap_face.gate(&req, &self.routes).await {
+            crate::sap_face::Gate::Answer(resp) => {
+                observe(op, Some(Mode::Retired), resp.status().as_u16(), start);
+                return resp;
+            }
+            crate::sap_face::Gate::Proceed(session) => session,
+        };
         // Phase 3: route.
         let route = match op {
             Operation::PassThrough => None,
@@ -90,6 +101,10 @@ impl ProxyState {
                     .await
             }
         };
+        let mut resp = resp;
+        if let Some(session) = session {
+            session.apply(resp.headers_mut());
+        }
         // Phase 5: log.
         observe(op, mode, resp.status().as_u16(), start);
         if hyper::body::Body::is_end_stream(resp.body()) {

@@ -8,6 +8,7 @@
 //! `*/*`) gets JSON, where S/4 defaults to Atom.
 
 use http::HeaderMap;
+#[cfg(test)]
 use http::header;
 use serde_json::{Map, Value};
 
@@ -17,26 +18,9 @@ const NS_D: &str = "http://schemas.microsoft.com/ado/2007/08/dataservices";
 const SCHEME: &str = "http://schemas.microsoft.com/ado/2007/08/dataservices/scheme";
 const RELATED: &str = "http://schemas.microsoft.com/ado/2007/08/dataservices/related/";
 
-/// True when the client asked for XML rather than JSON.
+/// True when the client asked for XML rather than JSON ([`sap_odata::wants_xml`]).
 pub fn wanted(headers: &HeaderMap, raw_query: &str) -> bool {
-    for pair in raw_query.split('&') {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k == "$format" || k == "%24format" {
-            return matches!(v.to_ascii_lowercase().as_str(), "xml" | "atom");
-        }
-    }
-    let mut xml = false;
-    for v in headers.get_all(header::ACCEPT) {
-        for m in v.to_str().unwrap_or_default().split(',') {
-            let m = m.split(';').next().unwrap_or_default().trim();
-            if m.eq_ignore_ascii_case("application/json") {
-                return false;
-            }
-            xml |= m.eq_ignore_ascii_case("application/atom+xml")
-                || m.eq_ignore_ascii_case("application/xml");
-        }
-    }
-    xml
+    sap_odata::wants_xml(headers, raw_query)
 }
 
 /// The Atom form of a JSON answer (`{"d": ...}` or `{"error": ...}`) and its content type, or

@@ -77,7 +77,7 @@ pub mod codes {
     /// If-Match missing.
     pub const PRECONDITION_REQUIRED: &str = "/IWBEP/CM_MGW_RT/099";
     /// Logon failed.
-    pub const LOGON_FAILED: &str = "/IWFND/CM_CONSUMER/101";
+    pub const LOGON_FAILED: &str = sap_odata::session::LOGON_FAILED;
     /// Body too large.
     pub const BODY_TOO_LARGE: &str = "/IWFND/CM_MGW/041";
     /// Content type not supported.

@@ -24,7 +24,7 @@ use sap_odata::payload::{parse_sales_order_create, parse_update};
 use sap_odata::query::{QueryOptions, SortDirection};
 use sap_odata::schema::EntityType;
 use sap_odata::schema::{SALES_ORDER_ITM_SUBSQNT_PROC_FLOW, SALES_ORDER_SUBSQNT_PROC_FLOW};
-use sap_odata::uri::{Segment, parse_resource_path, percent_decode, resolve_key};
+use sap_odata::uri::{Segment, parse_resource_path, resolve_key};
 use sap_odata::{EdmValue, SALES_ORDER, SALES_ORDER_ITEM, SERVICE_ROOT_PATH, metadata, schema};
 
 use crate::AppState;
@@ -71,13 +71,9 @@ pub async fn handle(State(app): State<Arc<AppState>>, req: Request) -> Response 
 }
 
 async fn handle_once(app: Arc<AppState>, req: Request) -> Response {
-    let fetch_requested = req
-        .headers()
-        .get("x-csrf-token")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("fetch"));
     let (parts, body) = req.into_parts();
     let method = effective_method(&parts.method, &parts.headers);
+    let fetch_requested = sap_odata::session::is_fetch(&method, &parts.headers);
     let Some(root) = service_root_of(parts.uri.path()) else {
         return SapError::resource_not_found(parts.uri.path()).into_response();
     };
@@ -85,8 +81,7 @@ async fn handle_once(app: Arc<AppState>, req: Request) -> Response {
         Ok(p) => p,
         Err(message) => return logon_failed(&app, &message),
     };
-    let issued = (fetch_requested && (method == Method::GET || method == Method::HEAD))
-        .then(|| app.sessions.fetch_token(&parts.headers, &principal));
+    let issued = fetch_requested.then(|| app.sessions.fetch_token(&parts.headers, &principal));
     let mut response = if method == Method::HEAD {
         // SAP's clients fetch the token with HEAD on the entity set (often with a trailing
         // slash) or on the entity to be changed; any resource below the root answers 200.
@@ -181,13 +176,14 @@ pub(crate) fn effective_method(method: &Method, headers: &HeaderMap) -> Method {
 }
 
 fn is_write(method: &Method) -> bool {
-    !matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS")
+    sap_odata::session::is_write(method)
 }
 
 fn csrf_required() -> Response {
-    let mut r = (StatusCode::FORBIDDEN, "CSRF token validation failed").into_response();
+    use sap_odata::session::{CSRF_FAILED_BODY, CSRF_HEADER, CSRF_REQUIRED};
+    let mut r = (StatusCode::FORBIDDEN, CSRF_FAILED_BODY).into_response();
     let h = r.headers_mut();
-    h.insert("x-csrf-token", HeaderValue::from_static("Required"));
+    h.insert(CSRF_HEADER, HeaderValue::from_static(CSRF_REQUIRED));
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -197,19 +193,7 @@ fn csrf_required() -> Response {
 
 /// Checks the client (`sap-client`) and logs the caller on; `Err` carries the reason.
 fn logon(app: &AppState, headers: &HeaderMap, raw_query: &str) -> Result<Principal, String> {
-    let from_query = raw_query
-        .split('&')
-        .filter_map(|p| p.split_once('='))
-        .find(|(k, _)| *k == "sap-client")
-        .map(|(_, v)| percent_decode(v, true).unwrap_or_default());
-    let from_header = headers
-        .get("sap-client")
-        .map(|v| v.to_str().unwrap_or_default().trim().to_owned());
-    for client in [from_header, from_query].into_iter().flatten() {
-        if client != app.config.sap_client {
-            return Err(format!("Client {client} is not available in this system"));
-        }
-    }
+    sap_odata::session::check_client(headers, raw_query, &app.config.sap_client)?;
     app.sessions.authenticate(headers).map_err(|f| {
         match f {
             LogonFailure::Missing => "Logon failed: no credentials",
@@ -222,10 +206,7 @@ fn logon(app: &AppState, headers: &HeaderMap, raw_query: &str) -> Result<Princip
 fn logon_failed(app: &AppState, message: &str) -> Response {
     let mut r =
         SapError::new(StatusCode::UNAUTHORIZED, codes::LOGON_FAILED, message).into_response();
-    let realm = format!(
-        "Basic realm=\"SAP NetWeaver Application Server [{}/{}]\"",
-        app.config.system_id, app.config.sap_client
-    );
+    let realm = sap_odata::session::logon_challenge(&app.config.system_id, &app.config.sap_client);
     if let Ok(v) = HeaderValue::from_str(&realm) {
         r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
@@ -294,18 +275,22 @@ pub(crate) async fn serve(ctx: &RequestContext<'_>, body: Body) -> Result<Respon
     let method = ctx.method.as_str();
     let Some((set, rest)) = segments.split_first() else {
         only(method, &["GET"])?;
-        return Ok(json(
-            StatusCode::OK,
-            &single(Node::object().with(
-                "EntitySets",
-                Node::Array(vec![
-                    "A_SalesOrder".into(),
-                    "A_SalesOrderItem".into(),
-                    "A_SalesOrderItmSubsqntProcFlow".into(),
-                    "A_SalesOrderSubsqntProcFlow".into(),
-                ]),
-            )),
-        ));
+        // The one service document of `sap_odata::metadata`, JSON or AtomPub as asked.
+        let (body, content_type) = if sap_odata::wants_xml(ctx.headers, ctx.raw_query) {
+            (
+                metadata::service_document_atom(&ctx.service_root()),
+                metadata::SERVICE_DOCUMENT_ATOM_CONTENT_TYPE,
+            )
+        } else {
+            (
+                metadata::service_document_json(),
+                metadata::SERVICE_DOCUMENT_JSON_CONTENT_TYPE,
+            )
+        };
+        let mut r = (StatusCode::OK, body).into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        return Ok(r);
     };
     match set.name.as_str() {
         "$metadata" if set.key.is_none() && rest.is_empty() => {
@@ -313,7 +298,7 @@ pub(crate) async fn serve(ctx: &RequestContext<'_>, body: Body) -> Result<Respon
             let mut r = (StatusCode::OK, metadata::edmx()).into_response();
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static("application/xml"),
+                HeaderValue::from_static(metadata::EDMX_CONTENT_TYPE),
             );
             Ok(r)
         }

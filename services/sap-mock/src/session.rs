@@ -8,7 +8,9 @@
 //!   `sap-usercontext`. A write must send that token *and* that cookie; otherwise it gets
 //!   `403` with `x-csrf-token: Required` and SAP's plain-text body
 //!   `CSRF token validation failed`. Cookies are parsed with or without spaces after `;`.
-//!   Sessions live in memory, like SAP's, so a restart invalidates every token.
+//!   Sessions live in memory, like SAP's, so a restart invalidates every token. The wire
+//!   conventions (cookie names and parsing, basic logon) are `sap_odata::session`'s, shared
+//!   with the proxy's SAP face.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use http::HeaderMap;
 use rand::RngCore;
+use sap_odata::session::{basic_credentials, cookie, session_cookie_name, session_set_cookies};
 
 use crate::config::User;
 
@@ -70,7 +73,7 @@ impl Sessions {
     /// Sessions for SAP system `system_id`, client `client`, with these users.
     pub fn new(system_id: &str, client: &str, users: Vec<User>) -> Self {
         Self {
-            cookie_name: format!("SAP_SESSIONID_{system_id}_{client}"),
+            cookie_name: session_cookie_name(system_id, client),
             client: client.to_owned(),
             users,
             table: Mutex::new(HashMap::new()),
@@ -150,19 +153,18 @@ impl Sessions {
                 },
             );
         }
-        let cookie_value = id.replace('=', "%3d");
         IssuedToken {
             token,
-            cookies: vec![
-                format!("sap-usercontext=sap-client={}; path=/", self.client),
-                format!("{}={cookie_value}; path=/; HttpOnly", self.cookie_name),
-            ],
+            cookies: session_set_cookies(&self.cookie_name, &self.client, &id).to_vec(),
         }
     }
 
     /// Whether a write carries the token of the session its cookie names, for this user.
     pub fn token_valid(&self, headers: &HeaderMap, principal: &Principal) -> bool {
-        let Some(sent) = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()) else {
+        let Some(sent) = headers
+            .get(sap_odata::session::CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+        else {
             return false;
         };
         match self.session_of(headers) {
@@ -186,33 +188,6 @@ fn random_base64(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut buf);
     base64::engine::general_purpose::STANDARD.encode(buf)
-}
-
-/// `user`, `password` from `Authorization: Basic ...`.
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = value.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (u, p) = text.split_once(':')?;
-    Some((u.to_owned(), p.to_owned()))
-}
-
-/// The value of cookie `name` (percent-escapes of `=` undone), from every `Cookie` header.
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.replace("%3d", "=").replace("%3D", "="))
 }
 
 #[cfg(test)]

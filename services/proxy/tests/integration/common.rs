@@ -325,6 +325,20 @@ impl Stack {
         );
     }
 
+    /// SIGSTOP / SIGCONT: SAP (the emulator) stops answering without closing its port, as a
+    /// system that hangs.
+    pub fn freeze_sap(&self, frozen: bool) {
+        let pid = self.sap.as_ref().expect("sap-mock running").id();
+        let sig = if frozen { "-STOP" } else { "-CONT" };
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
     pub async fn start_proxy(&mut self) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_proxy"));
         cmd.env("PROXY_BIND", "127.0.0.1")

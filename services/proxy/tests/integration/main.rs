@@ -10,6 +10,7 @@ mod fastpath;
 mod holes;
 mod outcomes;
 mod resilience;
+mod retired_face;
 mod switching;
 mod tls;
 mod wire;
