@@ -48,6 +48,7 @@ pub mod h1;
 pub mod numbers;
 pub mod observe;
 pub mod odata_face;
+pub mod odata_read;
 pub mod order_client;
 pub mod outcome;
 pub mod passthrough;
