@@ -50,8 +50,8 @@ const NOT_IMPLEMENTED: &str = "/IWBEP/CM_MGW_RT/004";
 
 /// What the read side made of a request.
 pub enum Read {
-    /// The answer (data or SAP's error).
-    Served(Response<ProxyBody>),
+    /// The answer (data or SAP's error), boxed: the common case travels as a pointer.
+    Served(Box<Response<ProxyBody>>),
     /// The order service cannot answer this read (the reason, in SAP's terms).
     Untranslatable(String),
 }
@@ -403,7 +403,7 @@ fn order_keys(query: &QueryOptions) -> Result<Vec<Value>, String> {
 
 /// A refusal in SAP's shape.
 fn refused(status: StatusCode, code: &str, message: &str) -> Read {
-    Read::Served(odata_error(status, code, message))
+    Read::Served(Box::new(odata_error(status, code, message)))
 }
 
 fn query_refused(e: sap_odata::QueryError) -> Read {
@@ -427,7 +427,7 @@ fn segment_not_found(segment: &str) -> Read {
 }
 
 fn order_service_failed(e: OrderServiceError) -> Read {
-    Read::Served(crate::sales_orders::order_service_failed(e))
+    Read::Served(Box::new(crate::sales_orders::order_service_failed(e)))
 }
 
 fn json_answer(node: &Node, etag: Option<String>) -> Read {
@@ -441,7 +441,7 @@ fn json_answer(node: &Node, etag: Option<String>) -> Read {
     if let Some(v) = etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
         h.insert(header::ETAG, v);
     }
-    Read::Served(r)
+    Read::Served(Box::new(r))
 }
 
 fn count_answer(n: u64) -> Read {
@@ -450,7 +450,7 @@ fn count_answer(n: u64) -> Read {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    Read::Served(r)
+    Read::Served(Box::new(r))
 }
 
 /// A property's value as S/4 writes it: `order_acl`'s value read through the schema (so dates
@@ -734,7 +734,7 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    async fn search(&self, body: &Value) -> Result<(Vec<Value>, Option<u64>), Read> {
+    async fn search(&self, body: &Value) -> Result<crate::order_client::SearchAnswer, Read> {
         self.so.orders.search(body).await.map_err(|e| match e {
             // A search the order service refuses is one this face built wrong: say so in
             // SAP's terms, never the REST API's.

@@ -60,6 +60,9 @@ pub struct OrderCreated {
     pub order: Value,
 }
 
+/// What a search answers: the orders of the window and, when asked, the count of all matches.
+pub type SearchAnswer = (Vec<Value>, Option<u64>);
+
 /// The calls the proxy makes to the order service.
 pub trait OrderService: Send + Sync + 'static {
     /// `POST /api/v1/orders` with an idempotency key.
@@ -92,7 +95,7 @@ pub trait OrderService: Send + Sync + 'static {
     fn search<'a>(
         &'a self,
         body: &'a Value,
-    ) -> BoxFuture<'a, Result<(Vec<Value>, Option<u64>), OrderServiceError>> {
+    ) -> BoxFuture<'a, Result<SearchAnswer, OrderServiceError>> {
         let _ = body;
         Box::pin(async {
             Err(OrderServiceError::Rejected {
@@ -288,7 +291,7 @@ impl OrderService for HttpOrderService {
     fn search<'a>(
         &'a self,
         body: &'a Value,
-    ) -> BoxFuture<'a, Result<(Vec<Value>, Option<u64>), OrderServiceError>> {
+    ) -> BoxFuture<'a, Result<SearchAnswer, OrderServiceError>> {
         Box::pin(async move {
             let (_, bytes) = self
                 .call(Method::POST, "/api/v1/orders/search", Some(body), &[])

@@ -135,7 +135,7 @@ impl ProxyState {
             (Plan::OrderServiceRead, route) => {
                 use crate::odata_read::Read;
                 match self.sales_orders.read_from_order_service(&parts).await {
-                    Read::Served(resp) => resp,
+                    Read::Served(resp) => *resp,
                     Read::Untranslatable(_) if route.is_some_and(|r| r.mode == Mode::Events) => {
                         self.pass_through(parts, body).await
                     }
