@@ -12,6 +12,86 @@ use crate::uri::percent_decode;
 /// Largest `$top` / `$skip` accepted.
 pub const MAX_TOP_SKIP: u64 = 1_000_000_000;
 
+/// SAP Gateway's message id for a `$filter` that does not parse.
+pub const FILTER_SYNTAX: &str = "005056A509B11EE1B9A8FEC11C21578E";
+/// SAP Gateway's message id for any other refused query option (or name in one).
+pub const QUERY_INVALID: &str = "/IWBEP/CM_MGW_RT/001";
+
+impl QueryError {
+    /// SAP's message id for this refusal (every query refusal is a 400 Bad Request).
+    pub fn sap_code(&self) -> &'static str {
+        match self {
+            QueryError::Filter(f) if f.message.starts_with("Invalid token") => FILTER_SYNTAX,
+            _ => QUERY_INVALID,
+        }
+    }
+}
+
+/// The window of a sorted list a server answers: `$skip`, `$top`, `$skiptoken` (the number of
+/// entries delivered on earlier pages, as S/4 and the emulator hand it out) and the server's
+/// page size. One computation for the emulator and the proxy's OData face.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Index of the first entry of this page in the sorted, filtered list.
+    pub start: usize,
+    /// Most entries of this page.
+    pub take: usize,
+    /// Entries delivered before this page (the `$skiptoken` sent).
+    pub delivered: usize,
+    /// Entries the client still wants (`$top` minus delivered), `usize::MAX` without `$top`.
+    pub wanted: usize,
+}
+
+impl Window {
+    /// The window of `query` at `page_size`; a `$skiptoken` that is not a count is refused.
+    pub fn of(query: &QueryOptions, page_size: usize) -> Result<Self, QueryError> {
+        let delivered = match &query.skiptoken {
+            None => 0,
+            Some(t) => t
+                .parse::<usize>()
+                .ok()
+                .filter(|_| t.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| bad_value("$skiptoken", t))?,
+        };
+        let skip = usize::try_from(query.skip.unwrap_or(0)).unwrap_or(usize::MAX);
+        let wanted = query
+            .top
+            .map(|t| {
+                usize::try_from(t)
+                    .unwrap_or(usize::MAX)
+                    .saturating_sub(delivered)
+            })
+            .unwrap_or(usize::MAX);
+        Ok(Self {
+            start: skip.saturating_add(delivered),
+            take: wanted.min(page_size),
+            delivered,
+            wanted,
+        })
+    }
+
+    /// The `$skiptoken` of the next page when this page was cut by the page size, given how
+    /// many entries were `available` from `start` on (or at least `take + 1` of them).
+    pub fn next_token(&self, available: usize) -> Option<usize> {
+        let got = self.take.min(available);
+        (got < self.wanted.min(available)).then_some(self.delivered + got)
+    }
+}
+
+/// The `__next` link of a page: the request's own URL (`service_root` + `below_root`) with
+/// its query options, `$skiptoken` replaced by `token`.
+pub fn next_link(service_root: &str, below_root: &str, raw_query: &str, token: usize) -> String {
+    let mut params: Vec<&str> = raw_query
+        .split('&')
+        .filter(|p| {
+            !p.is_empty() && !p.starts_with("$skiptoken=") && !p.starts_with("%24skiptoken=")
+        })
+        .collect();
+    let token_param = format!("$skiptoken={token}");
+    params.push(&token_param);
+    format!("{service_root}{below_root}?{}", params.join("&"))
+}
+
 /// Why the query string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QueryError {

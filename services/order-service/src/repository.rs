@@ -18,6 +18,7 @@ use crate::model::{ItemRow, Order, OrderItem, OrderRow};
 use crate::outbox::{self, EventRow, OrderChange};
 
 mod edits;
+pub mod search;
 pub use edits::{HeaderPatch, ItemPatch, OrderEdit, OrderKey, ReportOutcome};
 
 /// Who asked for a change: travels into the order row and the outbox.
@@ -665,6 +666,12 @@ impl OrderRepository {
                 id: r.id,
             })
         });
+        let orders = self.attach_items(rows).await?;
+        Ok((orders, next.flatten()))
+    }
+
+    /// The orders of `rows`, with their lines (one query for all of them).
+    async fn attach_items(&self, rows: Vec<OrderRow>) -> Result<Vec<Order>, ServiceError> {
         let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
         let items: Vec<ItemRow> = sqlx::query_as(
             "SELECT * FROM order_items WHERE order_id = ANY($1) ORDER BY order_id, item_number",
@@ -677,14 +684,40 @@ impl OrderRepository {
         for item in items {
             by_order.entry(item.order_id).or_default().push(item.into());
         }
-        let orders = rows
+        Ok(rows
             .into_iter()
             .map(|r| {
                 let items = by_order.remove(&r.id).unwrap_or_default();
                 r.into_order(items)
             })
-            .collect();
-        Ok((orders, next.flatten()))
+            .collect())
+    }
+
+    /// The orders a search matches, in its order and window, with the count of every match
+    /// when asked (see [`search`] for how the filter becomes SQL).
+    pub async fn search(
+        &self,
+        query: &search::SearchQuery,
+    ) -> Result<(Vec<Order>, Option<i64>), ServiceError> {
+        let rows: Vec<OrderRow> = search::select_statement("", query)
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await?;
+        let orders = if query.include_items {
+            self.attach_items(rows).await?
+        } else {
+            rows.into_iter().map(|r| r.into_order(Vec::new())).collect()
+        };
+        let count = if query.count {
+            let (n,): (i64,) = search::count_statement(query)
+                .build_query_as()
+                .fetch_one(&self.pool)
+                .await?;
+            Some(n)
+        } else {
+            None
+        };
+        Ok((orders, count))
     }
 
     /// Locks the order for a change.

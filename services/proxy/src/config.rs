@@ -67,6 +67,9 @@ pub const PROXY_PRESERVE_HOST: &str = "PROXY_PRESERVE_HOST";
 /// Comma-separated SAP header fields forming a natural key that deduplicates creates sent
 /// without `Idempotency-Key` (e.g. `SoldToParty,PurchaseOrderByCustomer`). Empty: off.
 pub const PROXY_NATURAL_KEY_FIELDS: &str = "PROXY_NATURAL_KEY_FIELDS";
+/// Server page size of the OData face's lists (`__next` beyond it), as S/4's (default 1000,
+/// the emulator's default too; 1 to 4999).
+pub const PROXY_ODATA_PAGE_SIZE: &str = "PROXY_ODATA_PAGE_SIZE";
 /// Currency used for the order service when the SAP request names none (SAP derives it from
 /// the customer master; the proxy cannot).
 pub const PROXY_DEFAULT_CURRENCY: &str = "PROXY_DEFAULT_CURRENCY";
@@ -170,6 +173,8 @@ pub struct ProxyConfig {
     pub preserve_host: bool,
     /// Natural-key fields, if configured.
     pub natural_key_fields: Vec<String>,
+    /// Server page size of the OData face's lists.
+    pub odata_page_size: usize,
     /// Fallback currency for translation.
     pub default_currency: String,
     /// Replay back-off base.
@@ -261,6 +266,7 @@ impl ProxyConfig {
         let client_header_timeout = ms(&mut r, PROXY_CLIENT_HEADER_TIMEOUT_MS, 10_000);
         let client_body_timeout = ms(&mut r, PROXY_CLIENT_BODY_TIMEOUT_MS, 30_000);
         let preserve_host = r.read_bool(PROXY_PRESERVE_HOST, true);
+        let odata_page_size = r.read(PROXY_ODATA_PAGE_SIZE, 1000usize).clamp(1, 4999);
         let natural_key_fields = r
             .raw(PROXY_NATURAL_KEY_FIELDS)
             .map(|v| {
@@ -350,6 +356,7 @@ impl ProxyConfig {
             client_body_timeout,
             preserve_host,
             natural_key_fields,
+            odata_page_size,
             default_currency,
             replay_base,
             replay_max,

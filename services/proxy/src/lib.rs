@@ -50,6 +50,7 @@ pub mod h1;
 pub mod numbers;
 pub mod observe;
 pub mod odata_face;
+pub mod odata_read;
 pub mod order_client;
 pub mod outcome;
 pub mod passthrough;

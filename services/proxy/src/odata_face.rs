@@ -3,6 +3,7 @@
 //! answered as S/4 answers them (`204` with the new `ETag`, SAP's error JSON with SAP's message
 //! codes and property names). The request body is read with the same OData parser the
 //! emulator uses (`sap_odata::payload`), so a body S/4 refuses is refused here the same way.
+//! The reads of the same face are in [`crate::odata_read`].
 //!
 //! | SAP request | order service |
 //! |---|---|

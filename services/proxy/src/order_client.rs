@@ -60,6 +60,9 @@ pub struct OrderCreated {
     pub order: Value,
 }
 
+/// What a search answers: the orders of the window and, when asked, the count of all matches.
+pub type SearchAnswer = (Vec<Value>, Option<u64>);
+
 /// The calls the proxy makes to the order service.
 pub trait OrderService: Send + Sync + 'static {
     /// `POST /api/v1/orders` with an idempotency key.
@@ -87,6 +90,20 @@ pub trait OrderService: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), OrderServiceError>>;
     /// `GET /api/v1/orders?...` (query string given), the `items` array.
     fn list<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<Vec<Value>, OrderServiceError>>;
+    /// `POST /api/v1/orders/search` with `body` (a filter tree, order, window, count): the
+    /// answer's `items` and `count`. Fakes that serve no reads may leave it out.
+    fn search<'a>(
+        &'a self,
+        body: &'a Value,
+    ) -> BoxFuture<'a, Result<SearchAnswer, OrderServiceError>> {
+        let _ = body;
+        Box::pin(async {
+            Err(OrderServiceError::Rejected {
+                status: 501,
+                detail: "search is not implemented by this order service".into(),
+            })
+        })
+    }
     /// `GET /api/v1/orders/by-number/{n}`; `None` on 404.
     fn by_number<'a>(
         &'a self,
@@ -268,6 +285,28 @@ impl OrderService for HttpOrderService {
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default())
+        })
+    }
+
+    fn search<'a>(
+        &'a self,
+        body: &'a Value,
+    ) -> BoxFuture<'a, Result<SearchAnswer, OrderServiceError>> {
+        Box::pin(async move {
+            let (_, bytes) = self
+                .call(Method::POST, "/api/v1/orders/search", Some(body), &[])
+                .await?;
+            let v: Value =
+                serde_json::from_slice(&bytes).map_err(|e| OrderServiceError::ServerError {
+                    status: 200,
+                    detail: e.to_string(),
+                })?;
+            let items = v
+                .get("items")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            Ok((items, v.get("count").and_then(Value::as_u64)))
         })
     }
 

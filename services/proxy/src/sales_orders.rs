@@ -107,7 +107,11 @@ pub fn classify(method: &Method, path: &str) -> Operation {
         Operation::Batch
     } else if post && !keyed && second.is_none() && is("A_SalesOrder") {
         Operation::SalesOrderCreate
-    } else if get && is("A_SalesOrder") && (second.is_none() || (!keyed && !deeper && counts())) {
+    } else if get
+        && (is("A_SalesOrder") || is("A_SalesOrderItem"))
+        && (second.is_none() || (!keyed && !deeper && counts()))
+    {
+        // An order, a line, or a list of either (or its `$count`).
         Operation::SalesOrderRead
     } else if get
         && keyed
@@ -1103,68 +1107,6 @@ impl SalesOrders {
         }
     }
 
-    /// `A_SalesOrderItem(SalesOrder='n',SalesOrderItem='i')` and `A_SalesOrder('n')/to_Item`
-    /// from the order service; `None` for other paths.
-    async fn read_items(
-        &self,
-        parts: &http::request::Parts,
-        root: &str,
-    ) -> Option<Response<ProxyBody>> {
-        let below = crate::odata_face::below_root(parts.uri.path());
-        let segments = sap_odata::uri::parse_resource_path(&below).ok()?;
-        let (number, item) = match segments.as_slice() {
-            [set] if set.name.eq_ignore_ascii_case("A_SalesOrderItem") => {
-                let key =
-                    sap_odata::uri::resolve_key(&sap_odata::SALES_ORDER_ITEM, set.key.as_deref()?)
-                        .ok()?;
-                (
-                    key.first()?.clone(),
-                    Some(key.get(1)?.trim_start_matches('0').to_owned()),
-                )
-            }
-            [set, nav] if nav.name.eq_ignore_ascii_case("to_Item") && nav.key.is_none() => {
-                let key = sap_odata::uri::resolve_key(&sap_odata::SALES_ORDER, set.key.as_deref()?)
-                    .ok()?;
-                (key.first()?.clone(), None)
-            }
-            _ => return None,
-        };
-        let order = match self.find_order(&number).await {
-            Ok(Some(o)) => o,
-            Ok(None) => {
-                return Some(odata_error(
-                    StatusCode::NOT_FOUND,
-                    "V1/302",
-                    &format!("SD document {number} is not in the database or has been archived"),
-                ));
-            }
-            Err(e) => return Some(order_service_failed(e)),
-        };
-        let items = order["items"].as_array().cloned().unwrap_or_default();
-        let entities: Vec<Value> = items
-            .iter()
-            .filter(|i| {
-                item.as_ref()
-                    .is_none_or(|no| order_acl::item_number_text(i) == *no)
-            })
-            .map(|i| order_acl::item_to_entity(i, &number, root))
-            .collect();
-        Some(match item {
-            Some(no) => match entities.into_iter().next() {
-                Some(e) => json_response(StatusCode::OK, &serde_json::json!({ "d": e })),
-                None => odata_error(
-                    StatusCode::NOT_FOUND,
-                    "V1/302",
-                    &format!("Item {no} does not exist in SD document {number}"),
-                ),
-            },
-            None => json_response(
-                StatusCode::OK,
-                &serde_json::json!({"d": {"results": entities}}),
-            ),
-        })
-    }
-
     /// The order-service order SAP knows as `number`: linked under SAP's number, else ours
     /// (one number in both systems).
     pub async fn find_order(&self, number: &str) -> Result<Option<Value>, OrderServiceError> {
@@ -1178,86 +1120,18 @@ impl SalesOrders {
         self.orders.by_number(&pct(number)).await
     }
 
-    /// `events` / `retired` reads the order service can answer: an entity by key, and a
-    /// collection filtered by `PurchaseOrderByCustomer` or `SoldToParty`. `None`: this read
-    /// shape is not translated (the caller passes it to SAP in `events`).
+    /// `events` / `retired` reads of the route, from the order service
+    /// ([`crate::odata_read`]).
     pub async fn read_from_order_service(
         &self,
         parts: &http::request::Parts,
-    ) -> Option<Response<ProxyBody>> {
-        let root = service_root_url(parts);
-        if let Some(r) = self.read_items(parts, &root).await {
-            return Some(r);
-        }
-        let segment = parts
-            .uri
-            .path()
-            .split('/')
-            .rfind(|s| !s.is_empty())
-            .and_then(|s| sap_odata::uri::percent_decode(s, false).ok())
-            .and_then(|s| sap_odata::uri::parse_segment(&s).ok())?;
-        if segment.name == "$count" {
-            return None;
-        }
-        if let Some(key) = &segment.key {
-            let key = match key.as_slice() {
-                [one] if one.name.as_deref().is_none_or(|n| n == "SalesOrder") => one.value.clone(),
-                _ => return None,
-            };
-            let found = match self.find_order(&key).await {
-                Ok(found) => found,
-                Err(e) => return Some(order_service_failed(e)),
-            };
-            return Some(match found {
-                Some(o) => {
-                    let mut r =
-                        json_response(StatusCode::OK, &order_acl::order_to_entity(&o, &root));
-                    if let Some(v) =
-                        order_acl::order_etag(&o).and_then(|e| HeaderValue::from_str(&e).ok())
-                    {
-                        r.headers_mut().insert(header::ETAG, v);
-                    }
-                    r
-                }
-                None => odata_error(
-                    StatusCode::NOT_FOUND,
-                    "SY/530",
-                    "Resource not found for segment 'A_SalesOrder'",
-                ),
-            });
-        }
-        let query = parts.uri.query().unwrap_or("");
-        let filter = query
-            .split('&')
-            .find_map(|p| p.strip_prefix("$filter="))
-            .map(percent_decode)?;
-        let (field, value) = simple_eq_filter(&filter)?;
-        let param = match field.as_str() {
-            "PurchaseOrderByCustomer" => "customer_reference",
-            "SoldToParty" => "customer_id",
-            _ => return None,
-        };
-        let items = match self
-            .orders
-            .list(&format!("{param}={}&limit=100", pct(&value)))
-            .await
-        {
-            Ok(i) => i,
-            Err(e) => return Some(order_service_failed(e)),
-        };
-        let results: Vec<Value> = items
-            .iter()
-            .map(|o| order_acl::order_to_entity(o, &root)["d"].clone())
-            .collect();
-        Some(json_response(
-            StatusCode::OK,
-            &serde_json::json!({"d": {"results": results}}),
-        ))
+    ) -> crate::odata_read::Read {
+        crate::odata_read::read(self, parts).await
     }
 }
 
 /// The OData error for an order-service read that failed.
-fn order_service_failed(e: OrderServiceError) -> Response<ProxyBody> {
+pub(crate) fn order_service_failed(e: OrderServiceError) -> Response<ProxyBody> {
     let failure = match e {
         OrderServiceError::Unavailable(f) => f,
         other => UpstreamFailure::Broken(other.to_string()),
@@ -1358,10 +1232,6 @@ fn json_buffered(status: StatusCode, v: &Value) -> Buffered {
     }
 }
 
-fn json_response(status: StatusCode, v: &Value) -> Response<ProxyBody> {
-    json_buffered(status, v).into_response()
-}
-
 fn odata_buffered(status: StatusCode, code: &str, message: &str) -> Buffered {
     let resp = odata_error(status, code, message);
     let (parts, _) = resp.into_parts();
@@ -1397,27 +1267,6 @@ fn problem_message(p: &Value) -> Option<String> {
         .collect::<Vec<_>>()
         .join(" ");
     (!msg.is_empty()).then_some(msg)
-}
-
-/// `(Field eq 'value')` → (Field, value).
-fn simple_eq_filter(filter: &str) -> Option<(String, String)> {
-    let f = filter.trim();
-    let f = f
-        .strip_prefix('(')
-        .and_then(|x| x.strip_suffix(')'))
-        .unwrap_or(f);
-    let (field, rest) = f.split_once(" eq ")?;
-    let value = rest.trim().strip_prefix('\'')?.strip_suffix('\'')?;
-    if value.contains(" and ") {
-        return None;
-    }
-    Some((field.trim().to_owned(), value.replace("''", "'")))
-}
-
-/// Percent-decodes a query value; a malformed escape or invalid UTF-8 is kept as sent (the
-/// value then matches nothing).
-fn percent_decode(s: &str) -> String {
-    sap_odata::uri::percent_decode(s, true).unwrap_or_else(|_| s.to_owned())
 }
 
 fn pct(s: &str) -> String {
@@ -1557,8 +1406,6 @@ mod tests {
             for m in [Method::GET, Method::POST] {
                 let _ = classify(&m, p);
             }
-            let _ = percent_decode(p);
-            let _ = simple_eq_filter(p);
             let mut h = HeaderMap::new();
             if let Ok(v) = HeaderValue::from_str(p) {
                 h.insert(header::LOCATION, v);
@@ -1633,14 +1480,5 @@ mod tests {
             &stamp_body(&Bytes::from_static(b" { } "), "F", "v")[..],
             br#" {"F":"v" } "#
         );
-    }
-
-    #[test]
-    fn simple_filters_are_understood() {
-        assert_eq!(
-            simple_eq_filter("(PurchaseOrderByCustomer eq 'SDK-1')").unwrap(),
-            ("PurchaseOrderByCustomer".into(), "SDK-1".into())
-        );
-        assert!(simple_eq_filter("(A eq 'x' and B eq 'y')").is_none());
     }
 }

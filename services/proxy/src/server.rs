@@ -148,15 +148,13 @@ impl ProxyState {
             (Plan::ShadowedRead, _) => self.shadowed_read(parts, body).await,
             (Plan::OrderServiceChange, _) => self.order_service_change(parts, body).await,
             (Plan::OrderServiceRead, route) => {
+                use crate::odata_read::Read;
                 match self.sales_orders.read_from_order_service(&parts).await {
-                    Some(resp) => resp,
-                    None if route.is_some_and(|r| r.mode == Mode::Events) => {
+                    Read::Served(resp) => *resp,
+                    Read::Untranslatable(_) if route.is_some_and(|r| r.mode == Mode::Events) => {
                         self.pass_through(parts, body).await
                     }
-                    None => ProxyError::NotSupported(
-                        "this query is not available after SAP was retired".into(),
-                    )
-                    .to_response(),
+                    Read::Untranslatable(what) => crate::odata_read::not_implemented(&what),
                 }
             }
             _ => self.pass_through(parts, body).await,

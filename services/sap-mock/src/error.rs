@@ -65,9 +65,9 @@ pub mod codes {
     /// Value longer than the field.
     pub const VALUE_TOO_LONG: &str = "/IWBEP/CM_MGW_RT/120";
     /// `$filter` syntax (SAP Gateway's parser id).
-    pub const FILTER_SYNTAX: &str = "005056A509B11EE1B9A8FEC11C21578E";
+    pub const FILTER_SYNTAX: &str = sap_odata::query::FILTER_SYNTAX;
     /// Other query option problems.
-    pub const QUERY_INVALID: &str = "/IWBEP/CM_MGW_RT/001";
+    pub const QUERY_INVALID: &str = sap_odata::query::QUERY_INVALID;
     /// Resource path unknown.
     pub const RESOURCE_NOT_FOUND: &str = "/IWFND/CM_MGW/025";
     /// Method not allowed on the resource.
@@ -197,10 +197,7 @@ impl From<FilterError> for SapError {
 
 impl From<QueryError> for SapError {
     fn from(e: QueryError) -> Self {
-        match e {
-            QueryError::Filter(f) => f.into(),
-            other => SapError::bad_request(codes::QUERY_INVALID, other.to_string()),
-        }
+        SapError::bad_request(e.sap_code(), e.to_string())
     }
 }
 

@@ -728,40 +728,16 @@ fn page(
     query: &QueryOptions,
     page_size: usize,
 ) -> Result<(usize, usize, Option<usize>), SapError> {
-    let delivered = match &query.skiptoken {
-        None => 0,
-        Some(t) => t.parse::<usize>().map_err(|_| {
-            SapError::bad_request(codes::QUERY_INVALID, format!("Invalid $skiptoken '{t}'"))
-        })?,
-    };
-    let skip = usize::try_from(query.skip.unwrap_or(0)).unwrap_or(usize::MAX);
-    let start = skip.saturating_add(delivered).min(total);
-    let wanted = query
-        .top
-        .map(|t| {
-            usize::try_from(t)
-                .unwrap_or(usize::MAX)
-                .saturating_sub(delivered)
-        })
-        .unwrap_or(usize::MAX);
+    let window = sap_odata::query::Window::of(query, page_size)?;
+    let start = window.start.min(total);
     let available = total - start;
-    let take = wanted.min(available).min(page_size);
-    let more = take < wanted.min(available);
-    Ok((start, start + take, more.then_some(delivered + take)))
+    let take = window.take.min(available);
+    Ok((start, start + take, window.next_token(available)))
 }
 
 fn next_link(ctx: &RequestContext<'_>, token: usize) -> String {
-    let mut params: Vec<&str> = ctx
-        .raw_query
-        .split('&')
-        .filter(|p| {
-            !p.is_empty() && !p.starts_with("$skiptoken=") && !p.starts_with("%24skiptoken=")
-        })
-        .collect();
-    let token_param = format!("$skiptoken={token}");
-    params.push(&token_param);
     let below_root = ctx.raw_path.strip_prefix(ctx.root).unwrap_or_default();
-    format!("{}{}?{}", ctx.service_root(), below_root, params.join("&"))
+    sap_odata::query::next_link(&ctx.service_root(), below_root, ctx.raw_query, token)
 }
 
 /// Finds the entity type a navigation leads to, by name (for nested `$select` checks).

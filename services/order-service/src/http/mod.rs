@@ -4,6 +4,7 @@ pub mod extract;
 pub mod life;
 pub mod openapi;
 pub mod problem;
+pub mod search;
 
 use std::time::Duration;
 
@@ -54,6 +55,7 @@ pub struct AppState {
 pub fn router(state: AppState, config: &Config) -> Router {
     let api = Router::new()
         .route("/api/v1/orders", post(create_order).get(list_orders))
+        .route("/api/v1/orders/search", post(search::search_orders))
         .route(
             "/api/v1/orders/{id}",
             get(get_order).patch(life::update_order),

@@ -17,6 +17,7 @@ use utoipa::openapi::{ObjectBuilder, Required, Type};
         super::get_order,
         super::get_order_by_number,
         super::list_orders,
+        super::search::search_orders,
         super::transition_order,
         super::life::cancel_order,
         super::life::add_item,
@@ -36,6 +37,9 @@ use utoipa::openapi::{ObjectBuilder, Required, Type};
         crate::model::Order,
         crate::model::OrderItem,
         super::OrderPage,
+        super::search::SearchRequest,
+        super::search::SortKey,
+        super::search::SearchResult,
         order_domain::OrderDraft,
         order_domain::OrderLineDraft,
         super::problem::Problem,
@@ -338,6 +342,7 @@ fn parameter_rules(operation_id: &str, p: &mut serde_json::Value) {
 /// absent), and every value has the rule its parser enforces.
 fn schema_rules(schemas: &mut serde_json::Value) {
     use serde_json::json;
+    search_rules(schemas);
     // Free JSON (`specifications`): anything but U+0000, which PostgreSQL's jsonb cannot hold
     // (`extract::parse_json` refuses it in any body).
     schemas["JsonValue"] = json!({
@@ -596,4 +601,52 @@ fn rejection_reason() -> serde_json::Value {
 /// Free text of at most `max` characters without U+0000 (PostgreSQL `text` cannot hold it).
 fn no_nul(max: usize) -> serde_json::Value {
     serde_json::json!({"type": "string", "maxLength": max, "pattern": r"^[^\x00]*$"})
+}
+
+/// The order search: the filter tree's levels ([`super::search::filter_schemas`]) and the
+/// request's members with the bounds [`super::search::parse_search`] enforces.
+fn search_rules(schemas: &mut serde_json::Value) {
+    use crate::repository::search::{MAX_SKIP, MAX_SORT_KEYS, MAX_TOP, SearchField};
+    use serde_json::json;
+    for (name, schema) in super::search::filter_schemas() {
+        schemas[name] = schema;
+    }
+    let fields: Vec<&str> = SearchField::ALL
+        .into_iter()
+        .map(SearchField::name)
+        .collect();
+    set(
+        schemas,
+        "SearchRequest",
+        vec![
+            (
+                "filter",
+                json!({"anyOf": [{"$ref": "#/components/schemas/SearchFilter"}, {"type": "null"}]}),
+            ),
+            (
+                "order_by",
+                json!({"type": ["array", "null"], "maxItems": MAX_SORT_KEYS,
+                       "items": {"$ref": "#/components/schemas/SortKey"}}),
+            ),
+            ("top", nullable(integer(0, MAX_TOP))),
+            ("skip", nullable(integer(0, MAX_SKIP))),
+            ("count", json!({"type": ["boolean", "null"]})),
+            ("include_items", json!({"type": ["boolean", "null"]})),
+        ],
+        &[],
+    );
+    schemas["SearchRequest"]["additionalProperties"] = json!(false);
+    set(
+        schemas,
+        "SortKey",
+        vec![
+            ("field", json!({"type": "string", "enum": fields})),
+            (
+                "direction",
+                json!({"type": ["string", "null"], "enum": ["asc", "desc", null]}),
+            ),
+        ],
+        &["field"],
+    );
+    schemas["SortKey"]["additionalProperties"] = json!(false);
 }

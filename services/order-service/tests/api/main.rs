@@ -11,4 +11,5 @@ mod numbers;
 mod orders;
 mod outage;
 mod sap_link;
+mod search;
 mod validation;

@@ -8,6 +8,7 @@ mod crash;
 mod events_face;
 mod fastpath;
 mod holes;
+mod odata_reads;
 mod outcomes;
 mod resilience;
 mod retired_face;
