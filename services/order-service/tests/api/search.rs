@@ -269,6 +269,18 @@ async fn the_document_states_the_search() {
         schemas["SearchRequest"]["properties"]["filter"]["anyOf"][0]["$ref"],
         "#/components/schemas/SearchFilter"
     );
-    assert!(schemas["SearchFilter8"]["oneOf"].is_array());
+    let deepest = format!(
+        "SearchFilter{}",
+        order_service::repository::search::MAX_DEPTH
+    );
+    assert!(schemas[deepest.as_str()]["oneOf"].is_array(), "{deepest}");
+    let beyond = format!(
+        "SearchFilter{}",
+        order_service::repository::search::MAX_DEPTH + 1
+    );
+    assert!(
+        schemas[beyond.as_str()].is_null(),
+        "{beyond} is beyond the limit"
+    );
     assert!(schemas["SearchComparison"]["oneOf"].is_array());
 }
