@@ -55,7 +55,15 @@ pub struct Options {
     /// [`SapTls`] says. Tests still reach the emulator directly over plain http
     /// ([`Stack::sap_url`]).
     pub sap_tls: Option<SapTls>,
+    /// Give the proxy's SAP face (retired routes) the user [`FACE_USER`] and have every request
+    /// of [`Stack::http`] log on as it (basic, as SAP's clients do; the emulator ignores it).
+    pub sap_face_user: bool,
 }
+
+/// The SAP face's test user (see [`Options::sap_face_user`]).
+pub const FACE_USER: &str = "shop";
+/// Its password.
+pub const FACE_PASSWORD: &str = "correct horse battery staple";
 
 /// What the proxy trusts when SAP is behind TLS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +95,7 @@ impl Default for Options {
             sap_env: Vec::new(),
             sap_sync_status: None,
             sap_tls: None,
+            sap_face_user: false,
         }
     }
 }
@@ -181,9 +190,24 @@ impl Drop for Stack {
 }
 
 impl Stack {
-    pub async fn start(opts: Options) -> Stack {
+    pub async fn start(mut opts: Options) -> Stack {
         let bins = binaries();
         let _ = bins;
+        let mut headers = HeaderMap::new();
+        if opts.sap_face_user {
+            let path = temp_dir("users").join("users");
+            let hash = proxy::sap_face::users::hash_password(FACE_PASSWORD).unwrap();
+            std::fs::write(&path, format!("{FACE_USER}:{hash}\n")).unwrap();
+            opts.proxy_env
+                .push(("PROXY_USERS_FILE", path.display().to_string()));
+            use base64::Engine as _;
+            let basic = base64::engine::general_purpose::STANDARD
+                .encode(format!("{FACE_USER}:{FACE_PASSWORD}"));
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Basic {basic}").parse().unwrap(),
+            );
+        }
         let db = fresh_database().await;
         let sap_sync_stub = match &opts.sap_sync_status {
             Some(v) => Some(status_stub(v.clone()).await),
@@ -210,6 +234,7 @@ impl Stack {
             opts,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
+                .default_headers(headers)
                 .build()
                 .unwrap(),
         };

@@ -232,6 +232,7 @@ async fn the_face_in_retired_answers_every_query_option_as_the_emulator_does() {
         mode: "dual-write",
         sap_env: page,
         proxy_env: vec![("PROXY_ODATA_PAGE_SIZE", "2".to_owned())],
+        sap_face_user: true,
         ..Options::default()
     })
     .await;
@@ -337,6 +338,7 @@ async fn the_face_in_retired_answers_every_query_option_as_the_emulator_does() {
 async fn in_retired_a_refused_or_untranslatable_read_answers_in_sap_terms_and_stores_nothing() {
     let s = Stack::start(Options {
         mode: "retired",
+        sap_face_user: true,
         ..Options::default()
     })
     .await;
