@@ -279,7 +279,12 @@ impl Forward {
         for _ in 0..workers {
             let (me, queue) = (self.clone(), queue.clone());
             tasks.push(tokio::spawn(async move {
-                while let Some(mut taken) = queue.next().await {
+                loop {
+                    let idle = Instant::now();
+                    let Some(mut taken) = queue.next().await else {
+                        break;
+                    };
+                    stage("idle", idle);
                     let superseded = taken.superseded;
                     match &mut taken.job {
                         Job::Event(t) => me.handle(t, superseded).await,
@@ -416,12 +421,19 @@ impl Forward {
                 }
                 continue;
             }
-            if superseded || self.superseded(&order_id, version, latest.take()).await {
+            let asked = Instant::now();
+            let is_superseded =
+                superseded || self.superseded(&order_id, version, latest.take()).await;
+            stage("look_up", asked);
+            if is_superseded {
                 metrics::counter!("sap_sync_events_total", "outcome" => "superseded").increment(1);
                 break;
             }
             self.gate.wait().await;
-            match apply(&self.sap, &event.data, first_attempt && is_first, &ctx).await {
+            let applying = Instant::now();
+            let applied = apply(&self.sap, &event.data, first_attempt && is_first, &ctx).await;
+            stage("sap", applying);
+            match applied {
                 Ok(applied) => {
                     self.gate.succeeded();
                     let outcome = match applied {
@@ -594,6 +606,13 @@ impl Forward {
             .unwrap_or(0.0);
         Ok(Lag { messages, seconds })
     }
+}
+
+/// Time a worker spent in one stage of its cycle (`idle`: waiting for an event; `look_up`:
+/// the superseded check; `sap`: applying the event to SAP), so a slow drain shows where.
+fn stage(name: &'static str, since: Instant) {
+    metrics::histogram!("sap_sync_stage_duration_seconds", "stage" => name)
+        .record(since.elapsed().as_secs_f64());
 }
 
 fn parked_event(event: &order_events::CloudEvent<Value>, t: &Taken) -> ParkedEvent {

@@ -460,6 +460,18 @@ impl Bench<'_> {
         let drained = first_at.elapsed();
         let metrics = sync.metrics(&self.http).await?;
         drop(sync);
+        let sums = labelled(&metrics, "sap_sync_stage_duration_seconds_sum", "stage");
+        let counts = labelled(&metrics, "sap_sync_stage_duration_seconds_count", "stage");
+        for (stage, sum) in &sums {
+            if let Some((_, n)) = counts.iter().find(|(s, _)| s == stage)
+                && *n > 0.0
+            {
+                progress(format!(
+                    "  sap-sync worker stage {stage}: {n:.0} times, mean {:.2} ms, {sum:.1} s in all",
+                    sum / n * 1000.0
+                ));
+            }
+        }
         for (who, url) in [
             ("order-service", self.orders_url()),
             ("emulator", self.sync_sap.url.clone()),
