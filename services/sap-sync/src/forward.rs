@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use crate::apply::{Applied, ApplyError, apply};
 use crate::book::{Book, ParkedEvent, ParkedOrder};
 use crate::config::Config;
-use crate::orders::{Orders, Versions};
+use crate::orders::{Asked, Orders, Versions};
 use crate::queue::KeyedQueue;
 use crate::sap::{CallContext, Sap};
 
@@ -195,7 +195,7 @@ struct Taken {
     partition: i32,
     offset: i64,
     /// The order service's version of the order, asked when the event was fetched.
-    latest: Option<tokio::task::JoinHandle<Result<Option<i64>, String>>>,
+    latest: Option<Asked>,
     event: order_events::CloudEvent<Value>,
     correlation_id: Option<String>,
     traceparent: Option<String>,
@@ -343,10 +343,8 @@ impl Forward {
                             }
                         };
                     // Asked now, answered (in a batch with the events fetched alongside) by the
-                        // time a worker takes the event.
-                    let versions = self.versions.clone();
-                    let order_id = event.subject.clone();
-                    let latest = tokio::spawn(async move { versions.get(&order_id).await });
+                    // time a worker takes the event.
+                    let latest = self.versions.ask(&event.subject);
                     let taken = Taken {
                         partition,
                         offset,
@@ -395,10 +393,9 @@ impl Forward {
     /// Applies one event. `superseded`: a later event of the same order is already queued
     /// behind it (it carries the whole order, so this one is skipped).
     async fn handle(&self, t: &mut Taken, superseded: bool) {
-        let latest = t.latest.take();
+        let mut latest = t.latest.take();
         let t = &*t;
         let event = &t.event;
-        let mut latest = latest;
         let ctx = CallContext {
             correlation_id: t
                 .correlation_id
@@ -486,14 +483,9 @@ impl Forward {
     /// order follows on the partition and carries the whole order. Asked in batches
     /// ([`Versions`]); when the order service does not answer, the event is applied (its later
     /// events follow and bring SAP to the latest state).
-    async fn superseded(
-        &self,
-        order_id: &str,
-        version: i64,
-        asked: Option<tokio::task::JoinHandle<Result<Option<i64>, String>>>,
-    ) -> bool {
+    async fn superseded(&self, order_id: &str, version: i64, asked: Option<Asked>) -> bool {
         let answer = match asked {
-            Some(h) => h.await.unwrap_or_else(|e| Err(e.to_string())),
+            Some(a) => a.answer().await,
             None => self.versions.get(order_id).await,
         };
         match answer {

@@ -62,15 +62,6 @@ impl Orders {
         Ok(Some(serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
 
-    /// The order by id; `None` when unknown.
-    pub async fn get(&self, order_id: &str) -> Result<Option<Value>, OrdersError> {
-        self.send(
-            self.http
-                .get(format!("{}/api/v1/orders/{order_id}", self.base)),
-        )
-        .await
-    }
-
     /// The current versions of `order_ids` (one call; unknown ids are left out).
     pub async fn versions(
         &self,
@@ -190,13 +181,27 @@ impl Versions {
         Self { tx }
     }
 
+    /// Asks for the order's current version now; the answer comes with the batch it joins.
+    pub fn ask(&self, order_id: &str) -> Asked {
+        let (reply, answer) = oneshot::channel();
+        // A send fails only once the batching task is gone; the answer then says so.
+        let _ = self.tx.send((order_id.to_owned(), reply));
+        Asked(answer)
+    }
+
     /// The order's current version in the order service (`None`: unknown there).
     pub async fn get(&self, order_id: &str) -> Result<Option<i64>, String> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send((order_id.to_owned(), reply))
-            .map_err(|_| "version look-up stopped".to_owned())?;
-        answer
+        self.ask(order_id).answer().await
+    }
+}
+
+/// A version asked for and not yet read ([`Versions::ask`]).
+pub struct Asked(oneshot::Receiver<Result<Option<i64>, String>>);
+
+impl Asked {
+    /// The answer (`None`: the order service does not know the order).
+    pub async fn answer(self) -> Result<Option<i64>, String> {
+        self.0
             .await
             .map_err(|_| "version look-up stopped".to_owned())?
     }
