@@ -361,6 +361,25 @@ pub struct ResponsePart {
     pub body: String,
 }
 
+impl ResponsePart {
+    /// The part of an answer with this status, headers and body, keeping the headers SAP
+    /// writes in a part ([`PART_RESPONSE_HEADERS`]).
+    pub fn of_answer(status: http::StatusCode, headers: &http::HeaderMap, body: &[u8]) -> Self {
+        Self {
+            status: status.as_u16(),
+            reason: status.canonical_reason().unwrap_or_default().to_owned(),
+            headers: PART_RESPONSE_HEADERS
+                .iter()
+                .filter_map(|name| {
+                    let v = headers.get(*name)?.to_str().ok()?;
+                    Some(((*name).to_owned(), v.to_owned()))
+                })
+                .collect(),
+            body: String::from_utf8_lossy(body).into_owned(),
+        }
+    }
+}
+
 /// One part of the batch answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AnswerPart {

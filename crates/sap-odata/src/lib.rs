@@ -85,6 +85,22 @@ pub const SERVICE_ROOT_PATH: &str = "/sap/opu/odata/sap/API_SALES_ORDER_SRV";
 pub const STANDARD_REJECTION_REASONS: &[&str] =
     &["00", "01", "02", "03", "04", "05", "10", "11", "20", "50"];
 
+/// The host the client called (`Host`), as service roots in `__metadata` and links name it:
+/// a plain authority (letters, digits, `-.:[]_`, at most 255 bytes), else `localhost`, so no
+/// header value a client makes up is written into an answer.
+pub fn request_host(headers: &http::HeaderMap) -> &str {
+    headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.:[]_".contains(c))
+        })
+        .unwrap_or("localhost")
+}
+
 /// True when the client asked for XML (Atom) rather than JSON: `$format=xml`/`atom`, or an
 /// `Accept` naming `application/atom+xml` or `application/xml` and not `application/json`.
 /// A missing `Accept` or `*/*` gets JSON (the emulator's documented leniency: S/4 answers Atom
@@ -131,6 +147,16 @@ pub fn csrf_session(headers: &http::HeaderMap) -> (Option<String>, String) {
 
 #[cfg(test)]
 mod csrf_tests {
+    #[test]
+    fn a_made_up_host_is_never_written_into_a_service_root() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(super::request_host(&h), "localhost");
+        h.insert(http::header::HOST, "shop.example:8080".parse().unwrap());
+        assert_eq!(super::request_host(&h), "shop.example:8080");
+        h.insert(http::header::HOST, "evil/\"><x".parse().unwrap());
+        assert_eq!(super::request_host(&h), "localhost");
+    }
+
     #[test]
     fn the_token_and_the_cookies_without_their_attributes() {
         let mut h = http::HeaderMap::new();

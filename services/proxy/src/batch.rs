@@ -28,8 +28,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Status
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use sap_odata::batch::{
-    AnswerPart, BatchError, BatchPart, PART_RESPONSE_HEADERS, PartRequest, ResponsePart,
-    answer_content_type, boundary_of, parse_at_most, render_answer, resolve_target,
+    AnswerPart, BatchError, BatchPart, PartRequest, ResponsePart, answer_content_type, boundary_of,
+    parse_at_most, render_answer, resolve_target,
 };
 
 use crate::body::{ProxyBody, full};
@@ -344,22 +344,7 @@ async fn answer_part(resp: Response<ProxyBody>, budget: &mut usize) -> ResponseP
 }
 
 fn part_of(head: &http::response::Parts, body: &[u8]) -> ResponsePart {
-    ResponsePart {
-        status: head.status.as_u16(),
-        reason: head
-            .status
-            .canonical_reason()
-            .unwrap_or_default()
-            .to_owned(),
-        headers: PART_RESPONSE_HEADERS
-            .iter()
-            .filter_map(|name| {
-                let v = head.headers.get(*name)?.to_str().ok()?;
-                Some(((*name).to_owned(), v.to_owned()))
-            })
-            .collect(),
-        body: String::from_utf8_lossy(body).into_owned(),
-    }
+    ResponsePart::of_answer(head.status, &head.headers, body)
 }
 
 #[cfg(test)]

@@ -1198,12 +1198,10 @@ fn fingerprint(parts: &http::request::Parts, body: &[u8]) -> String {
 }
 
 pub(crate) fn service_root_url(parts: &http::request::Parts) -> String {
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    format!("http://{host}{SERVICE_ROOT}")
+    format!(
+        "http://{}{SERVICE_ROOT}",
+        sap_odata::request_host(&parts.headers)
+    )
 }
 
 fn legacy_shaped(parts: &http::request::Parts, order: &Value) -> Buffered {

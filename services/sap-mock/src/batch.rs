@@ -22,8 +22,8 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use sap_odata::batch::{
-    AnswerPart, BatchError, BatchPart, PART_RESPONSE_HEADERS, PartRequest, ResponsePart,
-    answer_content_type, boundary_of, parse, render_answer, resolve_target,
+    AnswerPart, BatchError, BatchPart, PartRequest, ResponsePart, answer_content_type, boundary_of,
+    parse, render_answer, resolve_target,
 };
 
 use crate::error::{SapError, codes};
@@ -192,20 +192,5 @@ async fn response_part(r: Response) -> ResponsePart {
     let body = axum::body::to_bytes(body, usize::MAX)
         .await
         .unwrap_or_default();
-    ResponsePart {
-        status: parts.status.as_u16(),
-        reason: parts
-            .status
-            .canonical_reason()
-            .unwrap_or_default()
-            .to_owned(),
-        headers: PART_RESPONSE_HEADERS
-            .iter()
-            .filter_map(|name| {
-                let v = parts.headers.get(*name)?.to_str().ok()?;
-                Some(((*name).to_owned(), v.to_owned()))
-            })
-            .collect(),
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
+    ResponsePart::of_answer(parts.status, &parts.headers, &body)
 }

@@ -248,18 +248,11 @@ impl RequestContext<'_> {
     /// `http://<host>/sap/opu/odata/sap/API_SALES_ORDER_SRV` (or the root of the master data
     /// service asked for), used in `__metadata` and links.
     pub(crate) fn service_root(&self) -> String {
-        let host = self
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .filter(|h| {
-                !h.is_empty()
-                    && h.len() <= 255
-                    && h.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-.:[]_".contains(c))
-            })
-            .unwrap_or("localhost");
-        format!("http://{host}{}", self.root)
+        format!(
+            "http://{}{}",
+            sap_odata::request_host(&self.headers),
+            self.root
+        )
     }
 }
 

@@ -307,17 +307,11 @@ fn metadata_document() -> bytes::Bytes {
 /// `http://<host>/sap/opu/odata/sap/API_SALES_ORDER_SRV`, the host the client called (checked
 /// to be a plain authority, else `localhost`), as the emulator writes it.
 fn service_root(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            !h.is_empty()
-                && h.len() <= 255
-                && h.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-.:[]_".contains(c))
-        })
-        .unwrap_or("localhost");
-    format!("http://{host}{}", sap_odata::SERVICE_ROOT_PATH)
+    format!(
+        "http://{}{}",
+        sap_odata::request_host(headers),
+        sap_odata::SERVICE_ROOT_PATH
+    )
 }
 
 /// An answer with S/4's headers (`dataserviceversion: 2.0`, no caching) and the session's.
