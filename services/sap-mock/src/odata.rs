@@ -250,7 +250,7 @@ impl RequestContext<'_> {
     pub(crate) fn service_root(&self) -> String {
         format!(
             "http://{}{}",
-            sap_odata::request_host(&self.headers),
+            sap_odata::request_host(self.headers),
             self.root
         )
     }
