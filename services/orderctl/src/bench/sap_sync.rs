@@ -11,9 +11,12 @@
 //!      session that it reuses;
 //!    - *sap-sync*: `orders` orders created in the order service (outbox relay on) while
 //!      sap-sync is stopped, so their events wait on Kafka; then sap-sync is started with
-//!      `SAP_SYNC_CONCURRENCY=concurrency` and the emulator's count is polled. The rate runs
-//!      from the first order the emulator stores to the last one; the start-up before it (state
-//!      topic, group join) is printed apart. The round then waits until sap-sync has handled
+//!      `SAP_SYNC_CONCURRENCY=concurrency`. The start-up before the first order (state topic,
+//!      group join) is printed apart.
+//!
+//!    Both rates run from the first order the emulator stored to the last, read afterwards from
+//!    the emulator's own `LastChangeDateTime`s (`n - 1` orders over that window), so no poll
+//!    loads the emulator while it is measured and both sides are timed the same way. The round then waits until sap-sync has handled
 //!      every event of the round, its own link events included (printed as the "drained" rate),
 //!      and stops sap-sync.
 //!
@@ -169,22 +172,27 @@ struct Round {
 struct PeerSide {
     creates: usize,
     errors: u64,
-    elapsed: Duration,
+    /// From the first order the emulator stored to the last (its own timestamps).
+    window: Duration,
 }
 
 impl PeerSide {
     fn rate(&self) -> f64 {
-        self.creates as f64 / self.elapsed.as_secs_f64()
+        store_rate(self.creates as u64, self.window)
     }
+}
+
+/// Orders per second stored over `window`, the first order to the last: the first opens the
+/// window, so `n - 1` orders were stored in it.
+fn store_rate(n: u64, window: Duration) -> f64 {
+    n.saturating_sub(1) as f64 / window.as_secs_f64().max(1e-3)
 }
 
 struct SyncSide {
     orders: usize,
     /// From the spawn of sap-sync to the first order in the emulator.
     startup: Duration,
-    /// Orders counted from the first observation to the last.
-    stored_in_window: u64,
-    /// From the first order in the emulator to the last.
+    /// From the first order in the emulator to the last (the emulator's own timestamps).
     window: Duration,
     /// From the first order in the emulator until every event of the round was handled.
     drained: Duration,
@@ -196,7 +204,7 @@ struct SyncSide {
 
 impl SyncSide {
     fn rate(&self) -> f64 {
-        self.stored_in_window as f64 / self.window.as_secs_f64().max(1e-9)
+        store_rate(self.orders as u64, self.window)
     }
     fn drained_rate(&self) -> f64 {
         self.orders as f64 / self.drained.as_secs_f64().max(1e-9)
@@ -365,7 +373,7 @@ impl Bench<'_> {
         let next = Arc::new(AtomicUsize::new(0));
         let errors = Arc::new(AtomicU64::new(0));
         let created = Arc::new(AtomicUsize::new(0));
-        let start = Instant::now();
+        let since = Utc::now() - chrono::Duration::milliseconds(1);
         let mut workers = Vec::new();
         for _ in 0..self.args.concurrency {
             let (authority, bodies, next, errors, created) = (
@@ -405,7 +413,6 @@ impl Bench<'_> {
         for w in workers {
             w.await?;
         }
-        let elapsed = start.elapsed();
         let creates = created.load(Ordering::Relaxed);
         let after = self.peer_sap.stored(&self.http).await?;
         if after - before != creates as u64 {
@@ -414,10 +421,16 @@ impl Bench<'_> {
                 after - before
             );
         }
+        let (first, last, in_window) = self.peer_sap.store_window(&self.http, since).await?;
+        if in_window != creates as u64 {
+            bail!(
+                "the peer's emulator shows {in_window} orders since the round began, not {creates}"
+            );
+        }
         Ok(PeerSide {
             creates,
             errors: errors.load(Ordering::Relaxed),
-            elapsed,
+            window: (last - first).to_std().unwrap_or_default(),
         })
     }
 
@@ -439,25 +452,27 @@ impl Bench<'_> {
             "sap-sync: {events} events wait on Kafka; starting sap-sync"
         ));
         let spawned = Instant::now();
+        let since = Utc::now() - chrono::Duration::milliseconds(1);
         let sync = self.start_sync(round)?;
-        let mut first: Option<(Instant, u64)> = None;
-        let last = loop {
+        // Polled gently: the rate comes from the emulator's own timestamps afterwards, so the
+        // poll only has to notice the end.
+        loop {
             let stored = self.sync_sap.stored(&self.http).await? - base;
-            let now = Instant::now();
-            if stored > 0 && first.is_none() {
-                first = Some((now, stored));
-            }
             if stored >= n as u64 {
-                break now;
+                break;
             }
             if spawned.elapsed() > STEP_TIMEOUT {
                 bail!("sap-sync stored {stored} of {n} orders in {STEP_TIMEOUT:?}");
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
-        let (first_at, first_count) = first.unwrap_or((last, 0));
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
         self.wait_handled(&sync, events_before).await?;
-        let drained = first_at.elapsed();
+        let handled_at = Utc::now();
+        let (first, last, in_window) = self.sync_sap.store_window(&self.http, since).await?;
+        if in_window != n as u64 {
+            bail!("the emulator shows {in_window} orders since sap-sync started, not {n}");
+        }
+        let drained = (handled_at - first).to_std().unwrap_or_default();
         let metrics = sync.metrics(&self.http).await?;
         drop(sync);
         let sums = labelled(&metrics, "sap_sync_stage_duration_seconds_sum", "stage");
@@ -485,9 +500,8 @@ impl Bench<'_> {
         }
         Ok(SyncSide {
             orders: n,
-            startup: first_at - spawned,
-            stored_in_window: n as u64 - first_count,
-            window: last - first_at,
+            startup: (first - since).to_std().unwrap_or_default(),
+            window: (last - first).to_std().unwrap_or_default(),
             drained,
             outcomes: labelled(&metrics, "sap_sync_events_total", "outcome"),
             calls: labelled(&metrics, "sap_sync_sap_calls_total", "call"),
@@ -1210,6 +1224,18 @@ impl Drop for Process {
     }
 }
 
+/// `LastChangeDateTime` of an OData V2 JSON entity (`/Date(ms+0000)/`).
+fn sap_time(entity: &Value) -> Option<DateTime<Utc>> {
+    let s = entity["LastChangeDateTime"].as_str()?;
+    let ms: i64 = s
+        .strip_prefix("/Date(")?
+        .split(['+', '-', ')'])
+        .next()?
+        .parse()
+        .ok()?;
+    DateTime::from_timestamp_millis(ms)
+}
+
 /// An emulator with a data folder of its own.
 struct Emulator {
     _process: Process,
@@ -1239,6 +1265,53 @@ impl Emulator {
             port,
             url,
         })
+    }
+
+    /// When the emulator stored the first and the last order changed at or after `since`, by
+    /// its own `LastChangeDateTime` (no order is changed after its create in a round), and how
+    /// many such orders it holds. Read after the round, so measuring never loads the emulator
+    /// while it works.
+    async fn store_window(
+        &self,
+        http: &reqwest::Client,
+        since: DateTime<Utc>,
+    ) -> anyhow::Result<(DateTime<Utc>, DateTime<Utc>, u64)> {
+        let filter = format!(
+            "LastChangeDateTime%20ge%20datetimeoffset'{}'",
+            since.format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        );
+        let edge = |order: &'static str| {
+            let url = format!(
+                "{}{ODATA_ROOT}/A_SalesOrder?$filter={filter}&$orderby=LastChangeDateTime%20{order}&$top=1&$select=LastChangeDateTime",
+                self.url
+            );
+            async move {
+                let v: Value = http
+                    .get(&url)
+                    .header("accept", "application/json")
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await?;
+                let first = &v["d"]["results"][0];
+                sap_time(first).with_context(|| format!("no LastChangeDateTime in {v}"))
+            }
+        };
+        let first = edge("asc").await?;
+        let last = edge("desc").await?;
+        let count: u64 = get_text(
+            http,
+            &format!(
+                "{}{ODATA_ROOT}/A_SalesOrder/$count?$filter={filter}",
+                self.url
+            ),
+        )
+        .await?
+        .trim()
+        .parse()
+        .context("the emulator's $count")?;
+        Ok((first, last, count))
     }
 
     /// Orders the emulator stores.
