@@ -8,7 +8,7 @@ RUN cargo build --release --locked --workspace --bins \
     && mkdir /out && find target/release -maxdepth 1 -type f -executable -exec cp {} /out/ \;
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 app
 COPY --from=build /out/ /usr/local/bin/
 USER app
