@@ -16,6 +16,7 @@
 mod admin;
 mod backfill;
 mod bench;
+mod demo;
 mod infra;
 mod load;
 mod master_data;

@@ -1,9 +1,11 @@
 //! `orderctl up` / `orderctl down`: the whole stack on one machine.
 //!
-//! PostgreSQL and Kafka come from the project scripts (installed and started under `.data/`);
-//! the services are the binaries built next to `orderctl`, each logging to `.data/logs/`.
-//! Ctrl-C (or SIGTERM) stops the services gracefully; the databases keep running for a quick
-//! restart until `orderctl down`.
+//! PostgreSQL and Kafka come from the project scripts (installed and started under `.data/`),
+//! or from `DATABASE_URL` / `KAFKA_BROKERS` when set; the services are the binaries built next
+//! to `orderctl`, each logging to `.data/logs/`, started in order and each waited for until it
+//! answers ready. A table then says where everything is. With `--demo`, realistic traffic runs
+//! through the proxy ([`crate::demo`]). Ctrl-C (or SIGTERM) stops the services gracefully; the
+//! databases keep running for a quick restart until `orderctl down`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,11 +21,20 @@ pub struct UpArgs {
     /// Start PostgreSQL and Kafka only (for running services from an IDE).
     #[arg(long)]
     infra_only: bool,
+    /// Drive realistic traffic through the proxy (creates, reads, quantity changes,
+    /// rejections, the occasional bad request, SAP slowness) until Ctrl-C.
+    #[arg(long)]
+    demo: bool,
+    /// Steps per second of the demo traffic.
+    #[arg(long, default_value_t = 5.0)]
+    demo_rate: f64,
 }
 
 struct Service {
     name: &'static str,
     port: u16,
+    /// The path that answers 200 once the service is ready.
+    ready: &'static str,
     env: Vec<(String, String)>,
 }
 
@@ -31,7 +42,13 @@ fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
-fn services(data: &Path, database_url: &str, brokers: &str, admin_token: &str) -> Vec<Service> {
+fn services(
+    data: &Path,
+    database_url: &str,
+    brokers: &str,
+    admin_token: &str,
+    users_file: &Path,
+) -> Vec<Service> {
     let port =
         |var: &str, default: u16| env_or(var, &default.to_string()).parse().unwrap_or(default);
     let (proxy, admin, orders, sap, sync) = (
@@ -53,6 +70,7 @@ fn services(data: &Path, database_url: &str, brokers: &str, admin_token: &str) -
         Service {
             name: "order-service",
             port: orders,
+            ready: "/ready",
             env: kv(&[
                 ("ORDER_SERVICE_PORT", orders.to_string()),
                 ("DATABASE_URL", database_url.to_owned()),
@@ -62,6 +80,7 @@ fn services(data: &Path, database_url: &str, brokers: &str, admin_token: &str) -
         Service {
             name: "sap-mock",
             port: sap,
+            ready: "/sap-mock/health",
             env: kv(&[
                 ("SAP_MOCK_PORT", sap.to_string()),
                 (
@@ -73,8 +92,11 @@ fn services(data: &Path, database_url: &str, brokers: &str, admin_token: &str) -
         Service {
             name: "sap-sync",
             port: sync,
+            ready: "/ready",
             env: kv(&[
                 ("SAP_SYNC_PORT", sync.to_string()),
+                // Route modes from the proxy: sap-sync holds while a route is retired.
+                ("PROXY_ADMIN_URL", format!("http://127.0.0.1:{admin}")),
                 ("KAFKA_BROKERS", brokers.to_owned()),
                 ("SAP_URL", sap_url.clone()),
                 ("ORDER_SERVICE_URL", orders_url.clone()),
@@ -82,7 +104,8 @@ fn services(data: &Path, database_url: &str, brokers: &str, admin_token: &str) -
         },
         Service {
             name: "proxy",
-            port: proxy,
+            port: admin,
+            ready: "/ready",
             env: kv(&[
                 ("PROXY_PORT", proxy.to_string()),
                 ("PROXY_ADMIN_PORT", admin.to_string()),
@@ -91,6 +114,7 @@ fn services(data: &Path, database_url: &str, brokers: &str, admin_token: &str) -
                 ("PROXY_DATA_DIR", data.join("proxy").display().to_string()),
                 ("ADMIN_TOKEN", admin_token.to_owned()),
                 ("SAP_SYNC_URL", format!("http://127.0.0.1:{sync}")),
+                ("PROXY_USERS_FILE", users_file.display().to_string()),
             ]),
         },
     ]
@@ -115,19 +139,58 @@ fn admin_token(data: &Path) -> anyhow::Result<(String, Option<PathBuf>)> {
     Ok((token, Some(path)))
 }
 
-fn wait_for_port(port: u16, child: &mut Child, name: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
+/// The user the demo (and anyone trying a retired route) logs on with at the proxy's SAP
+/// face: `DEMO`, its password generated once and kept (mode 0600) under `.data/`, only its
+/// argon2 hash in the users file the proxy reads.
+fn face_user(data: &Path) -> anyhow::Result<(String, String, PathBuf)> {
+    let password_file = data.join("sap-face-password");
+    let users_file = data.join("sap-face-users");
+    let password = match std::fs::read_to_string(&password_file) {
+        Ok(p) if users_file.exists() => p.trim().to_owned(),
+        _ => {
+            let p = uuid::Uuid::new_v4().simple().to_string();
+            write_private(&password_file, &p)?;
+            write_private(
+                &users_file,
+                &format!("DEMO:{}\n", crate::users::hash(&p)?),
+            )?;
+            p
+        }
+    };
+    Ok(("DEMO".to_owned(), password, users_file))
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+/// Waits until `GET http://127.0.0.1:<port><path>` answers 200.
+async fn wait_ready(port: u16, path: &str, child: &mut Child, name: &str) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut last: String;
     loop {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
+        match http.get(&url).send().await {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) => last = format!("{} answered {}", url, r.status()),
+            Err(e) => last = format!("{url}: {e}"),
         }
         if let Some(status) = child.try_wait()? {
             bail!("{name} exited during start ({status}); see its log");
         }
         if Instant::now() > deadline {
-            bail!("{name} did not listen on port {port} within 60 s; see its log");
+            bail!("{name} was not ready within 90 s ({last}); see its log");
         }
-        std::thread::sleep(Duration::from_millis(100));
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -152,19 +215,31 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         &root.join(".data").display().to_string(),
     ));
     std::fs::create_dir_all(data.join("logs"))?;
-    println!("starting PostgreSQL ...");
-    infra::script(&root, "postgres.sh", &["start"])?;
-    let database_url = infra::script(&root, "postgres.sh", &["url"])?;
-    println!("starting Kafka ...");
-    infra::script(&root, "kafka.sh", &["start"])?;
-    let brokers = infra::script(&root, "kafka.sh", &["brokers"])?;
-    println!("infrastructure up: PostgreSQL (database orders), Kafka at {brokers}");
+    let database_url = match std::env::var("DATABASE_URL") {
+        Ok(url) => url,
+        Err(_) => {
+            println!("starting PostgreSQL ...");
+            infra::script(&root, "postgres.sh", &["start"])?;
+            infra::script(&root, "postgres.sh", &["url"])?
+        }
+    };
+    let brokers = match std::env::var("KAFKA_BROKERS") {
+        Ok(b) => b,
+        Err(_) => {
+            println!("starting Kafka ...");
+            infra::script(&root, "kafka.sh", &["start"])?;
+            infra::script(&root, "kafka.sh", &["brokers"])?
+        }
+    };
+    println!("infrastructure up: PostgreSQL, Kafka at {brokers}");
     if args.infra_only {
         return Ok(());
     }
     let (token, token_file) = admin_token(&data)?;
+    let (face_name, face_password, users_file) = face_user(&data)?;
     let mut children: Vec<(&'static str, Child)> = Vec::new();
-    for svc in services(&data, &database_url, &brokers, &token) {
+    let mut ports = std::collections::HashMap::new();
+    for svc in services(&data, &database_url, &brokers, &token, &users_file) {
         let binary = infra::sibling_binary(svc.name)?;
         let log_path = data.join("logs").join(format!("{}.log", svc.name));
         let log = std::fs::File::create(&log_path)
@@ -175,26 +250,81 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             .stderr(Stdio::from(log))
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        if let Err(e) = wait_for_port(svc.port, &mut child, svc.name) {
+        if let Err(e) = wait_ready(svc.port, svc.ready, &mut child, svc.name).await {
             children.push((svc.name, child));
             terminate(&mut children);
             return Err(e.context(format!("log: {}", log_path.display())));
         }
-        println!(
-            "{:<14} http://127.0.0.1:{:<5} log {}",
-            svc.name,
-            svc.port,
-            log_path.display()
-        );
+        println!("{:<14} ready", svc.name);
+        ports.insert(svc.name, svc.port);
         children.push((svc.name, child));
     }
-    match token_file {
-        Some(path) => println!("admin token for the proxy admin API: in {}", path.display()),
-        None => println!("admin token for the proxy admin API: from ADMIN_TOKEN"),
+    let port = |name: &str| ports.get(name).copied().unwrap_or_default();
+    let env_port = |var: &str, default: u16| {
+        env_or(var, &default.to_string())
+            .parse()
+            .unwrap_or(default)
+    };
+    let proxy_url = format!("http://127.0.0.1:{}", env_port("PROXY_PORT", 8080));
+    let admin_url = format!("http://127.0.0.1:{}", port("proxy"));
+    let emulator_url = format!("http://127.0.0.1:{}", port("sap-mock"));
+    println!();
+    println!("{:<26} {}", "what", "where");
+    for (what, at) in [
+        (
+            "SAP's API (the shop's entry)",
+            format!("{proxy_url}/sap/opu/odata/sap/API_SALES_ORDER_SRV/"),
+        ),
+        ("proxy admin API", format!("{admin_url}/admin/v1/routes")),
+        (
+            "order service REST API",
+            format!("http://127.0.0.1:{}/api/v1/orders", port("order-service")),
+        ),
+        (
+            "SAP emulator",
+            format!("{emulator_url}/sap/opu/odata/sap/API_SALES_ORDER_SRV/"),
+        ),
+        (
+            "sap-sync status",
+            format!("http://127.0.0.1:{}/status", port("sap-sync")),
+        ),
+        ("PostgreSQL", redact(&database_url)),
+        ("Kafka", brokers.clone()),
+        ("logs", data.join("logs").display().to_string()),
+    ] {
+        println!("{what:<26} {at}");
     }
+    match &token_file {
+        Some(path) => println!("{:<26} in {}", "admin token", path.display()),
+        None => println!("{:<26} from ADMIN_TOKEN", "admin token"),
+    }
+    println!(
+        "{:<26} user {face_name}, password in {} (used when a route is retired)",
+        "SAP face logon",
+        data.join("sap-face-password").display()
+    );
+    println!();
     println!(
         "stack is up; Ctrl-C stops the services (orderctl down also stops PostgreSQL and Kafka)"
     );
+    let demo = args.demo.then(|| {
+        println!(
+            "demo traffic: {} steps/s through {proxy_url} (creates, reads, quantity changes, rejections, bad requests, SAP slowness)",
+            args.demo_rate
+        );
+        let target = crate::demo::Target {
+            proxy: proxy_url.clone(),
+            admin: admin_url.clone(),
+            admin_token: token.clone(),
+            emulator: Some(emulator_url.clone()),
+            user: Some((face_name.clone(), face_password.clone())),
+        };
+        tokio::spawn(crate::demo::run(
+            target,
+            args.demo_rate,
+            Default::default(),
+        ))
+    });
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -212,10 +342,28 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             }
         }
     };
+    if let Some(d) = demo {
+        d.abort();
+        crate::demo::reset_emulator(&emulator_url).await;
+    }
     terminate(&mut children);
     match failure {
         Some(msg) => bail!(msg),
         None => Ok(()),
+    }
+}
+
+/// `url` without its password (`postgres://user:secret@host/db` → `postgres://user:***@host/db`).
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let auth = &url[scheme + 3..at];
+            match auth.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -226,4 +374,22 @@ pub fn down() -> anyhow::Result<()> {
     infra::script(&root, "postgres.sh", &["stop"])?;
     println!("PostgreSQL and Kafka stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn a_database_url_is_printed_without_its_password() {
+        assert_eq!(
+            redact("postgres://orders:s3cret@db:5432/orders"),
+            "postgres://orders:***@db:5432/orders"
+        );
+        assert_eq!(
+            redact("postgres://postgres@127.0.0.1:5432/orders"),
+            "postgres://postgres@127.0.0.1:5432/orders"
+        );
+        assert_eq!(redact("not a url"), "not a url");
+    }
 }
