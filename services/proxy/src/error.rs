@@ -255,10 +255,21 @@ pub fn odata_error_parts(
     code: &str,
     message: &str,
 ) -> (StatusCode, http::HeaderMap, Bytes) {
+    odata_error_parts_on(status, code, message, None)
+}
+
+/// [`odata_error_parts`] about one property (`innererror.errordetails[].propertyref`, as SAP
+/// Gateway names the property a message is about).
+pub fn odata_error_parts_on(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    property: Option<&str>,
+) -> (StatusCode, http::HeaderMap, Bytes) {
     let body = sap_odata::error::ODataError::new(code, message).with_inner_error(
         uuid::Uuid::new_v4().simple().to_string().to_uppercase(),
         chrono::Utc::now(),
-        None,
+        property,
     );
     let bytes = Bytes::from(serde_json::to_vec(&body).expect("json serialises"));
     let mut headers = http::HeaderMap::new();

@@ -23,6 +23,7 @@
 //! - [`server`]: listener and the request path phases; [`passthrough`]: the SAP pass-through.
 //! - [`routes`]: route table with modes and policies, persisted and audited.
 //! - [`sales_orders`]: the create and reads of the `sales-orders` route in each mode;
+//!   [`odata_create`]: S/4's checks and refusals of a create the order service serves;
 //!   [`odata_face`]: SAP's writes served by the order service; [`batch`]: `$batch` where the
 //!   order service serves the route.
 //! - [`outcome`]: **the dual-write outcome table**, one pure function.
@@ -49,6 +50,7 @@ pub mod error;
 pub mod h1;
 pub mod numbers;
 pub mod observe;
+pub mod odata_create;
 pub mod odata_face;
 pub mod odata_read;
 pub mod order_client;

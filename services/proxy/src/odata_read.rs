@@ -164,6 +164,22 @@ fn translate(e: &Expr) -> Result<Value, String> {
         Expr::Compare(op, l, r) => match (l.as_ref(), r.as_ref()) {
             (Expr::Property(p), Expr::Literal(v)) => compare(p, *op, v),
             (Expr::Literal(v), Expr::Property(p)) => compare(p, flipped(*op), v),
+            // `startswith(P,'x') eq true`: how SAP's Cloud SDK sends a boolean function. Its
+            // `filterFunctions().startsWith(..).equals(true)` is always written as
+            // `<function> <operator> <value>` (`@sap-cloud-sdk/odata-common`,
+            // `uri-conversion/get-filter.js`, `getODataFilterExpressionForFilter`). The
+            // search's logic is two-valued, so `not` is the exact complement.
+            (Expr::Call(f, args), Expr::Literal(EdmValue::Boolean(b)))
+            | (Expr::Literal(EdmValue::Boolean(b)), Expr::Call(f, args))
+                if matches!(op, CompareOp::Eq | CompareOp::Ne) =>
+            {
+                let call = text_function(*f, args)?;
+                Ok(if (*op == CompareOp::Eq) == *b {
+                    call
+                } else {
+                    json!({ "not": call })
+                })
+            }
             _ => Err("comparisons other than property with literal".into()),
         },
         Expr::Call(f, args) => text_function(*f, args),
@@ -1004,6 +1020,23 @@ mod tests {
             t.contains(r#""op":"contains""#) && t.contains(r#""op":"startswith""#),
             "{t}"
         );
+        // The Cloud SDK's form: the function compared with a boolean.
+        let a = tree("(startswith(PurchaseOrderByCustomer,'SDK')%20eq%20true)").unwrap();
+        assert_eq!(
+            a,
+            tree("startswith(PurchaseOrderByCustomer,'SDK')").unwrap()
+        );
+        assert_eq!(
+            tree("substringof('K',PurchaseOrderByCustomer)%20eq%20true").unwrap(),
+            tree("true%20eq%20substringof('K',PurchaseOrderByCustomer)").unwrap()
+        );
+        for negated in [
+            "startswith(PurchaseOrderByCustomer,'SDK')%20eq%20false",
+            "startswith(PurchaseOrderByCustomer,'SDK')%20ne%20true",
+        ] {
+            let t = tree(negated).unwrap();
+            assert_eq!(t["and"][1]["not"], a["and"][1], "{negated}: {t}");
+        }
         let t = tree("LastChangeDateTime%20eq%20datetimeoffset'2026-11-24T14%3A20%3A57.381Z'")
             .unwrap()
             .to_string();

@@ -104,6 +104,21 @@ pub trait OrderService: Send + Sync + 'static {
             })
         })
     }
+    /// `GET /api/v1/master-data/{kind}/{key}` (`kind`: `materials` or `customers`); `None` on
+    /// 404. Fakes that hold no master data may leave it out.
+    fn master_data<'a>(
+        &'a self,
+        kind: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Value>, OrderServiceError>> {
+        let _ = (kind, key);
+        Box::pin(async {
+            Err(OrderServiceError::Rejected {
+                status: 501,
+                detail: "master data is not implemented by this order service".into(),
+            })
+        })
+    }
     /// `GET /api/v1/orders/by-number/{n}`; `None` on 404.
     fn by_number<'a>(
         &'a self,
@@ -316,6 +331,25 @@ impl OrderService for HttpOrderService {
     ) -> BoxFuture<'a, Result<Option<Value>, OrderServiceError>> {
         Box::pin(async move {
             let path = format!("/api/v1/orders/by-number/{order_number}");
+            match self.call(Method::GET, &path, None, &[]).await {
+                Ok((_, bytes)) => Ok(serde_json::from_slice(&bytes).ok()),
+                Err(OrderServiceError::Rejected { status: 404, .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn master_data<'a>(
+        &'a self,
+        kind: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Value>, OrderServiceError>> {
+        Box::pin(async move {
+            // The key travels percent-encoded: a material number may hold `/` or spaces.
+            let path = format!(
+                "/api/v1/master-data/{kind}/{}",
+                crate::sales_orders::pct(key)
+            );
             match self.call(Method::GET, &path, None, &[]).await {
                 Ok((_, bytes)) => Ok(serde_json::from_slice(&bytes).ok()),
                 Err(OrderServiceError::Rejected { status: 404, .. }) => Ok(None),

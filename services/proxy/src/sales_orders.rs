@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::body::{ProxyBody, full};
 use crate::config::ProxyConfig;
-use crate::error::{ProxyError, Side, UpstreamFailure, odata_error};
+use crate::error::{ProxyError, Side, UpstreamFailure};
 use crate::numbers::Numbers;
 use crate::observe;
 use crate::order_client::{OrderCreated, OrderService, OrderServiceError};
@@ -489,8 +489,15 @@ impl SalesOrders {
                 .await
             }
             Mode::Events | Mode::Retired => (
-                self.order_service_create(parts, parsed, &order_key, &correlation_id)
-                    .await,
+                self.order_service_create(
+                    parts,
+                    &body,
+                    parsed,
+                    route.mode,
+                    &order_key,
+                    &correlation_id,
+                )
+                .await,
                 false,
             ),
         };
@@ -1051,59 +1058,61 @@ impl SalesOrders {
         });
     }
 
-    /// `events` / `retired`: the order service alone takes the order; the client gets a
-    /// legacy-shaped answer.
+    /// The create where the order service serves the route (`events`, `retired`): S/4's checks
+    /// first, then the order service; a refusal is answered in S/4's terms
+    /// ([`crate::odata_create`]); an accepted one gets a legacy-shaped answer.
     async fn order_service_create(
         &self,
         parts: &http::request::Parts,
+        body: &[u8],
         parsed: Option<Value>,
+        mode: Mode,
         write_key: &str,
         correlation_id: &str,
     ) -> Result<Buffered, ProxyError> {
+        let create = match crate::odata_create::check(body) {
+            Ok(c) => c,
+            Err(r) => return Ok(refusal_buffered(&r)),
+        };
+        if mode == Mode::Retired {
+            match crate::odata_create::check_master_data(self.orders.as_ref(), &create).await {
+                Ok(()) => {}
+                Err(Ok(r)) => return Ok(refusal_buffered(&r)),
+                Err(Err(e)) => return Err(order_service_unavailable(e)),
+            }
+        }
         let opts = TranslateOptions {
             default_currency: self.config.default_currency.clone(),
         };
-        let body = match parsed
+        let translated = parsed
             .as_ref()
-            .map(|v| order_acl::deep_insert_to_order(v, &opts))
-        {
+            .map(|v| order_acl::deep_insert_to_order(v, &opts));
+        let body = match translated {
             Some(Ok(b)) => b,
             Some(Err(e)) => {
-                return Ok(odata_buffered(
-                    StatusCode::BAD_REQUEST,
-                    "PROXY/400",
-                    &e.to_string(),
-                ));
+                return Ok(refusal_buffered(&crate::odata_create::CreateRefusal {
+                    status: StatusCode::BAD_REQUEST,
+                    code: "/IWBEP/CM_MGW_RT/022",
+                    message: e.to_string(),
+                    property: None,
+                }));
             }
             None => {
-                return Ok(odata_buffered(
-                    StatusCode::BAD_REQUEST,
-                    "PROXY/400",
-                    "The request body is not valid JSON",
-                ));
+                // `check` parsed the same bytes: not reached.
+                return Ok(refusal_buffered(&crate::odata_create::CreateRefusal {
+                    status: StatusCode::BAD_REQUEST,
+                    code: "CX_SXML_PARSE_ERROR",
+                    message: "The request body is not valid JSON".into(),
+                    property: None,
+                }));
             }
         };
         match self.orders.create(&body, write_key, correlation_id).await {
             Ok(o) => Ok(legacy_shaped(parts, &o.order)),
-            Err(OrderServiceError::Rejected { status, detail }) => {
-                let message = serde_json::from_str::<Value>(&detail)
-                    .ok()
-                    .and_then(|p| problem_message(&p))
-                    .unwrap_or(detail);
-                Ok(odata_buffered(
-                    StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-                    "PROXY/400",
-                    &message,
-                ))
-            }
-            Err(OrderServiceError::Unavailable(failure)) => Err(ProxyError::Upstream {
-                side: Side::OrderService,
-                failure,
-            }),
-            Err(OrderServiceError::ServerError { .. }) => Err(ProxyError::Upstream {
-                side: Side::OrderService,
-                failure: UpstreamFailure::Broken("order service 5xx".into()),
-            }),
+            Err(OrderServiceError::Rejected { status, detail }) => Ok(refusal_buffered(
+                &crate::odata_create::from_order_service(&create, status, &detail),
+            )),
+            Err(e) => Err(order_service_unavailable(e)),
         }
     }
 
@@ -1213,6 +1222,30 @@ fn legacy_shaped(parts: &http::request::Parts, order: &Value) -> Buffered {
     {
         b.headers.insert(header::LOCATION, v);
     }
+    // S/4 answers a create with the entity's ETag and reports the save as a success message
+    // in `sap-message` (V1/311 "&1 &2 has been saved"), as the emulator does; SAP's Cloud SDK
+    // falls back to the `ETag` header for the version identifier.
+    if let Some(v) = entity["d"]["__metadata"]["etag"]
+        .as_str()
+        .and_then(|e| HeaderValue::from_str(e).ok())
+    {
+        b.headers.insert(header::ETAG, v);
+    }
+    if let Some(n) = entity["d"]["SalesOrder"].as_str() {
+        let saved = serde_json::json!({
+            "code": "V1/311",
+            "message": format!("Standard Order {n} has been saved"),
+            "longtext_url": "",
+            "target": "",
+            "numericSeverity": 1,
+            "severity": "success",
+            "transition": true,
+            "details": [],
+        });
+        if let Ok(v) = HeaderValue::from_str(&saved.to_string()) {
+            b.headers.insert("sap-message", v);
+        }
+    }
     b
 }
 
@@ -1230,44 +1263,37 @@ fn json_buffered(status: StatusCode, v: &Value) -> Buffered {
     }
 }
 
-fn odata_buffered(status: StatusCode, code: &str, message: &str) -> Buffered {
-    let resp = odata_error(status, code, message);
-    let (parts, _) = resp.into_parts();
-    let body =
-        serde_json::json!({"error": {"code": code, "message": {"lang": "en", "value": message}}});
-    Buffered {
-        status: parts.status,
-        headers: parts.headers,
-        body: Bytes::from(serde_json::to_vec(&body).expect("json serialises")),
+/// An order-service failure that is not a refusal, by side.
+fn order_service_unavailable(e: OrderServiceError) -> ProxyError {
+    match e {
+        OrderServiceError::Unavailable(failure) => ProxyError::Upstream {
+            side: Side::OrderService,
+            failure,
+        },
+        other => ProxyError::Upstream {
+            side: Side::OrderService,
+            failure: UpstreamFailure::Broken(match other {
+                OrderServiceError::ServerError { .. } => "order service 5xx".into(),
+                o => o.to_string(),
+            }),
+        },
     }
 }
 
-fn problem_message(p: &Value) -> Option<String> {
-    let detail = p.get("detail").and_then(Value::as_str).unwrap_or("");
-    let fields: Vec<String> = p
-        .get("errors")
-        .and_then(Value::as_array)
-        .map(|errs| {
-            errs.iter()
-                .filter_map(|e| {
-                    Some(format!(
-                        "{}: {}",
-                        e.get("field")?.as_str()?,
-                        e.get("message")?.as_str()?
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let msg = [detail.to_owned(), fields.join("; ")]
-        .into_iter()
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
-    (!msg.is_empty()).then_some(msg)
+/// A create refused in S/4's terms, with S/4's `innererror` (`errordetails[].propertyref`
+/// naming the property).
+fn refusal_buffered(r: &crate::odata_create::CreateRefusal) -> Buffered {
+    let (status, headers, body) =
+        crate::error::odata_error_parts_on(r.status, r.code, &r.message, r.property.as_deref());
+    Buffered {
+        status,
+        headers,
+        body,
+    }
 }
 
-fn pct(s: &str) -> String {
+/// `s` percent-encoded for a URL path segment (unreserved characters kept).
+pub(crate) fn pct(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         match b {

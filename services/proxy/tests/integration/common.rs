@@ -364,6 +364,70 @@ impl Stack {
         );
     }
 
+    /// What an operator does before retiring a route: the order service's master data
+    /// (materials, prices, customers and their sales areas) imported from SAP with `orderctl
+    /// master-data import --from-sap`. A retired route prices and checks creates from it.
+    pub fn import_master_data_from_sap(&self) {
+        let out = Command::new(binaries().join("orderctl"))
+            .args([
+                "master-data",
+                "import",
+                "--from-sap",
+                "--sap-url",
+                &self.sap_url(),
+                "--orders-url",
+                &self.orders_url(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "master data import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Whether SAP (the emulator) is stopped by a signal right now (`T` in `/proc/<pid>/stat`).
+    pub fn sap_is_stopped(&self) -> bool {
+        let pid = self.sap.as_ref().expect("sap-mock running").id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // `pid (comm) state ...`: the state follows the last `)`.
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            == Some("T")
+    }
+
+    /// What is waiting for SAP (the emulator) in the kernel: connections not yet accepted
+    /// (a listening socket's receive queue is its accept backlog) plus unread request bytes on
+    /// connections it accepted earlier, summed over every TCP socket on its port
+    /// (`/proc/net/tcp`). While SAP is frozen, anything sent to it stays here, so `0` at the end
+    /// of a frozen run proves that nothing was sent to SAP during it.
+    pub fn sap_unread_on_wire(&self) -> u64 {
+        let port = format!("{:04X}", self.sap_port);
+        let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp readable");
+        table
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let local_port = fields.get(1)?.rsplit(':').next()?;
+                let rx = fields.get(4)?.split(':').nth(1)?;
+                (local_port == port).then(|| u64::from_str_radix(rx, 16).ok())?
+            })
+            .sum()
+    }
+
+    /// Requests SAP (the emulator) has answered on its OData service
+    /// (`http_requests_total` on its routes below the service root).
+    pub async fn sap_odata_requests(&self) -> f64 {
+        let metrics = self.get(format!("{}/metrics", self.sap_url())).await;
+        String::from_utf8_lossy(&metrics.body)
+            .lines()
+            .filter(|l| l.starts_with("http_requests_total{") && l.contains(ROOT))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     pub async fn start_proxy(&mut self) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_proxy"));
         cmd.env("PROXY_BIND", "127.0.0.1")

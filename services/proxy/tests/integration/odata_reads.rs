@@ -342,6 +342,7 @@ async fn in_retired_a_refused_or_untranslatable_read_answers_in_sap_terms_and_st
         ..Options::default()
     })
     .await;
+    s.import_master_data_from_sap();
     let tag = unique("RT");
     let r = s
         .sdk_create(&s.proxy_url(), &order_body(&format!("{tag}-0")), &[])

@@ -48,6 +48,7 @@ async fn retired_stack(with_user: bool) -> (Stack, tempfile::TempDir) {
         ..Options::default()
     })
     .await;
+    s.import_master_data_from_sap();
     (s, dir)
 }
 
@@ -155,6 +156,18 @@ async fn with_sap_frozen_a_retired_route_logs_on_hands_out_tokens_and_serves_met
         .as_str()
         .unwrap()
         .to_owned();
+    // S/4's create answer: the entity's ETag in the header too, the save as `sap-message`.
+    assert_eq!(
+        created.headers["etag"].to_str().unwrap(),
+        created.json()["d"]["__metadata"]["etag"].as_str().unwrap()
+    );
+    let saved: serde_json::Value =
+        serde_json::from_str(created.headers["sap-message"].to_str().unwrap()).unwrap();
+    assert_eq!(saved["code"], "V1/311");
+    assert_eq!(
+        saved["message"],
+        format!("Standard Order {number} has been saved")
+    );
     let read = send(
         &s,
         Method::GET,
@@ -303,6 +316,9 @@ async fn with_sap_frozen_a_retired_route_logs_on_hands_out_tokens_and_serves_met
     let after = create(&s, Some((&token3, &cookies3)), &unique("RET")).await;
     assert_eq!(after.status, 201, "{:?}", after.body);
 
+    // Nothing of the above was sent to SAP: it is still stopped and nothing waits on its port.
+    assert!(s.sap_is_stopped());
+    assert_eq!(s.sap_unread_on_wire(), 0, "something was sent to SAP");
     s.freeze_sap(false);
     let log = s.proxy_log();
     assert!(!log.contains(PASSWORD), "a password reached the log");
@@ -341,11 +357,22 @@ async fn a_retired_route_without_users_refuses_every_client_and_says_so_at_start
     );
 }
 
+/// SAP's JavaScript client drives `e2e/sap-sdk/retired/` through the proxy: create, reads with
+/// `$select`/`$expand`/`$filter`/`$top`/`$count`, a quantity change (still priced, total = lines),
+/// a line rejection, an unknown reason refused, refused creates, a wrong password. SAP is frozen
+/// throughout, and the test checks that nothing was sent to it (the kernel's queues on its port
+/// stay empty, and it answered no OData request once thawed), so no step can pass by SAP.
 #[tokio::test]
-async fn sap_s_javascript_client_creates_and_reads_by_key_against_a_retired_route_with_sap_frozen()
-{
+async fn sap_s_javascript_client_passes_an_order_s_whole_life_against_a_retired_route_with_sap_frozen()
+ {
     let (s, _users) = retired_stack(true).await;
+    let sap_answered = s.sap_odata_requests().await;
     s.freeze_sap(true);
+    // SIGSTOP is delivered asynchronously: stopped before the first request of the run.
+    test_support::eventually("SAP stopped", WAIT, || async {
+        s.sap_is_stopped().then_some(())
+    })
+    .await;
     let before = rows(&s).await;
     let script = test_support::workspace_root().join("e2e/sap-sdk/run.sh");
     let url = s.proxy_url();
@@ -367,12 +394,40 @@ async fn sap_s_javascript_client_creates_and_reads_by_key_against_a_retired_rout
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    eprintln!("{text}");
+    // Still frozen at the end, with nothing waiting for SAP on its port: no connection, no
+    // request byte reached it during the run.
+    let stopped_throughout = s.sap_is_stopped();
+    let unread = s.sap_unread_on_wire();
+    // The probe is not blind: a request sent to the frozen SAP now waits on its port.
+    let control = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let _ = control
+        .get(format!("{}/sap-mock/health", s.sap_url()))
+        .send()
+        .await;
+    let control_seen = s.sap_unread_on_wire();
     s.freeze_sap(false);
+    assert!(control_seen > 0, "a request to the frozen SAP was not seen");
+    assert!(stopped_throughout, "SAP was thawed during the run");
+    assert_eq!(unread, 0, "something was sent to SAP during the run");
+    assert_eq!(
+        s.sap_odata_requests().await,
+        sap_answered,
+        "SAP answered an OData request of the run"
+    );
     assert!(
         out.status.success(),
         "SAP's client against the retired route:\n{text}"
     );
-    assert!(text.contains("2 passed"), "{text}");
-    // One order from the client's create; the refused one stored nothing.
-    assert_eq!(rows(&s).await.0, before.0 + 1);
+    assert!(
+        text.contains("12 passed") && text.contains("0 failed"),
+        "{text}"
+    );
+    // One order from the client's create; the refused ones stored nothing.
+    let after = rows(&s).await;
+    assert_eq!(after.0, before.0 + 1, "orders");
+    assert_eq!(after.1, before.1 + 2, "order lines");
 }
