@@ -15,11 +15,18 @@ pub struct Target {
 }
 
 impl Target {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.admin_url.trim_end_matches('/'))
+    /// The admin API's base URL.
+    pub fn base(&self) -> &str {
+        self.admin_url.trim_end_matches('/')
     }
 
-    fn token(&self) -> anyhow::Result<String> {
+    /// A path on the admin API.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base())
+    }
+
+    /// The bearer token: given, or the one `orderctl up` generated.
+    pub fn token(&self) -> anyhow::Result<String> {
         if let Some(t) = &self.admin_token {
             return Ok(t.clone());
         }

@@ -3,6 +3,8 @@
 //! - `orderctl up`: start everything on this machine (PostgreSQL and Kafka through the project
 //!   scripts, then the services) and keep it running until Ctrl-C.
 //! - `orderctl routes`, `orderctl mode ROUTE MODE`, `orderctl replays ...`: the proxy's admin API.
+//! - `orderctl migration`: each route's phase, how long it has been there, a return from
+//!   `retired` in progress, and what blocks the next step.
 //! - `orderctl reconcile`: SAP and the order service compared order by order.
 //! - `orderctl backfill`: SAP's existing orders copied into the order service.
 //! - `orderctl master-data import`: materials and customers into the order service, from a file
@@ -20,6 +22,7 @@ mod demo;
 mod infra;
 mod load;
 mod master_data;
+mod migration;
 mod odata_read;
 mod reconcile;
 mod sap_sync;
@@ -59,6 +62,9 @@ enum Command {
     MasterData(master_data::Command),
     /// List the proxy's routes with their mode and readiness.
     Routes(admin::Target),
+    /// Where each route stands: phase, time there, a return in progress, what blocks the next
+    /// step.
+    Migration(migration::Args),
     /// Switch a route's migration mode (legacy, dual-write, events, retired).
     Mode {
         /// Route name, e.g. sales-orders.
@@ -118,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Backfill(args) => backfill::run(args).await,
         Command::MasterData(command) => master_data::run(command).await,
         Command::Routes(target) => admin::routes(target).await,
+        Command::Migration(args) => migration::run(args).await,
         Command::Users(command) => users::run(command),
         Command::Mode {
             route,

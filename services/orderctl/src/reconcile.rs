@@ -533,7 +533,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let r = client
             .put(&url)
             .bearer_auth(token)
-            .json(&json!({ "drift": drift }))
+            // Both sides were read in full: the report covers every order (what the proxy's
+            // gate into `retired` needs).
+            .json(&json!({
+                "drift": drift, "scope": "full",
+                "sap_orders": sap.len(), "new_orders": new.len(),
+            }))
             .send()
             .await?;
         if !r.status().is_success() {

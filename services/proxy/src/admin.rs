@@ -7,10 +7,26 @@
 //! open (probes, the Prometheus scrape). Without a configured token every admin request is
 //! refused. Callers name themselves with `X-Admin-Actor` for the audit trail;
 //! the peer address is always recorded with it.
+//!
+//! The routes are served under `/admin/v1/routes` and, as sap-sync and the operator tooling
+//! name them, under `/admin/routes` too (a mode change by `PUT` or `POST` on either).
+//!
+//! **Into `retired`** a route needs, beyond the `events` criteria, an empty sap-sync backlog
+//! (lag exactly 0 events, nothing parked, no retention gap) and a *full* reconciliation (every
+//! order of both systems compared, not a sample or a window), since SAP is fed no more after it.
+//!
+//! **Back from `retired`** SAP first has to catch up with what the order service took while it
+//! was off: the route records `returning_to` and keeps serving as `retired` while sap-sync
+//! (which polls the routes) resumes and drains; the [`Returner`], a task of its own that a
+//! hung-up client or a restart does not stop (the flag is persisted), completes the switch once
+//! sap-sync reports lag 0 and no parked order. `force` completes it at once. While a return is
+//! in progress, a switch to another earlier mode retargets it, and a switch to `retired` cancels
+//! it (the route was retired all along).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -22,6 +38,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::breaker::BreakerState;
 use crate::observe;
@@ -64,6 +81,44 @@ pub struct AdminState {
     pub inflight: Arc<tokio::sync::Semaphore>,
     /// Their number.
     pub max_concurrency: usize,
+    /// Returns from `retired` in progress: the [`Returner`]'s wake-up and what it saw last.
+    pub returns: Arc<Returns>,
+    /// How often the [`Returner`] asks sap-sync whether SAP caught up.
+    pub return_poll: Duration,
+}
+
+/// Shared between the admin handlers and the [`Returner`].
+#[derive(Default)]
+pub struct Returns {
+    /// Wakes the returner (a return was asked for).
+    pub wakeup: Notify,
+    /// The last progress seen per returning route.
+    progress: Mutex<HashMap<String, ReturnProgress>>,
+}
+
+/// How far sap-sync is in bringing SAP up to date for a return from `retired`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReturnProgress {
+    /// `catching_up` until SAP caught up, then `caught_up`.
+    pub state: &'static str,
+    /// Events sap-sync has not applied yet (`None`: unknown).
+    pub lag: Option<u64>,
+    /// Orders parked in sap-sync (`None`: unknown).
+    pub parked: Option<u64>,
+    /// Whether sap-sync still holds (it has not seen the return yet).
+    pub held: Option<bool>,
+    /// Events lost to Kafka's retention while SAP was held.
+    pub retention_gap: bool,
+    /// What the operator should know or do.
+    pub detail: String,
+    /// When sap-sync was asked.
+    pub checked_at: DateTime<Utc>,
+}
+
+impl ReturnProgress {
+    fn caught_up(&self) -> bool {
+        self.state == "caught_up"
+    }
 }
 
 /// A reconciliation result reported by the operator tooling.
@@ -74,6 +129,32 @@ pub struct ReconciliationReport {
     /// When the reconciliation ran (defaults to when it was reported).
     #[serde(default = "Utc::now")]
     pub checked_at: DateTime<Utc>,
+    /// What it compared: `full` (every order of both systems, as `orderctl reconcile` reads
+    /// them), `sample` or `window` (a part); `unspecified` when the reporter did not say,
+    /// which counts as a part.
+    #[serde(default)]
+    pub scope: ReconciliationScope,
+    /// SAP orders compared, when reported.
+    #[serde(default)]
+    pub sap_orders: Option<u64>,
+    /// Order-service orders compared, when reported.
+    #[serde(default)]
+    pub new_orders: Option<u64>,
+}
+
+/// How much of the two systems a reconciliation compared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReconciliationScope {
+    /// Every order of both systems.
+    Full,
+    /// A sample of the orders.
+    Sample,
+    /// The orders of a time window.
+    Window,
+    /// Not said (a report from older tooling, or by hand).
+    #[default]
+    Unspecified,
 }
 
 /// One readiness criterion.
@@ -94,7 +175,12 @@ pub fn router(state: AdminState) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(platform::http_metrics::render))
         .route("/admin/v1/routes", get(list_routes))
-        .route("/admin/v1/routes/{route}/mode", put(set_mode))
+        .route("/admin/routes", get(list_routes))
+        .route(
+            "/admin/v1/routes/{route}/mode",
+            put(set_mode).post(set_mode),
+        )
+        .route("/admin/routes/{route}/mode", put(set_mode).post(set_mode))
         .route("/admin/v1/routes/{route}/policy", put(set_policy))
         .route(
             "/admin/v1/routes/{route}/reconciliation",
@@ -260,36 +346,73 @@ pub async fn readiness(state: &AdminState, route: &Route, target: Mode) -> Vec<C
             ),
         });
         out.push(backlog_criterion(state.store.backlog().await));
-        out.extend(sap_sync_criteria(state).await);
+        out.extend(sap_sync_criteria(state, target).await);
         let report = state
             .reconciliation
             .lock()
             .expect("lock")
             .get(&route.name)
             .cloned();
+        out.extend(reconciliation_criteria(
+            report.as_ref(),
+            route.updated_at,
+            target,
+        ));
+    }
+    out
+}
+
+/// Zero drift since the last switch for `events`; for `retired`, from a full reconciliation.
+fn reconciliation_criteria(
+    report: Option<&ReconciliationReport>,
+    since: DateTime<Utc>,
+    target: Mode,
+) -> Vec<Criterion> {
+    let fresh = report.filter(|r| r.checked_at >= since);
+    let mut out = vec![Criterion {
+        name: "reconciliation_drift_zero",
+        ok: fresh.is_some_and(|r| r.drift == 0),
+        detail: match report {
+            Some(r) if fresh.is_none() => format!(
+                "drift {} at {}, before the last switch at {since}: reconcile again",
+                r.drift, r.checked_at
+            ),
+            Some(r) => format!("drift {} at {}", r.drift, r.checked_at),
+            None => "no reconciliation reported since the last switch".to_owned(),
+        },
+    }];
+    if target == Mode::Retired {
+        let full = fresh.is_some_and(|r| r.scope == ReconciliationScope::Full);
+        let counts = |r: &ReconciliationReport| match (r.sap_orders, r.new_orders) {
+            (Some(sap), Some(new)) => format!(" ({sap} SAP orders, {new} new orders)"),
+            _ => String::new(),
+        };
         out.push(Criterion {
-            name: "reconciliation_drift_zero",
-            ok: report
-                .as_ref()
-                .is_some_and(|r| r.drift == 0 && r.checked_at >= route.updated_at),
-            detail: match report {
-                Some(r) => format!("drift {} at {}", r.drift, r.checked_at),
-                None => "no reconciliation reported since the last switch".to_owned(),
+            name: "reconciliation_full",
+            ok: full,
+            detail: match fresh {
+                Some(r) if full => {
+                    format!("a full reconciliation{} at {}", counts(r), r.checked_at)
+                }
+                Some(r) => format!(
+                    "the last report's scope is {:?}: retired needs a full reconciliation of \
+                     every order on both sides (orderctl reconcile --report-route reads both \
+                     in full)",
+                    r.scope
+                )
+                .to_lowercase(),
+                None => "retired needs a full reconciliation of every order on both sides, \
+                         reported since the last switch (orderctl reconcile --report-route)"
+                    .to_owned(),
             },
         });
     }
     out
 }
 
-/// In `events` SAP is fed by sap-sync only: it must run, keep up, and have no parked order.
-async fn sap_sync_criteria(state: &AdminState) -> Vec<Criterion> {
-    let Some(up) = &state.sap_sync else {
-        return vec![Criterion {
-            name: "sap_sync_running",
-            ok: false,
-            detail: "SAP_SYNC_URL is not configured: nothing would feed SAP in events".into(),
-        }];
-    };
+/// sap-sync's `/status`; `None` when no sap-sync is configured (`SAP_SYNC_URL`).
+async fn sap_sync_status(state: &AdminState) -> Option<Result<serde_json::Value, String>> {
+    let up = state.sap_sync.as_ref()?;
     let status = async {
         let req = http::Request::get(up.uri_for("/status"))
             .body(crate::body::empty())
@@ -305,10 +428,27 @@ async fn sap_sync_criteria(state: &AdminState) -> Vec<Criterion> {
         serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| e.to_string())
     }
     .await;
-    sap_sync_verdict(status, state.sap_sync_max_lag)
+    Some(status)
 }
 
-fn sap_sync_verdict(status: Result<serde_json::Value, String>, max_lag: u64) -> Vec<Criterion> {
+/// In `events` SAP is fed by sap-sync only: it must run, keep up, and have no parked order. Into
+/// `retired` (after which SAP is fed no more) its backlog must be empty.
+async fn sap_sync_criteria(state: &AdminState, target: Mode) -> Vec<Criterion> {
+    let Some(status) = sap_sync_status(state).await else {
+        return vec![Criterion {
+            name: "sap_sync_running",
+            ok: false,
+            detail: "SAP_SYNC_URL is not configured: nothing would feed SAP in events".into(),
+        }];
+    };
+    sap_sync_verdict(status, state.sap_sync_max_lag, target)
+}
+
+fn sap_sync_verdict(
+    status: Result<serde_json::Value, String>,
+    max_lag: u64,
+    target: Mode,
+) -> Vec<Criterion> {
     let s = match status {
         Ok(s) => s,
         Err(e) => {
@@ -322,7 +462,7 @@ fn sap_sync_verdict(status: Result<serde_json::Value, String>, max_lag: u64) -> 
     let joined = s["joined"].as_bool().unwrap_or(false);
     let lag = s["lag_messages"].as_u64();
     let parked = s["parked_orders"].as_u64().unwrap_or(u64::MAX);
-    vec![
+    let mut out = vec![
         Criterion {
             name: "sap_sync_running",
             ok: joined,
@@ -352,7 +492,96 @@ fn sap_sync_verdict(status: Result<serde_json::Value, String>, max_lag: u64) -> 
             ok: parked == 0,
             detail: format!("{parked} order(s) parked (orderctl sap-sync parked)"),
         },
-    ]
+    ];
+    if target == Mode::Retired {
+        let gap = s["retention_gap"].as_bool().unwrap_or(false);
+        out.push(Criterion {
+            name: "sap_sync_drained",
+            ok: lag == Some(0) && parked == 0 && !gap,
+            detail: format!(
+                "retired feeds SAP no more, so every event must be in SAP first: lag exactly 0 \
+                 events and no parked order (not merely within the events bound); now {} \
+                 behind, {parked} parked{}",
+                lag.map_or_else(|| "unknown".to_owned(), |l| l.to_string()),
+                if gap {
+                    ", and events were lost to Kafka's retention"
+                } else {
+                    ""
+                }
+            ),
+        });
+    }
+    out
+}
+
+/// What sap-sync's status says about a return from `retired`: caught up once it reports lag 0,
+/// nothing parked and no retention gap.
+fn return_progress(status: Option<Result<serde_json::Value, String>>) -> ReturnProgress {
+    let mut p = ReturnProgress {
+        state: "catching_up",
+        lag: None,
+        parked: None,
+        held: None,
+        retention_gap: false,
+        detail: String::new(),
+        checked_at: Utc::now(),
+    };
+    let s = match status {
+        None => {
+            p.detail = "SAP_SYNC_URL is not configured: the proxy cannot tell when SAP has \
+                        caught up; the route stays retired until a switch with \"force\": true"
+                .into();
+            return p;
+        }
+        Some(Err(e)) => {
+            p.detail = format!(
+                "sap-sync did not answer ({e}); the route stays retired until it reports SAP \
+                 caught up, or a switch with \"force\": true"
+            );
+            return p;
+        }
+        Some(Ok(s)) => s,
+    };
+    p.lag = s["lag_messages"].as_u64();
+    p.parked = s["parked_orders"].as_u64();
+    p.held = s["held"].as_bool();
+    p.retention_gap = s["retention_gap"].as_bool().unwrap_or(false);
+    p.detail = if p.retention_gap {
+        format!(
+            "Kafka's retention deleted events sap-sync had not applied while SAP was off \
+             (partitions {}): SAP misses those changes and no wait brings them back. Run \
+             `orderctl reconcile` to list the orders SAP misses, and `orderctl backfill` for the \
+             orders SAP holds that the order service lacks (it copies SAP → order service only, \
+             never the other way); once SAP holds what it misses, complete the return with \
+             \"force\": true",
+            s["retention_gap_partitions"]
+        )
+    } else if p.held == Some(true) && p.lag != Some(0) {
+        format!(
+            "sap-sync still holds ({}); it resumes when it next polls the routes",
+            s["hold_reason"].as_str().unwrap_or("no reason given")
+        )
+    } else {
+        match (p.lag, p.parked) {
+            (Some(0), Some(0)) => {
+                p.state = "caught_up";
+                "SAP has every change".to_owned()
+            }
+            (Some(lag), Some(0)) => {
+                format!("sap-sync is bringing SAP up to date: {lag} events to go")
+            }
+            (lag, Some(parked)) if parked > 0 => format!(
+                "{} events to go and {parked} order(s) parked: SAP refused changes; fix and \
+                 redrive them (orderctl sap-sync parked)",
+                lag.map_or_else(|| "unknown".to_owned(), |l| l.to_string())
+            ),
+            _ => format!(
+                "sap-sync's lag or parked count is unknown: {}",
+                s["lag_error"]
+            ),
+        }
+    };
+    p
 }
 
 /// A log that cannot be read is not an empty one: the gate stays shut.
@@ -374,23 +603,47 @@ fn backlog_criterion(
 }
 
 async fn route_view(state: &AdminState, r: &Route) -> serde_json::Value {
+    route_view_with(state, r, true).await
+}
+
+async fn route_view_with(state: &AdminState, r: &Route, with_readiness: bool) -> serde_json::Value {
     let readiness = match next_mode(r.mode) {
+        _ if !with_readiness => serde_json::Value::Null,
         Some(next) => {
             let criteria = readiness(state, r, next).await;
             json!({"next_mode": next, "ready": criteria.iter().all(|c| c.ok), "criteria": criteria})
         }
         None => json!({"next_mode": null, "ready": true, "criteria": []}),
     };
+    let progress = r.returning_to.and_then(|_| {
+        state
+            .returns
+            .progress
+            .lock()
+            .expect("lock")
+            .get(&r.name)
+            .cloned()
+    });
     json!({
         "name": r.name, "mode": r.mode, "policy": policy_name(r.policy),
-        "updated_at": r.updated_at, "updated_by": r.updated_by, "readiness": readiness,
+        "updated_at": r.updated_at, "updated_by": r.updated_by,
+        "returning_to": r.returning_to, "returning_since": r.returning_since,
+        "returning_by": r.returning_by, "return_progress": progress,
+        "readiness": readiness,
     })
 }
 
-async fn list_routes(State(state): State<AdminState>) -> Response {
+#[derive(Debug, Deserialize)]
+struct RouteListing {
+    /// `false` leaves the readiness out (it asks the order service and sap-sync): for pollers
+    /// such as sap-sync that only need the modes.
+    readiness: Option<bool>,
+}
+
+async fn list_routes(State(state): State<AdminState>, Query(q): Query<RouteListing>) -> Response {
     let mut routes = Vec::new();
     for r in state.routes.list() {
-        routes.push(route_view(&state, &r).await);
+        routes.push(route_view_with(&state, &r, q.readiness.unwrap_or(true)).await);
     }
     Json(json!({ "routes": routes })).into_response()
 }
@@ -401,7 +654,13 @@ struct ModeChange {
     mode: String,
     #[serde(default)]
     force: bool,
+    /// For a switch back from `retired`: how long to wait for SAP to catch up before answering
+    /// 202 (the switch then completes in the background). Default 30, at most 300.
+    wait_seconds: Option<u64>,
 }
+
+/// Default wait of a switch back from `retired`.
+const DEFAULT_RETURN_WAIT: u64 = 30;
 
 async fn set_mode(
     State(state): State<AdminState>,
@@ -425,8 +684,31 @@ async fn set_mode(
             format!("no route {route:?}"),
         );
     };
+    let who = actor(&headers, peer);
     if current.mode == mode {
+        // A switch to `retired` while returning from it cancels the return.
+        if current.returning_to.is_some() {
+            return match state.routes.cancel_return(&route, &who) {
+                Ok((old, new)) => {
+                    observe::route_changed(
+                        &route,
+                        "returning_to",
+                        old.returning_to.map_or("none", |m| m.as_str()),
+                        "none",
+                        &who,
+                        false,
+                    );
+                    state.returns.progress.lock().expect("lock").remove(&route);
+                    (StatusCode::OK, Json(route_view(&state, &new).await)).into_response()
+                }
+                Err(e) => change_failed(e),
+            };
+        }
         return (StatusCode::OK, Json(route_view(&state, &current).await)).into_response();
+    }
+    if current.mode == Mode::Retired && !change.force {
+        let wait = change.wait_seconds.unwrap_or(DEFAULT_RETURN_WAIT).min(300);
+        return begin_return(&state, &route, &current, mode, &who, wait).await;
     }
     if mode > current.mode && !change.force {
         let criteria = readiness(&state, &current, mode).await;
@@ -443,9 +725,9 @@ async fn set_mode(
                 .into_response();
         }
     }
-    let who = actor(&headers, peer);
     match state.routes.set_mode(&route, mode, &who, change.force) {
         Ok((old, new)) => {
+            state.returns.progress.lock().expect("lock").remove(&route);
             observe::route_changed(
                 &route,
                 "mode",
@@ -457,6 +739,146 @@ async fn set_mode(
             (StatusCode::OK, Json(route_view(&state, &new).await)).into_response()
         }
         Err(e) => change_failed(e),
+    }
+}
+
+/// A switch back from `retired`: recorded as `returning_to` (the route keeps serving as retired),
+/// completed by the [`Returner`] once SAP caught up. Waits up to `wait` seconds for that: 200
+/// with the route when it completed, else 202 with the progress.
+async fn begin_return(
+    state: &AdminState,
+    route: &str,
+    current: &Route,
+    to: Mode,
+    who: &str,
+    wait: u64,
+) -> Response {
+    if current.returning_to != Some(to) {
+        match state.routes.begin_return(route, to, who) {
+            Ok(_) => observe::route_changed(
+                route,
+                "returning_to",
+                current.returning_to.map_or("none", |m| m.as_str()),
+                to.as_str(),
+                who,
+                false,
+            ),
+            Err(e) => return change_failed(e),
+        }
+    }
+    state.returns.wakeup.notify_one();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    loop {
+        let Some(now) = state.routes.snapshot(route) else {
+            return problem(
+                StatusCode::NOT_FOUND,
+                "Not found",
+                format!("no route {route:?}"),
+            );
+        };
+        if now.returning_to != Some(to) {
+            if now.mode == to && now.returning_to.is_none() {
+                return (StatusCode::OK, Json(route_view(state, &now).await)).into_response();
+            }
+            return problem(
+                StatusCode::CONFLICT,
+                "Return superseded",
+                format!(
+                    "while waiting, another switch changed the return: {route} is {} returning to {}",
+                    now.mode,
+                    now.returning_to.map_or("nothing", |m| m.as_str())
+                ),
+            );
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let known = state
+        .returns
+        .progress
+        .lock()
+        .expect("lock")
+        .get(route)
+        .cloned();
+    let progress = match known {
+        Some(p) => p,
+        None => return_progress(sap_sync_status(state).await),
+    };
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "state": "catching_up", "route": route, "mode": Mode::Retired,
+            "returning_to": to, "lag": progress.lag, "parked": progress.parked,
+            "held": progress.held, "retention_gap": progress.retention_gap,
+            "detail": progress.detail,
+        })),
+    )
+        .into_response()
+}
+
+/// Completes returns from `retired` once sap-sync reports SAP caught up. Runs for the proxy's
+/// life, apart from any request (the asking client may hang up), and picks up the returns the
+/// route table holds at start (the flag is persisted).
+pub struct Returner {
+    /// The admin state (routes, sap-sync).
+    pub state: AdminState,
+}
+
+impl Returner {
+    /// Checks every `return_poll` (and at once when woken) until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            self.round().await;
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.state.returns.wakeup.notified() => {}
+                _ = tokio::time::sleep(self.state.return_poll) => {}
+            }
+        }
+    }
+
+    async fn round(&self) {
+        let state = &self.state;
+        for r in state.routes.list() {
+            let Some(to) = r.returning_to else {
+                continue;
+            };
+            let progress = return_progress(sap_sync_status(state).await);
+            let caught_up = progress.caught_up();
+            state
+                .returns
+                .progress
+                .lock()
+                .expect("lock")
+                .insert(r.name.clone(), progress.clone());
+            if !caught_up {
+                tracing::debug!(route = %r.name, returning_to = %to, detail = %progress.detail, "return: SAP catching up");
+                continue;
+            }
+            let who = format!(
+                "proxy (SAP caught up; return asked by {})",
+                r.returning_by.as_deref().unwrap_or("unknown")
+            );
+            match state.routes.complete_return(&r.name, to, &who) {
+                Ok(Some((old, new))) => {
+                    state.returns.progress.lock().expect("lock").remove(&r.name);
+                    observe::route_changed(
+                        &r.name,
+                        "mode",
+                        old.mode.as_str(),
+                        new.mode.as_str(),
+                        &who,
+                        false,
+                    );
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(route = %r.name, error = %e, "return: completing the switch failed; retrying");
+                }
+            }
+        }
     }
 }
 
@@ -662,21 +1084,160 @@ mod tests {
         let ok = |c: &[Criterion]| c.iter().all(|c| c.ok);
         let good = serde_json::json!({"joined": true, "lag_messages": 3, "lag_seconds": 0.2,
                                       "parked_orders": 0, "partitions": [0, 1]});
-        assert!(ok(&sap_sync_verdict(Ok(good.clone()), 100)));
+        assert!(ok(&sap_sync_verdict(Ok(good.clone()), 100, Mode::Events)));
         let mut lagging = good.clone();
         lagging["lag_messages"] = 500.into();
-        let c = sap_sync_verdict(Ok(lagging), 100);
+        let c = sap_sync_verdict(Ok(lagging), 100, Mode::Events);
         assert!(!c.iter().find(|c| c.name == "sap_sync_lag").unwrap().ok);
         let mut parked = good.clone();
         parked["parked_orders"] = 1.into();
-        assert!(!ok(&sap_sync_verdict(Ok(parked), 100)));
+        assert!(!ok(&sap_sync_verdict(Ok(parked), 100, Mode::Events)));
         let mut unknown = good;
         unknown["lag_messages"] = serde_json::Value::Null;
-        assert!(!ok(&sap_sync_verdict(Ok(unknown), 100)));
+        assert!(!ok(&sap_sync_verdict(Ok(unknown), 100, Mode::Events)));
         assert!(!ok(&sap_sync_verdict(
             Err("connection refused".into()),
-            100
+            100,
+            Mode::Events
         )));
+    }
+
+    fn failing(c: &[Criterion]) -> Vec<&'static str> {
+        c.iter().filter(|c| !c.ok).map(|c| c.name).collect()
+    }
+
+    #[test]
+    fn into_retired_sap_sync_must_have_no_backlog_at_all_not_merely_one_within_the_bound() {
+        let clean = serde_json::json!({"joined": true, "lag_messages": 0, "lag_seconds": 0.0,
+                                       "parked_orders": 0, "partitions": [0]});
+        assert!(failing(&sap_sync_verdict(Ok(clean.clone()), 100, Mode::Retired)).is_empty());
+        let mut behind = clean.clone();
+        behind["lag_messages"] = 3.into();
+        // Within the events bound: events would pass, retired does not.
+        assert!(failing(&sap_sync_verdict(Ok(behind.clone()), 100, Mode::Events)).is_empty());
+        let c = sap_sync_verdict(Ok(behind), 100, Mode::Retired);
+        assert_eq!(failing(&c), vec!["sap_sync_drained"]);
+        let drained = c.iter().find(|c| c.name == "sap_sync_drained").unwrap();
+        assert!(drained.detail.contains("3 behind"), "{}", drained.detail);
+        let mut parked = clean.clone();
+        parked["parked_orders"] = 1.into();
+        assert_eq!(
+            failing(&sap_sync_verdict(Ok(parked), 100, Mode::Retired)),
+            vec!["sap_sync_no_parked_orders", "sap_sync_drained"]
+        );
+        let mut gap = clean.clone();
+        gap["retention_gap"] = true.into();
+        assert_eq!(
+            failing(&sap_sync_verdict(Ok(gap), 100, Mode::Retired)),
+            vec!["sap_sync_drained"]
+        );
+        let mut unknown = clean;
+        unknown["lag_messages"] = serde_json::Value::Null;
+        assert!(
+            failing(&sap_sync_verdict(Ok(unknown), 100, Mode::Retired))
+                .contains(&"sap_sync_drained")
+        );
+    }
+
+    #[test]
+    fn into_retired_the_reconciliation_must_be_full_and_fresh_with_zero_drift() {
+        let switched = Utc::now() - chrono::Duration::minutes(5);
+        let report = |drift, scope, ago: i64| ReconciliationReport {
+            drift,
+            checked_at: Utc::now() - chrono::Duration::minutes(ago),
+            scope,
+            sap_orders: Some(10),
+            new_orders: Some(10),
+        };
+        use ReconciliationScope::*;
+        let full = report(0, Full, 1);
+        assert!(
+            failing(&reconciliation_criteria(
+                Some(&full),
+                switched,
+                Mode::Retired
+            ))
+            .is_empty()
+        );
+        let c = reconciliation_criteria(Some(&full), switched, Mode::Retired);
+        assert!(c[1].detail.contains("10 SAP orders"), "{}", c[1].detail);
+        for scope in [Sample, Window, Unspecified] {
+            let part = report(0, scope, 1);
+            assert!(
+                failing(&reconciliation_criteria(
+                    Some(&part),
+                    switched,
+                    Mode::Events
+                ))
+                .is_empty()
+            );
+            let c = reconciliation_criteria(Some(&part), switched, Mode::Retired);
+            assert_eq!(failing(&c), vec!["reconciliation_full"]);
+            assert!(
+                c[1].detail.contains("full reconciliation"),
+                "{}",
+                c[1].detail
+            );
+        }
+        let stale = report(0, Full, 10);
+        assert_eq!(
+            failing(&reconciliation_criteria(
+                Some(&stale),
+                switched,
+                Mode::Retired
+            )),
+            vec!["reconciliation_drift_zero", "reconciliation_full"]
+        );
+        let drifting = report(2, Full, 1);
+        assert_eq!(
+            failing(&reconciliation_criteria(
+                Some(&drifting),
+                switched,
+                Mode::Retired
+            )),
+            vec!["reconciliation_drift_zero"]
+        );
+        assert_eq!(
+            failing(&reconciliation_criteria(None, switched, Mode::Retired)),
+            vec!["reconciliation_drift_zero", "reconciliation_full"]
+        );
+        // A report from older tooling carries no scope: it counts as a part.
+        let old: ReconciliationReport = serde_json::from_str(r#"{"drift": 0}"#).unwrap();
+        assert_eq!(old.scope, Unspecified);
+    }
+
+    #[test]
+    fn a_return_completes_only_at_lag_zero_with_nothing_parked_and_no_retention_gap() {
+        let status = |lag: u64, parked: u64, held: bool| {
+            Some(Ok(serde_json::json!({"joined": true, "lag_messages": lag,
+                "parked_orders": parked, "held": held, "hold_reason": "route sales-orders is retired"})))
+        };
+        assert!(return_progress(status(0, 0, false)).caught_up());
+        // Nothing happened while retired: a held sap-sync with nothing behind is caught up.
+        assert!(return_progress(status(0, 0, true)).caught_up());
+        let p = return_progress(status(4, 0, false));
+        assert!(!p.caught_up());
+        assert_eq!((p.lag, p.parked), (Some(4), Some(0)));
+        assert!(p.detail.contains("4 events to go"), "{}", p.detail);
+        let p = return_progress(status(4, 0, true));
+        assert!(p.detail.contains("still holds"), "{}", p.detail);
+        let p = return_progress(status(0, 2, false));
+        assert!(!p.caught_up());
+        assert!(p.detail.contains("redrive"), "{}", p.detail);
+        let gap = Some(Ok(serde_json::json!({"joined": true, "lag_messages": 0,
+            "parked_orders": 0, "held": false, "retention_gap": true,
+            "retention_gap_partitions": [{"partition": 2, "committed": 5, "log_start": 40}]})));
+        let p = return_progress(gap);
+        assert!(!p.caught_up() && p.retention_gap);
+        assert!(
+            p.detail.contains("orderctl backfill") && p.detail.contains("\"partition\":2"),
+            "{}",
+            p.detail
+        );
+        let p = return_progress(Some(Err("connection refused".into())));
+        assert!(!p.caught_up() && p.detail.contains("connection refused"));
+        let p = return_progress(None);
+        assert!(!p.caught_up() && p.detail.contains("SAP_SYNC_URL"));
     }
 
     #[test]

@@ -115,6 +115,8 @@ impl Application {
             shadow_min_match_rate: config.shadow_min_match_rate,
             inflight,
             max_concurrency: config.max_concurrency,
+            returns: Default::default(),
+            return_poll: config.return_poll,
         };
         let worker = ReplayWorker {
             store,
@@ -166,6 +168,12 @@ impl Application {
             order_service = %self.config.order_service_url,
             "proxy started"
         );
+        let returner = tokio::spawn(
+            admin::Returner {
+                state: self.admin.clone(),
+            }
+            .run(shutdown.clone()),
+        );
         let admin_router = admin::router(self.admin);
         let admin_shutdown = shutdown.clone();
         let admin_task = tokio::spawn(async move {
@@ -179,6 +187,7 @@ impl Application {
         let worker_task = tokio::spawn(self.worker.run(shutdown.clone()));
         serve_on_workers(self.listener, self.state, shutdown, &self.config).await?;
         let _ = worker_task.await;
+        let _ = returner.await;
         admin_task.await??;
         tracing::info!("proxy stopped");
         Ok(())

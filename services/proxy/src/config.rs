@@ -95,6 +95,9 @@ pub const PROXY_REJECTION_REASONS: &str = "PROXY_REJECTION_REASONS";
 pub const SAP_SYNC_URL: &str = "SAP_SYNC_URL";
 /// Most events sap-sync may lag behind for a switch to `events`.
 pub const PROXY_SAP_SYNC_MAX_LAG: &str = "PROXY_SAP_SYNC_MAX_LAG";
+/// How often a return from `retired` asks sap-sync whether SAP caught up, milliseconds
+/// (default 500).
+pub const PROXY_RETURN_POLL_MS: &str = "PROXY_RETURN_POLL_MS";
 /// Shadow comparisons needed before the match rate counts for readiness.
 pub const PROXY_SHADOW_MIN_SAMPLES: &str = "PROXY_SHADOW_MIN_SAMPLES";
 /// Shadow match rate (0..1) required to leave dual-write.
@@ -197,6 +200,8 @@ pub struct ProxyConfig {
     pub sap_sync_url: Option<Uri>,
     /// Most events sap-sync may lag behind for a switch to `events`.
     pub sap_sync_max_lag: u64,
+    /// How often a return from `retired` asks sap-sync whether SAP caught up.
+    pub return_poll: Duration,
     /// Shadow samples needed for readiness.
     pub shadow_min_samples: u64,
     /// Shadow match rate needed for readiness.
@@ -288,6 +293,7 @@ impl ProxyConfig {
             .raw(SAP_SYNC_URL)
             .map(|_| read_base_url(&mut r, SAP_SYNC_URL, "http://127.0.0.1:8083"));
         let sap_sync_max_lag = r.read(PROXY_SAP_SYNC_MAX_LAG, 100u64);
+        let return_poll = ms(&mut r, PROXY_RETURN_POLL_MS, 500);
         // S/4's standard reasons, the emulator's default too.
         let rejection_reasons = r
             .read_string(
@@ -368,6 +374,7 @@ impl ProxyConfig {
             rejection_reasons,
             sap_sync_url,
             sap_sync_max_lag,
+            return_poll,
             shadow_min_samples,
             shadow_min_match_rate,
             workers,

@@ -107,6 +107,17 @@ pub struct Route {
     pub updated_at: DateTime<Utc>,
     /// Who changed it last (`config` at first start).
     pub updated_by: String,
+    /// A switch back from `retired` in progress: the mode the route returns to once sap-sync
+    /// has brought SAP up to date. Until then the route keeps serving as `retired` (see
+    /// `admin::Returner`). Persisted, so a restarted proxy goes on with the return.
+    #[serde(default)]
+    pub returning_to: Option<Mode>,
+    /// When the return was asked for.
+    #[serde(default)]
+    pub returning_since: Option<DateTime<Utc>>,
+    /// Who asked for it.
+    #[serde(default)]
+    pub returning_by: Option<String>,
 }
 
 /// One audited change.
@@ -118,7 +129,8 @@ pub struct AuditEntry {
     pub route: String,
     /// Who (the actor named by the admin caller, plus its address).
     pub who: String,
-    /// What changed (`mode` or `policy`).
+    /// What changed (`mode`, `policy`, or `returning_to` for a return from `retired` begun,
+    /// retargeted or cancelled; `none` stands for no return).
     pub field: String,
     /// Old value.
     pub from: String,
@@ -207,6 +219,9 @@ impl RouteTable {
                     policy: initial_policy,
                     updated_at: Utc::now(),
                     updated_by: "config".to_owned(),
+                    returning_to: None,
+                    returning_since: None,
+                    returning_by: None,
                 },
             );
         }
@@ -277,7 +292,8 @@ impl RouteTable {
     }
 
     /// Sets a route's mode: audit line first, then the file, then memory. Returns the old and
-    /// new route. Readiness is the caller's concern (see `admin`).
+    /// new route. Readiness is the caller's concern (see `admin`). A return in progress ends
+    /// with it (the mode is set, whatever the return aimed at).
     pub fn set_mode(
         &self,
         route: &str,
@@ -285,10 +301,37 @@ impl RouteTable {
         who: &str,
         forced: bool,
     ) -> Result<(Route, Route), RouteError> {
-        self.change(route, who, forced, "mode", |r| {
+        self.change(route, who, forced, "mode", true, |r| {
             let from = r.mode.to_string();
             r.mode = mode;
+            clear_return(r);
             (from, mode.to_string())
+        })
+    }
+
+    /// Begins (or retargets) a return from `retired` to `to`: the route keeps its mode and
+    /// records `returning_to`, audited. `updated_at` stays: the route is still in its phase.
+    pub fn begin_return(
+        &self,
+        route: &str,
+        to: Mode,
+        who: &str,
+    ) -> Result<(Route, Route), RouteError> {
+        self.change(route, who, false, "returning_to", false, |r| {
+            let from = return_name(r.returning_to);
+            r.returning_to = Some(to);
+            r.returning_since = Some(Utc::now());
+            r.returning_by = Some(who.to_owned());
+            (from, to.to_string())
+        })
+    }
+
+    /// Cancels a return in progress: the route stays `retired`, audited.
+    pub fn cancel_return(&self, route: &str, who: &str) -> Result<(Route, Route), RouteError> {
+        self.change(route, who, false, "returning_to", false, |r| {
+            let from = return_name(r.returning_to);
+            clear_return(r);
+            (from, return_name(None))
         })
     }
 
@@ -299,7 +342,7 @@ impl RouteTable {
         policy: SapUnavailablePolicy,
         who: &str,
     ) -> Result<(Route, Route), RouteError> {
-        self.change(route, who, false, "policy", |r| {
+        self.change(route, who, false, "policy", true, |r| {
             let from = policy_name(r.policy);
             r.policy = policy;
             (from.to_owned(), policy_name(policy).to_owned())
@@ -312,8 +355,46 @@ impl RouteTable {
         who: &str,
         forced: bool,
         field: &str,
+        bump_updated_at: bool,
         apply: impl FnOnce(&mut Route) -> (String, String),
     ) -> Result<(Route, Route), RouteError> {
+        self.change_if(route, who, forced, field, bump_updated_at, |r| {
+            Some(apply(r))
+        })
+        .map(|changed| changed.expect("an unconditional change always changes"))
+    }
+
+    /// Completes a return from `retired`: the mode becomes `to` and the return ends, but only
+    /// while the route still returns to `to` (an operator may have cancelled or retargeted it
+    /// since the caller looked). `None` when it no longer does.
+    pub fn complete_return(
+        &self,
+        route: &str,
+        to: Mode,
+        who: &str,
+    ) -> Result<Option<(Route, Route)>, RouteError> {
+        self.change_if(route, who, false, "mode", true, |r| {
+            if r.returning_to != Some(to) {
+                return None;
+            }
+            let from = r.mode.to_string();
+            r.mode = to;
+            clear_return(r);
+            Some((from, to.to_string()))
+        })
+    }
+
+    /// One change under the write lock: `apply` edits the route and names what changed
+    /// (`None`: nothing to change, nothing written).
+    fn change_if(
+        &self,
+        route: &str,
+        who: &str,
+        forced: bool,
+        field: &str,
+        bump_updated_at: bool,
+        apply: impl FnOnce(&mut Route) -> Option<(String, String)>,
+    ) -> Result<Option<(Route, Route)>, RouteError> {
         let _serial = self.inner.write_lock.lock().expect("route lock poisoned");
         let mut all: BTreeMap<String, Arc<Route>> = self
             .inner
@@ -326,12 +407,17 @@ impl RouteTable {
                 .ok_or_else(|| RouteError::UnknownRoute(route.to_owned()))?,
         );
         let old = current.clone();
-        let (from, to) = apply(current);
-        current.updated_at = Utc::now();
-        current.updated_by = who.to_owned();
+        let Some((from, to)) = apply(current) else {
+            return Ok(None);
+        };
+        let now = Utc::now();
+        if bump_updated_at {
+            current.updated_at = now;
+            current.updated_by = who.to_owned();
+        }
         let new = current.clone();
         self.append_audit(&AuditEntry {
-            at: new.updated_at,
+            at: now,
             route: route.to_owned(),
             who: who.to_owned(),
             field: field.to_owned(),
@@ -342,7 +428,7 @@ impl RouteTable {
         self.persist(&all.values().map(|r| Route::clone(r)).collect::<Vec<_>>())?;
         *self.inner.routes.write().expect("route lock poisoned") = std::mem::take(&mut all);
         self.inner.generation.fetch_add(1, Ordering::Release);
-        Ok((old, new))
+        Ok(Some((old, new)))
     }
 
     /// The audit trail, oldest first.
@@ -388,6 +474,17 @@ impl RouteTable {
         }
         Ok(())
     }
+}
+
+fn clear_return(r: &mut Route) {
+    r.returning_to = None;
+    r.returning_since = None;
+    r.returning_by = None;
+}
+
+/// How the audit trail names a return target (`none` for no return).
+fn return_name(to: Option<Mode>) -> String {
+    to.map_or_else(|| "none".to_owned(), |m| m.to_string())
 }
 
 /// The wire name of a policy.
@@ -478,6 +575,52 @@ mod tests {
             Err(RouteError::UnknownRoute(_))
         ));
         assert!(t.audit().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_return_from_retired_is_persisted_audited_and_ended_by_the_mode_it_aims_at() {
+        let dir = temp_dir("return");
+        let t = RouteTable::open(dir.path(), Mode::Retired, SapUnavailablePolicy::Strict).unwrap();
+        let since = t.snapshot(SALES_ORDERS).unwrap().updated_at;
+        t.begin_return(SALES_ORDERS, Mode::Events, "alice").unwrap();
+        let reopened =
+            RouteTable::open(dir.path(), Mode::Legacy, SapUnavailablePolicy::Strict).unwrap();
+        let r = reopened.snapshot(SALES_ORDERS).unwrap();
+        assert_eq!(
+            (r.mode, r.returning_to),
+            (Mode::Retired, Some(Mode::Events))
+        );
+        assert_eq!(r.updated_at, since, "still in its phase");
+        assert_eq!(r.returning_by.as_deref(), Some("alice"));
+        reopened.cancel_return(SALES_ORDERS, "bob").unwrap();
+        assert_eq!(reopened.snapshot(SALES_ORDERS).unwrap().returning_to, None);
+        reopened
+            .begin_return(SALES_ORDERS, Mode::Legacy, "alice")
+            .unwrap();
+        reopened
+            .set_mode(SALES_ORDERS, Mode::Legacy, "proxy", false)
+            .unwrap();
+        let r = reopened.snapshot(SALES_ORDERS).unwrap();
+        assert_eq!(
+            (r.mode, r.returning_to, r.returning_since),
+            (Mode::Legacy, None, None)
+        );
+        let trail: Vec<_> = reopened
+            .audit()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.field, e.from, e.to))
+            .collect();
+        let s = |a: &str, b: &str, c: &str| (a.to_owned(), b.to_owned(), c.to_owned());
+        assert_eq!(
+            trail,
+            vec![
+                s("returning_to", "none", "events"),
+                s("returning_to", "events", "none"),
+                s("returning_to", "none", "legacy"),
+                s("mode", "retired", "legacy"),
+            ]
+        );
     }
 
     #[test]

@@ -21,6 +21,9 @@
 //! | `SAP_SYNC_BACKOFF_BASE_MS`, `SAP_SYNC_BACKOFF_MAX_MS` | 200, 30000 | retry delays while SAP is down (full jitter) |
 //! | `SAP_SYNC_BACKWARD` | true | poll SAP for what it did to orders (delivery, billing, rejections) |
 //! | `SAP_SYNC_POLL_MS` | 2000 | interval of that poll |
+//! | `PROXY_ADMIN_URL` | — | the proxy's admin API: while its route `sales-orders` is `retired` (and not returning), sap-sync holds (applies nothing to SAP, skips the backward poll); unset: never holds |
+//! | `PROXY_ADMIN_TOKEN` | `ADMIN_TOKEN` | bearer token for that admin API |
+//! | `SAP_SYNC_MODE_POLL_MS` | 1000 | how often the route's mode is asked |
 //! | `LOG_FORMAT` | text | `text` or `json` |
 
 use std::net::IpAddr;
@@ -66,6 +69,8 @@ pub struct Config {
     pub backward: bool,
     /// Backward poll interval.
     pub poll_interval: Duration,
+    /// The proxy's admin API, polled for the route's mode (the hold).
+    pub proxy_admin: Option<crate::hold::ProxyAdmin>,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -101,7 +106,23 @@ impl Config {
                 ca_file_var: "SAP_CA_FILE",
             },
         );
+        let mode_poll = Duration::from_millis(env.read("SAP_SYNC_MODE_POLL_MS", 1000u64).max(10));
+        let proxy_admin = env
+            .raw("PROXY_ADMIN_URL")
+            .map(|url| crate::hold::ProxyAdmin {
+                url,
+                token: env
+                    .raw("PROXY_ADMIN_TOKEN")
+                    .or_else(|| env.raw("ADMIN_TOKEN")),
+                poll: mode_poll,
+            });
+        if let Some(a) = &proxy_admin
+            && !(a.url.starts_with("http://") || a.url.starts_with("https://"))
+        {
+            env.problem("PROXY_ADMIN_URL must be an http:// or https:// URL");
+        }
         let c = Config {
+            proxy_admin,
             brokers: env.read_string("KAFKA_BROKERS", "127.0.0.1:9092"),
             topic,
             group: env.read_string("SAP_SYNC_GROUP", "sap-sync"),
@@ -141,6 +162,23 @@ mod tests {
         assert_eq!(c.topic, "order-events");
         assert_eq!(c.state_topic, "order-events.sap-sync-state");
         assert_eq!(c.concurrency, 16);
+        assert!(c.proxy_admin.is_none());
+        let c = Config::from_reader(EnvReader::from_map(
+            [
+                (
+                    "PROXY_ADMIN_URL".to_owned(),
+                    "http://127.0.0.1:9080".to_owned(),
+                ),
+                ("ADMIN_TOKEN".to_owned(), "t".to_owned()),
+            ]
+            .into(),
+        ))
+        .unwrap();
+        let admin = c.proxy_admin.unwrap();
+        assert_eq!(
+            (admin.token.as_deref(), admin.poll),
+            (Some("t"), Duration::from_secs(1))
+        );
         let e = Config::from_reader(EnvReader::from_map(
             [
                 ("SAP_USER".to_owned(), "u".to_owned()),

@@ -18,8 +18,13 @@
 //! - **SAP down.** A worker that gets no answer waits and tries again; the wait is shared by
 //!   every worker (one gate with exponential backoff and full jitter), so a down SAP is probed,
 //!   not hammered, and the consumer resumes by itself.
+//! - **Held** ([`crate::hold`]): while the route is retired the partitions are paused (nothing
+//!   fetched, no offset committed past what SAP has; the events wait in Kafka) and no worker
+//!   calls SAP. On the way back, a partition whose committed offset fell below the log start
+//!   (events deleted by retention while held) stays paused and is reported as a retention gap:
+//!   resuming it would silently skip to the log start.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use crate::apply::{Applied, ApplyError, apply};
 use crate::book::{Book, ParkedEvent, ParkedOrder};
 use crate::config::Config;
+use crate::hold::{Hold, Phase};
 use crate::orders::{Asked, Orders, Versions};
 use crate::queue::KeyedQueue;
 use crate::sap::{CallContext, Sap};
@@ -55,6 +61,51 @@ pub struct Tracker {
     partitions: Mutex<HashMap<i32, Partition>>,
     assigned: Mutex<HashSet<i32>>,
     joined: AtomicBool,
+    /// Partitions paused for the hold.
+    paused: Mutex<BTreeSet<i32>>,
+    /// Partitions kept paused on the way back for a retention gap.
+    gaps: Mutex<BTreeMap<i32, RetentionGap>>,
+}
+
+/// A partition whose committed offset lies below its log start: Kafka deleted events sap-sync
+/// never applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct RetentionGap {
+    /// Partition.
+    pub partition: i32,
+    /// The group's committed offset.
+    pub committed: i64,
+    /// The first offset Kafka still holds.
+    pub log_start: i64,
+}
+
+/// One partition's positions: the group's committed offset (`None`: none yet), log start and
+/// end.
+#[derive(Debug, Clone, Copy)]
+pub struct Positions {
+    /// Partition.
+    pub partition: i32,
+    /// Committed offset.
+    pub committed: Option<i64>,
+    /// Low watermark.
+    pub low: i64,
+    /// High watermark.
+    pub high: i64,
+}
+
+/// The partitions whose committed offset is below the log start.
+pub fn retention_gaps(positions: &[Positions]) -> Vec<RetentionGap> {
+    positions
+        .iter()
+        .filter_map(|p| {
+            let committed = p.committed?;
+            (committed < p.low).then_some(RetentionGap {
+                partition: p.partition,
+                committed,
+                log_start: p.low,
+            })
+        })
+        .collect()
 }
 
 impl Tracker {
@@ -115,6 +166,7 @@ impl Tracker {
 /// from the committed offset), records the assignment.
 pub struct Context {
     tracker: Arc<Tracker>,
+    hold: Arc<Hold>,
 }
 
 impl ClientContext for Context {}
@@ -124,19 +176,38 @@ impl ConsumerContext for Context {
         if let Rebalance::Revoke(tpl) = rebalance {
             let mut parts = self.tracker.partitions.lock().expect("tracker");
             let mut assigned = self.tracker.assigned.lock().expect("tracker");
+            let mut paused = self.tracker.paused.lock().expect("tracker");
+            let mut gaps = self.tracker.gaps.lock().expect("tracker");
             for e in tpl.elements() {
                 parts.remove(&e.partition());
                 assigned.remove(&e.partition());
+                paused.remove(&e.partition());
+                gaps.remove(&e.partition());
             }
             tracing::info!(partitions = ?tpl.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(), "partitions revoked");
         }
     }
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
-            let mut assigned = self.tracker.assigned.lock().expect("tracker");
-            for e in tpl.elements() {
-                assigned.insert(e.partition());
+            {
+                let mut assigned = self.tracker.assigned.lock().expect("tracker");
+                for e in tpl.elements() {
+                    assigned.insert(e.partition());
+                }
+            }
+            // Held or returning: a new partition starts paused, so nothing of it reaches SAP
+            // before the hold lifts and its retention gap (if any) was looked for.
+            if self.hold.phase() != Phase::Free && tpl.count() > 0 {
+                match consumer.pause(tpl) {
+                    Ok(()) => {
+                        let mut paused = self.tracker.paused.lock().expect("tracker");
+                        paused.extend(tpl.elements().iter().map(|e| e.partition()));
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "assigned partitions could not be paused for the hold")
+                    }
+                }
             }
             tracing::info!(partitions = ?tpl.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(), "partitions assigned");
         }
@@ -220,23 +291,33 @@ pub struct Forward {
     pub tracker: Arc<Tracker>,
     /// SAP's availability.
     pub gate: Gate,
+    /// The hold while the route is retired.
+    pub hold: Arc<Hold>,
     consumer: Arc<StreamConsumer<Context>>,
     topic: String,
     redriving: Mutex<HashSet<String>>,
 }
 
 /// Lag of the whole group over every partition of the topic.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Lag {
     /// Events not yet committed.
     pub messages: i64,
     /// Age of the oldest event in work, seconds (0 when idle).
     pub seconds: f64,
+    /// Partitions whose committed offset is below the log start.
+    pub gaps: Vec<RetentionGap>,
 }
 
 impl Forward {
     /// Joins the group (static membership when configured, cooperative rebalancing).
-    pub fn new(config: &Config, sap: Arc<Sap>, orders: Orders, book: Book) -> anyhow::Result<Self> {
+    pub fn new(
+        config: &Config,
+        sap: Arc<Sap>,
+        orders: Orders,
+        book: Book,
+        hold: Arc<Hold>,
+    ) -> anyhow::Result<Self> {
         let tracker = Arc::new(Tracker::default());
         let mut cc = ClientConfig::new();
         cc.set("bootstrap.servers", &config.brokers)
@@ -254,6 +335,7 @@ impl Forward {
         }
         let consumer: StreamConsumer<Context> = cc.create_with_context(Context {
             tracker: tracker.clone(),
+            hold: hold.clone(),
         })?;
         consumer.subscribe(&[&config.topic])?;
         Ok(Self {
@@ -263,6 +345,7 @@ impl Forward {
             book,
             tracker,
             gate: Gate::new(config.backoff_base, config.backoff_max),
+            hold,
             consumer: Arc::new(consumer),
             topic: config.topic.clone(),
             redriving: Mutex::new(HashSet::new()),
@@ -295,10 +378,20 @@ impl Forward {
             }));
         }
         let mut sweep = tokio::time::interval(Duration::from_millis(500));
+        let mut hold = self.hold.subscribe();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
+                changed = hold.changed() => {
+                    if changed.is_ok() {
+                        self.apply_hold().await;
+                    }
+                }
                 _ = sweep.tick() => {
+                    self.apply_hold().await;
+                    if self.hold.held() {
+                        continue;
+                    }
                     for o in self.redrives_due() {
                         // Version 0: a redrive is never "later" than an event queued behind it.
                         queue.push(&o.order_id.clone(), 0, Job::Redrive(o)).await;
@@ -426,6 +519,8 @@ impl Forward {
                 metrics::counter!("sap_sync_events_total", "outcome" => "superseded").increment(1);
                 break;
             }
+            // Held: SAP may be off; the event stays in work, its offset uncommitted.
+            self.hold.released().await;
             self.gate.wait().await;
             let applying = Instant::now();
             let applied = apply(&self.sap, &event.data, first_attempt && is_first, &ctx).await;
@@ -535,6 +630,7 @@ impl Forward {
                 correlation_id: ev.correlation_id.clone(),
                 traceparent: ev.traceparent.clone(),
             };
+            self.hold.released().await;
             self.gate.wait().await;
             match apply(&self.sap, &ev.data, false, &ctx).await {
                 Ok(_) => {
@@ -562,41 +658,171 @@ impl Forward {
         self.redriving.lock().expect("redriving").remove(&id);
     }
 
-    /// The group's lag over every partition (any instance can tell it).
-    pub async fn lag(&self) -> anyhow::Result<Lag> {
+    /// Pauses the assigned partitions while held; on the way back resumes them, except those
+    /// with a retention gap while the route is still returning (they wait for the operator: a
+    /// forced switch back, after which they resume at the log start).
+    async fn apply_hold(&self) {
+        let phase = self.hold.phase();
+        if phase == Phase::Held {
+            // Lock order as in the rebalance callbacks: assigned before paused.
+            let assigned = self.tracker.assigned();
+            let fresh: Vec<i32> = {
+                let paused = self.tracker.paused.lock().expect("tracker");
+                assigned
+                    .into_iter()
+                    .filter(|p| !paused.contains(p))
+                    .collect()
+            };
+            if fresh.is_empty() {
+                return;
+            }
+            match self.consumer.pause(&self.partition_list(&fresh)) {
+                Ok(()) => {
+                    self.tracker
+                        .paused
+                        .lock()
+                        .expect("tracker")
+                        .extend(fresh.iter().copied());
+                    tracing::info!(partitions = ?fresh, reason = ?self.hold.reason(), "held: partitions paused, nothing goes to SAP");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "partitions could not be paused for the hold")
+                }
+            }
+            return;
+        }
+        let paused: Vec<i32> = self
+            .tracker
+            .paused
+            .lock()
+            .expect("tracker")
+            .iter()
+            .copied()
+            .collect();
+        if paused.is_empty() {
+            return;
+        }
+        let gaps = match self.positions(Some(&paused)).await {
+            Ok(p) => retention_gaps(&p),
+            Err(e) => {
+                // Cannot tell whether events were lost: stay paused, ask again next round.
+                tracing::warn!(error = %e, "positions unknown; partitions stay paused");
+                return;
+            }
+        };
+        let mut resume = paused.clone();
+        if phase == Phase::Returning {
+            resume.retain(|p| !gaps.iter().any(|g| g.partition == *p));
+            let mut kept = self.tracker.gaps.lock().expect("tracker");
+            for g in &gaps {
+                if kept.insert(g.partition, *g).is_none() {
+                    metrics::counter!("sap_sync_retention_gaps_total").increment(1);
+                    tracing::error!(
+                        partition = g.partition,
+                        committed = g.committed,
+                        log_start = g.log_start,
+                        "retention gap: Kafka deleted events SAP never got; the partition stays paused until the switch back is forced"
+                    );
+                }
+            }
+        } else if !gaps.is_empty() {
+            tracing::error!(gaps = ?gaps, "resuming past a retention gap (the switch back was forced): those events never reach SAP");
+        }
+        if resume.is_empty() {
+            return;
+        }
+        match self.consumer.resume(&self.partition_list(&resume)) {
+            Ok(()) => {
+                let mut p = self.tracker.paused.lock().expect("tracker");
+                let mut g = self.tracker.gaps.lock().expect("tracker");
+                for r in &resume {
+                    p.remove(r);
+                    g.remove(r);
+                }
+                tracing::info!(partitions = ?resume, "hold lifted: partitions resumed");
+            }
+            Err(e) => tracing::error!(error = %e, "partitions could not be resumed"),
+        }
+    }
+
+    fn partition_list(&self, partitions: &[i32]) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions {
+            tpl.add_partition(&self.topic, *p);
+        }
+        tpl
+    }
+
+    /// The group's committed offset and the log's bounds, per partition (`only`: of these,
+    /// else of every partition of the topic).
+    pub async fn positions(&self, only: Option<&[i32]>) -> anyhow::Result<Vec<Positions>> {
         let consumer = self.consumer.clone();
         let topic = self.topic.clone();
-        let messages = tokio::task::spawn_blocking(move || -> anyhow::Result<i64> {
-            let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(5))?;
-            let partitions: Vec<i32> = md
-                .topics()
-                .iter()
-                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-                .collect();
+        let only = only.map(<[i32]>::to_vec);
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Positions>> {
+            let partitions = match only {
+                Some(p) => p,
+                None => {
+                    let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(5))?;
+                    md.topics()
+                        .iter()
+                        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                        .collect()
+                }
+            };
             let mut tpl = TopicPartitionList::new();
             for p in &partitions {
                 tpl.add_partition(&topic, *p);
             }
             let committed = consumer.committed_offsets(tpl, Duration::from_secs(5))?;
-            let mut lag = 0i64;
+            let mut out = Vec::new();
             for e in committed.elements() {
                 let (low, high) =
                     consumer.fetch_watermarks(&topic, e.partition(), Duration::from_secs(5))?;
-                let at = match e.offset() {
-                    Offset::Offset(o) => o,
-                    _ => low,
-                };
-                lag += (high - at).max(0);
+                out.push(Positions {
+                    partition: e.partition(),
+                    committed: match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    },
+                    low,
+                    high,
+                });
             }
-            Ok(lag)
+            Ok(out)
         })
-        .await??;
+        .await?
+    }
+
+    /// The group's lag over every partition (any instance can tell it), with the retention
+    /// gaps.
+    pub async fn lag(&self) -> anyhow::Result<Lag> {
+        let positions = self.positions(None).await?;
+        let messages = positions
+            .iter()
+            .map(|p| (p.high - p.committed.unwrap_or(p.low)).max(0))
+            .sum();
         let seconds = self
             .tracker
             .oldest_in_work()
             .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
             .unwrap_or(0.0);
-        Ok(Lag { messages, seconds })
+        Ok(Lag {
+            messages,
+            seconds,
+            gaps: retention_gaps(&positions),
+        })
+    }
+
+    /// Partitions kept paused for a retention gap.
+    pub fn kept_for_gaps(&self) -> Vec<RetentionGap> {
+        self.tracker
+            .gaps
+            .lock()
+            .expect("tracker")
+            .values()
+            .copied()
+            .collect()
     }
 }
 
@@ -635,6 +861,31 @@ mod tests {
         assert_eq!(t.done(0, 10), Some(12), "12 is still in work");
         assert_eq!(t.done(0, 12), Some(14));
         assert_eq!(t.done(0, 12), None, "finished twice");
+    }
+
+    #[test]
+    fn a_committed_offset_below_the_log_start_is_a_retention_gap() {
+        let at = |partition, committed, low, high| Positions {
+            partition,
+            committed,
+            low,
+            high,
+        };
+        let gaps = retention_gaps(&[
+            at(0, Some(10), 10, 20),
+            at(1, Some(3), 7, 20),
+            at(2, None, 5, 9),
+            at(3, Some(20), 0, 20),
+        ]);
+        assert_eq!(
+            gaps,
+            vec![RetentionGap {
+                partition: 1,
+                committed: 3,
+                log_start: 7
+            }],
+            "at the log start is no gap, nor is a partition never committed"
+        );
     }
 
     #[test]

@@ -9,9 +9,11 @@
 //! - [`book`]: parked orders and watermarks, in a compacted Kafka topic.
 //! - [`backward`]: SAP's deliveries, billing and rejections, polled by `LastChangeDateTime`.
 //! - [`orders`]: the order service's REST API.
+//! - [`hold`]: the route's mode from the proxy; while it is `retired` nothing goes to SAP.
 //!
 //! HTTP (`SAP_SYNC_PORT`): `/health`, `/ready` (group joined), `/metrics` (Prometheus),
-//! `/status` (lag in messages and seconds, parked count, partitions held, paused) and
+//! `/status` (lag in messages and seconds, parked count, partitions held, paused, `held` with
+//! `hold_reason`, `retention_gap` with its partitions) and
 //! `/parked` (the parked orders with SAP's message), both JSON.
 
 pub mod apply;
@@ -19,6 +21,7 @@ pub mod backward;
 pub mod book;
 pub mod config;
 pub mod forward;
+pub mod hold;
 pub mod orders;
 pub mod plan;
 pub mod queue;
@@ -65,7 +68,8 @@ impl SapSync {
         let book = Book::open(&config.brokers, &config.state_topic, config.replication).await?;
         let sap = Arc::new(Sap::new(config.sap.clone())?);
         let orders = Orders::new(&config.order_service_url)?;
-        let forward = Arc::new(Forward::new(&config, sap, orders, book)?);
+        let hold = Arc::new(hold::Hold::new(config.proxy_admin.is_some()));
+        let forward = Arc::new(Forward::new(&config, sap, orders, book, hold)?);
         let listener = tokio::net::TcpListener::bind((config.bind, config.port)).await?;
         Ok(Self {
             forward,
@@ -85,6 +89,13 @@ impl SapSync {
         let _ = platform::http_metrics::prometheus_handle();
         let forward = self.forward.clone();
         let consume = tokio::spawn(forward.run(self.config.concurrency, stop.clone()));
+        let watcher = self.config.proxy_admin.clone().map(|admin| {
+            tokio::spawn(hold::watch_routes(
+                admin,
+                self.forward.hold.clone(),
+                stop.clone(),
+            ))
+        });
         let backward = self.config.backward.then(|| {
             let f = self.forward.clone();
             let interval = self.config.poll_interval;
@@ -121,6 +132,9 @@ impl SapSync {
             .with_graceful_shutdown(async move { http_stop.cancelled().await })
             .await?;
         let _ = consume.await;
+        if let Some(w) = watcher {
+            let _ = w.await;
+        }
         if let Some(b) = backward {
             let _ = b.await;
         }
@@ -136,8 +150,8 @@ async fn poll_backward(f: Arc<Forward>, interval: Duration, stop: CancellationTo
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        // One poller in the group: whoever holds partition 0.
-        if !f.tracker.holds(0) {
+        // One poller in the group: whoever holds partition 0. Held: SAP may be off.
+        if !f.tracker.holds(0) || f.hold.held() {
             continue;
         }
         match backward::poll_once(&f.sap, &f.orders, &f.book).await {
@@ -155,6 +169,7 @@ async fn poll_backward(f: Arc<Forward>, interval: Duration, stop: CancellationTo
     }
 }
 
+/// Ready once in the group; a hold is not a failure.
 async fn ready(State(f): State<Arc<Forward>>) -> impl IntoResponse {
     if f.tracker.joined() {
         (StatusCode::OK, "ready")
@@ -169,7 +184,19 @@ async fn ready(State(f): State<Arc<Forward>>) -> impl IntoResponse {
 async fn status(State(f): State<Arc<Forward>>) -> impl IntoResponse {
     let lag = f.lag().await;
     let parked = f.book.parked().len();
+    // Live from the offsets, and the partitions kept paused for one (the same unless the
+    // offsets could not be read).
+    let mut gaps = lag.as_ref().map(|l| l.gaps.clone()).unwrap_or_default();
+    for g in f.kept_for_gaps() {
+        if !gaps.iter().any(|x| x.partition == g.partition) {
+            gaps.push(g);
+        }
+    }
     let body = json!({
+        "held": f.hold.held(),
+        "hold_reason": f.hold.reason(),
+        "retention_gap": !gaps.is_empty(),
+        "retention_gap_partitions": gaps,
         "lag_messages": lag.as_ref().ok().map(|l| l.messages),
         "lag_seconds": lag.as_ref().ok().map(|l| l.seconds),
         "lag_error": lag.as_ref().err().map(|e| e.to_string()),

@@ -130,6 +130,8 @@ pub struct Stack {
     pub http: reqwest::Client,
     pub pool: sqlx::PgPool,
     pub sap_sync_stub: Option<(u16, tokio::task::JoinHandle<()>)>,
+    /// What the stand-in for sap-sync answers now ([`Stack::set_sap_sync_status`]).
+    pub sap_sync_answer: std::sync::Arc<std::sync::Mutex<Value>>,
     /// The TLS terminator in front of the emulator and the CAs, with `Options::sap_tls`.
     pub sap_tls: Option<SapFront>,
 }
@@ -142,21 +144,24 @@ pub fn healthy_sap_sync() -> Option<Value> {
     )
 }
 
-/// Answers every request with `200` and `body` (a stand-in for sap-sync's `/status`).
-async fn status_stub(body: Value) -> (u16, tokio::task::JoinHandle<()>) {
+/// Answers every request with `200` and what `body` holds at the time (a stand-in for
+/// sap-sync's `/status`).
+async fn status_stub(
+    body: std::sync::Arc<std::sync::Mutex<Value>>,
+) -> (u16, tokio::task::JoinHandle<()>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let text = body.to_string();
     let task = tokio::spawn(async move {
         while let Ok((mut c, _)) = listener.accept().await {
-            let text = text.clone();
+            let body = body.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 while let Ok(n) = c.read(&mut buf).await {
                     if n == 0 {
                         return;
                     }
+                    let text = body.lock().unwrap().to_string();
                     let answer = format!(
                         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{text}",
                         text.len()
@@ -209,12 +214,16 @@ impl Stack {
             );
         }
         let db = fresh_database().await;
+        let sap_sync_answer = std::sync::Arc::new(std::sync::Mutex::new(
+            opts.sap_sync_status.clone().unwrap_or(Value::Null),
+        ));
         let sap_sync_stub = match &opts.sap_sync_status {
-            Some(v) => Some(status_stub(v.clone()).await),
+            Some(_) => Some(status_stub(sap_sync_answer.clone()).await),
             None => None,
         };
         let mut s = Stack {
             sap_sync_stub,
+            sap_sync_answer,
             sap_tls: None,
             pool: sqlx::postgres::PgPoolOptions::new()
                 .max_connections(2)
@@ -659,6 +668,49 @@ impl Stack {
             Some(TOKEN),
         )
         .await
+    }
+
+    /// Changes what the stand-in for sap-sync's `/status` answers (started with
+    /// `Options::sap_sync_status`).
+    pub fn set_sap_sync_status(&self, status: Value) {
+        assert!(
+            self.sap_sync_stub.is_some(),
+            "started without a sap-sync stand-in"
+        );
+        *self.sap_sync_answer.lock().unwrap() = status;
+    }
+
+    /// The sales order route as `GET /admin/routes` lists it.
+    pub async fn sales_orders_route(&self) -> Value {
+        let r = self
+            .admin(reqwest::Method::GET, "/admin/routes", None, Some(TOKEN))
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        r.json()["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "sales-orders")
+            .cloned()
+            .unwrap()
+    }
+
+    /// Runs the `orderctl` binary against this proxy's admin API; (exit success, stdout, stderr).
+    /// Awaited, not blocking: the stand-in for sap-sync runs on the test's runtime.
+    pub async fn orderctl(&self, args: &[&str], admin_url: &str) -> (bool, String, String) {
+        let out = tokio::process::Command::new(binaries().join("orderctl"))
+            .args(args)
+            .env("PROXY_ADMIN_URL", admin_url)
+            .env("ADMIN_TOKEN", TOKEN)
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .await
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     pub async fn replays(&self) -> Vec<Value> {

@@ -8,6 +8,7 @@ mod crash;
 mod events_face;
 mod fastpath;
 mod holes;
+mod migration_cli;
 mod odata_reads;
 mod outcomes;
 mod resilience;

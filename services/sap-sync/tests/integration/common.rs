@@ -268,7 +268,13 @@ impl Stack {
     /// Starts the proxy in front of the emulator and the order service, the sales order route
     /// in `mode`, sap-sync's status for its readiness; returns its base URL.
     pub async fn start_proxy(&mut self, mode: &str) -> String {
-        let (port, admin) = (free_port(), free_port());
+        self.start_proxy_on(mode, free_port()).await
+    }
+
+    /// As [`Stack::start_proxy`], its admin API on `admin` (a port chosen before sap-sync was
+    /// started with `PROXY_ADMIN_URL` pointing at it).
+    pub async fn start_proxy_on(&mut self, mode: &str, admin: u16) -> String {
+        let port = free_port();
         let mut cmd = Command::new(bins().join("proxy"));
         cmd.env("PROXY_BIND", "127.0.0.1")
             .env("PROXY_PORT", port.to_string())
@@ -279,6 +285,7 @@ impl Stack {
             .env("ADMIN_TOKEN", "e2e-admin-token")
             .env("PROXY_DATA_DIR", self.dir.join("proxy"))
             .env("PROXY_SALES_ORDERS_MODE", mode)
+            .env("PROXY_RETURN_POLL_MS", "200")
             .env("RUST_LOG", "info")
             .stdout(log_to(&self.dir, "proxy.log"))
             .stderr(log_to(&self.dir, "proxy.log"));
