@@ -112,7 +112,7 @@ pub async fn run(target: Target, rate: f64, counts: Arc<Counts>) {
             _ = mode_check.tick() => demo.refresh_mode().await,
             _ = report.tick() => {
                 let slow = slow_until.is_some_and(|t| t > Instant::now());
-                println!("{}", demo.summary(slow).await);
+                crate::say!("{}", demo.summary(slow).await);
             }
         }
         let now = Instant::now();
@@ -172,7 +172,12 @@ impl Demo {
 
     async fn refresh_mode(&self) {
         let url = format!("{}/admin/v1/routes", self.target.admin);
-        if let Ok(r) = self.http.get(&url).send().await
+        if let Ok(r) = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.target.admin_token)
+            .send()
+            .await
             && let Ok(v) = r.json::<Value>().await
             && let Some(mode) = v
                 .as_array()
@@ -197,16 +202,18 @@ impl Demo {
             .await;
         match r {
             Ok(r) if r.status().is_success() => {
-                println!(
+                crate::say!(
                     "demo: switched sales-orders from legacy to dual-write, so orders reach the order service and Kafka too"
                 );
                 *self.mode.lock().await = "dual-write".into();
             }
-            Ok(r) => println!(
+            Ok(r) => crate::say!(
                 "demo: the switch to dual-write was refused ({}); the demo runs in legacy",
                 r.status()
             ),
-            Err(e) => println!("demo: the admin API did not answer ({e}); the demo runs in legacy"),
+            Err(e) => {
+                crate::say!("demo: the admin API did not answer ({e}); the demo runs in legacy")
+            }
         }
     }
 
@@ -251,7 +258,12 @@ impl Demo {
         guard.as_ref().map(|s| (s.token.clone(), s.cookies.clone()))
     }
 
-    async fn write(&self, method: reqwest::Method, path: &str, body: &Value) -> Option<(u16, Value)> {
+    async fn write(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> Option<(u16, Value)> {
         let (token, cookies) = self.session().await?;
         let r = self
             .request(method, path)
@@ -306,7 +318,8 @@ impl Demo {
                 "SalesOrderType": "OR", "SalesOrganization": "1010",
                 "DistributionChannel": "10", "OrganizationDivision": "00",
                 "SoldToParty": format!("171000{:02}", rng.random_range(1..=10)),
-                "PurchaseOrderByCustomer": format!("DEMO-{}", uuid::Uuid::new_v4().simple()),
+                // SAP's limit is 35 characters.
+                "PurchaseOrderByCustomer": format!("DEMO-{}", &uuid::Uuid::new_v4().simple().to_string()[..20]),
                 "to_Item": items,
             })
         };
@@ -380,7 +393,10 @@ impl Demo {
             Ok(r) if r.status().is_success() => {
                 self.counts.read.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(r) => self.fail(format!("a read of {n} answered {}", r.status())).await,
+            Ok(r) => {
+                self.fail(format!("a read of {n} answered {}", r.status()))
+                    .await
+            }
             Err(e) => self.fail(format!("a read of {n}: no answer: {e}")).await,
         }
     }

@@ -15,6 +15,20 @@
 //! - `orderctl bench sap-sync`: sap-sync draining a backlog against the SAP emulator's own
 //!   create rate, and its lag at a steady rate.
 
+/// `println!` that never panics: `up` keeps stopping its services even when its output is gone
+/// (a closed terminal or pipe).
+#[macro_export]
+macro_rules! say {
+    () => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout());
+    }};
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod admin;
 mod backfill;
 mod bench;

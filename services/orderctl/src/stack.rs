@@ -97,6 +97,7 @@ fn services(
                 ("SAP_SYNC_PORT", sync.to_string()),
                 // Route modes from the proxy: sap-sync holds while a route is retired.
                 ("PROXY_ADMIN_URL", format!("http://127.0.0.1:{admin}")),
+                ("PROXY_ADMIN_TOKEN", admin_token.to_owned()),
                 ("KAFKA_BROKERS", brokers.to_owned()),
                 ("SAP_URL", sap_url.clone()),
                 ("ORDER_SERVICE_URL", orders_url.clone()),
@@ -150,10 +151,7 @@ fn face_user(data: &Path) -> anyhow::Result<(String, String, PathBuf)> {
         _ => {
             let p = uuid::Uuid::new_v4().simple().to_string();
             write_private(&password_file, &p)?;
-            write_private(
-                &users_file,
-                &format!("DEMO:{}\n", crate::users::hash(&p)?),
-            )?;
+            write_private(&users_file, &format!("DEMO:{}\n", crate::users::hash(&p)?))?;
             p
         }
     };
@@ -202,7 +200,7 @@ fn terminate(children: &mut Vec<(&'static str, Child)>) {
     }
     for (name, child) in children.iter_mut().rev() {
         let _ = child.wait();
-        println!("stopped {name}");
+        crate::say!("stopped {name}");
     }
     children.clear();
 }
@@ -218,7 +216,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let database_url = match std::env::var("DATABASE_URL") {
         Ok(url) => url,
         Err(_) => {
-            println!("starting PostgreSQL ...");
+            crate::say!("starting PostgreSQL ...");
             infra::script(&root, "postgres.sh", &["start"])?;
             infra::script(&root, "postgres.sh", &["url"])?
         }
@@ -226,12 +224,12 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let brokers = match std::env::var("KAFKA_BROKERS") {
         Ok(b) => b,
         Err(_) => {
-            println!("starting Kafka ...");
+            crate::say!("starting Kafka ...");
             infra::script(&root, "kafka.sh", &["start"])?;
             infra::script(&root, "kafka.sh", &["brokers"])?
         }
     };
-    println!("infrastructure up: PostgreSQL, Kafka at {brokers}");
+    crate::say!("infrastructure up: PostgreSQL, Kafka at {brokers}");
     if args.infra_only {
         return Ok(());
     }
@@ -255,21 +253,18 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             terminate(&mut children);
             return Err(e.context(format!("log: {}", log_path.display())));
         }
-        println!("{:<14} ready", svc.name);
+        crate::say!("{:<14} ready", svc.name);
         ports.insert(svc.name, svc.port);
         children.push((svc.name, child));
     }
     let port = |name: &str| ports.get(name).copied().unwrap_or_default();
-    let env_port = |var: &str, default: u16| {
-        env_or(var, &default.to_string())
-            .parse()
-            .unwrap_or(default)
-    };
+    let env_port =
+        |var: &str, default: u16| env_or(var, &default.to_string()).parse().unwrap_or(default);
     let proxy_url = format!("http://127.0.0.1:{}", env_port("PROXY_PORT", 8080));
     let admin_url = format!("http://127.0.0.1:{}", port("proxy"));
     let emulator_url = format!("http://127.0.0.1:{}", port("sap-mock"));
-    println!();
-    println!("{:<26} {}", "what", "where");
+    crate::say!();
+    crate::say!("{:<26} {}", "what", "where");
     for (what, at) in [
         (
             "SAP's API (the shop's entry)",
@@ -292,23 +287,23 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         ("Kafka", brokers.clone()),
         ("logs", data.join("logs").display().to_string()),
     ] {
-        println!("{what:<26} {at}");
+        crate::say!("{what:<26} {at}");
     }
     match &token_file {
-        Some(path) => println!("{:<26} in {}", "admin token", path.display()),
-        None => println!("{:<26} from ADMIN_TOKEN", "admin token"),
+        Some(path) => crate::say!("{:<26} in {}", "admin token", path.display()),
+        None => crate::say!("{:<26} from ADMIN_TOKEN", "admin token"),
     }
-    println!(
+    crate::say!(
         "{:<26} user {face_name}, password in {} (used when a route is retired)",
         "SAP face logon",
         data.join("sap-face-password").display()
     );
-    println!();
-    println!(
+    crate::say!();
+    crate::say!(
         "stack is up; Ctrl-C stops the services (orderctl down also stops PostgreSQL and Kafka)"
     );
     let demo = args.demo.then(|| {
-        println!(
+        crate::say!(
             "demo traffic: {} steps/s through {proxy_url} (creates, reads, quantity changes, rejections, bad requests, SAP slowness)",
             args.demo_rate
         );
@@ -372,7 +367,7 @@ pub fn down() -> anyhow::Result<()> {
     let root = infra::repo_root()?;
     infra::script(&root, "kafka.sh", &["stop"])?;
     infra::script(&root, "postgres.sh", &["stop"])?;
-    println!("PostgreSQL and Kafka stopped");
+    crate::say!("PostgreSQL and Kafka stopped");
     Ok(())
 }
 

@@ -20,14 +20,19 @@ use test_support::process::free_port;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn up_with_the_demo_brings_every_component_to_ready_and_orders_reach_postgres_kafka_and_sap()
- {
+{
     test_support::process::built_binaries(&["order-service", "sap-mock", "sap-sync", "proxy"]);
     let db = test_support::postgres::fresh_database().await;
     let topic = test_support::kafka::fresh_topic(6).await;
     let data = tempfile::tempdir().unwrap();
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let (proxy, admin, orders, sap, sync) =
-        (free_port(), free_port(), free_port(), free_port(), free_port());
+    let (proxy, admin, orders, sap, sync) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
     let mut child = Command::new(common::workspace_binary("orderctl"))
         .args(["up", "--demo", "--demo-rate", "20"])
         .env("ORDERS_DATA_DIR", data.path())
@@ -44,9 +49,13 @@ async fn up_with_the_demo_brings_every_component_to_ready_and_orders_reach_postg
         .env("ADMIN_TOKEN", "up-test-token")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::from(
+            std::fs::File::create(data.path().join("orderctl.err")).unwrap(),
+        ))
         .spawn()
         .expect("orderctl starts");
+    // Whatever happens to the test, orderctl gets Ctrl-C (and its services with it).
+    let guard = StopOnDrop(child.id());
     let output = Arc::new(Mutex::new(String::new()));
     let reader = {
         let (out, stdout) = (output.clone(), child.stdout.take().unwrap());
@@ -96,7 +105,15 @@ async fn up_with_the_demo_brings_every_component_to_ready_and_orders_reach_postg
                 format!("http://127.0.0.1:{admin}/admin/v1/routes"),
             );
             async move {
-                let v: Value = http.get(url).send().await.ok()?.json().await.ok()?;
+                let v: Value = http
+                    .get(url)
+                    .bearer_auth("up-test-token")
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
                 v["routes"]
                     .as_array()?
                     .iter()
@@ -116,24 +133,22 @@ async fn up_with_the_demo_brings_every_component_to_ready_and_orders_reach_postg
             let url = db.url.clone();
             async move {
                 let mut c = sqlx::PgConnection::connect(&url).await.ok()?;
-                let rows: Vec<(String,)> = sqlx::query_as(
-                    "SELECT order_number FROM orders ORDER BY created_at LIMIT 10",
-                )
-                .fetch_all(&mut c)
-                .await
-                .ok()?;
+                let rows: Vec<(String,)> =
+                    sqlx::query_as("SELECT order_number FROM orders ORDER BY created_at LIMIT 10")
+                        .fetch_all(&mut c)
+                        .await
+                        .ok()?;
                 (rows.len() >= 10).then(|| rows.into_iter().map(|r| r.0).collect())
             }
         },
     )
     .await;
-    let ids: Vec<(String,)> = sqlx::query_as(
-        "SELECT id::text FROM orders WHERE order_number = ANY($1)",
-    )
-    .bind(&numbers)
-    .fetch_all(&mut pg)
-    .await
-    .unwrap();
+    let ids: Vec<(String,)> =
+        sqlx::query_as("SELECT id::text FROM orders WHERE order_number = ANY($1)")
+            .bind(&numbers)
+            .fetch_all(&mut pg)
+            .await
+            .unwrap();
     assert_eq!(ids.len(), numbers.len());
 
     // The same orders in SAP, by key.
@@ -182,14 +197,7 @@ async fn up_with_the_demo_brings_every_component_to_ready_and_orders_reach_postg
     assert!(report.contains(" 0 failed"), "demo failures: {report}");
 
     // Ctrl-C stops everything.
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    drop(guard);
     let status = test_support::eventually("orderctl exits", Duration::from_secs(60), || {
         let done = child.try_wait().ok().flatten();
         async move { done }
@@ -199,12 +207,35 @@ async fn up_with_the_demo_brings_every_component_to_ready_and_orders_reach_postg
     reader.join().unwrap();
     let text = output.lock().unwrap().clone();
     for svc in ["order-service", "sap-mock", "sap-sync", "proxy"] {
-        assert!(text.contains(&format!("stopped {svc}")), "{svc} not stopped:\n{text}");
+        assert!(
+            text.contains(&format!("stopped {svc}")),
+            "{svc} not stopped:\n{text}"
+        );
     }
     for port in [proxy, admin, orders, sap, sync] {
         assert!(
             std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
             "something still listens on {port} after Ctrl-C"
         );
+    }
+}
+
+/// Sends SIGINT to orderctl when dropped (a failing test included), then SIGKILL if it has not
+/// exited within 30 s.
+struct StopOnDrop(u32);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let pid = self.0.to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        if std::thread::panicking() {
+            for _ in 0..300 {
+                if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
     }
 }
