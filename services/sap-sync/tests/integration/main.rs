@@ -4,4 +4,5 @@
 mod common;
 mod events;
 mod forward;
+mod migration;
 mod tls;
