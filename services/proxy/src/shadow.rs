@@ -183,6 +183,10 @@ impl Encoding {
     }
 }
 
+/// Further look-ups of an order not found (yet) by its SAP number, and the pause before each.
+const MISSING_LOOKUPS: u32 = 5;
+const MISSING_LOOKUP_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Compares SAP's entity with the order service's order for the same SAP number, records the
 /// result, and returns it. A body that cannot be read is counted as unreadable, never silently
 /// skipped.
@@ -203,7 +207,18 @@ pub async fn compare(
     let entity = v.get("d")?;
     let number = entity.get("SalesOrder")?.as_str()?.to_owned();
     let query = format!("sap_order_number={number}&limit=1");
-    let found = orders.list(&query).await.ok()?;
+    let mut found = orders.list(&query).await.ok()?;
+    // The proxy links SAP's number to the new order right after answering the client, so a
+    // client that reads its order at once (SAP's SDK: create, then read by key) is compared
+    // before the link lands. Look again for a moment before calling the order missing (this
+    // runs after the client has its answer).
+    for _ in 0..MISSING_LOOKUPS {
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(MISSING_LOOKUP_PAUSE).await;
+        found = orders.list(&query).await.ok()?;
+    }
     let result = match found.first() {
         None => ShadowResult::Missing,
         Some(order) => ShadowResult::from_diff(diff(entity, order)),

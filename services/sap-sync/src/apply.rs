@@ -60,8 +60,11 @@ pub async fn apply(
     };
     let mut calls = 0usize;
     let mut duplicate = false;
-    if try_create_first && desired["status"].as_str() != Some("voided") {
-        let body = order_acl::order_to_deep_insert(desired);
+    // A blind create names the number: only ours. An order known to SAP by SAP's own number
+    // (a backfilled copy) is read first; SAP refuses a create of an internal number anyway.
+    let ours = desired["order_number"].as_str() == Some(number.as_str());
+    if try_create_first && ours && desired["status"].as_str() != Some("voided") {
+        let body = plan::create_body(desired);
         match sap
             .write(
                 Method::POST,

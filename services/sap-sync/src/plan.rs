@@ -75,7 +75,7 @@ pub fn plan(desired: &Value, sap: Option<&Value>) -> Plan {
             return Plan::Nothing("voided before it reached SAP");
         }
         return Plan::Steps(vec![Step::Create {
-            body: order_acl::order_to_deep_insert(desired),
+            body: create_body(desired),
         }]);
     };
     if status == "voided" {
@@ -175,18 +175,49 @@ fn same_decimal(a: &str, b: &str) -> bool {
     }
 }
 
-/// The number SAP knows the order by: SAP's own once linked, else ours (one number in both
-/// systems from dual-write on).
+/// The deep insert that creates `desired` in SAP, under [`sap_number`] (the translation names
+/// our own number, which for a backfilled copy of an SAP order would make a second one).
+pub fn create_body(desired: &Value) -> Value {
+    let mut body = order_acl::order_to_deep_insert(desired);
+    if let (Some(number), Some(map)) = (sap_number(desired), body.as_object_mut()) {
+        map.insert("SalesOrder".into(), Value::String(number.to_owned()));
+    }
+    body
+}
+
+/// The number SAP knows the order by: SAP's own once linked (or, for a backfilled copy not
+/// linked yet, the one it was copied from), else ours (one number in both systems from
+/// dual-write on).
 pub fn sap_number(desired: &Value) -> Option<&str> {
-    desired["sap_order_number"]
-        .as_str()
-        .filter(|n| !n.is_empty())
-        .or_else(|| desired["order_number"].as_str().filter(|n| !n.is_empty()))
+    fn named(v: &Value) -> Option<&str> {
+        v.as_str().filter(|n| !n.is_empty())
+    }
+    // A copy `orderctl backfill` made of an SAP order is created first and linked to SAP's
+    // number after: its create event carries SAP's number only in `specifications.SalesOrder`
+    // (as reconciliation pairs it). Taking our own number there would create the order in SAP
+    // a second time.
+    named(&desired["sap_order_number"])
+        .or_else(|| named(&desired["specifications"]["SalesOrder"]))
+        .or_else(|| named(&desired["order_number"]))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backfilled_copy_not_yet_linked_is_known_to_sap_by_the_number_it_was_copied_from() {
+        let copy = json!({"order_number": "8000001000", "sap_order_number": null,
+                          "specifications": {"SalesOrder": "1000005"}});
+        assert_eq!(sap_number(&copy), Some("1000005"));
+        let linked = json!({"order_number": "8000001000", "sap_order_number": "1000005",
+                            "specifications": {"SalesOrder": "1000005"}});
+        assert_eq!(sap_number(&linked), Some("1000005"));
+        let ours = json!({"order_number": "8000000001", "specifications": {}});
+        assert_eq!(sap_number(&ours), Some("8000000001"));
+        assert_eq!(create_body(&copy)["SalesOrder"], "1000005");
+        assert_eq!(create_body(&ours)["SalesOrder"], "8000000001");
+    }
 
     fn order(status: &str, items: Value) -> Value {
         json!({"order_number": "8000000001", "status": status, "customer_id": "17100001",

@@ -268,12 +268,21 @@ impl Stack {
     /// Starts the proxy in front of the emulator and the order service, the sales order route
     /// in `mode`, sap-sync's status for its readiness; returns its base URL.
     pub async fn start_proxy(&mut self, mode: &str) -> String {
-        self.start_proxy_on(mode, free_port()).await
+        self.start_proxy_at(mode, free_port(), &[]).await
     }
 
     /// As [`Stack::start_proxy`], its admin API on `admin` (a port chosen before sap-sync was
     /// started with `PROXY_ADMIN_URL` pointing at it).
     pub async fn start_proxy_on(&mut self, mode: &str, admin: u16) -> String {
+        self.start_proxy_at(mode, admin, &[]).await
+    }
+
+    /// As [`Stack::start_proxy`], with more environment for the proxy (set last, so it wins).
+    pub async fn start_proxy_with(&mut self, mode: &str, env: &[(&str, String)]) -> String {
+        self.start_proxy_at(mode, free_port(), env).await
+    }
+
+    async fn start_proxy_at(&mut self, mode: &str, admin: u16, env: &[(&str, String)]) -> String {
         let port = free_port();
         let mut cmd = Command::new(bins().join("proxy"));
         cmd.env("PROXY_BIND", "127.0.0.1")
@@ -289,6 +298,9 @@ impl Stack {
             .env("RUST_LOG", "info")
             .stdout(log_to(&self.dir, "proxy.log"))
             .stderr(log_to(&self.dir, "proxy.log"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         self.proxy = Some((ChildProcess::spawn("proxy", cmd), port));
         self.proxy_admin = admin;
         self.wait_ok(format!("http://127.0.0.1:{admin}/health"), "proxy healthy")

@@ -5,4 +5,5 @@ mod common;
 mod events;
 mod forward;
 mod hold;
+mod migration;
 mod tls;
