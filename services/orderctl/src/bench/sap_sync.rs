@@ -16,9 +16,9 @@
 //!
 //!    Both rates run from the first order the emulator stored to the last, read afterwards from
 //!    the emulator's own `LastChangeDateTime`s (`n - 1` orders over that window), so no poll
-//!    loads the emulator while it is measured and both sides are timed the same way. The round then waits until sap-sync has handled
-//!      every event of the round, its own link events included (printed as the "drained" rate),
-//!      and stops sap-sync.
+//!    loads the emulator while it is measured and both sides are timed the same way. The round
+//!    then waits until sap-sync has handled every event of the round, its own link events
+//!    included (printed as the "drained" rate), and stops sap-sync.
 //!
 //!    The ratio printed is sap-sync / emulator, of the means over the rounds (goal: ≥ 0.8).
 //! 2. **Lag**: sap-sync running, orders created through the order service at `rate` per second
