@@ -40,13 +40,15 @@ use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::breaker::BreakerState;
+use crate::dual_write::shadow::ShadowStats;
+use crate::dual_write::store::{ReplayState, Store};
 use crate::observe;
-use crate::order_client::OrderService;
-use crate::routes::{Mode, Route, RouteError, RouteTable, SapUnavailablePolicy, policy_name};
-use crate::shadow::ShadowStats;
-use crate::store::{ReplayState, Store};
-use crate::upstream::Upstream;
+use crate::routing::routes::{
+    Mode, Route, RouteError, RouteTable, SapUnavailablePolicy, policy_name,
+};
+use crate::upstreams::breaker::BreakerState;
+use crate::upstreams::order_client::OrderService;
+use crate::upstreams::upstream::Upstream;
 
 /// Shared state of the admin API.
 #[derive(Clone)]
@@ -415,7 +417,7 @@ async fn sap_sync_status(state: &AdminState) -> Option<Result<serde_json::Value,
     let up = state.sap_sync.as_ref()?;
     let status = async {
         let req = http::Request::get(up.uri_for("/status"))
-            .body(crate::body::empty())
+            .body(crate::serve::body::empty())
             .map_err(|e| e.to_string())?;
         let resp = up.send(req).await.map_err(|e| e.to_string())?;
         if !resp.status().is_success() {
@@ -586,7 +588,7 @@ fn return_progress(status: Option<Result<serde_json::Value, String>>) -> ReturnP
 
 /// A log that cannot be read is not an empty one: the gate stays shut.
 fn backlog_criterion(
-    backlog: Result<crate::store::Backlog, crate::store::StoreError>,
+    backlog: Result<crate::dual_write::store::Backlog, crate::dual_write::store::StoreError>,
 ) -> Criterion {
     match backlog {
         Ok(backlog) => Criterion {
@@ -1242,19 +1244,19 @@ mod tests {
 
     #[test]
     fn a_replay_log_that_cannot_be_read_keeps_the_backlog_gate_shut() {
-        let unreadable = crate::store::StoreError::from(redb::Error::Io(std::io::Error::other(
-            "input/output error",
-        )));
+        let unreadable = crate::dual_write::store::StoreError::from(redb::Error::Io(
+            std::io::Error::other("input/output error"),
+        ));
         let c = backlog_criterion(Err(unreadable));
         assert!(!c.ok);
         assert!(c.detail.contains("could not be read"), "{}", c.detail);
-        let empty = crate::store::Backlog {
+        let empty = crate::dual_write::store::Backlog {
             pending: 0,
             parked: 0,
             oldest_created_at: None,
         };
         assert!(backlog_criterion(Ok(empty)).ok);
-        let parked = crate::store::Backlog {
+        let parked = crate::dual_write::store::Backlog {
             pending: 0,
             parked: 1,
             oldest_created_at: None,

@@ -12,15 +12,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::config::ProxyConfig;
-use crate::order_client::{HttpOrderService, OrderService};
-use crate::replay::ReplayWorker;
-use crate::routes::RouteTable;
-use crate::sales_orders::SalesOrders;
-use crate::sap_client::SapClient;
-use crate::server::{self, ProxyState};
-use crate::shadow::ShadowStats;
-use crate::store::Store;
-use crate::upstream::{Upstream, UpstreamSettings};
+use crate::dual_write::replay::ReplayWorker;
+use crate::dual_write::shadow::ShadowStats;
+use crate::dual_write::store::Store;
+use crate::routing::routes::RouteTable;
+use crate::routing::sales_orders::SalesOrders;
+use crate::serve::server::{self, ProxyState};
+use crate::upstreams::order_client::{HttpOrderService, OrderService};
+use crate::upstreams::sap_client::SapClient;
+use crate::upstreams::upstream::{Upstream, UpstreamSettings};
 
 /// A built, not yet running, proxy.
 pub struct Application {
@@ -64,8 +64,11 @@ impl Application {
         let wakeup = Arc::new(Notify::new());
         let shadow = Arc::new(ShadowStats::default());
         let inflight = Arc::new(Semaphore::new(config.max_concurrency));
-        let numbers =
-            crate::numbers::Numbers::new(store.clone(), orders.clone(), config.order_number_block);
+        let numbers = crate::dual_write::numbers::Numbers::new(
+            store.clone(),
+            orders.clone(),
+            config.order_number_block,
+        );
         // The first creates should not wait for a reservation.
         numbers.refill_in_background();
         let sales_orders = Arc::new(SalesOrders {
@@ -87,7 +90,7 @@ impl Application {
             inflight: inflight.clone(),
             orders: orders.clone(),
             shadow: shadow.clone(),
-            sap_face: Arc::new(crate::sap_face::SapFace::build(&config.sap_face)?),
+            sap_face: Arc::new(crate::face::session::SapFace::build(&config.sap_face)?),
         });
         let admin = AdminState {
             routes,

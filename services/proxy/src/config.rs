@@ -12,7 +12,7 @@ use http::Uri;
 use platform::config::{ConfigError, EnvReader, UpstreamSchemes};
 use platform::telemetry::LogFormat;
 
-use crate::routes::{Mode, SapUnavailablePolicy};
+use crate::routing::routes::{Mode, SapUnavailablePolicy};
 
 /// Port of the client-facing (SAP-compatible) listener.
 pub const PROXY_PORT: &str = "PROXY_PORT";
@@ -208,7 +208,7 @@ pub struct ProxyConfig {
     pub shadow_min_match_rate: f64,
     /// Worker threads for the client side.
     pub workers: usize,
-    /// Plain pass-through requests take the lean HTTP/1.1 path ([`crate::h1`]); never when
+    /// Plain pass-through requests take the lean HTTP/1.1 path ([`crate::serve::h1`]); never when
     /// SAP is `https`.
     pub fast_path: bool,
     /// Idle time after which a keep-alive client connection is closed.
@@ -218,7 +218,7 @@ pub struct ProxyConfig {
     /// Most requests one `$batch` may hold.
     pub batch_max_parts: usize,
     /// A retired route's SAP session layer (users, session key, system id, client).
-    pub sap_face: crate::sap_face::FaceSettings,
+    pub sap_face: crate::face::session::FaceSettings,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -319,7 +319,7 @@ impl ProxyConfig {
         let fast_path = r.read_bool(PROXY_FAST_PATH, true) && sap.tls.is_none();
         let keepalive_timeout = ms(&mut r, PROXY_KEEPALIVE_TIMEOUT_MS, 75_000);
         let batch_max_parts = r.read(PROXY_BATCH_MAX_PARTS, 100usize).max(1);
-        let sap_face = crate::sap_face::FaceSettings {
+        let sap_face = crate::face::session::FaceSettings {
             system_id: r.read_string(PROXY_SAP_SYSTEM_ID, "MCK"),
             client: r.read_string(PROXY_SAP_CLIENT, "100"),
             users_file: r.raw(PROXY_USERS_FILE).map(PathBuf::from),

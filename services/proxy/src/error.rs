@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
-use crate::body::{ProxyBody, full};
+use crate::serve::body::{ProxyBody, full};
 
 /// Which party a failure belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

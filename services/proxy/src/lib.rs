@@ -17,51 +17,40 @@
 //!                               $batch ──► batch: each part as the same request alone
 //! ```
 //!
-//! # Modules
+//! # Modules, by part
 //!
-//! - [`config`]: every environment variable, typed, read once.
-//! - [`server`]: listener and the request path phases; [`passthrough`]: the SAP pass-through.
-//! - [`routes`]: route table with modes and policies, persisted and audited.
-//! - [`sales_orders`]: the create and reads of the `sales-orders` route in each mode;
-//!   [`odata_create`]: S/4's checks and refusals of a create the order service serves;
-//!   [`odata_face`]: SAP's writes served by the order service; [`batch`]: `$batch` where the
-//!   order service serves the route.
-//! - [`outcome`]: **the dual-write outcome table**, one pure function.
-//! - [`shadow`]: shadow comparison of dual-write reads (a readiness criterion).
-//! - the anti-corruption layer (OData deep insert ↔ order service) is the `order-acl` crate,
-//!   shared with `orderctl backfill`.
-//! - [`store`]: redb file with the replay log and idempotency records (fsync per commit);
-//!   [`replay`]: the worker that lands every logged follow-up, with back-off and jitter.
-//! - [`upstream`], [`breaker`]: pooled clients with timeout, circuit breaker, concurrency bound.
-//! - [`order_client`], [`sap_client`]: the calls to each system.
-//! - [`sap_face`]: SAP's session layer for a retired route (logon with hashed passwords, CSRF
-//!   tokens and session cookies, `$metadata`, the service document), so SAP can be stopped.
-//! - [`admin`]: admin API (routes, replays, counters, metrics); [`observe`]: logs + metrics of
-//!   each important event in one place; [`error`]: one error type by side, OData errors.
-//! - [`app`]: build and run.
+//! - [`serve`] — serving and the lean path: [`serve::server`] (listener, the request path's
+//!   phases), [`serve::h1`] (the lean HTTP/1.1 path for what is only relayed),
+//!   [`serve::passthrough`] (the SAP pass-through), [`serve::body`] (body types and guards).
+//! - [`routing`] — routes and modes: [`routing::routes`] (the route table with modes and
+//!   policies, persisted and audited), [`routing::sales_orders`] (the `sales-orders` route's
+//!   create and reads in each mode).
+//! - [`dual_write`] — dual write and replay: [`dual_write::outcome`] (**the dual-write outcome
+//!   table**, one pure function), [`dual_write::numbers`] (order numbers named on creates),
+//!   [`dual_write::store`] (redb file with the replay log and idempotency records, fsync per
+//!   commit), [`dual_write::replay`] (the worker that lands every logged follow-up, with
+//!   back-off and jitter), [`dual_write::shadow`] (shadow comparison of reads, a readiness
+//!   criterion).
+//! - [`face`] — the OData face served by the new side in `events` and `retired`:
+//!   [`face::read`], [`face::create`], [`face::write`], [`face::batch`], and
+//!   [`face::session`] (logon with hashed passwords, CSRF tokens and session cookies,
+//!   `$metadata`, the service document, so SAP can be stopped). The anti-corruption layer
+//!   (OData deep insert ↔ order service) is the `order-acl` crate, shared with `orderctl`.
+//! - [`upstreams`] — [`upstreams::upstream`], [`upstreams::breaker`] (pooled clients with
+//!   timeout, circuit breaker, concurrency bound), [`upstreams::order_client`],
+//!   [`upstreams::sap_client`] (the calls to each system).
+//! - [`admin`]: admin API (routes and the return from `retired`, replays, counters, metrics);
+//!   [`observe`]: logs + metrics of each important event in one place; [`error`]: one error
+//!   type by side, OData errors; [`config`]: every environment variable, typed, read once;
+//!   [`app`]: build and run.
 
 pub mod admin;
 pub mod app;
-pub mod batch;
-pub mod body;
-pub mod breaker;
 pub mod config;
+pub mod dual_write;
 pub mod error;
-pub mod h1;
-pub mod numbers;
+pub mod face;
 pub mod observe;
-pub mod odata_create;
-pub mod odata_face;
-pub mod odata_read;
-pub mod order_client;
-pub mod outcome;
-pub mod passthrough;
-pub mod replay;
-pub mod routes;
-pub mod sales_orders;
-pub mod sap_client;
-pub mod sap_face;
-pub mod server;
-pub mod shadow;
-pub mod store;
-pub mod upstream;
+pub mod routing;
+pub mod serve;
+pub mod upstreams;

@@ -4,8 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::outcome::{Decision, OutcomeClass};
-use crate::store::{Backlog, ReplayEntry};
+use crate::dual_write::outcome::{Decision, OutcomeClass};
+use crate::dual_write::store::{Backlog, ReplayEntry};
 
 /// Outcome counts since start, in [`OutcomeClass`] order (for the admin API; Prometheus has
 /// the same numbers as `proxy_dual_write_outcomes_total`).
@@ -131,8 +131,8 @@ pub fn batch_changeset_refused(changes: usize) {
 
 /// A retired route's SAP face refused a logon (`401`). The user name is not logged: a client
 /// that typed its password into the name field would leave it in the log.
-pub fn sap_face_logon_refused(reason: crate::sap_face::users::LogonFailure) {
-    use crate::sap_face::users::LogonFailure;
+pub fn sap_face_logon_refused(reason: crate::face::session::users::LogonFailure) {
+    use crate::face::session::users::LogonFailure;
     let reason = match reason {
         LogonFailure::Missing => "missing",
         LogonFailure::Wrong => "wrong",

@@ -17,7 +17,7 @@
 use std::time::Instant;
 
 use chrono::Utc;
-use proxy::store::{ReplayEntry, ReplayKind, ReplayState, Store};
+use proxy::dual_write::store::{ReplayEntry, ReplayKind, ReplayState, Store};
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();

@@ -201,7 +201,7 @@ impl Stack {
         let mut headers = HeaderMap::new();
         if opts.sap_face_user {
             let path = temp_dir("users").join("users");
-            let hash = proxy::sap_face::users::hash_password(FACE_PASSWORD).unwrap();
+            let hash = proxy::face::session::users::hash_password(FACE_PASSWORD).unwrap();
             std::fs::write(&path, format!("{FACE_USER}:{hash}\n")).unwrap();
             opts.proxy_env
                 .push(("PROXY_USERS_FILE", path.display().to_string()));

@@ -400,7 +400,7 @@ async fn in_events_a_batch_reads_applies_a_changeset_of_one_change_and_refuses_o
     assert!(
         answers[2]["error"]["message"]["value"]
             .as_str()
-            .is_some_and(|m| m.contains(proxy::batch::SEVERAL_CHANGES)),
+            .is_some_and(|m| m.contains(proxy::face::batch::SEVERAL_CHANGES)),
         "{text}"
     );
     let items = answers[3]["d"]["results"]

@@ -38,7 +38,7 @@ async fn retired_stack(with_user: bool) -> (Stack, tempfile::TempDir) {
     let mut proxy_env = Vec::new();
     if with_user {
         let path = dir.path().join("users");
-        let hash = proxy::sap_face::users::hash_password(PASSWORD).unwrap();
+        let hash = proxy::face::session::users::hash_password(PASSWORD).unwrap();
         std::fs::write(&path, format!("# SAP face users\n{USER}:{hash}\n")).unwrap();
         proxy_env.push(("PROXY_USERS_FILE", path.display().to_string()));
     }

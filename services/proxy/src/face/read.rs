@@ -1,5 +1,5 @@
 //! The read side of the SAP face served by the order service (`events`, `retired`; the writes
-//! are in [`crate::odata_face`]): every read of `A_SalesOrder` / `A_SalesOrderItem` SAP's
+//! are in [`crate::face::write`]): every read of `A_SalesOrder` / `A_SalesOrderItem` SAP's
 //! clients send, pushed down to the order service's search (`POST /api/v1/orders/search`,
 //! on PostgreSQL with indexes) and answered as S/4 answers it.
 //!
@@ -30,10 +30,10 @@
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::{Value, json};
 
-use crate::body::{ProxyBody, full};
 use crate::error::odata_error;
-use crate::order_client::OrderServiceError;
-use crate::sales_orders::SalesOrders;
+use crate::routing::sales_orders::SalesOrders;
+use crate::serve::body::{ProxyBody, full};
+use crate::upstreams::order_client::OrderServiceError;
 use sap_odata::envelope::{
     Node, collection, deferred, entity_metadata, entity_uri, inline_results, single,
 };
@@ -443,7 +443,9 @@ fn segment_not_found(segment: &str) -> Read {
 }
 
 fn order_service_failed(e: OrderServiceError) -> Read {
-    Read::Served(Box::new(crate::sales_orders::order_service_failed(e)))
+    Read::Served(Box::new(
+        crate::routing::sales_orders::order_service_failed(e),
+    ))
 }
 
 fn json_answer(node: &Node, etag: Option<String>) -> Read {
@@ -692,8 +694,8 @@ fn target_of(segments: &[Segment]) -> Result<Target, Read> {
 
 /// Serves one read of the route from the order service.
 pub async fn read(so: &SalesOrders, parts: &http::request::Parts) -> Read {
-    let root = crate::sales_orders::service_root_url(parts);
-    let below = crate::odata_face::below_root(parts.uri.path());
+    let root = crate::routing::sales_orders::service_root_url(parts);
+    let below = crate::face::write::below_root(parts.uri.path());
     let segments = match parse_resource_path(&below) {
         Ok(s) => s,
         Err(sap_odata::uri::UriError::BadSegment(s)) => return segment_not_found(&s),
@@ -750,7 +752,10 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    async fn search(&self, body: &Value) -> Result<crate::order_client::SearchAnswer, Read> {
+    async fn search(
+        &self,
+        body: &Value,
+    ) -> Result<crate::upstreams::order_client::SearchAnswer, Read> {
         self.so.orders.search(body).await.map_err(|e| match e {
             // A search the order service refuses is one this face built wrong: say so in
             // SAP's terms, never the REST API's.

@@ -8,7 +8,7 @@
 //! 2. **prepare**: stamp the SAP body with the write key and translate it for the order service;
 //! 3. **call** SAP and the order service concurrently (latency = the slower one);
 //! 4. **resolve** a silent SAP by looking the stamp up (was it created after all?);
-//! 5. **decide** with the outcome table ([`crate::outcome::decide`]);
+//! 5. **decide** with the outcome table ([`crate::dual_write::outcome::decide`]);
 //! 6. **secure** the follow-ups that keep a promise (durable replay entries, fsynced) *before*
 //!    answering;
 //! 7. **answer**, and finish the idempotency key.
@@ -23,18 +23,20 @@ use serde_json::Value;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::body::{ProxyBody, full};
 use crate::config::ProxyConfig;
+use crate::dual_write::numbers::Numbers;
+use crate::dual_write::outcome::{self, FollowUp, NewSide, Reply, SapSide};
+use crate::dual_write::store::{
+    Claim, ReplayEntry, ReplayKind, ReplayState, Store, StoredResponse,
+};
 use crate::error::{ProxyError, Side, UpstreamFailure};
-use crate::numbers::Numbers;
 use crate::observe;
-use crate::order_client::{OrderCreated, OrderService, OrderServiceError};
-use crate::outcome::{self, FollowUp, NewSide, Reply, SapSide};
-use crate::passthrough::{strip_hop_by_hop, upstream_request};
-use crate::routes::{Mode, Route};
-use crate::sap_client::{SERVICE_ROOT, SapClient};
-use crate::store::{Claim, ReplayEntry, ReplayKind, ReplayState, Store, StoredResponse};
-use crate::upstream::Upstream;
+use crate::routing::routes::{Mode, Route};
+use crate::serve::body::{ProxyBody, full};
+use crate::serve::passthrough::{strip_hop_by_hop, upstream_request};
+use crate::upstreams::order_client::{OrderCreated, OrderService, OrderServiceError};
+use crate::upstreams::sap_client::{SERVICE_ROOT, SapClient};
+use crate::upstreams::upstream::Upstream;
 use order_acl::TranslateOptions;
 use tokio_util::task::TaskTracker;
 
@@ -206,7 +208,7 @@ impl Buffered {
     }
 
     async fn from_response(
-        resp: Response<crate::upstream::UpstreamBody>,
+        resp: Response<crate::upstreams::upstream::UpstreamBody>,
         timeout: Duration,
     ) -> Result<Self, UpstreamFailure> {
         let (mut parts, body) = resp.into_parts();
@@ -962,7 +964,7 @@ impl SalesOrders {
         if target.ours
             && let Some(n) = &target.sap_number
         {
-            crate::sap_client::repeatability_headers(req.headers_mut(), n);
+            crate::upstreams::sap_client::repeatability_headers(req.headers_mut(), n);
         }
         let answer = match self.sap.send(req).await {
             Ok(resp) => Buffered::from_response(resp, self.config.sap_timeout).await,
@@ -1060,7 +1062,7 @@ impl SalesOrders {
 
     /// The create where the order service serves the route (`events`, `retired`): S/4's checks
     /// first, then the order service; a refusal is answered in S/4's terms
-    /// ([`crate::odata_create`]); an accepted one gets a legacy-shaped answer.
+    /// ([`crate::face::create`]); an accepted one gets a legacy-shaped answer.
     async fn order_service_create(
         &self,
         parts: &http::request::Parts,
@@ -1070,12 +1072,12 @@ impl SalesOrders {
         write_key: &str,
         correlation_id: &str,
     ) -> Result<Buffered, ProxyError> {
-        let create = match crate::odata_create::check(body) {
+        let create = match crate::face::create::check(body) {
             Ok(c) => c,
             Err(r) => return Ok(refusal_buffered(&r)),
         };
         if mode == Mode::Retired {
-            match crate::odata_create::check_master_data(self.orders.as_ref(), &create).await {
+            match crate::face::create::check_master_data(self.orders.as_ref(), &create).await {
                 Ok(()) => {}
                 Err(Ok(r)) => return Ok(refusal_buffered(&r)),
                 Err(Err(e)) => return Err(order_service_unavailable(e)),
@@ -1090,7 +1092,7 @@ impl SalesOrders {
         let body = match translated {
             Some(Ok(b)) => b,
             Some(Err(e)) => {
-                return Ok(refusal_buffered(&crate::odata_create::CreateRefusal {
+                return Ok(refusal_buffered(&crate::face::create::CreateRefusal {
                     status: StatusCode::BAD_REQUEST,
                     code: "/IWBEP/CM_MGW_RT/022",
                     message: e.to_string(),
@@ -1099,7 +1101,7 @@ impl SalesOrders {
             }
             None => {
                 // `check` parsed the same bytes: not reached.
-                return Ok(refusal_buffered(&crate::odata_create::CreateRefusal {
+                return Ok(refusal_buffered(&crate::face::create::CreateRefusal {
                     status: StatusCode::BAD_REQUEST,
                     code: "CX_SXML_PARSE_ERROR",
                     message: "The request body is not valid JSON".into(),
@@ -1110,7 +1112,7 @@ impl SalesOrders {
         match self.orders.create(&body, write_key, correlation_id).await {
             Ok(o) => Ok(legacy_shaped(parts, &o.order)),
             Err(OrderServiceError::Rejected { status, detail }) => Ok(refusal_buffered(
-                &crate::odata_create::from_order_service(&create, status, &detail),
+                &crate::face::create::from_order_service(&create, status, &detail),
             )),
             Err(e) => Err(order_service_unavailable(e)),
         }
@@ -1130,12 +1132,12 @@ impl SalesOrders {
     }
 
     /// `events` / `retired` reads of the route, from the order service
-    /// ([`crate::odata_read`]).
+    /// ([`crate::face::read`]).
     pub async fn read_from_order_service(
         &self,
         parts: &http::request::Parts,
-    ) -> crate::odata_read::Read {
-        crate::odata_read::read(self, parts).await
+    ) -> crate::face::read::Read {
+        crate::face::read::read(self, parts).await
     }
 }
 
@@ -1152,7 +1154,7 @@ pub(crate) fn order_service_failed(e: OrderServiceError) -> Response<ProxyBody> 
     .to_response()
 }
 
-fn found_as_created(found: crate::sap_client::FoundOrder) -> SapResult {
+fn found_as_created(found: crate::upstreams::sap_client::FoundOrder) -> SapResult {
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
@@ -1282,7 +1284,7 @@ fn order_service_unavailable(e: OrderServiceError) -> ProxyError {
 
 /// A create refused in S/4's terms, with S/4's `innererror` (`errordetails[].propertyref`
 /// naming the property).
-fn refusal_buffered(r: &crate::odata_create::CreateRefusal) -> Buffered {
+fn refusal_buffered(r: &crate::face::create::CreateRefusal) -> Buffered {
     let (status, headers, body) =
         crate::error::odata_error_parts_on(r.status, r.code, &r.message, r.property.as_deref());
     Buffered {
@@ -1448,7 +1450,7 @@ mod tests {
             let requests = sap_odata::batch::parse_at_most(&body, "b", 100).unwrap_or_default();
             for part in requests {
                 if let sap_odata::batch::BatchPart::Request(r) = part
-                    && let Ok(head) = crate::batch::part_head(&outer, SERVICE_ROOT, &r)
+                    && let Ok(head) = crate::face::batch::part_head(&outer, SERVICE_ROOT, &r)
                 {
                     let _ = classify(&head.method, head.uri.path());
                 }

@@ -17,7 +17,7 @@
 //! | silent | ok, `store-and-forward` | 201, legacy-shaped body from the new order | durable replay of the SAP create under the same number (SAP refuses a second) |
 //! | silent | fails | OData 504/502 | decide once SAP can no longer commit: SAP holds it → create in the order service, else compensate |
 
-use crate::routes::SapUnavailablePolicy;
+use crate::routing::routes::SapUnavailablePolicy;
 
 /// What SAP did with the create.
 #[derive(Debug, Clone, PartialEq, Eq)]

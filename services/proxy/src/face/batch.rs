@@ -1,6 +1,6 @@
 //! `POST .../API_SALES_ORDER_SRV/$batch` where the order service serves the route (`events`,
 //! `retired`). In `dual-write` a batch stays refused: SAP would take its changes around the
-//! dual write (see [`crate::server::ProxyState::plan`]).
+//! dual write (see [`crate::serve::server::ProxyState::plan`]).
 //!
 //! The body is read whole within the proxy's body limits and parsed with the shared wire
 //! format ([`sap_odata::batch`], the emulator's parser), at most `PROXY_BATCH_MAX_PARTS`
@@ -8,7 +8,7 @@
 //! route's mode (snapshotted once for the whole batch): classified and planned by the same
 //! code, and handed to [`ProxyState::serve_planned`]. So a read is answered by the order service
 //! or, for a read shape it cannot answer, passed to SAP in `events`, and a change goes through
-//! [`crate::odata_face`] or the create.
+//! [`crate::face::write`] or the create.
 //!
 //! | part | answer |
 //! |---|---|
@@ -32,11 +32,11 @@ use sap_odata::batch::{
     parse_at_most, render_answer, resolve_target,
 };
 
-use crate::body::{ProxyBody, full};
 use crate::error::{ProxyError, Side, UpstreamFailure, odata_error};
-use crate::routes::Route;
-use crate::sales_orders::classify;
-use crate::server::{Inbound, ProxyState};
+use crate::routing::routes::Route;
+use crate::routing::sales_orders::classify;
+use crate::serve::body::{ProxyBody, full};
+use crate::serve::server::{Inbound, ProxyState};
 
 /// The message of a changeset holding more than one change.
 pub const SEVERAL_CHANGES: &str = "A changeset with more than one change is not available while the order service serves this route; send one change per changeset";
@@ -170,7 +170,7 @@ impl ProxyState {
             Ok(h) => h,
             Err(refused) => return refused.to_response(),
         };
-        let method = crate::odata_face::effective_method(&head.method, &head.headers);
+        let method = crate::face::write::effective_method(&head.method, &head.headers);
         let op = classify(&method, head.uri.path());
         let plan = self.plan(
             op,

@@ -4,7 +4,7 @@
 //!
 //! SAP has no idempotency key, so a create the proxy repeats could make a second sales order.
 //! Every create the proxy sends names its order number (`SalesOrder`, from the external number
-//! range, see [`crate::numbers`]); SAP refuses a second create of a number it has, and whether
+//! range, see [`crate::dual_write::numbers`]); SAP refuses a second create of a number it has, and whether
 //! an earlier attempt landed is a read by key. Orders stamped by earlier versions (a field such
 //! as `ExternalDocumentID`, which S/4 does not even store from a create) are still found by
 //! their stamp.
@@ -17,9 +17,9 @@ use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::Value;
 
-use crate::body::{empty, full};
 use crate::error::UpstreamFailure;
-use crate::upstream::Upstream;
+use crate::serve::body::{empty, full};
+use crate::upstreams::upstream::Upstream;
 
 /// The service root of `API_SALES_ORDER_SRV`.
 pub const SERVICE_ROOT: &str = "/sap/opu/odata/sap/API_SALES_ORDER_SRV";

@@ -21,10 +21,10 @@ use rand::Rng;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::dual_write::store::{ReplayEntry, ReplayKind, ReplayState, Store};
 use crate::observe;
-use crate::order_client::{OrderService, OrderServiceError};
-use crate::sap_client::{SapCallError, SapClient};
-use crate::store::{ReplayEntry, ReplayKind, ReplayState, Store};
+use crate::upstreams::order_client::{OrderService, OrderServiceError};
+use crate::upstreams::sap_client::{SapCallError, SapClient};
 
 /// The result of one attempt.
 /// Entries attempted at once.

@@ -13,9 +13,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 
-use crate::body::{Guarded, ProxyBody};
 use crate::error::{ProxyError, Side, UpstreamFailure};
-use crate::upstream::{Upstream, UpstreamBody};
+use crate::serve::body::{Guarded, ProxyBody};
+use crate::upstreams::upstream::{Upstream, UpstreamBody};
 
 /// Hop-by-hop headers, never forwarded.
 pub const HOP_BY_HOP: &[&str] = &[
@@ -31,7 +31,7 @@ pub const HOP_BY_HOP: &[&str] = &[
 ];
 
 /// Whether a header is hop-by-hop by its name (any case; those named in `Connection` are the
-/// callers' to add). Both paths use it: here on header maps, in [`crate::h1`] on raw heads.
+/// callers' to add). Both paths use it: here on header maps, in [`crate::serve::h1`] on raw heads.
 pub fn is_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
@@ -130,7 +130,7 @@ pub async fn forward(
     }
     // A complete (empty) body needs no guard: no timer, no allocation.
     let body = if body.is_end_stream() {
-        crate::body::empty()
+        crate::serve::body::empty()
     } else {
         Guarded::new(body, client_body_timeout, max_body).boxed_unsync()
     };

@@ -30,8 +30,8 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use sap_odata::session::{self as wire, CSRF_HEADER};
 
-use crate::body::{ProxyBody, empty, full};
-use crate::routes::{Mode, RouteTable, SALES_ORDERS};
+use crate::routing::routes::{Mode, RouteTable, SALES_ORDERS};
+use crate::serve::body::{ProxyBody, empty, full};
 use sessions::{Issued, SessionKey, SignedSessions};
 use users::{LogonFailure, Users};
 
@@ -97,13 +97,13 @@ pub enum Target {
     Resource,
 }
 
-/// The owned part of the service `path` names, read as [`crate::sales_orders::classify`]
+/// The owned part of the service `path` names, read as [`crate::routing::sales_orders::classify`]
 /// reads it (the same segment rules: empty segments ignored, percent-decoded, root node names
 /// and the entity set name without regard to case); `None` for any other path.
 pub fn target(path: &str) -> Option<Target> {
     let mut segments = path.split('/').filter(|s| !s.is_empty());
-    for want in crate::sales_orders::ROOT_SEGMENTS {
-        match segments.next().map(crate::sales_orders::decoded) {
+    for want in crate::routing::sales_orders::ROOT_SEGMENTS {
+        match segments.next().map(crate::routing::sales_orders::decoded) {
             Some(Some(s)) if s.eq_ignore_ascii_case(want) => {}
             _ => return None,
         }
@@ -111,7 +111,7 @@ pub fn target(path: &str) -> Option<Target> {
     let Some(head) = segments.next() else {
         return Some(Target::Root);
     };
-    let Some(head) = crate::sales_orders::decoded(head) else {
+    let Some(head) = crate::routing::sales_orders::decoded(head) else {
         return Some(Target::Resource);
     };
     let name = head.split('(').next().unwrap_or_default();
@@ -173,7 +173,7 @@ impl SapFace {
         uri: &http::Uri,
         headers: &HeaderMap,
     ) -> Gate {
-        let method = crate::odata_face::effective_method(method, headers);
+        let method = crate::face::write::effective_method(method, headers);
         let raw_query = uri.query().unwrap_or_default();
         if let Err(message) = wire::check_client(headers, raw_query, &self.client) {
             return Gate::Answer(self.logon_failed(&message));

@@ -42,9 +42,9 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
 
-use crate::body::ProxyBody;
-use crate::breaker::{Breaker, BreakerState};
 use crate::error::{ClientBodyFault, UpstreamFailure};
+use crate::serve::body::ProxyBody;
+use crate::upstreams::breaker::{Breaker, BreakerState};
 
 /// Settings of one upstream.
 #[derive(Debug, Clone)]
@@ -91,7 +91,7 @@ type IdleLists<T> = &'static std::thread::LocalKey<RefCell<HashMap<u64, Vec<T>>>
 thread_local! {
     /// Connections driven by hyper (the hyper path's calls).
     static IDLE: RefCell<HashMap<u64, Vec<SendRequest<ProxyBody>>>> = RefCell::new(HashMap::new());
-    /// Plain sockets (the lean pass-through path, [`crate::h1`]).
+    /// Plain sockets (the lean pass-through path, [`crate::serve::h1`]).
     static RAW_IDLE: RefCell<HashMap<u64, Vec<RawConn>>> = RefCell::new(HashMap::new());
 }
 
@@ -548,7 +548,7 @@ impl Call<'_> {
 const RAW_BUFFER: usize = 16 * 1024;
 
 /// A plain keep-alive connection to an upstream, used by the lean pass-through path
-/// ([`crate::h1`]): the socket and the bytes read from it but not yet consumed.
+/// ([`crate::serve::h1`]): the socket and the bytes read from it but not yet consumed.
 #[derive(Debug)]
 pub(crate) struct RawConn {
     pub(crate) stream: TcpStream,
@@ -577,10 +577,10 @@ impl RawConn {
 fn classify_send_error(e: &hyper::Error) -> UpstreamFailure {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cur {
-        if let Some(g) = c.downcast_ref::<crate::body::BodyGuardError>() {
+        if let Some(g) = c.downcast_ref::<crate::serve::body::BodyGuardError>() {
             return UpstreamFailure::ClientBody(match g {
-                crate::body::BodyGuardError::Idle(_) => ClientBodyFault::Stalled,
-                crate::body::BodyGuardError::TooLarge(n) => ClientBodyFault::TooLarge(*n),
+                crate::serve::body::BodyGuardError::Idle(_) => ClientBodyFault::Stalled,
+                crate::serve::body::BodyGuardError::TooLarge(n) => ClientBodyFault::TooLarge(*n),
             });
         }
         cur = c.source();

@@ -16,8 +16,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::order_client::OrderService;
-use crate::store::Store;
+use crate::dual_write::store::Store;
+use crate::upstreams::order_client::OrderService;
 
 /// How many numbers move from the store into memory at a time.
 const TAKE: usize = 32;
@@ -100,7 +100,7 @@ impl Numbers {
 
     /// Moves the next numbers from the store into memory unless memory holds enough (another
     /// top-up may just have run), and starts a reservation when the store runs low.
-    async fn top_up(&self) -> Result<(), crate::store::StoreError> {
+    async fn top_up(&self) -> Result<(), crate::dual_write::store::StoreError> {
         let _one_at_a_time = self.inner.topping_up.lock().await;
         if self.lock().len() >= TOP_UP_BELOW {
             return Ok(());
@@ -190,7 +190,7 @@ impl Numbers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::order_client::{OrderCreated, OrderServiceError};
+    use crate::upstreams::order_client::{OrderCreated, OrderServiceError};
     use futures::future::BoxFuture;
     use serde_json::Value;
     use std::sync::atomic::{AtomicU64, Ordering};

@@ -9,9 +9,9 @@ use http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
-use crate::body::{empty, full};
 use crate::error::UpstreamFailure;
-use crate::upstream::Upstream;
+use crate::serve::body::{empty, full};
+use crate::upstreams::upstream::Upstream;
 
 /// How an order-service call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -348,7 +348,7 @@ impl OrderService for HttpOrderService {
             // The key travels percent-encoded: a material number may hold `/` or spaces.
             let path = format!(
                 "/api/v1/master-data/{kind}/{}",
-                crate::sales_orders::pct(key)
+                crate::routing::sales_orders::pct(key)
             );
             match self.call(Method::GET, &path, None, &[]).await {
                 Ok((_, bytes)) => Ok(serde_json::from_slice(&bytes).ok()),

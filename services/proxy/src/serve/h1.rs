@@ -43,11 +43,11 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{ProxyError, Side, UpstreamFailure};
-use crate::passthrough::is_hop_by_hop;
-use crate::routes::{Mode, SALES_ORDERS};
-use crate::sales_orders::{Operation, classify};
-use crate::server::{Plan, ProxyState, observe};
-use crate::upstream::RawConn;
+use crate::routing::routes::{Mode, SALES_ORDERS};
+use crate::routing::sales_orders::{Operation, classify};
+use crate::serve::passthrough::is_hop_by_hop;
+use crate::serve::server::{Plan, ProxyState, observe};
+use crate::upstreams::upstream::RawConn;
 
 /// Headers per message (hyper's default limit; more goes to hyper, which answers 431).
 const MAX_HEADERS: usize = 100;
@@ -241,9 +241,9 @@ fn analyse(state: &ProxyState, buf: &[u8], out: &mut Vec<u8>) -> Head {
     if state.plan(op, mode, path, idempotency_key) != Plan::PassThrough {
         return Head::HandOff;
     }
-    // A retired route's session layer is the proxy's own (crate::sap_face).
-    if crate::sap_face::target(path).is_some()
-        && state.routes.mode(SALES_ORDERS) == Some(crate::routes::Mode::Retired)
+    // A retired route's session layer is the proxy's own (crate::face::session).
+    if crate::face::session::target(path).is_some()
+        && state.routes.mode(SALES_ORDERS) == Some(crate::routing::routes::Mode::Retired)
     {
         return Head::HandOff;
     }

@@ -3,7 +3,7 @@
 //! answered as S/4 answers them (`204` with the new `ETag`, SAP's error JSON with SAP's message
 //! codes and property names). The request body is read with the same OData parser the
 //! emulator uses (`sap_odata::payload`), so a body S/4 refuses is refused here the same way.
-//! The reads of the same face are in [`crate::odata_read`].
+//! The reads of the same face are in [`crate::face::read`].
 //!
 //! | SAP request | order service |
 //! |---|---|
@@ -21,10 +21,10 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use serde_json::{Map, Value, json};
 
-use crate::body::{ProxyBody, full};
 use crate::error::odata_error;
-use crate::order_client::OrderServiceError;
-use crate::sales_orders::SalesOrders;
+use crate::routing::sales_orders::SalesOrders;
+use crate::serve::body::{ProxyBody, full};
+use crate::upstreams::order_client::OrderServiceError;
 use sap_odata::payload::{PropertyMap, parse_entity, parse_update};
 use sap_odata::uri::{parse_resource_path, resolve_key};
 use sap_odata::{SALES_ORDER, SALES_ORDER_ITEM};
@@ -121,7 +121,7 @@ fn not_found(number: &str) -> Response<ProxyBody> {
 }
 
 fn no_content(etag: Option<String>) -> Response<ProxyBody> {
-    let mut r = Response::new(crate::body::empty());
+    let mut r = Response::new(crate::serve::body::empty());
     *r.status_mut() = StatusCode::NO_CONTENT;
     if let Some(v) = etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
         r.headers_mut().insert(header::ETAG, v);
@@ -417,7 +417,7 @@ impl SalesOrders {
         let etag = order_acl::order_etag(&after);
         match change {
             Change::AddItem(_) => {
-                let root = crate::sales_orders::service_root_url(parts);
+                let root = crate::routing::sales_orders::service_root_url(parts);
                 let added = after["items"]
                     .as_array()
                     .and_then(|items| items.iter().max_by_key(|i| i["item_number"].as_i64()))

@@ -17,8 +17,8 @@ use hyper::body::{Body, Frame, SizeHint};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::body::{BoxError, ProxyBody};
-use crate::order_client::OrderService;
+use crate::serve::body::{BoxError, ProxyBody};
+use crate::upstreams::order_client::OrderService;
 
 /// Largest SAP answer copied for comparison.
 const MAX_COPY: usize = 1024 * 1024;

@@ -23,7 +23,7 @@
 use http::StatusCode;
 use serde_json::Value;
 
-use crate::order_client::{OrderService, OrderServiceError};
+use crate::upstreams::order_client::{OrderService, OrderServiceError};
 use sap_odata::payload::{PropertyMap, SalesOrderCreate, parse_sales_order_create};
 
 /// A create refused in S/4's terms.

@@ -24,15 +24,15 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::body::{ProxyBody, collect_limited};
 use crate::config::ProxyConfig;
+use crate::dual_write::shadow::{self, ShadowStats, Tee};
 use crate::error::ProxyError;
-use crate::order_client::OrderService;
-use crate::passthrough::{self, declared_length};
-use crate::routes::{Mode, RouteTable, SALES_ORDERS};
-use crate::sales_orders::{Operation, SalesOrders, classify};
-use crate::shadow::{self, ShadowStats, Tee};
-use crate::upstream::Upstream;
+use crate::routing::routes::{Mode, RouteTable, SALES_ORDERS};
+use crate::routing::sales_orders::{Operation, SalesOrders, classify};
+use crate::serve::body::{ProxyBody, collect_limited};
+use crate::serve::passthrough::{self, declared_length};
+use crate::upstreams::order_client::OrderService;
+use crate::upstreams::upstream::Upstream;
 use http_body_util::BodyExt;
 
 /// State of the client-facing side.
@@ -52,7 +52,7 @@ pub struct ProxyState {
     /// Shadow read counts.
     pub shadow: Arc<ShadowStats>,
     /// SAP's session layer while the route is retired.
-    pub sap_face: Arc<crate::sap_face::SapFace>,
+    pub sap_face: Arc<crate::face::session::SapFace>,
 }
 
 impl ProxyState {
@@ -65,17 +65,17 @@ impl ProxyState {
         };
         // Phase 2: classify.
         let op = classify(
-            &crate::odata_face::effective_method(req.method(), req.headers()),
+            &crate::face::write::effective_method(req.method(), req.headers()),
             req.uri().path(),
         );
         // Phase 2b: while the route is retired, SAP's session layer (client, logon, CSRF,
         // `$metadata`, service document) is the proxy's own.
         let session = match self.sap_face.gate(&req, &self.routes).await {
-            crate::sap_face::Gate::Answer(resp) => {
+            crate::face::session::Gate::Answer(resp) => {
                 observe(op, Some(Mode::Retired), resp.status().as_u16(), start);
                 return resp;
             }
-            crate::sap_face::Gate::Proceed(session) => session,
+            crate::face::session::Gate::Proceed(session) => session,
         };
         // Phase 3: route.
         let route = match op {
@@ -111,7 +111,10 @@ impl ProxyState {
             return resp;
         }
         let (parts, body) = resp.into_parts();
-        Response::from_parts(parts, crate::body::Holding::new(body, slot).boxed_unsync())
+        Response::from_parts(
+            parts,
+            crate::serve::body::Holding::new(body, slot).boxed_unsync(),
+        )
     }
 
     /// Phase 4 for one request (a whole request, or one part of a `$batch`): the handler its
@@ -121,7 +124,7 @@ impl ProxyState {
         &self,
         plan: Plan,
         op: Operation,
-        route: Option<&crate::routes::Route>,
+        route: Option<&crate::routing::routes::Route>,
         parts: http::request::Parts,
         body: Inbound,
     ) -> Response<ProxyBody> {
@@ -148,13 +151,13 @@ impl ProxyState {
             (Plan::ShadowedRead, _) => self.shadowed_read(parts, body).await,
             (Plan::OrderServiceChange, _) => self.order_service_change(parts, body).await,
             (Plan::OrderServiceRead, route) => {
-                use crate::odata_read::Read;
+                use crate::face::read::Read;
                 match self.sales_orders.read_from_order_service(&parts).await {
                     Read::Served(resp) => *resp,
                     Read::Untranslatable(_) if route.is_some_and(|r| r.mode == Mode::Events) => {
                         self.pass_through(parts, body).await
                     }
-                    Read::Untranslatable(what) => crate::odata_read::not_implemented(&what),
+                    Read::Untranslatable(what) => crate::face::read::not_implemented(&what),
                 }
             }
             _ => self.pass_through(parts, body).await,
@@ -162,7 +165,7 @@ impl ProxyState {
     }
 
     /// Phase 4's decision for a request: what handles it. The lean HTTP/1.1 path
-    /// ([`crate::h1`]) serves exactly the requests planned [`Plan::PassThrough`].
+    /// ([`crate::serve::h1`]) serves exactly the requests planned [`Plan::PassThrough`].
     pub(crate) fn plan(
         &self,
         op: Operation,
@@ -203,7 +206,7 @@ impl ProxyState {
         &self,
         parts: http::request::Parts,
         body: Inbound,
-        route: &crate::routes::Route,
+        route: &crate::routing::routes::Route,
     ) -> Response<ProxyBody> {
         let body = match self.whole_body(&parts, body).await {
             Ok(b) => b,
@@ -242,16 +245,17 @@ impl ProxyState {
     }
 
     /// A change in `events`/`retired`: the body read whole (within the same limits as a
-    /// create), then translated to the order service ([`crate::odata_face`]).
+    /// create), then translated to the order service ([`crate::face::write`]).
     async fn order_service_change(
         &self,
         parts: http::request::Parts,
         body: Inbound,
     ) -> Response<ProxyBody> {
-        let method = crate::odata_face::effective_method(&parts.method, &parts.headers);
-        let Some(change) =
-            crate::odata_face::change_of(&method, &crate::odata_face::below_root(parts.uri.path()))
-        else {
+        let method = crate::face::write::effective_method(&parts.method, &parts.headers);
+        let Some(change) = crate::face::write::change_of(
+            &method,
+            &crate::face::write::below_root(parts.uri.path()),
+        ) else {
             return crate::error::odata_error(
                 http::StatusCode::BAD_REQUEST,
                 "/IWFND/CM_MGW/025",
@@ -308,9 +312,9 @@ impl ProxyState {
             }
             Inbound::Whole(bytes) => {
                 let body = if bytes.is_empty() {
-                    crate::body::empty()
+                    crate::serve::body::empty()
                 } else {
-                    crate::body::full(bytes)
+                    crate::serve::body::full(bytes)
                 };
                 passthrough::send(
                     parts,
@@ -351,10 +355,10 @@ pub(crate) enum Plan {
     ShadowedRead,
     /// A read answered by the order service (`events`, `retired`).
     OrderServiceRead,
-    /// A change served by the order service (`events`, `retired`; [`crate::odata_face`]).
+    /// A change served by the order service (`events`, `retired`; [`crate::face::write`]).
     OrderServiceChange,
     /// A `$batch` whose parts are served one by one as the same requests alone
-    /// (`events`, `retired`; [`crate::batch`]).
+    /// (`events`, `retired`; [`crate::face::batch`]).
     OrderServiceBatch,
 }
 
@@ -439,7 +443,7 @@ fn status_class(s: u16) -> &'static str {
 
 /// Accepts connections until `shutdown`, then drains in-flight requests for up to `grace`.
 ///
-/// Each connection starts on the lean HTTP/1.1 pass-through path ([`crate::h1`]) when it is
+/// Each connection starts on the lean HTTP/1.1 pass-through path ([`crate::serve::h1`]) when it is
 /// enabled; the first request that path does not serve itself hands the connection, with the
 /// bytes already read, to hyper for the rest of its life.
 pub async fn serve(listener: TcpListener, state: Arc<ProxyState>, shutdown: CancellationToken) {
@@ -507,7 +511,7 @@ async fn connection(
     draining: Arc<AtomicBool>,
 ) {
     let (stream, read) = if state.config.fast_path {
-        match crate::h1::serve(stream, &state, &shutdown, &draining).await {
+        match crate::serve::h1::serve(stream, &state, &shutdown, &draining).await {
             Some(handed_over) => handed_over,
             None => return,
         }
@@ -519,7 +523,8 @@ async fn connection(
         let st = st.clone();
         async move { Ok::<_, Infallible>(st.handle(req).await) }
     });
-    let io = crate::h1::ClientIo::new(read.freeze(), stream, state.config.client_body_timeout);
+    let io =
+        crate::serve::h1::ClientIo::new(read.freeze(), stream, state.config.client_body_timeout);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let result = tokio::select! {

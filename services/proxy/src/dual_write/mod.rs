@@ -1,0 +1,10 @@
+//! Dual write (phase 2) and its durability: the outcome table ([`outcome`]), order numbers
+//! named on creates ([`numbers`]), the durable replay log and idempotency records
+//! ([`store`]), the worker that lands every logged follow-up ([`replay`]), and the shadow
+//! comparison of reads ([`shadow`]).
+
+pub mod numbers;
+pub mod outcome;
+pub mod replay;
+pub mod shadow;
+pub mod store;
