@@ -1224,18 +1224,6 @@ impl Drop for Process {
     }
 }
 
-/// `LastChangeDateTime` of an OData V2 JSON entity (`/Date(ms+0000)/`).
-fn sap_time(entity: &Value) -> Option<DateTime<Utc>> {
-    let s = entity["LastChangeDateTime"].as_str()?;
-    let ms: i64 = s
-        .strip_prefix("/Date(")?
-        .split(['+', '-', ')'])
-        .next()?
-        .parse()
-        .ok()?;
-    DateTime::from_timestamp_millis(ms)
-}
-
 /// An emulator with a data folder of its own.
 struct Emulator {
     _process: Process,
@@ -1295,7 +1283,7 @@ impl Emulator {
                     .json()
                     .await?;
                 let first = &v["d"]["results"][0];
-                sap_time(first).with_context(|| format!("no LastChangeDateTime in {v}"))
+                sap_sync::backward::last_change(first).with_context(|| format!("no LastChangeDateTime in {v}"))
             }
         };
         let first = edge("asc").await?;
