@@ -47,7 +47,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-fn hash(password: &str) -> anyhow::Result<String> {
+pub(crate) fn hash(password: &str) -> anyhow::Result<String> {
     let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
