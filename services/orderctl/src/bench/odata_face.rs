@@ -273,7 +273,7 @@ impl Stack {
 }
 
 /// Starts the emulator, the order service and the proxy (route `sales-orders` retired).
-async fn start(args: &Args, dir: &Path, db_url: &str) -> anyhow::Result<Stack> {
+async fn start(dir: &Path, db_url: &str) -> anyhow::Result<Stack> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
@@ -350,7 +350,6 @@ async fn start(args: &Args, dir: &Path, db_url: &str) -> anyhow::Result<Stack> {
         "proxy healthy",
     )
     .await?;
-    let _ = args;
     Ok(Stack {
         proxy,
         emulator,
@@ -395,7 +394,7 @@ impl Run {
 }
 
 async fn measure(args: &Args, dir: &Path, db_url: &str) -> anyhow::Result<Report> {
-    let stack = start(args, dir, db_url).await?;
+    let stack = start(dir, db_url).await?;
     let started = Instant::now();
     let numbers = seed(&stack, args).await?;
     let seed_time = started.elapsed();
