@@ -112,6 +112,8 @@ enum BenchCommand {
     OrderCreate(bench::order_create::Args),
     /// sap-sync draining a backlog vs the SAP emulator's own create rate; lag at a steady rate.
     SapSync(bench::sap_sync::Args),
+    /// The OData face of a retired route vs the SAP emulator: key reads and a daily list.
+    OdataFace(bench::odata_face::Args),
 }
 
 /// Parses durations such as `20s`, `500ms`, `2m` or a bare number of seconds.
@@ -150,5 +152,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Replays { action, target } => admin::replays(target, action).await,
         Command::Bench(BenchCommand::OrderCreate(args)) => bench::order_create::run(args).await,
         Command::Bench(BenchCommand::SapSync(args)) => bench::sap_sync::run(args).await,
+        Command::Bench(BenchCommand::OdataFace(args)) => bench::odata_face::run(args).await,
     }
 }

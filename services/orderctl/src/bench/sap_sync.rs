@@ -1180,18 +1180,22 @@ fn as_object(pairs: &[(String, f64)]) -> Value {
     Value::Object(pairs.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
 }
 
-fn progress(line: String) {
+pub(crate) fn progress(line: String) {
     eprintln!("{line}");
 }
 
 /// A child process, stopped (SIGTERM, then SIGKILL after 20 s) when dropped.
-struct Process {
+pub(crate) struct Process {
     name: &'static str,
     child: Child,
 }
 
 impl Process {
-    fn spawn(name: &'static str, mut command: Command, log: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn spawn(
+        name: &'static str,
+        mut command: Command,
+        log: &Path,
+    ) -> anyhow::Result<Self> {
         let out = std::fs::File::create(log)?;
         let child = command
             .stdout(out.try_clone()?)
@@ -1345,7 +1349,7 @@ impl SapSyncProcess {
     }
 }
 
-async fn wait_ok(http: &reqwest::Client, url: &str, what: &str) -> anyhow::Result<()> {
+pub(crate) async fn wait_ok(http: &reqwest::Client, url: &str, what: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(r) = http.get(url).send().await
@@ -1362,7 +1366,7 @@ async fn wait_ok(http: &reqwest::Client, url: &str, what: &str) -> anyhow::Resul
 
 /// The PostgreSQL server's base URL (without the database). The project script is run only
 /// when nothing answers, so a running server is never touched.
-async fn ensure_postgres(root: &Path, given: Option<&str>) -> anyhow::Result<String> {
+pub(crate) async fn ensure_postgres(root: &Path, given: Option<&str>) -> anyhow::Result<String> {
     let url = match given {
         Some(u) => u.to_owned(),
         None => infra::script(root, "postgres.sh", &["url"])?,
