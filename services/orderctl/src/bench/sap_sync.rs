@@ -1287,7 +1287,8 @@ impl Emulator {
                     .json()
                     .await?;
                 let first = &v["d"]["results"][0];
-                sap_sync::backward::last_change(first).with_context(|| format!("no LastChangeDateTime in {v}"))
+                sap_sync::backward::last_change(first)
+                    .with_context(|| format!("no LastChangeDateTime in {v}"))
             }
         };
         let first = edge("asc").await?;
