@@ -46,6 +46,7 @@ pub mod batch;
 pub mod body;
 pub mod breaker;
 pub mod config;
+pub mod dual_change;
 pub mod error;
 pub mod h1;
 pub mod numbers;
