@@ -290,7 +290,7 @@ impl SalesOrders {
             required,
         } = match plan(&order, &change, &body, &self.config.rejection_reasons) {
             Ok(p) => p,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let version = match if_match(&parts.headers, &order, required) {
             Ok(v) => v,
@@ -500,41 +500,41 @@ fn plan(
     change: &Change,
     body: &Bytes,
     reasons: &[String],
-) -> Result<Planned, Response<ProxyBody>> {
+) -> Result<Planned, Box<Response<ProxyBody>>> {
     let id = order["id"].as_str().unwrap_or_default().to_owned();
     let (method, path, payload, item, required) = match change {
         Change::DeleteOrder(_) => {
-            return Err(odata_error(
+            return Err(Box::new(odata_error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "/IWFND/CM_MGW/014",
                 "Deleting a sales order is not available while the order service serves this route; reject its items (SalesDocumentRjcnReason) instead",
-            ));
+            )));
         }
         Change::Header(n) => {
-            let map = match parse_update(&body, &SALES_ORDER) {
+            let map = match parse_update(body, &SALES_ORDER) {
                 Ok(m) => m,
-                Err(e) => return Err(payload_refusal(e)),
+                Err(e) => return Err(Box::new(payload_refusal(e))),
             };
             if let Some(r) = key_change(&map, "SalesOrder", n) {
-                return Err(r);
+                return Err(Box::new(r));
             }
             (
                 Method::PATCH,
                 format!("/api/v1/orders/{id}"),
-                Some(header_patch(&map, &order)),
+                Some(header_patch(&map, order)),
                 None,
                 true,
             )
         }
         Change::Item(n, i) => {
-            let map = match parse_update(&body, &SALES_ORDER_ITEM) {
+            let map = match parse_update(body, &SALES_ORDER_ITEM) {
                 Ok(m) => m,
-                Err(e) => return Err(payload_refusal(e)),
+                Err(e) => return Err(Box::new(payload_refusal(e))),
             };
             if let Some(r) =
                 key_change(&map, "SalesOrder", n).or_else(|| key_change(&map, "SalesOrderItem", i))
             {
-                return Err(r);
+                return Err(Box::new(r));
             }
             let current = order["items"]
                 .as_array()
@@ -547,7 +547,7 @@ fn plan(
                 .unwrap_or(Value::Null);
             let patch = match item_patch(&map, &current, reasons) {
                 Ok(p) => p,
-                Err(r) => return Err(r.into_response()),
+                Err(r) => return Err(Box::new(r.into_response())),
             };
             (
                 Method::PATCH,
@@ -558,19 +558,19 @@ fn plan(
             )
         }
         Change::AddItem(_) => {
-            let entity: Value = match serde_json::from_slice(&body) {
+            let entity: Value = match serde_json::from_slice(body) {
                 Ok(v) => v,
                 Err(e) => {
-                    return Err(odata_error(
+                    return Err(Box::new(odata_error(
                         StatusCode::BAD_REQUEST,
                         "CX_SXML_PARSE_ERROR",
                         &format!("The request body is not valid JSON: {e}"),
-                    ));
+                    )));
                 }
             };
             let map = match parse_entity(&entity, &SALES_ORDER_ITEM) {
                 Ok(m) => m,
-                Err(e) => return Err(payload_refusal(e)),
+                Err(e) => return Err(Box::new(payload_refusal(e))),
             };
             (
                 Method::POST,

@@ -828,6 +828,57 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_change_queues_behind_the_oldest_entry_of_its_order_even_after_reopening() {
+        let dir = temp_dir();
+        let change = |n: &str| {
+            ReplayEntry::new(
+                ReplayKind::ApplyChange {
+                    sales_order: n.into(),
+                    method: "PATCH".into(),
+                    resource: format!("/A_SalesOrder('{n}')"),
+                    body_b64: String::new(),
+                },
+                "sales-orders",
+                "c",
+            )
+        };
+        let create = ReplayEntry::new(
+            ReplayKind::CreateInOrderService {
+                body: serde_json::json!({"order_number": "8000000001"}),
+                idempotency_key: "k".into(),
+                sap_order_number: None,
+                pricing: None,
+            },
+            "sales-orders",
+            "c",
+        );
+        let (first, second, other) = (
+            change("8000000001"),
+            change("8000000001"),
+            change("8000000002"),
+        );
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for e in [&create, &first, &second, &other] {
+                store.put_replay(e.clone()).await.unwrap();
+            }
+            let head = store.first_for_order("8000000001".into()).await.unwrap();
+            assert_eq!(head.as_deref(), Some(create.id.as_str()));
+            store.remove_replay(create.id.clone()).await.unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let head = store.first_for_order("8000000001".into()).await.unwrap();
+        assert_eq!(head.as_deref(), Some(first.id.as_str()));
+        let head = store.first_for_order("8000000002".into()).await.unwrap();
+        assert_eq!(head.as_deref(), Some(other.id.as_str()));
+        store.remove_replay(other.id.clone()).await.unwrap();
+        assert_eq!(
+            store.first_for_order("8000000002".into()).await.unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test]
     async fn an_idempotency_key_replays_its_answer_and_refuses_another_body() {
         let (store, _dir) = temp_store();
         let claim = |fp: &str| {
