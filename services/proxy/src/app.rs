@@ -130,6 +130,7 @@ impl Application {
             max: config.replay_max,
             poll: config.replay_poll,
             idempotency_ttl: config.idempotency_ttl,
+            rejection_reasons: config.rejection_reasons.clone(),
         };
         let listener = bind_client_listener(config.listen, config.workers > 1)?;
         let admin_listener = TcpListener::bind(config.admin_listen).await?;

@@ -27,6 +27,7 @@
 //!   create and reads in each mode).
 //! - [`dual_write`] — dual write and replay: [`dual_write::outcome`] (**the dual-write outcome
 //!   table**, one pure function), [`dual_write::numbers`] (order numbers named on creates),
+//!   [`dual_write::change`] (changes: SAP first, then the order service, logged when it fails),
 //!   [`dual_write::store`] (redb file with the replay log and idempotency records, fsync per
 //!   commit), [`dual_write::replay`] (the worker that lands every logged follow-up, with
 //!   back-off and jitter), [`dual_write::shadow`] (shadow comparison of reads, a readiness

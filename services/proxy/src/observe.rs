@@ -83,6 +83,35 @@ pub fn replay_parked(entry: &ReplayEntry, reason: &str) {
     tracing::error!(replay_id = %entry.id, kind = entry.kind.label(), correlation_id = %entry.correlation_id, reason, "replay_parked");
 }
 
+/// A change SAP accepted in `dual-write` was followed up in the order service: `applied` at
+/// once, `logged` to the replay log (order service down, the order not there yet, or a change
+/// of the same order ahead of it), `refused` by the order service (parked for an operator),
+/// `lost` (the replay log could not be written: reconciliation shows the drift).
+pub fn dual_write_change(
+    outcome: &'static str,
+    sales_order: &str,
+    correlation_id: &str,
+    detail: &str,
+) {
+    metrics::counter!("proxy_dual_write_changes_total", "outcome" => outcome).increment(1);
+    match outcome {
+        "applied" => tracing::debug!(sales_order, correlation_id, "dual_write_change_applied"),
+        "logged" => tracing::info!(
+            sales_order,
+            correlation_id,
+            detail,
+            "dual_write_change_logged"
+        ),
+        _ => tracing::error!(
+            sales_order,
+            correlation_id,
+            outcome,
+            detail,
+            "dual_write_change_not_applied"
+        ),
+    }
+}
+
 /// An operator retried or discarded a replay.
 pub fn replay_operator_action(id: &str, action: &str, who: &str) {
     metrics::counter!("proxy_replay_operator_actions_total", "action" => action.to_owned())

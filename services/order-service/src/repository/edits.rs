@@ -153,6 +153,20 @@ impl OrderRepository {
     ) -> Result<Order, ServiceError> {
         let mut tx = self.pool.begin().await?;
         let row = Self::lock_key(&mut tx, key).await?;
+        // A line add repeated under its Idempotency-Key (a replay after a lost answer) adds
+        // nothing: the order as it is now (the version has moved on since the first add).
+        if let (OrderEdit::AddItem(_), Some(k)) = (edit, &ctx.idempotency_key) {
+            let seen: Option<(i32,)> = sqlx::query_as(
+                "SELECT item_number FROM order_line_adds WHERE idempotency_key = $1",
+            )
+            .bind(k)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if seen.is_some() {
+                drop(tx);
+                return self.get(row.id).await;
+            }
+        }
         Self::check_version(&row, Some(expected_version))?;
         let status = Self::current_status(&row)?;
         let next_status = match edit {
@@ -244,6 +258,17 @@ impl OrderRepository {
                 let item_number = (highest / 10 + 1) * 10;
                 let mut line = line.clone();
                 line.item_number = item_number;
+                if let Some(k) = &ctx.idempotency_key {
+                    sqlx::query(
+                        "INSERT INTO order_line_adds (idempotency_key, order_id, item_number) \
+                         VALUES ($1, $2, $3)",
+                    )
+                    .bind(k)
+                    .bind(id)
+                    .bind(item_number)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 items.push(self.complete_line(&row, line).await?);
                 items_changed = true;
             }

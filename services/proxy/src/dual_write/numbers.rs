@@ -244,6 +244,7 @@ mod tests {
             _: Option<&'a Value>,
             _: Option<&'a str>,
             _: &'a str,
+            _: Option<&'a str>,
         ) -> BoxFuture<'a, Result<Value, OrderServiceError>> {
             unreachable!("not used by the pool")
         }

@@ -40,6 +40,9 @@ enum Step {
     Retry(String),
     /// Stop and wait for an operator.
     Park(String),
+    /// Not this entry's turn yet (an entry of the same order is ahead): look again after the
+    /// back-off base, without counting an attempt.
+    Wait(String),
 }
 
 /// Back-off before attempt `attempts + 1`: `base * 2^(attempts-1)` capped at `max`, then
@@ -70,6 +73,8 @@ pub struct ReplayWorker {
     pub poll: Duration,
     /// Lifetime of finished idempotency records (expired here, once an hour).
     pub idempotency_ttl: Duration,
+    /// The rejection reasons the SAP face's translation accepts (`PROXY_REJECTION_REASONS`).
+    pub rejection_reasons: Vec<String>,
 }
 
 impl ReplayWorker {
@@ -145,6 +150,13 @@ impl ReplayWorker {
                     entry.last_error = Some(error);
                     entry.next_attempt_at = Utc::now()
                         + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero());
+                    self.store.put_replay(entry.clone()).await
+                }
+                Step::Wait(why) => {
+                    entry.attempts -= 1;
+                    entry.last_error = Some(why);
+                    entry.next_attempt_at = Utc::now()
+                        + chrono::Duration::from_std(self.base).unwrap_or(chrono::Duration::zero());
                     self.store.put_replay(entry.clone()).await
                 }
                 Step::Park(reason) => {
@@ -241,6 +253,15 @@ impl ReplayWorker {
                     Err(e) => sap_step(e),
                 }
             }
+            ReplayKind::ApplyChange {
+                sales_order,
+                method,
+                resource,
+                body_b64,
+            } => {
+                self.apply_change(entry, sales_order, method, resource, body_b64)
+                    .await
+            }
             ReplayKind::ResolveSilentSap {
                 sales_order,
                 order_id,
@@ -303,6 +324,57 @@ impl ReplayWorker {
 }
 
 impl ReplayWorker {
+    /// A change SAP accepted in `dual-write`, applied to the order service in its order's turn:
+    /// only when no entry logged earlier for the same order is left (its create, an earlier
+    /// change, pending or parked), so a late replay never overwrites a later change.
+    async fn apply_change(
+        &self,
+        entry: &ReplayEntry,
+        sales_order: &str,
+        method: &str,
+        resource: &str,
+        body_b64: &str,
+    ) -> Step {
+        use base64::Engine;
+        match self.store.first_for_order(sales_order.to_owned()).await {
+            Ok(Some(first)) if first != entry.id => {
+                return Step::Wait(format!("waiting behind replay {first} of the same order"));
+            }
+            Ok(_) => {}
+            Err(e) => return Step::Retry(e.to_string()),
+        }
+        let method = http::Method::from_bytes(method.as_bytes()).unwrap_or(http::Method::PATCH);
+        let Some(change) = crate::face::write::change_of(&method, resource) else {
+            return Step::Park(format!(
+                "not a change of the sales order service: {method} {resource}"
+            ));
+        };
+        let body = match base64::engine::general_purpose::STANDARD.decode(body_b64) {
+            Ok(b) => bytes::Bytes::from(b),
+            Err(e) => return Step::Park(format!("unreadable body: {e}")),
+        };
+        match crate::face::write::apply_dual_write(
+            self.orders.as_ref(),
+            &self.rejection_reasons,
+            &change,
+            &body,
+            &entry.id,
+            &entry.correlation_id,
+        )
+        .await
+        {
+            Ok(()) => Step::Landed,
+            Err(crate::face::write::ApplyError::NotFound) => Step::Retry(format!(
+                "order {sales_order} is not in the order service (yet)"
+            )),
+            Err(crate::face::write::ApplyError::Unavailable(e)) => Step::Retry(e),
+            Err(crate::face::write::ApplyError::Refused(e)) => {
+                tracing::error!(sales_order, replay_id = %entry.id, reason = %e, "the order service refuses a change SAP accepted");
+                Step::Park(format!("order {sales_order}: {e}"))
+            }
+        }
+    }
+
     /// What SAP derived for an order it holds, to adopt with the link.
     async fn sap_pricing(&self, number: &str) -> Option<serde_json::Value> {
         let found = self.sap.read_by_key(number, None).await.ok()??;

@@ -24,6 +24,10 @@ const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempote
 const REPLAY_DUE: TableDefinition<(i64, &str), ()> = TableDefinition::new("replay_due");
 /// Parked replay entries (ids), so the backlog counts are read, not computed.
 const REPLAY_PARKED: TableDefinition<&str, ()> = TableDefinition::new("replay_parked");
+/// Every entry that concerns one order, by `(order number, id)`: a change of an order queues
+/// behind whatever is logged for that order before it (ids are UUID v7: creation order).
+/// Rebuilt from the log at every open (so a log of an earlier version is indexed too).
+const REPLAY_BY_ORDER: TableDefinition<(&str, &str), ()> = TableDefinition::new("replay_by_order");
 /// Order numbers reserved from the order service and not yet handed out (ascending).
 const NUMBERS: TableDefinition<&str, ()> = TableDefinition::new("order_numbers");
 
@@ -93,6 +97,20 @@ pub enum ReplayKind {
         /// Order-service order id to link.
         order_id: String,
     },
+    /// A change SAP accepted in `dual-write` (`PATCH`/`MERGE`/`PUT` of the header or a line,
+    /// a line added or removed), to apply to the order service's order with that number
+    /// through the same translation as the SAP face of `events` (`face::write`). It waits
+    /// behind every entry logged earlier for the same order (its create, earlier changes).
+    ApplyChange {
+        /// The order number (SAP's and ours).
+        sales_order: String,
+        /// The effective HTTP method of the SAP request (`X-HTTP-Method` resolved).
+        method: String,
+        /// The SAP request's path below the service root (`/A_SalesOrderItem(...)`).
+        resource: String,
+        /// The SAP request body, base64.
+        body_b64: String,
+    },
     /// A create SAP went silent on, decided once SAP can no longer commit it: SAP holds
     /// `sales_order` → the order service keeps (or gets) the order and is linked; it does not
     /// → the new order is voided (or a create that may have landed is compensated).
@@ -120,6 +138,28 @@ impl ReplayKind {
             ReplayKind::CompensateUnknownCreate { .. } => "compensate_unknown_create",
             ReplayKind::CreateInSap { .. } => "create_in_sap",
             ReplayKind::ResolveSilentSap { .. } => "resolve_silent_sap",
+            ReplayKind::ApplyChange { .. } => "apply_change",
+        }
+    }
+
+    /// The order number this entry concerns, for the per-order queue: the order a create
+    /// makes (SAP's number, else the one it names), a silent create's number, a change's.
+    pub fn order_number(&self) -> Option<&str> {
+        match self {
+            ReplayKind::CreateInOrderService {
+                body,
+                sap_order_number,
+                ..
+            } => sap_order_number
+                .as_deref()
+                .or_else(|| body["order_number"].as_str()),
+            ReplayKind::LinkSapOrderNumber {
+                sap_order_number, ..
+            } => Some(sap_order_number),
+            ReplayKind::CreateInSap { body, .. } => body["SalesOrder"].as_str(),
+            ReplayKind::ResolveSilentSap { sales_order, .. }
+            | ReplayKind::ApplyChange { sales_order, .. } => Some(sales_order),
+            ReplayKind::VoidOrder { .. } | ReplayKind::CompensateUnknownCreate { .. } => None,
         }
     }
 }
@@ -279,6 +319,16 @@ impl Store {
             tx.open_table(NUMBERS)?;
             let mut due = tx.open_table(REPLAY_DUE)?;
             let mut parked = tx.open_table(REPLAY_PARKED)?;
+            let mut by_order = tx.open_table(REPLAY_BY_ORDER)?;
+            by_order.retain(|_, _| false)?;
+            for row in replays.iter()? {
+                let (k, v) = row?;
+                if let Ok(e) = serde_json::from_slice::<ReplayEntry>(v.value())
+                    && let Some(n) = e.kind.order_number()
+                {
+                    by_order.insert((n, k.value()), ())?;
+                }
+            }
             // A log written before the indexes existed: index it once.
             use redb::ReadableTableMetadata;
             if due.len()? == 0 && parked.len()? == 0 && replays.len()? > 0 {
@@ -324,13 +374,17 @@ impl Store {
                 let mut t = tx.open_table(REPLAYS)?;
                 let mut due = tx.open_table(REPLAY_DUE)?;
                 let mut parked = tx.open_table(REPLAY_PARKED)?;
+                let mut by_order = tx.open_table(REPLAY_BY_ORDER)?;
                 for entry in &entries {
                     let bytes = serde_json::to_vec(entry).map_err(|e| StoreError(e.to_string()))?;
                     let old: Option<ReplayEntry> = t
                         .insert(entry.id.as_str(), bytes.as_slice())?
                         .and_then(|g| serde_json::from_slice(g.value()).ok());
                     if let Some(old) = old {
-                        unindex(&old, &mut due, &mut parked)?;
+                        unindex(&old, &mut due, &mut parked, &mut by_order)?;
+                    }
+                    if let Some(n) = entry.kind.order_number() {
+                        by_order.insert((n, entry.id.as_str()), ())?;
                     }
                     match entry.state {
                         ReplayState::Pending => {
@@ -359,12 +413,13 @@ impl Store {
                 let mut t = tx.open_table(REPLAYS)?;
                 let mut due = tx.open_table(REPLAY_DUE)?;
                 let mut parked = tx.open_table(REPLAY_PARKED)?;
+                let mut by_order = tx.open_table(REPLAY_BY_ORDER)?;
                 let old: Option<ReplayEntry> = t
                     .remove(id.as_str())?
                     .and_then(|g| serde_json::from_slice(g.value()).ok());
                 match old {
                     Some(old) => {
-                        unindex(&old, &mut due, &mut parked)?;
+                        unindex(&old, &mut due, &mut parked, &mut by_order)?;
                         true
                     }
                     None => false,
@@ -452,6 +507,22 @@ impl Store {
                 }
             }
             Ok(out)
+        })
+        .await
+    }
+
+    /// The id of the oldest entry (pending or parked) logged for order `number`: a change of
+    /// that order queues behind it. One range read of the per-order index.
+    pub async fn first_for_order(&self, number: String) -> Result<Option<String>, StoreError> {
+        self.blocking(move |db| {
+            let tx = db.begin_read()?;
+            let by_order = tx.open_table(REPLAY_BY_ORDER)?;
+            let first = by_order
+                .range((number.as_str(), "")..=(number.as_str(), "\u{10ffff}"))?
+                .next()
+                .transpose()?
+                .map(|(k, _)| k.value().1.to_owned());
+            Ok(first)
         })
         .await
     }
@@ -709,9 +780,13 @@ fn unindex(
     old: &ReplayEntry,
     due: &mut redb::Table<(i64, &'static str), ()>,
     parked: &mut redb::Table<&'static str, ()>,
+    by_order: &mut redb::Table<(&'static str, &'static str), ()>,
 ) -> Result<(), StoreError> {
     due.remove((old.next_attempt_at.timestamp_millis(), old.id.as_str()))?;
     parked.remove(old.id.as_str())?;
+    if let Some(n) = old.kind.order_number() {
+        by_order.remove((n, old.id.as_str()))?;
+    }
     Ok(())
 }
 
@@ -750,6 +825,57 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.list_replays().await.unwrap(), vec![entry]);
         assert_eq!(store.backlog().await.unwrap().pending, 1);
+    }
+
+    #[tokio::test]
+    async fn a_change_queues_behind_the_oldest_entry_of_its_order_even_after_reopening() {
+        let dir = temp_dir();
+        let change = |n: &str| {
+            ReplayEntry::new(
+                ReplayKind::ApplyChange {
+                    sales_order: n.into(),
+                    method: "PATCH".into(),
+                    resource: format!("/A_SalesOrder('{n}')"),
+                    body_b64: String::new(),
+                },
+                "sales-orders",
+                "c",
+            )
+        };
+        let create = ReplayEntry::new(
+            ReplayKind::CreateInOrderService {
+                body: serde_json::json!({"order_number": "8000000001"}),
+                idempotency_key: "k".into(),
+                sap_order_number: None,
+                pricing: None,
+            },
+            "sales-orders",
+            "c",
+        );
+        let (first, second, other) = (
+            change("8000000001"),
+            change("8000000001"),
+            change("8000000002"),
+        );
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for e in [&create, &first, &second, &other] {
+                store.put_replay(e.clone()).await.unwrap();
+            }
+            let head = store.first_for_order("8000000001".into()).await.unwrap();
+            assert_eq!(head.as_deref(), Some(create.id.as_str()));
+            store.remove_replay(create.id.clone()).await.unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let head = store.first_for_order("8000000001".into()).await.unwrap();
+        assert_eq!(head.as_deref(), Some(first.id.as_str()));
+        let head = store.first_for_order("8000000002".into()).await.unwrap();
+        assert_eq!(head.as_deref(), Some(other.id.as_str()));
+        store.remove_replay(other.id.clone()).await.unwrap();
+        assert_eq!(
+            store.first_for_order("8000000002".into()).await.unwrap(),
+            None
+        );
     }
 
     #[tokio::test]

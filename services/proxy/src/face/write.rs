@@ -24,7 +24,7 @@ use serde_json::{Map, Value, json};
 use crate::error::odata_error;
 use crate::routing::sales_orders::SalesOrders;
 use crate::serve::body::{ProxyBody, full};
-use crate::upstreams::order_client::OrderServiceError;
+use crate::upstreams::order_client::{OrderService, OrderServiceError};
 use sap_odata::payload::{PropertyMap, parse_entity, parse_update};
 use sap_odata::uri::{parse_resource_path, resolve_key};
 use sap_odata::{SALES_ORDER, SALES_ORDER_ITEM};
@@ -282,92 +282,15 @@ impl SalesOrders {
             Ok(None) => return not_found(&number),
             Err(e) => return sap_refusal(e, &number, None),
         };
-        let id = order["id"].as_str().unwrap_or_default().to_owned();
-        let (method, path, payload, item, required) = match &change {
-            Change::DeleteOrder(_) => {
-                return odata_error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "/IWFND/CM_MGW/014",
-                    "Deleting a sales order is not available while the order service serves this route; reject its items (SalesDocumentRjcnReason) instead",
-                );
-            }
-            Change::Header(n) => {
-                let map = match parse_update(&body, &SALES_ORDER) {
-                    Ok(m) => m,
-                    Err(e) => return payload_refusal(e),
-                };
-                if let Some(r) = key_change(&map, "SalesOrder", n) {
-                    return r;
-                }
-                (
-                    Method::PATCH,
-                    format!("/api/v1/orders/{id}"),
-                    Some(header_patch(&map, &order)),
-                    None,
-                    true,
-                )
-            }
-            Change::Item(n, i) => {
-                let map = match parse_update(&body, &SALES_ORDER_ITEM) {
-                    Ok(m) => m,
-                    Err(e) => return payload_refusal(e),
-                };
-                if let Some(r) = key_change(&map, "SalesOrder", n)
-                    .or_else(|| key_change(&map, "SalesOrderItem", i))
-                {
-                    return r;
-                }
-                let current = order["items"]
-                    .as_array()
-                    .and_then(|items| {
-                        items
-                            .iter()
-                            .find(|it| order_acl::item_number_text(it) == *i)
-                    })
-                    .map(|it| order_acl::item_to_entity(it, n, ""))
-                    .unwrap_or(Value::Null);
-                let patch = match item_patch(&map, &current, &self.config.rejection_reasons) {
-                    Ok(p) => p,
-                    Err(r) => return r.into_response(),
-                };
-                (
-                    Method::PATCH,
-                    format!("/api/v1/orders/{id}/items/{i}"),
-                    Some(patch),
-                    Some(i.clone()),
-                    false,
-                )
-            }
-            Change::AddItem(_) => {
-                let entity: Value = match serde_json::from_slice(&body) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        return odata_error(
-                            StatusCode::BAD_REQUEST,
-                            "CX_SXML_PARSE_ERROR",
-                            &format!("The request body is not valid JSON: {e}"),
-                        );
-                    }
-                };
-                let map = match parse_entity(&entity, &SALES_ORDER_ITEM) {
-                    Ok(m) => m,
-                    Err(e) => return payload_refusal(e),
-                };
-                (
-                    Method::POST,
-                    format!("/api/v1/orders/{id}/items"),
-                    Some(new_item(&map)),
-                    None,
-                    false,
-                )
-            }
-            Change::DeleteItem(_, i) => (
-                Method::DELETE,
-                format!("/api/v1/orders/{id}/items/{i}"),
-                None,
-                Some(i.clone()),
-                false,
-            ),
+        let Planned {
+            method,
+            path,
+            payload,
+            item,
+            required,
+        } = match plan(&order, &change, &body, &self.config.rejection_reasons) {
+            Ok(p) => p,
+            Err(r) => return *r,
         };
         let version = match if_match(&parts.headers, &order, required) {
             Ok(v) => v,
@@ -381,6 +304,7 @@ impl SalesOrders {
                 payload.as_ref(),
                 Some(&version),
                 &correlation,
+                None,
             )
             .await;
         // No precondition from the client (a line: S/4 has no ETag for it): the change applies
@@ -397,7 +321,14 @@ impl SalesOrders {
         {
             answered = self
                 .orders
-                .change(method, &path, payload.as_ref(), Some(&v), &correlation)
+                .change(
+                    method,
+                    &path,
+                    payload.as_ref(),
+                    Some(&v),
+                    &correlation,
+                    None,
+                )
                 .await;
         }
         let after = match answered {
@@ -445,6 +376,227 @@ impl SalesOrders {
             _ => no_content(etag),
         }
     }
+}
+
+/// Why a change SAP accepted in `dual-write` did not land in the order service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyError {
+    /// The order service has no order under that number (yet: its create may still be in
+    /// the replay log): try again later.
+    NotFound,
+    /// Down, timed out, 5xx, or the order moved under two attempts: try again later.
+    Unavailable(String),
+    /// The order service (or the translation) refuses what SAP accepted: an operator decides.
+    Refused(String),
+}
+
+/// The number a change names.
+pub fn number_of(change: &Change) -> &str {
+    match change {
+        Change::Header(n)
+        | Change::Item(n, _)
+        | Change::AddItem(n)
+        | Change::DeleteItem(n, _)
+        | Change::DeleteOrder(n) => n,
+    }
+}
+
+/// The order-service order SAP knows as `number`: linked under SAP's number, else ours
+/// (one number in both systems).
+pub async fn find_order(
+    orders: &dyn OrderService,
+    number: &str,
+) -> Result<Option<Value>, OrderServiceError> {
+    let by_sap = orders
+        .list(&format!(
+            "sap_order_number={}&limit=1",
+            crate::routing::sales_orders::pct(number)
+        ))
+        .await?;
+    if let Some(o) = by_sap.into_iter().next() {
+        return Ok(Some(o));
+    }
+    orders
+        .by_number(&crate::routing::sales_orders::pct(number))
+        .await
+}
+
+/// Applies a change SAP accepted (`dual-write`: SAP is the system of record) to the order
+/// service's order with the same number, through the SAP face's own translation ([`plan`]).
+/// The client's `If-Match` is SAP's ETag, not the order service's version, so the change
+/// applies to the order service's current version (read again once if it moved meanwhile).
+/// `key` (the replay entry's id) goes as `Idempotency-Key`: a line added again after a lost
+/// answer is not added twice; a quantity, reason or header field set twice is the same state.
+pub async fn apply_dual_write(
+    orders: &dyn OrderService,
+    reasons: &[String],
+    change: &Change,
+    body: &Bytes,
+    key: &str,
+    correlation: &str,
+) -> Result<(), ApplyError> {
+    let number = number_of(change);
+    let failed = |e: OrderServiceError| {
+        if e.is_retryable() {
+            ApplyError::Unavailable(e.to_string())
+        } else {
+            ApplyError::Refused(e.to_string())
+        }
+    };
+    let mut last = None;
+    for _ in 0..2 {
+        let order = match find_order(orders, number).await {
+            Ok(Some(o)) => o,
+            Ok(None) => return Err(ApplyError::NotFound),
+            Err(e) => return Err(failed(e)),
+        };
+        let planned = plan(&order, change, body, reasons).map_err(|r| {
+            ApplyError::Refused(format!(
+                "the SAP face's translation refuses the change ({})",
+                r.status()
+            ))
+        })?;
+        let version = order_acl::order_etag(&order);
+        let answered = orders
+            .change(
+                planned.method,
+                &planned.path,
+                planned.payload.as_ref(),
+                version.as_deref(),
+                correlation,
+                matches!(change, Change::AddItem(_)).then_some(key),
+            )
+            .await;
+        match answered {
+            Ok(_) => return Ok(()),
+            Err(OrderServiceError::Rejected {
+                status: 412,
+                detail,
+            }) => {
+                last = Some(detail);
+            }
+            Err(e) => return Err(failed(e)),
+        }
+    }
+    Err(ApplyError::Unavailable(format!(
+        "the order moved under two attempts: {}",
+        last.unwrap_or_default()
+    )))
+}
+
+/// The order-service call a SAP write makes: the one translation of SAP's writes, used by the
+/// SAP face of `events`/`retired` and by the dual write of changes ([`apply_dual_write`]).
+pub(crate) struct Planned {
+    method: Method,
+    path: String,
+    payload: Option<Value>,
+    item: Option<String>,
+    /// S/4 requires `If-Match` (a header change).
+    required: bool,
+}
+
+/// Translates `change` (with its SAP body) of `order` (the order service's) into the call,
+/// or refuses it in SAP's terms.
+fn plan(
+    order: &Value,
+    change: &Change,
+    body: &Bytes,
+    reasons: &[String],
+) -> Result<Planned, Box<Response<ProxyBody>>> {
+    let id = order["id"].as_str().unwrap_or_default().to_owned();
+    let (method, path, payload, item, required) = match change {
+        Change::DeleteOrder(_) => {
+            return Err(Box::new(odata_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "/IWFND/CM_MGW/014",
+                "Deleting a sales order is not available while the order service serves this route; reject its items (SalesDocumentRjcnReason) instead",
+            )));
+        }
+        Change::Header(n) => {
+            let map = match parse_update(body, &SALES_ORDER) {
+                Ok(m) => m,
+                Err(e) => return Err(Box::new(payload_refusal(e))),
+            };
+            if let Some(r) = key_change(&map, "SalesOrder", n) {
+                return Err(Box::new(r));
+            }
+            (
+                Method::PATCH,
+                format!("/api/v1/orders/{id}"),
+                Some(header_patch(&map, order)),
+                None,
+                true,
+            )
+        }
+        Change::Item(n, i) => {
+            let map = match parse_update(body, &SALES_ORDER_ITEM) {
+                Ok(m) => m,
+                Err(e) => return Err(Box::new(payload_refusal(e))),
+            };
+            if let Some(r) =
+                key_change(&map, "SalesOrder", n).or_else(|| key_change(&map, "SalesOrderItem", i))
+            {
+                return Err(Box::new(r));
+            }
+            let current = order["items"]
+                .as_array()
+                .and_then(|items| {
+                    items
+                        .iter()
+                        .find(|it| order_acl::item_number_text(it) == *i)
+                })
+                .map(|it| order_acl::item_to_entity(it, n, ""))
+                .unwrap_or(Value::Null);
+            let patch = match item_patch(&map, &current, reasons) {
+                Ok(p) => p,
+                Err(r) => return Err(Box::new(r.into_response())),
+            };
+            (
+                Method::PATCH,
+                format!("/api/v1/orders/{id}/items/{i}"),
+                Some(patch),
+                Some(i.clone()),
+                false,
+            )
+        }
+        Change::AddItem(_) => {
+            let entity: Value = match serde_json::from_slice(body) {
+                Ok(v) => v,
+                Err(e) => {
+                    return Err(Box::new(odata_error(
+                        StatusCode::BAD_REQUEST,
+                        "CX_SXML_PARSE_ERROR",
+                        &format!("The request body is not valid JSON: {e}"),
+                    )));
+                }
+            };
+            let map = match parse_entity(&entity, &SALES_ORDER_ITEM) {
+                Ok(m) => m,
+                Err(e) => return Err(Box::new(payload_refusal(e))),
+            };
+            (
+                Method::POST,
+                format!("/api/v1/orders/{id}/items"),
+                Some(new_item(&map)),
+                None,
+                false,
+            )
+        }
+        Change::DeleteItem(_, i) => (
+            Method::DELETE,
+            format!("/api/v1/orders/{id}/items/{i}"),
+            None,
+            Some(i.clone()),
+            false,
+        ),
+    };
+    Ok(Planned {
+        method,
+        path,
+        payload,
+        item,
+        required,
+    })
 }
 
 /// The order-service `PATCH` of a header change: mapped fields to their modern names, every

@@ -1121,14 +1121,7 @@ impl SalesOrders {
     /// The order-service order SAP knows as `number`: linked under SAP's number, else ours
     /// (one number in both systems).
     pub async fn find_order(&self, number: &str) -> Result<Option<Value>, OrderServiceError> {
-        let by_sap = self
-            .orders
-            .list(&format!("sap_order_number={}&limit=1", pct(number)))
-            .await?;
-        if let Some(o) = by_sap.into_iter().next() {
-            return Ok(Some(o));
-        }
-        self.orders.by_number(&pct(number)).await
+        crate::face::write::find_order(self.orders.as_ref(), number).await
     }
 
     /// `events` / `retired` reads of the route, from the order service

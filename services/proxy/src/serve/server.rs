@@ -150,6 +150,7 @@ impl ProxyState {
             ),
             (Plan::ShadowedRead, _) => self.shadowed_read(parts, body).await,
             (Plan::OrderServiceChange, _) => self.order_service_change(parts, body).await,
+            (Plan::DualWriteChange, _) => self.dual_write_change(parts, body).await,
             (Plan::OrderServiceRead, route) => {
                 use crate::face::read::Read;
                 match self.sales_orders.read_from_order_service(&parts).await {
@@ -189,8 +190,10 @@ impl ProxyState {
                 Plan::ShadowedRead
             }
             (Operation::SalesOrderRead, Some(m)) if m >= Mode::Events => Plan::OrderServiceRead,
-            // Earlier modes leave changes to SAP alone (its order is the one of record).
             (Operation::SalesOrderChange, Some(m)) if m >= Mode::Events => Plan::OrderServiceChange,
+            // SAP is the system of record; the order service gets what SAP accepted. Legacy
+            // leaves changes to SAP alone.
+            (Operation::SalesOrderChange, Some(Mode::DualWrite)) => Plan::DualWriteChange,
             // Where the order service serves the route, a batch's parts are served one by one
             // as the same requests alone would be.
             (Operation::Batch, Some(m)) if m >= Mode::Events => Plan::OrderServiceBatch,
@@ -267,6 +270,28 @@ impl ProxyState {
             Err(refused) => return refused,
         };
         self.sales_orders.change(&parts, change, body).await
+    }
+
+    /// A change in `dual-write`: the body read whole (within the same limits as a create),
+    /// sent to SAP, and what SAP accepted applied to the order service too
+    /// ([`crate::dual_write::change`]). A write the SAP face does not know goes to SAP alone.
+    async fn dual_write_change(
+        &self,
+        parts: http::request::Parts,
+        body: Inbound,
+    ) -> Response<ProxyBody> {
+        let method = crate::face::write::effective_method(&parts.method, &parts.headers);
+        let resource = crate::face::write::below_root(parts.uri.path());
+        let Some(change) = crate::face::write::change_of(&method, &resource) else {
+            return self.pass_through(parts, body).await;
+        };
+        let body = match self.whole_body(&parts, body).await {
+            Ok(b) => b,
+            Err(refused) => return refused,
+        };
+        self.sales_orders
+            .dual_write_change(parts, change, method, resource, body)
+            .await
     }
 
     /// A dual-write read by key: SAP answers, a copy is compared with the order service after
@@ -357,6 +382,8 @@ pub(crate) enum Plan {
     OrderServiceRead,
     /// A change served by the order service (`events`, `retired`; [`crate::face::write`]).
     OrderServiceChange,
+    /// A change in `dual-write`: SAP first, then the order service ([`crate::dual_write::change`]).
+    DualWriteChange,
     /// A `$batch` whose parts are served one by one as the same requests alone
     /// (`events`, `retired`; [`crate::face::batch`]).
     OrderServiceBatch,

@@ -127,7 +127,8 @@ pub trait OrderService: Send + Sync + 'static {
     /// `GET /ready` answered 200.
     fn ready(&self) -> BoxFuture<'_, bool>;
     /// A change of an order on the REST face (`PATCH /api/v1/orders/{id}/items/10`, ...) with
-    /// `If-Match`; the order as answered (`Null` for a `204`).
+    /// `If-Match` (and `Idempotency-Key`, which a line add honours); the order as answered
+    /// (`Null` for a `204`).
     fn change<'a>(
         &'a self,
         method: Method,
@@ -135,6 +136,7 @@ pub trait OrderService: Send + Sync + 'static {
         body: Option<&'a Value>,
         if_match: Option<&'a str>,
         correlation_id: &'a str,
+        idempotency_key: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Value, OrderServiceError>>;
     /// `POST /api/v1/order-numbers`: reserves `count` order numbers for this caller (numbers
     /// from the range SAP's order type has as its external range), ascending.
@@ -369,11 +371,15 @@ impl OrderService for HttpOrderService {
         body: Option<&'a Value>,
         if_match: Option<&'a str>,
         correlation_id: &'a str,
+        idempotency_key: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Value, OrderServiceError>> {
         Box::pin(async move {
             let mut headers = vec![("x-correlation-id", correlation_id)];
             if let Some(m) = if_match {
                 headers.push(("if-match", m));
+            }
+            if let Some(k) = idempotency_key {
+                headers.push(("idempotency-key", k));
             }
             let (_, bytes) = self.call(method, path, body, &headers).await?;
             Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))

@@ -5,6 +5,7 @@
 mod admin;
 mod common;
 mod crash;
+mod dual_change;
 mod events_face;
 mod fastpath;
 mod holes;
