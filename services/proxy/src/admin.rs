@@ -499,12 +499,14 @@ fn sap_sync_verdict(
         let gap = s["retention_gap"].as_bool().unwrap_or(false);
         out.push(Criterion {
             name: "sap_sync_drained",
-            ok: lag == Some(0) && parked == 0 && !gap,
+            ok: parked == 0 && !gap && (lag == Some(0) || in_flight_only(&s, lag, max_lag)),
             detail: format!(
-                "retired feeds SAP no more, so every event must be in SAP first: lag exactly 0 \
-                 events and no parked order (not merely within the events bound); now {} \
-                 behind, {parked} parked{}",
+                "retired feeds SAP no more, so nothing may wait in sap-sync: no backlog (lag 0, or \
+                 only events in flight: within the events bound, the oldest younger than \
+                 {IN_FLIGHT_SECONDS} s) and no parked order; now {} behind (oldest {} s), \
+                 {parked} parked{}",
                 lag.map_or_else(|| "unknown".to_owned(), |l| l.to_string()),
+                s["lag_seconds"].as_f64().unwrap_or(0.0),
                 if gap {
                     ", and events were lost to Kafka's retention"
                 } else {
@@ -516,9 +518,17 @@ fn sap_sync_verdict(
     out
 }
 
-/// What sap-sync's status says about a return from `retired`: caught up once it reports lag 0,
-/// nothing parked and no retention gap.
-fn return_progress(status: Option<Result<serde_json::Value, String>>) -> ReturnProgress {
+/// What sap-sync's status says about a return from `retired` that began at `since`: caught up
+/// once SAP has every event from before the return (sap-sync no longer holds, and the oldest
+/// event it has in work is younger than the return), with nothing parked and no retention
+/// gap; lag 0 is caught up at once. Not only lag 0: the route keeps taking orders while it
+/// returns, so under steady traffic an exact 0 may never be seen. What is still in flight
+/// then (within `max_lag`, the bound of a healthy `events` route) was taken during the return.
+fn return_progress(
+    status: Option<Result<serde_json::Value, String>>,
+    max_lag: u64,
+    since: DateTime<Utc>,
+) -> ReturnProgress {
     let mut p = ReturnProgress {
         state: "catching_up",
         lag: None,
@@ -565,9 +575,25 @@ fn return_progress(status: Option<Result<serde_json::Value, String>>) -> ReturnP
         )
     } else {
         match (p.lag, p.parked) {
-            (Some(0), Some(0)) => {
+            (Some(lag), Some(0))
+                if lag == 0
+                    || (lag <= max_lag
+                        && p.held == Some(false)
+                        && s["lag_seconds"].as_f64().is_some_and(|age| {
+                            age > 0.0
+                                && Utc::now()
+                                    - chrono::Duration::milliseconds((age * 1000.0) as i64)
+                                    > since
+                        })) =>
+            {
                 p.state = "caught_up";
-                "SAP has every change".to_owned()
+                if lag == 0 {
+                    "SAP has every change".to_owned()
+                } else {
+                    format!(
+                        "SAP has every change taken while retired; {lag} events taken during the return are on their way"
+                    )
+                }
             }
             (Some(lag), Some(0)) => {
                 format!("sap-sync is bringing SAP up to date: {lag} events to go")
@@ -585,6 +611,29 @@ fn return_progress(status: Option<Result<serde_json::Value, String>>) -> ReturnP
     };
     p
 }
+
+/// When the return of `route` began (now, if the route shows none).
+fn current_since(state: &AdminState, route: &str) -> DateTime<Utc> {
+    state
+        .routes
+        .snapshot(route)
+        .and_then(|r| r.returning_since)
+        .unwrap_or_else(Utc::now)
+}
+
+/// Under steady traffic sap-sync is never at exactly 0: what it has is only in flight when it
+/// is within the events bound and the oldest event it works on is younger than
+/// [`IN_FLIGHT_SECONDS`] (nothing waits behind a slow or stuck SAP call). Those events wait in
+/// Kafka while the route is retired and reach SAP on a return.
+fn in_flight_only(status: &serde_json::Value, lag: Option<u64>, max_lag: u64) -> bool {
+    lag.is_some_and(|l| l <= max_lag)
+        && status["lag_seconds"]
+            .as_f64()
+            .is_some_and(|age| age > 0.0 && age <= IN_FLIGHT_SECONDS)
+}
+
+/// The age of the oldest event sap-sync works on below which its lag is only what is in flight.
+const IN_FLIGHT_SECONDS: f64 = 2.0;
 
 /// A log that cannot be read is not an empty one: the gate stays shut.
 fn backlog_criterion(
@@ -806,7 +855,11 @@ async fn begin_return(
         .cloned();
     let progress = match known {
         Some(p) => p,
-        None => return_progress(sap_sync_status(state).await),
+        None => return_progress(
+            sap_sync_status(state).await,
+            state.sap_sync_max_lag,
+            current_since(state, route),
+        ),
     };
     (
         StatusCode::ACCEPTED,
@@ -847,7 +900,11 @@ impl Returner {
             let Some(to) = r.returning_to else {
                 continue;
             };
-            let progress = return_progress(sap_sync_status(state).await);
+            let progress = return_progress(
+                sap_sync_status(state).await,
+                state.sap_sync_max_lag,
+                r.returning_since.unwrap_or_else(Utc::now),
+            );
             let caught_up = progress.caught_up();
             state
                 .returns
@@ -1109,7 +1166,7 @@ mod tests {
     }
 
     #[test]
-    fn into_retired_sap_sync_must_have_no_backlog_at_all_not_merely_one_within_the_bound() {
+    fn into_retired_sap_sync_must_have_no_backlog_only_what_is_in_flight() {
         let clean = serde_json::json!({"joined": true, "lag_messages": 0, "lag_seconds": 0.0,
                                        "parked_orders": 0, "partitions": [0]});
         assert!(failing(&sap_sync_verdict(Ok(clean.clone()), 100, Mode::Retired)).is_empty());
@@ -1121,6 +1178,17 @@ mod tests {
         assert_eq!(failing(&c), vec!["sap_sync_drained"]);
         let drained = c.iter().find(|c| c.name == "sap_sync_drained").unwrap();
         assert!(drained.detail.contains("3 behind"), "{}", drained.detail);
+        // Three in flight under steady traffic, the oldest 0.4 s old: only in flight.
+        let mut in_flight = clean.clone();
+        in_flight["lag_messages"] = 3.into();
+        in_flight["lag_seconds"] = 0.4.into();
+        assert!(failing(&sap_sync_verdict(Ok(in_flight.clone()), 100, Mode::Retired)).is_empty());
+        // The same count behind an event 30 s old: a backlog.
+        in_flight["lag_seconds"] = 30.0.into();
+        assert_eq!(
+            failing(&sap_sync_verdict(Ok(in_flight), 100, Mode::Retired)),
+            vec!["sap_sync_drained"]
+        );
         let mut parked = clean.clone();
         parked["parked_orders"] = 1.into();
         assert_eq!(
@@ -1209,36 +1277,46 @@ mod tests {
     }
 
     #[test]
-    fn a_return_completes_only_at_lag_zero_with_nothing_parked_and_no_retention_gap() {
+    fn a_return_completes_within_the_events_bound_with_nothing_parked_and_no_retention_gap() {
         let status = |lag: u64, parked: u64, held: bool| {
             Some(Ok(serde_json::json!({"joined": true, "lag_messages": lag,
-                "parked_orders": parked, "held": held, "hold_reason": "route sales-orders is retired"})))
+                "parked_orders": parked, "held": held, "hold_reason": "route sales-orders is retired",
+                "lag_seconds": 0.5})))
         };
-        assert!(return_progress(status(0, 0, false)).caught_up());
+        // The return began 10 s ago; the oldest event in work is 0.5 s old.
+        let since = Utc::now() - chrono::Duration::seconds(10);
+        assert!(return_progress(status(0, 0, false), 2, since).caught_up());
         // Nothing happened while retired: a held sap-sync with nothing behind is caught up.
-        assert!(return_progress(status(0, 0, true)).caught_up());
-        let p = return_progress(status(4, 0, false));
+        assert!(return_progress(status(0, 0, true), 2, since).caught_up());
+        // Within the bound once sap-sync runs again, and all it still has is younger than the
+        // return: the route can go back...
+        assert!(return_progress(status(2, 0, false), 2, since).caught_up());
+        // ... but not while it still works on an event from before the return.
+        let old = Some(Ok(serde_json::json!({"joined": true, "lag_messages": 2,
+            "parked_orders": 0, "held": false, "lag_seconds": 30.0})));
+        assert!(!return_progress(old, 2, since).caught_up());
+        let p = return_progress(status(4, 0, false), 2, since);
         assert!(!p.caught_up());
         assert_eq!((p.lag, p.parked), (Some(4), Some(0)));
         assert!(p.detail.contains("4 events to go"), "{}", p.detail);
-        let p = return_progress(status(4, 0, true));
+        let p = return_progress(status(4, 0, true), 2, since);
         assert!(p.detail.contains("still holds"), "{}", p.detail);
-        let p = return_progress(status(0, 2, false));
+        let p = return_progress(status(0, 2, false), 2, since);
         assert!(!p.caught_up());
         assert!(p.detail.contains("redrive"), "{}", p.detail);
         let gap = Some(Ok(serde_json::json!({"joined": true, "lag_messages": 0,
             "parked_orders": 0, "held": false, "retention_gap": true,
             "retention_gap_partitions": [{"partition": 2, "committed": 5, "log_start": 40}]})));
-        let p = return_progress(gap);
+        let p = return_progress(gap, 2, since);
         assert!(!p.caught_up() && p.retention_gap);
         assert!(
             p.detail.contains("orderctl backfill") && p.detail.contains("\"partition\":2"),
             "{}",
             p.detail
         );
-        let p = return_progress(Some(Err("connection refused".into())));
+        let p = return_progress(Some(Err("connection refused".into())), 2, since);
         assert!(!p.caught_up() && p.detail.contains("connection refused"));
-        let p = return_progress(None);
+        let p = return_progress(None, 2, since);
         assert!(!p.caught_up() && p.detail.contains("SAP_SYNC_URL"));
     }
 

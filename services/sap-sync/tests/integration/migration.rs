@@ -11,11 +11,10 @@
 //! clients answer it: one fresh fetch and the same request again (a token issued by SAP is no
 //! token of the proxy's SAP face once a route is retired, and the other way round).
 //!
-//! It fails today, on purpose, and says why: in `dual-write` a line change goes to SAP alone
-//! (`docs/proxy.md`, known limitations), so every change acknowledged in that phase is missing
-//! from the order service, the reconciliation shows it as drift (the switches to `events` and
-//! `retired` have to be forced), and once the order service serves the route the client reads
-//! its change undone. Nothing is lost or doubled otherwise, in either system.
+//! It found two defects that are fixed: in `dual-write` a line change went to SAP alone, so
+//! every change acknowledged in that phase was missing from the order service (the proxy now
+//! writes changes to SAP and then to the order service, `dual_write::change`); and shadow reads
+//! right after a create counted the order as missing.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::{Command, Stdio};
@@ -449,7 +448,9 @@ impl Walk {
             .put(format!("{}/admin/v1/routes/{ROUTE}/mode", self.admin))
             .bearer_auth(ADMIN_TOKEN)
             .header("x-admin-actor", "migration-test")
-            .json(&json!({"mode": mode, "force": force}))
+            // A switch back from retired answers 202 after this long and completes in the
+            // background (the caller polls the route); shorter than the client's timeout.
+            .json(&json!({"mode": mode, "force": force, "wait_seconds": 5}))
             .send()
             .await
             .unwrap();
