@@ -15,7 +15,7 @@ async fn orderctl_migration_tells_the_phase_the_time_there_a_return_and_what_blo
             ("PROXY_SHADOW_MIN_MATCH_RATE", "0".into()),
         ],
         sap_sync_status: Some(
-            json!({"joined": true, "lag_messages": 3, "lag_seconds": 0.1,
+            json!({"joined": true, "lag_messages": 3, "lag_seconds": 30.0,
             "parked_orders": 0, "partitions": [0], "held": false}),
         ),
         ..Options::default()

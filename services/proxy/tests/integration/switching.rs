@@ -87,9 +87,11 @@ async fn mode_switches_under_load_fail_no_request_and_duplicate_no_order() {
     assert!(db.len() < results.len(), "some requests ran in legacy");
 }
 
-/// sap-sync's `/status` with `lag` events behind and `parked` orders, not holding.
+/// sap-sync's `/status` with `lag` events behind and `parked` orders, not holding: a backlog
+/// (the oldest event it works on is 30 s old, from before any return the test asks for).
 fn sap_sync_behind(lag: u64, parked: u64) -> serde_json::Value {
-    serde_json::json!({"joined": true, "lag_messages": lag, "lag_seconds": 0.5,
+    let age = if lag > 0 { 30.0 } else { 0.0 };
+    serde_json::json!({"joined": true, "lag_messages": lag, "lag_seconds": age,
         "parked_orders": parked, "partitions": [0, 1, 2], "held": false, "hold_reason": null,
         "retention_gap": false, "retention_gap_partitions": []})
 }
