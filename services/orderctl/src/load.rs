@@ -80,6 +80,54 @@ impl Connection {
     }
 }
 
+/// One keep-alive connection to `authority` that reconnects after an error (the failed request
+/// is answered with its error; the next one opens a new connection).
+pub struct Reconnecting {
+    authority: String,
+    connection: Option<Connection>,
+}
+
+impl Reconnecting {
+    /// Connects lazily, on the first request.
+    pub fn new(authority: String) -> Self {
+        Self {
+            authority,
+            connection: None,
+        }
+    }
+
+    /// `method path` with `headers` and `body` (and `Host`), the whole answer read.
+    pub async fn send(
+        &mut self,
+        method: http::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> anyhow::Result<http::Response<Bytes>> {
+        if self.connection.is_none() {
+            self.connection = Some(Connection::open(&self.authority).await?);
+        }
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, &self.authority);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(body))?;
+        let Some(connection) = self.connection.as_mut() else {
+            anyhow::bail!("no connection");
+        };
+        match connection.request(req).await {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                self.connection = None;
+                Err(e)
+            }
+        }
+    }
+}
+
 async fn connect(authority: &str) -> anyhow::Result<Connection> {
     let stream = tokio::net::TcpStream::connect(authority)
         .await

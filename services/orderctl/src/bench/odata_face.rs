@@ -43,13 +43,12 @@ use base64::Engine as _;
 use bytes::Bytes;
 use chrono::{Days, NaiveDate};
 use hdrhistogram::Histogram;
-use http_body_util::Full;
 use serde_json::{Value, json};
 use sqlx::Connection as _;
 
 use super::sap_sync::{Process, ensure_postgres, progress, wait_ok};
 use crate::infra;
-use crate::load::Connection;
+use crate::load::Reconnecting;
 
 /// The OData service both sides answer.
 const ODATA_ROOT: &str = "/sap/opu/odata/sap/API_SALES_ORDER_SRV";
@@ -480,8 +479,8 @@ async fn seed(stack: &Stack, args: &Args) -> anyhow::Result<Vec<String>> {
         let total = args.orders;
         workers.push(tokio::spawn(async move {
             let mut seeder = Seeder {
-                orders: Client::new(orders),
-                emulator: Client::new(emulator),
+                orders: Reconnecting::new(orders),
+                emulator: Reconnecting::new(emulator),
                 authorization,
                 session: None,
             };
@@ -507,53 +506,10 @@ async fn seed(stack: &Stack, args: &Args) -> anyhow::Result<Vec<String>> {
     Ok(numbers)
 }
 
-/// One keep-alive connection that reconnects after an error.
-struct Client {
-    authority: String,
-    connection: Option<Connection>,
-}
-
-impl Client {
-    fn new(authority: String) -> Self {
-        Self {
-            authority,
-            connection: None,
-        }
-    }
-
-    async fn send(
-        &mut self,
-        method: http::Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Bytes,
-    ) -> anyhow::Result<http::Response<Bytes>> {
-        if self.connection.is_none() {
-            self.connection = Some(Connection::open(&self.authority).await?);
-        }
-        let mut req = http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header(http::header::HOST, &self.authority);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = req.body(Full::new(body))?;
-        let connection = self.connection.as_mut().context("connection")?;
-        match connection.request(req).await {
-            Ok(r) => Ok(r),
-            Err(e) => {
-                self.connection = None;
-                Err(e)
-            }
-        }
-    }
-}
-
 /// A seeding worker: one connection to each system and one CSRF session with the emulator.
 struct Seeder {
-    orders: Client,
-    emulator: Client,
+    orders: Reconnecting,
+    emulator: Reconnecting,
     authorization: String,
     session: Option<(String, String)>,
 }
@@ -700,8 +656,8 @@ fn shop_order(i: usize) -> Value {
 async fn compare(stack: &Stack, numbers: &[String], samples: usize) -> anyhow::Result<usize> {
     let mut rng = Rng::new(0xc0ffee);
     let mut clients = [
-        Client::new(stack.proxy.clone()),
-        Client::new(stack.emulator.clone()),
+        Reconnecting::new(stack.proxy.clone()),
+        Reconnecting::new(stack.emulator.clone()),
     ];
     let mut checked = 0;
     for kind in Kind::ALL {
@@ -769,7 +725,7 @@ async fn load(
             let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
             let (mut ok, mut errors) = (0_u64, 0_u64);
             let mut rng = Rng::new(((kind as u64) << 32) | w as u64);
-            let mut client = Client::new(authority);
+            let mut client = Reconnecting::new(authority);
             let headers = [
                 ("authorization", authorization.as_str()),
                 ("accept", "application/json"),

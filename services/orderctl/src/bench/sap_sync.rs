@@ -51,7 +51,7 @@ use serde_json::{Value, json};
 use sqlx::Connection as _;
 
 use crate::infra;
-use crate::load::Connection;
+use crate::load::{Connection, Reconnecting};
 
 /// The OData service sap-sync and the peer write to.
 const ODATA_ROOT: &str = "/sap/opu/odata/sap/API_SALES_ORDER_SRV";
@@ -695,16 +695,14 @@ impl Bench<'_> {
 
 /// One closed-loop worker of the peer: one connection, one CSRF session, reused.
 struct PeerWorker {
-    authority: String,
-    connection: Option<Connection>,
+    connection: Reconnecting,
     session: Option<(String, String)>,
 }
 
 impl PeerWorker {
     fn new(authority: String) -> Self {
         Self {
-            authority,
-            connection: None,
+            connection: Reconnecting::new(authority),
             session: None,
         }
     }
@@ -716,26 +714,11 @@ impl PeerWorker {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> anyhow::Result<http::Response<Bytes>> {
-        if self.connection.is_none() {
-            self.connection = Some(Connection::open(&self.authority).await?);
-        }
-        let mut req = http::Request::builder()
-            .method(method)
-            .uri(format!("{ODATA_ROOT}{path}"))
-            .header(http::header::HOST, &self.authority)
-            .header("accept", "application/json");
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = req.body(Full::new(body))?;
-        let connection = self.connection.as_mut().context("connection")?;
-        match connection.request(req).await {
-            Ok(r) => Ok(r),
-            Err(e) => {
-                self.connection = None;
-                Err(e)
-            }
-        }
+        let mut all = vec![("accept", "application/json")];
+        all.extend_from_slice(headers);
+        self.connection
+            .send(method, &format!("{ODATA_ROOT}{path}"), &all, body)
+            .await
     }
 
     async fn create(&mut self, body: Bytes) -> anyhow::Result<()> {
