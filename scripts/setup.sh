@@ -5,7 +5,9 @@
 # - Debian packages: PostgreSQL (server, contrib for pgbench), cmake and the libcurl headers
 #   (rdkafka builds librdkafka from its vendored sources), Maven and a JRE (Apache Kafka's jars
 #   are fetched from Maven Central and run on the machine's Java), Node.js and npm (the SAP SDK
-#   compatibility test), Python with venv (schemathesis), a C toolchain.
+#   compatibility test), Python with venv (schemathesis), a C toolchain, Chromium (the
+#   console's browser test drives it with Playwright; Playwright's own browser download is
+#   neither used nor reachable here).
 # - Apache Kafka's jars (scripts/kafka.sh install).
 # - The Rust toolchain is expected (rustup); its version is checked.
 set -euo pipefail
@@ -25,6 +27,8 @@ have mvn || missing+=(maven)
 have node || missing+=(nodejs)
 have npm || missing+=(npm)
 have pgbench || missing+=(postgresql-contrib)
+# the console's browser test (e2e/console) drives Debian's Chromium with Playwright
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 have python3 || missing+=(python3)
 # schemathesis runs in a virtual environment of the project's (scripts/schemathesis.sh)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)

@@ -87,6 +87,8 @@ pub struct AdminState {
     pub returns: Arc<Returns>,
     /// How often the [`Returner`] asks sap-sync whether SAP caught up.
     pub return_poll: Duration,
+    /// The migration console's read models.
+    pub console: Arc<crate::console::Console>,
 }
 
 /// Shared between the admin handlers and the [`Returner`].
@@ -193,6 +195,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/replays/{id}/retry", post(retry_replay))
         .route("/admin/v1/replays/{id}/discard", post(discard_replay))
         .route("/admin/v1/counters", get(counters))
+        .merge(crate::console::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token_for_changes,
@@ -224,7 +227,10 @@ async fn require_token_for_changes(
 ) -> Response {
     // Probes and the Prometheus scrape stay open; everything under /admin (replay bodies carry
     // customer data) needs the token, reads included.
-    let open = matches!(req.uri().path(), "/health" | "/ready" | "/metrics")
+    // The console's page and assets hold no data; what they show is fetched with the token.
+    let path = req.uri().path();
+    let open = (matches!(path, "/health" | "/ready" | "/metrics")
+        || crate::console::is_public(path))
         && (req.method() == Method::GET || req.method() == Method::HEAD);
     if open {
         return next.run(req).await;
@@ -415,22 +421,7 @@ fn reconciliation_criteria(
 /// sap-sync's `/status`; `None` when no sap-sync is configured (`SAP_SYNC_URL`).
 async fn sap_sync_status(state: &AdminState) -> Option<Result<serde_json::Value, String>> {
     let up = state.sap_sync.as_ref()?;
-    let status = async {
-        let req = http::Request::get(up.uri_for("/status"))
-            .body(crate::serve::body::empty())
-            .map_err(|e| e.to_string())?;
-        let resp = up.send(req).await.map_err(|e| e.to_string())?;
-        if !resp.status().is_success() {
-            return Err(format!("GET /status answered {}", resp.status()));
-        }
-        let bytes = http_body_util::BodyExt::collect(resp.into_body())
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| e.to_string())
-    }
-    .await;
-    Some(status)
+    Some(crate::console::get_json(up, "/status").await)
 }
 
 /// In `events` SAP is fed by sap-sync only: it must run, keep up, and have no parked order. Into

@@ -120,6 +120,7 @@ impl Application {
             max_concurrency: config.max_concurrency,
             returns: Default::default(),
             return_poll: config.return_poll,
+            console: Arc::new(crate::console::Console::new(config.order_service_url.clone())),
         };
         let worker = ReplayWorker {
             store,
@@ -178,6 +179,10 @@ impl Application {
             }
             .run(shutdown.clone()),
         );
+        let sampler = tokio::spawn(crate::console::series::run(
+            self.admin.console.history.clone(),
+            shutdown.clone(),
+        ));
         let admin_router = admin::router(self.admin);
         let admin_shutdown = shutdown.clone();
         let admin_task = tokio::spawn(async move {
@@ -192,6 +197,7 @@ impl Application {
         serve_on_workers(self.listener, self.state, shutdown, &self.config).await?;
         let _ = worker_task.await;
         let _ = returner.await;
+        let _ = sampler.await;
         admin_task.await??;
         tracing::info!("proxy stopped");
         Ok(())

@@ -40,6 +40,8 @@
 //! - [`upstreams`] — [`upstreams::upstream`], [`upstreams::breaker`] (pooled clients with
 //!   timeout, circuit breaker, concurrency bound), [`upstreams::order_client`],
 //!   [`upstreams::sap_client`] (the calls to each system).
+//! - [`console`]: the migration console (a page on the admin listener, its assets embedded)
+//!   and its read models ([`console::series`]: live rates and percentiles).
 //! - [`admin`]: admin API (routes and the return from `retired`, replays, counters, metrics);
 //!   [`observe`]: logs + metrics of each important event in one place; [`error`]: one error
 //!   type by side, OData errors; [`config`]: every environment variable, typed, read once;
@@ -48,6 +50,7 @@
 pub mod admin;
 pub mod app;
 pub mod config;
+pub mod console;
 pub mod dual_write;
 pub mod error;
 pub mod face;

@@ -7,8 +7,9 @@
 //! The comparison never delays or changes the client's answer: the body is teed while it
 //! streams, and the comparison runs in a task of its own.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
@@ -34,12 +35,40 @@ pub enum ShadowResult {
     Missing,
 }
 
-/// Shadow comparison counts since start.
+/// Shadow comparison counts since start, and the latest differences.
 #[derive(Debug, Default)]
 pub struct ShadowStats {
     matched: AtomicU64,
     mismatched: AtomicU64,
     missing: AtomicU64,
+    recent: Mutex<VecDeque<ShadowDifference>>,
+}
+
+/// Differences kept for the console.
+const RECENT_DIFFERENCES: usize = 50;
+
+/// One field that differed, with both values.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldDifference {
+    /// SAP's property (`to_Item[0].RequestedQuantity`).
+    pub field: String,
+    /// SAP's value.
+    pub sap: String,
+    /// The order service's value (empty when it has none).
+    pub new: String,
+}
+
+/// A comparison that did not match: the order, when, and field by field.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ShadowDifference {
+    /// SAP's order number.
+    pub sales_order: String,
+    /// When it was compared.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// `mismatch` or `missing` (no order with that number in the order service).
+    pub result: &'static str,
+    /// The fields that differ (empty for `missing`).
+    pub fields: Vec<FieldDifference>,
 }
 
 impl ShadowStats {
@@ -51,7 +80,21 @@ impl ShadowStats {
         (m, total)
     }
 
-    fn record(&self, r: &ShadowResult, sales_order: &str) {
+    /// The latest differences, newest first.
+    pub fn recent(&self) -> Vec<ShadowDifference> {
+        let q = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        q.iter().rev().cloned().collect()
+    }
+
+    fn remember(&self, d: ShadowDifference) {
+        let mut q = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() == RECENT_DIFFERENCES {
+            q.pop_front();
+        }
+        q.push_back(d);
+    }
+
+    fn record(&self, r: &ShadowResult, sales_order: &str, fields: Vec<FieldDifference>) {
         let label = match r {
             ShadowResult::Match => {
                 self.matched.fetch_add(1, Ordering::Relaxed);
@@ -68,6 +111,14 @@ impl ShadowStats {
                 "missing"
             }
         };
+        if label != "match" {
+            self.remember(ShadowDifference {
+                sales_order: sales_order.to_owned(),
+                at: chrono::Utc::now(),
+                result: label,
+                fields,
+            });
+        }
         metrics::counter!("proxy_shadow_reads_total", "result" => label).increment(1);
     }
 }
@@ -219,11 +270,15 @@ pub async fn compare(
         tokio::time::sleep(MISSING_LOOKUP_PAUSE).await;
         found = orders.list(&query).await.ok()?;
     }
-    let result = match found.first() {
-        None => ShadowResult::Missing,
-        Some(order) => ShadowResult::from_diff(diff(entity, order)),
+    let (result, fields) = match found.first() {
+        None => (ShadowResult::Missing, Vec::new()),
+        Some(order) => {
+            let fields = diff_values(entity, order);
+            let names = fields.iter().map(|f| f.field.clone()).collect();
+            (ShadowResult::from_diff(names), fields)
+        }
     };
-    stats.record(&result, &number);
+    stats.record(&result, &number, fields);
     Some(result)
 }
 
@@ -237,6 +292,14 @@ fn norm_decimal(s: &str) -> String {
 
 /// The fields that differ between SAP's entity and the order (only fields SAP's answer has).
 pub fn diff(sap: &Value, order: &Value) -> Vec<String> {
+    diff_values(sap, order)
+        .into_iter()
+        .map(|d| d.field)
+        .collect()
+}
+
+/// [`diff`] with both values of every field that differs.
+pub fn diff_values(sap: &Value, order: &Value) -> Vec<FieldDifference> {
     let mut out = Vec::new();
     let same = |sv: &str, ov: &str, decimal: bool| {
         if decimal {
@@ -256,7 +319,11 @@ pub fn diff(sap: &Value, order: &Value) -> Vec<String> {
         if let Some(sv) = sap.get(s).and_then(Value::as_str) {
             let ov = order.get(o).and_then(Value::as_str).unwrap_or("");
             if !same(sv, ov, decimal) {
-                out.push(s.to_owned());
+                out.push(FieldDifference {
+                    field: s.to_owned(),
+                    sap: sv.to_owned(),
+                    new: ov.to_owned(),
+                });
             }
         }
     }
@@ -267,7 +334,11 @@ pub fn diff(sap: &Value, order: &Value) -> Vec<String> {
     let order_items = order.get("items").and_then(Value::as_array);
     if let (Some(si), Some(oi)) = (sap_items, order_items) {
         if si.len() != oi.len() {
-            out.push("to_Item".to_owned());
+            out.push(FieldDifference {
+                field: "to_Item".to_owned(),
+                sap: format!("{} lines", si.len()),
+                new: format!("{} lines", oi.len()),
+            });
         } else {
             for (n, (s, o)) in si.iter().zip(oi).enumerate() {
                 for (sk, ok, decimal) in [
@@ -279,7 +350,11 @@ pub fn diff(sap: &Value, order: &Value) -> Vec<String> {
                     if let Some(sv) = s.get(sk).and_then(Value::as_str) {
                         let ov = o.get(ok).and_then(Value::as_str).unwrap_or("");
                         if !same(sv, ov, decimal) {
-                            out.push(format!("to_Item[{n}].{sk}"));
+                            out.push(FieldDifference {
+                                field: format!("to_Item[{n}].{sk}"),
+                                sap: sv.to_owned(),
+                                new: ov.to_owned(),
+                            });
                         }
                     }
                 }
