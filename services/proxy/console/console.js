@@ -173,7 +173,17 @@ document.addEventListener('alpine:init', () => {
     parkedOrders() {
       const p = this.ov.sap_sync && this.ov.sap_sync.parked;
       const list = (p && p.parked) || [];
-      return list.filter((o) => o.state !== 'resolved').map((o) => ({ order: o.order_number, message: o.error, waiting: (o.events || []).length }));
+      return list.filter((o) => o.state !== 'resolved').map((o) => ({
+        order: o.order_number, message: o.error, waiting: (o.events || []).length, since: o.parked_at, asked: o.redrive,
+      }));
+    },
+
+    async redrive(p) {
+      if (!window.confirm('Apply the ' + p.waiting + ' parked event(s) of order ' + p.order + ' to SAP again, in their original order?')) return;
+      const res = await this.api('/admin/v1/sap-sync/parked/' + encodeURIComponent(p.order) + '/redrive', { method: 'POST' });
+      const b = res.body || {};
+      this.statusText = res.status === 202 ? 'Redrive of order ' + p.order + ' asked for.' : 'Redrive refused (' + res.status + '): ' + (b.detail || b.title || '');
+      await this.refresh();
     },
     shadowRows() {
       const d = (this.ov.shadow && this.ov.shadow.recent_differences) || [];

@@ -24,6 +24,7 @@
 //! | `PROXY_ADMIN_URL` | — | the proxy's admin API: while its route `sales-orders` is `retired` (and not returning), sap-sync holds (applies nothing to SAP, skips the backward poll); unset: never holds |
 //! | `PROXY_ADMIN_TOKEN` | `ADMIN_TOKEN` | bearer token for that admin API |
 //! | `SAP_SYNC_MODE_POLL_MS` | 1000 | how often the route's mode is asked |
+//! | `SAP_SYNC_ADMIN_TOKEN` | `PROXY_ADMIN_TOKEN`, `ADMIN_TOKEN` | bearer token for sap-sync's own changes (`POST /parked/{order}/redrive`, which the proxy's console calls with the admin token); unset: every change is refused |
 //! | `LOG_FORMAT` | text | `text` or `json` |
 
 use std::net::IpAddr;
@@ -71,6 +72,8 @@ pub struct Config {
     pub poll_interval: Duration,
     /// The proxy's admin API, polled for the route's mode (the hold).
     pub proxy_admin: Option<crate::hold::ProxyAdmin>,
+    /// Bearer token for changes through sap-sync's own HTTP API (a redrive); `None`: refused.
+    pub admin_token: Option<String>,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -121,7 +124,13 @@ impl Config {
         {
             env.problem("PROXY_ADMIN_URL must be an http:// or https:// URL");
         }
+        let admin_token = env
+            .raw("SAP_SYNC_ADMIN_TOKEN")
+            .or_else(|| env.raw("PROXY_ADMIN_TOKEN"))
+            .or_else(|| env.raw("ADMIN_TOKEN"))
+            .filter(|t| !t.trim().is_empty());
         let c = Config {
+            admin_token,
             proxy_admin,
             brokers: env.read_string("KAFKA_BROKERS", "127.0.0.1:9092"),
             topic,

@@ -31,10 +31,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -125,6 +125,10 @@ impl SapSync {
             .route("/ready", get(ready))
             .route("/status", get(status))
             .route("/parked", get(parked))
+            .route("/parked/{order}/redrive", {
+                let token = self.config.admin_token.clone();
+                post(move |state, order, headers| redrive(state, order, headers, token))
+            })
             .route("/metrics", get(platform::http_metrics::render))
             .with_state(self.forward.clone());
         let http_stop = stop.clone();
@@ -210,4 +214,65 @@ async fn status(State(f): State<Arc<Forward>>) -> impl IntoResponse {
 
 async fn parked(State(f): State<Arc<Forward>>) -> impl IntoResponse {
     Json(json!({ "parked": f.book.parked() }))
+}
+
+fn problem(status: StatusCode, title: &str, detail: String) -> axum::response::Response {
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
+        Json(json!({"type": "about:blank", "title": title, "status": status.as_u16(), "detail": detail})),
+    )
+        .into_response()
+}
+
+/// `POST /parked/{order}/redrive` (order id or number), with the admin token: asks for the
+/// order's parked events to be applied again in their original order, as `orderctl sap-sync
+/// redrive` does through the state topic. 202: asked (the forward loop applies it); 404: not
+/// parked.
+async fn redrive(
+    State(f): State<Arc<Forward>>,
+    Path(order): Path<String>,
+    headers: axum::http::HeaderMap,
+    token: Option<String>,
+) -> axum::response::Response {
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let allowed = match (token.as_deref(), given) {
+        (Some(t), Some(g)) => {
+            t.len() == g.len()
+                && t.bytes().zip(g.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        }
+        _ => false,
+    };
+    if !allowed {
+        return problem(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "a redrive needs Authorization: Bearer <admin token> (SAP_SYNC_ADMIN_TOKEN)".into(),
+        );
+    }
+    match f.book.request_redrive(&order).await {
+        Ok(Some(o)) => {
+            tracing::info!(order_number = %o.order_number, events = o.events.len(), "redrive asked over HTTP");
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({"order_id": o.order_id, "order_number": o.order_number,
+                            "events": o.events.len(), "redrive": true, "redrives": o.redrives})),
+            )
+                .into_response()
+        }
+        Ok(None) => problem(
+            StatusCode::NOT_FOUND,
+            "Not parked",
+            format!("order {order} is not parked"),
+        ),
+        Err(e) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "State not written",
+            format!("the redrive could not be recorded: {e}"),
+        ),
+    }
 }

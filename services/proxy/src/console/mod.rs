@@ -21,7 +21,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -41,8 +41,15 @@ pub struct Console {
 impl Console {
     /// A console reading the order service at `order_service_url`.
     pub fn new(order_service_url: http::Uri) -> Self {
+        // A zero sample from before the first request: the first interval counts everything
+        // since the start, even when the sampler's first tick comes after the first requests.
+        let history = Arc::new(series::History::default());
+        history.push(series::Sample {
+            at: chrono::Utc::now(),
+            ..series::Sample::default()
+        });
         Self {
-            history: Arc::default(),
+            history,
             order_service: Arc::new(Upstream::new(UpstreamSettings {
                 name: "order-service-console",
                 base: order_service_url,
@@ -212,6 +219,71 @@ async fn sap_sync(state: &AdminState) -> Value {
     out
 }
 
+/// A redrive of an order sap-sync parked, asked through sap-sync's API with the admin token
+/// (sap-sync takes `SAP_SYNC_ADMIN_TOKEN`, which `orderctl up` sets to the same token). Its
+/// answer is passed on.
+async fn redrive_parked(State(state): State<AdminState>, Path(order): Path<String>) -> Response {
+    let problem = |status: StatusCode, detail: String| {
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            Json(json!({"type": "about:blank", "title": "Redrive not asked", "status": status.as_u16(), "detail": detail})),
+        )
+            .into_response()
+    };
+    let Some(up) = state.sap_sync.as_ref() else {
+        return problem(
+            StatusCode::CONFLICT,
+            "no sap-sync is configured (SAP_SYNC_URL)".into(),
+        );
+    };
+    let path = format!(
+        "/parked/{}/redrive",
+        utf8_percent(&order)
+    );
+    let mut req = match http::Request::post(up.uri_for(&path)).body(crate::serve::body::empty()) {
+        Ok(r) => r,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    if let Some(t) = &state.token
+        && let Ok(v) = HeaderValue::from_str(&format!("Bearer {t}"))
+    {
+        req.headers_mut().insert(header::AUTHORIZATION, v);
+    }
+    match up.send(req).await {
+        Ok(resp) => {
+            let status = resp.status();
+            let ct = resp.headers().get(header::CONTENT_TYPE).cloned();
+            let body = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let mut r = (status, body).into_response();
+            if let Some(ct) = ct {
+                r.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            r
+        }
+        Err(e) => problem(
+            StatusCode::BAD_GATEWAY,
+            format!("sap-sync did not answer: {e}"),
+        ),
+    }
+}
+
+/// Percent-encodes what is not unreserved in a path segment.
+fn utf8_percent(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 async fn get_overview(State(state): State<AdminState>) -> Response {
     let backlog = match state.store.backlog().await {
         Ok(b) => json!({
@@ -258,6 +330,10 @@ pub fn routes() -> Router<AdminState> {
         .route("/console/assets/{name}", get(asset))
         .route("/admin/v1/console/series", get(get_series))
         .route("/admin/v1/console/overview", get(get_overview))
+        .route(
+            "/admin/v1/sap-sync/parked/{order}/redrive",
+            post(redrive_parked),
+        )
 }
 
 #[cfg(test)]
@@ -288,6 +364,12 @@ mod tests {
                 "index.html names {name}, which is not embedded"
             );
         }
+    }
+
+    #[test]
+    fn a_path_segment_is_percent_encoded() {
+        assert_eq!(utf8_percent("4711"), "4711");
+        assert_eq!(utf8_percent("a/b c"), "a%2Fb%20c");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod admin;
 mod common;
+mod console;
 mod crash;
 mod dual_change;
 mod events_face;

@@ -57,7 +57,8 @@ async fn while_sap_is_down_orders_are_taken_lag_grows_and_drains_once_sap_is_bac
 
 #[tokio::test]
 async fn a_refused_order_is_parked_others_flow_and_a_redrive_after_the_fix_applies_it() {
-    let mut s = Stack::start(vec![], vec![]).await;
+    let token = "redrive-test-token";
+    let mut s = Stack::start(vec![], vec![("SAP_SYNC_ADMIN_TOKEN", token.to_owned())]).await;
     // TG99 is not a material SAP knows: SAP refuses the create.
     let (poison_id, poison) = s.create_order(&unique("POISON"), "TG99").await;
     let status = test_support::eventually("the order parked", WAIT, || async {
@@ -121,13 +122,48 @@ async fn a_refused_order_is_parked_others_flow_and_a_redrive_after_the_fix_appli
     s.sap_env
         .push(("SAP_MOCK_MASTER_DATA", file.display().to_string()));
     s.start_sap().await;
-    let (ok, out) = s.orderctl(&["sap-sync", "redrive", &poison, "--wait"]);
-    assert!(ok, "{out}");
-    assert!(out.contains("redriven"), "{out}");
+    // This time over sap-sync's HTTP API, as the console asks for it: refused without the
+    // token (and nothing asked), accepted with it.
+    let url = format!("{}/parked/{poison}/redrive", s.sync_url(0));
+    for auth in [None, Some("Bearer wrong-token")] {
+        let mut req = s.http.post(&url);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{auth:?}");
+    }
+    let (_, out) = s.orderctl(&["sap-sync", "parked", "--json"]);
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed[0]["redrive"], false, "a refused request asks nothing: {out}");
+    let r = s
+        .http
+        .post(&url)
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let asked: Value = r.json().await.unwrap();
+    assert_eq!(asked["order_number"], poison.as_str());
+    assert_eq!(asked["events"], 3);
+    // Done when the order is no longer parked: every one of its events applied, in order.
+    test_support::eventually("nothing parked after the redrive", WAIT, || async {
+        (s.status(0).await["parked_orders"] == 0).then_some(())
+    })
+    .await;
     let o = s
         .sap_order(&poison)
         .await
         .expect("in SAP after the redrive");
+    let unknown = s
+        .http
+        .post(format!("{}/parked/NOT-PARKED/redrive", s.sync_url(0)))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
     assert_eq!(o["to_Item"]["results"][0]["Material"], "TG99");
     let qty = sap_item(&o, "10").unwrap()["RequestedQuantity"]
         .as_str()
