@@ -270,6 +270,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             "SAP's API (the shop's entry)",
             format!("{proxy_url}/sap/opu/odata/sap/API_SALES_ORDER_SRV/"),
         ),
+        (
+            "migration console",
+            format!("{admin_url}/console (the admin token logs on)"),
+        ),
         ("proxy admin API", format!("{admin_url}/admin/v1/routes")),
         (
             "order service REST API",
