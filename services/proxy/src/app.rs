@@ -120,7 +120,9 @@ impl Application {
             max_concurrency: config.max_concurrency,
             returns: Default::default(),
             return_poll: config.return_poll,
-            console: Arc::new(crate::console::Console::new(config.order_service_url.clone())),
+            console: Arc::new(crate::console::Console::new(
+                config.order_service_url.clone(),
+            )),
         };
         let worker = ReplayWorker {
             store,

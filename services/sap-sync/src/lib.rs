@@ -243,7 +243,10 @@ async fn redrive(
     let allowed = match (token.as_deref(), given) {
         (Some(t), Some(g)) => {
             t.len() == g.len()
-                && t.bytes().zip(g.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+                && t.bytes()
+                    .zip(g.bytes())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
         }
         _ => false,
     };
@@ -259,8 +262,10 @@ async fn redrive(
             tracing::info!(order_number = %o.order_number, events = o.events.len(), "redrive asked over HTTP");
             (
                 StatusCode::ACCEPTED,
-                Json(json!({"order_id": o.order_id, "order_number": o.order_number,
-                            "events": o.events.len(), "redrive": true, "redrives": o.redrives})),
+                Json(
+                    json!({"order_id": o.order_id, "order_number": o.order_number,
+                            "events": o.events.len(), "redrive": true, "redrives": o.redrives}),
+                ),
             )
                 .into_response()
         }

@@ -237,10 +237,7 @@ async fn redrive_parked(State(state): State<AdminState>, Path(order): Path<Strin
             "no sap-sync is configured (SAP_SYNC_URL)".into(),
         );
     };
-    let path = format!(
-        "/parked/{}/redrive",
-        utf8_percent(&order)
-    );
+    let path = format!("/parked/{}/redrive", utf8_percent(&order));
     let mut req = match http::Request::post(up.uri_for(&path)).body(crate::serve::body::empty()) {
         Ok(r) => r,
         Err(e) => return problem(StatusCode::BAD_REQUEST, e.to_string()),

@@ -375,7 +375,10 @@ proxy_upstream_duration_seconds_bucket{upstream="sap-sync",outcome="response",le
         let sap = &s.upstreams["sap"];
         assert_eq!(sap.rate, vec![4.0]);
         assert_eq!(sap.errors, vec![1.0]);
-        assert!(!s.upstreams.contains_key("sap-sync"), "admin-side calls are not charted");
+        assert!(
+            !s.upstreams.contains_key("sap-sync"),
+            "admin-side calls are not charted"
+        );
         assert_eq!(s.dual_write["both_ok"], vec![4.0]);
         assert_eq!(s.dual_write["sap_only"], vec![1.0]);
     }

@@ -10,14 +10,35 @@ use crate::common::*;
 #[tokio::test]
 async fn the_page_is_served_without_the_token_and_every_number_behind_it_needs_it() {
     let s = Stack::start(Options::default()).await;
-    let page = s.http.get(format!("{}/console", s.admin_url())).send().await.unwrap();
+    let page = s
+        .http
+        .get(format!("{}/console", s.admin_url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 200);
-    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
-    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     let html = page.text().await.unwrap();
-    assert!(html.contains("/console/assets/uPlot.iife.min.js"), "charts library linked");
-    for asset in ["console.js", "alpine.min.js", "uPlot.iife.min.js", "console.css"] {
+    assert!(
+        html.contains("/console/assets/uPlot.iife.min.js"),
+        "charts library linked"
+    );
+    for asset in [
+        "console.js",
+        "alpine.min.js",
+        "uPlot.iife.min.js",
+        "console.css",
+    ] {
         let r = s
             .http
             .get(format!("{}/console/assets/{asset}", s.admin_url()))
@@ -25,7 +46,10 @@ async fn the_page_is_served_without_the_token_and_every_number_behind_it_needs_i
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "{asset}");
-        assert!(r.bytes().await.unwrap().len() > 500, "{asset} is embedded whole");
+        assert!(
+            r.bytes().await.unwrap().len() > 500,
+            "{asset} is embedded whole"
+        );
     }
     let missing = s
         .http
@@ -41,14 +65,27 @@ async fn the_page_is_served_without_the_token_and_every_number_behind_it_needs_i
     ] {
         let r = s.admin(Method::GET, path, None, None).await;
         assert!(matches!(r.status, 401 | 404), "{path}: {}", r.status);
-        assert!(!String::from_utf8_lossy(&r.body).contains("replays\""), "{path} reveals nothing");
+        assert!(
+            !String::from_utf8_lossy(&r.body).contains("replays\""),
+            "{path} reveals nothing"
+        );
     }
     let wrong = s
-        .admin(Method::GET, "/admin/v1/console/overview", None, Some("not-the-token"))
+        .admin(
+            Method::GET,
+            "/admin/v1/console/overview",
+            None,
+            Some("not-the-token"),
+        )
         .await;
     assert_eq!(wrong.status, 401);
     let refused = s
-        .admin(Method::POST, "/admin/v1/sap-sync/parked/1/redrive", None, None)
+        .admin(
+            Method::POST,
+            "/admin/v1/sap-sync/parked/1/redrive",
+            None,
+            None,
+        )
         .await;
     assert_eq!(refused.status, 401);
     let ov = s
@@ -81,7 +118,10 @@ async fn the_series_count_what_went_through_and_a_shadow_difference_shows_both_v
         .sdk_create(&s.proxy_url(), &order_body(&reference), &[])
         .await;
     assert_eq!(created.status, 201, "{:?}", created.body);
-    let n = created.json()["d"]["SalesOrder"].as_str().unwrap().to_owned();
+    let n = created.json()["d"]["SalesOrder"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     test_support::eventually("linked", WAIT, || async {
         let rows = s.db_orders(&reference).await;
         (rows.len() == 1 && rows[0].1.is_some()).then_some(())
@@ -164,5 +204,9 @@ async fn the_series_count_what_went_through_and_a_shadow_difference_shows_both_v
         field["sap"].as_str().unwrap().parse::<f64>().unwrap(),
         field["new"].as_str().unwrap().parse::<f64>().unwrap(),
     );
-    assert_eq!(new - sap, 5.0, "both values, as each system holds them: {field}");
+    assert_eq!(
+        new - sap,
+        5.0,
+        "both values, as each system holds them: {field}"
+    );
 }

@@ -231,5 +231,8 @@ async fn a_change_sap_refuses_reaches_nothing_in_the_order_service() {
     );
     assert_eq!(db_line(&s, &n, 10).await, (2.0, None));
     let logged = s.replays().await;
-    assert!(logged.is_empty(), "nothing logged for a refused change: {logged:?}");
+    assert!(
+        logged.is_empty(),
+        "nothing logged for a refused change: {logged:?}"
+    );
 }

@@ -135,7 +135,10 @@ async fn a_refused_order_is_parked_others_flow_and_a_redrive_after_the_fix_appli
     }
     let (_, out) = s.orderctl(&["sap-sync", "parked", "--json"]);
     let listed: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(listed[0]["redrive"], false, "a refused request asks nothing: {out}");
+    assert_eq!(
+        listed[0]["redrive"], false,
+        "a refused request asks nothing: {out}"
+    );
     let r = s
         .http
         .post(&url)
