@@ -203,7 +203,7 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-fn problem(status: StatusCode, title: &str, detail: impl Into<String>) -> Response {
+pub(crate) fn problem(status: StatusCode, title: &str, detail: impl Into<String>) -> Response {
     (
         status,
         [(axum::http::header::CONTENT_TYPE, "application/problem+json")],

@@ -224,12 +224,7 @@ async fn sap_sync(state: &AdminState) -> Value {
 /// answer is passed on.
 async fn redrive_parked(State(state): State<AdminState>, Path(order): Path<String>) -> Response {
     let problem = |status: StatusCode, detail: String| {
-        (
-            status,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            Json(json!({"type": "about:blank", "title": "Redrive not asked", "status": status.as_u16(), "detail": detail})),
-        )
-            .into_response()
+        crate::admin::problem(status, "Redrive not asked", detail)
     };
     let Some(up) = state.sap_sync.as_ref() else {
         return problem(
