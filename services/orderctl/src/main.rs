@@ -131,9 +131,22 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     }
 }
 
+/// An expected refusal (a switch that is not ready, a missing token, a server that does not
+/// answer) is one sentence on stderr and exit code 1, never a backtrace.
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "orderctl: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::Up(args) => stack::up(args).await,
         Command::Down => stack::down(),
         Command::Reconcile(args) => reconcile::run(args).await,

@@ -84,3 +84,79 @@ async fn orderctl_migration_tells_the_phase_the_time_there_a_return_and_what_blo
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn orderctl_routes_mode_and_replays_speak_in_tables_and_sentences_and_a_refusal_names_its_criteria()
+ {
+    let s = Stack::start(Options {
+        mode: "dual-write",
+        proxy_env: vec![("PROXY_SHADOW_MIN_SAMPLES", "1000".into())],
+        ..Options::default()
+    })
+    .await;
+    let admin = s.admin_url();
+    let (ok, out, err) = s.orderctl(&["routes"], &admin).await;
+    assert!(ok, "{out}{err}");
+    let first = out.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("ROUTE") && first.contains("MODE"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("sales-orders") && l.contains("dual-write")),
+        "{out}"
+    );
+    assert!(out.contains("✗ shadow_match_rate"), "{out}");
+    // Forward without readiness: refused, explained by the failing criteria, nothing changed.
+    let (ok, out, err) = s
+        .orderctl(&["mode", "sales-orders", "events"], &admin)
+        .await;
+    assert!(!ok, "a refused switch exits non-zero: {out}{err}");
+    assert!(
+        err.starts_with("orderctl: the proxy refused (409)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("not ready because:") && err.contains("✗ shadow_match_rate"),
+        "{err}"
+    );
+    assert!(err.contains("--force"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace") && !err.contains("Error {"),
+        "no backtrace or debug dump for an expected refusal: {err}"
+    );
+    assert_eq!(
+        s.sales_orders_route().await["mode"],
+        "dual-write",
+        "the mode did not change"
+    );
+    // A wrong token is one sentence too.
+    let out2 = tokio::process::Command::new(binaries().join("orderctl"))
+        .args(["routes", "--admin-token", "wrong"])
+        .env("PROXY_ADMIN_URL", &admin)
+        .output()
+        .await
+        .unwrap();
+    let err2 = String::from_utf8_lossy(&out2.stderr);
+    assert!(!out2.status.success());
+    assert!(err2.contains("refused the admin token (401)"), "{err2}");
+    // Back is always allowed: a sentence; --json gives the route.
+    let (ok, out, err) = s
+        .orderctl(&["mode", "sales-orders", "legacy"], &admin)
+        .await;
+    assert!(ok, "{out}{err}");
+    assert_eq!(out.trim(), "sales-orders now runs in legacy.");
+    let (ok, out, err) = s
+        .orderctl(
+            &["mode", "sales-orders", "dual-write", "--force", "--json"],
+            &admin,
+        )
+        .await;
+    assert!(ok, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["mode"], "dual-write");
+    let (ok, out, err) = s.orderctl(&["replays", "list"], &admin).await;
+    assert!(ok, "{out}{err}");
+    assert!(out.starts_with("The replay log is empty"), "{out}");
+}
