@@ -87,6 +87,8 @@ pub struct AdminState {
     pub returns: Arc<Returns>,
     /// How often the [`Returner`] asks sap-sync whether SAP caught up.
     pub return_poll: Duration,
+    /// The event tail and the journey's sources ([`crate::insight`]).
+    pub insight: crate::insight::Insight,
 }
 
 /// Shared between the admin handlers and the [`Returner`].
@@ -193,6 +195,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/replays/{id}/retry", post(retry_replay))
         .route("/admin/v1/replays/{id}/discard", post(discard_replay))
         .route("/admin/v1/counters", get(counters))
+        .merge(crate::insight::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token_for_changes,

@@ -120,6 +120,13 @@ impl Application {
             max_concurrency: config.max_concurrency,
             returns: Default::default(),
             return_poll: config.return_poll,
+            insight: crate::insight::Insight {
+                tail: config.event_tail.clone().map_or_else(
+                    crate::insight::EventTail::disabled,
+                    crate::insight::EventTail::start,
+                ),
+                sap: Some(sap_client.clone()),
+            },
         };
         let worker = ReplayWorker {
             store,
@@ -178,6 +185,7 @@ impl Application {
             }
             .run(shutdown.clone()),
         );
+        let tail = self.admin.insight.tail.clone();
         let admin_router = admin::router(self.admin);
         let admin_shutdown = shutdown.clone();
         let admin_task = tokio::spawn(async move {
@@ -190,6 +198,7 @@ impl Application {
         });
         let worker_task = tokio::spawn(self.worker.run(shutdown.clone()));
         serve_on_workers(self.listener, self.state, shutdown, &self.config).await?;
+        tail.stop();
         let _ = worker_task.await;
         let _ = returner.await;
         admin_task.await??;
