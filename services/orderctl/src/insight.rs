@@ -358,14 +358,15 @@ pub fn render_status(all: &[Component]) -> String {
     out
 }
 
-fn host_port(address: &str) -> String {
+/// `host:port` of an address (`host:port`, or a URL whose port is used, else `default_port`).
+fn host_port(address: &str, default_port: u16) -> String {
     let rest = address.split_once("://").map_or(address, |(_, r)| r);
     let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
     let hp = rest.split(['/', '?']).next().unwrap_or(rest);
     if hp.contains(':') {
         hp.to_owned()
     } else {
-        format!("{hp}:5432")
+        format!("{hp}:{default_port}")
     }
 }
 
@@ -407,7 +408,7 @@ async fn get(
 }
 
 async fn postgres(address: String) -> Component {
-    let hp = host_port(&address);
+    let hp = host_port(&address, 5432);
     match tcp_up(&hp).await {
         Ok(()) => Component {
             name: "PostgreSQL",
@@ -516,7 +517,7 @@ async fn order_service(http: &reqwest::Client, base: &str) -> Component {
 }
 
 async fn proxy(base: &str) -> Component {
-    let hp = host_port(base);
+    let hp = host_port(base, if base.starts_with("https") { 443 } else { 80 });
     match tcp_up(&hp).await {
         Ok(()) => Component {
             name: "proxy",
@@ -742,8 +743,9 @@ mod tests {
 
     #[test]
     fn postgres_addresses_are_read_from_urls_and_pairs() {
-        assert_eq!(host_port("postgres://u:p@db:6543/orders"), "db:6543");
-        assert_eq!(host_port("postgres://u@db/orders"), "db:5432");
-        assert_eq!(host_port("127.0.0.1:5432"), "127.0.0.1:5432");
+        assert_eq!(host_port("postgres://u:p@db:6543/orders", 5432), "db:6543");
+        assert_eq!(host_port("postgres://u@db/orders", 5432), "db:5432");
+        assert_eq!(host_port("127.0.0.1:5432", 5432), "127.0.0.1:5432");
+        assert_eq!(host_port("http://proxy.example/", 80), "proxy.example:80");
     }
 }

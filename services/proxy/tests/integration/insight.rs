@@ -284,6 +284,108 @@ async fn an_orders_journey_after_a_dual_write_create_lists_every_system_in_time_
         );
     }
 
+    // `orderctl trace` prints it as a table in time order, with the proxy's log lines of it.
+    let log = s.proxy_dir.join("proxy.log").display().to_string();
+    let (ok, out, err) = s
+        .orderctl(&["trace", &corr, "--log", &log], &s.admin_url())
+        .await;
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with(&format!("Order {number} (id {id}), traced from {corr}.")),
+        "{out}"
+    );
+    let header = out.lines().position(|l| l.starts_with("TIME")).expect(&out);
+    let rows: Vec<&str> = out
+        .lines()
+        .skip(header + 1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    for system in ["proxy", "order-service", "outbox", "kafka", "sap"] {
+        assert!(
+            rows.iter()
+                .any(|r| r.split_whitespace().nth(1) == Some(system)),
+            "{system} missing: {out}"
+        );
+    }
+    assert!(out.contains("Not shown from sap-sync:"), "{out}");
+    assert!(
+        out.contains("mention this order:") && out.contains(&corr),
+        "{out}"
+    );
+    let (ok, json_out, err) = s
+        .orderctl(&["trace", &number, "--json"], &s.admin_url())
+        .await;
+    assert!(ok, "{err}");
+    let j: Value = serde_json::from_str(&json_out).unwrap();
+    assert_eq!(j["order_number"], number.as_str());
+    // A refused token: one sentence, no backtrace, status 1.
+    let out = tokio::process::Command::new(binaries().join("orderctl"))
+        .args([
+            "trace",
+            &number,
+            "--admin-url",
+            &s.admin_url(),
+            "--admin-token",
+            "wrong",
+        ])
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("refused the admin token (401)") && !err.contains("panicked"),
+        "{err}"
+    );
+
+    // `orderctl status`: this stack runs no sap-sync, so it is down and the exit status is 1.
+    let (ok, out, err) = s
+        .orderctl(
+            &[
+                "status",
+                "--proxy-url",
+                &s.proxy_url(),
+                "--orders-url",
+                &s.orders_url(),
+                "--sap-url",
+                &s.sap_url(),
+                "--sap-sync-url",
+                &format!("http://127.0.0.1:{}", test_support::process::free_port()),
+                "--kafka-brokers",
+                test_support::kafka::bootstrap_servers(),
+            ],
+            &s.admin_url(),
+        )
+        .await;
+    assert!(!ok, "{out}{err}");
+    let line = |name: &str| -> String {
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} line: {out}"))
+            .to_owned()
+    };
+    for name in [
+        "PostgreSQL",
+        "Kafka",
+        "SAP emulator",
+        "order service",
+        "proxy admin",
+    ] {
+        assert!(line(name).contains(" yes   yes "), "{name}: {out}");
+    }
+    assert!(
+        line("proxy admin").contains("sales-orders dual-write"),
+        "{out}"
+    );
+    assert!(
+        line("proxy admin").contains("replay backlog 0 pending, 0 parked"),
+        "{out}"
+    );
+    assert!(line("order service").contains("outbox backlog 0"), "{out}");
+    assert!(line("sap-sync").contains(" no "), "{out}");
+    assert!(out.contains("sap-sync is down"), "{out}");
+
     // An unknown key: an empty journey, every source saying why, still 200.
     let r = s
         .admin(Method::GET, "/admin/v1/journey/NOPE-404", None, Some(TOKEN))
