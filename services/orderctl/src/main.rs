@@ -9,6 +9,9 @@
 //! - `orderctl backfill`: SAP's existing orders copied into the order service.
 //! - `orderctl master-data import`: materials and customers into the order service, from a file
 //!   or from SAP's product, business partner and pricing APIs.
+//! - `orderctl trace KEY`: one order's journey across proxy, order service, outbox, Kafka,
+//!   sap-sync and SAP (the proxy's `GET /admin/v1/journey/{key}`), optionally with its log lines.
+//! - `orderctl status`: every component of the stack at a glance; exit status 1 when one is down.
 //! - `orderctl sap-sync parked|redrive`: changes SAP refused, and applying them again.
 //! - `orderctl bench order-create`: the order service's create path against `pgbench` running the
 //!   same SQL transaction on the same database.
@@ -34,6 +37,7 @@ mod backfill;
 mod bench;
 mod demo;
 mod infra;
+mod insight;
 mod load;
 mod master_data;
 mod migration;
@@ -97,6 +101,11 @@ enum Command {
     /// Users of the proxy's SAP face for retired routes (password hashes).
     #[command(subcommand)]
     Users(users::Command),
+    /// One order's journey (order number, order id or correlation id): every step across the
+    /// proxy, order service, outbox, Kafka, sap-sync and SAP, with times.
+    Trace(insight::TraceArgs),
+    /// Every component of the stack at a glance; exit status 1 when something is down.
+    Status(insight::StatusArgs),
     /// The proxy's durable replay log.
     Replays {
         #[command(subcommand)]
@@ -154,6 +163,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::MasterData(command) => master_data::run(command).await,
         Command::Routes(target) => admin::routes(target).await,
         Command::Migration(args) => migration::run(args).await,
+        Command::Trace(args) => insight::trace(args).await,
+        Command::Status(args) => insight::status(args).await,
         Command::Users(command) => users::run(command),
         Command::Mode {
             route,

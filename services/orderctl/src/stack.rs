@@ -115,6 +115,8 @@ fn services(
                 ("PROXY_DATA_DIR", data.join("proxy").display().to_string()),
                 ("ADMIN_TOKEN", admin_token.to_owned()),
                 ("SAP_SYNC_URL", format!("http://127.0.0.1:{sync}")),
+                // The live tail of the order events (console, `orderctl trace`).
+                ("PROXY_KAFKA_BROKERS", brokers.to_owned()),
                 ("PROXY_USERS_FILE", users_file.display().to_string()),
             ]),
         },

@@ -89,6 +89,8 @@ pub struct AdminState {
     pub return_poll: Duration,
     /// The migration console's read models.
     pub console: Arc<crate::console::Console>,
+    /// The event tail and the journey's sources ([`crate::insight`]).
+    pub insight: crate::insight::Insight,
 }
 
 /// Shared between the admin handlers and the [`Returner`].
@@ -196,6 +198,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/replays/{id}/discard", post(discard_replay))
         .route("/admin/v1/counters", get(counters))
         .merge(crate::console::routes())
+        .merge(crate::insight::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token_for_changes,

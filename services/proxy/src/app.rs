@@ -123,6 +123,13 @@ impl Application {
             console: Arc::new(crate::console::Console::new(
                 config.order_service_url.clone(),
             )),
+            insight: crate::insight::Insight {
+                tail: config.event_tail.clone().map_or_else(
+                    crate::insight::EventTail::disabled,
+                    crate::insight::EventTail::start,
+                ),
+                sap: Some(sap_client.clone()),
+            },
         };
         let worker = ReplayWorker {
             store,
@@ -185,6 +192,7 @@ impl Application {
             self.admin.console.history.clone(),
             shutdown.clone(),
         ));
+        let tail = self.admin.insight.tail.clone();
         let admin_router = admin::router(self.admin);
         let admin_shutdown = shutdown.clone();
         let admin_task = tokio::spawn(async move {
@@ -197,6 +205,7 @@ impl Application {
         });
         let worker_task = tokio::spawn(self.worker.run(shutdown.clone()));
         serve_on_workers(self.listener, self.state, shutdown, &self.config).await?;
+        tail.stop();
         let _ = worker_task.await;
         let _ = returner.await;
         let _ = sampler.await;

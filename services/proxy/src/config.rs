@@ -127,6 +127,15 @@ pub const PROXY_SESSION_KEY_FILE: &str = "PROXY_SESSION_KEY_FILE";
 pub const PROXY_SAP_SYSTEM_ID: &str = "PROXY_SAP_SYSTEM_ID";
 /// SAP client (`sap-client`) a retired route answers for (default `100`).
 pub const PROXY_SAP_CLIENT: &str = "PROXY_SAP_CLIENT";
+/// Kafka bootstrap servers for the live tail of the order events (`GET /admin/v1/events`, the
+/// journey's outbox and Kafka steps). Unset: no tail (the endpoint answers `enabled: false`).
+pub const PROXY_KAFKA_BROKERS: &str = "PROXY_KAFKA_BROKERS";
+/// The order events topic the tail reads (default `order-events`, the order service's).
+pub const PROXY_KAFKA_TOPIC: &str = "PROXY_KAFKA_TOPIC";
+/// Most events the tail holds in memory (default 20 000; the oldest are dropped first).
+pub const PROXY_EVENT_TAIL_CAPACITY: &str = "PROXY_EVENT_TAIL_CAPACITY";
+/// How many of the newest events of each partition the tail reads at start (default 2 000).
+pub const PROXY_EVENT_TAIL_BACKFILL: &str = "PROXY_EVENT_TAIL_BACKFILL";
 /// Log format, `text` or `json`.
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
 
@@ -219,6 +228,8 @@ pub struct ProxyConfig {
     pub batch_max_parts: usize,
     /// A retired route's SAP session layer (users, session key, system id, client).
     pub sap_face: crate::face::session::FaceSettings,
+    /// The live tail of the order events, when Kafka is configured.
+    pub event_tail: Option<crate::insight::TailSettings>,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -338,6 +349,37 @@ impl ProxyConfig {
         {
             r.problem(format!("{PROXY_SAP_SYSTEM_ID} must be letters and digits"));
         }
+        let event_tail = r
+            .raw(PROXY_KAFKA_BROKERS)
+            .filter(|b| !b.trim().is_empty())
+            .map(|brokers| crate::insight::TailSettings {
+                brokers,
+                topic: String::new(),
+                capacity: 0,
+                backfill: 0,
+            });
+        let event_tail = event_tail.map(|mut t| {
+            t.topic = r.read_string(PROXY_KAFKA_TOPIC, order_events::DEFAULT_TOPIC);
+            t.capacity = r
+                .read(PROXY_EVENT_TAIL_CAPACITY, 20_000usize)
+                .clamp(1, 1_000_000);
+            t.backfill = r
+                .read(PROXY_EVENT_TAIL_BACKFILL, 2_000i64)
+                .clamp(0, 1_000_000);
+            t
+        });
+        if let Some(t) = &event_tail
+            && (t.topic.is_empty()
+                || t.topic.len() > 249
+                || !t
+                    .topic
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')))
+        {
+            r.problem(format!(
+                "{PROXY_KAFKA_TOPIC}: only letters, digits, '.', '_' and '-', at most 249"
+            ));
+        }
         let log_format: LogFormat = r.read(LOG_FORMAT, LogFormat::Text);
         r.finish()?;
         Ok(Self {
@@ -383,6 +425,7 @@ impl ProxyConfig {
             idempotency_ttl,
             batch_max_parts,
             sap_face,
+            event_tail,
             log_format,
         })
     }

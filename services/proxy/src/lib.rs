@@ -45,7 +45,8 @@
 //! - [`admin`]: admin API (routes and the return from `retired`, replays, counters, metrics);
 //!   [`observe`]: logs + metrics of each important event in one place; [`error`]: one error
 //!   type by side, OData errors; [`config`]: every environment variable, typed, read once;
-//!   [`app`]: build and run.
+//!   [`app`]: build and run; [`insight`]: the event tail and an order's journey (console,
+//!   `orderctl trace`).
 
 pub mod admin;
 pub mod app;
@@ -54,6 +55,7 @@ pub mod console;
 pub mod dual_write;
 pub mod error;
 pub mod face;
+pub mod insight;
 pub mod observe;
 pub mod routing;
 pub mod serve;

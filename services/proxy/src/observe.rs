@@ -34,6 +34,13 @@ pub fn outcome_counts() -> serde_json::Value {
 /// A dual write finished with this decision.
 pub fn dual_write_outcome(decision: &Decision, correlation_id: &str, elapsed: Duration) {
     OUTCOMES[outcome_index(decision.class)].fetch_add(1, Ordering::Relaxed);
+    crate::insight::writes::note(
+        "dual_write",
+        correlation_id,
+        None,
+        serde_json::json!({"outcome": decision.class.as_str(), "row": decision.row,
+            "follow_ups": format!("{:?}", decision.follow_ups), "elapsed_ms": elapsed.as_millis() as u64}),
+    );
     metrics::counter!(
         "proxy_dual_write_outcomes_total",
         "outcome" => decision.class.as_str(),
@@ -64,6 +71,12 @@ pub fn replay_enqueued(entry: &ReplayEntry) {
 
 /// A replay landed and left the log.
 pub fn replay_landed(entry: &ReplayEntry) {
+    crate::insight::writes::note(
+        "replay_landed",
+        &entry.correlation_id,
+        entry.kind.order_number(),
+        serde_json::json!({"replay_id": entry.id, "kind": entry.kind.label(), "attempts": entry.attempts}),
+    );
     metrics::counter!("proxy_replay_attempts_total", "kind" => entry.kind.label(), "result" => "landed")
         .increment(1);
     tracing::info!(replay_id = %entry.id, kind = entry.kind.label(), attempts = entry.attempts, correlation_id = %entry.correlation_id, "replay_landed");

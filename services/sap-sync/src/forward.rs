@@ -501,11 +501,29 @@ impl Forward {
         let is_first = event.event_type == order_events::EventType::OrderCreated;
         let correlation_id = ctx.correlation_id.clone().unwrap_or_default();
         let mut first_attempt = true;
+        let note = |outcome: &'static str| {
+            crate::recent::record(crate::recent::Outcome {
+                at: Utc::now(),
+                order_id: order_id.clone(),
+                order_number: event.data["order_number"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                sap_number: crate::plan::sap_number(&event.data).map(str::to_owned),
+                event_type: event.event_type.as_str().to_owned(),
+                version,
+                outcome,
+                correlation_id: correlation_id.clone(),
+                partition: t.partition,
+                offset: t.offset,
+            })
+        };
         loop {
             if let Some(parked) = self.book.parked_order(&order_id) {
                 let mut parked = parked;
                 parked.events.push(parked_event(event, t));
                 if self.write_book(parked).await {
+                    note("waiting_behind_parked");
                     metrics::counter!("sap_sync_events_total", "outcome" => "waiting_behind_parked").increment(1);
                     break;
                 }
@@ -516,6 +534,7 @@ impl Forward {
                 superseded || self.superseded(&order_id, version, latest.take()).await;
             stage("look_up", asked);
             if is_superseded {
+                note("superseded");
                 metrics::counter!("sap_sync_events_total", "outcome" => "superseded").increment(1);
                 break;
             }
@@ -533,6 +552,7 @@ impl Forward {
                         Applied::AlreadyThere => "duplicate",
                         Applied::NotForSap(_) => "not_for_sap",
                     };
+                    note(outcome);
                     metrics::counter!("sap_sync_events_total", "outcome" => outcome).increment(1);
                     tracing::debug!(%order_id, version, %correlation_id, ?applied, "event applied");
                     break;
@@ -556,6 +576,7 @@ impl Forward {
                     };
                     if self.write_book(parked).await {
                         tracing::warn!(%order_id, version, %correlation_id, error = %e, "SAP refused the change; order parked");
+                        note("parked");
                         metrics::counter!("sap_sync_events_total", "outcome" => "parked")
                             .increment(1);
                         break;

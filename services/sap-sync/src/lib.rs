@@ -14,7 +14,8 @@
 //! HTTP (`SAP_SYNC_PORT`): `/health`, `/ready` (group joined), `/metrics` (Prometheus),
 //! `/status` (lag in messages and seconds, parked count, partitions held, paused, `held` with
 //! `hold_reason`, `retention_gap` with its partitions) and
-//! `/parked` (the parked orders with SAP's message), both JSON.
+//! `/parked` (the parked orders with SAP's message), both JSON; `/orders/{number}` (what
+//! sap-sync did lately with that order's events, [`recent`]; 404 when it holds nothing).
 
 pub mod apply;
 pub mod backward;
@@ -25,6 +26,7 @@ pub mod hold;
 pub mod orders;
 pub mod plan;
 pub mod queue;
+pub mod recent;
 pub mod sap;
 
 use std::sync::Arc;
@@ -129,6 +131,7 @@ impl SapSync {
                 let token = self.config.admin_token.clone();
                 post(move |state, order, headers| redrive(state, order, headers, token))
             })
+            .route("/orders/{number}", get(recent_of_order))
             .route("/metrics", get(platform::http_metrics::render))
             .with_state(self.forward.clone());
         let http_stop = stop.clone();
@@ -171,6 +174,22 @@ async fn poll_backward(f: Arc<Forward>, interval: Duration, stop: CancellationTo
             Err(e) => tracing::warn!(error = %e, "backward poll failed; next round retries"),
         }
     }
+}
+
+/// What sap-sync did lately with one order's events (`404` when it holds nothing of it).
+async fn recent_of_order(
+    axum::extract::Path(number): axum::extract::Path<String>,
+) -> axum::response::Response {
+    let applied = recent::of_order(number.trim());
+    if applied.is_empty() {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"order_number": number, "applied": [],
+                "detail": "sap-sync holds no recent event of this order"})),
+        )
+            .into_response();
+    }
+    Json(json!({"order_number": number, "applied": applied})).into_response()
 }
 
 /// Ready once in the group; a hold is not a failure.

@@ -57,7 +57,7 @@ pub struct ProxyState {
 
 impl ProxyState {
     /// Handles one request through the phases above.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+    pub async fn handle(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
         let start = Instant::now();
         // Phase 1: admit. The slot is held until the answer's body has been sent.
         let Ok(slot) = self.inflight.clone().try_acquire_owned() else {
@@ -68,6 +68,12 @@ impl ProxyState {
             &crate::face::write::effective_method(req.method(), req.headers()),
             req.uri().path(),
         );
+        // A write of the route is recorded for its journey (reads never are).
+        let write = matches!(
+            op,
+            Operation::SalesOrderCreate | Operation::SalesOrderChange
+        )
+        .then(|| crate::insight::writes::PendingWrite::begin(&mut req));
         // Phase 2b: while the route is retired, SAP's session layer (client, logon, CSRF,
         // `$metadata`, service document) is the proxy's own.
         let session = match self.sap_face.gate(&req, &self.routes).await {
@@ -107,6 +113,9 @@ impl ProxyState {
         }
         // Phase 5: log.
         observe(op, mode, resp.status().as_u16(), start);
+        if let Some(w) = write {
+            w.finish(mode.map(Mode::as_str), &resp, start);
+        }
         if hyper::body::Body::is_end_stream(resp.body()) {
             return resp;
         }

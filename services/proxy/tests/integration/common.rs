@@ -47,6 +47,9 @@ pub struct Options {
     pub policy: &'static str,
     pub proxy_env: Vec<(&'static str, String)>,
     pub sap_env: Vec<(&'static str, String)>,
+    /// More environment for the order service, applied last (e.g. its outbox relay on, with
+    /// `KAFKA_BROKERS` and a test topic).
+    pub order_env: Vec<(&'static str, String)>,
     /// What a stand-in for sap-sync's `/status` answers (the proxy's tests do not run
     /// sap-sync; its own tests do). `None`: no sap-sync configured.
     pub sap_sync_status: Option<Value>,
@@ -93,6 +96,7 @@ impl Default for Options {
             policy: "strict",
             proxy_env: Vec::new(),
             sap_env: Vec::new(),
+            order_env: Vec::new(),
             sap_sync_status: None,
             sap_tls: None,
             sap_face_user: false,
@@ -332,6 +336,9 @@ impl Stack {
             .env("RUST_LOG", "warn")
             .stdout(log_file(&self.proxy_dir, "order-service.log"))
             .stderr(log_file(&self.proxy_dir, "order-service.log"));
+        for (k, v) in &self.opts.order_env {
+            cmd.env(k, v);
+        }
         self.orders = Some(ChildProcess::spawn("order-service", cmd));
         self.wait_ok(
             format!("{}/health", self.orders_url()),

@@ -10,6 +10,7 @@ mod dual_change;
 mod events_face;
 mod fastpath;
 mod holes;
+mod insight;
 mod migration_cli;
 mod odata_reads;
 mod outcomes;
