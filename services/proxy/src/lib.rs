@@ -43,7 +43,8 @@
 //! - [`admin`]: admin API (routes and the return from `retired`, replays, counters, metrics);
 //!   [`observe`]: logs + metrics of each important event in one place; [`error`]: one error
 //!   type by side, OData errors; [`config`]: every environment variable, typed, read once;
-//!   [`app`]: build and run.
+//!   [`app`]: build and run; [`shared_state`]: route modes, replica heartbeats and
+//!   idempotency keys shared by several replicas in PostgreSQL, when configured.
 
 pub mod admin;
 pub mod app;
@@ -54,4 +55,5 @@ pub mod face;
 pub mod observe;
 pub mod routing;
 pub mod serve;
+pub mod shared_state;
 pub mod upstreams;

@@ -12,6 +12,7 @@ mod holes;
 mod migration_cli;
 mod odata_reads;
 mod outcomes;
+mod replicas;
 mod resilience;
 mod retired_face;
 mod switching;
