@@ -408,3 +408,103 @@ async fn a_replica_that_starts_after_a_switch_comes_up_in_the_switched_mode() {
     assert_eq!(s.db_orders(&reference).await.len(), 0);
     wait_replicas_run(&s, &late.admin_url(), 2, "legacy").await;
 }
+
+#[tokio::test]
+async fn a_key_left_in_flight_by_a_killed_replica_is_retried_on_the_other_under_the_same_number() {
+    let (mut s, _state, pool) = stack_with_shared_state("dual-write").await;
+    let b = start_replica(&s, "replica-b", "dual-write").await;
+    let reference = unique("rep-killed");
+    let key = unique("key");
+    let session_a = s.csrf(&s.proxy_url()).await;
+    let session_b = s.csrf(&b.url()).await;
+    s.sap_faults(json!({"latency_ms": 3000})).await;
+    let first = {
+        let (http, url, body, key, session) = (
+            s.http.clone(),
+            s.proxy_url(),
+            order_body(&reference),
+            key.clone(),
+            session_a,
+        );
+        tokio::spawn(async move {
+            http.post(format!("{url}{ROOT}/A_SalesOrder"))
+                .header("accept", "application/json")
+                .header("content-type", "application/json")
+                .header("x-csrf-token", &session.0)
+                .header("cookie", &session.1)
+                .header("Idempotency-Key", &key)
+                .body(serde_json::to_vec(&body).unwrap())
+                .send()
+                .await
+        })
+    };
+    let record = || async {
+        sqlx::query_as::<_, (bool, Value)>(
+            "SELECT in_flight, record FROM proxy_idempotency WHERE key = $1",
+        )
+        .bind(format!("client:{key}"))
+        .fetch_optional(&pool)
+        .await
+        .unwrap()
+    };
+    let held = test_support::eventually("the key in flight on A", WAIT, || async {
+        record().await.filter(|(in_flight, _)| *in_flight)
+    })
+    .await;
+    let number = held.1["number"].as_str().unwrap().to_owned();
+    // A dies with the create in flight (SAP holds it in its latency, then drops it).
+    s.kill_proxy();
+    let _ = first.await;
+    s.sap_faults(json!({})).await;
+
+    // B answers "in progress" while A's heartbeat is fresh, then retries the key.
+    let killed = Instant::now();
+    let retried = test_support::eventually("B retries the key of the killed replica", WAIT, || {
+        let (s, b, session_b, reference, key) = (&s, &b, &session_b, &reference, &key);
+        async move {
+            let r = s
+                .create_in_session(
+                    &b.url(),
+                    session_b,
+                    &order_body(reference),
+                    &[("Idempotency-Key", key.as_str())],
+                )
+                .await;
+            (r.status != 409).then_some(r)
+        }
+    })
+    .await;
+    eprintln!(
+        "B retried the killed replica's key {:?} after the kill",
+        killed.elapsed()
+    );
+    assert_eq!(retried.status, 201, "{:?}", retried.body);
+    assert_eq!(
+        order_number(&retried),
+        number,
+        "the key's number, not a new one"
+    );
+    let (in_flight, rec) = record().await.unwrap();
+    assert!(!in_flight);
+    assert_eq!(rec["attempt"], 1, "{rec}");
+
+    test_support::eventually("B's replay log drained", WAIT, || async {
+        let r = admin_at(
+            &s,
+            &b.admin_url(),
+            reqwest::Method::GET,
+            "/admin/v1/replays",
+            None,
+        )
+        .await;
+        r.json()["replays"]
+            .as_array()
+            .is_some_and(|a| a.is_empty())
+            .then_some(())
+    })
+    .await;
+    let sap = s.sap_orders(&reference).await;
+    let new = s.db_orders(&reference).await;
+    assert_eq!(sap.len(), 1, "one order in SAP: {sap:?}");
+    assert_eq!(new.len(), 1, "one order in the order service: {new:?}");
+}
