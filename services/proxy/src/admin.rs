@@ -44,8 +44,9 @@ use crate::dual_write::shadow::ShadowStats;
 use crate::dual_write::store::{ReplayState, Store};
 use crate::observe;
 use crate::routing::routes::{
-    Mode, Route, RouteError, RouteTable, SapUnavailablePolicy, policy_name,
+    AuditEntry, Mode, Route, RouteChange, RouteError, RouteTable, SapUnavailablePolicy, policy_name,
 };
+use crate::shared_state::SharedState;
 use crate::upstreams::breaker::BreakerState;
 use crate::upstreams::order_client::OrderService;
 use crate::upstreams::upstream::Upstream;
@@ -53,8 +54,11 @@ use crate::upstreams::upstream::Upstream;
 /// Shared state of the admin API.
 #[derive(Clone)]
 pub struct AdminState {
-    /// Route table.
+    /// Route table (what this replica serves).
     pub routes: RouteTable,
+    /// The state shared with other replicas, when configured: route changes are made there
+    /// (and reach every replica), the audit trail is read there.
+    pub shared: Option<Arc<SharedState>>,
     /// Durable state.
     pub store: Store,
     /// Order service (readiness).
@@ -91,6 +95,49 @@ pub struct AdminState {
     pub console: Arc<crate::console::Console>,
     /// The event tail and the journey's sources ([`crate::insight`]).
     pub insight: crate::insight::Insight,
+}
+
+impl AdminState {
+    /// Makes one route change where the table lives: the shared state database (one
+    /// transaction, announced to every replica), or the local file. `None`: nothing to change.
+    async fn change_route_if(
+        &self,
+        route: &str,
+        who: &str,
+        forced: bool,
+        change: RouteChange,
+    ) -> Result<Option<(Route, Route)>, RouteError> {
+        match &self.shared {
+            Some(shared) => shared.apply(&self.routes, route, who, forced, change).await,
+            None => self.routes.apply(route, who, forced, change),
+        }
+    }
+
+    /// A change that always changes something (all but completing a return).
+    async fn change_route(
+        &self,
+        route: &str,
+        who: &str,
+        forced: bool,
+        change: RouteChange,
+    ) -> Result<(Route, Route), RouteError> {
+        self.change_route_if(route, who, forced, change)
+            .await
+            .map(|changed| changed.expect("an unconditional change always changes"))
+    }
+
+    /// The audit trail of `route`, oldest first.
+    async fn audit_of(&self, route: &str) -> Result<Vec<AuditEntry>, RouteError> {
+        match &self.shared {
+            Some(shared) => shared.audit(route).await,
+            None => Ok(self
+                .routes
+                .audit()?
+                .into_iter()
+                .filter(|e| e.route == route)
+                .collect()),
+        }
+    }
 }
 
 /// Shared between the admin handlers and the [`Returner`].
@@ -199,6 +246,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/counters", get(counters))
         .merge(crate::console::routes())
         .merge(crate::insight::router())
+        .route("/admin/v1/replicas", get(list_replicas))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token_for_changes,
@@ -280,6 +328,11 @@ fn change_failed(e: RouteError) -> Response {
             StatusCode::NOT_FOUND,
             "Not found",
             format!("no route {r:?}"),
+        ),
+        RouteError::SharedState(e) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Shared state unavailable",
+            format!("the switch was not made (every replica keeps its mode): {e}"),
         ),
         e => problem(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -733,7 +786,10 @@ async fn set_mode(
     if current.mode == mode {
         // A switch to `retired` while returning from it cancels the return.
         if current.returning_to.is_some() {
-            return match state.routes.cancel_return(&route, &who) {
+            return match state
+                .change_route(&route, &who, false, RouteChange::CancelReturn)
+                .await
+            {
                 Ok((old, new)) => {
                     observe::route_changed(
                         &route,
@@ -770,7 +826,10 @@ async fn set_mode(
                 .into_response();
         }
     }
-    match state.routes.set_mode(&route, mode, &who, change.force) {
+    match state
+        .change_route(&route, &who, change.force, RouteChange::Mode(mode))
+        .await
+    {
         Ok((old, new)) => {
             state.returns.progress.lock().expect("lock").remove(&route);
             observe::route_changed(
@@ -799,7 +858,10 @@ async fn begin_return(
     wait: u64,
 ) -> Response {
     if current.returning_to != Some(to) {
-        match state.routes.begin_return(route, to, who) {
+        match state
+            .change_route(route, who, false, RouteChange::BeginReturn(to))
+            .await
+        {
             Ok(_) => observe::route_changed(
                 route,
                 "returning_to",
@@ -914,7 +976,12 @@ impl Returner {
                 "proxy (SAP caught up; return asked by {})",
                 r.returning_by.as_deref().unwrap_or("unknown")
             );
-            match state.routes.complete_return(&r.name, to, &who) {
+            // With shared state only one replica completes it: the change locks the route's row
+            // and applies only while the route still returns to `to`.
+            match state
+                .change_route_if(&r.name, &who, false, RouteChange::CompleteReturn(to))
+                .await
+            {
                 Ok(Some((old, new))) => {
                     state.returns.progress.lock().expect("lock").remove(&r.name);
                     observe::route_changed(
@@ -957,7 +1024,10 @@ async fn set_policy(
         Err(e) => return problem(StatusCode::BAD_REQUEST, "Bad request", e),
     };
     let who = actor(&headers, peer);
-    match state.routes.set_policy(&route, policy, &who) {
+    match state
+        .change_route(&route, &who, false, RouteChange::Policy(policy))
+        .await
+    {
         Ok((old, new)) => {
             observe::route_changed(
                 &route,
@@ -994,16 +1064,33 @@ async fn report_reconciliation(
 }
 
 async fn route_audit(State(state): State<AdminState>, Path(route): Path<String>) -> Response {
-    match state.routes.audit() {
-        Ok(all) => {
-            let entries: Vec<_> = all.into_iter().filter(|e| e.route == route).collect();
-            Json(json!({ "entries": entries })).into_response()
-        }
+    match state.audit_of(&route).await {
+        Ok(entries) => Json(json!({ "entries": entries })).into_response(),
         Err(e) => problem(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Storage failed",
             e.to_string(),
         ),
+    }
+}
+
+/// Every replica sharing the state, from their heartbeats: the mode each runs per route, and
+/// whether it is alive and current (runs the version of every route the shared table holds).
+async fn list_replicas(State(state): State<AdminState>) -> Response {
+    let Some(shared) = &state.shared else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "no shared state: PROXY_STATE_DATABASE_URL is not configured, this proxy runs alone",
+        );
+    };
+    match shared.replicas().await {
+        Ok(replicas) => Json(json!({
+            "replica_id": shared.replica_id(),
+            "replicas": replicas,
+        }))
+        .into_response(),
+        Err(e) => change_failed(e),
     }
 }
 

@@ -12,12 +12,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::config::ProxyConfig;
+use crate::dual_write::keys::Keys;
 use crate::dual_write::replay::ReplayWorker;
 use crate::dual_write::shadow::ShadowStats;
 use crate::dual_write::store::Store;
 use crate::routing::routes::RouteTable;
 use crate::routing::sales_orders::SalesOrders;
 use crate::serve::server::{self, ProxyState};
+use crate::shared_state::{ReplicaIdentity, RouteSync, SharedState};
 use crate::upstreams::order_client::{HttpOrderService, OrderService};
 use crate::upstreams::sap_client::SapClient;
 use crate::upstreams::upstream::{Upstream, UpstreamSettings};
@@ -29,6 +31,8 @@ pub struct Application {
     state: Arc<ProxyState>,
     admin: AdminState,
     worker: ReplayWorker,
+    /// Keeps the route table in step with the shared one (with `PROXY_STATE_DATABASE_URL`).
+    route_sync: Option<RouteSync>,
     config: Arc<ProxyConfig>,
 }
 
@@ -41,6 +45,32 @@ impl Application {
         let store = Store::open(&config.data_dir)?;
         let routes =
             RouteTable::open(&config.data_dir, config.initial_mode, config.initial_policy)?;
+        let listener = bind_client_listener(config.listen, config.workers > 1)?;
+        let admin_listener = TcpListener::bind(config.admin_listen).await?;
+        let boot_id = uuid::Uuid::now_v7().to_string();
+        // With shared state the table in memory follows the database's; the local file keeps
+        // the last modes seen.
+        let shared = match &config.state_database_url {
+            None => None,
+            Some(url) => {
+                let me = ReplicaIdentity {
+                    id: boot_id.clone(),
+                    name: config.replica_name.clone(),
+                    address: listener.local_addr()?.to_string(),
+                    admin_address: admin_listener.local_addr()?.to_string(),
+                };
+                let shared = SharedState::connect(url.expose(), me, config.state_sync)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("shared state database: {e}"))?;
+                shared.adopt_routes(&routes).await?;
+                shared.heartbeat(&routes).await;
+                Some(shared)
+            }
+        };
+        let keys = match &shared {
+            Some(s) => Keys::Shared(s.clone()),
+            None => Keys::Local(store.clone()),
+        };
         let sap = Arc::new(Upstream::new(UpstreamSettings {
             name: "sap",
             base: config.sap_url.clone(),
@@ -77,8 +107,9 @@ impl Application {
             sap_client: sap_client.clone(),
             orders: orders.clone(),
             store: store.clone(),
+            keys: keys.clone(),
             replay_wakeup: wakeup.clone(),
-            boot_id: uuid::Uuid::now_v7().to_string(),
+            boot_id,
             numbers,
             writes: tokio_util::task::TaskTracker::new(),
         });
@@ -93,7 +124,8 @@ impl Application {
             sap_face: Arc::new(crate::face::session::SapFace::build(&config.sap_face)?),
         });
         let admin = AdminState {
-            routes,
+            routes: routes.clone(),
+            shared: shared.clone(),
             store: store.clone(),
             orders: orders.clone(),
             sap,
@@ -133,6 +165,7 @@ impl Application {
         };
         let worker = ReplayWorker {
             store,
+            keys,
             orders,
             sap: sap_client,
             wakeup,
@@ -142,8 +175,10 @@ impl Application {
             idempotency_ttl: config.idempotency_ttl,
             rejection_reasons: config.rejection_reasons.clone(),
         };
-        let listener = bind_client_listener(config.listen, config.workers > 1)?;
-        let admin_listener = TcpListener::bind(config.admin_listen).await?;
+        let route_sync = shared.map(|shared| RouteSync {
+            shared,
+            table: routes,
+        });
         if config.admin_token.is_none() {
             tracing::warn!("ADMIN_TOKEN is not set: every admin change will be refused");
         }
@@ -153,6 +188,7 @@ impl Application {
             state,
             admin,
             worker,
+            route_sync,
             config,
         })
     }
@@ -204,11 +240,17 @@ impl Application {
             .await
         });
         let worker_task = tokio::spawn(self.worker.run(shutdown.clone()));
+        let sync_task = self
+            .route_sync
+            .map(|sync| tokio::spawn(sync.run(shutdown.clone())));
         serve_on_workers(self.listener, self.state, shutdown, &self.config).await?;
         tail.stop();
         let _ = worker_task.await;
         let _ = returner.await;
         let _ = sampler.await;
+        if let Some(t) = sync_task {
+            let _ = t.await;
+        }
         admin_task.await??;
         tracing::info!("proxy stopped");
         Ok(())

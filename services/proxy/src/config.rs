@@ -136,6 +136,15 @@ pub const PROXY_KAFKA_TOPIC: &str = "PROXY_KAFKA_TOPIC";
 pub const PROXY_EVENT_TAIL_CAPACITY: &str = "PROXY_EVENT_TAIL_CAPACITY";
 /// How many of the newest events of each partition the tail reads at start (default 2 000).
 pub const PROXY_EVENT_TAIL_BACKFILL: &str = "PROXY_EVENT_TAIL_BACKFILL";
+/// PostgreSQL URL of the state several replicas share (route modes and their audit trail,
+/// replica heartbeats, idempotency keys). Unset: each proxy keeps that state in its data
+/// folder. The replay log and reserved order numbers stay in the data folder either way.
+pub const PROXY_STATE_DATABASE_URL: &str = "PROXY_STATE_DATABASE_URL";
+/// How often a replica re-reads the shared route table and writes its heartbeat,
+/// milliseconds (default 2000; changes reach replicas at once by `LISTEN/NOTIFY`).
+pub const PROXY_STATE_SYNC_MS: &str = "PROXY_STATE_SYNC_MS";
+/// This replica's name in the heartbeats (default the `HOSTNAME`, a pod's name).
+pub const PROXY_REPLICA_NAME: &str = "PROXY_REPLICA_NAME";
 /// Log format, `text` or `json`.
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
 
@@ -230,8 +239,31 @@ pub struct ProxyConfig {
     pub sap_face: crate::face::session::FaceSettings,
     /// The live tail of the order events, when Kafka is configured.
     pub event_tail: Option<crate::insight::TailSettings>,
+    /// The shared state database, when replicas share their state.
+    pub state_database_url: Option<SecretUrl>,
+    /// Re-read and heartbeat period of the shared state.
+    pub state_sync: Duration,
+    /// This replica's name in the heartbeats.
+    pub replica_name: String,
     /// Log format.
     pub log_format: LogFormat,
+}
+
+/// A URL that may carry a password: never printed.
+#[derive(Clone)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// The URL itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretUrl(..)")
+    }
 }
 
 impl ProxyConfig {
@@ -380,6 +412,19 @@ impl ProxyConfig {
                 "{PROXY_KAFKA_TOPIC}: only letters, digits, '.', '_' and '-', at most 249"
             ));
         }
+        let state_database_url = r.raw(PROXY_STATE_DATABASE_URL).map(SecretUrl);
+        if let Some(u) = &state_database_url
+            && !(u.0.starts_with("postgres://") || u.0.starts_with("postgresql://"))
+        {
+            r.problem(format!(
+                "{PROXY_STATE_DATABASE_URL} must be a postgres:// URL"
+            ));
+        }
+        let state_sync = ms(&mut r, PROXY_STATE_SYNC_MS, 2_000).max(Duration::from_millis(100));
+        let replica_name = r
+            .raw(PROXY_REPLICA_NAME)
+            .or_else(|| r.raw("HOSTNAME"))
+            .unwrap_or_else(|| "proxy".to_owned());
         let log_format: LogFormat = r.read(LOG_FORMAT, LogFormat::Text);
         r.finish()?;
         Ok(Self {
@@ -426,6 +471,9 @@ impl ProxyConfig {
             batch_max_parts,
             sap_face,
             event_tail,
+            state_database_url,
+            state_sync,
+            replica_name,
             log_format,
         })
     }

@@ -46,7 +46,8 @@
 //!   [`observe`]: logs + metrics of each important event in one place; [`error`]: one error
 //!   type by side, OData errors; [`config`]: every environment variable, typed, read once;
 //!   [`app`]: build and run; [`insight`]: the event tail and an order's journey (console,
-//!   `orderctl trace`).
+//!   `orderctl trace`); [`shared_state`]: route modes, replica heartbeats and
+//!   idempotency keys shared by several replicas in PostgreSQL, when configured.
 
 pub mod admin;
 pub mod app;
@@ -59,4 +60,5 @@ pub mod insight;
 pub mod observe;
 pub mod routing;
 pub mod serve;
+pub mod shared_state;
 pub mod upstreams;

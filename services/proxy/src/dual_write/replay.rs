@@ -59,6 +59,8 @@ pub fn backoff(attempts: u32, base: Duration, max: Duration, rng: &mut impl Rng)
 pub struct ReplayWorker {
     /// Durable log.
     pub store: Store,
+    /// Idempotency keys (local, or shared by the replicas).
+    pub keys: crate::dual_write::keys::Keys,
     /// Order service.
     pub orders: Arc<dyn OrderService>,
     /// SAP.
@@ -86,7 +88,7 @@ impl ReplayWorker {
                 next_expiry += Duration::from_secs(3600);
                 let ttl = chrono::Duration::from_std(self.idempotency_ttl)
                     .unwrap_or(chrono::Duration::hours(24));
-                match self.store.expire_keys(ttl).await {
+                match self.keys.expire_keys(ttl).await {
                     Ok(n) if n > 0 => tracing::info!(removed = n, "idempotency records expired"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "expiring idempotency records failed"),
@@ -293,7 +295,7 @@ impl ReplayWorker {
                     // same key must then take a fresh number; one running now decides first.
                     if let Some(k) = client_key {
                         match self
-                            .store
+                            .keys
                             .release_key_number(k.clone(), sales_order.clone())
                             .await
                         {

@@ -284,6 +284,47 @@ pub enum Claim {
     InProgress,
 }
 
+/// What claiming a key finds, given its record (`None`: no record): the claim, the order
+/// number in effect (the record's, else `number`), and the attempt to record as in flight
+/// (`None`: nothing to write). `running` tells whether the attempt in flight under a boot id
+/// is still running (this process, or with shared state another replica that is alive); an
+/// attempt whose process is gone ended without a definite answer, so the claim retries it.
+/// One decision for the local store and the shared one, so both answer alike.
+pub fn decide_claim(
+    existing: Option<IdemRecord>,
+    fingerprint: &str,
+    number: Option<String>,
+    running: impl Fn(&str) -> bool,
+) -> (Claim, Option<String>, Option<u32>) {
+    let (claim, kept) = match existing {
+        None => (Claim::Fresh, None),
+        Some(r) if r.fingerprint != fingerprint => (Claim::Mismatch, r.number),
+        Some(r) => match r.state {
+            IdemState::Completed { response } => (Claim::Replay(response), r.number),
+            IdemState::InFlight { boot_id: b } if running(&b) => (Claim::InProgress, r.number),
+            IdemState::InFlight { .. } | IdemState::Unknown => (
+                Claim::Retry {
+                    attempt: r.attempt + 1,
+                },
+                r.number,
+            ),
+        },
+    };
+    let attempt = match claim {
+        Claim::Retry { attempt } => Some(attempt),
+        Claim::Fresh => Some(0),
+        _ => None,
+    };
+    (claim, kept.or(number), attempt)
+}
+
+impl StoreError {
+    /// A failure of another store (the shared state database).
+    pub fn other(message: impl std::fmt::Display) -> Self {
+        StoreError(message.to_string())
+    }
+}
+
 /// Backlog figures for metrics and the admin API.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Backlog {
@@ -567,28 +608,8 @@ impl Store {
                 let existing: Option<IdemRecord> = t
                     .get(key.as_str())?
                     .and_then(|g| serde_json::from_slice(g.value()).ok());
-                let (claim, kept) = match existing {
-                    None => (Claim::Fresh, None),
-                    Some(r) if r.fingerprint != fingerprint => (Claim::Mismatch, r.number),
-                    Some(r) => match r.state {
-                        IdemState::Completed { response } => (Claim::Replay(response), r.number),
-                        IdemState::InFlight { boot_id: b } if b == boot_id => {
-                            (Claim::InProgress, r.number)
-                        }
-                        IdemState::InFlight { .. } | IdemState::Unknown => (
-                            Claim::Retry {
-                                attempt: r.attempt + 1,
-                            },
-                            r.number,
-                        ),
-                    },
-                };
-                let attempt = match claim {
-                    Claim::Retry { attempt } => Some(attempt),
-                    Claim::Fresh => Some(0),
-                    _ => None,
-                };
-                let number = kept.or(number);
+                let (claim, number, attempt) =
+                    decide_claim(existing, &fingerprint, number, |b| b == boot_id);
                 if let Some(attempt) = attempt {
                     let rec = IdemRecord {
                         fingerprint,

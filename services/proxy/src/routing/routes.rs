@@ -140,6 +140,81 @@ pub struct AuditEntry {
     pub forced: bool,
 }
 
+/// One change of a route, the same whether the local table or the shared state database
+/// holds it (see [`RouteChange::apply_to`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteChange {
+    /// Set the mode (ends a return in progress).
+    Mode(Mode),
+    /// Begin or retarget a return from `retired`.
+    BeginReturn(Mode),
+    /// Cancel a return in progress.
+    CancelReturn,
+    /// Complete a return, only while the route still returns to this mode.
+    CompleteReturn(Mode),
+    /// Set the SAP-unavailable policy.
+    Policy(SapUnavailablePolicy),
+}
+
+impl RouteChange {
+    /// The audited field.
+    pub fn field(self) -> &'static str {
+        match self {
+            RouteChange::Mode(_) | RouteChange::CompleteReturn(_) => "mode",
+            RouteChange::BeginReturn(_) | RouteChange::CancelReturn => "returning_to",
+            RouteChange::Policy(_) => "policy",
+        }
+    }
+
+    /// Whether the change moves `updated_at` (a return in progress does not: the route is
+    /// still in its phase).
+    pub fn bumps_updated_at(self) -> bool {
+        !matches!(
+            self,
+            RouteChange::BeginReturn(_) | RouteChange::CancelReturn
+        )
+    }
+
+    /// Edits `r` and names what changed as `(from, to)`; `None`: nothing to change.
+    /// `updated_at`/`updated_by` are the caller's (see [`RouteChange::bumps_updated_at`]).
+    pub fn apply_to(self, r: &mut Route, who: &str) -> Option<(String, String)> {
+        match self {
+            RouteChange::Mode(mode) => {
+                let from = r.mode.to_string();
+                r.mode = mode;
+                clear_return(r);
+                Some((from, mode.to_string()))
+            }
+            RouteChange::BeginReturn(to) => {
+                let from = return_name(r.returning_to);
+                r.returning_to = Some(to);
+                r.returning_since = Some(Utc::now());
+                r.returning_by = Some(who.to_owned());
+                Some((from, to.to_string()))
+            }
+            RouteChange::CancelReturn => {
+                let from = return_name(r.returning_to);
+                clear_return(r);
+                Some((from, return_name(None)))
+            }
+            RouteChange::CompleteReturn(to) => {
+                if r.returning_to != Some(to) {
+                    return None;
+                }
+                let from = r.mode.to_string();
+                r.mode = to;
+                clear_return(r);
+                Some((from, to.to_string()))
+            }
+            RouteChange::Policy(policy) => {
+                let from = policy_name(r.policy);
+                r.policy = policy;
+                Some((from.to_owned(), policy_name(policy).to_owned()))
+            }
+        }
+    }
+}
+
 /// Errors of the route table.
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
@@ -152,6 +227,10 @@ pub enum RouteError {
     /// The file exists but does not parse.
     #[error("route table file is corrupt: {0}")]
     Corrupt(#[from] serde_json::Error),
+    /// The shared state database could not be reached or refused the change: nothing changed
+    /// (the replicas keep serving the modes they have).
+    #[error("shared route state unavailable: {0}")]
+    SharedState(String),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -301,12 +380,7 @@ impl RouteTable {
         who: &str,
         forced: bool,
     ) -> Result<(Route, Route), RouteError> {
-        self.change(route, who, forced, "mode", true, |r| {
-            let from = r.mode.to_string();
-            r.mode = mode;
-            clear_return(r);
-            (from, mode.to_string())
-        })
+        self.change(route, who, forced, RouteChange::Mode(mode))
     }
 
     /// Begins (or retargets) a return from `retired` to `to`: the route keeps its mode and
@@ -317,22 +391,12 @@ impl RouteTable {
         to: Mode,
         who: &str,
     ) -> Result<(Route, Route), RouteError> {
-        self.change(route, who, false, "returning_to", false, |r| {
-            let from = return_name(r.returning_to);
-            r.returning_to = Some(to);
-            r.returning_since = Some(Utc::now());
-            r.returning_by = Some(who.to_owned());
-            (from, to.to_string())
-        })
+        self.change(route, who, false, RouteChange::BeginReturn(to))
     }
 
     /// Cancels a return in progress: the route stays `retired`, audited.
     pub fn cancel_return(&self, route: &str, who: &str) -> Result<(Route, Route), RouteError> {
-        self.change(route, who, false, "returning_to", false, |r| {
-            let from = return_name(r.returning_to);
-            clear_return(r);
-            (from, return_name(None))
-        })
+        self.change(route, who, false, RouteChange::CancelReturn)
     }
 
     /// Sets a route's SAP-unavailable policy, audited like a mode change.
@@ -342,11 +406,7 @@ impl RouteTable {
         policy: SapUnavailablePolicy,
         who: &str,
     ) -> Result<(Route, Route), RouteError> {
-        self.change(route, who, false, "policy", true, |r| {
-            let from = policy_name(r.policy);
-            r.policy = policy;
-            (from.to_owned(), policy_name(policy).to_owned())
-        })
+        self.change(route, who, false, RouteChange::Policy(policy))
     }
 
     fn change(
@@ -354,14 +414,10 @@ impl RouteTable {
         route: &str,
         who: &str,
         forced: bool,
-        field: &str,
-        bump_updated_at: bool,
-        apply: impl FnOnce(&mut Route) -> (String, String),
+        change: RouteChange,
     ) -> Result<(Route, Route), RouteError> {
-        self.change_if(route, who, forced, field, bump_updated_at, |r| {
-            Some(apply(r))
-        })
-        .map(|changed| changed.expect("an unconditional change always changes"))
+        self.apply(route, who, forced, change)
+            .map(|changed| changed.expect("an unconditional change always changes"))
     }
 
     /// Completes a return from `retired`: the mode becomes `to` and the return ends, but only
@@ -373,15 +429,54 @@ impl RouteTable {
         to: Mode,
         who: &str,
     ) -> Result<Option<(Route, Route)>, RouteError> {
-        self.change_if(route, who, false, "mode", true, |r| {
-            if r.returning_to != Some(to) {
-                return None;
-            }
-            let from = r.mode.to_string();
-            r.mode = to;
-            clear_return(r);
-            Some((from, to.to_string()))
-        })
+        self.apply(route, who, false, RouteChange::CompleteReturn(to))
+    }
+
+    /// Applies one [`RouteChange`] to the local table (file and memory), audited. `None`: the
+    /// change had nothing to do (a completed return no longer asked for).
+    pub fn apply(
+        &self,
+        route: &str,
+        who: &str,
+        forced: bool,
+        change: RouteChange,
+    ) -> Result<Option<(Route, Route)>, RouteError> {
+        self.change_if(
+            route,
+            who,
+            forced,
+            change.field(),
+            change.bumps_updated_at(),
+            |r| change.apply_to(r, who),
+        )
+    }
+
+    /// Puts `route` into the in-memory table as another replica (or the shared state
+    /// database) decided it, and writes it to `routes.json` as the last known table (what a
+    /// restart serves should the database be unreachable then). Nothing is audited here: the
+    /// shared trail holds the change. Returns whether anything changed; the generation is
+    /// bumped only then, so a periodic re-read costs the request path nothing.
+    pub fn install(&self, route: Route) -> Result<bool, RouteError> {
+        let _serial = self.inner.write_lock.lock().expect("route lock poisoned");
+        let mut all: BTreeMap<String, Arc<Route>> = self
+            .inner
+            .routes
+            .read()
+            .expect("route lock poisoned")
+            .clone();
+        if all.get(&route.name).is_some_and(|r| **r == route) {
+            return Ok(false);
+        }
+        all.insert(route.name.clone(), Arc::new(route));
+        self.persist(&all.values().map(|r| Route::clone(r)).collect::<Vec<_>>())?;
+        *self.inner.routes.write().expect("route lock poisoned") = all;
+        self.inner.generation.fetch_add(1, Ordering::Release);
+        Ok(true)
+    }
+
+    /// The table's generation: bumped by every change, local or installed.
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
     }
 
     /// One change under the write lock: `apply` edits the route and names what changed

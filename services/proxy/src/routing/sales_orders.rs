@@ -238,6 +238,8 @@ pub struct SalesOrders {
     pub orders: Arc<dyn OrderService>,
     /// Durable state.
     pub store: Store,
+    /// Idempotency keys (local, or shared by the replicas).
+    pub keys: crate::dual_write::keys::Keys,
     /// Wakes the replay worker.
     pub replay_wakeup: Arc<Notify>,
     /// This process's boot id (tells crashed in-flight keys from live ones).
@@ -410,7 +412,7 @@ impl SalesOrders {
         let (claim, number) = match &key {
             None => (Claim::Fresh, candidate.clone()),
             Some(k) => match self
-                .store
+                .keys
                 .claim_key(
                     k.clone(),
                     fingerprint.clone(),
@@ -530,7 +532,7 @@ impl SalesOrders {
     ) {
         if let Some(k) = key
             && let Err(e) = self
-                .store
+                .keys
                 .finish_key(k, fingerprint, attempt, stored, number)
                 .await
         {

@@ -25,7 +25,7 @@ pub fn binaries() -> &'static Path {
     test_support::process::built_binaries(&["order-service", "sap-mock", "orderctl"])
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
+pub fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("proxy-it-{tag}-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -293,7 +293,7 @@ impl Stack {
         format!("http://127.0.0.1:{}", self.orders_port)
     }
 
-    async fn wait_ok(&self, url: String, what: &str) {
+    pub async fn wait_ok(&self, url: String, what: &str) {
         let http = self.http.clone();
         test_support::eventually(what, WAIT, || {
             let http = http.clone();
@@ -445,14 +445,24 @@ impl Stack {
     }
 
     pub async fn start_proxy(&mut self) {
+        let cmd = self.proxy_command(self.proxy_port, self.admin_port, &self.proxy_dir);
+        self.proxy = Some(ChildProcess::spawn("proxy", cmd));
+        self.wait_ok(format!("{}/health", self.admin_url()), "proxy healthy")
+            .await;
+    }
+
+    /// The proxy's command as this stack starts it, on the given ports and data folder (a
+    /// second replica gets its own).
+    pub fn proxy_command(&self, port: u16, admin_port: u16, dir: &Path) -> Command {
+        let proxy_dir = dir;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_proxy"));
         cmd.env("PROXY_BIND", "127.0.0.1")
-            .env("PROXY_PORT", self.proxy_port.to_string())
-            .env("PROXY_ADMIN_PORT", self.admin_port.to_string())
+            .env("PROXY_PORT", port.to_string())
+            .env("PROXY_ADMIN_PORT", admin_port.to_string())
             .env("SAP_URL", self.proxy_sap_url())
             .env("ORDER_SERVICE_URL", self.orders_url())
             .env("ADMIN_TOKEN", TOKEN)
-            .env("PROXY_DATA_DIR", &self.proxy_dir)
+            .env("PROXY_DATA_DIR", proxy_dir)
             .env("PROXY_SALES_ORDERS_MODE", self.opts.mode)
             .env("PROXY_SALES_ORDERS_POLICY", self.opts.policy)
             .env("PROXY_REPLAY_BASE_MS", "100")
@@ -465,8 +475,8 @@ impl Stack {
             .env("PROXY_ORDER_SERVICE_TIMEOUT_MS", "3000")
             .env("PROXY_BREAKER_FAILURES", "1000")
             .env("RUST_LOG", "info")
-            .stdout(log_file(&self.proxy_dir, "proxy.log"))
-            .stderr(log_file(&self.proxy_dir, "proxy.log"));
+            .stdout(log_file(proxy_dir, "proxy.log"))
+            .stderr(log_file(proxy_dir, "proxy.log"));
         if let Some((port, _)) = &self.sap_sync_stub {
             cmd.env("SAP_SYNC_URL", format!("http://127.0.0.1:{port}"));
         }
@@ -487,9 +497,7 @@ impl Stack {
         for (k, v) in &self.opts.proxy_env {
             cmd.env(k, v);
         }
-        self.proxy = Some(ChildProcess::spawn("proxy", cmd));
-        self.wait_ok(format!("{}/health", self.admin_url()), "proxy healthy")
-            .await;
+        cmd
     }
 
     pub fn kill_proxy(&mut self) {

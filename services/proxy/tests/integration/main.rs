@@ -14,6 +14,7 @@ mod insight;
 mod migration_cli;
 mod odata_reads;
 mod outcomes;
+mod replicas;
 mod resilience;
 mod retired_face;
 mod switching;
