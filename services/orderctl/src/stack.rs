@@ -117,6 +117,7 @@ fn services(
                 ("SAP_SYNC_URL", format!("http://127.0.0.1:{sync}")),
                 // The live tail of the order events (console, `orderctl trace`).
                 ("PROXY_KAFKA_BROKERS", brokers.to_owned()),
+                ("PROXY_KAFKA_TOPIC", env_or("KAFKA_TOPIC", "order-events")),
                 ("PROXY_USERS_FILE", users_file.display().to_string()),
             ]),
         },
