@@ -29,9 +29,6 @@ pub struct TraceArgs {
     /// The proxy's JSON log file: its lines that mention the order are printed too.
     #[arg(long)]
     log: Option<PathBuf>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
 }
 
 /// Most log lines `trace --log` prints.
@@ -220,7 +217,7 @@ pub async fn trace(args: TraceArgs) -> anyhow::Result<()> {
             ),
         },
     };
-    if args.json {
+    if args.target.json {
         if let (Some(lines), Some(o)) = (&log_lines, journey.as_object_mut()) {
             o.insert("log_lines".into(), json!(lines));
         }
@@ -281,9 +278,6 @@ pub struct StatusArgs {
         hide_env_values = true
     )]
     database: String,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
 }
 
 /// One component's line.
@@ -631,7 +625,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
     );
     let all = vec![pg, kf, sap, orders, px, admin, sync];
     let healthy = all.iter().all(|c| c.up && c.ready);
-    if args.json {
+    if args.target.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({"healthy": healthy, "components": all}))?

@@ -179,3 +179,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::OdataFace(args)) => bench::odata_face::run(args).await,
     }
 }
+
+#[cfg(test)]
+mod cli_tests {
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks (unique argument names across flattened groups, …), which
+    /// otherwise only fire when a command is first used.
+    #[test]
+    fn every_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -16,9 +16,6 @@ use crate::admin::Target;
 pub struct Args {
     #[command(flatten)]
     target: Target,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
 }
 
 /// The phase number of a mode (`None` for a name this tool does not know).
@@ -213,7 +210,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .flatten()
         .map(|r| standing(r, now))
         .collect();
-    if args.json {
+    if args.target.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({ "routes": all }))?

@@ -188,8 +188,20 @@ async fn with_the_order_service_down_changes_are_logged_and_land_later_in_the_or
 async fn a_change_sap_refuses_reaches_nothing_in_the_order_service() {
     let s = Stack::start(Options::default()).await;
     let n = create(&s).await;
-    // On a loaded machine the create's order-service write may have gone through the replay
-    // log (slow answer); that is the create's business, so let it land before counting.
+    // The create's own follow-ups come after the client's answer: SAP's number linked to the
+    // new order (a version and an event), and on a loaded machine its order-service write
+    // through the replay log. They are the create's business; let them land before counting.
+    test_support::eventually("the create's link to SAP's number", WAIT, || async {
+        let linked: Option<String> =
+            sqlx::query_scalar("SELECT sap_order_number FROM orders WHERE order_number = $1")
+                .bind(&n)
+                .fetch_optional(&s.pool)
+                .await
+                .unwrap()
+                .flatten();
+        linked.map(|_| ())
+    })
+    .await;
     s.wait_replays_drained().await;
     let before = db_state(&s).await;
     let refused = sdk_change(
