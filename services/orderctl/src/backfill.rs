@@ -147,18 +147,25 @@ async fn backfill(args: &Args) -> anyhow::Result<Outcome> {
     let opts = TranslateOptions {
         default_currency: args.default_currency.clone(),
     };
+    let progress = crate::progress::Progress::new(
+        "orders copied",
+        report.missing_in_order_service.len() as u64,
+        !args.json,
+    );
     let results: Vec<(String, anyhow::Result<()>)> = stream::iter(report.missing_in_order_service)
         .map(|number| {
             let entity = by_number[number.as_str()];
-            let (client, opts) = (&client, &opts);
+            let (client, opts, progress) = (&client, &opts, &progress);
             async move {
                 let done = copy_one(client, orders_url, &number, entity, opts).await;
+                progress.inc();
                 (number, done)
             }
         })
         .buffer_unordered(args.concurrency.max(1))
         .collect()
         .await;
+    progress.finish();
     for (number, result) in results {
         match result {
             Ok(()) => outcome.copied.push(number),

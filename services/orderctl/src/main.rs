@@ -42,6 +42,7 @@ mod load;
 mod master_data;
 mod migration;
 mod odata_read;
+mod progress;
 mod reconcile;
 mod sap_sync;
 mod stack;

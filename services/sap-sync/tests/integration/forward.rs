@@ -27,6 +27,36 @@ async fn orders_taken_by_the_order_service_reach_sap_under_their_own_number_once
     s.wait_drained(0).await;
     assert_eq!(s.sap_event_count("sap_mock_order_created").await, 3.0);
     assert_eq!(s.sap_stored().await, (3, 6));
+    // What sap-sync did with each order's events, for the journey (`GET /orders/{number}`):
+    // that order's alone, one of them applied in SAP; an order it never saw is a 404.
+    for n in &numbers {
+        let r = s
+            .http
+            .get(format!("{}/orders/{n}", s.sync_url(0)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        let applied = v["applied"].as_array().unwrap();
+        assert!(!applied.is_empty(), "{v}");
+        assert!(
+            applied.iter().all(|a| a["order_number"] == n.as_str()),
+            "{v}"
+        );
+        assert_eq!(
+            applied.iter().filter(|a| a["outcome"] == "applied").count(),
+            1,
+            "{v}"
+        );
+    }
+    let r = s
+        .http
+        .get(format!("{}/orders/NO-SUCH-ORDER", s.sync_url(0)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
 }
 
 #[tokio::test]
