@@ -221,6 +221,8 @@ pub struct ProxyConfig {
     pub sap_face: crate::face::session::FaceSettings,
     /// Log format.
     pub log_format: LogFormat,
+    /// OpenTelemetry traces (the standard `OTEL_*` variables; off without an endpoint).
+    pub otel: platform::telemetry::OtelConfig,
 }
 
 impl ProxyConfig {
@@ -339,6 +341,7 @@ impl ProxyConfig {
             r.problem(format!("{PROXY_SAP_SYSTEM_ID} must be letters and digits"));
         }
         let log_format: LogFormat = r.read(LOG_FORMAT, LogFormat::Text);
+        let otel = platform::telemetry::OtelConfig::read(&mut r, "proxy");
         r.finish()?;
         Ok(Self {
             listen: SocketAddr::new(bind, port),
@@ -384,6 +387,7 @@ impl ProxyConfig {
             batch_max_parts,
             sap_face,
             log_format,
+            otel,
         })
     }
 }

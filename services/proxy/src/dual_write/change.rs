@@ -70,6 +70,7 @@ impl SalesOrders {
             let number = number_of(&change).to_owned();
             let _turn = turn(&number).await;
             let correlation = platform::correlation::correlation_from_headers(&parts.headers).0;
+            platform::otel::set_current("correlation_id", correlation.clone());
             let sent = crate::serve::passthrough::send(
                 parts,
                 if body.is_empty() {

@@ -387,6 +387,7 @@ impl SalesOrders {
         route: &Route,
     ) -> Buffered {
         let correlation_id = platform::correlation::correlation_from_headers(&parts.headers).0;
+        platform::otel::set_current("correlation_id", correlation_id.clone());
         let parsed: Option<Value> = serde_json::from_slice(&body).ok();
         let client_number = parsed
             .as_ref()
