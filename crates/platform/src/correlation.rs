@@ -69,7 +69,9 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
         span_id = tracing::field::Empty,
     );
     req.extensions_mut().insert(id.clone());
-    let server = crate::otel::enabled().then(|| server_span(&req, &route, &id)).flatten();
+    let server = crate::otel::enabled()
+        .then(|| server_span(&req, &route, &id))
+        .flatten();
     let mut response = match &server {
         None => next.run(req).instrument(span).await,
         Some(server) => {

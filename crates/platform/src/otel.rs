@@ -16,11 +16,11 @@
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
+pub use opentelemetry::context::FutureExt;
+pub use opentelemetry::trace::SpanKind;
 use opentelemetry::trace::{
     Link, SpanContext, SpanId, Status, TraceContextExt, TraceFlags, TraceId, TraceState, Tracer,
 };
-pub use opentelemetry::context::FutureExt;
-pub use opentelemetry::trace::SpanKind;
 pub use opentelemetry::{Context, KeyValue, Value};
 
 static TRACER: OnceLock<opentelemetry_sdk::trace::SdkTracer> = OnceLock::new();
@@ -182,7 +182,8 @@ pub fn set_current(key: &'static str, value: impl Into<Value>) {
 /// A span context from a version-00 `traceparent`; `None` when malformed or all-zero.
 pub fn parse_traceparent(value: &str) -> Option<SpanContext> {
     let mut parts = value.trim().split('-');
-    let (version, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let lower_hex = |s: &str, len: usize| {
         s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     };

@@ -92,7 +92,10 @@ impl OtelConfig {
         {
             env.problem(format!("OTLP endpoint {e:?}: expected an http:// URL"));
         }
-        if endpoint.as_deref().is_some_and(|e| e.starts_with("https://")) {
+        if endpoint
+            .as_deref()
+            .is_some_and(|e| e.starts_with("https://"))
+        {
             // The exporter's HTTP client is built without TLS (see the root Cargo.toml): send
             // to a local collector's plain port, which forwards over TLS.
             env.problem(format!(
@@ -162,8 +165,10 @@ pub fn init(format: LogFormat, otel: &OtelConfig) -> Telemetry {
 /// The tracer provider for `otel`, `None` when no endpoint is configured.
 fn build_provider(
     otel: &OtelConfig,
-) -> Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>, opentelemetry_otlp::ExporterBuildError>
-{
+) -> Result<
+    Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+    opentelemetry_otlp::ExporterBuildError,
+> {
     let Some(endpoint) = &otel.traces_endpoint else {
         return Ok(None);
     };
@@ -208,8 +213,13 @@ mod tests {
         assert!(!t.exporting());
         assert!(!crate::otel::enabled());
         assert!(
-            crate::otel::start("s", crate::otel::SpanKind::Server, crate::otel::Parent::Root, vec![])
-                .is_none()
+            crate::otel::start(
+                "s",
+                crate::otel::SpanKind::Server,
+                crate::otel::Parent::Root,
+                vec![]
+            )
+            .is_none()
         );
         assert_eq!(crate::otel::current_traceparent(), None);
         t.shutdown();
@@ -218,7 +228,10 @@ mod tests {
     #[test]
     fn the_signal_specific_endpoint_wins_and_the_base_one_gets_the_traces_path() {
         let (c, _) = read(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/")]);
-        assert_eq!(c.traces_endpoint.as_deref(), Some("http://c:4318/v1/traces"));
+        assert_eq!(
+            c.traces_endpoint.as_deref(),
+            Some("http://c:4318/v1/traces")
+        );
         assert_eq!(c.service_name, "svc");
         let (c, _) = read(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
@@ -240,7 +253,15 @@ mod tests {
         ]);
         assert_eq!(c.traces_endpoint, None);
         assert!(read(&[("OTEL_TRACES_EXPORTER", "zipkin")]).1.is_err());
-        assert!(read(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "c:4318")]).1.is_err());
-        assert!(read(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4318")]).1.is_err());
+        assert!(
+            read(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "c:4318")])
+                .1
+                .is_err()
+        );
+        assert!(
+            read(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4318")])
+                .1
+                .is_err()
+        );
     }
 }

@@ -539,7 +539,10 @@ impl Forward {
             KeyValue::new("messaging.operation.type", "process"),
             KeyValue::new("messaging.operation.name", "process"),
             KeyValue::new("messaging.destination.name", self.topic.clone()),
-            KeyValue::new("messaging.destination.partition.id", t.partition.to_string()),
+            KeyValue::new(
+                "messaging.destination.partition.id",
+                t.partition.to_string(),
+            ),
             KeyValue::new("messaging.kafka.offset", t.offset),
             KeyValue::new("messaging.kafka.message.key", event.subject.clone()),
             KeyValue::new("messaging.message.id", event.id.clone()),

@@ -357,7 +357,10 @@ impl Relay {
             let delivered = match delivery.await {
                 Ok(Ok(d)) => {
                     if let Some(span) = &span {
-                        span.set("messaging.destination.partition.id", d.partition.to_string());
+                        span.set(
+                            "messaging.destination.partition.id",
+                            d.partition.to_string(),
+                        );
                         span.set("messaging.kafka.offset", d.offset);
                     }
                     Ok(())

@@ -47,7 +47,9 @@ fn text(v: &Option<AnyValue>) -> String {
 }
 
 fn attrs(kvs: &[KeyValue]) -> HashMap<String, String> {
-    kvs.iter().map(|kv| (kv.key.clone(), text(&kv.value))).collect()
+    kvs.iter()
+        .map(|kv| (kv.key.clone(), text(&kv.value)))
+        .collect()
 }
 
 impl Receiver {
@@ -66,9 +68,8 @@ impl Receiver {
                     *exports.lock().unwrap() += 1;
                     let mut out = spans.lock().unwrap();
                     for rs in req.resource_spans {
-                        let resource = attrs(
-                            &rs.resource.map(|r| r.attributes).unwrap_or_default(),
-                        );
+                        let resource =
+                            attrs(&rs.resource.map(|r| r.attributes).unwrap_or_default());
                         let service = resource.get("service.name").cloned().unwrap_or_default();
                         for ss in rs.scope_spans {
                             for sp in ss.spans {
@@ -165,28 +166,45 @@ async fn one_order_created_through_the_proxy_in_events_is_one_trace_from_the_pro
 
     // Every service's spans of this trace, once sap-sync's SAP create and the emulator's
     // answer to it have been exported.
-    let spans = test_support::eventually("the whole trace exported", WAIT, || async {
+    let deadline = std::time::Instant::now() + WAIT;
+    let spans = loop {
         let t: Vec<Got> = otlp
             .spans()
             .into_iter()
             .filter(|g| g.trace_id == client_trace)
             .collect();
-        let has = |svc: &str, kind: SpanKind| {
-            t.iter()
-                .any(|g| g.service == svc && g.kind == kind as i32)
-        };
+        let has =
+            |svc: &str, kind: SpanKind| t.iter().any(|g| g.service == svc && g.kind == kind as i32);
         let sync_post = t.iter().any(|g| {
             g.service == "sap-sync" && g.kind == SpanKind::Client as i32 && g.name == "POST"
         });
-        (has("proxy", SpanKind::Server)
+        if has("proxy", SpanKind::Server)
             && has("order-service", SpanKind::Server)
             && has("order-service", SpanKind::Producer)
             && has("sap-sync", SpanKind::Consumer)
             && sync_post
-            && has("sap-mock", SpanKind::Server))
-        .then_some(t)
-    })
-    .await;
+            && has("sap-mock", SpanKind::Server)
+        {
+            break t;
+        }
+        if std::time::Instant::now() > deadline {
+            let all: Vec<String> = otlp
+                .spans()
+                .iter()
+                .map(|g| {
+                    format!(
+                        "{} {} {:?} {} {} <- {}",
+                        g.trace_id, g.service, g.kind, g.name, g.span_id, g.parent
+                    )
+                })
+                .collect();
+            panic!(
+                "the whole trace {client_trace} was not exported; got:\n{}",
+                all.join("\n")
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     let by_id: HashMap<&str, &Got> = spans.iter().map(|g| (g.span_id.as_str(), g)).collect();
     let one = |service: &str, kind: SpanKind, what: &str| -> &Got {
         let found: Vec<&Got> = spans
@@ -204,7 +222,10 @@ async fn one_order_created_through_the_proxy_in_events_is_one_trace_from_the_pro
 
     // The proxy continues the client's trace and calls the order service under its span.
     let proxy_server = one("proxy", SpanKind::Server, "proxy server span");
-    assert_eq!(proxy_server.parent, client_span, "the client's span is the parent");
+    assert_eq!(
+        proxy_server.parent, client_span,
+        "the client's span is the parent"
+    );
     assert_eq!(proxy_server.attributes["correlation_id"], correlation);
     let proxy_to_orders: Vec<&Got> = spans
         .iter()
@@ -214,7 +235,10 @@ async fn one_order_created_through_the_proxy_in_events_is_one_trace_from_the_pro
                 && g.attributes.get("peer.service").map(String::as_str) == Some("order-service")
         })
         .collect();
-    assert!(!proxy_to_orders.is_empty(), "a client span toward the order service");
+    assert!(
+        !proxy_to_orders.is_empty(),
+        "a client span toward the order service"
+    );
     for c in &proxy_to_orders {
         assert_eq!(c.parent, proxy_server.span_id);
     }
@@ -256,7 +280,10 @@ async fn one_order_created_through_the_proxy_in_events_is_one_trace_from_the_pro
     // sap-sync's CONSUMER span: parent and link are the producer span.
     let consumer = one("sap-sync", SpanKind::Consumer, "consumer span");
     assert_eq!(consumer.name, format!("{} process", s.topic.name));
-    assert_eq!(consumer.parent, producer.span_id, "the producer is the parent");
+    assert_eq!(
+        consumer.parent, producer.span_id,
+        "the producer is the parent"
+    );
     assert_eq!(
         consumer.links,
         vec![(client_trace.clone(), producer.span_id.clone())],
@@ -277,7 +304,11 @@ async fn one_order_created_through_the_proxy_in_events_is_one_trace_from_the_pro
         .collect();
     assert!(sap_calls.iter().any(|c| c.name == "POST"), "{sap_calls:#?}");
     for c in &sap_calls {
-        assert_eq!(c.parent, consumer.span_id, "{} under the consumer span", c.name);
+        assert_eq!(
+            c.parent, consumer.span_id,
+            "{} under the consumer span",
+            c.name
+        );
         assert_eq!(c.attributes["peer.service"], "sap");
     }
     let sap_servers: Vec<&Got> = spans
@@ -297,7 +328,10 @@ async fn one_order_created_through_the_proxy_in_events_is_one_trace_from_the_pro
 
     // Nothing else in the trace: one proxy request, one create in SAP.
     assert_eq!(
-        spans.iter().filter(|g| g.service == "proxy" && g.kind == SpanKind::Server as i32).count(),
+        spans
+            .iter()
+            .filter(|g| g.service == "proxy" && g.kind == SpanKind::Server as i32)
+            .count(),
         1
     );
     assert_eq!(s.sap_stored().await.0, 1, "one order in SAP");
