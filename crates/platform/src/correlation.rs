@@ -46,6 +46,11 @@ pub fn correlation_from_headers(headers: &http::HeaderMap) -> CorrelationId {
 }
 
 /// Axum middleware: assigns the correlation id, opens the request span, echoes the header.
+///
+/// When traces are on ([`crate::otel`]) it also makes the OpenTelemetry server span, a child of
+/// the caller's `traceparent` (or a new trace), attached to the handler's future so the spans
+/// and `traceparent`s made below hang under it; its trace and span ids go on the request span,
+/// so every log line of the request carries them.
 pub async fn middleware(mut req: Request, next: Next) -> Response {
     let id = correlation_from_headers(req.headers());
     let route = req
@@ -59,14 +64,63 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
         route = %route,
         correlation_id = %id.0,
         order_id = tracing::field::Empty,
+        order_number = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
     );
     req.extensions_mut().insert(id.clone());
-    let mut response = next.run(req).instrument(span).await;
+    let server = crate::otel::enabled()
+        .then(|| server_span(&req, &route, &id))
+        .flatten();
+    let mut response = match &server {
+        None => next.run(req).instrument(span).await,
+        Some(server) => {
+            span.record("trace_id", server.trace_id());
+            span.record("span_id", server.span_id());
+            use crate::otel::FutureExt as _;
+            next.run(req)
+                .with_context(server.context())
+                .instrument(span)
+                .await
+        }
+    };
+    if let Some(server) = server {
+        server.set_http_status(response.status().as_u16(), false);
+    }
     if let Ok(v) = HeaderValue::from_str(&id.0) {
         response.headers_mut().insert(CORRELATION_HEADER, v);
     }
     response
 }
+
+/// The OpenTelemetry server span of a request (HTTP semantic conventions: `{method} {route}`).
+fn server_span(req: &Request, route: &str, id: &CorrelationId) -> Option<crate::otel::ActiveSpan> {
+    use crate::otel::KeyValue;
+    let parent = req
+        .headers()
+        .get(TRACEPARENT_HEADER)
+        .and_then(|v| v.to_str().ok());
+    let method = req.method().as_str().to_owned();
+    let name = if route.is_empty() {
+        method.clone()
+    } else {
+        format!("{method} {route}")
+    };
+    crate::otel::start(
+        name,
+        crate::otel::SpanKind::Server,
+        crate::otel::Parent::Remote(parent),
+        vec![
+            KeyValue::new("http.request.method", method),
+            KeyValue::new("http.route", route.to_owned()),
+            KeyValue::new("url.path", req.uri().path().to_owned()),
+            KeyValue::new("correlation_id", id.0.clone()),
+        ],
+    )
+}
+
+/// Header carrying the W3C trace context.
+pub const TRACEPARENT_HEADER: HeaderName = HeaderName::from_static("traceparent");
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,10 @@
 //!
 //! - [`config`]: read environment variables into typed values, collecting *every* bad variable
 //!   so a service can report them all at once and exit (habit 1 of `STYLE.md`).
-//! - [`telemetry`]: the tracing subscriber (human or JSON logs).
+//! - [`telemetry`]: the tracing subscriber (human or JSON logs) and, when an OTLP endpoint is
+//!   configured, the OpenTelemetry trace exporter (flushed by [`telemetry::Telemetry::shutdown`]).
+//! - [`otel`]: the spans that cross a boundary (server, client, producer, consumer) and W3C
+//!   `traceparent` parsing; nothing at all when traces are off.
 //! - [`correlation`]: the correlation id every request carries across the systems
 //!   (`X-Correlation-ID`, else `Idempotency-Key`, else generated), echoed on the response and
 //!   recorded on the request span.
@@ -21,6 +24,7 @@ pub mod config;
 pub mod correlation;
 pub mod http_client;
 pub mod http_metrics;
+pub mod otel;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;

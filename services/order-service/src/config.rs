@@ -88,6 +88,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Log output format.
     pub log_format: LogFormat,
+    /// OpenTelemetry traces (the standard `OTEL_*` variables; off without an endpoint).
+    pub otel: platform::telemetry::OtelConfig,
     /// The event broker.
     pub kafka: KafkaSettings,
     /// The transactional outbox's relay.
@@ -229,6 +231,7 @@ impl Config {
         let request_timeout = Duration::from_millis(env.read("REQUEST_TIMEOUT_MS", 15_000_u64));
         let shutdown_grace = Duration::from_millis(env.read("SHUTDOWN_GRACE_MS", 10_000_u64));
         let log_format = env.read("LOG_FORMAT", LogFormat::Text);
+        let otel = platform::telemetry::OtelConfig::read(&mut env, "order-service");
         let kafka = KafkaSettings::load(&mut env);
         let outbox = OutboxSettings::load(&mut env);
         env.finish()?;
@@ -245,6 +248,7 @@ impl Config {
             request_timeout,
             shutdown_grace,
             log_format,
+            otel,
             kafka,
             outbox,
         })

@@ -22,10 +22,12 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    platform::telemetry::init(config.log_format);
+    let telemetry = platform::telemetry::init(config.log_format, &config.otel);
     tracing::info!(database = %config.database.redacted(), port = config.port, "starting order-service");
     let app = Application::build(config).await?;
-    app.run_until(platform::shutdown::token_on_signal()).await?;
+    let result = app.run_until(platform::shutdown::token_on_signal()).await;
+    telemetry.shutdown();
+    result?;
     tracing::info!("order-service stopped");
     Ok(())
 }

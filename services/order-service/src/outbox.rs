@@ -88,7 +88,10 @@ impl EventRow {
         let data = event_data(change, order);
         let event_id = Uuid::now_v7();
         let event_type = data.event_type();
-        let traceparent = traceparent::child_of(ctx.traceparent.as_deref());
+        // With traces on, the request's own span (the relay's producer span becomes its child);
+        // else a span id of its own within the caller's trace.
+        let traceparent = platform::otel::current_traceparent()
+            .unwrap_or_else(|| traceparent::child_of(ctx.traceparent.as_deref()));
         let event = CloudEvent::for_order(
             event_id,
             order.id,

@@ -477,6 +477,18 @@ impl OrderRepository {
     ) -> Result<bool, ServiceError> {
         let event = EventRow::new(OrderChange::Created, created, ctx);
         let items = &created.items;
+        // The create is one statement (order, items and outbox row in one transaction).
+        let db_span = platform::otel::start(
+            "INSERT orders",
+            platform::otel::SpanKind::Client,
+            platform::otel::Parent::Current,
+            vec![
+                platform::otel::KeyValue::new("db.system.name", "postgresql"),
+                platform::otel::KeyValue::new("db.operation.name", "INSERT"),
+                platform::otel::KeyValue::new("db.collection.name", "orders"),
+                platform::otel::KeyValue::new("order_number", created.order_number.clone()),
+            ],
+        );
         let mut lease = self.lane.lease().await?;
         let result = sqlx::query_scalar(CREATE_ORDER_SQL)
             .bind(created.id)
@@ -513,6 +525,10 @@ impl OrderRepository {
             .bind(&event.traceparent)
             .fetch_optional(lease.conn())
             .await;
+        if let (Some(span), Err(e)) = (&db_span, &result) {
+            span.fail("db_error", e.to_string());
+        }
+        drop(db_span);
         let inserted: Option<Uuid> = lease.finished(result)?;
         Ok(inserted.is_some())
     }

@@ -247,6 +247,8 @@ pub struct ProxyConfig {
     pub replica_name: String,
     /// Log format.
     pub log_format: LogFormat,
+    /// OpenTelemetry traces (the standard `OTEL_*` variables; off without an endpoint).
+    pub otel: platform::telemetry::OtelConfig,
 }
 
 /// A URL that may carry a password: never printed.
@@ -426,6 +428,7 @@ impl ProxyConfig {
             .or_else(|| r.raw("HOSTNAME"))
             .unwrap_or_else(|| "proxy".to_owned());
         let log_format: LogFormat = r.read(LOG_FORMAT, LogFormat::Text);
+        let otel = platform::telemetry::OtelConfig::read(&mut r, "proxy");
         r.finish()?;
         Ok(Self {
             listen: SocketAddr::new(bind, port),
@@ -475,6 +478,7 @@ impl ProxyConfig {
             state_sync,
             replica_name,
             log_format,
+            otel,
         })
     }
 }

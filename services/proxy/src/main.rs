@@ -12,7 +12,9 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    platform::telemetry::init(config.log_format);
+    let telemetry = platform::telemetry::init(config.log_format, &config.otel);
     let app = Application::build(config).await?;
-    app.run(platform::shutdown::token_on_signal()).await
+    let result = app.run(platform::shutdown::token_on_signal()).await;
+    telemetry.shutdown();
+    result
 }

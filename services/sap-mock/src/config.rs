@@ -79,6 +79,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// `SAP_MOCK_LOG_FORMAT` (`text` or `json`, default `text`).
     pub log_format: LogFormat,
+    /// OpenTelemetry traces (the standard `OTEL_*` variables; off without an endpoint).
+    pub otel: platform::telemetry::OtelConfig,
     /// Fault knobs at start (`SAP_MOCK_LATENCY_MS` and friends); changeable at runtime.
     pub faults: FaultSettings,
     /// `SAP_MOCK_REJECTION_REASONS` (comma-separated, default [`DEFAULT_REJECTION_REASONS`]):
@@ -157,6 +159,7 @@ impl Config {
             admin_token: None,
             shutdown_grace: Duration::from_secs(5),
             log_format: LogFormat::Text,
+            otel: platform::telemetry::OtelConfig::off("sap-mock"),
             faults: FaultSettings::default(),
             rejection_reasons: default_rejection_reasons(),
             require_if_match: true,
@@ -223,6 +226,7 @@ impl Config {
             admin_token: r.raw("SAP_MOCK_ADMIN_TOKEN"),
             shutdown_grace: Duration::from_millis(r.read("SAP_MOCK_SHUTDOWN_GRACE_MS", 5000)),
             log_format: r.read("SAP_MOCK_LOG_FORMAT", LogFormat::Text),
+            otel: platform::telemetry::OtelConfig::read(&mut r, "sap-mock"),
             faults,
             rejection_reasons,
             require_if_match: r.read_bool("SAP_MOCK_REQUIRE_IF_MATCH", true),

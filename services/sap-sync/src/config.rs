@@ -76,6 +76,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Log format.
     pub log_format: LogFormat,
+    /// OpenTelemetry traces (the standard `OTEL_*` variables; off without an endpoint).
+    pub otel: platform::telemetry::OtelConfig,
 }
 
 impl Config {
@@ -155,6 +157,7 @@ impl Config {
             backward: env.read_bool("SAP_SYNC_BACKWARD", true),
             poll_interval: Duration::from_millis(env.read("SAP_SYNC_POLL_MS", 2000)),
             log_format: env.read("LOG_FORMAT", LogFormat::Text),
+            otel: platform::telemetry::OtelConfig::read(&mut env, "sap-sync"),
         };
         env.finish()?;
         Ok(c)

@@ -483,19 +483,93 @@ impl Forward {
         }
     }
 
+    /// Applies one event under its log span (correlation id, order id and number, and the
+    /// trace ids when traces are on) and, with traces on, its CONSUMER span
+    /// ([`Self::consumer_span`]), under which the SAP calls hang.
+    async fn handle(&self, t: &mut Taken, superseded: bool) {
+        let event = &t.event;
+        let correlation_id = t
+            .correlation_id
+            .clone()
+            .or_else(|| event.correlationid.clone());
+        let producer = t.traceparent.clone().or_else(|| event.traceparent.clone());
+        let span = self.consumer_span(t, correlation_id.as_deref(), producer.as_deref());
+        let log_span = tracing::info_span!(
+            "event",
+            correlation_id = correlation_id.as_deref().unwrap_or_default(),
+            order_id = %event.subject,
+            order_number = crate::plan::sap_number(&event.data).unwrap_or_default(),
+            event_id = %event.id,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        let ctx = CallContext {
+            correlation_id,
+            traceparent: match &span {
+                Some(s) => {
+                    log_span.record("trace_id", s.trace_id());
+                    log_span.record("span_id", s.span_id());
+                    Some(s.traceparent())
+                }
+                None => producer,
+            },
+        };
+        use tracing::Instrument as _;
+        self.handle_event(t, superseded, ctx)
+            .instrument(log_span)
+            .await;
+        drop(span);
+    }
+
+    /// The CONSUMER span of one event, "<topic> process" (OpenTelemetry messaging conventions):
+    /// a child of the producer span the `traceparent` header names, and linked to it.
+    fn consumer_span(
+        &self,
+        t: &Taken,
+        correlation_id: Option<&str>,
+        producer: Option<&str>,
+    ) -> Option<platform::otel::ActiveSpan> {
+        use platform::otel::KeyValue;
+        if !platform::otel::enabled() {
+            return None;
+        }
+        let event = &t.event;
+        let mut attributes = vec![
+            KeyValue::new("messaging.system", "kafka"),
+            KeyValue::new("messaging.operation.type", "process"),
+            KeyValue::new("messaging.operation.name", "process"),
+            KeyValue::new("messaging.destination.name", self.topic.clone()),
+            KeyValue::new(
+                "messaging.destination.partition.id",
+                t.partition.to_string(),
+            ),
+            KeyValue::new("messaging.kafka.offset", t.offset),
+            KeyValue::new("messaging.kafka.message.key", event.subject.clone()),
+            KeyValue::new("messaging.message.id", event.id.clone()),
+            KeyValue::new("cloudevents.event_type", event.event_type.as_str()),
+            KeyValue::new("order_id", event.subject.clone()),
+        ];
+        if let Some(c) = correlation_id {
+            attributes.push(KeyValue::new("correlation_id", c.to_owned()));
+        }
+        if let Some(n) = crate::plan::sap_number(&event.data) {
+            attributes.push(KeyValue::new("order_number", n.to_owned()));
+        }
+        platform::otel::start_linked(
+            format!("{} process", self.topic),
+            platform::otel::SpanKind::Consumer,
+            platform::otel::Parent::Remote(producer),
+            producer,
+            attributes,
+        )
+    }
+
     /// Applies one event. `superseded`: a later event of the same order is already queued
     /// behind it (it carries the whole order, so this one is skipped).
-    async fn handle(&self, t: &mut Taken, superseded: bool) {
+    async fn handle_event(&self, t: &mut Taken, superseded: bool, ctx: CallContext) {
         let mut latest = t.latest.take();
         let t = &*t;
         let event = &t.event;
-        let ctx = CallContext {
-            correlation_id: t
-                .correlation_id
-                .clone()
-                .or_else(|| event.correlationid.clone()),
-            traceparent: t.traceparent.clone().or_else(|| event.traceparent.clone()),
-        };
         let order_id = event.subject.clone();
         let version = event.data["version"].as_i64().unwrap_or(0);
         let is_first = event.event_type == order_events::EventType::OrderCreated;

@@ -11,11 +11,13 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    platform::telemetry::init(config.log_format);
+    let telemetry = platform::telemetry::init(config.log_format, &config.otel);
     tracing::info!(topic = %config.topic, group = %config.group, sap = %config.sap.url, "starting sap-sync");
     let app = SapSync::start(config).await?;
     tracing::info!(port = app.port(), "sap-sync listening");
-    app.run(platform::shutdown::token_on_signal()).await?;
+    let result = app.run(platform::shutdown::token_on_signal()).await;
+    telemetry.shutdown();
+    result?;
     tracing::info!("sap-sync stopped");
     Ok(())
 }

@@ -107,6 +107,44 @@ pub struct CallContext {
     pub traceparent: Option<String>,
 }
 
+/// The OpenTelemetry CLIENT span of one call to SAP (HTTP conventions: named by the method),
+/// `None` when traces are off.
+fn client_span<B>(req: &Request<B>) -> Option<platform::otel::ActiveSpan> {
+    use platform::otel::KeyValue;
+    if !platform::otel::enabled() {
+        return None;
+    }
+    let parent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok());
+    let mut attributes = vec![
+        KeyValue::new("http.request.method", req.method().as_str().to_owned()),
+        KeyValue::new("url.full", req.uri().to_string()),
+        KeyValue::new(
+            "server.address",
+            req.uri().host().unwrap_or_default().to_owned(),
+        ),
+        KeyValue::new("peer.service", "sap"),
+    ];
+    if let Some(port) = req.uri().port_u16() {
+        attributes.push(KeyValue::new("server.port", i64::from(port)));
+    }
+    if let Some(c) = req
+        .headers()
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        attributes.push(KeyValue::new("correlation_id", c.to_owned()));
+    }
+    platform::otel::start(
+        req.method().as_str().to_owned(),
+        platform::otel::SpanKind::Client,
+        platform::otel::Parent::Remote(parent),
+        attributes,
+    )
+}
+
 impl Sap {
     /// A client for `settings`.
     pub fn new(settings: SapSettings) -> anyhow::Result<Self> {
@@ -150,13 +188,29 @@ impl Sap {
 
     /// Sends a prepared request and reads the whole answer within `SAP_TIMEOUT_MS`.
     async fn send(&self, r: http::request::Builder, body: Bytes) -> Result<HttpResponse, SapError> {
-        let req = r
+        let mut req = r
             .body(body)
             .map_err(|e| SapError::Unavailable(format!("request not sendable: {e}")))?;
-        self.http
+        // With traces on: a CLIENT span under the event's span (the `traceparent` the call
+        // context put on the request), and SAP gets this span's `traceparent` instead.
+        let span = client_span(&req);
+        if let Some(span) = &span
+            && let Ok(v) = HeaderValue::from_str(&span.traceparent())
+        {
+            req.headers_mut().insert("traceparent", v);
+        }
+        let result = self
+            .http
             .send(req, self.settings.timeout)
             .await
-            .map_err(unavailable)
+            .map_err(unavailable);
+        if let Some(span) = &span {
+            match &result {
+                Ok(r) => span.set_http_status(r.status.as_u16(), true),
+                Err(e) => span.fail("unavailable", e.to_string()),
+            }
+        }
+        result
     }
 
     async fn session(&self, ctx: &CallContext) -> Result<Session, SapError> {

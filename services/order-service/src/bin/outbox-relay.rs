@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    platform::telemetry::init(config.log_format);
+    let telemetry = platform::telemetry::init(config.log_format, &config.otel);
     let shutdown = platform::shutdown::token_on_signal();
     tracing::info!(database = %config.database.redacted(), brokers = %config.kafka.brokers,
         topic = %config.kafka.topic, "starting outbox-relay");
@@ -27,6 +27,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .is_none()
     {
+        telemetry.shutdown();
         return Ok(());
     }
     Relay::new(
@@ -39,5 +40,6 @@ async fn main() -> anyhow::Result<()> {
     .renew_producer_with(kafka::producer_factory(&config.kafka, "outbox-relay"))
     .run(config.outbox.poll_interval, config.shutdown_grace, shutdown)
     .await;
+    telemetry.shutdown();
     Ok(())
 }

@@ -154,7 +154,11 @@ pub(crate) fn context(
 }
 
 fn record_order_on_span(order: &Order) {
-    tracing::Span::current().record("order_id", tracing::field::display(order.id));
+    let span = tracing::Span::current();
+    span.record("order_id", tracing::field::display(order.id));
+    span.record("order_number", order.order_number.as_str());
+    platform::otel::set_current("order_id", order.id.to_string());
+    platform::otel::set_current("order_number", order.order_number.clone());
 }
 
 pub(crate) fn order_response(status: StatusCode, order: &Order) -> Response {

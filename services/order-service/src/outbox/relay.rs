@@ -152,6 +152,8 @@ struct InFlight {
     claimed: Vec<Uuid>,
     rows: Vec<PendingRow>,
     deliveries: Vec<rdkafka::producer::DeliveryFuture>,
+    /// Each row's producer span (traces on), ended when its ack arrives.
+    spans: Vec<Option<platform::otel::ActiveSpan>>,
     started: Instant,
 }
 
@@ -312,12 +314,16 @@ impl Relay {
             claimed,
             rows: Vec::new(),
             deliveries: Vec::new(),
+            spans: Vec::new(),
             started,
         };
         batch.deliveries.reserve(rows.len());
         for row in &rows {
             match self.enqueue(row).await {
-                Ok(delivery) => batch.deliveries.push(delivery),
+                Ok((delivery, span)) => {
+                    batch.deliveries.push(delivery);
+                    batch.spans.push(span);
+                }
                 Err(e) => {
                     self.unlock(&batch.claimed).await;
                     return Err(e);
@@ -336,6 +342,7 @@ impl Relay {
             claimed,
             rows,
             deliveries,
+            spans,
             started,
         } = batch;
         // Every ack, in enqueue order; a failed row holds back the rest of its order's rows for
@@ -346,12 +353,25 @@ impl Relay {
             orders: claimed.len(),
             ..BatchOutcome::default()
         };
-        for (row, delivery) in rows.iter().zip(deliveries) {
+        for ((row, delivery), span) in rows.iter().zip(deliveries).zip(spans) {
             let delivered = match delivery.await {
-                Ok(Ok(_)) => Ok(()),
+                Ok(Ok(d)) => {
+                    if let Some(span) = &span {
+                        span.set(
+                            "messaging.destination.partition.id",
+                            d.partition.to_string(),
+                        );
+                        span.set("messaging.kafka.offset", d.offset);
+                    }
+                    Ok(())
+                }
                 Ok(Err((e, _))) => Err(e.to_string()),
                 Err(_) => Err("producer dropped the delivery".to_owned()),
             };
+            if let (Some(span), Err(e)) = (&span, &delivered) {
+                span.fail("delivery_failed", e.clone());
+            }
+            drop(span);
             match delivered {
                 Ok(()) if !blocked.contains(&row.aggregate_id) => {
                     acked.push(row.id);
@@ -429,11 +449,51 @@ impl Relay {
         }
     }
 
+    /// The producer span of one row (OpenTelemetry messaging conventions), `None` when traces
+    /// are off.
+    fn producer_span(
+        &self,
+        row: &PendingRow,
+        key: &str,
+        event_id: &str,
+        event_type: EventType,
+    ) -> Option<platform::otel::ActiveSpan> {
+        use platform::otel::KeyValue;
+        if !platform::otel::enabled() {
+            return None;
+        }
+        let mut attributes = vec![
+            KeyValue::new("messaging.system", "kafka"),
+            KeyValue::new("messaging.operation.type", "publish"),
+            KeyValue::new("messaging.operation.name", "publish"),
+            KeyValue::new("messaging.destination.name", self.topic.clone()),
+            KeyValue::new("messaging.kafka.message.key", key.to_owned()),
+            KeyValue::new("messaging.message.id", event_id.to_owned()),
+            KeyValue::new("cloudevents.event_type", event_type.as_str()),
+            KeyValue::new("order_id", key.to_owned()),
+        ];
+        if let Some(c) = &row.correlation_id {
+            attributes.push(KeyValue::new("correlation_id", c.clone()));
+        }
+        platform::otel::start(
+            format!("{} publish", self.topic),
+            platform::otel::SpanKind::Producer,
+            platform::otel::Parent::Remote(row.traceparent.as_deref()),
+            attributes,
+        )
+    }
+
     /// Hands one row to the producer, waiting while its queue is full.
     async fn enqueue(
         &self,
         row: &PendingRow,
-    ) -> Result<rdkafka::producer::DeliveryFuture, RelayError> {
+    ) -> Result<
+        (
+            rdkafka::producer::DeliveryFuture,
+            Option<platform::otel::ActiveSpan>,
+        ),
+        RelayError,
+    > {
         let event_type: EventType =
             row.event_type
                 .parse()
@@ -490,7 +550,14 @@ impl Relay {
                 value: Some(c),
             });
         }
-        if let Some(t) = &row.traceparent {
+        // With traces on, the PRODUCER span ("<topic> publish", a child of the request's span
+        // the row stored) is what the header names, so the consumer's span hangs under it.
+        let span = self.producer_span(row, &key, &id, event_type);
+        let traceparent = match &span {
+            Some(s) => Some(s.traceparent()),
+            None => row.traceparent.clone(),
+        };
+        if let Some(t) = &traceparent {
             hdrs = hdrs.insert(Header {
                 key: headers::TRACEPARENT,
                 value: Some(t),
@@ -502,7 +569,7 @@ impl Relay {
             .headers(hdrs);
         loop {
             match self.producer.send_result(record) {
-                Ok(delivery) => return Ok(delivery),
+                Ok(delivery) => return Ok((delivery, span)),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
                     tokio::time::sleep(Duration::from_millis(5)).await;

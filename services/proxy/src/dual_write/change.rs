@@ -66,10 +66,11 @@ impl SalesOrders {
         body: Bytes,
     ) -> Response<ProxyBody> {
         let this = self.clone();
-        let handle = self.writes.spawn(async move {
+        let change = async move {
             let number = number_of(&change).to_owned();
             let _turn = turn(&number).await;
             let correlation = platform::correlation::correlation_from_headers(&parts.headers).0;
+            platform::otel::set_current("correlation_id", correlation.clone());
             let sent = crate::serve::passthrough::send(
                 parts,
                 if body.is_empty() {
@@ -92,7 +93,15 @@ impl SalesOrders {
                     .await;
             }
             resp
-        });
+        };
+        // The tracked task runs under the request's trace context (traces on only).
+        let handle = if platform::otel::enabled() {
+            use platform::otel::FutureExt as _;
+            self.writes
+                .spawn(change.with_context(platform::otel::Context::current()))
+        } else {
+            self.writes.spawn(change)
+        };
         match handle.await {
             Ok(r) => r,
             Err(e) => {

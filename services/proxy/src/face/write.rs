@@ -270,6 +270,7 @@ impl SalesOrders {
         body: Bytes,
     ) -> Response<ProxyBody> {
         let correlation = platform::correlation::correlation_from_headers(&parts.headers).0;
+        platform::otel::set_current("correlation_id", correlation.clone());
         let number = match &change {
             Change::Header(n)
             | Change::Item(n, _)

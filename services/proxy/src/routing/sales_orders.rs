@@ -370,9 +370,15 @@ impl SalesOrders {
         route: Route,
     ) -> Response<ProxyBody> {
         let this = self.clone();
-        let handle = self
-            .writes
-            .spawn(async move { this.create_to_end(&parts, body, &route).await });
+        let create = async move { this.create_to_end(&parts, body, &route).await };
+        // The tracked task runs under the request's trace context (traces on only).
+        let handle = if platform::otel::enabled() {
+            use platform::otel::FutureExt as _;
+            self.writes
+                .spawn(create.with_context(platform::otel::Context::current()))
+        } else {
+            self.writes.spawn(create)
+        };
         match handle.await {
             Ok(b) => b.into_response(),
             Err(e) => {
@@ -389,6 +395,7 @@ impl SalesOrders {
         route: &Route,
     ) -> Buffered {
         let correlation_id = platform::correlation::correlation_from_headers(&parts.headers).0;
+        platform::otel::set_current("correlation_id", correlation_id.clone());
         let parsed: Option<Value> = serde_json::from_slice(&body).ok();
         let client_number = parsed
             .as_ref()

@@ -56,8 +56,25 @@ pub struct ProxyState {
 }
 
 impl ProxyState {
+    /// Handles one request: [`Self::handle_phases`], under an OpenTelemetry SERVER span when
+    /// traces are on (a child of the client's `traceparent`, or a new trace), which the calls
+    /// to SAP and the order service hang under ([`Upstream::send`]). The span ends when the
+    /// answer's head is ready (a streamed body is not waited for).
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        if !platform::otel::enabled() {
+            return self.handle_phases(req).await;
+        }
+        let Some(span) = server_span(&req) else {
+            return self.handle_phases(req).await;
+        };
+        use platform::otel::FutureExt as _;
+        let resp = self.handle_phases(req).with_context(span.context()).await;
+        span.set_http_status(resp.status().as_u16(), false);
+        resp
+    }
+
     /// Handles one request through the phases above.
-    pub async fn handle(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
+    async fn handle_phases(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
         let start = Instant::now();
         // Phase 1: admit. The slot is held until the answer's body has been sent.
         let Ok(slot) = self.inflight.clone().try_acquire_owned() else {
@@ -477,6 +494,38 @@ fn status_class(s: u16) -> &'static str {
     }
 }
 
+/// The SERVER span of one request at the SAP face (HTTP conventions: `{method} {route}`, the
+/// route being the operation the request was classified as).
+fn server_span(req: &Request<Incoming>) -> Option<platform::otel::ActiveSpan> {
+    use platform::otel::KeyValue;
+    let op = classify(
+        &crate::face::write::effective_method(req.method(), req.headers()),
+        req.uri().path(),
+    );
+    let parent = req
+        .headers()
+        .get(&platform::correlation::TRACEPARENT_HEADER)
+        .and_then(|v| v.to_str().ok());
+    let mut attributes = vec![
+        KeyValue::new("http.request.method", req.method().as_str().to_owned()),
+        KeyValue::new("url.path", req.uri().path().to_owned()),
+        KeyValue::new("proxy.operation", format!("{op:?}")),
+    ];
+    let headers = req.headers();
+    if headers.contains_key(&platform::correlation::CORRELATION_HEADER)
+        || headers.contains_key(&platform::correlation::IDEMPOTENCY_HEADER)
+    {
+        let id = platform::correlation::correlation_from_headers(headers).0;
+        attributes.push(KeyValue::new("correlation_id", id));
+    }
+    platform::otel::start(
+        format!("{} {op:?}", req.method()),
+        platform::otel::SpanKind::Server,
+        platform::otel::Parent::Remote(parent),
+        attributes,
+    )
+}
+
 /// Accepts connections until `shutdown`, then drains in-flight requests for up to `grace`.
 ///
 /// Each connection starts on the lean HTTP/1.1 pass-through path ([`crate::serve::h1`]) when it is
@@ -546,7 +595,10 @@ async fn connection(
     shutdown: CancellationToken,
     draining: Arc<AtomicBool>,
 ) {
-    let (stream, read) = if state.config.fast_path {
+    // With traces on every request goes through hyper and `ProxyState::handle` (its server
+    // span and the `traceparent` toward SAP); the lean path relays heads without parsing
+    // headers into a map, so it cannot inject one. With traces off nothing changes here.
+    let (stream, read) = if state.config.fast_path && !platform::otel::enabled() {
         match crate::serve::h1::serve(stream, &state, &shutdown, &draining).await {
             Some(handed_over) => handed_over,
             None => return,

@@ -417,6 +417,7 @@ impl Upstream {
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         *req.uri_mut() = Uri::from(origin);
+        let span = self.client_span(&mut req);
         let call = self.begin()?;
         let attempt = async {
             let _slot = self.slot().await;
@@ -431,7 +432,42 @@ impl Upstream {
             Err(UpstreamFailure::ClientBody(_)) => call.client_failed(),
             Err(f) => call.failed(f),
         }
+        if let Some(span) = &span {
+            match &result {
+                Ok(resp) => span.set_http_status(resp.status().as_u16(), true),
+                Err(f) => span.fail("upstream_failure", f.to_string()),
+            }
+        }
         result
+    }
+
+    /// With traces on: the CLIENT span of one call (a child of the request's server span),
+    /// whose `traceparent` replaces any the request carried. `None` when traces are off.
+    fn client_span(&self, req: &mut Request<ProxyBody>) -> Option<platform::otel::ActiveSpan> {
+        use platform::otel::KeyValue;
+        if !platform::otel::enabled() {
+            return None;
+        }
+        let mut attributes = vec![
+            KeyValue::new("http.request.method", req.method().as_str().to_owned()),
+            KeyValue::new("url.path", req.uri().path().to_owned()),
+            KeyValue::new("server.address", self.authority.host().to_owned()),
+            KeyValue::new("peer.service", self.name),
+        ];
+        if let Some(port) = self.authority.port_u16() {
+            attributes.push(KeyValue::new("server.port", i64::from(port)));
+        }
+        let span = platform::otel::start(
+            format!("{} {}", req.method(), self.name),
+            platform::otel::SpanKind::Client,
+            platform::otel::Parent::Current,
+            attributes,
+        )?;
+        if let Ok(v) = http::HeaderValue::from_str(&span.traceparent()) {
+            req.headers_mut()
+                .insert(platform::correlation::TRACEPARENT_HEADER, v);
+        }
+        Some(span)
     }
 
     /// Starts a call: refused at once while the breaker is open; otherwise the returned

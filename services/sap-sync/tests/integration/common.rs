@@ -57,6 +57,8 @@ pub struct Stack {
     pub proxy: Option<(ChildProcess, u16)>,
     pub proxy_admin: u16,
     pub sync_env: Vec<(&'static str, String)>,
+    /// More environment for the order service (set last, so it wins).
+    pub orders_env: Vec<(&'static str, String)>,
     pub http: reqwest::Client,
     /// With [`Stack::start_behind_tls`]: sap-sync reaches the emulator through this front.
     pub sap_tls: Option<SapFront>,
@@ -82,7 +84,16 @@ impl Stack {
         sap_env: Vec<(&'static str, String)>,
         sync_env: Vec<(&'static str, String)>,
     ) -> Stack {
-        Self::start_with(sap_env, sync_env, None).await
+        Self::start_with(sap_env, sync_env, vec![], None).await
+    }
+
+    /// As [`Stack::start`], with more environment for the order service too.
+    pub async fn start_with_orders_env(
+        sap_env: Vec<(&'static str, String)>,
+        sync_env: Vec<(&'static str, String)>,
+        orders_env: Vec<(&'static str, String)>,
+    ) -> Stack {
+        Self::start_with(sap_env, sync_env, orders_env, None).await
     }
 
     /// As [`Stack::start`], the emulator behind a TLS terminator: sap-sync gets
@@ -93,12 +104,13 @@ impl Stack {
         sync_env: Vec<(&'static str, String)>,
         trust: SapTls,
     ) -> Stack {
-        Self::start_with(sap_env, sync_env, Some(trust)).await
+        Self::start_with(sap_env, sync_env, vec![], Some(trust)).await
     }
 
     async fn start_with(
         sap_env: Vec<(&'static str, String)>,
         sync_env: Vec<(&'static str, String)>,
+        orders_env: Vec<(&'static str, String)>,
         tls: Option<SapTls>,
     ) -> Stack {
         let _ = bins();
@@ -121,6 +133,7 @@ impl Stack {
             proxy: None,
             proxy_admin: 0,
             sync_env,
+            orders_env,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -221,6 +234,9 @@ impl Stack {
             .env("RUST_LOG", "warn")
             .stdout(log_to(&self.dir, "order-service.log"))
             .stderr(log_to(&self.dir, "order-service.log"));
+        for (k, v) in &self.orders_env {
+            cmd.env(k, v);
+        }
         self.orders = Some(ChildProcess::spawn("order-service", cmd));
         self.wait_ok(
             format!("{}/health", self.orders_url()),

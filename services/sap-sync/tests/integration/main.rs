@@ -7,3 +7,4 @@ mod forward;
 mod hold;
 mod migration;
 mod tls;
+mod trace;
