@@ -460,16 +460,7 @@ impl SharedState {
     ) -> Result<(), StoreError> {
         let pool = self.pool.clone();
         self.at_home(async move {
-            let rec = IdemRecord {
-                fingerprint,
-                state: match response {
-                    Some(response) => IdemState::Completed { response },
-                    None => IdemState::Unknown,
-                },
-                created_at: Utc::now(),
-                attempt,
-                number,
-            };
+            let rec = IdemRecord::finished(fingerprint, attempt, response, number);
             sqlx::query(
                 "INSERT INTO proxy_idempotency (key, record, in_flight, created_at) \
                  VALUES ($1, $2, false, $3) \

@@ -264,6 +264,28 @@ pub struct IdemRecord {
     pub number: Option<String>,
 }
 
+impl IdemRecord {
+    /// The record of an attempt that ended: with its answer (replayed to later requests with
+    /// the key), or `None` when the outcome is unknown (the next request retries).
+    pub fn finished(
+        fingerprint: String,
+        attempt: u32,
+        response: Option<StoredResponse>,
+        number: Option<String>,
+    ) -> Self {
+        IdemRecord {
+            fingerprint,
+            state: match response {
+                Some(response) => IdemState::Completed { response },
+                None => IdemState::Unknown,
+            },
+            created_at: Utc::now(),
+            attempt,
+            number,
+        }
+    }
+}
+
 /// Result of claiming an idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -673,16 +695,7 @@ impl Store {
             let tx = db.begin_write()?;
             {
                 let mut t = tx.open_table(IDEMPOTENCY)?;
-                let rec = IdemRecord {
-                    fingerprint,
-                    state: match response {
-                        Some(response) => IdemState::Completed { response },
-                        None => IdemState::Unknown,
-                    },
-                    created_at: Utc::now(),
-                    attempt,
-                    number,
-                };
+                let rec = IdemRecord::finished(fingerprint, attempt, response, number);
                 let bytes = serde_json::to_vec(&rec).map_err(|e| StoreError(e.to_string()))?;
                 t.insert(key.as_str(), bytes.as_slice())?;
             }
