@@ -1187,9 +1187,10 @@ async fn discard_replay(
     }
 }
 
-async fn counters(State(state): State<AdminState>) -> Response {
-    // An unreadable log is reported as such, never as an empty one.
-    let backlog = match state.store.backlog().await {
+/// The replay backlog as the counters and the console show it. An unreadable log is reported
+/// as such, never as an empty one.
+pub(crate) async fn backlog_view(state: &AdminState) -> serde_json::Value {
+    match state.store.backlog().await {
         Ok(b) => {
             let age = b
                 .oldest_created_at
@@ -1197,7 +1198,11 @@ async fn counters(State(state): State<AdminState>) -> Response {
             json!({"pending": b.pending, "parked": b.parked, "oldest_age_seconds": age})
         }
         Err(e) => json!({"error": e.to_string()}),
-    };
+    }
+}
+
+async fn counters(State(state): State<AdminState>) -> Response {
+    let backlog = backlog_view(&state).await;
     Json(json!({
         "in_flight": state.max_concurrency.saturating_sub(state.inflight.available_permits()),
         "dual_write_outcomes": observe::outcome_counts(),

@@ -159,17 +159,9 @@ async fn get_series(State(state): State<AdminState>, Query(q): Query<SeriesQuery
     .into_response()
 }
 
-/// `GET` of `path` on `up`, its body as text.
+/// `GET` of `path` on `up`, its body as text (an error unless 2xx).
 pub(crate) async fn get_text(up: &Upstream, path: &str) -> Result<String, String> {
-    let req = http::Request::get(up.uri_for(path))
-        .body(crate::serve::body::empty())
-        .map_err(|e| e.to_string())?;
-    let resp = up.send(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let bytes = http_body_util::BodyExt::collect(resp.into_body())
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+    let (status, bytes) = up.get(path).await?;
     if !status.is_success() {
         return Err(format!("GET {path} answered {status}"));
     }
@@ -277,15 +269,7 @@ fn utf8_percent(s: &str) -> String {
 }
 
 async fn get_overview(State(state): State<AdminState>) -> Response {
-    let backlog = match state.store.backlog().await {
-        Ok(b) => json!({
-            "pending": b.pending,
-            "parked": b.parked,
-            "oldest_age_seconds": b.oldest_created_at
-                .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0),
-        }),
-        Err(e) => json!({"error": e.to_string()}),
-    };
+    let backlog = crate::admin::backlog_view(&state).await;
     let (matched, compared) = state.shadow.counts();
     let reconciliation = state
         .reconciliation

@@ -11,7 +11,6 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
-use http_body_util::BodyExt;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -244,27 +243,13 @@ async fn order_from_service(
 
 /// `GET path` on `up`: the JSON on 2xx, `None` on 404 (or 400: not a valid key there).
 async fn get_json(up: &Upstream, path: &str) -> Result<Option<Value>, String> {
-    let req = http::Request::get(up.uri_for(path))
-        .header(http::header::ACCEPT, "application/json")
-        .body(crate::serve::body::empty())
-        .map_err(|e| e.to_string())?;
-    let resp = up
-        .send(req)
-        .await
-        .map_err(|e| format!("{} did not answer: {e}", up.name()))?;
-    let status = resp.status();
+    let (status, bytes) = up.get(path).await?;
     if status == http::StatusCode::NOT_FOUND || status == http::StatusCode::BAD_REQUEST {
         return Ok(None);
     }
     if !status.is_success() {
         return Err(format!("{} answered {status} to GET {path}", up.name()));
     }
-    let bytes = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| format!("{} answered no JSON: {e}", up.name()))
@@ -482,14 +467,10 @@ async fn sap_sync_steps(
 }
 
 /// A JSON date of SAP's (`/Date(1764547200000)/`, `/Date(1764547200000+0000)/`).
+/// SAP's `/Date(ms)/` or `/Date(ms+0000)/` (the `sap-odata` contract's decoding).
 fn sap_date(v: &Value) -> Option<DateTime<Utc>> {
-    let s = v.as_str()?.strip_prefix("/Date(")?;
-    let end = s
-        .char_indices()
-        .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && c == '-')))
-        .map_or(s.len(), |(i, _)| i);
-    let ms: i64 = s.get(..end)?.parse().ok()?;
-    Utc.timestamp_millis_opt(ms).single()
+    let d = sap_odata::date::JsonDate::parse(v.as_str()?).ok()?;
+    Utc.timestamp_millis_opt(d.millis).single()
 }
 
 async fn sap_steps(

@@ -353,6 +353,25 @@ impl Upstream {
         }
     }
 
+    /// `GET path` (`Accept: application/json`) for the admin side's reads of other services
+    /// (the console, the journey): the status and the whole body, or why there was none.
+    pub async fn get(&self, path: &str) -> Result<(http::StatusCode, Bytes), String> {
+        let req = Request::get(self.uri_for(path))
+            .header(http::header::ACCEPT, "application/json")
+            .body(crate::serve::body::empty())
+            .map_err(|e| e.to_string())?;
+        let resp = self
+            .send(req)
+            .await
+            .map_err(|e| format!("{} did not answer: {e}", self.name))?;
+        let status = resp.status();
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .map_err(|e| format!("{}'s answer was cut off: {e}", self.name))?
+            .to_bytes();
+        Ok((status, body))
+    }
+
     /// The label of this upstream.
     pub fn name(&self) -> &'static str {
         self.name
