@@ -508,3 +508,97 @@ async fn a_key_left_in_flight_by_a_killed_replica_is_retried_on_the_other_under_
     assert_eq!(sap.len(), 1, "one order in SAP: {sap:?}");
     assert_eq!(new.len(), 1, "one order in the order service: {new:?}");
 }
+
+/// Takes the state database away: its connections ended and its name changed, so no replica
+/// can reconnect. Returns the name it has now (renaming it back restores it).
+async fn take_state_database_away(s: &Stack, state: &TestDatabase) -> String {
+    let gone = format!("{}_gone", state.name);
+    for _ in 0..50 {
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+            .bind(&state.name)
+            .execute(&s.pool)
+            .await
+            .unwrap();
+        // The names are the test's own (fresh_database's), never outside input.
+        let renamed = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "ALTER DATABASE \"{}\" RENAME TO \"{gone}\"",
+            state.name
+        )))
+        .execute(&s.pool)
+        .await;
+        if renamed.is_ok() {
+            return gone;
+        }
+        // A replica reconnected in between: end it again.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the state database could not be taken away");
+}
+
+#[tokio::test]
+async fn with_the_state_database_gone_replicas_serve_their_last_mode_refuse_switches_and_keyed_creates_and_store_nothing()
+ {
+    let (s, state, _pool) = stack_with_shared_state("dual-write").await;
+    let b = start_replica(&s, "replica-b", "dual-write").await;
+    let gone = take_state_database_away(&s, &state).await;
+
+    // A switch cannot be shared: refused, and neither replica changes its mode.
+    let refused = switch_at(&s, &s.admin_url(), "legacy").await;
+    assert_eq!(refused.status, 503, "{:?}", refused.body);
+    assert_eq!(mode_at(&s, &s.admin_url()).await, "dual-write");
+    assert_eq!(mode_at(&s, &b.admin_url()).await, "dual-write");
+
+    // A keyed create cannot be told apart from another replica's: refused in SAP's error
+    // shape, and nothing reaches either system.
+    let keyed_ref = unique("rep-gone-keyed");
+    let keyed = s
+        .sdk_create(
+            &b.url(),
+            &order_body(&keyed_ref),
+            &[("Idempotency-Key", unique("key").as_str())],
+        )
+        .await;
+    assert!(
+        (500..600).contains(&keyed.status),
+        "{} {:?}",
+        keyed.status,
+        keyed.body
+    );
+    assert!(
+        keyed.json()["error"]["message"]["value"].is_string(),
+        "an OData error: {:?}",
+        keyed.body
+    );
+    // Serving goes on in the last known mode: a create without a key is dual-written.
+    let plain_ref = unique("rep-gone-plain");
+    let plain = s.sdk_create(&b.url(), &order_body(&plain_ref), &[]).await;
+    assert_eq!(plain.status, 201, "{:?}", plain.body);
+    s.wait_replays_drained().await;
+    assert!(s.sap_orders(&keyed_ref).await.is_empty(), "nothing in SAP");
+    assert!(
+        s.db_orders(&keyed_ref).await.is_empty(),
+        "nothing in the order service"
+    );
+    assert_eq!(s.sap_orders(&plain_ref).await.len(), 1);
+    test_support::eventually("the plain create in the order service", WAIT, || async {
+        (s.db_orders(&plain_ref).await.len() == 1).then_some(())
+    })
+    .await;
+
+    // Back: switches are shared again.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE \"{gone}\" RENAME TO \"{}\"",
+        state.name
+    )))
+    .execute(&s.pool)
+    .await
+    .unwrap();
+    test_support::eventually("a switch accepted again", PROPAGATION * 4, || async {
+        (switch_at(&s, &s.admin_url(), "legacy").await.status == 200).then_some(())
+    })
+    .await;
+    test_support::eventually("the switch in force on B", PROPAGATION, || async {
+        (mode_at(&s, &b.admin_url()).await == "legacy").then_some(())
+    })
+    .await;
+}
