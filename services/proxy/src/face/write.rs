@@ -251,6 +251,14 @@ fn if_match(headers: &HeaderMap, current: &Value, required: bool) -> Result<Stri
     let current_tag = order_acl::order_etag(current).unwrap_or_default();
     match headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
         Some("*") => Ok(current_tag),
+        // A tag that is none of the order service's versions (an ETag SAP issued, read before
+        // the route left `dual-write`) names a state this side never had: refused as S/4
+        // refuses a stale ETag, so the client reads again and gets this side's.
+        Some(tag) if !is_version_tag(tag.trim()) => Err(Refusal(
+            StatusCode::PRECONDITION_FAILED,
+            "/IWBEP/CM_MGW_RT/098",
+            "The entity was changed by another user (ETag mismatch); read it again".into(),
+        )),
         Some(tag) => Ok(tag.trim().to_owned()),
         None if required => Err(Refusal(
             StatusCode::PRECONDITION_REQUIRED,
@@ -259,6 +267,16 @@ fn if_match(headers: &HeaderMap, current: &Value, required: bool) -> Result<Stri
         )),
         None => Ok(current_tag),
     }
+}
+
+/// Whether `tag` is an ETag the face gives: `W/"<version>"` or `"<version>"`, the version in
+/// digits (what the order service accepts in `If-Match`).
+fn is_version_tag(tag: &str) -> bool {
+    tag.strip_prefix("W/")
+        .unwrap_or(tag)
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .is_some_and(|v| !v.is_empty() && v.len() <= 18 && v.bytes().all(|b| b.is_ascii_digit()))
 }
 
 impl SalesOrders {
@@ -759,6 +777,35 @@ fn new_item(map: &PropertyMap) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_etag_sap_issued_is_answered_as_a_stale_one() {
+        let order = json!({"version": 4});
+        let with = |tag: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::IF_MATCH, HeaderValue::from_str(tag).unwrap());
+            if_match(&h, &order, true)
+        };
+        assert_eq!(with("W/\"4\"").ok().as_deref(), Some("W/\"4\""));
+        assert_eq!(with(" \"3\" ").ok().as_deref(), Some("\"3\""));
+        assert_eq!(with("*").ok().as_deref(), Some("W/\"4\""));
+        for sap in [
+            "W/\"datetimeoffset'2026-12-02T00%3A46%3A37.1234567Z'\"",
+            "W/\"\"",
+            "4",
+            "W/\"4",
+        ] {
+            let r = with(sap).err().unwrap_or_else(|| panic!("{sap} accepted"));
+            assert_eq!(
+                (r.0, r.1),
+                (StatusCode::PRECONDITION_FAILED, "/IWBEP/CM_MGW_RT/098")
+            );
+        }
+        assert_eq!(
+            if_match(&HeaderMap::new(), &order, true).err().map(|r| r.0),
+            Some(StatusCode::PRECONDITION_REQUIRED)
+        );
+    }
 
     #[test]
     fn writes_are_recognised_as_sap_parses_them() {

@@ -93,6 +93,18 @@ async fn in_events_sap_writes_change_the_new_order_and_refusals_store_nothing() 
             412,
             "/IWBEP/CM_MGW_RT/098",
         ),
+        // An ETag SAP issued (read before the route left dual-write): stale here, as in S/4.
+        (
+            Method::PATCH,
+            line("10"),
+            vec![(
+                "if-match",
+                "W/\"datetimeoffset'2026-12-02T00%3A46%3A37.1234567Z'\"",
+            )],
+            json!({"RequestedQuantity": "3"}),
+            412,
+            "/IWBEP/CM_MGW_RT/098",
+        ),
         (
             Method::PATCH,
             header.clone(),
