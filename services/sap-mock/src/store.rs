@@ -401,6 +401,9 @@ fn write_creates(
                 Err(_) => break,
             }
         }
+        // Creates per commit: how much of the flush concurrent creates share.
+        metrics::counter!("sap_mock_create_batches_total").increment(1);
+        metrics::counter!("sap_mock_create_batched_total").increment(waiting.len() as u64);
         let tx = db.begin_write().map_err(|e| db_err(e).to_string());
         let next = tx.as_ref().map_err(Clone::clone).and_then(|tx| {
             let meta = tx.open_table(META).map_err(|e| db_err(e).to_string())?;

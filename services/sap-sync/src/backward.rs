@@ -27,6 +27,14 @@ pub const WATERMARK: &str = "sap_last_change";
 /// Orders read per poll.
 const PAGE: usize = 200;
 
+/// The only properties the poll reads ([`statuses`], [`has_news`], [`last_change`] and the
+/// rejections): SAP renders and sends a page of 200 orders with their lines and document flow
+/// every poll, and without `$select` each comes whole (about 80 header and 60 item properties).
+/// OData V2 selects inside an expanded navigation as `nav/Property`.
+const SELECT: &str = "SalesOrder,LastChangeDateTime,OverallDeliveryStatus,\
+OverallTotalDeliveryStatus,OverallOrdReltdBillgStatus,to_Item/SalesOrderItem,\
+to_Item/SalesDocumentRjcnReason,to_SubsequentProcFlowDoc/SubsequentDocumentCategory";
+
 /// SAP's view of an order's fulfilment, as order-service statuses, in the order they happen.
 pub fn statuses(sap: &Value) -> Vec<&'static str> {
     let c = |k: &str| sap[k].as_str() == Some("C");
@@ -94,7 +102,7 @@ pub async fn poll_once(sap: &Sap, orders: &Orders, book: &Book) -> Result<Polled
         .unwrap_or_else(|| Utc::now() - chrono::Duration::days(1));
     let ctx = CallContext::default();
     let path = format!(
-        "/A_SalesOrder?$filter=LastChangeDateTime%20ge%20datetimeoffset'{}'&$orderby=LastChangeDateTime&$top={PAGE}&$expand=to_Item,to_SubsequentProcFlowDoc",
+        "/A_SalesOrder?$filter=LastChangeDateTime%20ge%20datetimeoffset'{}'&$orderby=LastChangeDateTime&$top={PAGE}&$expand=to_Item,to_SubsequentProcFlowDoc&$select={SELECT}",
         since.format("%Y-%m-%dT%H:%M:%S%.3fZ")
     );
     let changed = sap.list(&path, &ctx).await.map_err(anyhow_sap)?;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use serde_json::{Value, json};
 
@@ -143,26 +143,48 @@ const MAX_LOOKUP: usize = 500;
 
 type Ask = (String, oneshot::Sender<Result<Option<i64>, String>>);
 
-/// Versions asked by many workers at once, answered by one call per batch: whoever asks while
-/// a call is out waits for the next one, which takes every question queued by then. Under load
-/// one call serves many events; alone, an event waits for no one.
+/// Versions asked by many workers at once, answered by one call per batch. An event's version
+/// is asked when it is fetched and read when a worker takes it, which during a drain is
+/// hundreds of events later: so a batch is sent once a worker waits for an answer, once it is
+/// full, or after [`LINGER`], whichever comes first. Under load one call serves many events
+/// (a trickle of asks as workers free room in the queue would otherwise go out a few ids at a
+/// time, each a round trip to the order service and a query); an event a worker waits for
+/// goes out at once.
 #[derive(Clone)]
 pub struct Versions {
     tx: mpsc::UnboundedSender<Ask>,
+    wanted: Arc<Notify>,
 }
+
+/// Longest a version asked for waits for others to share its call when no one waits for it.
+const LINGER: Duration = Duration::from_millis(50);
 
 impl Versions {
     /// Starts the batching task (it ends when every handle is dropped).
     pub fn start(orders: Orders) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Ask>();
+        let wanted = Arc::new(Notify::new());
         let orders = Arc::new(orders);
+        let demand = wanted.clone();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
+                let deadline = tokio::time::sleep(LINGER);
+                tokio::pin!(deadline);
                 while batch.len() < MAX_LOOKUP {
-                    match rx.try_recv() {
-                        Ok(a) => batch.push(a),
-                        Err(_) => break,
+                    // What is queued already joins without waiting.
+                    if let Ok(a) = rx.try_recv() {
+                        batch.push(a);
+                        continue;
+                    }
+                    tokio::select! {
+                        biased;
+                        _ = demand.notified() => break,
+                        _ = &mut deadline => break,
+                        a = rx.recv() => match a {
+                            Some(a) => batch.push(a),
+                            None => break,
+                        },
                     }
                 }
                 let mut ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
@@ -178,7 +200,7 @@ impl Versions {
                 }
             }
         });
-        Self { tx }
+        Self { tx, wanted }
     }
 
     /// Asks for the order's current version now; the answer comes with the batch it joins.
@@ -186,7 +208,10 @@ impl Versions {
         let (reply, answer) = oneshot::channel();
         // A send fails only once the batching task is gone; the answer then says so.
         let _ = self.tx.send((order_id.to_owned(), reply));
-        Asked(answer)
+        Asked {
+            answer,
+            wanted: self.wanted.clone(),
+        }
     }
 
     /// The order's current version in the order service (`None`: unknown there).
@@ -196,12 +221,23 @@ impl Versions {
 }
 
 /// A version asked for and not yet read ([`Versions::ask`]).
-pub struct Asked(oneshot::Receiver<Result<Option<i64>, String>>);
+pub struct Asked {
+    answer: oneshot::Receiver<Result<Option<i64>, String>>,
+    wanted: Arc<Notify>,
+}
 
 impl Asked {
-    /// The answer (`None`: the order service does not know the order).
-    pub async fn answer(self) -> Result<Option<i64>, String> {
-        self.0
+    /// The answer (`None`: the order service does not know the order). Not there yet: the
+    /// batch it waits in goes out now.
+    pub async fn answer(mut self) -> Result<Option<i64>, String> {
+        match self.answer.try_recv() {
+            Ok(a) => return a,
+            Err(oneshot::error::TryRecvError::Closed) => {
+                return Err("version look-up stopped".to_owned());
+            }
+            Err(oneshot::error::TryRecvError::Empty) => self.wanted.notify_one(),
+        }
+        self.answer
             .await
             .map_err(|_| "version look-up stopped".to_owned())?
     }

@@ -199,11 +199,13 @@ impl Sap {
         {
             req.headers_mut().insert("traceparent", v);
         }
+        let sent = std::time::Instant::now();
         let result = self
             .http
             .send(req, self.settings.timeout)
             .await
             .map_err(unavailable);
+        crate::forward::stage("http", sent);
         if let Some(span) = &span {
             match &result {
                 Ok(r) => span.set_http_status(r.status.as_u16(), true),
@@ -311,7 +313,9 @@ impl Sap {
         what: &'static str,
     ) -> Result<Written, SapError> {
         for attempt in 0..2 {
+            let waited = std::time::Instant::now();
             let session = self.session(ctx).await?;
+            crate::forward::stage("session", waited);
             let mut r = self
                 .request(method.clone(), path, ctx)
                 .header("x-csrf-token", &session.token);

@@ -427,6 +427,8 @@ impl Bench<'_> {
                 "the peer's emulator shows {in_window} orders since the round began, not {creates}"
             );
         }
+        let text = get_text(&self.http, &format!("{}/metrics", self.peer_sap.url)).await?;
+        server_report("peer's emulator", &text);
         Ok(PeerSide {
             creates,
             errors: errors.load(Ordering::Relaxed),
@@ -492,11 +494,7 @@ impl Bench<'_> {
             ("emulator", self.sync_sap.url.clone()),
         ] {
             let text = get_text(&self.http, &format!("{url}/metrics")).await?;
-            for (labels, count, mean_ms) in server_times(&text) {
-                progress(format!(
-                    "  {who} {labels}: {count:.0} requests, mean {mean_ms:.2} ms (since start)"
-                ));
-            }
+            server_report(who, &text);
         }
         Ok(SyncSide {
             orders: n,
@@ -950,6 +948,32 @@ fn event_age(text: &str) -> Option<(f64, f64, u64)> {
 
 async fn get_text(http: &reqwest::Client, url: &str) -> anyhow::Result<String> {
     Ok(http.get(url).send().await?.text().await?)
+}
+
+/// Prints a service's own request times, and an emulator's creates per group commit (the
+/// flush its concurrent creates share), from its `/metrics` text.
+fn server_report(who: &str, text: &str) {
+    for (labels, count, mean_ms) in server_times(text) {
+        progress(format!(
+            "  {who} {labels}: {count:.0} requests, mean {mean_ms:.2} ms (since start)"
+        ));
+    }
+    if let Some((batches, per)) = batching(text) {
+        progress(format!(
+            "  {who}: {batches:.0} group commits, {per:.1} creates each (since start)"
+        ));
+    }
+}
+
+/// The emulator's creates per group commit, from its counters (`None` before any commit).
+fn batching(text: &str) -> Option<(f64, f64)> {
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+    };
+    let batches = value("sap_mock_create_batches_total")?;
+    let creates = value("sap_mock_create_batched_total")?;
+    (batches > 0.0).then(|| (batches, creates / batches))
 }
 
 /// Requests and mean server time per label set of `http_request_duration_seconds`.
