@@ -436,7 +436,11 @@ fn write_creates(
                     let mut meta = tx.open_table(META).map_err(db_err)?;
                     meta.insert(NEXT_NUMBER, next).map_err(db_err)?;
                 }
-                tx.commit().map_err(db_err)
+                let flushing = std::time::Instant::now();
+                let committed = tx.commit().map_err(db_err);
+                metrics::counter!("sap_mock_create_commit_micros_total")
+                    .increment(flushing.elapsed().as_micros() as u64);
+                committed
             })()
             .map_err(|e| e.to_string()),
         };

@@ -242,3 +242,72 @@ impl Asked {
             .map_err(|_| "version look-up stopped".to_owned())?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A stand-in for the order service's `POST /api/v1/order-versions`: every id it is asked
+    /// about is at version 7, and it counts the calls and the ids per call.
+    async fn fake_order_service() -> (String, Arc<AtomicUsize>, Arc<std::sync::Mutex<Vec<usize>>>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (c, s) = (calls.clone(), sizes.clone());
+        let app = axum::Router::new().route(
+            "/api/v1/order-versions",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let (c, s) = (c.clone(), s.clone());
+                async move {
+                    c.fetch_add(1, Ordering::SeqCst);
+                    let ids = body["order_ids"].as_array().cloned().unwrap_or_default();
+                    s.lock().unwrap().push(ids.len());
+                    let versions: Vec<Value> = ids
+                        .iter()
+                        .map(|id| json!({"order_id": id, "version": 7}))
+                        .collect();
+                    axum::Json(json!({ "versions": versions }))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, calls, sizes)
+    }
+
+    #[tokio::test]
+    async fn versions_asked_while_no_one_waits_share_one_call() {
+        let (url, calls, sizes) = fake_order_service().await;
+        let versions = Versions::start(Orders::new(&url).unwrap());
+        // Asked as a draining fetch asks them: one at a time as workers free room in the
+        // queue (the batching task runs between two asks), and read much later.
+        let mut asked = Vec::new();
+        for i in 0..40 {
+            asked.push(versions.ask(&format!("order-{i}")));
+            tokio::task::yield_now().await;
+        }
+        for a in asked {
+            assert_eq!(a.answer().await, Ok(Some(7)));
+        }
+        // One call took them all (sent as each came, they would go out a few per call).
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "ids per call: {:?}",
+            sizes.lock().unwrap()
+        );
+        assert_eq!(*sizes.lock().unwrap(), vec![40]);
+    }
+
+    #[tokio::test]
+    async fn a_version_a_worker_waits_for_is_answered_and_an_unknown_order_is_none() {
+        let (url, calls, _) = fake_order_service().await;
+        let versions = Versions::start(Orders::new(&url).unwrap());
+        assert_eq!(versions.get("order-1").await, Ok(Some(7)));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // The order service down: the answer says so (the event is then applied).
+        let down = Versions::start(Orders::new("http://127.0.0.1:9").unwrap());
+        assert!(down.get("order-1").await.is_err());
+    }
+}

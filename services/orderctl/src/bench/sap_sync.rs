@@ -958,22 +958,24 @@ fn server_report(who: &str, text: &str) {
             "  {who} {labels}: {count:.0} requests, mean {mean_ms:.2} ms (since start)"
         ));
     }
-    if let Some((batches, per)) = batching(text) {
+    if let Some((batches, per, commit_ms)) = batching(text) {
         progress(format!(
-            "  {who}: {batches:.0} group commits, {per:.1} creates each (since start)"
+            "  {who}: {batches:.0} group commits, {per:.1} creates and {commit_ms:.2} ms of commit (flush) each (since start)"
         ));
     }
 }
 
-/// The emulator's creates per group commit, from its counters (`None` before any commit).
-fn batching(text: &str) -> Option<(f64, f64)> {
+/// The emulator's group commits: how many, creates per commit, and the mean commit (flush) time
+/// in ms, from its counters (`None` before any commit).
+fn batching(text: &str) -> Option<(f64, f64, f64)> {
     let value = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
     };
     let batches = value("sap_mock_create_batches_total")?;
     let creates = value("sap_mock_create_batched_total")?;
-    (batches > 0.0).then(|| (batches, creates / batches))
+    let micros = value("sap_mock_create_commit_micros_total").unwrap_or(0.0);
+    (batches > 0.0).then(|| (batches, creates / batches, micros / batches / 1000.0))
 }
 
 /// Requests and mean server time per label set of `http_request_duration_seconds`.
