@@ -133,6 +133,11 @@ pub enum ProxyError {
     /// The proxy's own storage failed.
     #[error("proxy storage failed: {0}")]
     Storage(String),
+    /// The state database the replicas share (`PROXY_STATE_DATABASE_URL`) did not answer: a
+    /// create under an idempotency key cannot be told apart from another replica's, so it is
+    /// refused as temporarily unavailable (nothing was sent anywhere; the client may retry).
+    #[error("shared state database unavailable: {0}")]
+    StateUnavailable(String),
 }
 
 impl ProxyError {
@@ -145,9 +150,10 @@ impl ProxyError {
             | ProxyError::IdempotencyKeyReused
             | ProxyError::IdempotencyInProgress
             | ProxyError::NotSupported(_) => Side::Client,
-            ProxyError::Overloaded | ProxyError::Storage(_) | ProxyError::NoOrderNumber => {
-                Side::Proxy
-            }
+            ProxyError::Overloaded
+            | ProxyError::Storage(_)
+            | ProxyError::StateUnavailable(_)
+            | ProxyError::NoOrderNumber => Side::Proxy,
             ProxyError::Upstream { side, .. } => *side,
         }
     }
@@ -164,6 +170,7 @@ impl ProxyError {
             ProxyError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
             ProxyError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::StateUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Upstream { failure, .. } => match failure {
                 UpstreamFailure::Timeout => StatusCode::GATEWAY_TIMEOUT,
                 UpstreamFailure::BreakerOpen => StatusCode::SERVICE_UNAVAILABLE,
@@ -188,6 +195,7 @@ impl ProxyError {
             ProxyError::Overloaded => "PROXY/503",
             ProxyError::NotSupported(_) => "PROXY/501",
             ProxyError::Storage(_) => "PROXY/500",
+            ProxyError::StateUnavailable(_) => "PROXY/503S",
             ProxyError::Upstream { failure, .. } => match failure {
                 UpstreamFailure::Timeout => "PROXY/504",
                 UpstreamFailure::BreakerOpen => "PROXY/503",
@@ -214,6 +222,10 @@ impl ProxyError {
             },
             ProxyError::Upstream { .. } => "A backend system is not available".to_owned(),
             ProxyError::Storage(_) => "Internal error in the gateway".to_owned(),
+            ProxyError::StateUnavailable(_) => {
+                "The gateway cannot check this Idempotency-Key now; nothing was created, retry later"
+                    .to_owned()
+            }
             other => other.to_string(),
         }
     }

@@ -18,6 +18,12 @@ pub enum Keys {
 }
 
 impl Keys {
+    /// Whether the keys live in the shared state database (a failure there is an outage of
+    /// that database, not of this proxy).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Keys::Shared(_))
+    }
+
     /// Claims `key` for a new attempt (see [`Store::claim_key`]).
     pub async fn claim_key(
         &self,

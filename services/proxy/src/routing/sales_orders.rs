@@ -429,6 +429,9 @@ impl SalesOrders {
                 .await
             {
                 Ok(c) => c,
+                Err(e) if self.keys.is_shared() => {
+                    return error_buffered(ProxyError::StateUnavailable(e.to_string()));
+                }
                 Err(e) => return error_buffered(ProxyError::Storage(e.to_string())),
             },
         };
