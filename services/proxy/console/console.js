@@ -142,7 +142,7 @@ document.addEventListener('alpine:init', () => {
       draw('chart-dual-write', dw, [t].concat(dw.map((k) => s.dual_write[k])));
       // The newest interval's rate over every route, and everything counted so far.
       this.rpsNow = routeNames.reduce((sum, n) => sum + (s.routes[n].rate[s.routes[n].rate.length - 1] || 0), 0);
-      this.requestsSeen = Math.round(routeNames.reduce((sum, n) => sum + s.routes[n].rate.reduce((a, b) => a + b, 0) * (s.interval_seconds || 2), 0));
+      this.requestsSeen = Math.round(routeNames.reduce((sum, n) => sum + s.routes[n].requests.reduce((a, b) => a + b, 0), 0));
     },
 
     phaseOf(mode) { return PHASES[mode] || mode; },

@@ -200,6 +200,9 @@ pub fn read_sample(text: &str, at: DateTime<Utc>, dual_write: &serde_json::Value
 pub struct Line {
     /// Requests (or calls) per second.
     pub rate: Vec<f64>,
+    /// Requests (or calls) in the interval: exact where a rate times a nominal interval is not
+    /// (a tick the sampler missed under load makes its interval longer).
+    pub requests: Vec<f64>,
     /// Errors (5xx answers, failed calls) per second.
     pub errors: Vec<f64>,
     /// Latency percentiles in milliseconds (`null` for an interval without requests).
@@ -234,6 +237,7 @@ fn push(
     // A line that appeared later starts with empty points so every line has one per interval.
     while line.rate.len() < fill {
         line.rate.push(0.0);
+        line.requests.push(0.0);
         line.errors.push(0.0);
         line.p50_ms.push(None);
         line.p95_ms.push(None);
@@ -242,6 +246,7 @@ fn push(
     let d = now.since(before);
     let ms = |q| d.quantile(q).map(|s| (s * 1000.0 * 100.0).round() / 100.0);
     line.rate.push(d.total() / secs);
+    line.requests.push(d.total());
     line.errors.push((errs.0 - errs.1).max(0.0) / secs);
     line.p50_ms.push(ms(0.50));
     line.p95_ms.push(ms(0.95));
@@ -367,6 +372,7 @@ proxy_upstream_duration_seconds_bucket{upstream="sap-sync",outcome="response",le
         let r = &s.routes["sales-orders"];
         // 24 answers in 2 s, 4 of them 5xx.
         assert_eq!(r.rate, vec![12.0]);
+        assert_eq!(r.requests, vec![24.0]);
         assert_eq!(r.errors, vec![2.0]);
         // Rank 12 of 24: the 10 below 5 ms, 2 of the 8 between 5 and 10 ms -> 6.25 ms.
         assert_eq!(r.p50_ms, vec![Some(6.25)]);
@@ -381,6 +387,16 @@ proxy_upstream_duration_seconds_bucket{upstream="sap-sync",outcome="response",le
         );
         assert_eq!(s.dual_write["both_ok"], vec![4.0]);
         assert_eq!(s.dual_write["sap_only"], vec![1.0]);
+    }
+
+    #[test]
+    fn an_interval_stretched_by_a_missed_tick_keeps_its_exact_count() {
+        let none = serde_json::json!({});
+        let a = read_sample(TEXT_A, at(0), &none);
+        let b = read_sample(TEXT_B, at(5), &none);
+        let r = &series(&[a, b]).routes["sales-orders"];
+        assert_eq!(r.requests, vec![24.0]);
+        assert!((r.rate[0] - 4.8).abs() < 1e-9, "{:?}", r.rate);
     }
 
     #[test]
