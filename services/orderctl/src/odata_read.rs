@@ -98,16 +98,31 @@ impl SapReader {
     ) -> anyhow::Result<Vec<Value>> {
         let base = &self.base;
         let mut all = Vec::new();
-        let mut next = Some(format!("{base}{path}?{query}&$top={page}&$skip=0"));
+        // The first page asks for the total too, for the progress of a long read.
+        let mut next = Some(format!(
+            "{base}{path}?{query}&$top={page}&$skip=0&$inlinecount=allpages"
+        ));
         let mut skip = 0;
+        let mut progress: Option<crate::progress::Progress> = None;
         while let Some(url) = next.take() {
             let body = self.get_json(&url).await?;
             let results = body["d"]["results"]
                 .as_array()
                 .with_context(|| format!("SAP's answer to {url} has no d.results"))?;
             all.extend(results.iter().cloned());
-            if all.len() >= 5000 && all.len() % 5000 < results.len() {
-                eprintln!("read {} from SAP's {path}", all.len());
+            if progress.is_none() {
+                // SAP writes the count as a string (`"__count": "1234"`).
+                let total = body["d"]["__count"]
+                    .as_str()
+                    .and_then(|c| c.parse::<u64>().ok())
+                    .unwrap_or(0);
+                // Only a read of more than a few pages is worth a bar.
+                if total > 4 * page as u64 {
+                    progress = Some(crate::progress::Progress::new("read from SAP", total, true));
+                }
+            }
+            if let Some(p) = &progress {
+                p.inc_by(results.len() as u64);
             }
             skip += results.len();
             next = match body["d"]["__next"].as_str() {
@@ -119,6 +134,9 @@ impl SapReader {
                 }
                 None => None,
             };
+        }
+        if let Some(p) = &progress {
+            p.finish();
         }
         Ok(all)
     }

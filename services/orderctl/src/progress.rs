@@ -1,4 +1,4 @@
-//! Progress of long work (`orderctl backfill`): a bar when stdout is a terminal, otherwise a
+//! Progress of long work (`orderctl backfill`, the SAP reads of reconcile and backfill): a bar when stdout is a terminal, otherwise a
 //! plain line on stderr at most every two seconds and at the end, so what a script reads on
 //! stdout stays the same.
 
@@ -44,9 +44,14 @@ impl Progress {
 
     /// One more item done.
     pub fn inc(&self) {
-        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        self.inc_by(1);
+    }
+
+    /// `n` more items done.
+    pub fn inc_by(&self, n: u64) {
+        let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
         match &self.bar {
-            Some(bar) => bar.inc(1),
+            Some(bar) => bar.inc(n),
             None => {
                 let mut last = self.last_line.lock().unwrap_or_else(|p| p.into_inner());
                 if last.elapsed() >= PLAIN_EVERY {
@@ -85,6 +90,18 @@ mod tests {
         assert_eq!(
             p.line(p.done.load(Ordering::Relaxed)),
             "2 of 3 orders copied"
+        );
+        p.finish();
+    }
+
+    #[test]
+    fn pages_count_by_their_size() {
+        let p = Progress::new("read from SAP", 1200, false);
+        p.inc_by(500);
+        p.inc_by(500);
+        assert_eq!(
+            p.line(p.done.load(Ordering::Relaxed)),
+            "1000 of 1200 read from SAP"
         );
         p.finish();
     }
