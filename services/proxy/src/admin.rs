@@ -77,6 +77,9 @@ pub struct AdminState {
     pub shadow: Arc<ShadowStats>,
     /// sap-sync's status endpoint, when configured.
     pub sap_sync: Option<Arc<Upstream>>,
+    /// The bearer token sap-sync takes for its changes (`SAP_SYNC_ADMIN_TOKEN`, else the admin
+    /// token).
+    pub sap_sync_token: Option<String>,
     /// Most events sap-sync may lag behind for a switch to `events`.
     pub sap_sync_max_lag: u64,
     /// Shadow samples needed.

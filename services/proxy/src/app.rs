@@ -145,6 +145,7 @@ impl Application {
                     tls: None,
                 }))
             }),
+            sap_sync_token: config.sap_sync_token.clone(),
             sap_sync_max_lag: config.sap_sync_max_lag,
             shadow_min_samples: config.shadow_min_samples,
             shadow_min_match_rate: config.shadow_min_match_rate,

@@ -93,6 +93,9 @@ pub const PROXY_CLIENT_BODY_DEADLINE_MS: &str = "PROXY_CLIENT_BODY_DEADLINE_MS";
 pub const PROXY_REJECTION_REASONS: &str = "PROXY_REJECTION_REASONS";
 /// sap-sync's HTTP address (`/status`), for the readiness of a switch to `events`.
 pub const SAP_SYNC_URL: &str = "SAP_SYNC_URL";
+/// The bearer token sap-sync takes for its changes (a redrive asked from the console); unset:
+/// the admin token is sent (sap-sync falls back to the same variable names).
+pub const SAP_SYNC_ADMIN_TOKEN: &str = "SAP_SYNC_ADMIN_TOKEN";
 /// Most events sap-sync may lag behind for a switch to `events`.
 pub const PROXY_SAP_SYNC_MAX_LAG: &str = "PROXY_SAP_SYNC_MAX_LAG";
 /// How often a return from `retired` asks sap-sync whether SAP caught up, milliseconds
@@ -216,6 +219,8 @@ pub struct ProxyConfig {
     pub rejection_reasons: Vec<String>,
     /// sap-sync's status address, when one runs.
     pub sap_sync_url: Option<Uri>,
+    /// The token for sap-sync's changes ([`SAP_SYNC_ADMIN_TOKEN`], else the admin token).
+    pub sap_sync_token: Option<String>,
     /// Most events sap-sync may lag behind for a switch to `events`.
     pub sap_sync_max_lag: u64,
     /// How often a return from `retired` asks sap-sync whether SAP caught up.
@@ -337,6 +342,7 @@ impl ProxyConfig {
         let sap_sync_url = r
             .raw(SAP_SYNC_URL)
             .map(|_| read_base_url(&mut r, SAP_SYNC_URL, "http://127.0.0.1:8083"));
+        let sap_sync_token = r.raw(SAP_SYNC_ADMIN_TOKEN).or_else(|| admin_token.clone());
         let sap_sync_max_lag = r.read(PROXY_SAP_SYNC_MAX_LAG, 100u64);
         let return_poll = ms(&mut r, PROXY_RETURN_POLL_MS, 500);
         // S/4's standard reasons, the emulator's default too.
@@ -463,6 +469,7 @@ impl ProxyConfig {
             client_body_deadline,
             rejection_reasons,
             sap_sync_url,
+            sap_sync_token,
             sap_sync_max_lag,
             return_poll,
             shadow_min_samples,
@@ -510,6 +517,20 @@ mod tests {
         assert_eq!(c.initial_mode, Mode::Legacy);
         assert_eq!(c.initial_policy, SapUnavailablePolicy::Strict);
         assert!(c.admin_token.is_none());
+        assert!(c.sap_sync_token.is_none());
+    }
+
+    #[test]
+    fn sap_sync_gets_its_own_token_or_the_admin_token() {
+        let c = ProxyConfig::from_reader(reader(&[(ADMIN_TOKEN, "admin")])).unwrap();
+        assert_eq!(c.sap_sync_token.as_deref(), Some("admin"));
+        let c = ProxyConfig::from_reader(reader(&[
+            (ADMIN_TOKEN, "admin"),
+            (SAP_SYNC_ADMIN_TOKEN, "sync"),
+        ]))
+        .unwrap();
+        assert_eq!(c.sap_sync_token.as_deref(), Some("sync"));
+        assert_eq!(c.admin_token.as_deref(), Some("admin"));
     }
 
     #[test]

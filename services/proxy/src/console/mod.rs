@@ -211,8 +211,8 @@ async fn sap_sync(state: &AdminState) -> Value {
     out
 }
 
-/// A redrive of an order sap-sync parked, asked through sap-sync's API with the admin token
-/// (sap-sync takes `SAP_SYNC_ADMIN_TOKEN`, which `orderctl up` sets to the same token). Its
+/// A redrive of an order sap-sync parked, asked through sap-sync's API with the token sap-sync
+/// takes (`SAP_SYNC_ADMIN_TOKEN`, else the admin token; `orderctl up` gives both one). Its
 /// answer is passed on.
 async fn redrive_parked(State(state): State<AdminState>, Path(order): Path<String>) -> Response {
     let problem = |status: StatusCode, detail: String| {
@@ -229,9 +229,10 @@ async fn redrive_parked(State(state): State<AdminState>, Path(order): Path<Strin
         Ok(r) => r,
         Err(e) => return problem(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    if let Some(t) = &state.token
-        && let Ok(v) = HeaderValue::from_str(&format!("Bearer {t}"))
+    if let Some(t) = &state.sap_sync_token
+        && let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {t}"))
     {
+        v.set_sensitive(true);
         req.headers_mut().insert(header::AUTHORIZATION, v);
     }
     match up.send(req).await {

@@ -169,10 +169,27 @@ async fn a_refused_order_is_parked_others_flow_and_a_redrive_after_the_fix_appli
         listed[0]["redrive"], false,
         "a refused request asks nothing: {out}"
     );
+    // Asked as the console asks: the proxy's admin API, which needs its own token and passes
+    // sap-sync's on (`SAP_SYNC_ADMIN_TOKEN`).
+    s.start_proxy_with("legacy", &[("SAP_SYNC_ADMIN_TOKEN", token.to_owned())])
+        .await;
+    let through_proxy = format!(
+        "http://127.0.0.1:{}/admin/v1/sap-sync/parked/{poison}/redrive",
+        s.proxy_admin
+    );
+    let r = s.http.post(&through_proxy).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        401,
+        "the console's redrive needs the admin token"
+    );
+    let (_, out) = s.orderctl(&["sap-sync", "parked", "--json"]);
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed[0]["redrive"], false, "nothing asked: {out}");
     let r = s
         .http
-        .post(&url)
-        .header("authorization", format!("Bearer {token}"))
+        .post(&through_proxy)
+        .bearer_auth("e2e-admin-token")
         .send()
         .await
         .unwrap();
