@@ -308,7 +308,13 @@ pub fn order_etag(order: &Value) -> Option<String> {
     order
         .get("version")
         .and_then(Value::as_i64)
-        .map(|v| format!("W/\"{v}\""))
+        .map(order_domain::version_etag)
+}
+
+/// The order-service version an `If-Match` names, when it is one of [`order_etag`]'s tags
+/// (`None` for `*`, a list, or a tag SAP issued).
+pub fn parse_order_etag(tag: &str) -> Option<i64> {
+    order_domain::parse_version_etag(tag)
 }
 
 /// The statuses S/4 derives for an order, from the order service's order: rejection

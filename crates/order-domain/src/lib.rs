@@ -11,15 +11,18 @@
 //! - [`master_data`]: materials and customers (units, prices, currencies per sales area), from
 //!   which [`order::OrderRequest::complete`] derives what a caller left out, as SAP does.
 //! - [`status`]: the status state machine; transitions are methods returning `Result`.
+//! - [`etag`]: an order's version as the entity tag its `ETag` and `If-Match` carry.
 //!
 //! This crate imports no other workspace crate and does no I/O.
 
 pub mod currency;
+pub mod etag;
 pub mod master_data;
 pub mod order;
 pub mod status;
 pub mod values;
 
+pub use etag::{parse_version_etag, version_etag};
 pub use master_data::{MasterData, MasterDataDraft, MasterDataUpsert};
 pub use order::{
     CompletionError, FieldError, NewOrder, NewOrderLine, OrderDraft, OrderLineDraft, OrderRequest,

@@ -98,7 +98,9 @@ impl SapReader {
     ) -> anyhow::Result<Vec<Value>> {
         let base = &self.base;
         let mut all = Vec::new();
-        // The first page asks for the total too, for the progress of a long read.
+        // The first page asks for the total too, for the progress of a long read
+        // (`$inlinecount=allpages`, a system query option SAP Gateway serves: help.sap.com,
+        // "OData in SAP Gateway - Feature Overview"). Without a `__count` there is no bar.
         let mut next = Some(format!(
             "{base}{path}?{query}&$top={page}&$skip=0&$inlinecount=allpages"
         ));

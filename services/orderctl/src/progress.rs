@@ -1,6 +1,6 @@
-//! Progress of long work (`orderctl backfill`, the SAP reads of reconcile and backfill): a bar when stdout is a terminal, otherwise a
-//! plain line on stderr at most every two seconds and at the end, so what a script reads on
-//! stdout stays the same.
+//! Progress of long work (`orderctl backfill`'s copies, every long read of SAP's orders): a bar
+//! when stdout is a terminal, otherwise a plain line on stderr at most every two seconds and at
+//! the end, so what a script reads on stdout stays the same.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;

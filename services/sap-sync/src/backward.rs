@@ -30,7 +30,8 @@ const PAGE: usize = 200;
 /// The only properties the poll reads ([`statuses`], [`has_news`], [`last_change`] and the
 /// rejections): SAP renders and sends a page of 200 orders with their lines and document flow
 /// every poll, and without `$select` each comes whole (about 80 header and 60 item properties).
-/// OData V2 selects inside an expanded navigation as `nav/Property`.
+/// OData V2 selects inside an expanded navigation as `nav/Property`, as SAP's own SDK sends it
+/// for a partial read with items (`sap_odata::query`'s tests hold the SDK's request).
 const SELECT: &str = "SalesOrder,LastChangeDateTime,OverallDeliveryStatus,\
 OverallTotalDeliveryStatus,OverallOrdReltdBillgStatus,to_Item/SalesOrderItem,\
 to_Item/SalesDocumentRjcnReason,to_SubsequentProcFlowDoc/SubsequentDocumentCategory";

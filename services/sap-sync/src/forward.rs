@@ -922,8 +922,8 @@ impl Forward {
 }
 
 /// Time a worker spent in one stage of its cycle (`idle`: waiting for an event; `look_up`:
-/// the superseded check; `sap`: applying the event to SAP, of which `session` is the wait for
-/// the CSRF session and `http` each call's round trip), so a slow drain shows where.
+/// the superseded check; `sap`: applying the event to SAP, of which `http` is each call's
+/// round trip), so a slow drain shows where.
 pub(crate) fn stage(name: &'static str, since: Instant) {
     metrics::histogram!("sap_sync_stage_duration_seconds", "stage" => name)
         .record(since.elapsed().as_secs_f64());

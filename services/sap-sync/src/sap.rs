@@ -313,9 +313,7 @@ impl Sap {
         what: &'static str,
     ) -> Result<Written, SapError> {
         for attempt in 0..2 {
-            let waited = std::time::Instant::now();
             let session = self.session(ctx).await?;
-            crate::forward::stage("session", waited);
             let mut r = self
                 .request(method.clone(), path, ctx)
                 .header("x-csrf-token", &session.token);

@@ -98,21 +98,12 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ServiceError> {
             "must be the ETag of the order, W/\"<version>\" (one entity tag)",
         )
     };
-    let text = raw.to_str().map_err(|_| bad())?.trim();
+    let text = raw.to_str().map_err(|_| bad())?;
     // An empty field names no entity tag: refused like any other malformed one (the document
     // states the pattern), never taken for "no precondition".
-    if text.is_empty() {
-        return Err(bad());
-    }
-    let tag = text.strip_prefix("W/").unwrap_or(text);
-    let inner = tag
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .ok_or_else(bad)?;
-    if inner.is_empty() || inner.len() > 18 || !inner.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    inner.parse::<i64>().map(Some).map_err(|_| bad())
+    order_domain::parse_version_etag(text)
+        .map(Some)
+        .ok_or_else(bad)
 }
 
 /// The caller's version: `If-Match`, else (for the endpoints that had it before `If-Match`)

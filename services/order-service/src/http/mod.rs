@@ -163,7 +163,7 @@ fn record_order_on_span(order: &Order) {
 
 pub(crate) fn order_response(status: StatusCode, order: &Order) -> Response {
     let mut response = (status, Json(order)).into_response();
-    if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{}\"", order.version)) {
+    if let Ok(etag) = HeaderValue::from_str(&order_domain::version_etag(order.version)) {
         response.headers_mut().insert(http::header::ETAG, etag);
     }
     response

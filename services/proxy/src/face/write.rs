@@ -254,7 +254,7 @@ fn if_match(headers: &HeaderMap, current: &Value, required: bool) -> Result<Stri
         // A tag that is none of the order service's versions (an ETag SAP issued, read before
         // the route left `dual-write`) names a state this side never had: refused as S/4
         // refuses a stale ETag, so the client reads again and gets this side's.
-        Some(tag) if !is_version_tag(tag.trim()) => Err(Refusal(
+        Some(tag) if order_acl::parse_order_etag(tag).is_none() => Err(Refusal(
             StatusCode::PRECONDITION_FAILED,
             "/IWBEP/CM_MGW_RT/098",
             "The entity was changed by another user (ETag mismatch); read it again".into(),
@@ -267,16 +267,6 @@ fn if_match(headers: &HeaderMap, current: &Value, required: bool) -> Result<Stri
         )),
         None => Ok(current_tag),
     }
-}
-
-/// Whether `tag` is an ETag the face gives: `W/"<version>"` or `"<version>"`, the version in
-/// digits (what the order service accepts in `If-Match`).
-fn is_version_tag(tag: &str) -> bool {
-    tag.strip_prefix("W/")
-        .unwrap_or(tag)
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .is_some_and(|v| !v.is_empty() && v.len() <= 18 && v.bytes().all(|b| b.is_ascii_digit()))
 }
 
 impl SalesOrders {
