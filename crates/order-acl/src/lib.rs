@@ -317,6 +317,11 @@ pub fn parse_order_etag(tag: &str) -> Option<i64> {
     order_domain::parse_version_etag(tag)
 }
 
+/// The header properties [`derived_statuses`] computes from the order's lines (the others
+/// come from its status): a read that selects none of them, nor `to_Item`, needs no lines.
+pub const LINE_DERIVED_PROPERTIES: [&str; 2] =
+    ["OverallSDDocumentRejectionSts", "OverallSDProcessStatus"];
+
 /// The statuses S/4 derives for an order, from the order service's order: rejection
 /// (`OverallSDDocumentRejectionSts` `A` none / `B` some / `C` every line rejected), delivery
 /// (`OverallDeliveryStatus`, `OverallTotalDeliveryStatus`: `C` once delivered, else `A`),

@@ -725,7 +725,7 @@ impl OrderRepository {
             rows.into_iter().map(|r| r.into_order(Vec::new())).collect()
         };
         let count = if query.count {
-            let (n,): (i64,) = search::count_statement(query)
+            let (n,): (i64,) = search::count_statement("", query)
                 .build_query_as()
                 .fetch_one(&self.pool)
                 .await?;

@@ -527,9 +527,11 @@ pub fn select_statement(prefix: &str, s: &SearchQuery) -> QueryBuilder<Postgres>
     q
 }
 
-/// `SELECT count(*) FROM orders WHERE <filter>`.
-pub fn count_statement(s: &SearchQuery) -> QueryBuilder<Postgres> {
-    let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT count(*) FROM orders");
+/// `prefix` + `SELECT count(*) FROM orders WHERE <filter>` (`prefix` as for
+/// [`select_statement`]).
+pub fn count_statement(prefix: &str, s: &SearchQuery) -> QueryBuilder<Postgres> {
+    let mut q: QueryBuilder<Postgres> =
+        QueryBuilder::new(format!("{prefix}SELECT count(*) FROM orders"));
     if let Some(f) = &s.filter {
         q.push(" WHERE ");
         push_filter(&mut q, f);

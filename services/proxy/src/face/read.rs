@@ -529,6 +529,18 @@ impl OrderView {
     }
 }
 
+/// Whether an `A_SalesOrder` answer needs the orders' lines: `to_Item` expanded, or a header
+/// status S/4 derives from the lines selected (every property is, without `$select`). A
+/// shop's list selects a few header fields: its orders' lines are then not read at all.
+fn needs_lines(query: &QueryOptions) -> bool {
+    query.expands("to_Item")
+        || query.selected_properties().is_none_or(|selected| {
+            order_acl::LINE_DERIVED_PROPERTIES
+                .iter()
+                .any(|p| selected.contains(p))
+        })
+}
+
 /// The properties of `entity` that `selected` names (all when `None`), in schema order.
 fn push_properties(
     node: &mut Node,
@@ -795,7 +807,8 @@ impl Ctx<'_> {
         }
         let body = json!({
             "filter": filter, "order_by": keys, "top": window.take.saturating_add(1).min(5000),
-            "skip": window.start, "count": self.query.inline_count, "include_items": true,
+            "skip": window.start, "count": self.query.inline_count,
+            "include_items": needs_lines(self.query),
         });
         let (orders, count) = match self.search(&body).await {
             Ok(r) => r,
@@ -1002,6 +1015,28 @@ mod tests {
             text.contains(r#"{"field":"customer_reference","op":"eq","value":null}"#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn an_order_list_reads_lines_only_when_its_answer_shows_them() {
+        let needs = |raw: &str| needs_lines(&QueryOptions::parse(raw).unwrap());
+        // every property, `*`, an expanded to_Item, or a status S/4 derives from the lines
+        for raw in [
+            "",
+            "$select=*",
+            "$select=SalesOrder&$expand=to_Item",
+            "$select=SalesOrder,OverallSDDocumentRejectionSts",
+            "$select=OverallSDProcessStatus",
+        ] {
+            assert!(needs(raw), "{raw}");
+        }
+        // the shop's list: header fields from the order itself; a deferred to_Item link
+        for raw in [
+            "$select=SalesOrder,SoldToParty,TotalNetAmount,RequestedDeliveryDate",
+            "$select=SalesOrder,OverallDeliveryStatus,to_Item",
+        ] {
+            assert!(!needs(raw), "{raw}");
+        }
     }
 
     #[test]

@@ -293,15 +293,15 @@ impl OrderService for HttpOrderService {
             let (_, bytes) = self
                 .call(Method::GET, &format!("/api/v1/orders?{query}"), None, &[])
                 .await?;
-            let v: Value =
+            let mut v: Value =
                 serde_json::from_slice(&bytes).map_err(|e| OrderServiceError::ServerError {
                     status: 200,
                     detail: e.to_string(),
                 })?;
-            Ok(v.get("items")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default())
+            Ok(match v.get_mut("items").map(Value::take) {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            })
         })
     }
 
@@ -313,17 +313,17 @@ impl OrderService for HttpOrderService {
             let (_, bytes) = self
                 .call(Method::POST, "/api/v1/orders/search", Some(body), &[])
                 .await?;
-            let v: Value =
+            let mut v: Value =
                 serde_json::from_slice(&bytes).map_err(|e| OrderServiceError::ServerError {
                     status: 200,
                     detail: e.to_string(),
                 })?;
-            let items = v
-                .get("items")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            Ok((items, v.get("count").and_then(Value::as_u64)))
+            let count = v.get("count").and_then(Value::as_u64);
+            let items = match v.get_mut("items").map(Value::take) {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            };
+            Ok((items, count))
         })
     }
 
