@@ -715,17 +715,13 @@ impl OrderRepository {
         &self,
         query: &search::SearchQuery,
     ) -> Result<(Vec<Order>, Option<i64>), ServiceError> {
+        let rows: Vec<OrderRow> = search::select_statement("", query)
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await?;
         let orders = if query.include_items {
-            let rows: Vec<PageRow> = search::select_statement("", query)
-                .build_query_as()
-                .fetch_all(&self.pool)
-                .await?;
-            PageRow::orders(rows)
+            self.attach_items(rows).await?
         } else {
-            let rows: Vec<OrderRow> = search::select_statement("", query)
-                .build_query_as()
-                .fetch_all(&self.pool)
-                .await?;
             rows.into_iter().map(|r| r.into_order(Vec::new())).collect()
         };
         let count = if query.count {
@@ -929,56 +925,6 @@ impl OrderRepository {
         outbox::append(&mut tx, change, &order, ctx).await?;
         tx.commit().await?;
         Ok(order)
-    }
-}
-
-/// A row of the search's statement with lines ([`search::select_statement`]): an order of the
-/// window and one of its lines (none for an order without lines), in the window's order.
-#[derive(sqlx::FromRow)]
-struct PageRow {
-    #[sqlx(flatten)]
-    order: OrderRow,
-    item_number: Option<i32>,
-    item_sku: Option<String>,
-    item_quantity: Option<rust_decimal::Decimal>,
-    item_unit: Option<String>,
-    item_unit_price: Option<rust_decimal::Decimal>,
-    item_net_amount: Option<rust_decimal::Decimal>,
-    item_specifications: Option<sqlx::types::Json<serde_json::Map<String, serde_json::Value>>>,
-    item_rejection_reason: Option<String>,
-}
-
-impl PageRow {
-    /// The window's orders with their lines: the rows of one order are consecutive.
-    fn orders(rows: Vec<PageRow>) -> Vec<Order> {
-        let mut out: Vec<(OrderRow, Vec<OrderItem>)> = Vec::new();
-        for row in rows {
-            let item = match (
-                row.item_number,
-                row.item_sku,
-                row.item_quantity,
-                row.item_unit,
-            ) {
-                (Some(item_number), Some(sku), Some(quantity), Some(unit)) => Some(OrderItem {
-                    item_number,
-                    sku,
-                    quantity,
-                    unit,
-                    unit_price: row.item_unit_price,
-                    net_amount: row.item_net_amount,
-                    specifications: row.item_specifications.map(|j| j.0).unwrap_or_default(),
-                    rejection_reason: row.item_rejection_reason,
-                }),
-                _ => None,
-            };
-            match out.last_mut() {
-                Some((order, items)) if order.id == row.order.id => items.extend(item),
-                _ => out.push((row.order, item.into_iter().collect())),
-            }
-        }
-        out.into_iter()
-            .map(|(order, items)| order.into_order(items))
-            .collect()
     }
 }
 

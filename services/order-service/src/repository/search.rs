@@ -504,41 +504,15 @@ pub fn push_filter(q: &mut QueryBuilder<Postgres>, f: &SearchFilter) {
     }
 }
 
-/// The statement that serves a search, after `prefix` (empty, or `EXPLAIN `: tests check the
-/// plan of the very statement served).
-///
-/// Without lines: `SELECT * FROM orders WHERE <filter> ORDER BY <keys>, id LIMIT top OFFSET
-/// skip`. With lines ([`SearchQuery::include_items`]), the same window and its lines in one
-/// round trip rather than two: the window as `page` (each order numbered by
-/// `page_position`, its place in the window), joined with its lines, in the window's order
-/// and then by line number. The columns of a line are named `item_<column>` (`item_number`
-/// as it is); an order without lines comes once, with them `NULL`.
+/// `prefix` + `SELECT * FROM orders WHERE <filter> ORDER BY <keys>, id LIMIT top OFFSET skip`.
+/// `prefix` is empty, or `EXPLAIN ` (tests check the plan of the very statement served).
 pub fn select_statement(prefix: &str, s: &SearchQuery) -> QueryBuilder<Postgres> {
-    if !s.include_items {
-        let mut q: QueryBuilder<Postgres> =
-            QueryBuilder::new(format!("{prefix}SELECT * FROM orders"));
-        push_window(&mut q, s);
-        return q;
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("{prefix}SELECT * FROM orders"));
+    if let Some(f) = &s.filter {
+        q.push(" WHERE ");
+        push_filter(&mut q, f);
     }
-    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-        "{prefix}WITH page AS (SELECT *, row_number() OVER ("
-    ));
-    push_order_by(&mut q, s);
-    q.push(") AS page_position FROM orders");
-    push_window(&mut q, s);
-    q.push(
-        ") SELECT page.*, i.item_number, i.sku AS item_sku, i.quantity AS item_quantity, \
-         i.unit AS item_unit, i.unit_price AS item_unit_price, i.net_amount AS item_net_amount, \
-         i.specifications AS item_specifications, i.rejection_reason AS item_rejection_reason \
-         FROM page LEFT JOIN order_items i ON i.order_id = page.id \
-         ORDER BY page.page_position, i.item_number",
-    );
-    q
-}
-
-/// `ORDER BY <keys>, id` (the order id breaks every tie).
-fn push_order_by(q: &mut QueryBuilder<Postgres>, s: &SearchQuery) {
-    q.push("ORDER BY ");
+    q.push(" ORDER BY ");
     for (field, direction) in &s.order_by {
         let dir = match direction {
             Direction::Asc => " ASC NULLS FIRST",
@@ -546,21 +520,11 @@ fn push_order_by(q: &mut QueryBuilder<Postgres>, s: &SearchQuery) {
         };
         q.push(format!("{}{dir}, ", field.sql()));
     }
-    q.push("id ASC");
-}
-
-/// ` WHERE <filter> ORDER BY <keys>, id LIMIT top OFFSET skip`.
-fn push_window(q: &mut QueryBuilder<Postgres>, s: &SearchQuery) {
-    if let Some(f) = &s.filter {
-        q.push(" WHERE ");
-        push_filter(q, f);
-    }
-    q.push(" ");
-    push_order_by(q, s);
-    q.push(" LIMIT ")
+    q.push("id ASC LIMIT ")
         .push_bind(s.top)
         .push(" OFFSET ")
         .push_bind(s.skip);
+    q
 }
 
 /// `prefix` + `SELECT count(*) FROM orders WHERE <filter>` (`prefix` as for
