@@ -131,6 +131,9 @@ async fn a_request_passes_its_tracestate_on_and_its_log_lines_carry_correlation_
     let app = proxy::app::Application::build(config).await.unwrap();
     let address = app.address();
     let stop = tokio_util::sync::CancellationToken::new();
+    // Stopped when the test ends, also when an assertion fails (a proxy left running would
+    // keep the runtime from shutting down).
+    let _stop_at_exit = stop.clone().drop_guard();
     let running = tokio::spawn(app.run(stop.clone()));
 
     let client_trace = format!("{:032x}", rand::random::<u128>() | 1);
