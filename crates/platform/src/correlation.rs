@@ -48,7 +48,7 @@ pub fn correlation_from_headers(headers: &http::HeaderMap) -> CorrelationId {
 /// Axum middleware: assigns the correlation id, opens the request span, echoes the header.
 ///
 /// When traces are on ([`crate::otel`]) it also makes the OpenTelemetry server span, a child of
-/// the caller's `traceparent` (or a new trace), attached to the handler's future so the spans
+/// the caller's `traceparent` with its `tracestate` (or a new trace), attached to the handler's future so the spans
 /// and `traceparent`s made below hang under it; its trace and span ids go on the request span,
 /// so every log line of the request carries them.
 pub async fn middleware(mut req: Request, next: Next) -> Response {
@@ -96,10 +96,6 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
 /// The OpenTelemetry server span of a request (HTTP semantic conventions: `{method} {route}`).
 fn server_span(req: &Request, route: &str, id: &CorrelationId) -> Option<crate::otel::ActiveSpan> {
     use crate::otel::KeyValue;
-    let parent = req
-        .headers()
-        .get(TRACEPARENT_HEADER)
-        .and_then(|v| v.to_str().ok());
     let method = req.method().as_str().to_owned();
     let name = if route.is_empty() {
         method.clone()
@@ -109,7 +105,7 @@ fn server_span(req: &Request, route: &str, id: &CorrelationId) -> Option<crate::
     crate::otel::start(
         name,
         crate::otel::SpanKind::Server,
-        crate::otel::Parent::Remote(parent),
+        crate::otel::Parent::from_headers(req.headers()),
         vec![
             KeyValue::new("http.request.method", method),
             KeyValue::new("http.route", route.to_owned()),
@@ -120,7 +116,9 @@ fn server_span(req: &Request, route: &str, id: &CorrelationId) -> Option<crate::
 }
 
 /// Header carrying the W3C trace context.
-pub const TRACEPARENT_HEADER: HeaderName = HeaderName::from_static("traceparent");
+pub const TRACEPARENT_HEADER: HeaderName = crate::otel::TRACEPARENT;
+/// Header carrying the W3C trace context's vendor entries, passed on with the trace.
+pub const TRACESTATE_HEADER: HeaderName = crate::otel::TRACESTATE;
 
 #[cfg(test)]
 mod tests {

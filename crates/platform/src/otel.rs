@@ -9,12 +9,22 @@
 //! would cost on every request, also for spans nobody looks at in a trace view).
 //!
 //! Parents are given explicitly: [`Parent::Current`] (the context attached to the running future
-//! with [`FutureExt::with_context`]), [`Parent::Remote`] (a `traceparent` from a header or a
-//! stored outbox row), or [`Parent::Root`]. The `traceparent` of a span ([`ActiveSpan::traceparent`])
-//! is what goes into the next hop's header, so the next hop's span is its child.
+//! with [`FutureExt::with_context`]), [`Parent::Remote`] (a `traceparent` from a header, a
+//! stored outbox row or replay entry, with the `tracestate` that came with it), or
+//! [`Parent::Root`]. The `traceparent` of a span ([`ActiveSpan::traceparent`]) is what goes into
+//! the next hop's header, so the next hop's span is its child; [`ActiveSpan::inject`] writes it
+//! and the trace's `tracestate`.
+//!
+//! `tracestate` (W3C Trace Context) is carried in the span context, as the OpenTelemetry SDK
+//! does: a span started under a remote parent inherits the parent's `tracestate`, its children
+//! inherit it in turn, and every outgoing request of the trace passes it on unchanged (no
+//! service here adds an entry of its own). A `tracestate` that comes without a valid
+//! `traceparent`, or that does not parse, is dropped, as the specification says.
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
+
+use http::{HeaderName, HeaderValue};
 
 pub use opentelemetry::context::FutureExt;
 pub use opentelemetry::trace::SpanKind;
@@ -26,8 +36,9 @@ pub use opentelemetry::{Context, KeyValue, Value};
 static TRACER: OnceLock<opentelemetry_sdk::trace::SdkTracer> = OnceLock::new();
 
 /// Installs the tracer the spans are made with (once; [`crate::telemetry::init`] does it when
-/// an endpoint is configured). A second call is ignored.
-pub(crate) fn install(tracer: opentelemetry_sdk::trace::SdkTracer) {
+/// an endpoint is configured; a test may install one exporting to memory). A second call is
+/// ignored.
+pub fn install(tracer: opentelemetry_sdk::trace::SdkTracer) {
     let _ = TRACER.set(tracer);
 }
 
@@ -44,9 +55,15 @@ pub enum Parent<'a> {
     /// The span of the context attached to the running future ([`FutureExt::with_context`]),
     /// a new trace when there is none.
     Current,
-    /// The span named by a W3C `traceparent` (a header, an outbox row); a new trace when it is
-    /// missing or malformed.
-    Remote(Option<&'a str>),
+    /// The span named by a W3C `traceparent` (a header, an outbox row, a replay entry), with
+    /// the `tracestate` that came with it; a new trace (and no `tracestate`) when the
+    /// `traceparent` is missing or malformed.
+    Remote {
+        /// The `traceparent`.
+        traceparent: Option<&'a str>,
+        /// The `tracestate` that travelled with it.
+        tracestate: Option<&'a str>,
+    },
     /// A new trace.
     Root,
 }
@@ -56,6 +73,40 @@ pub enum Parent<'a> {
 #[derive(Debug)]
 pub struct ActiveSpan {
     cx: Context,
+}
+
+impl<'a> Parent<'a> {
+    /// [`Parent::Remote`] without a `tracestate` (an outbox row, a Kafka header).
+    pub fn traceparent(traceparent: Option<&'a str>) -> Self {
+        Parent::Remote {
+            traceparent,
+            tracestate: None,
+        }
+    }
+
+    /// [`Parent::Remote`] from a request's `traceparent` and `tracestate` headers.
+    pub fn from_headers(headers: &'a http::HeaderMap) -> Self {
+        let text = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        Parent::Remote {
+            traceparent: text(&TRACEPARENT),
+            tracestate: text(&TRACESTATE),
+        }
+    }
+}
+
+/// The W3C `traceparent` header.
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+/// The W3C `tracestate` header.
+pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
+/// A span link: the span a `traceparent` names, with attributes saying why it is linked (e.g.
+/// the order the linked span is about).
+#[derive(Debug, Clone)]
+pub struct LinkTo<'a> {
+    /// The linked span.
+    pub traceparent: &'a str,
+    /// Attributes of the link.
+    pub attributes: Vec<KeyValue>,
 }
 
 /// Starts a span of `kind` under `parent` with `attributes`. `None` when traces are off.
@@ -77,10 +128,33 @@ pub fn start_linked(
     link: Option<&str>,
     attributes: Vec<KeyValue>,
 ) -> Option<ActiveSpan> {
+    let links: Vec<LinkTo<'_>> = link
+        .map(|traceparent| LinkTo {
+            traceparent,
+            attributes: Vec::new(),
+        })
+        .into_iter()
+        .collect();
+    start_with_links(name, kind, parent, links, attributes)
+}
+
+/// As [`start`], with span links to every span `links` name (malformed ones are left out): a
+/// call made for several events at once links to each event's span, as the conventions ask of
+/// work done for a batch.
+pub fn start_with_links(
+    name: impl Into<Cow<'static, str>>,
+    kind: SpanKind,
+    parent: Parent<'_>,
+    links: Vec<LinkTo<'_>>,
+    attributes: Vec<KeyValue>,
+) -> Option<ActiveSpan> {
     let tracer = TRACER.get()?;
     let parent_cx = match parent {
         Parent::Current => Context::current(),
-        Parent::Remote(tp) => match tp.and_then(parse_traceparent) {
+        Parent::Remote {
+            traceparent,
+            tracestate,
+        } => match traceparent.and_then(|tp| remote_context(tp, tracestate)) {
             Some(sc) => Context::new().with_remote_span_context(sc),
             None => Context::new(),
         },
@@ -90,8 +164,15 @@ pub fn start_linked(
         .span_builder(name)
         .with_kind(kind)
         .with_attributes(attributes);
-    if let Some(sc) = link.and_then(parse_traceparent) {
-        builder = builder.with_links(vec![Link::with_context(sc)]);
+    let links: Vec<Link> = links
+        .into_iter()
+        .filter_map(|l| {
+            let sc = parse_traceparent(l.traceparent)?;
+            Some(Link::new(sc, l.attributes, 0))
+        })
+        .collect();
+    if !links.is_empty() {
+        builder = builder.with_links(links);
     }
     let span = builder.start_with_context(tracer, &parent_cx);
     Some(ActiveSpan {
@@ -108,6 +189,40 @@ impl ActiveSpan {
     /// This span as a W3C `traceparent`, for the next hop's header.
     pub fn traceparent(&self) -> String {
         format_traceparent(self.cx.span().span_context())
+    }
+
+    /// The trace's W3C `tracestate` (inherited from the remote parent), `None` when empty.
+    pub fn tracestate(&self) -> Option<String> {
+        let state = self.cx.span().span_context().trace_state().header();
+        (!state.is_empty()).then_some(state)
+    }
+
+    /// Writes this span's `traceparent` and the trace's `tracestate` into the headers of a
+    /// request about to be sent, replacing any there (a `tracestate` of another trace is
+    /// removed), so the receiver's span is this span's child in the same trace.
+    pub fn inject(&self, headers: &mut http::HeaderMap) {
+        if let Ok(v) = HeaderValue::from_str(&self.traceparent()) {
+            headers.insert(TRACEPARENT, v);
+        }
+        match self
+            .tracestate()
+            .and_then(|s| HeaderValue::from_str(&s).ok())
+        {
+            Some(v) => {
+                headers.insert(TRACESTATE, v);
+            }
+            None => {
+                headers.remove(TRACESTATE);
+            }
+        }
+    }
+
+    /// Adds a span link to the span `traceparent` names (nothing when it is malformed), e.g.
+    /// to a call made for this span together with others, once it is known.
+    pub fn add_link(&self, traceparent: &str, attributes: Vec<KeyValue>) {
+        if let Some(sc) = parse_traceparent(traceparent) {
+            self.cx.span().add_link(sc, attributes);
+        }
     }
 
     /// The trace id (32 hex digits), for log lines.
@@ -169,6 +284,20 @@ pub fn current_traceparent() -> Option<String> {
     sc.is_valid().then(|| format_traceparent(&sc))
 }
 
+/// The `tracestate` of the trace of the span attached to the running future, when traces are on
+/// and it has one (to store beside [`current_traceparent`] for work done later in the trace).
+pub fn current_tracestate() -> Option<String> {
+    if !enabled() {
+        return None;
+    }
+    let state = Context::current()
+        .span()
+        .span_context()
+        .trace_state()
+        .header();
+    (!state.is_empty()).then_some(state)
+}
+
 /// Sets an attribute on the span attached to the running future (nothing when traces are off
 /// or there is none), e.g. the order number once a handler knows it.
 pub fn set_current(key: &'static str, value: impl Into<Value>) {
@@ -202,6 +331,23 @@ pub fn parse_traceparent(value: &str) -> Option<SpanContext> {
     sc.is_valid().then_some(sc)
 }
 
+/// The remote span context of a `traceparent` and the `tracestate` that came with it; `None`
+/// when the `traceparent` is malformed. A `tracestate` that does not parse is dropped (the
+/// trace goes on without it), as W3C Trace Context allows.
+pub fn remote_context(traceparent: &str, tracestate: Option<&str>) -> Option<SpanContext> {
+    let sc = parse_traceparent(traceparent)?;
+    let state = tracestate
+        .and_then(|s| s.parse::<TraceState>().ok())
+        .unwrap_or_default();
+    Some(SpanContext::new(
+        sc.trace_id(),
+        sc.span_id(),
+        sc.trace_flags(),
+        true,
+        state,
+    ))
+}
+
 /// A span context as a version-00 `traceparent`.
 pub fn format_traceparent(sc: &SpanContext) -> String {
     format!(
@@ -222,6 +368,24 @@ mod tests {
         let sc = parse_traceparent(tp).expect("valid");
         assert!(sc.is_sampled() && sc.is_remote());
         assert_eq!(format_traceparent(&sc), tp);
+    }
+
+    #[test]
+    fn a_tracestate_travels_with_its_traceparent_and_a_malformed_one_is_dropped() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let sc = remote_context(tp, Some("congo=t61rcWkgMzE, rojo=00f067aa0ba902b7")).unwrap();
+        assert_eq!(
+            sc.trace_state().header(),
+            "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
+        );
+        assert_eq!(format_traceparent(&sc), tp);
+        let sc = remote_context(tp, Some("no equals sign")).unwrap();
+        assert_eq!(
+            sc.trace_state().header(),
+            "",
+            "an unparsable tracestate is dropped"
+        );
+        assert!(remote_context("00-bad", Some("congo=t61rcWkgMzE")).is_none());
     }
 
     #[test]

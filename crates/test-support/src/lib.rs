@@ -12,11 +12,13 @@
 //! - [`relay`]: a TCP relay that loses a server's answers after the request reached it whole.
 //! - [`tls`]: a test CA made at test time and a TLS-terminating relay that puts a plain server
 //!   (the SAP emulator) behind `https`.
+//! - [`otel`]: the OpenTelemetry spans a test process makes, collected in memory.
 //! - [`eventually`]: poll a condition until a deadline instead of sleeping.
 //!
 //! Only ever a dev-dependency.
 
 pub mod kafka;
+pub mod otel;
 pub mod postgres;
 pub mod process;
 pub mod relay;

@@ -57,6 +57,14 @@ pub fn dual_write_outcome(decision: &Decision, correlation_id: &str, elapsed: Du
     );
 }
 
+/// The order a request (or a replay) is about became known: its number goes on the log span
+/// (`order_number` of the `request` or `replay` span, so every later line carries it) and on
+/// the OpenTelemetry span in effect (traces on).
+pub fn order_known(number: &str) {
+    tracing::Span::current().record("order_number", number);
+    platform::otel::set_current("order_number", number.to_owned());
+}
+
 /// A replay was logged durably.
 pub fn replay_enqueued(entry: &ReplayEntry) {
     metrics::counter!("proxy_replay_enqueued_total", "kind" => entry.kind.label()).increment(1);

@@ -13,6 +13,9 @@
 //!   in SAP is not brought back.
 //! - The poll reads `ge` the watermark, so orders changed in the same instant as the last one
 //!   seen are looked at again (everything it does is idempotent) and none is skipped.
+//! - With traces on, each poll is an INTERNAL span `backward poll` (a trace of its own: nothing
+//!   a client did started it), under which its SAP read and its calls to the order service
+//!   (the read of our order, the statuses and rejections written back) are CLIENT spans.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -94,14 +97,45 @@ pub struct Polled {
     pub rejections: usize,
 }
 
-/// One poll.
+/// One poll, under its span (traces on).
 pub async fn poll_once(sap: &Sap, orders: &Orders, book: &Book) -> Result<Polled, anyhow::Error> {
+    let span = platform::otel::start(
+        "backward poll",
+        platform::otel::SpanKind::Internal,
+        platform::otel::Parent::Root,
+        Vec::new(),
+    );
+    let traceparent = span.as_ref().map(platform::otel::ActiveSpan::traceparent);
+    let polled = poll(sap, orders, book, traceparent).await;
+    if let Some(span) = &span {
+        match &polled {
+            Ok(p) => {
+                span.set("sap_sync.backward.seen", p.seen as i64);
+                span.set("sap_sync.backward.statuses", p.statuses as i64);
+                span.set("sap_sync.backward.rejections", p.rejections as i64);
+            }
+            Err(e) => span.fail("backward_poll_failed", e.to_string()),
+        }
+    }
+    polled
+}
+
+/// One poll, its calls under the span `traceparent` names.
+async fn poll(
+    sap: &Sap,
+    orders: &Orders,
+    book: &Book,
+    traceparent: Option<String>,
+) -> Result<Polled, anyhow::Error> {
     let since = book
         .watermark(WATERMARK)
         .and_then(|w| DateTime::parse_from_rfc3339(&w).ok())
         .map(|t| t.with_timezone(&Utc))
         .unwrap_or_else(|| Utc::now() - chrono::Duration::days(1));
-    let ctx = CallContext::default();
+    let ctx = CallContext {
+        correlation_id: None,
+        traceparent,
+    };
     let path = format!(
         "/A_SalesOrder?$filter=LastChangeDateTime%20ge%20datetimeoffset'{}'&$orderby=LastChangeDateTime&$top={PAGE}&$expand=to_Item,to_SubsequentProcFlowDoc&$select={SELECT}",
         since.format("%Y-%m-%dT%H:%M:%S%.3fZ")
@@ -124,12 +158,19 @@ pub async fn poll_once(sap: &Sap, orders: &Orders, book: &Book) -> Result<Polled
             // nothing to bring back, so no read of our order.
             continue;
         }
-        let Some(ours) = orders.by_number(number).await.map_err(anyhow_orders)? else {
+        let corr = CallContext {
+            correlation_id: Some(format!("sap-sync-backward-{number}")),
+            traceparent: ctx.traceparent.clone(),
+        };
+        let Some(ours) = orders
+            .by_number(number, &corr)
+            .await
+            .map_err(anyhow_orders)?
+        else {
             // An order only SAP has (taken before the migration): backfill's work, not ours.
             continue;
         };
         let id = ours["id"].as_str().unwrap_or_default().to_owned();
-        let corr = format!("sap-sync-backward-{number}");
         for status in statuses(o) {
             let have = ours["status"].as_str().unwrap_or_default();
             let done = match status {
@@ -160,7 +201,7 @@ async fn take_rejections(
     sap: &Value,
     ours: &Value,
     id: &str,
-    corr: &str,
+    corr: &CallContext,
 ) -> anyhow::Result<usize> {
     let sap_changed = last_change(sap);
     let ours_changed = ours["updated_at"]

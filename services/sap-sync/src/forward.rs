@@ -42,7 +42,7 @@ use crate::apply::{Applied, ApplyError, apply};
 use crate::book::{Book, ParkedEvent, ParkedOrder};
 use crate::config::Config;
 use crate::hold::{Hold, Phase};
-use crate::orders::{Asked, Orders, Versions};
+use crate::orders::{Asked, AskedFor, Orders, Versions};
 use crate::queue::KeyedQueue;
 use crate::sap::{CallContext, Sap};
 
@@ -435,15 +435,21 @@ impl Forward {
                                 continue;
                             }
                         };
+                    let traceparent = header(order_events::headers::TRACEPARENT);
                     // Asked now, answered (in a batch with the events fetched alongside) by the
-                    // time a worker takes the event.
-                    let latest = self.versions.ask(&event.subject);
+                    // time a worker takes the event; with traces on, for the span that
+                    // produced the event (the look-up's parent or link).
+                    let asked_for = match traceparent.clone().or_else(|| event.traceparent.clone()) {
+                        Some(t) if platform::otel::enabled() => AskedFor::Event(t),
+                        _ => AskedFor::Nothing,
+                    };
+                    let latest = self.versions.ask(&event.subject, asked_for);
                     let taken = Taken {
                         partition,
                         offset,
                         latest: Some(latest),
                         correlation_id: header(order_events::headers::CORRELATION_ID),
-                        traceparent: header(order_events::headers::TRACEPARENT),
+                        traceparent,
                         event,
                     };
                     drop(m);
@@ -515,7 +521,7 @@ impl Forward {
             },
         };
         use tracing::Instrument as _;
-        self.handle_event(t, superseded, ctx)
+        self.handle_event(t, superseded, ctx, span.as_ref())
             .instrument(log_span)
             .await;
         drop(span);
@@ -558,7 +564,7 @@ impl Forward {
         platform::otel::start_linked(
             format!("{} process", self.topic),
             platform::otel::SpanKind::Consumer,
-            platform::otel::Parent::Remote(producer),
+            platform::otel::Parent::traceparent(producer),
             producer,
             attributes,
         )
@@ -566,7 +572,13 @@ impl Forward {
 
     /// Applies one event. `superseded`: a later event of the same order is already queued
     /// behind it (it carries the whole order, so this one is skipped).
-    async fn handle_event(&self, t: &mut Taken, superseded: bool, ctx: CallContext) {
+    async fn handle_event(
+        &self,
+        t: &mut Taken,
+        superseded: bool,
+        ctx: CallContext,
+        span: Option<&platform::otel::ActiveSpan>,
+    ) {
         let mut latest = t.latest.take();
         let t = &*t;
         let event = &t.event;
@@ -604,8 +616,10 @@ impl Forward {
                 continue;
             }
             let asked = Instant::now();
-            let is_superseded =
-                superseded || self.superseded(&order_id, version, latest.take()).await;
+            let is_superseded = superseded
+                || self
+                    .superseded(&order_id, version, latest.take(), &ctx, span)
+                    .await;
             stage("look_up", asked);
             if is_superseded {
                 note("superseded");
@@ -673,10 +687,35 @@ impl Forward {
     /// order follows on the partition and carries the whole order. Asked in batches
     /// ([`Versions`]); when the order service does not answer, the event is applied (its later
     /// events follow and bring SAP to the latest state).
-    async fn superseded(&self, order_id: &str, version: i64, asked: Option<Asked>) -> bool {
+    ///
+    /// With traces on, a look-up asked now is a child of the event's span (`ctx`); one asked
+    /// at fetch time that served other events too lives in a trace of its own, and the event's
+    /// span links to it.
+    async fn superseded(
+        &self,
+        order_id: &str,
+        version: i64,
+        asked: Option<Asked>,
+        ctx: &CallContext,
+        span: Option<&platform::otel::ActiveSpan>,
+    ) -> bool {
         let answer = match asked {
-            Some(a) => a.answer().await,
-            None => self.versions.get(order_id).await,
+            Some(a) => {
+                let (answer, call) = a.answer_traced().await;
+                if let (Some(span), Some(call)) = (span, call)
+                    && !call.contains(&span.trace_id())
+                {
+                    span.add_link(&call, Vec::new());
+                }
+                answer
+            }
+            None => {
+                let asked_for = match &ctx.traceparent {
+                    Some(t) if span.is_some() => AskedFor::Span(t.clone()),
+                    _ => AskedFor::Nothing,
+                };
+                self.versions.get(order_id, asked_for).await
+            }
         };
         match answer {
             Ok(Some(v)) => v > version,

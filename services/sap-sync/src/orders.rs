@@ -1,14 +1,24 @@
 //! The order service as sap-sync uses it: the current version of an order (so an event that a
 //! later one supersedes is not applied after it), and the backward direction's writes (statuses
 //! and rejections SAP reports).
+//!
+//! With traces on, every call is a CLIENT span (`{METHOD} {url.template}`,
+//! `peer.service=order-service`) whose `traceparent` the request carries, so the order
+//! service's server span is its child. A write-back hangs under the span it is made in (the
+//! backward poll's, [`CallContext::traceparent`]); a version look-up under the span of the one
+//! event it serves, or, serving several events at once, in a trace of its own with a link to
+//! each event's span ([`Versions`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use platform::otel::{ActiveSpan, KeyValue, LinkTo, Parent, SpanKind};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use serde_json::{Value, json};
+
+use crate::sap::CallContext;
 
 /// The order service's REST API.
 #[derive(Debug, Clone)]
@@ -28,6 +38,54 @@ pub enum OrdersError {
     Unavailable(String),
 }
 
+/// Where one call goes in the trace.
+struct Call<'a> {
+    /// The route called (`url.template`), which names the span.
+    route: &'static str,
+    /// The span it is made in (`None`: a trace of its own).
+    parent: Option<&'a str>,
+    /// Spans it is made for besides (a look-up serving several events).
+    links: Vec<LinkTo<'a>>,
+    /// More attributes (the order, the look-up's size).
+    attributes: Vec<KeyValue>,
+}
+
+/// The CLIENT span of one call; `None` when traces are off.
+fn client_span(req: &reqwest::Request, call: Call<'_>) -> Option<ActiveSpan> {
+    if !platform::otel::enabled() {
+        return None;
+    }
+    let url = req.url();
+    let mut attributes = vec![
+        KeyValue::new("http.request.method", req.method().as_str().to_owned()),
+        KeyValue::new("url.full", url.to_string()),
+        KeyValue::new("url.template", call.route),
+        KeyValue::new(
+            "server.address",
+            url.host_str().unwrap_or_default().to_owned(),
+        ),
+        KeyValue::new("peer.service", "order-service"),
+    ];
+    if let Some(port) = url.port_or_known_default() {
+        attributes.push(KeyValue::new("server.port", i64::from(port)));
+    }
+    if let Some(c) = req
+        .headers()
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        attributes.push(KeyValue::new("correlation_id", c.to_owned()));
+    }
+    attributes.extend(call.attributes);
+    platform::otel::start_with_links(
+        format!("{} {}", req.method(), call.route),
+        SpanKind::Client,
+        Parent::traceparent(call.parent),
+        call.links,
+        attributes,
+    )
+}
+
 impl Orders {
     /// For `ORDER_SERVICE_URL`.
     pub fn new(base: &str) -> anyhow::Result<Self> {
@@ -39,84 +97,151 @@ impl Orders {
         })
     }
 
-    async fn send(&self, r: reqwest::RequestBuilder) -> Result<Option<Value>, OrdersError> {
-        let resp = r
-            .header("accept", "application/json")
-            .send()
+    /// Sends one call as [`Call`] says; with traces on as a CLIENT span whose `traceparent`
+    /// (and the trace's `tracestate`) the request carries.
+    async fn send(
+        &self,
+        r: reqwest::RequestBuilder,
+        call: Call<'_>,
+    ) -> Result<Option<Value>, OrdersError> {
+        self.send_traced(r, call).await.0
+    }
+
+    /// As [`Orders::send`], with the `traceparent` of the call's span (traces on).
+    async fn send_traced(
+        &self,
+        r: reqwest::RequestBuilder,
+        call: Call<'_>,
+    ) -> (Result<Option<Value>, OrdersError>, Option<String>) {
+        let mut req = match r.header("accept", "application/json").build() {
+            Ok(req) => req,
+            Err(e) => return (Err(OrdersError::Unavailable(e.to_string())), None),
+        };
+        let span = client_span(&req, call);
+        if let Some(span) = &span {
+            span.inject(req.headers_mut());
+        }
+        let answer = self.exchange(req).await;
+        if let Some(span) = &span {
+            match &answer {
+                Ok((status, _)) => span.set_http_status(*status, true),
+                Err(e) => span.fail("unavailable", e.to_string()),
+            }
+        }
+        (
+            answer.and_then(|(status, text)| judge(status, text)),
+            span.map(|s| s.traceparent()),
+        )
+    }
+
+    /// The status and body text of one request.
+    async fn exchange(&self, req: reqwest::Request) -> Result<(u16, String), OrdersError> {
+        let resp = self
+            .http
+            .execute(req)
             .await
             .map_err(|e| OrdersError::Unavailable(e.to_string()))?;
-        let status = resp.status();
+        let status = resp.status().as_u16();
         let text = resp
             .text()
             .await
             .map_err(|e| OrdersError::Unavailable(e.to_string()))?;
-        if status.as_u16() == 404 {
-            return Ok(None);
-        }
-        if status.is_client_error() {
-            return Err(OrdersError::Refused(status.as_u16(), text));
-        }
-        if !status.is_success() {
-            return Err(OrdersError::Unavailable(format!("{status}: {text}")));
-        }
-        Ok(Some(serde_json::from_str(&text).unwrap_or(Value::Null)))
+        Ok((status, text))
     }
 
-    /// The current versions of `order_ids` (one call; unknown ids are left out).
-    pub async fn versions(
+    /// The current versions of `order_ids` (one call; unknown ids are left out), the call a
+    /// child of `parent` and linked to `links` (traces on); with the `traceparent` of the
+    /// call's span.
+    async fn versions(
         &self,
         order_ids: &[String],
-    ) -> Result<HashMap<String, i64>, OrdersError> {
-        let answer = self
-            .send(
+        parent: Option<&str>,
+        links: Vec<LinkTo<'_>>,
+    ) -> (Result<HashMap<String, i64>, OrdersError>, Option<String>) {
+        let (answer, call) = self
+            .send_traced(
                 self.http
                     .post(format!("{}/api/v1/order-versions", self.base))
                     .json(&json!({ "order_ids": order_ids })),
+                Call {
+                    route: "/api/v1/order-versions",
+                    parent,
+                    links,
+                    attributes: vec![KeyValue::new(
+                        "sap_sync.lookup.orders",
+                        order_ids.len() as i64,
+                    )],
+                },
             )
-            .await?
-            .unwrap_or(Value::Null);
-        Ok(answer["versions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| Some((v["order_id"].as_str()?.to_owned(), v["version"].as_i64()?)))
-            .collect())
+            .await;
+        let versions = answer.map(|a| {
+            a.unwrap_or(Value::Null)["versions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| Some((v["order_id"].as_str()?.to_owned(), v["version"].as_i64()?)))
+                .collect()
+        });
+        (versions, call)
     }
 
-    /// The order by its number; `None` when unknown.
-    pub async fn by_number(&self, number: &str) -> Result<Option<Value>, OrdersError> {
+    /// The order by its number; `None` when unknown. Under `ctx`'s span.
+    pub async fn by_number(
+        &self,
+        number: &str,
+        ctx: &CallContext,
+    ) -> Result<Option<Value>, OrdersError> {
         self.send(
-            self.http
-                .get(format!("{}/api/v1/orders/by-number/{number}", self.base)),
+            with_context(
+                self.http
+                    .get(format!("{}/api/v1/orders/by-number/{number}", self.base)),
+                ctx,
+            ),
+            Call {
+                route: "/api/v1/orders/by-number/{number}",
+                parent: ctx.traceparent.as_deref(),
+                links: Vec::new(),
+                attributes: vec![KeyValue::new("order_number", number.to_owned())],
+            },
         )
         .await
     }
 
     /// Reports a status SAP shows (`delivered`, `billed`); idempotent on the service's side.
+    /// Under `ctx`'s span, with its correlation id.
     pub async fn report_status(
         &self,
         order_id: &str,
         status: &str,
-        correlation_id: &str,
+        ctx: &CallContext,
     ) -> Result<(), OrdersError> {
         self.send(
-            self.http
-                .post(format!("{}/api/v1/orders/{order_id}/status", self.base))
-                .header("x-correlation-id", correlation_id)
-                .json(&json!({"status": status, "source": "sap"})),
+            with_context(
+                self.http
+                    .post(format!("{}/api/v1/orders/{order_id}/status", self.base))
+                    .json(&json!({"status": status, "source": "sap"})),
+                ctx,
+            ),
+            Call {
+                route: "/api/v1/orders/{id}/status",
+                parent: ctx.traceparent.as_deref(),
+                links: Vec::new(),
+                attributes: vec![KeyValue::new("order_id", order_id.to_owned())],
+            },
         )
         .await
         .map(|_| ())
     }
 
-    /// Sets a line's rejection reason as a clerk set it in SAP (`""` lifts it).
+    /// Sets a line's rejection reason as a clerk set it in SAP (`""` lifts it). Under `ctx`'s
+    /// span, with its correlation id.
     pub async fn reject_item(
         &self,
         order_id: &str,
         version: i64,
         item_number: &str,
         reason: &str,
-        correlation_id: &str,
+        ctx: &CallContext,
     ) -> Result<(), OrdersError> {
         let reason = if reason.is_empty() {
             Value::Null
@@ -124,24 +249,110 @@ impl Orders {
             json!(reason)
         };
         self.send(
-            self.http
-                .patch(format!(
-                    "{}/api/v1/orders/{order_id}/items/{item_number}",
-                    self.base
-                ))
-                .header("if-match", format!("W/\"{version}\""))
-                .header("x-correlation-id", correlation_id)
-                .json(&json!({ "rejection_reason": reason })),
+            with_context(
+                self.http
+                    .patch(format!(
+                        "{}/api/v1/orders/{order_id}/items/{item_number}",
+                        self.base
+                    ))
+                    .header("if-match", format!("W/\"{version}\""))
+                    .json(&json!({ "rejection_reason": reason })),
+                ctx,
+            ),
+            Call {
+                route: "/api/v1/orders/{id}/items/{item}",
+                parent: ctx.traceparent.as_deref(),
+                links: Vec::new(),
+                attributes: vec![KeyValue::new("order_id", order_id.to_owned())],
+            },
         )
         .await
         .map(|_| ())
     }
 }
 
+/// What an answer means: the body (`None` for 404), or the failure.
+fn judge(status: u16, text: String) -> Result<Option<Value>, OrdersError> {
+    if status == 404 {
+        return Ok(None);
+    }
+    if (400..500).contains(&status) {
+        return Err(OrdersError::Refused(status, text));
+    }
+    if !(200..300).contains(&status) {
+        return Err(OrdersError::Unavailable(format!("{status}: {text}")));
+    }
+    Ok(Some(serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+/// The correlation id of `ctx` on a request (its trace context is the call's span's, set when
+/// it is sent).
+fn with_context(r: reqwest::RequestBuilder, ctx: &CallContext) -> reqwest::RequestBuilder {
+    match &ctx.correlation_id {
+        Some(c) => r.header("x-correlation-id", c),
+        None => r,
+    }
+}
+
 /// Largest look-up the order service takes at once.
 const MAX_LOOKUP: usize = 500;
 
-type Ask = (String, oneshot::Sender<Result<Option<i64>, String>>);
+/// The span a version is asked for, by its `traceparent` (traces on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AskedFor {
+    /// An event just fetched: the span that produced it (its creation context).
+    Event(String),
+    /// The span the asker is in (a worker handling the event).
+    Span(String),
+    /// No span known.
+    Nothing,
+}
+
+impl AskedFor {
+    fn traceparent(&self) -> Option<&str> {
+        match self {
+            AskedFor::Event(t) | AskedFor::Span(t) => Some(t),
+            AskedFor::Nothing => None,
+        }
+    }
+}
+
+/// A version's answer, and the `traceparent` of the look-up's span (traces on).
+type Answer = (Result<Option<i64>, String>, Option<String>);
+
+struct Ask {
+    order_id: String,
+    asked_for: AskedFor,
+    reply: oneshot::Sender<Answer>,
+}
+
+/// Where a batch's look-up goes in the trace: under the one span every ask of the batch names
+/// (one event: its span is the parent, as the messaging conventions make the creation context
+/// the parent of work on a single message), else in a trace of its own with a link to each
+/// event's span (work done for a batch).
+fn lookup_trace(batch: &[Ask]) -> (Option<&str>, Vec<LinkTo<'_>>) {
+    let mut spans: Vec<(&str, &str)> = batch
+        .iter()
+        .filter_map(|a| Some((a.asked_for.traceparent()?, a.order_id.as_str())))
+        .collect();
+    spans.sort_unstable();
+    spans.dedup_by(|a, b| a.0 == b.0);
+    if let [(only, _)] = spans[..]
+        && batch
+            .iter()
+            .all(|a| a.asked_for.traceparent() == Some(only))
+    {
+        return (Some(only), Vec::new());
+    }
+    let links = spans
+        .into_iter()
+        .map(|(traceparent, order_id)| LinkTo {
+            traceparent,
+            attributes: vec![KeyValue::new("order_id", order_id.to_owned())],
+        })
+        .collect();
+    (None, links)
+}
 
 /// Versions asked by many workers at once, answered by one call per batch. An event's version
 /// is asked when it is fetched and read when a worker takes it, which during a drain is
@@ -150,6 +361,11 @@ type Ask = (String, oneshot::Sender<Result<Option<i64>, String>>);
 /// (a trickle of asks as workers free room in the queue would otherwise go out a few ids at a
 /// time, each a round trip to the order service and a query); an event a worker waits for
 /// goes out at once.
+///
+/// With traces on, the call of a batch is a child of the span its asks name when they all name
+/// the same one, and otherwise a span of its own linked to each event's span
+/// ([`lookup_trace`]); each answer carries the call's `traceparent`, so the event's span can
+/// link back to it.
 #[derive(Clone)]
 pub struct Versions {
     tx: mpsc::UnboundedSender<Ask>,
@@ -187,59 +403,74 @@ impl Versions {
                         },
                     }
                 }
-                let mut ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
+                let mut ids: Vec<String> = batch.iter().map(|a| a.order_id.clone()).collect();
                 ids.sort_unstable();
                 ids.dedup();
                 metrics::histogram!("sap_sync_version_lookup_batch").record(ids.len() as f64);
-                let answer = orders.versions(&ids).await.map_err(|e| e.to_string());
-                for (id, reply) in batch {
-                    let _ = reply.send(match &answer {
-                        Ok(v) => Ok(v.get(&id).copied()),
+                let (parent, links) = lookup_trace(&batch);
+                let (answer, call) = orders.versions(&ids, parent, links).await;
+                let answer = answer.map_err(|e| e.to_string());
+                for a in batch {
+                    let version = match &answer {
+                        Ok(v) => Ok(v.get(&a.order_id).copied()),
                         Err(e) => Err(e.clone()),
-                    });
+                    };
+                    let _ = a.reply.send((version, call.clone()));
                 }
             }
         });
         Self { tx, wanted }
     }
 
-    /// Asks for the order's current version now; the answer comes with the batch it joins.
-    pub fn ask(&self, order_id: &str) -> Asked {
+    /// Asks for the order's current version now, for `asked_for`; the answer comes with the
+    /// batch it joins.
+    pub fn ask(&self, order_id: &str, asked_for: AskedFor) -> Asked {
         let (reply, answer) = oneshot::channel();
         // A send fails only once the batching task is gone; the answer then says so.
-        let _ = self.tx.send((order_id.to_owned(), reply));
+        let _ = self.tx.send(Ask {
+            order_id: order_id.to_owned(),
+            asked_for,
+            reply,
+        });
         Asked {
             answer,
             wanted: self.wanted.clone(),
         }
     }
 
-    /// The order's current version in the order service (`None`: unknown there).
-    pub async fn get(&self, order_id: &str) -> Result<Option<i64>, String> {
-        self.ask(order_id).answer().await
+    /// The order's current version in the order service (`None`: unknown there), asked from
+    /// within `asked_for`.
+    pub async fn get(&self, order_id: &str, asked_for: AskedFor) -> Result<Option<i64>, String> {
+        self.ask(order_id, asked_for).answer().await
     }
 }
 
 /// A version asked for and not yet read ([`Versions::ask`]).
 pub struct Asked {
-    answer: oneshot::Receiver<Result<Option<i64>, String>>,
+    answer: oneshot::Receiver<Answer>,
     wanted: Arc<Notify>,
 }
 
 impl Asked {
     /// The answer (`None`: the order service does not know the order). Not there yet: the
     /// batch it waits in goes out now.
-    pub async fn answer(mut self) -> Result<Option<i64>, String> {
+    pub async fn answer(self) -> Result<Option<i64>, String> {
+        self.answer_traced().await.0
+    }
+
+    /// As [`Asked::answer`], with the `traceparent` of the look-up's span (traces on).
+    pub async fn answer_traced(mut self) -> Answer {
         match self.answer.try_recv() {
             Ok(a) => return a,
             Err(oneshot::error::TryRecvError::Closed) => {
-                return Err("version look-up stopped".to_owned());
+                return (Err("version look-up stopped".to_owned()), None);
             }
             Err(oneshot::error::TryRecvError::Empty) => self.wanted.notify_one(),
         }
-        self.answer
-            .await
-            .map_err(|_| "version look-up stopped".to_owned())?
+        match self.answer.await {
+            Ok(a) => a,
+            Err(_) => (Err("version look-up stopped".to_owned()), None),
+        }
     }
 }
 
@@ -284,7 +515,7 @@ mod tests {
         // queue (the batching task runs between two asks), and read much later.
         let mut asked = Vec::new();
         for i in 0..40 {
-            asked.push(versions.ask(&format!("order-{i}")));
+            asked.push(versions.ask(&format!("order-{i}"), AskedFor::Nothing));
             tokio::task::yield_now().await;
         }
         for a in asked {
@@ -304,10 +535,13 @@ mod tests {
     async fn a_version_a_worker_waits_for_is_answered_and_an_unknown_order_is_none() {
         let (url, calls, _) = fake_order_service().await;
         let versions = Versions::start(Orders::new(&url).unwrap());
-        assert_eq!(versions.get("order-1").await, Ok(Some(7)));
+        assert_eq!(
+            versions.get("order-1", AskedFor::Nothing).await,
+            Ok(Some(7))
+        );
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         // The order service down: the answer says so (the event is then applied).
         let down = Versions::start(Orders::new("http://127.0.0.1:9").unwrap());
-        assert!(down.get("order-1").await.is_err());
+        assert!(down.get("order-1", AskedFor::Nothing).await.is_err());
     }
 }

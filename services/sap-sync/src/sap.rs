@@ -114,10 +114,6 @@ fn client_span<B>(req: &Request<B>) -> Option<platform::otel::ActiveSpan> {
     if !platform::otel::enabled() {
         return None;
     }
-    let parent = req
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok());
     let mut attributes = vec![
         KeyValue::new("http.request.method", req.method().as_str().to_owned()),
         KeyValue::new("url.full", req.uri().to_string()),
@@ -140,7 +136,7 @@ fn client_span<B>(req: &Request<B>) -> Option<platform::otel::ActiveSpan> {
     platform::otel::start(
         req.method().as_str().to_owned(),
         platform::otel::SpanKind::Client,
-        platform::otel::Parent::Remote(parent),
+        platform::otel::Parent::from_headers(req.headers()),
         attributes,
     )
 }
@@ -192,12 +188,11 @@ impl Sap {
             .body(body)
             .map_err(|e| SapError::Unavailable(format!("request not sendable: {e}")))?;
         // With traces on: a CLIENT span under the event's span (the `traceparent` the call
-        // context put on the request), and SAP gets this span's `traceparent` instead.
+        // context put on the request), and SAP gets this span's `traceparent` instead (with
+        // the trace's `tracestate`, when it has one).
         let span = client_span(&req);
-        if let Some(span) = &span
-            && let Ok(v) = HeaderValue::from_str(&span.traceparent())
-        {
-            req.headers_mut().insert("traceparent", v);
+        if let Some(span) = &span {
+            span.inject(req.headers_mut());
         }
         let sent = std::time::Instant::now();
         let result = self

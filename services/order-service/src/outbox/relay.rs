@@ -478,7 +478,7 @@ impl Relay {
         platform::otel::start(
             format!("{} publish", self.topic),
             platform::otel::SpanKind::Producer,
-            platform::otel::Parent::Remote(row.traceparent.as_deref()),
+            platform::otel::Parent::traceparent(row.traceparent.as_deref()),
             attributes,
         )
     }

@@ -65,6 +65,7 @@ impl SalesOrders {
         resource: String,
         body: Bytes,
     ) -> Response<ProxyBody> {
+        use tracing::Instrument as _;
         let this = self.clone();
         let change = async move {
             let number = number_of(&change).to_owned();
@@ -93,8 +94,10 @@ impl SalesOrders {
                     .await;
             }
             resp
-        };
-        // The tracked task runs under the request's trace context (traces on only).
+        }
+        .in_current_span();
+        // The tracked task logs in the request's log span and runs under its trace context
+        // (traces on only).
         let handle = if platform::otel::enabled() {
             use platform::otel::FutureExt as _;
             self.writes

@@ -10,6 +10,12 @@
 //! Every step is idempotent, so an attempt interrupted by a crash is simply made again after
 //! restart: order-service creates carry the original idempotency key, SAP creates are preceded
 //! by a look-up of their stamp, links and voids are idempotent in the order service.
+//!
+//! Each attempt logs in a `replay` span (replay id, kind, correlation id, order number) and,
+//! with traces on, is an INTERNAL span `replay <kind>` that continues the trace of the request
+//! that logged the entry (its `traceparent` and `tracestate`, stored with the entry), so the
+//! attempt's calls to SAP and the order service are client spans of that trace. An entry
+//! without one (logged with traces off, or by an earlier version) starts a trace of its own.
 
 use std::sync::Arc;
 
@@ -128,10 +134,28 @@ impl ReplayWorker {
         n
     }
 
-    async fn process(&self, mut entry: ReplayEntry) {
+    /// Carries one entry as far as it goes now, in its `replay` log span.
+    async fn process(&self, entry: ReplayEntry) {
+        use tracing::Instrument as _;
+        let log_span = tracing::info_span!(
+            "replay",
+            replay_id = %entry.id,
+            kind = entry.kind.label(),
+            correlation_id = %entry.correlation_id,
+            order_number = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        if let Some(n) = entry.kind.order_number() {
+            log_span.record("order_number", n);
+        }
+        self.process_entry(entry).instrument(log_span).await
+    }
+
+    async fn process_entry(&self, mut entry: ReplayEntry) {
         loop {
             entry.attempts += 1;
-            let step = self.attempt(&entry).await;
+            let step = self.attempt_traced(&entry).await;
             let stored = match step {
                 Step::Landed => {
                     observe::replay_landed(&entry);
@@ -173,6 +197,34 @@ impl ReplayWorker {
             }
             return;
         }
+    }
+
+    /// One attempt under its span (traces on): a child of the request's span the entry
+    /// recorded, else a new trace; marked failed when the attempt is retried or parked.
+    async fn attempt_traced(&self, entry: &ReplayEntry) -> Step {
+        let Some(span) = replay_span(entry) else {
+            return self.attempt(entry).await;
+        };
+        let log_span = tracing::Span::current();
+        log_span.record("trace_id", span.trace_id());
+        log_span.record("span_id", span.span_id());
+        use platform::otel::FutureExt as _;
+        let step = self.attempt(entry).with_context(span.context()).await;
+        let outcome = match &step {
+            Step::Landed => "landed",
+            Step::Next(_) => "next_step",
+            Step::Retry(e) => {
+                span.fail("replay_retry", e.clone());
+                "retry"
+            }
+            Step::Park(e) => {
+                span.fail("replay_parked", e.clone());
+                "parked"
+            }
+            Step::Wait(_) => "wait",
+        };
+        span.set("replay.outcome", outcome);
+        step
     }
 
     async fn attempt(&self, entry: &ReplayEntry) -> Step {
@@ -383,6 +435,32 @@ impl ReplayWorker {
         let v: serde_json::Value = serde_json::from_slice(&found.entity_body).ok()?;
         order_acl::sap_pricing(&v["d"])
     }
+}
+
+/// The INTERNAL span of one attempt, `replay <kind>`; `None` when traces are off.
+fn replay_span(entry: &ReplayEntry) -> Option<platform::otel::ActiveSpan> {
+    use platform::otel::KeyValue;
+    if !platform::otel::enabled() {
+        return None;
+    }
+    let mut attributes = vec![
+        KeyValue::new("replay.id", entry.id.clone()),
+        KeyValue::new("replay.kind", entry.kind.label()),
+        KeyValue::new("replay.attempt", i64::from(entry.attempts)),
+        KeyValue::new("correlation_id", entry.correlation_id.clone()),
+    ];
+    if let Some(n) = entry.kind.order_number() {
+        attributes.push(KeyValue::new("order_number", n.to_owned()));
+    }
+    platform::otel::start(
+        format!("replay {}", entry.kind.label()),
+        platform::otel::SpanKind::Internal,
+        platform::otel::Parent::Remote {
+            traceparent: entry.traceparent.as_deref(),
+            tracestate: entry.tracestate.as_deref(),
+        },
+        attributes,
+    )
 }
 
 fn order_service_step(e: OrderServiceError) -> Step {

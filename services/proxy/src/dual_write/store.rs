@@ -196,10 +196,19 @@ pub struct ReplayEntry {
     pub next_attempt_at: DateTime<Utc>,
     /// Last failure.
     pub last_error: Option<String>,
+    /// The W3C `traceparent` of the request that logged it (traces on), so each attempt
+    /// continues that request's trace. Entries logged with traces off, or by earlier versions,
+    /// have none: their attempts start a trace of their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// The `tracestate` of that trace, passed on with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
 }
 
 impl ReplayEntry {
-    /// A new pending entry, due now.
+    /// A new pending entry, due now, recording the trace context of the running request (the
+    /// span in effect, with traces on).
     pub fn new(kind: ReplayKind, route: &str, correlation_id: &str) -> Self {
         let now = Utc::now();
         Self {
@@ -212,6 +221,8 @@ impl ReplayEntry {
             created_at: now,
             next_attempt_at: now,
             last_error: None,
+            traceparent: platform::otel::current_traceparent(),
+            tracestate: platform::otel::current_tracestate(),
         }
     }
 }
@@ -839,6 +850,31 @@ mod tests {
             .prefix("proxy-store-")
             .tempdir()
             .unwrap()
+    }
+
+    #[test]
+    fn an_entry_stored_before_trace_contexts_were_kept_still_reads_and_one_without_is_stored_as_before()
+     {
+        // As a proxy of the previous version wrote it into the `replays` table.
+        let old = r#"{"id":"0190f6a2-7c1e-7000-8000-000000000001","kind":"void_order",
+            "order_id":"o-1","reason":"sap_rejected","route":"sales-orders",
+            "correlation_id":"corr-1","state":"pending","attempts":2,
+            "created_at":"2026-01-05T10:00:00Z","next_attempt_at":"2026-01-05T10:00:05Z",
+            "last_error":"order service unreachable"}"#;
+        let entry: ReplayEntry = serde_json::from_str(old).expect("an old entry reads");
+        assert_eq!(entry.traceparent, None);
+        assert_eq!(entry.tracestate, None);
+        assert_eq!(entry.attempts, 2);
+        // Without a trace context nothing new is written (an older proxy reads it as before).
+        let written = serde_json::to_value(&entry).unwrap();
+        assert!(written.get("traceparent").is_none() && written.get("tracestate").is_none());
+        // With one, it comes back as stored.
+        let mut traced = entry.clone();
+        traced.traceparent = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+        traced.tracestate = Some("congo=t61rcWkgMzE".into());
+        let back: ReplayEntry =
+            serde_json::from_slice(&serde_json::to_vec(&traced).unwrap()).unwrap();
+        assert_eq!(back, traced);
     }
 
     #[tokio::test]

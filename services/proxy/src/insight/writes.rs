@@ -83,6 +83,11 @@ impl PendingWrite {
         }
     }
 
+    /// The write's correlation id (the client's, or the one given it here).
+    pub fn correlation_id(&self) -> &str {
+        &self.correlation_id
+    }
+
     /// Records the write with the answer the client gets.
     pub fn finish<B>(
         self,

@@ -370,8 +370,11 @@ impl SalesOrders {
         route: Route,
     ) -> Response<ProxyBody> {
         let this = self.clone();
-        let create = async move { this.create_to_end(&parts, body, &route).await };
-        // The tracked task runs under the request's trace context (traces on only).
+        use tracing::Instrument as _;
+        // The tracked task logs in the request's log span and runs under its trace context
+        // (traces on only).
+        let create =
+            async move { this.create_to_end(&parts, body, &route).await }.in_current_span();
         let handle = if platform::otel::enabled() {
             use platform::otel::FutureExt as _;
             self.writes
@@ -471,6 +474,9 @@ impl SalesOrders {
             ours: number.is_some(),
             retry: attempt > 0,
         };
+        if let Some(n) = &target.sap_number {
+            crate::observe::order_known(n);
+        }
         // The order service's key: one per order number (its create is idempotent by number
         // too); without a number, one per attempt (an earlier attempt's order may have been
         // voided, and a retry must not revive it).
@@ -1122,7 +1128,10 @@ impl SalesOrders {
             }
         };
         match self.orders.create(&body, write_key, correlation_id).await {
-            Ok(o) => Ok(legacy_shaped(parts, &o.order)),
+            Ok(o) => {
+                crate::observe::order_known(&o.order_number);
+                Ok(legacy_shaped(parts, &o.order))
+            }
             Err(OrderServiceError::Rejected { status, detail }) => Ok(refusal_buffered(
                 &crate::face::create::from_order_service(&create, status, &detail),
             )),

@@ -56,19 +56,39 @@ pub struct ProxyState {
 }
 
 impl ProxyState {
-    /// Handles one request: [`Self::handle_phases`], under an OpenTelemetry SERVER span when
-    /// traces are on (a child of the client's `traceparent`, or a new trace), which the calls
-    /// to SAP and the order service hang under ([`Upstream::send`]). The span ends when the
-    /// answer's head is ready (a streamed body is not waited for).
+    /// Handles one request: [`Self::handle_phases`] in its `request` log span (every line
+    /// logged while serving it carries the correlation id, the order number once known, and
+    /// with traces on the trace and span ids, as the order service's lines do), under an
+    /// OpenTelemetry SERVER span when traces are on (a child of the client's `traceparent`
+    /// with its `tracestate`, or a new trace), which the calls to SAP and the order service
+    /// hang under ([`Upstream::send`]). The span ends when the answer's head is ready (a
+    /// streamed body is not waited for).
     pub async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        if !platform::otel::enabled() {
-            return self.handle_phases(req).await;
-        }
-        let Some(span) = server_span(&req) else {
-            return self.handle_phases(req).await;
+        use tracing::Instrument as _;
+        let log_span = tracing::info_span!(
+            "request",
+            method = %req.method(),
+            correlation_id = tracing::field::Empty,
+            order_number = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        let server = if platform::otel::enabled() {
+            server_span(&req)
+        } else {
+            None
         };
+        let Some(span) = server else {
+            return self.handle_phases(req).instrument(log_span).await;
+        };
+        log_span.record("trace_id", span.trace_id());
+        log_span.record("span_id", span.span_id());
         use platform::otel::FutureExt as _;
-        let resp = self.handle_phases(req).with_context(span.context()).await;
+        let resp = self
+            .handle_phases(req)
+            .with_context(span.context())
+            .instrument(log_span)
+            .await;
         span.set_http_status(resp.status().as_u16(), false);
         resp
     }
@@ -91,6 +111,26 @@ impl ProxyState {
             Operation::SalesOrderCreate | Operation::SalesOrderChange
         )
         .then(|| crate::insight::writes::PendingWrite::begin(&mut req));
+        // The request's log span gets the correlation id (a write's, generated when the client
+        // sent none; another request's only when the client sent one) and the order number of
+        // a request by key.
+        let correlation = match &write {
+            Some(w) => Some(w.correlation_id().to_owned()),
+            None => {
+                let h = req.headers();
+                (h.contains_key(&platform::correlation::CORRELATION_HEADER)
+                    || h.contains_key(&platform::correlation::IDEMPOTENCY_HEADER))
+                .then(|| platform::correlation::correlation_from_headers(h).0)
+            }
+        };
+        if let Some(c) = correlation {
+            tracing::Span::current().record("correlation_id", c.as_str());
+        }
+        if op != Operation::PassThrough
+            && let Some(n) = crate::insight::writes::number_in_path(req.uri().path())
+        {
+            crate::observe::order_known(&n);
+        }
         // Phase 2b: while the route is retired, SAP's session layer (client, logon, CSRF,
         // `$metadata`, service document) is the proxy's own.
         let session = match self.sap_face.gate(&req, &self.routes).await {
@@ -502,10 +542,6 @@ fn server_span(req: &Request<Incoming>) -> Option<platform::otel::ActiveSpan> {
         &crate::face::write::effective_method(req.method(), req.headers()),
         req.uri().path(),
     );
-    let parent = req
-        .headers()
-        .get(&platform::correlation::TRACEPARENT_HEADER)
-        .and_then(|v| v.to_str().ok());
     let mut attributes = vec![
         KeyValue::new("http.request.method", req.method().as_str().to_owned()),
         KeyValue::new("url.path", req.uri().path().to_owned()),
@@ -521,7 +557,7 @@ fn server_span(req: &Request<Incoming>) -> Option<platform::otel::ActiveSpan> {
     platform::otel::start(
         format!("{} {op:?}", req.method()),
         platform::otel::SpanKind::Server,
-        platform::otel::Parent::Remote(parent),
+        platform::otel::Parent::from_headers(req.headers()),
         attributes,
     )
 }

@@ -460,8 +460,10 @@ impl Upstream {
         result
     }
 
-    /// With traces on: the CLIENT span of one call (a child of the request's server span),
-    /// whose `traceparent` replaces any the request carried. `None` when traces are off.
+    /// With traces on: the CLIENT span of one call (a child of the span in effect: the
+    /// request's server span, or a replay's span), whose `traceparent` replaces any the request
+    /// carried, with the trace's `tracestate` (the client's, passed on). `None` when traces are
+    /// off.
     fn client_span(&self, req: &mut Request<ProxyBody>) -> Option<platform::otel::ActiveSpan> {
         use platform::otel::KeyValue;
         if !platform::otel::enabled() {
@@ -482,10 +484,7 @@ impl Upstream {
             platform::otel::Parent::Current,
             attributes,
         )?;
-        if let Ok(v) = http::HeaderValue::from_str(&span.traceparent()) {
-            req.headers_mut()
-                .insert(platform::correlation::TRACEPARENT_HEADER, v);
-        }
+        span.inject(req.headers_mut());
         Some(span)
     }
 

@@ -27,6 +27,7 @@ struct Got {
     parent: String,
     links: Vec<(String, String)>,
     attributes: HashMap<String, String>,
+    tracestate: String,
 }
 
 /// An OTLP/HTTP receiver on a free loopback port: `POST /v1/traces` with protobuf bodies.
@@ -86,6 +87,7 @@ impl Receiver {
                                         .map(|l| (hex(&l.trace_id), hex(&l.span_id)))
                                         .collect(),
                                     attributes: attrs(&sp.attributes),
+                                    tracestate: sp.trace_state.clone(),
                                 });
                             }
                         }
@@ -139,6 +141,8 @@ async fn one_order_created_through_the_proxy_in_events_is_one_trace_from_the_pro
     // The client starts the trace: its traceparent must be the root the proxy continues.
     let client_trace = format!("{:032x}", rand::random::<u128>() | 1);
     let client_span = "00f067aa0ba902b7";
+    // A vendor's entries travel with the trace on every HTTP hop (W3C Trace Context).
+    let client_state = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
     let reference = unique("otel");
     let correlation = format!("corr-{reference}");
     let r = s
@@ -147,6 +151,7 @@ async fn one_order_created_through_the_proxy_in_events_is_one_trace_from_the_pro
         .header("accept", "application/json")
         .header("x-correlation-id", &correlation)
         .header("traceparent", format!("00-{client_trace}-{client_span}-01"))
+        .header("tracestate", client_state)
         .json(&json!({
             "SalesOrderType": "OR", "SalesOrganization": "1010", "DistributionChannel": "10",
             "OrganizationDivision": "00", "SoldToParty": "17100001",
@@ -178,11 +183,17 @@ async fn one_order_created_through_the_proxy_in_events_is_one_trace_from_the_pro
         let sync_post = t.iter().any(|g| {
             g.service == "sap-sync" && g.kind == SpanKind::Client as i32 && g.name == "POST"
         });
+        let sync_lookup = t.iter().any(|g| {
+            g.service == "order-service"
+                && g.kind == SpanKind::Server as i32
+                && g.name == "POST /api/v1/order-versions"
+        });
         if has("proxy", SpanKind::Server)
             && has("order-service", SpanKind::Server)
             && has("order-service", SpanKind::Producer)
             && has("sap-sync", SpanKind::Consumer)
             && sync_post
+            && sync_lookup
             && has("sap-mock", SpanKind::Server)
         {
             break t;
@@ -226,6 +237,7 @@ async fn one_order_created_through_the_proxy_in_events_is_one_trace_from_the_pro
         proxy_server.parent, client_span,
         "the client's span is the parent"
     );
+    assert_eq!(proxy_server.tracestate, client_state, "and its tracestate");
     assert_eq!(proxy_server.attributes["correlation_id"], correlation);
     let proxy_to_orders: Vec<&Got> = spans
         .iter()
@@ -258,6 +270,10 @@ async fn one_order_created_through_the_proxy_in_events_is_one_trace_from_the_pro
         "the order service's span hangs under a proxy client span"
     );
     assert_eq!(create.attributes["correlation_id"], correlation);
+    assert_eq!(
+        create.tracestate, client_state,
+        "the proxy passed the client's tracestate on to the order service"
+    );
     let insert = spans
         .iter()
         .find(|g| g.service == "order-service" && g.name == "INSERT orders")
@@ -296,11 +312,41 @@ async fn one_order_created_through_the_proxy_in_events_is_one_trace_from_the_pro
     assert_eq!(a["order_number"], number);
     assert_eq!(a["correlation_id"], correlation);
 
+    // The look-up of the event's version in the order service (one event: under the span
+    // that produced it) is a client span toward the order service, whose server span is its
+    // child.
+    let lookup = spans
+        .iter()
+        .find(|g| {
+            g.service == "sap-sync"
+                && g.kind == SpanKind::Client as i32
+                && g.name == "POST /api/v1/order-versions"
+        })
+        .expect("sap-sync's version look-up in the trace");
+    assert_eq!(lookup.attributes["peer.service"], "order-service");
+    assert_eq!(lookup.parent, producer.span_id, "under the event's span");
+    let lookup_server = spans
+        .iter()
+        .find(|g| {
+            g.service == "order-service"
+                && g.kind == SpanKind::Server as i32
+                && g.name == "POST /api/v1/order-versions"
+        })
+        .unwrap();
+    assert_eq!(
+        lookup_server.parent, lookup.span_id,
+        "the order service received the look-up's traceparent"
+    );
+
     // Its SAP calls hang under it, and the emulator got each one's traceparent: its server
     // spans are children of sap-sync's client spans.
     let sap_calls: Vec<&Got> = spans
         .iter()
-        .filter(|g| g.service == "sap-sync" && g.kind == SpanKind::Client as i32)
+        .filter(|g| {
+            g.service == "sap-sync"
+                && g.kind == SpanKind::Client as i32
+                && g.attributes.get("peer.service").map(String::as_str) == Some("sap")
+        })
         .collect();
     assert!(sap_calls.iter().any(|c| c.name == "POST"), "{sap_calls:#?}");
     for c in &sap_calls {
