@@ -1209,7 +1209,7 @@ async fn counters(State(state): State<AdminState>) -> Response {
     Json(json!({
         "in_flight": state.max_concurrency.saturating_sub(state.inflight.available_permits()),
         "dual_write_outcomes": observe::outcome_counts(),
-        "shadow_reads": {"matched": state.shadow.counts().0, "compared": state.shadow.counts().1},
+        "shadow_reads": {"matched": state.shadow.counts().0, "compared": state.shadow.counts().1, "crossed_by_a_change": state.shadow.crossed()},
         "replay_backlog": backlog,
         "breakers": {"sap": format!("{:?}", state.sap.breaker_state()), "order-service": format!("{:?}", state.order_upstream.breaker_state())},
     }))

@@ -288,6 +288,7 @@ async fn get_overview(State(state): State<AdminState>) -> Response {
         "shadow": {
             "matched": matched,
             "compared": compared,
+            "crossed_by_a_change": state.shadow.crossed(),
             "match_rate": (compared > 0).then(|| matched as f64 / compared as f64),
             "recent_differences": state.shadow.recent(),
         },

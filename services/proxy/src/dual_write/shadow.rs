@@ -33,6 +33,10 @@ pub enum ShadowResult {
     Mismatch(Vec<String>),
     /// The order service has no order with this SAP number.
     Missing,
+    /// The two differed, and the order service's order changed around SAP's answer: a change
+    /// crossed the read (SAP answered before or after it landed there), so the comparison says
+    /// nothing about drift. Not counted in the match rate; counted on its own.
+    Changed(Vec<String>),
 }
 
 /// Shadow comparison counts since start, and the latest differences.
@@ -41,6 +45,7 @@ pub struct ShadowStats {
     matched: AtomicU64,
     mismatched: AtomicU64,
     missing: AtomicU64,
+    changed: AtomicU64,
     recent: Mutex<VecDeque<ShadowDifference>>,
 }
 
@@ -80,6 +85,11 @@ impl ShadowStats {
         (m, total)
     }
 
+    /// Comparisons a change crossed ([`ShadowResult::Changed`]), left out of [`Self::counts`].
+    pub fn crossed(&self) -> u64 {
+        self.changed.load(Ordering::Relaxed)
+    }
+
     /// The latest differences, newest first.
     pub fn recent(&self) -> Vec<ShadowDifference> {
         let q = self.recent.lock().unwrap_or_else(|p| p.into_inner());
@@ -110,8 +120,13 @@ impl ShadowStats {
                 tracing::warn!(sales_order, "shadow_missing");
                 "missing"
             }
+            ShadowResult::Changed(fields) => {
+                self.changed.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(sales_order, ?fields, "shadow_crossed_by_a_change");
+                "changed"
+            }
         };
-        if label != "match" {
+        if label == "mismatch" || label == "missing" {
             self.remember(ShadowDifference {
                 sales_order: sales_order.to_owned(),
                 at: chrono::Utc::now(),
@@ -238,15 +253,32 @@ impl Encoding {
 const MISSING_LOOKUPS: u32 = 5;
 const MISSING_LOOKUP_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// Further reads of the order service after a difference, and the pause before each. Dual
+/// write changes SAP first and the order service next, so a read SAP answers in between
+/// differs for a moment; the order service then catches up.
+const MISMATCH_RECHECKS: u32 = 5;
+const MISMATCH_RECHECK_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+/// How long before the comparison began a change of the order service's order still counts
+/// as crossing SAP's answer: the client had the answer just before, and the proxy's clock
+/// and the database's may differ a little.
+const CROSSING_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
+
 /// Compares SAP's entity with the order service's order for the same SAP number, records the
 /// result, and returns it. A body that cannot be read is counted as unreadable, never silently
 /// skipped.
+///
+/// A difference is looked at again ([`MISMATCH_RECHECKS`]): it is a mismatch only if it stays,
+/// and the order was not changed around SAP's answer. An order changed then (its
+/// `updated_at` after the comparison began, less [`CROSSING_MARGIN`]) is
+/// [`ShadowResult::Changed`]: SAP may have answered before the change, so the difference is the
+/// change, not drift. Drift on an order nobody touches is still found on its next read.
 pub async fn compare(
     sap_body: Bytes,
     encoding: Encoding,
     orders: Arc<dyn OrderService>,
     stats: Arc<ShadowStats>,
 ) -> Option<ShadowResult> {
+    let began = chrono::Utc::now();
     let Some(v) = encoding
         .decode(sap_body)
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
@@ -270,12 +302,37 @@ pub async fn compare(
         tokio::time::sleep(MISSING_LOOKUP_PAUSE).await;
         found = orders.list(&query).await.ok()?;
     }
-    let (result, fields) = match found.first() {
+    let (result, fields) = match found.into_iter().next() {
         None => (ShadowResult::Missing, Vec::new()),
-        Some(order) => {
-            let fields = diff_values(entity, order);
-            let names = fields.iter().map(|f| f.field.clone()).collect();
-            (ShadowResult::from_diff(names), fields)
+        Some(mut order) => {
+            let mut fields = diff_values(entity, &order);
+            for _ in 0..MISMATCH_RECHECKS {
+                if fields.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(MISMATCH_RECHECK_PAUSE).await;
+                match orders
+                    .list(&query)
+                    .await
+                    .ok()
+                    .and_then(|f| f.into_iter().next())
+                {
+                    Some(again) => order = again,
+                    None => break,
+                }
+                fields = diff_values(entity, &order);
+            }
+            let names: Vec<String> = fields.iter().map(|f| f.field.clone()).collect();
+            let crossed = order
+                .get("updated_at")
+                .and_then(Value::as_str)
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .is_some_and(|t| t >= began - CROSSING_MARGIN);
+            if !names.is_empty() && crossed {
+                (ShadowResult::Changed(names), fields)
+            } else {
+                (ShadowResult::from_diff(names), fields)
+            }
         }
     };
     stats.record(&result, &number, fields);
@@ -378,7 +435,150 @@ impl ShadowResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstreams::order_client::{OrderCreated, OrderServiceError};
+    use futures::future::BoxFuture;
     use serde_json::json;
+
+    /// An order service whose `list` answers the given orders in turn (the last one again once
+    /// they run out), counting the reads.
+    struct Scripted {
+        answers: Mutex<VecDeque<Value>>,
+        reads: AtomicU64,
+    }
+
+    impl Scripted {
+        fn new(answers: Vec<Value>) -> Arc<Self> {
+            Arc::new(Self {
+                answers: Mutex::new(answers.into()),
+                reads: AtomicU64::new(0),
+            })
+        }
+    }
+
+    impl OrderService for Scripted {
+        fn create<'a>(
+            &'a self,
+            _: &'a Value,
+            _: &'a str,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<OrderCreated, OrderServiceError>> {
+            unreachable!("not used by the comparison")
+        }
+        fn void<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<(), OrderServiceError>> {
+            unreachable!("not used by the comparison")
+        }
+        fn link_sap_order_number<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: Option<&'a Value>,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<(), OrderServiceError>> {
+            unreachable!("not used by the comparison")
+        }
+        fn list<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Vec<Value>, OrderServiceError>> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            let mut q = self.answers.lock().unwrap();
+            let next = if q.len() > 1 {
+                q.pop_front()
+            } else {
+                q.front().cloned()
+            };
+            Box::pin(async move { Ok(next.into_iter().collect()) })
+        }
+        fn by_number<'a>(
+            &'a self,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<Option<Value>, OrderServiceError>> {
+            unreachable!("not used by the comparison")
+        }
+        fn change<'a>(
+            &'a self,
+            _: http::Method,
+            _: &'a str,
+            _: Option<&'a Value>,
+            _: Option<&'a str>,
+            _: &'a str,
+            _: Option<&'a str>,
+        ) -> BoxFuture<'a, Result<Value, OrderServiceError>> {
+            unreachable!("not used by the comparison")
+        }
+        fn ready(&self) -> BoxFuture<'_, bool> {
+            Box::pin(async { true })
+        }
+        fn reserve_numbers(&self, _: u32) -> BoxFuture<'_, Result<Vec<String>, OrderServiceError>> {
+            unreachable!("not used by the comparison")
+        }
+    }
+
+    fn sap_answer(quantity: &str) -> Bytes {
+        Bytes::from(
+            json!({"d": {"SalesOrder": "7", "SoldToParty": "17100001",
+                "to_Item": {"results": [{"Material": "TG11", "RequestedQuantity": quantity}]}}})
+            .to_string(),
+        )
+    }
+
+    fn new_side(quantity: &str, updated_at: chrono::DateTime<chrono::Utc>) -> Value {
+        json!({"customer_id": "17100001", "updated_at": updated_at.to_rfc3339(),
+               "items": [{"sku": "TG11", "quantity": quantity}]})
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_crossing_the_read_is_no_mismatch_and_lasting_drift_is_one() {
+        let long_ago = chrono::Utc::now() - chrono::TimeDelta::hours(1);
+        let compare_with = |sap: Bytes, orders: Arc<Scripted>, stats: Arc<ShadowStats>| {
+            compare(sap, Encoding::Identity, orders, stats)
+        };
+        let stats = Arc::new(ShadowStats::default());
+
+        // SAP already has quantity 3, the order service gets it a moment later: a match.
+        let orders = Scripted::new(vec![
+            new_side("2", long_ago),
+            new_side("2", long_ago),
+            new_side("3", chrono::Utc::now()),
+        ]);
+        let r = compare_with(sap_answer("3"), orders.clone(), stats.clone()).await;
+        assert_eq!(r, Some(ShadowResult::Match));
+        assert_eq!(orders.reads.load(Ordering::SeqCst), 3);
+
+        // SAP answered 2 before a change to 3 reached both: the new side changed since.
+        let orders = Scripted::new(vec![new_side("3", chrono::Utc::now())]);
+        let r = compare_with(sap_answer("2"), orders, stats.clone()).await;
+        assert_eq!(
+            r,
+            Some(ShadowResult::Changed(vec![
+                "to_Item[0].RequestedQuantity".into()
+            ]))
+        );
+
+        // A difference on an order nobody changed stays after every look: a mismatch.
+        let orders = Scripted::new(vec![new_side("2", long_ago)]);
+        let r = compare_with(sap_answer("3"), orders.clone(), stats.clone()).await;
+        assert_eq!(
+            r,
+            Some(ShadowResult::Mismatch(vec![
+                "to_Item[0].RequestedQuantity".into()
+            ]))
+        );
+        assert_eq!(
+            orders.reads.load(Ordering::SeqCst),
+            1 + u64::from(MISMATCH_RECHECKS)
+        );
+
+        // The rate counts the match and the mismatch; the crossed one on its own, and only
+        // the mismatch among the differences shown.
+        assert_eq!(stats.counts(), (1, 2));
+        assert_eq!(stats.crossed(), 1);
+        let recent = stats.recent();
+        assert_eq!(recent.len(), 1);
+        assert_eq!(recent[0].result, "mismatch");
+    }
 
     #[test]
     fn equal_orders_match_even_with_differently_padded_decimals() {
