@@ -109,6 +109,35 @@ pub struct LinkTo<'a> {
     pub attributes: Vec<KeyValue>,
 }
 
+/// The attributes of an HTTP CLIENT span (HTTP semantic conventions): method, full URL,
+/// server address and port, `peer.service`, and the request's `X-Correlation-ID` when it
+/// carries one.
+pub fn http_client_attributes(
+    method: &http::Method,
+    url: &str,
+    host: &str,
+    port: Option<u16>,
+    peer_service: &'static str,
+    headers: &http::HeaderMap,
+) -> Vec<KeyValue> {
+    let mut attributes = vec![
+        KeyValue::new("http.request.method", method.as_str().to_owned()),
+        KeyValue::new("url.full", url.to_owned()),
+        KeyValue::new("server.address", host.to_owned()),
+        KeyValue::new("peer.service", peer_service),
+    ];
+    if let Some(port) = port {
+        attributes.push(KeyValue::new("server.port", i64::from(port)));
+    }
+    if let Some(c) = headers
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        attributes.push(KeyValue::new("correlation_id", c.to_owned()));
+    }
+    attributes
+}
+
 /// Starts a span of `kind` under `parent` with `attributes`. `None` when traces are off.
 pub fn start(
     name: impl Into<Cow<'static, str>>,

@@ -56,26 +56,15 @@ fn client_span(req: &reqwest::Request, call: Call<'_>) -> Option<ActiveSpan> {
         return None;
     }
     let url = req.url();
-    let mut attributes = vec![
-        KeyValue::new("http.request.method", req.method().as_str().to_owned()),
-        KeyValue::new("url.full", url.to_string()),
-        KeyValue::new("url.template", call.route),
-        KeyValue::new(
-            "server.address",
-            url.host_str().unwrap_or_default().to_owned(),
-        ),
-        KeyValue::new("peer.service", "order-service"),
-    ];
-    if let Some(port) = url.port_or_known_default() {
-        attributes.push(KeyValue::new("server.port", i64::from(port)));
-    }
-    if let Some(c) = req
-        .headers()
-        .get("x-correlation-id")
-        .and_then(|v| v.to_str().ok())
-    {
-        attributes.push(KeyValue::new("correlation_id", c.to_owned()));
-    }
+    let mut attributes = platform::otel::http_client_attributes(
+        req.method(),
+        url.as_str(),
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default(),
+        "order-service",
+        req.headers(),
+    );
+    attributes.push(KeyValue::new("url.template", call.route));
     attributes.extend(call.attributes);
     platform::otel::start_with_links(
         format!("{} {}", req.method(), call.route),

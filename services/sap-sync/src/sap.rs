@@ -110,29 +110,17 @@ pub struct CallContext {
 /// The OpenTelemetry CLIENT span of one call to SAP (HTTP conventions: named by the method),
 /// `None` when traces are off.
 fn client_span<B>(req: &Request<B>) -> Option<platform::otel::ActiveSpan> {
-    use platform::otel::KeyValue;
     if !platform::otel::enabled() {
         return None;
     }
-    let mut attributes = vec![
-        KeyValue::new("http.request.method", req.method().as_str().to_owned()),
-        KeyValue::new("url.full", req.uri().to_string()),
-        KeyValue::new(
-            "server.address",
-            req.uri().host().unwrap_or_default().to_owned(),
-        ),
-        KeyValue::new("peer.service", "sap"),
-    ];
-    if let Some(port) = req.uri().port_u16() {
-        attributes.push(KeyValue::new("server.port", i64::from(port)));
-    }
-    if let Some(c) = req
-        .headers()
-        .get("x-correlation-id")
-        .and_then(|v| v.to_str().ok())
-    {
-        attributes.push(KeyValue::new("correlation_id", c.to_owned()));
-    }
+    let attributes = platform::otel::http_client_attributes(
+        req.method(),
+        &req.uri().to_string(),
+        req.uri().host().unwrap_or_default(),
+        req.uri().port_u16(),
+        "sap",
+        req.headers(),
+    );
     platform::otel::start(
         req.method().as_str().to_owned(),
         platform::otel::SpanKind::Client,

@@ -190,85 +190,13 @@ impl Numbers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstreams::order_client::{OrderCreated, OrderServiceError};
-    use futures::future::BoxFuture;
-    use serde_json::Value;
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    /// An order service that only reserves numbers, from a counter, and counts reservations.
-    #[derive(Default)]
-    struct Reserving {
-        next: AtomicU64,
-        reservations: AtomicU64,
-    }
-
-    impl OrderService for Reserving {
-        fn create<'a>(
-            &'a self,
-            _: &'a Value,
-            _: &'a str,
-            _: &'a str,
-        ) -> BoxFuture<'a, Result<OrderCreated, OrderServiceError>> {
-            unreachable!("not used by the pool")
-        }
-        fn void<'a>(
-            &'a self,
-            _: &'a str,
-            _: &'a str,
-            _: &'a str,
-        ) -> BoxFuture<'a, Result<(), OrderServiceError>> {
-            unreachable!("not used by the pool")
-        }
-        fn link_sap_order_number<'a>(
-            &'a self,
-            _: &'a str,
-            _: &'a str,
-            _: Option<&'a Value>,
-            _: &'a str,
-        ) -> BoxFuture<'a, Result<(), OrderServiceError>> {
-            unreachable!("not used by the pool")
-        }
-        fn list<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Vec<Value>, OrderServiceError>> {
-            unreachable!("not used by the pool")
-        }
-        fn by_number<'a>(
-            &'a self,
-            _: &'a str,
-        ) -> BoxFuture<'a, Result<Option<Value>, OrderServiceError>> {
-            unreachable!("not used by the pool")
-        }
-        fn change<'a>(
-            &'a self,
-            _: http::Method,
-            _: &'a str,
-            _: Option<&'a Value>,
-            _: Option<&'a str>,
-            _: &'a str,
-            _: Option<&'a str>,
-        ) -> BoxFuture<'a, Result<Value, OrderServiceError>> {
-            unreachable!("not used by the pool")
-        }
-        fn ready(&self) -> BoxFuture<'_, bool> {
-            Box::pin(async { true })
-        }
-        fn reserve_numbers(
-            &self,
-            count: u32,
-        ) -> BoxFuture<'_, Result<Vec<String>, OrderServiceError>> {
-            Box::pin(async move {
-                self.reservations.fetch_add(1, Ordering::SeqCst);
-                let first = self.next.fetch_add(u64::from(count), Ordering::SeqCst);
-                Ok((first..first + u64::from(count))
-                    .map(|i| format!("{}", 8_000_000_000u64 + i))
-                    .collect())
-            })
-        }
-    }
+    use crate::upstreams::order_client::fake::FakeOrders;
+    use std::sync::atomic::Ordering;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_creates_never_get_the_same_number_even_across_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let orders = Arc::new(Reserving::default());
+        let orders = Arc::new(FakeOrders::default());
         let mut seen = std::collections::HashSet::new();
         for _restart in 0..2 {
             let store = Store::open(dir.path()).unwrap();
@@ -296,7 +224,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pool = Numbers::new(
             Store::open(dir.path()).unwrap(),
-            Arc::new(Reserving::default()),
+            Arc::new(FakeOrders::default()),
             10,
         );
         let first = pool.next().await.unwrap();

@@ -435,85 +435,11 @@ impl ShadowResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstreams::order_client::{OrderCreated, OrderServiceError};
-    use futures::future::BoxFuture;
+    use crate::upstreams::order_client::fake::FakeOrders;
     use serde_json::json;
 
-    /// An order service whose `list` answers the given orders in turn (the last one again once
-    /// they run out), counting the reads.
-    struct Scripted {
-        answers: Mutex<VecDeque<Value>>,
-        reads: AtomicU64,
-    }
-
-    impl Scripted {
-        fn new(answers: Vec<Value>) -> Arc<Self> {
-            Arc::new(Self {
-                answers: Mutex::new(answers.into()),
-                reads: AtomicU64::new(0),
-            })
-        }
-    }
-
-    impl OrderService for Scripted {
-        fn create<'a>(
-            &'a self,
-            _: &'a Value,
-            _: &'a str,
-            _: &'a str,
-        ) -> BoxFuture<'a, Result<OrderCreated, OrderServiceError>> {
-            unreachable!("not used by the comparison")
-        }
-        fn void<'a>(
-            &'a self,
-            _: &'a str,
-            _: &'a str,
-            _: &'a str,
-        ) -> BoxFuture<'a, Result<(), OrderServiceError>> {
-            unreachable!("not used by the comparison")
-        }
-        fn link_sap_order_number<'a>(
-            &'a self,
-            _: &'a str,
-            _: &'a str,
-            _: Option<&'a Value>,
-            _: &'a str,
-        ) -> BoxFuture<'a, Result<(), OrderServiceError>> {
-            unreachable!("not used by the comparison")
-        }
-        fn list<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Vec<Value>, OrderServiceError>> {
-            self.reads.fetch_add(1, Ordering::SeqCst);
-            let mut q = self.answers.lock().unwrap();
-            let next = if q.len() > 1 {
-                q.pop_front()
-            } else {
-                q.front().cloned()
-            };
-            Box::pin(async move { Ok(next.into_iter().collect()) })
-        }
-        fn by_number<'a>(
-            &'a self,
-            _: &'a str,
-        ) -> BoxFuture<'a, Result<Option<Value>, OrderServiceError>> {
-            unreachable!("not used by the comparison")
-        }
-        fn change<'a>(
-            &'a self,
-            _: http::Method,
-            _: &'a str,
-            _: Option<&'a Value>,
-            _: Option<&'a str>,
-            _: &'a str,
-            _: Option<&'a str>,
-        ) -> BoxFuture<'a, Result<Value, OrderServiceError>> {
-            unreachable!("not used by the comparison")
-        }
-        fn ready(&self) -> BoxFuture<'_, bool> {
-            Box::pin(async { true })
-        }
-        fn reserve_numbers(&self, _: u32) -> BoxFuture<'_, Result<Vec<String>, OrderServiceError>> {
-            unreachable!("not used by the comparison")
-        }
+    fn fake(answers: Vec<Value>) -> Arc<FakeOrders> {
+        Arc::new(FakeOrders::listing(answers))
     }
 
     fn sap_answer(quantity: &str) -> Bytes {
@@ -532,13 +458,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_change_crossing_the_read_is_no_mismatch_and_lasting_drift_is_one() {
         let long_ago = chrono::Utc::now() - chrono::TimeDelta::hours(1);
-        let compare_with = |sap: Bytes, orders: Arc<Scripted>, stats: Arc<ShadowStats>| {
+        let compare_with = |sap: Bytes, orders: Arc<FakeOrders>, stats: Arc<ShadowStats>| {
             compare(sap, Encoding::Identity, orders, stats)
         };
         let stats = Arc::new(ShadowStats::default());
 
         // SAP already has quantity 3, the order service gets it a moment later: a match.
-        let orders = Scripted::new(vec![
+        let orders = fake(vec![
             new_side("2", long_ago),
             new_side("2", long_ago),
             new_side("3", chrono::Utc::now()),
@@ -548,7 +474,7 @@ mod tests {
         assert_eq!(orders.reads.load(Ordering::SeqCst), 3);
 
         // SAP answered 2 before a change to 3 reached both: the new side changed since.
-        let orders = Scripted::new(vec![new_side("3", chrono::Utc::now())]);
+        let orders = fake(vec![new_side("3", chrono::Utc::now())]);
         let r = compare_with(sap_answer("2"), orders, stats.clone()).await;
         assert_eq!(
             r,
@@ -558,7 +484,7 @@ mod tests {
         );
 
         // A difference on an order nobody changed stays after every look: a mismatch.
-        let orders = Scripted::new(vec![new_side("2", long_ago)]);
+        let orders = fake(vec![new_side("2", long_ago)]);
         let r = compare_with(sap_answer("3"), orders.clone(), stats.clone()).await;
         assert_eq!(
             r,

@@ -414,3 +414,108 @@ impl OrderService for HttpOrderService {
         })
     }
 }
+
+/// An order service for unit tests: `list` answers the scripted orders in turn (the last one
+/// again once they run out), `reserve_numbers` hands out numbers from a counter; any other call
+/// is the test's mistake. Both are counted.
+#[cfg(test)]
+pub(crate) mod fake {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use futures::future::BoxFuture;
+    use serde_json::Value;
+
+    use super::{OrderCreated, OrderService, OrderServiceError};
+
+    #[derive(Default)]
+    pub(crate) struct FakeOrders {
+        answers: Mutex<VecDeque<Value>>,
+        /// Calls of `list`.
+        pub reads: AtomicU64,
+        next: AtomicU64,
+        /// Calls of `reserve_numbers`.
+        pub reservations: AtomicU64,
+    }
+
+    impl FakeOrders {
+        /// A fake whose `list` answers `answers` in turn.
+        pub(crate) fn listing(answers: Vec<Value>) -> Self {
+            Self {
+                answers: Mutex::new(answers.into()),
+                ..Self::default()
+            }
+        }
+    }
+
+    impl OrderService for FakeOrders {
+        fn create<'a>(
+            &'a self,
+            _: &'a Value,
+            _: &'a str,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<OrderCreated, OrderServiceError>> {
+            unreachable!("not used by the test")
+        }
+        fn void<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<(), OrderServiceError>> {
+            unreachable!("not used by the test")
+        }
+        fn link_sap_order_number<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: Option<&'a Value>,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<(), OrderServiceError>> {
+            unreachable!("not used by the test")
+        }
+        fn list<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Vec<Value>, OrderServiceError>> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            let mut q = self.answers.lock().unwrap();
+            let next = if q.len() > 1 {
+                q.pop_front()
+            } else {
+                q.front().cloned()
+            };
+            Box::pin(async move { Ok(next.into_iter().collect()) })
+        }
+        fn by_number<'a>(
+            &'a self,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<Option<Value>, OrderServiceError>> {
+            unreachable!("not used by the test")
+        }
+        fn change<'a>(
+            &'a self,
+            _: http::Method,
+            _: &'a str,
+            _: Option<&'a Value>,
+            _: Option<&'a str>,
+            _: &'a str,
+            _: Option<&'a str>,
+        ) -> BoxFuture<'a, Result<Value, OrderServiceError>> {
+            unreachable!("not used by the test")
+        }
+        fn ready(&self) -> BoxFuture<'_, bool> {
+            Box::pin(async { true })
+        }
+        fn reserve_numbers(
+            &self,
+            count: u32,
+        ) -> BoxFuture<'_, Result<Vec<String>, OrderServiceError>> {
+            Box::pin(async move {
+                self.reservations.fetch_add(1, Ordering::SeqCst);
+                let first = self.next.fetch_add(u64::from(count), Ordering::SeqCst);
+                Ok((first..first + u64::from(count))
+                    .map(|i| format!("{}", 8_000_000_000u64 + i))
+                    .collect())
+            })
+        }
+    }
+}
