@@ -47,6 +47,8 @@ pub struct ShadowStats {
     missing: AtomicU64,
     changed: AtomicU64,
     recent: Mutex<VecDeque<ShadowDifference>>,
+    /// When a dual-write change of an order last came through this proxy, by SAP number.
+    changes: Mutex<std::collections::HashMap<String, tokio::time::Instant>>,
 }
 
 /// Differences kept for the console.
@@ -83,6 +85,23 @@ impl ShadowStats {
         let total =
             m + self.mismatched.load(Ordering::Relaxed) + self.missing.load(Ordering::Relaxed);
         (m, total)
+    }
+
+    /// Notes that a dual-write change of `sales_order` is on its way (SAP first, then the
+    /// order service).
+    pub fn note_change(&self, sales_order: &str) {
+        let now = tokio::time::Instant::now();
+        let mut m = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= 4096 {
+            m.retain(|_, at| now.duration_since(*at) < CROSSING_WINDOW);
+        }
+        m.insert(sales_order.to_owned(), now);
+    }
+
+    /// Whether a change of `sales_order` came through since `since`.
+    fn changed_since(&self, sales_order: &str, since: tokio::time::Instant) -> bool {
+        let m = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(sales_order).is_some_and(|at| *at >= since)
     }
 
     /// Comparisons a change crossed ([`ShadowResult::Changed`]), left out of [`Self::counts`].
@@ -258,27 +277,28 @@ const MISSING_LOOKUP_PAUSE: std::time::Duration = std::time::Duration::from_mill
 /// differs for a moment; the order service then catches up.
 const MISMATCH_RECHECKS: u32 = 5;
 const MISMATCH_RECHECK_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
-/// How long before the comparison began a change of the order service's order still counts
-/// as crossing SAP's answer: the client had the answer just before, and the proxy's clock
-/// and the database's may differ a little.
-const CROSSING_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
+/// How long before the comparison began a dual-write change of the order still counts as
+/// crossing SAP's answer: the change goes to SAP, then to the order service (directly, or
+/// through the replay log after a retry).
+const CROSSING_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Compares SAP's entity with the order service's order for the same SAP number, records the
 /// result, and returns it. A body that cannot be read is counted as unreadable, never silently
 /// skipped.
 ///
 /// A difference is looked at again ([`MISMATCH_RECHECKS`]): it is a mismatch only if it stays,
-/// and the order was not changed around SAP's answer. An order changed then (its
-/// `updated_at` after the comparison began, less [`CROSSING_MARGIN`]) is
+/// and no dual-write change of the order came through this proxy around SAP's answer (within
+/// [`CROSSING_WINDOW`] before the comparison began, or during it). With such a change it is
 /// [`ShadowResult::Changed`]: SAP may have answered before the change, so the difference is the
-/// change, not drift. Drift on an order nobody touches is still found on its next read.
+/// change, not drift. A difference on an order nobody changes through this proxy (a fresh
+/// create included, and changes through another replica) stays a mismatch.
 pub async fn compare(
     sap_body: Bytes,
     encoding: Encoding,
     orders: Arc<dyn OrderService>,
     stats: Arc<ShadowStats>,
 ) -> Option<ShadowResult> {
-    let began = chrono::Utc::now();
+    let began = tokio::time::Instant::now();
     let Some(v) = encoding
         .decode(sap_body)
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
@@ -323,11 +343,8 @@ pub async fn compare(
                 fields = diff_values(entity, &order);
             }
             let names: Vec<String> = fields.iter().map(|f| f.field.clone()).collect();
-            let crossed = order
-                .get("updated_at")
-                .and_then(Value::as_str)
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .is_some_and(|t| t >= began - CROSSING_MARGIN);
+            let crossed =
+                stats.changed_since(&number, began.checked_sub(CROSSING_WINDOW).unwrap_or(began));
             if !names.is_empty() && crossed {
                 (ShadowResult::Changed(names), fields)
             } else {
@@ -450,31 +467,27 @@ mod tests {
         )
     }
 
-    fn new_side(quantity: &str, updated_at: chrono::DateTime<chrono::Utc>) -> Value {
-        json!({"customer_id": "17100001", "updated_at": updated_at.to_rfc3339(),
+    fn new_side(quantity: &str) -> Value {
+        json!({"customer_id": "17100001",
                "items": [{"sku": "TG11", "quantity": quantity}]})
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_change_crossing_the_read_is_no_mismatch_and_lasting_drift_is_one() {
-        let long_ago = chrono::Utc::now() - chrono::TimeDelta::hours(1);
         let compare_with = |sap: Bytes, orders: Arc<FakeOrders>, stats: Arc<ShadowStats>| {
             compare(sap, Encoding::Identity, orders, stats)
         };
         let stats = Arc::new(ShadowStats::default());
 
         // SAP already has quantity 3, the order service gets it a moment later: a match.
-        let orders = fake(vec![
-            new_side("2", long_ago),
-            new_side("2", long_ago),
-            new_side("3", chrono::Utc::now()),
-        ]);
+        let orders = fake(vec![new_side("2"), new_side("2"), new_side("3")]);
         let r = compare_with(sap_answer("3"), orders.clone(), stats.clone()).await;
         assert_eq!(r, Some(ShadowResult::Match));
         assert_eq!(orders.reads.load(Ordering::SeqCst), 3);
 
-        // SAP answered 2 before a change to 3 reached both: the new side changed since.
-        let orders = fake(vec![new_side("3", chrono::Utc::now())]);
+        // SAP answered 2 before a change to 3 (through this proxy) reached both.
+        stats.note_change("7");
+        let orders = fake(vec![new_side("3")]);
         let r = compare_with(sap_answer("2"), orders, stats.clone()).await;
         assert_eq!(
             r,
@@ -484,7 +497,14 @@ mod tests {
         );
 
         // A difference on an order nobody changed stays after every look: a mismatch.
-        let orders = fake(vec![new_side("2", long_ago)]);
+        let stats_of_another = Arc::new(ShadowStats::default());
+        let orders = fake(vec![new_side("2")]);
+        let r = compare_with(sap_answer("3"), orders.clone(), stats_of_another.clone()).await;
+        assert!(matches!(r, Some(ShadowResult::Mismatch(_))), "{r:?}");
+        assert_eq!(stats_of_another.counts(), (0, 1));
+        // The same on an order changed through this proxy long before.
+        tokio::time::advance(CROSSING_WINDOW * 2).await;
+        let orders = fake(vec![new_side("2")]);
         let r = compare_with(sap_answer("3"), orders.clone(), stats.clone()).await;
         assert_eq!(
             r,

@@ -355,6 +355,10 @@ impl ProxyState {
             Ok(b) => b,
             Err(refused) => return refused,
         };
+        // A shadow read of this order in the next moments may see SAP and the order service
+        // apart while the change goes to one, then the other.
+        self.shadow
+            .note_change(crate::face::write::number_of(&change));
         self.sales_orders
             .dual_write_change(parts, change, method, resource, body)
             .await
