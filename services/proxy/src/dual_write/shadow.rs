@@ -49,7 +49,12 @@ pub struct ShadowStats {
     recent: Mutex<VecDeque<ShadowDifference>>,
     /// When a dual-write change of an order last came through this proxy, by SAP number.
     changes: Mutex<std::collections::HashMap<String, tokio::time::Instant>>,
+    /// Size of `changes` at which it is next pruned of changes older than the window.
+    prune_at: std::sync::atomic::AtomicUsize,
 }
+
+/// Fewest noted changes before `changes` is pruned.
+const PRUNE_AT_LEAST: usize = 4096;
 
 /// Differences kept for the console.
 const RECENT_DIFFERENCES: usize = 50;
@@ -92,8 +97,12 @@ impl ShadowStats {
     pub fn note_change(&self, sales_order: &str) {
         let now = tokio::time::Instant::now();
         let mut m = self.changes.lock().unwrap_or_else(|p| p.into_inner());
-        if m.len() >= 4096 {
+        // Pruned when it has doubled since the last pruning, so a burst of changes to many
+        // orders costs one pass per doubling, not one per change.
+        if m.len() >= self.prune_at.load(Ordering::Relaxed) {
             m.retain(|_, at| now.duration_since(*at) < CROSSING_WINDOW);
+            self.prune_at
+                .store((m.len() * 2).max(PRUNE_AT_LEAST), Ordering::Relaxed);
         }
         m.insert(sales_order.to_owned(), now);
     }
@@ -470,6 +479,23 @@ mod tests {
     fn new_side(quantity: &str) -> Value {
         json!({"customer_id": "17100001",
                "items": [{"sku": "TG11", "quantity": quantity}]})
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn noted_changes_older_than_the_window_are_pruned_once_per_doubling() {
+        let stats = ShadowStats::default();
+        for i in 0..PRUNE_AT_LEAST {
+            stats.note_change(&format!("old-{i}"));
+        }
+        tokio::time::advance(CROSSING_WINDOW * 2).await;
+        for i in 0..2 * PRUNE_AT_LEAST {
+            stats.note_change(&format!("new-{i}"));
+        }
+        // Pruned at 4 096 (all fresh, none gone) and at 8 192 (the old 4 096 gone).
+        let len = stats.changes.lock().unwrap().len();
+        assert!(len <= 2 * PRUNE_AT_LEAST, "{len}");
+        assert!(!stats.changed_since("old-1", tokio::time::Instant::now() - CROSSING_WINDOW * 3));
+        assert!(stats.changed_since("new-1", tokio::time::Instant::now() - CROSSING_WINDOW));
     }
 
     #[tokio::test(start_paused = true)]
