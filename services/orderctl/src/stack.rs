@@ -195,15 +195,35 @@ async fn wait_ready(port: u16, path: &str, child: &mut Child, name: &str) -> any
     }
 }
 
+/// How long one service may take to stop after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(20);
+
+/// Stops the services one at a time, the last started first (the proxy before sap-sync, both
+/// before SAP and the order service they call, so each finishes its work against live peers):
+/// SIGTERM, then SIGKILL if it has not exited within [`STOP_GRACE`].
 fn terminate(children: &mut Vec<(&'static str, Child)>) {
-    for (_, child) in children.iter() {
+    for (name, child) in children.iter_mut().rev() {
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
-    }
-    for (name, child) in children.iter_mut().rev() {
-        let _ = child.wait();
-        crate::say!("stopped {name}");
+        let deadline = Instant::now() + STOP_GRACE;
+        let exited = loop {
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => break true,
+                Ok(None) if Instant::now() > deadline => break false,
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        if exited {
+            crate::say!("stopped {name}");
+        } else {
+            let _ = child.kill();
+            let _ = child.wait();
+            crate::say!(
+                "stopped {name} by SIGKILL: it had not exited {} s after SIGTERM (see its log)",
+                STOP_GRACE.as_secs()
+            );
+        }
     }
     children.clear();
 }

@@ -296,6 +296,11 @@ pub struct Forward {
     consumer: Arc<StreamConsumer<Context>>,
     topic: String,
     redriving: Mutex<HashSet<String>>,
+    /// Cancelled once `run` is told to stop: work waiting on SAP, on the hold or on the state
+    /// topic is left undone then (its offset stays uncommitted and the next start takes it up;
+    /// every apply reads SAP first or names the number, so a repeat is recognised), instead of
+    /// holding the shutdown for as long as SAP is away.
+    stopping: CancellationToken,
 }
 
 /// Lag of the whole group over every partition of the topic.
@@ -349,11 +354,13 @@ impl Forward {
             consumer: Arc::new(consumer),
             topic: config.topic.clone(),
             redriving: Mutex::new(HashSet::new()),
+            stopping: CancellationToken::new(),
         })
     }
 
-    /// Consumes until `stop`; workers finish the events taken, then the final offsets are
-    /// committed.
+    /// Consumes until `stop`; then each worker finishes the SAP call it has in flight (bounded
+    /// by SAP's timeout), nothing more is retried or taken from the queue, and the offsets of
+    /// what was finished are committed: the rest is applied at the next start.
     pub async fn run(self: Arc<Self>, workers: usize, stop: CancellationToken) {
         // Room for a few fetches' worth of events per worker: enough that one slow order never
         // stops the fetch for the others, bounded so a slow SAP slows the fetch.
@@ -367,6 +374,10 @@ impl Forward {
                     let Some(mut taken) = queue.next().await else {
                         break;
                     };
+                    // Stopping: what is still queued is left to the next start (uncommitted).
+                    if me.stopping.is_cancelled() {
+                        break;
+                    }
                     stage("idle", idle);
                     let superseded = taken.superseded;
                     match &mut taken.job {
@@ -376,6 +387,13 @@ impl Forward {
                     queue.done(taken);
                 }
             }));
+        }
+        {
+            let (stop, stopping) = (stop.clone(), self.stopping.clone());
+            tokio::spawn(async move {
+                stop.cancelled().await;
+                stopping.cancel();
+            });
         }
         let mut sweep = tokio::time::interval(Duration::from_millis(500));
         let mut hold = self.hold.subscribe();
@@ -394,7 +412,10 @@ impl Forward {
                     }
                     for o in self.redrives_due() {
                         // Version 0: a redrive is never "later" than an event queued behind it.
-                        queue.push(&o.order_id.clone(), 0, Job::Redrive(o)).await;
+                        let id = o.order_id.clone();
+                        if self.unless_stopping(queue.push(&id, 0, Job::Redrive(o))).await.is_none() {
+                            break;
+                        }
                     }
                 }
                 m = self.consumer.recv() => {
@@ -456,7 +477,10 @@ impl Forward {
                     self.tracker.begin(partition, offset, time);
                     let version = taken.event.data["version"].as_i64().unwrap_or(0);
                     let key = taken.event.subject.clone();
-                    queue.push(&key, version, Job::Event(taken)).await;
+                    // A full queue (SAP slow) waits here; a stop does not.
+                    if self.unless_stopping(queue.push(&key, version, Job::Event(taken))).await.is_none() {
+                        break;
+                    }
                 }
             }
         }
@@ -613,6 +637,9 @@ impl Forward {
                     metrics::counter!("sap_sync_events_total", "outcome" => "waiting_behind_parked").increment(1);
                     break;
                 }
+                if self.stopping.is_cancelled() {
+                    return self.left_undone(&order_id, version);
+                }
                 continue;
             }
             let asked = Instant::now();
@@ -627,8 +654,11 @@ impl Forward {
                 break;
             }
             // Held: SAP may be off; the event stays in work, its offset uncommitted.
-            self.hold.released().await;
-            self.gate.wait().await;
+            if self.unless_stopping(self.hold.released()).await.is_none()
+                || self.unless_stopping(self.gate.wait()).await.is_none()
+            {
+                return self.left_undone(&order_id, version);
+            }
             let applying = Instant::now();
             let applied = apply(&self.sap, &event.data, first_attempt && is_first, &ctx).await;
             stage("sap", applying);
@@ -675,6 +705,9 @@ impl Forward {
                     tracing::warn!(%order_id, %correlation_id, error = %e, "SAP unavailable; waiting");
                     self.gate.failed();
                 }
+            }
+            if self.stopping.is_cancelled() {
+                return self.left_undone(&order_id, version);
             }
         }
         // Lag in seconds as the event's age when its effect is in SAP (from the event time).
@@ -727,6 +760,33 @@ impl Forward {
         }
     }
 
+    /// Writes `order` to the state topic, retrying until it is written (true) or sap-sync is
+    /// stopping (false).
+    async fn write_book_until_stopping(&self, order: &ParkedOrder) -> bool {
+        while !self.stopping.is_cancelled() {
+            if self.write_book(order.clone()).await {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// `work`'s result, or `None` when sap-sync is told to stop first.
+    async fn unless_stopping<T>(&self, work: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            biased;
+            _ = self.stopping.cancelled() => None,
+            v = work => Some(v),
+        }
+    }
+
+    /// An event given up because sap-sync is stopping: not finished, so its offset (and every
+    /// later one of its partition) stays uncommitted and the next start applies it.
+    fn left_undone(&self, order_id: &str, version: i64) {
+        tracing::info!(%order_id, version, "stopping: event left for the next start");
+        metrics::counter!("sap_sync_events_total", "outcome" => "left_for_restart").increment(1);
+    }
+
     async fn write_book(&self, order: ParkedOrder) -> bool {
         match self.book.put(order).await {
             Ok(_) => true,
@@ -764,8 +824,12 @@ impl Forward {
                 correlation_id: ev.correlation_id.clone(),
                 traceparent: ev.traceparent.clone(),
             };
-            self.hold.released().await;
-            self.gate.wait().await;
+            if self.unless_stopping(self.hold.released()).await.is_none()
+                || self.unless_stopping(self.gate.wait()).await.is_none()
+            {
+                // Still marked for redrive in the book: the next start takes it up.
+                return;
+            }
             match apply(&self.sap, &ev.data, false, &ctx).await {
                 Ok(_) => {
                     self.gate.succeeded();
@@ -777,17 +841,26 @@ impl Forward {
                     self.gate.succeeded();
                     current.error = e.to_string();
                     current.redrive = false;
-                    while !self.write_book(current.clone()).await {}
+                    if !self.write_book_until_stopping(&current).await {
+                        return;
+                    }
                     tracing::warn!(order_id = %id, error = %e, "redrive refused again; still parked");
                     self.redriving.lock().expect("redriving").remove(&id);
                     return;
                 }
-                Err(ApplyError::Unavailable(_)) => self.gate.failed(),
+                Err(ApplyError::Unavailable(_)) => {
+                    self.gate.failed();
+                    if self.stopping.is_cancelled() {
+                        return;
+                    }
+                }
             }
         }
         current.state = "resolved".into();
         current.redrive = false;
-        while !self.write_book(current.clone()).await {}
+        if !self.write_book_until_stopping(&current).await {
+            return;
+        }
         tracing::info!(order_id = %id, "redrive complete");
         self.redriving.lock().expect("redriving").remove(&id);
     }

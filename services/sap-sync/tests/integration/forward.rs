@@ -85,6 +85,51 @@ async fn while_sap_is_down_orders_are_taken_lag_grows_and_drains_once_sap_is_bac
     assert_eq!(s.status(0).await["paused"], false);
 }
 
+/// SIGTERM while SAP is down: sap-sync stops at once instead of retrying until SAP is back (it
+/// did not, and `orderctl up` hung on Ctrl-C), and what it gave up is applied, once, by the
+/// next instance.
+#[tokio::test]
+async fn sigterm_while_sap_is_down_stops_sap_sync_promptly_and_the_next_start_applies_what_it_left() {
+    let mut s = Stack::start(vec![], vec![]).await;
+    s.sap_faults(json!({"outage": "unavailable"})).await;
+    let mut numbers = Vec::new();
+    for i in 0..8 {
+        let (_, n) = s.create_order(&unique(&format!("TERM-{i}")), "TG11").await;
+        numbers.push(n);
+    }
+    test_support::eventually("sap-sync waiting for SAP", WAIT, || async {
+        let st = s.status(0).await;
+        (st["paused"] == true).then_some(())
+    })
+    .await;
+    let mut first = s.syncs[0].0.take().expect("running");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status();
+    // The test's backoff is at most 1 s and SAP's timeout 3 s: 10 s is a stop, not a wait.
+    test_support::eventually(
+        "sap-sync exits after SIGTERM",
+        std::time::Duration::from_secs(10),
+        || {
+            let gone = first.has_exited();
+            async move { gone.then_some(()) }
+        },
+    )
+    .await;
+    assert!(
+        s.sync_log(0).contains("event left for the next start"),
+        "{}",
+        s.sync_log(0)
+    );
+    assert_eq!(s.sap_stored().await, (0, 0));
+    s.sap_faults(json!({})).await;
+    let next = s.start_sync().await;
+    s.wait_in_sap(&numbers).await;
+    s.wait_drained(next).await;
+    assert_eq!(s.sap_stored().await, (8, 16));
+    assert_eq!(s.sap_event_count("sap_mock_order_created").await, 8.0);
+}
+
 #[tokio::test]
 async fn a_refused_order_is_parked_others_flow_and_a_redrive_after_the_fix_applies_it() {
     let token = "redrive-test-token";
