@@ -49,16 +49,6 @@ pub enum ServiceError {
         /// The item number asked for.
         item_number: i32,
     },
-    /// The item is rejected, so its quantity cannot change (lift the rejection first).
-    #[error(
-        "item {item_number} is rejected (reason {reason}): its quantity cannot change; send rejection_reason null to reopen it first"
-    )]
-    ItemRejected {
-        /// The item.
-        item_number: i32,
-        /// Its rejection reason.
-        reason: String,
-    },
     /// Removing the item would leave the order without any line that is not rejected.
     #[error(
         "item {item_number} is the last line that is not rejected and cannot be removed: reject it or cancel the order instead"

@@ -7,8 +7,9 @@
 //!   the emulator's demo master data), each preceded, once per session, by the CSRF fetch SAP's
 //!   clients make (`HEAD` with `x-csrf-token: Fetch`, the session cookies sent back);
 //! - **reads by key** of recent orders (in `dual-write` these feed the shadow comparison);
-//! - in every mode but `dual-write` (where changes reach SAP alone): **quantity changes** and
-//!   **line rejections** (`PATCH A_SalesOrderItem`, reason `01`) of recent orders;
+//! - **quantity changes** and **line rejections** (`PATCH A_SalesOrderItem`, reason `01`) of
+//!   recent orders (in `dual-write` the proxy applies what SAP accepted to the order service
+//!   too);
 //! - now and then a **bad create** (no `SoldToParty`), which must be refused with SAP's `400`;
 //! - once a minute **SAP slowness**: the emulator's latency knob (300 ms ± 200 ms) for ten
 //!   seconds, while the route still calls SAP.
@@ -290,13 +291,11 @@ impl Demo {
 
     async fn step(&self) {
         let roll: u32 = rand::rng().random_range(0..100);
-        let mode = self.mode.lock().await.clone();
-        let changes = mode != "dual-write";
         match roll {
             0..=3 => self.bad_create().await,
             4..=19 => self.read().await,
-            20..=27 if changes => self.change_quantity().await,
-            28..=31 if changes => self.reject_line().await,
+            20..=27 => self.change_quantity().await,
+            28..=31 => self.reject_line().await,
             _ => self.create().await,
         }
     }

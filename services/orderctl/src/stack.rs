@@ -203,8 +203,13 @@ const STOP_GRACE: Duration = Duration::from_secs(20);
 /// SIGTERM, then SIGKILL if it has not exited within [`STOP_GRACE`].
 fn terminate(children: &mut Vec<(&'static str, Child)>) {
     for (name, child) in children.iter_mut().rev() {
+        if let Ok(Some(status)) = child.try_wait() {
+            crate::say!("{name} had already exited ({status})");
+            continue;
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
+            .stderr(Stdio::null())
             .status();
         let deadline = Instant::now() + STOP_GRACE;
         let exited = loop {

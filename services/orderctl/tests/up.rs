@@ -195,6 +195,34 @@ async fn up_with_the_demo_brings_every_component_to_ready_and_orders_reach_postg
         .map(str::to_owned)
         .expect("a report line");
     assert!(report.contains(" 0 failed"), "demo failures: {report}");
+    // Changes too, in dual-write: quantity changes and line rejections went through.
+    let count_of = |what: &str| -> u64 {
+        let words: Vec<&str> = report.split([',', ':']).map(str::trim).collect();
+        words
+            .iter()
+            .find_map(|w| w.strip_suffix(what).and_then(|n| n.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no count of {what} in: {report}"))
+    };
+    assert!(count_of("quantity changes") > 0, "{report}");
+    assert!(count_of("rejections") > 0, "{report}");
+    assert!(count_of("read") > 0, "{report}");
+    // Every change SAP took, the order service took too: nothing parked in the replay log.
+    let parked: serde_json::Value = reqwest::Client::new()
+        .get(format!(
+            "http://127.0.0.1:{admin}/admin/v1/replays?state=parked"
+        ))
+        .bearer_auth("up-test-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        parked["replays"].as_array().map(Vec::len),
+        Some(0),
+        "dual writes the order service refused: {parked}"
+    );
 
     // Ctrl-C stops everything.
     drop(guard);

@@ -195,17 +195,6 @@ impl From<&ServiceError> for Problem {
                     .push(FieldError::new("item_number", "no such item on the order"));
                 p
             }
-            ItemRejected {
-                item_number,
-                reason,
-            } => Problem::new(
-                StatusCode::CONFLICT,
-                "item-rejected",
-                "Item rejected",
-                e.to_string(),
-            )
-            .with("item_number", *item_number)
-            .with("rejection_reason", reason.clone()),
             LastOpenItem { item_number } => Problem::new(
                 StatusCode::CONFLICT,
                 "last-open-item",

@@ -229,15 +229,12 @@ impl OrderRepository {
                     Some(r) => r.as_ref().map(|r| r.as_str().to_owned()),
                     None => item.rejection_reason.clone(),
                 };
+                // A rejected line's quantity may change, as in S/4 (the emulator takes it, and
+                // in dual-write the proxy applies what SAP took): it stays rejected, its net
+                // amount follows, the total still leaves it out.
                 if let Some(q) = patch.quantity
                     && q.value() != item.quantity
                 {
-                    if let (Some(now), Some(_)) = (&item.rejection_reason, &reason_after) {
-                        return Err(ServiceError::ItemRejected {
-                            item_number: *item_number,
-                            reason: now.clone(),
-                        });
-                    }
                     item.quantity = q.value();
                     item.net_amount = reprice(item, decimals)?;
                     items_changed = true;

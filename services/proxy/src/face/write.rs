@@ -184,11 +184,6 @@ fn sap_refusal(e: OrderServiceError, number: &str, item: Option<&str>) -> Respon
                 }
             },
         ),
-        409 if has("item-rejected") => odata_error(
-            StatusCode::BAD_REQUEST,
-            "V1/047",
-            &format!("{line} is rejected: RequestedQuantity cannot be changed"),
-        ),
         409 if has("last-open-item") => odata_error(
             StatusCode::BAD_REQUEST,
             "V1/047",

@@ -89,7 +89,8 @@ async fn while_sap_is_down_orders_are_taken_lag_grows_and_drains_once_sap_is_bac
 /// did not, and `orderctl up` hung on Ctrl-C), and what it gave up is applied, once, by the
 /// next instance.
 #[tokio::test]
-async fn sigterm_while_sap_is_down_stops_sap_sync_promptly_and_the_next_start_applies_what_it_left() {
+async fn sigterm_while_sap_is_down_stops_sap_sync_promptly_and_the_next_start_applies_what_it_left()
+{
     let mut s = Stack::start(vec![], vec![]).await;
     s.sap_faults(json!({"outage": "unavailable"})).await;
     let mut numbers = Vec::new();
