@@ -4,7 +4,8 @@
 // $select (navigation selection too), $expand of to_Item, $filter as the SDK builds it (eq, and,
 // or, startswith, substringof, a date, a decimal), $top and $count, a quantity change on a line
 // (PATCH under the order's ETag) after which the order is still priced, a line rejection with a
-// reason, an unknown reason refused, refused creates in SAP's terms that store nothing (no sold-to
+// reason, an unknown reason refused, two line changes in one $batch changeset applied together and
+// a changeset with a refused change applying nothing, refused creates in SAP's terms that store nothing (no sold-to
 // party, an unknown material, an unknown sold-to party), and a wrong password.
 //
 // Run by the proxy's integration test
@@ -333,6 +334,38 @@ test('an unknown rejection reason is refused in SAP\'s terms and changes nothing
   const order = await whole();
   assert.equal(order.versionIdentifier, tag, 'a refused change keeps the ETag');
   assert.equal(order.overallSdDocumentRejectionSts, 'B');
+});
+
+// A changeset is saved whole or not at all (S/4 saves a changeset's changes in one LUW): the
+// client's $batch with two line changes in one changeset, then one whose second change S/4
+// refuses, after which the first is not applied either.
+test('two line changes in one changeset of the client\'s $batch are applied together; a changeset with a refused change applies none', async () => {
+  assert.ok(created, 'create ran first');
+  const { batch, changeset } = salesOrderService();
+  const update = (line) => salesOrderItemApi.requestBuilder().update(line);
+  const [l10, l20] = [await item('10'), await item('20')];
+  l10.requestedQuantity = new BigNumber(3);
+  // the rejected line's quantity changes too, as S/4 takes it; the line stays rejected
+  l20.requestedQuantity = new BigNumber(4);
+  const [applied] = await batch(changeset(update(l10), update(l20))).execute(destination);
+  assert.ok(applied.isWriteResponses(), JSON.stringify(applied));
+  assert.deepEqual(applied.responses.map((r) => r.httpCode), [204, 204]);
+  const order = await whole();
+  assert.ok(order.toItem[0].requestedQuantity.isEqualTo(3), `line 10: ${order.toItem[0].requestedQuantity}`);
+  assert.ok(order.toItem[1].requestedQuantity.isEqualTo(4), `line 20: ${order.toItem[1].requestedQuantity}`);
+  assert.equal(order.toItem[1].salesDocumentRjcnReason, '02', 'still rejected');
+  assert.ok(order.totalNetAmount.isEqualTo(order.toItem[0].netAmount), 'the rejected line stays out of the total');
+
+  const [b10, b20] = [await item('10'), await item('20')];
+  b10.requestedQuantity = new BigNumber(8);
+  b20.salesDocumentRjcnReason = 'Q9';
+  const [refused] = await batch(changeset(update(b10), update(b20))).execute(destination);
+  assert.ok(refused.isError(), JSON.stringify(refused));
+  assert.equal(refused.httpCode, 400);
+  assert.equal(refused.body?.error?.code, 'V1/206', JSON.stringify(refused.body));
+  const still = await whole();
+  assert.ok(still.toItem[0].requestedQuantity.isEqualTo(3), 'the first change of the refused changeset was not applied');
+  assert.equal(still.versionIdentifier, order.versionIdentifier, 'a refused changeset keeps the ETag');
 });
 
 test('a create without sold-to party is refused as S/4 refuses it and stores nothing', async () => {

@@ -49,6 +49,14 @@ pub enum ServiceError {
         /// The item number asked for.
         item_number: i32,
     },
+    /// Change `index` of a changeset was refused (nothing of the changeset was stored).
+    #[error("change {index} of the changeset: {error}")]
+    InChangeset {
+        /// Its position in the changeset (from 0).
+        index: usize,
+        /// Why.
+        error: Box<ServiceError>,
+    },
     /// Removing the item would leave the order without any line that is not rejected.
     #[error(
         "item {item_number} is the last line that is not rejected and cannot be removed: reject it or cancel the order instead"

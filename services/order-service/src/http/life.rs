@@ -168,40 +168,9 @@ pub async fn update_order(
     JsonBody(body): JsonBody<UpdateRequest>,
 ) -> Result<Response, ServiceError> {
     let ctx = context(&correlation, &headers)?;
-    let mut errors = Vec::new();
-    let customer_reference = match body.customer_reference {
-        Some(Some(r)) => match order_domain::CustomerReference::parse(&r) {
-            Ok(v) => Some(Some(v.as_str().to_owned())),
-            Err(e) => {
-                errors.push(FieldError::new("customer_reference", e.0));
-                None
-            }
-        },
-        other => other.map(|_| None),
-    };
-    let requested_delivery_date = match body.requested_delivery_date {
-        // As on create: exactly `YYYY-MM-DD` (chrono alone would take `2027-1-5`).
-        Some(Some(d)) => match NaiveDate::parse_from_str(&d, "%Y-%m-%d") {
-            Ok(v) if d.len() == 10 => Some(Some(v)),
-            _ => {
-                errors.push(FieldError::new(
-                    "requested_delivery_date",
-                    "must be a calendar date written YYYY-MM-DD",
-                ));
-                None
-            }
-        },
-        other => other.map(|_| None),
-    };
-    if !errors.is_empty() {
-        return Err(ServiceError::Validation(errors));
-    }
-    let version = required_version(&headers, body.version)?;
-    let edit = OrderEdit::Header(HeaderPatch {
-        customer_reference,
-        requested_delivery_date,
-        specifications: body.specifications,
-    });
+    let body_version = body.version;
+    let edit = header_edit(body)?;
+    let version = required_version(&headers, body_version)?;
     let order = state.repository.edit(&key, version, &edit, &ctx).await?;
     Ok(order_response(StatusCode::OK, &order))
 }
@@ -229,29 +198,9 @@ pub async fn add_item(
     JsonBody(line): JsonBody<OrderLineDraft>,
 ) -> Result<Response, ServiceError> {
     let ctx = context(&correlation, &headers)?;
-    // Parsed as the one line of a create, so the rules are the create's to the letter.
-    let draft = OrderDraft {
-        customer_id: Some("0".into()),
-        items: Some(vec![line]),
-        ..OrderDraft::default()
-    };
-    let mut request = OrderRequest::parse(&draft).map_err(|errors| {
-        ServiceError::Validation(
-            errors
-                .into_iter()
-                .map(|e| match e.field.strip_prefix("items[0].") {
-                    Some(rest) => FieldError::new(rest, e.message),
-                    None => e,
-                })
-                .collect(),
-        )
-    })?;
+    let edit = add_item_edit(line)?;
     let version = required_version(&headers, None)?;
-    let line = request.lines.remove(0);
-    let order = state
-        .repository
-        .edit(&key, version, &OrderEdit::AddItem(line), &ctx)
-        .await?;
+    let order = state.repository.edit(&key, version, &edit, &ctx).await?;
     let mut response = order_response(StatusCode::CREATED, &order);
     if let Some(item) = order.items.iter().map(|i| i.item_number).max()
         && let Ok(loc) = HeaderValue::from_str(&format!("/api/v1/orders/{}/items/{item}", order.id))
@@ -265,8 +214,8 @@ pub async fn add_item(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemUpdateRequest {
-    /// New quantity: a decimal string greater than zero, at most 3 decimals. Not on a rejected
-    /// line (reopen it in the same request with `rejection_reason: null`).
+    /// New quantity: a decimal string greater than zero, at most 3 decimals. A rejected line
+    /// takes it too (as in S/4) and stays rejected.
     #[schema(value_type = Option<String>, pattern = r"^[0-9]+(\.[0-9]{1,3})?$", example = "3")]
     pub quantity: Option<String>,
     /// Reject the line with SAP's reason code (`SalesDocumentRjcnReason`, 2 characters, e.g.
@@ -283,7 +232,7 @@ pub struct ItemUpdateRequest {
     responses((status = 200, body = Order, headers(("ETag" = String))),
       (status = 400, body = problem::Problem, content_type = "application/problem+json"),
       (status = 404, body = problem::Problem, content_type = "application/problem+json", description = "No such order, or no such item"),
-      (status = 409, body = problem::Problem, content_type = "application/problem+json", description = "The order is delivered, billed, shipped, cancelled or voided, or the line is rejected"),
+      (status = 409, body = problem::Problem, content_type = "application/problem+json", description = "The order is delivered, billed, shipped, cancelled or voided"),
       (status = 412, body = problem::Problem, content_type = "application/problem+json"),
       (status = 413, body = problem::Problem, content_type = "application/problem+json"),
       (status = 415, body = problem::Problem, content_type = "application/problem+json"),
@@ -298,42 +247,8 @@ pub async fn update_item(
     JsonBody(body): JsonBody<ItemUpdateRequest>,
 ) -> Result<Response, ServiceError> {
     let ctx = context(&correlation, &headers)?;
-    let mut errors = Vec::new();
-    let quantity = match body.quantity.as_deref().map(Quantity::parse) {
-        Some(Ok(q)) => Some(q),
-        Some(Err(e)) => {
-            errors.push(FieldError::new("quantity", e.0));
-            None
-        }
-        None => None,
-    };
-    let rejection_reason = match body.rejection_reason {
-        Some(Some(r)) => match RejectionReason::parse(&r) {
-            Ok(r) => Some(Some(r)),
-            Err(e) => {
-                errors.push(FieldError::new("rejection_reason", e.0));
-                None
-            }
-        },
-        other => other.map(|_| None),
-    };
-    if errors.is_empty() && quantity.is_none() && rejection_reason.is_none() {
-        errors.push(FieldError::new(
-            "body",
-            "name quantity, rejection_reason or both",
-        ));
-    }
-    if !errors.is_empty() {
-        return Err(ServiceError::Validation(errors));
-    }
+    let edit = item_edit(item_number, body)?;
     let version = required_version(&headers, None)?;
-    let edit = OrderEdit::Item {
-        item_number,
-        patch: ItemPatch {
-            quantity,
-            rejection_reason,
-        },
-    };
     let order = state.repository.edit(&key, version, &edit, &ctx).await?;
     Ok(order_response(StatusCode::OK, &order))
 }
@@ -402,15 +317,9 @@ pub async fn cancel_order(
     JsonBody(body): JsonBody<CancelRequest>,
 ) -> Result<Response, ServiceError> {
     let ctx = context(&correlation, &headers)?;
-    let reason = checked_reason(body.reason)?;
-    let rejection = match body.rejection_reason.as_deref() {
-        Some(r) => {
-            RejectionReason::parse(r).map_err(|e| ServiceError::field("rejection_reason", e.0))?
-        }
-        None => RejectionReason::cancelled_default(),
-    };
-    let version = required_version(&headers, body.version)?;
-    let edit = OrderEdit::Cancel { reason, rejection };
+    let body_version = body.version;
+    let edit = cancel_edit(body)?;
+    let version = required_version(&headers, body_version)?;
     let order = state.repository.edit(&key, version, &edit, &ctx).await?;
     Ok(order_response(StatusCode::OK, &order))
 }
@@ -513,4 +422,117 @@ pub struct IfMatchOptional {
         example = r#"W/"1""#
     )]
     if_match: Option<String>,
+}
+
+/// The header change a body asks for (its fields checked as on create).
+pub(crate) fn header_edit(body: UpdateRequest) -> Result<OrderEdit, ServiceError> {
+    let mut errors = Vec::new();
+    let customer_reference = match body.customer_reference {
+        Some(Some(r)) => match order_domain::CustomerReference::parse(&r) {
+            Ok(v) => Some(Some(v.as_str().to_owned())),
+            Err(e) => {
+                errors.push(FieldError::new("customer_reference", e.0));
+                None
+            }
+        },
+        other => other.map(|_| None),
+    };
+    let requested_delivery_date = match body.requested_delivery_date {
+        // As on create: exactly `YYYY-MM-DD` (chrono alone would take `2027-1-5`).
+        Some(Some(d)) => match NaiveDate::parse_from_str(&d, "%Y-%m-%d") {
+            Ok(v) if d.len() == 10 => Some(Some(v)),
+            _ => {
+                errors.push(FieldError::new(
+                    "requested_delivery_date",
+                    "must be a calendar date written YYYY-MM-DD",
+                ));
+                None
+            }
+        },
+        other => other.map(|_| None),
+    };
+    if !errors.is_empty() {
+        return Err(ServiceError::Validation(errors));
+    }
+    Ok(OrderEdit::Header(HeaderPatch {
+        customer_reference,
+        requested_delivery_date,
+        specifications: body.specifications,
+    }))
+}
+
+/// The line a body adds, parsed as the one line of a create (the create's rules to the
+/// letter).
+pub(crate) fn add_item_edit(line: OrderLineDraft) -> Result<OrderEdit, ServiceError> {
+    let draft = OrderDraft {
+        customer_id: Some("0".into()),
+        items: Some(vec![line]),
+        ..OrderDraft::default()
+    };
+    let mut request = OrderRequest::parse(&draft).map_err(|errors| {
+        ServiceError::Validation(
+            errors
+                .into_iter()
+                .map(|e| match e.field.strip_prefix("items[0].") {
+                    Some(rest) => FieldError::new(rest, e.message),
+                    None => e,
+                })
+                .collect(),
+        )
+    })?;
+    Ok(OrderEdit::AddItem(request.lines.remove(0)))
+}
+
+/// The line change a body asks for.
+pub(crate) fn item_edit(
+    item_number: i32,
+    body: ItemUpdateRequest,
+) -> Result<OrderEdit, ServiceError> {
+    let mut errors = Vec::new();
+    let quantity = match body.quantity.as_deref().map(Quantity::parse) {
+        Some(Ok(q)) => Some(q),
+        Some(Err(e)) => {
+            errors.push(FieldError::new("quantity", e.0));
+            None
+        }
+        None => None,
+    };
+    let rejection_reason = match body.rejection_reason {
+        Some(Some(r)) => match RejectionReason::parse(&r) {
+            Ok(r) => Some(Some(r)),
+            Err(e) => {
+                errors.push(FieldError::new("rejection_reason", e.0));
+                None
+            }
+        },
+        other => other.map(|_| None),
+    };
+    if errors.is_empty() && quantity.is_none() && rejection_reason.is_none() {
+        errors.push(FieldError::new(
+            "body",
+            "name quantity, rejection_reason or both",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ServiceError::Validation(errors));
+    }
+    Ok(OrderEdit::Item {
+        item_number,
+        patch: ItemPatch {
+            quantity,
+            rejection_reason,
+        },
+    })
+}
+
+/// The cancellation a body asks for.
+pub(crate) fn cancel_edit(body: CancelRequest) -> Result<OrderEdit, ServiceError> {
+    let reason = checked_reason(body.reason)?;
+    let rejection = match body.rejection_reason.as_deref() {
+        Some(r) => {
+            RejectionReason::parse(r).map_err(|e| ServiceError::field("rejection_reason", e.0))?
+        }
+        None => RejectionReason::cancelled_default(),
+    };
+    Ok(OrderEdit::Cancel { reason, rejection })
 }

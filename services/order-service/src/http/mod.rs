@@ -1,5 +1,6 @@
 //! HTTP face of the order service: routes, handlers, operational endpoints.
 
+pub mod changesets;
 pub mod extract;
 pub mod life;
 pub mod openapi;
@@ -91,6 +92,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/api/v1/orders/{id}/void", post(void_order))
         .route("/api/v1/orders/{id}/sap-order-number", put(link_sap_order))
         .route("/api/v1/orders/{id}/sap-link", post(link_sap_order))
+        .route("/api/v1/changesets", post(changesets::apply_changeset))
         .route("/api/v1/order-numbers", post(reserve_order_numbers))
         .route("/api/v1/order-versions", post(lookup_order_versions))
         .route("/api/v1/master-data", put(upsert_master_data))

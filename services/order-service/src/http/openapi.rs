@@ -27,6 +27,7 @@ use utoipa::openapi::{ObjectBuilder, Required, Type};
         super::void_order,
         super::link_sap_order,
         super::life::update_order,
+        super::changesets::apply_changeset,
         super::reserve_order_numbers,
         super::lookup_order_versions,
         super::upsert_master_data,
@@ -52,6 +53,8 @@ use utoipa::openapi::{ObjectBuilder, Required, Type};
         super::SapPricingDraft,
         super::SapItemPricingDraft,
         super::life::UpdateRequest,
+        super::changesets::ChangesetRequest,
+        super::changesets::ChangesetAnswer,
         super::ReserveNumbersRequest,
         super::ReservedNumbers,
         super::VersionLookupRequest,
@@ -436,6 +439,7 @@ fn schema_rules(schemas: &mut serde_json::Value) {
         ],
         &[],
     );
+    changeset_rules(schemas);
     set(
         schemas,
         "VoidRequest",
@@ -591,6 +595,44 @@ fn set(
     if !required.is_empty() {
         s["required"] = serde_json::json!(required);
     }
+}
+
+/// `ChangesetRequest`: `changes` is 1 to 100 changes, each one of the single operations by
+/// `op`, with the body schema of that operation.
+fn changeset_rules(schemas: &mut serde_json::Value) {
+    use serde_json::json;
+    let order = json!({"type": "string", "description": "Order id (UUID) or order number (10 digits)",
+        "pattern": "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9]{10})$"});
+    let version = json!({"type": ["integer", "null"], "minimum": i64::MIN, "maximum": i64::MAX,
+        "description": "The order's version when the changeset began"});
+    let item = integer(1, i64::from(i32::MAX));
+    let variant = |op: &str, extra: Vec<(&str, serde_json::Value)>| {
+        let mut properties = serde_json::Map::new();
+        properties.insert("op".into(), json!({"type": "string", "enum": [op]}));
+        properties.insert("order".into(), order.clone());
+        properties.insert("version".into(), version.clone());
+        let mut required = vec![json!("op"), json!("order")];
+        for (name, rule) in extra {
+            required.push(json!(name));
+            properties.insert(name.into(), rule);
+        }
+        json!({"type": "object", "properties": properties, "required": required,
+               "additionalProperties": false})
+    };
+    let r = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
+    schemas["ChangesetRequest"]["properties"]["changes"] = json!({
+        "type": "array", "minItems": 1, "maxItems": super::changesets::MAX_CHANGES,
+        "description": "The changes, applied in this order, all or none",
+        "items": {"oneOf": [
+            variant("update_order", vec![("changes", r("UpdateRequest"))]),
+            variant("update_item", vec![("item_number", item.clone()), ("changes", r("ItemUpdateRequest"))]),
+            variant("add_item", vec![("line", r("OrderLineDraft"))]),
+            variant("remove_item", vec![("item_number", item)]),
+            variant("cancel", vec![("changes", r("CancelRequest"))]),
+        ]},
+    });
+    schemas["ChangesetRequest"]["required"] = json!(["changes"]);
+    schemas["ChangesetRequest"]["additionalProperties"] = json!(false);
 }
 
 /// SAP's `SalesDocumentRjcnReason`: 2 upper-case letters or digits.

@@ -195,6 +195,18 @@ impl From<&ServiceError> for Problem {
                     .push(FieldError::new("item_number", "no such item on the order"));
                 p
             }
+            InChangeset { index, error } => {
+                // The refused change's own problem, its fields named within the changeset.
+                let mut p = Problem::from(error.as_ref());
+                for e in &mut p.errors {
+                    e.field = format!("changes[{index}].{}", e.field);
+                }
+                if !p.errors.is_empty() {
+                    p.detail = describe(&p.errors);
+                }
+                p.detail = format!("change {index}: {}", p.detail);
+                p.with("change_index", *index)
+            }
             LastOpenItem { item_number } => Problem::new(
                 StatusCode::CONFLICT,
                 "last-open-item",

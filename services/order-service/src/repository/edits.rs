@@ -107,6 +107,9 @@ pub enum ReportOutcome {
     AlreadyThere(Order),
 }
 
+/// The version each order had when a transaction's first change of it was made.
+type Started = std::collections::HashMap<Uuid, i64>;
+
 const ITEMS_SQL: &str = "SELECT * FROM order_items WHERE order_id = $1 ORDER BY item_number";
 
 impl OrderRepository {
@@ -152,7 +155,81 @@ impl OrderRepository {
         ctx: &RequestContext,
     ) -> Result<Order, ServiceError> {
         let mut tx = self.pool.begin().await?;
-        let row = Self::lock_key(&mut tx, key).await?;
+        let order = self
+            .edit_in(
+                &mut tx,
+                key,
+                expected_version,
+                edit,
+                ctx,
+                &mut Started::new(),
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(order)
+    }
+
+    /// Applies `changes` in one transaction, all or none: each as [`Self::edit`] would, in
+    /// the order given, each with its own version and event. Every change names the version
+    /// its order had when the changeset began (as SAP checks each change of a changeset
+    /// against the document as read), so several changes of one order name the same version.
+    /// The orders are locked first, in one order (by id), so two changesets over the same
+    /// orders wait for each other instead of deadlocking. A refusal names the change (its
+    /// index) and nothing is stored.
+    pub async fn edit_many(
+        &self,
+        changes: &[(OrderKey, i64, OrderEdit)],
+        ctx: &RequestContext,
+    ) -> Result<Vec<Order>, ServiceError> {
+        let mut tx = self.pool.begin().await?;
+        let (ids, numbers): (Vec<Uuid>, Vec<String>) = {
+            let mut ids = Vec::new();
+            let mut numbers = Vec::new();
+            for (key, _, _) in changes {
+                match key {
+                    OrderKey::Id(id) => ids.push(*id),
+                    OrderKey::Number(n) => numbers.push(n.clone()),
+                }
+            }
+            (ids, numbers)
+        };
+        sqlx::query(
+            "SELECT id FROM orders WHERE id = ANY($1) OR order_number = ANY($2) \
+             ORDER BY id FOR UPDATE",
+        )
+        .bind(&ids)
+        .bind(&numbers)
+        .execute(&mut *tx)
+        .await?;
+        let mut started = Started::new();
+        let mut orders = Vec::with_capacity(changes.len());
+        for (index, (key, version, edit)) in changes.iter().enumerate() {
+            let order = self
+                .edit_in(&mut tx, key, *version, edit, ctx, &mut started)
+                .await
+                .map_err(|error| ServiceError::InChangeset {
+                    index,
+                    error: Box::new(error),
+                })?;
+            orders.push(order);
+        }
+        tx.commit().await?;
+        Ok(orders)
+    }
+
+    /// One change inside `tx` (see [`Self::edit`]); `started` holds the version each order had
+    /// when the transaction's first change of it was made, which is what `expected_version`
+    /// is checked against.
+    async fn edit_in(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        key: &OrderKey,
+        expected_version: i64,
+        edit: &OrderEdit,
+        ctx: &RequestContext,
+        started: &mut Started,
+    ) -> Result<Order, ServiceError> {
+        let row = Self::lock_key(tx, key).await?;
         // A line add repeated under its Idempotency-Key (a replay after a lost answer) adds
         // nothing: the order as it is now (the version has moved on since the first add).
         if let (OrderEdit::AddItem(_), Some(k)) = (edit, &ctx.idempotency_key) {
@@ -160,14 +237,19 @@ impl OrderRepository {
                 "SELECT item_number FROM order_line_adds WHERE idempotency_key = $1",
             )
             .bind(k)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?;
             if seen.is_some() {
-                drop(tx);
-                return self.get(row.id).await;
+                return Self::items_in_tx(tx, row).await;
             }
         }
-        Self::check_version(&row, Some(expected_version))?;
+        let first_version = *started.entry(row.id).or_insert(row.version);
+        if expected_version != first_version {
+            return Err(ServiceError::StaleVersion {
+                given: expected_version,
+                current: first_version,
+            });
+        }
         let status = Self::current_status(&row)?;
         let next_status = match edit {
             OrderEdit::Cancel { .. } => status.transition_to(OrderStatus::Cancelled)?,
@@ -180,7 +262,7 @@ impl OrderRepository {
             .unwrap_or(order_domain::values::DECIMAL_SCALE);
         let mut items: Vec<ItemRow> = sqlx::query_as(ITEMS_SQL)
             .bind(id)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut **tx)
             .await?;
         let highest_before = items.iter().map(|i| i.item_number).max().unwrap_or(0);
         let mut reference = row.customer_reference.clone();
@@ -263,7 +345,7 @@ impl OrderRepository {
                     .bind(k)
                     .bind(id)
                     .bind(item_number)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
                 }
                 items.push(self.complete_line(&row, line).await?);
@@ -309,7 +391,6 @@ impl OrderRepository {
             changed.push("total_net_amount");
         }
         if changed.is_empty() && next_status == status {
-            tx.rollback().await?;
             return Ok(row.into_order(items.into_iter().map(OrderItem::from).collect()));
         }
         let updated: OrderRow = sqlx::query_as(
@@ -327,10 +408,10 @@ impl OrderRepository {
         .bind(next_status.as_str())
         .bind(&status_reason)
         .bind(highest_before.max(items.iter().map(|i| i.item_number).max().unwrap_or(0)))
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?;
         if items_changed {
-            Self::write_items(&mut tx, id, &items).await?;
+            Self::write_items(tx, id, &items).await?;
         }
         let order = updated.into_order(items.into_iter().map(OrderItem::from).collect());
         let change = if next_status == status {
@@ -340,8 +421,7 @@ impl OrderRepository {
         } else {
             OrderChange::Status { previous: status }
         };
-        outbox::append(&mut tx, change, &order, ctx).await?;
-        tx.commit().await?;
+        outbox::append(tx, change, &order, ctx).await?;
         Ok(order)
     }
 

@@ -913,3 +913,115 @@ async fn the_version_look_up_tells_each_order_s_current_version_and_refuses_bad_
     }
     assert_eq!(app.counts().await, before, "a look-up stores nothing");
 }
+
+/// A changeset (`POST /api/v1/changesets`) applies every change or none: two orders changed in
+/// one transaction, each change a version and an event of its own, every change of an order
+/// naming the version the order had when the changeset began; a changeset whose last change
+/// is refused stores nothing (rows, versions and events counted) and names the change.
+#[tokio::test]
+async fn a_changeset_applies_every_change_or_none() {
+    let app = spawn_app().await;
+    let (a, a_number) = create(&app, &priced_body("CS-A")).await;
+    let (b, _) = create(&app, &priced_body("CS-B")).await;
+    let set = |changes: Value| json!({ "changes": changes });
+    let answer = send(
+        &app,
+        Method::POST,
+        "/api/v1/changesets",
+        None,
+        Some(set(json!([
+            {"op": "update_item", "order": a_number, "version": 1, "item_number": 10,
+             "changes": {"quantity": "4"}},
+            {"op": "update_item", "order": a, "version": 1, "item_number": 20,
+             "changes": {"rejection_reason": "01"}},
+            {"op": "add_item", "order": b, "version": 1,
+             "line": {"sku": "TG11", "quantity": "1", "unit": "PC", "unit_price": "12.50"}},
+            {"op": "update_order", "order": b, "version": 1,
+             "changes": {"customer_reference": "CS-B2"}},
+        ]))),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let orders = answer.body["orders"].as_array().unwrap();
+    assert_eq!(orders.len(), 4);
+    assert_eq!(orders[0]["version"], 2);
+    assert_eq!(orders[1]["version"], 3);
+    assert_eq!(orders[1]["total_net_amount"], "50.00");
+    assert_eq!(orders[2]["items"].as_array().unwrap().len(), 3);
+    assert_eq!(orders[3]["version"], 3);
+    assert_eq!(orders[3]["customer_reference"], "CS-B2");
+    assert_eq!(events(&app, &a).await.len(), 3, "created + two updates");
+    assert_eq!(events(&app, &b).await.len(), 3, "created + two updates");
+
+    // The last change is refused (a stale version): nothing of the changeset is stored.
+    let before_a = state(&app, &a).await;
+    let before_b = state(&app, &b).await;
+    let answer = send(
+        &app,
+        Method::POST,
+        "/api/v1/changesets",
+        None,
+        Some(set(json!([
+            {"op": "update_item", "order": a, "version": 3, "item_number": 10,
+             "changes": {"quantity": "9"}},
+            {"op": "remove_item", "order": b, "version": 3, "item_number": 30},
+            {"op": "update_order", "order": b, "version": 2,
+             "changes": {"customer_reference": "NEVER"}},
+        ]))),
+    )
+    .await;
+    assert_eq!(answer.status, 412, "{}", answer.body);
+    assert_eq!(answer.body["change_index"], 2, "{}", answer.body);
+    assert_eq!(state(&app, &a).await, before_a);
+    assert_eq!(state(&app, &b).await, before_b);
+
+    // A change refused by its own rules names its field within the changeset; nothing stored.
+    let answer = send(
+        &app,
+        Method::POST,
+        "/api/v1/changesets",
+        None,
+        Some(set(json!([
+            {"op": "update_item", "order": a, "version": 3, "item_number": 10,
+             "changes": {"quantity": "9"}},
+            {"op": "update_item", "order": a, "version": 3, "item_number": 20,
+             "changes": {"quantity": "0"}},
+        ]))),
+    )
+    .await;
+    assert_eq!(answer.status, 422, "{}", answer.body);
+    assert_eq!(answer.body["change_index"], 1, "{}", answer.body);
+    assert_eq!(answer.body["errors"][0]["field"], "changes[1].quantity");
+    assert_eq!(state(&app, &a).await, before_a);
+
+    // An unknown line, no version, an empty changeset: refused, nothing stored.
+    for (changes, status) in [
+        (
+            json!([{"op": "remove_item", "order": a, "version": 3, "item_number": 90}]),
+            404,
+        ),
+        (
+            json!([{"op": "update_item", "order": a, "item_number": 10,
+                    "changes": {"quantity": "9"}}]),
+            428,
+        ),
+        (json!([]), 422),
+        (json!([{"op": "explode", "order": a, "version": 3}]), 422),
+    ] {
+        let answer = send(
+            &app,
+            Method::POST,
+            "/api/v1/changesets",
+            None,
+            Some(set(changes.clone())),
+        )
+        .await;
+        assert_eq!(answer.status, status, "{changes}: {}", answer.body);
+        assert_eq!(
+            answer.headers["content-type"], "application/problem+json",
+            "{changes}"
+        );
+    }
+    assert_eq!(state(&app, &a).await, before_a);
+    assert_eq!(state(&app, &b).await, before_b);
+}

@@ -15,11 +15,12 @@
 //! | `GET` outside a changeset | the single request's answer |
 //! | a change outside a changeset | `400` in its part (as the emulator) |
 //! | changeset of one change | the single request's answer: a success inside a changeset part, an error alone |
-//! | changeset of more than one change | one `501` error part, nothing applied: the order service cannot apply several changes atomically yet |
+//! | changeset of several changes of existing orders | each change's answer inside a changeset part, all applied in one order-service transaction ([`crate::face::write::ChangesetPart`], `POST /api/v1/changesets`); or the refused change's error alone, nothing applied |
+//! | changeset of several holding a create (or a read) | one error part (`501`; `400` for a read), nothing applied |
 //!
 //! Each part carries the logon, `Host`, `sap-client` and correlation id of the `$batch` request
 //! and its own `Accept`, `Content-Type`, `If-Match` and other headers. Content-ID references
-//! (`$1/to_Item`) are not served: in a changeset of one change nothing precedes them. The
+//! (`$1/to_Item`) are not served: they name an entity a create in the changeset made. The
 //! answer is `202 Accepted`, `multipart/mixed`, one part per request part, rendered by the
 //! shared code; the answers' bodies together stay within the body limit.
 
@@ -38,8 +39,9 @@ use crate::routing::sales_orders::classify;
 use crate::serve::body::{ProxyBody, full};
 use crate::serve::server::{Inbound, ProxyState};
 
-/// The message of a changeset holding more than one change.
-pub const SEVERAL_CHANGES: &str = "A changeset with more than one change is not available while the order service serves this route; send one change per changeset";
+/// The message of a changeset holding a create beside other changes (or a request the SAP face
+/// does not change orders with).
+pub const SEVERAL_CHANGES: &str = "A changeset that creates a sales order beside other changes is not available while the order service serves this route; send the create in a changeset of its own";
 
 /// Outer headers a part does not inherit: they describe the `$batch` request's own body and
 /// answer, or a precondition or key of one request.
@@ -140,10 +142,22 @@ impl ProxyState {
             }
             [one] if one.is_retrieve() => refusal(&BatchError::RetrieveInChangeset),
             [one] => self.serve_part(outer, root, one, route).await,
-            several => {
-                crate::observe::batch_changeset_refused(several.len());
-                ProxyError::NotSupported(SEVERAL_CHANGES.into()).to_response()
-            }
+            several => match self.face_changes(outer, root, several) {
+                Ok(parts) => match self.sales_orders.change_set(&parts).await {
+                    Ok(answers) => {
+                        let mut responses = Vec::with_capacity(answers.len());
+                        for a in answers {
+                            responses.push(answer_part(a, budget).await);
+                        }
+                        return AnswerPart::Changeset {
+                            boundary: changeset_boundary(),
+                            responses,
+                        };
+                    }
+                    Err(refused) => *refused,
+                },
+                Err(refused) => *refused,
+            },
         };
         let failed = resp.status().is_client_error() || resp.status().is_server_error();
         let part = answer_part(resp, budget).await;
@@ -156,6 +170,45 @@ impl ProxyState {
                 responses: vec![part],
             }
         }
+    }
+
+    /// The changes of a changeset of several, each as the SAP face takes it alone; refused
+    /// whole (nothing applied) when one is not a change of an existing order: a read (`400`,
+    /// as the emulator), a part that is no request, or a create (`501`: a create with other
+    /// changes in one changeset is not served by the order service yet).
+    fn face_changes(
+        &self,
+        outer: &http::request::Parts,
+        root: &str,
+        changes: &[PartRequest],
+    ) -> Result<Vec<crate::face::write::ChangesetPart>, Box<Response<ProxyBody>>> {
+        let mut parts = Vec::with_capacity(changes.len());
+        for r in changes {
+            if r.is_retrieve() {
+                return Err(Box::new(refusal(&BatchError::RetrieveInChangeset)));
+            }
+            let head = part_head(outer, root, r).map_err(|e| Box::new(e.to_response()))?;
+            let method = crate::face::write::effective_method(&head.method, &head.headers);
+            let below = crate::face::write::below_root(head.uri.path());
+            let change = match classify(&method, head.uri.path()) {
+                crate::routing::sales_orders::Operation::SalesOrderChange => {
+                    crate::face::write::change_of(&method, &below)
+                }
+                _ => None,
+            };
+            let Some(change) = change else {
+                crate::observe::batch_changeset_refused(changes.len());
+                return Err(Box::new(
+                    ProxyError::NotSupported(SEVERAL_CHANGES.into()).to_response(),
+                ));
+            };
+            parts.push(crate::face::write::ChangesetPart {
+                parts: head,
+                change,
+                body: Bytes::from(r.body.clone().into_bytes()),
+            });
+        }
+        Ok(parts)
     }
 
     /// One part, classified, planned and handled exactly as the same request alone.

@@ -120,6 +120,34 @@ fn not_found(number: &str) -> Response<ProxyBody> {
     )
 }
 
+/// `201` with the line an add made (the order's highest item number), as S/4 answers it.
+fn added_line(parts: &http::request::Parts, after: &Value, number: &str) -> Response<ProxyBody> {
+    let root = crate::routing::sales_orders::service_root_url(parts);
+    let added = after["items"]
+        .as_array()
+        .and_then(|items| items.iter().max_by_key(|i| i["item_number"].as_i64()))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let entity = order_acl::item_to_entity(&added, number, &root);
+    let mut r = Response::new(full(Bytes::from(
+        serde_json::to_vec(&json!({ "d": entity })).unwrap_or_default(),
+    )));
+    *r.status_mut() = StatusCode::CREATED;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json;charset=utf-8"),
+    );
+    h.insert("dataserviceversion", HeaderValue::from_static("2.0"));
+    if let Some(v) = entity["__metadata"]["uri"]
+        .as_str()
+        .and_then(|u| HeaderValue::from_str(u).ok())
+    {
+        h.insert(header::LOCATION, v);
+    }
+    r
+}
+
 fn no_content(etag: Option<String>) -> Response<ProxyBody> {
     let mut r = Response::new(crate::serve::body::empty());
     *r.status_mut() = StatusCode::NO_CONTENT;
@@ -355,34 +383,200 @@ impl SalesOrders {
         };
         let etag = order_acl::order_etag(&after);
         match change {
-            Change::AddItem(_) => {
-                let root = crate::routing::sales_orders::service_root_url(parts);
-                let added = after["items"]
-                    .as_array()
-                    .and_then(|items| items.iter().max_by_key(|i| i["item_number"].as_i64()))
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                let entity = order_acl::item_to_entity(&added, &number, &root);
-                let mut r = Response::new(full(Bytes::from(
-                    serde_json::to_vec(&json!({ "d": entity })).unwrap_or_default(),
-                )));
-                *r.status_mut() = StatusCode::CREATED;
-                let h = r.headers_mut();
-                h.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json;charset=utf-8"),
-                );
-                h.insert("dataserviceversion", HeaderValue::from_static("2.0"));
-                if let Some(v) = entity["__metadata"]["uri"]
-                    .as_str()
-                    .and_then(|u| HeaderValue::from_str(u).ok())
-                {
-                    h.insert(header::LOCATION, v);
-                }
-                r
-            }
+            Change::AddItem(_) => added_line(parts, &after, &number),
             _ => no_content(etag),
         }
+    }
+}
+
+/// One change of a `$batch` changeset, as the face takes it: the part's head, what it
+/// changes, its body.
+pub struct ChangesetPart {
+    /// The part as a request of its own.
+    pub parts: http::request::Parts,
+    /// What it changes.
+    pub change: Change,
+    /// Its body.
+    pub body: Bytes,
+}
+
+impl SalesOrders {
+    /// Serves a changeset of several SAP writes from the order service, all or none, as S/4
+    /// saves a changeset: each change translated by [`plan`] (against the order as the
+    /// changeset's earlier changes leave it), every change of an order checked against the
+    /// version the order had when the changeset began (`If-Match`, as for the change alone),
+    /// and the whole sent as one order-service changeset (`POST /api/v1/changesets`). The
+    /// answer of each change (`204` with the `ETag`, `201` with the added line), or the one
+    /// error of the change that failed, in SAP's terms, with nothing applied.
+    pub async fn change_set(
+        &self,
+        changes: &[ChangesetPart],
+    ) -> Result<Vec<Response<ProxyBody>>, Box<Response<ProxyBody>>> {
+        let correlation = changes
+            .first()
+            .map(|c| platform::correlation::correlation_from_headers(&c.parts.headers).0)
+            .unwrap_or_default();
+        platform::otel::set_current("correlation_id", correlation.clone());
+        let preconditioned = changes
+            .iter()
+            .any(|c| c.parts.headers.contains_key(header::IF_MATCH));
+        // A version moved between the read and the changeset (sap-sync reporting a status)
+        // is read again once, unless a client named the version it saw.
+        for attempt in 0..2 {
+            let mut started: std::collections::HashMap<String, Value> = Default::default();
+            let mut running: std::collections::HashMap<String, Value> = Default::default();
+            let mut sent = Vec::new();
+            // Per part: the index of its order-service change, when one is sent.
+            let mut sent_as = Vec::with_capacity(changes.len());
+            for c in changes {
+                let number = number_of(&c.change).to_owned();
+                if !started.contains_key(&number) {
+                    match self.find_order(&number).await {
+                        Ok(Some(o)) => {
+                            started.insert(number.clone(), o.clone());
+                            running.insert(number.clone(), o);
+                        }
+                        Ok(None) => return Err(Box::new(not_found(&number))),
+                        Err(e) => return Err(Box::new(sap_refusal(e, &number, None))),
+                    }
+                }
+                let order = &running[&number];
+                let planned = plan(order, &c.change, &c.body, &self.config.rejection_reasons)?;
+                let version = if_match(&c.parts.headers, &started[&number], planned.required)
+                    .map_err(|r| Box::new(r.into_response()))?;
+                if is_noop(&planned.method, planned.payload.as_ref()) {
+                    sent_as.push(None);
+                    continue;
+                }
+                let version = order_acl::parse_order_etag(&version).unwrap_or_default();
+                let id = order["id"].clone();
+                let item = |i: &str| json!(i.parse::<i64>().unwrap_or_default());
+                let payload = planned.payload.clone().unwrap_or(Value::Null);
+                let op = match &c.change {
+                    Change::Header(_) => json!({"op": "update_order", "order": id,
+                        "version": version, "changes": payload}),
+                    Change::Item(_, i) => json!({"op": "update_item", "order": id,
+                        "version": version, "item_number": item(i), "changes": payload}),
+                    Change::AddItem(_) => json!({"op": "add_item", "order": id,
+                        "version": version, "line": payload}),
+                    Change::DeleteItem(_, i) => json!({"op": "remove_item", "order": id,
+                        "version": version, "item_number": item(i)}),
+                    // Refused by `plan`.
+                    Change::DeleteOrder(_) => continue,
+                };
+                if let Some(o) = running.get_mut(&number) {
+                    simulate(o, &c.change, planned.payload.as_ref());
+                }
+                sent_as.push(Some(sent.len()));
+                sent.push(op);
+            }
+            let after = if sent.is_empty() {
+                Vec::new()
+            } else {
+                match self.orders.changeset(&sent, &correlation).await {
+                    Ok(a) => a,
+                    Err(OrderServiceError::Rejected { status: 412, .. })
+                        if attempt == 0 && !preconditioned =>
+                    {
+                        continue;
+                    }
+                    Err(e) => {
+                        let failed = failed_change(&e)
+                            .and_then(|k| sent_as.iter().position(|s| *s == Some(k)))
+                            .map(|p| &changes[p].change);
+                        let (number, item) = match failed {
+                            Some(Change::Item(n, i) | Change::DeleteItem(n, i)) => {
+                                (n.clone(), Some(i.clone()))
+                            }
+                            Some(other) => (number_of(other).to_owned(), None),
+                            None => (String::new(), None),
+                        };
+                        return Err(Box::new(sap_refusal(e, &number, item.as_deref())));
+                    }
+                }
+            };
+            // Each part's answer: the order as its change left it (a no-op: as the changes
+            // before it left it).
+            let mut latest: std::collections::HashMap<String, Value> = started;
+            let mut answers = Vec::with_capacity(changes.len());
+            for (c, s) in changes.iter().zip(&sent_as) {
+                let number = number_of(&c.change).to_owned();
+                if let Some(k) = s
+                    && let Some(o) = after.get(*k)
+                {
+                    latest.insert(number.clone(), o.clone());
+                }
+                let order = latest.get(&number).cloned().unwrap_or(Value::Null);
+                answers.push(match (&c.change, s) {
+                    (Change::AddItem(_), Some(_)) => added_line(&c.parts, &order, &number),
+                    _ => no_content(order_acl::order_etag(&order)),
+                });
+            }
+            return Ok(answers);
+        }
+        Err(Box::new(odata_error(
+            StatusCode::PRECONDITION_FAILED,
+            "/IWBEP/CM_MGW_RT/098",
+            "The entity was changed by another user (ETag mismatch); read it again",
+        )))
+    }
+}
+
+/// The index of the refused change in an order-service changeset refusal.
+fn failed_change(e: &OrderServiceError) -> Option<usize> {
+    let OrderServiceError::Rejected { detail, .. } = e else {
+        return None;
+    };
+    let problem: Value = serde_json::from_str(detail).ok()?;
+    problem["change_index"]
+        .as_u64()
+        .and_then(|i| usize::try_from(i).ok())
+}
+
+/// What a planned change does to `order` (the order service's JSON), as far as planning the
+/// next change of the same order in a changeset needs it: header fields, line quantities and
+/// rejections, removed lines.
+fn simulate(order: &mut Value, change: &Change, payload: Option<&Value>) {
+    let fields = payload.and_then(Value::as_object);
+    match change {
+        Change::Header(_) => {
+            for (k, v) in fields.into_iter().flatten() {
+                if k == "specifications" {
+                    let specs = &mut order["specifications"];
+                    if !specs.is_object() {
+                        *specs = json!({});
+                    }
+                    for (sk, sv) in v.as_object().into_iter().flatten() {
+                        if let Some(m) = specs.as_object_mut() {
+                            if sv.is_null() {
+                                m.remove(sk);
+                            } else {
+                                m.insert(sk.clone(), sv.clone());
+                            }
+                        }
+                    }
+                } else {
+                    order[k.as_str()] = v.clone();
+                }
+            }
+        }
+        Change::Item(_, i) => {
+            if let Some(it) = order["items"].as_array_mut().and_then(|items| {
+                items
+                    .iter_mut()
+                    .find(|it| order_acl::item_number_text(it) == *i)
+            }) {
+                for (k, v) in fields.into_iter().flatten() {
+                    it[k.as_str()] = v.clone();
+                }
+            }
+        }
+        Change::DeleteItem(_, i) => {
+            if let Some(items) = order["items"].as_array_mut() {
+                items.retain(|it| order_acl::item_number_text(it) != *i);
+            }
+        }
+        Change::AddItem(_) | Change::DeleteOrder(_) => {}
     }
 }
 
@@ -627,10 +821,9 @@ fn plan(
 /// other updatable header field into `specifications` (merged over the current ones).
 fn header_patch(map: &PropertyMap, order: &Value) -> Value {
     let mut patch = Map::new();
-    let mut specs = order["specifications"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
+    // Only the keys that change: the order service merges them over the ones it holds, so a
+    // second header change of the same order in one changeset keeps the first one's keys.
+    let mut specs = Map::new();
     let mut specs_changed = false;
     let current = order_acl::order_to_entity(order, "")["d"].clone();
     for (p, v) in map.iter() {

@@ -141,6 +141,14 @@ pub trait OrderService: Send + Sync + 'static {
     /// `POST /api/v1/order-numbers`: reserves `count` order numbers for this caller (numbers
     /// from the range SAP's order type has as its external range), ascending.
     fn reserve_numbers(&self, count: u32) -> BoxFuture<'_, Result<Vec<String>, OrderServiceError>>;
+    /// `POST /api/v1/changesets`: `changes` (each `{"op", "order", "version", ...}`) applied in
+    /// one transaction, all or none; the order after each change. A refusal is the refused
+    /// change's problem, with its `change_index`.
+    fn changeset<'a>(
+        &'a self,
+        changes: &'a [Value],
+        correlation_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Value>, OrderServiceError>>;
 }
 
 /// The HTTP implementation.
@@ -386,6 +394,35 @@ impl OrderService for HttpOrderService {
         })
     }
 
+    fn changeset<'a>(
+        &'a self,
+        changes: &'a [Value],
+        correlation_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Value>, OrderServiceError>> {
+        Box::pin(async move {
+            let (_, bytes) = self
+                .call(
+                    Method::POST,
+                    "/api/v1/changesets",
+                    Some(&json!({ "changes": changes })),
+                    &[("x-correlation-id", correlation_id)],
+                )
+                .await?;
+            let v: Value =
+                serde_json::from_slice(&bytes).map_err(|e| OrderServiceError::ServerError {
+                    status: 200,
+                    detail: format!("changeset answer is not JSON: {e}"),
+                })?;
+            match v["orders"].as_array() {
+                Some(orders) if orders.len() == changes.len() => Ok(orders.clone()),
+                _ => Err(OrderServiceError::ServerError {
+                    status: 200,
+                    detail: format!("changeset answer without one order per change: {v}"),
+                }),
+            }
+        })
+    }
+
     fn reserve_numbers(&self, count: u32) -> BoxFuture<'_, Result<Vec<String>, OrderServiceError>> {
         Box::pin(async move {
             let (_, bytes) = self
@@ -504,6 +541,13 @@ pub(crate) mod fake {
         }
         fn ready(&self) -> BoxFuture<'_, bool> {
             Box::pin(async { true })
+        }
+        fn changeset<'a>(
+            &'a self,
+            _: &'a [Value],
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<Vec<Value>, OrderServiceError>> {
+            unreachable!("not used by the test")
         }
         fn reserve_numbers(
             &self,

@@ -339,9 +339,12 @@ fn part_jsons(body: &str, boundary: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Each changeset is applied whole or not at all, as S/4 saves a changeset: one of one change,
+/// one of two (a line change and an added line, in one order-service transaction), one of two
+/// whose second change S/4 refuses (nothing of it stored, the error alone), and one holding a
+/// create beside a change (refused whole, 501). Reads see exactly what the changesets stored.
 #[tokio::test]
-async fn in_events_a_batch_reads_applies_a_changeset_of_one_change_and_refuses_one_of_two_storing_nothing()
- {
+async fn in_events_a_batch_reads_and_applies_each_changeset_whole_or_not_at_all() {
     let s = Stack::start(Options {
         mode: "events",
         ..Options::default()
@@ -356,25 +359,18 @@ async fn in_events_a_batch_reads_applies_a_changeset_of_one_change_and_refuses_o
         .unwrap()
         .to_owned();
     let line = |i: &str| format!("/A_SalesOrderItem(SalesOrder='{n}',SalesOrderItem='{i}')");
+    let quantity = |q: &str| json!({ "RequestedQuantity": q });
     let before = rows(&s).await;
     let body = batch_body(&[
         http_part("GET", &format!("/A_SalesOrder('{n}')"), None),
         changeset(
             "changeset_one",
-            &[http_part(
-                "PATCH",
-                &line("10"),
-                Some(&json!({"RequestedQuantity": "7"})),
-            )],
+            &[http_part("PATCH", &line("10"), Some(&quantity("7")))],
         ),
         changeset(
             "changeset_two",
             &[
-                http_part(
-                    "PATCH",
-                    &line("20"),
-                    Some(&json!({"RequestedQuantity": "9"})),
-                ),
+                http_part("PATCH", &line("20"), Some(&quantity("9"))),
                 http_part(
                     "POST",
                     &format!("/A_SalesOrder('{n}')/to_Item"),
@@ -384,7 +380,26 @@ async fn in_events_a_batch_reads_applies_a_changeset_of_one_change_and_refuses_o
                 ),
             ],
         ),
-        // Read after the changesets: sees the one change applied, nothing of the refused ones.
+        // The second change is refused as S/4 refuses it: the first is not applied either.
+        changeset(
+            "changeset_three",
+            &[
+                http_part("PATCH", &line("10"), Some(&quantity("8"))),
+                http_part("PATCH", &line("20"), Some(&quantity("0"))),
+            ],
+        ),
+        changeset(
+            "changeset_four",
+            &[
+                http_part(
+                    "POST",
+                    "/A_SalesOrder",
+                    Some(&order_body(&unique("BATCH-NEW"))),
+                ),
+                http_part("PATCH", &line("10"), Some(&quantity("6"))),
+            ],
+        ),
+        // Read after the changesets: the first two applied, nothing of the others.
         http_part("GET", &format!("/A_SalesOrder('{n}')/to_Item"), None),
         // A read shape the order service does not answer goes to SAP, as it would alone.
         http_part("GET", "/A_SalesOrder?$top=1&$select=SalesOrder", None),
@@ -397,59 +412,60 @@ async fn in_events_a_batch_reads_applies_a_changeset_of_one_change_and_refuses_o
         .unwrap_or_else(|| panic!("{content_type}"))
         .to_owned();
     let text = String::from_utf8(r.body.to_vec()).unwrap();
-    assert_eq!(statuses(&text), [200, 204, 501, 200, 200], "{text}");
+    assert_eq!(
+        statuses(&text),
+        [200, 204, 204, 201, 400, 501, 200, 200],
+        "{text}"
+    );
     assert_eq!(
         text.matches("Content-Type: multipart/mixed; boundary=changeset_")
             .count(),
-        1,
-        "the one change in a changeset part, the refused changeset one error part: {text}"
+        2,
+        "the applied changesets in changeset parts, each refused one an error part: {text}"
     );
     assert!(text.ends_with(&format!("--{boundary}--\r\n")), "{text}");
     let answers = part_jsons(&text, &boundary);
-    assert_eq!(answers.len(), 5, "{text}");
+    assert_eq!(answers.len(), 7, "{text}");
     assert_eq!(answers[0]["d"]["SalesOrder"], n.as_str(), "{text}");
-    assert_eq!(answers[2]["error"]["code"], "PROXY/501", "{text}");
+    assert_eq!(answers[3]["error"]["code"], "V1/084", "{text}");
+    assert_eq!(answers[4]["error"]["code"], "PROXY/501", "{text}");
     assert!(
-        answers[2]["error"]["message"]["value"]
+        answers[4]["error"]["message"]["value"]
             .as_str()
             .is_some_and(|m| m.contains(proxy::face::batch::SEVERAL_CHANGES)),
         "{text}"
     );
-    let items = answers[3]["d"]["results"]
+    // The added line's answer names it, as S/4's 201 does.
+    assert!(
+        text.contains("SalesOrderItem='30'"),
+        "the added line's 201: {text}"
+    );
+    let items = answers[5]["d"]["results"]
         .as_array()
         .cloned()
         .unwrap_or_default();
-    assert_eq!(items.len(), 2, "{text}");
+    let quantities: Vec<String> = items
+        .iter()
+        .map(|i| {
+            i["RequestedQuantity"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(quantities.len(), 3, "{text}");
+    for (q, want) in quantities.iter().zip(['7', '9', '1']) {
+        assert!(q.starts_with(want), "{quantities:?}");
+    }
     assert!(
-        items[0]["RequestedQuantity"]
-            .as_str()
-            .unwrap()
-            .starts_with('7')
-    );
-    assert!(
-        items[1]["RequestedQuantity"]
-            .as_str()
-            .unwrap()
-            .starts_with('5')
-    );
-    assert!(
-        answers[4]["d"]["results"].is_array(),
+        answers[6]["d"]["results"].is_array(),
         "SAP's answer: {text}"
     );
-    // Read back alone: the single change applied; of the two-change changeset nothing stored.
-    for (i, quantity) in [("10", '7'), ("20", '5')] {
-        let read = s.get(format!("{}{ROOT}{}", s.proxy_url(), line(i))).await;
-        let sent = read.json()["d"]["RequestedQuantity"].clone();
-        assert!(
-            sent.as_str().is_some_and(|q| q.starts_with(quantity)),
-            "line {i}: {sent}"
-        );
-    }
     let after = rows(&s).await;
     assert_eq!(
         (after.0, after.1, after.2),
-        (before.0, before.1, before.2 + 1),
-        "one change, one event, no line added: {before:?} → {after:?}"
+        (before.0, before.1 + 1, before.2 + 3),
+        "three changes applied (three events), one line added, no order created: {before:?} → {after:?}"
     );
     assert_eq!(s.sap_all().await.len(), 0, "SAP was never written");
 }

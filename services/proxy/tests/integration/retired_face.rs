@@ -423,7 +423,7 @@ async fn sap_s_javascript_client_passes_an_order_s_whole_life_against_a_retired_
         "SAP's client against the retired route:\n{text}"
     );
     assert!(
-        text.contains("12 passed") && text.contains("0 failed"),
+        text.contains("13 passed") && text.contains("0 failed"),
         "{text}"
     );
     // One order from the client's create; the refused ones stored nothing.
