@@ -1025,3 +1025,41 @@ async fn a_changeset_applies_every_change_or_none() {
     assert_eq!(state(&app, &a).await, before_a);
     assert_eq!(state(&app, &b).await, before_b);
 }
+
+/// Two changesets over the same two orders, in opposite order, at the same instant: the orders
+/// are locked in one order, so one waits for the other and then finds its versions moved (412);
+/// never a deadlock (a 5xx), never both applied.
+#[tokio::test]
+async fn crossing_changesets_over_the_same_orders_never_deadlock() {
+    let app = spawn_app().await;
+    for round in 0..8 {
+        let (a, _) = create(&app, &priced_body(&format!("X-A-{round}"))).await;
+        let (b, _) = create(&app, &priced_body(&format!("X-B-{round}"))).await;
+        let change = |id: &str, q: &str| {
+            json!({"op": "update_item", "order": id, "version": 1, "item_number": 10,
+                   "changes": {"quantity": q}})
+        };
+        let one = json!({"changes": [change(&a, "3"), change(&b, "3")]});
+        let two = json!({"changes": [change(&b, "4"), change(&a, "4")]});
+        let (x, y) = tokio::join!(
+            send(&app, Method::POST, "/api/v1/changesets", None, Some(one)),
+            send(&app, Method::POST, "/api/v1/changesets", None, Some(two)),
+        );
+        let mut statuses = [x.status, y.status];
+        statuses.sort_unstable();
+        assert_eq!(
+            statuses,
+            [200, 412],
+            "round {round}: {} / {}",
+            x.body,
+            y.body
+        );
+        let (_, _, _, order_a) = state(&app, &a).await;
+        let (_, _, _, order_b) = state(&app, &b).await;
+        assert_eq!(order_a["version"], 2);
+        assert_eq!(
+            order_a["items"][0]["quantity"], order_b["items"][0]["quantity"],
+            "one changeset applied whole"
+        );
+    }
+}

@@ -956,6 +956,48 @@ fn new_item(map: &PropertyMap) -> Value {
 mod tests {
     use super::*;
 
+    /// Two changes of one line in one changeset: the second is planned against the first's
+    /// result, so setting the quantity back is a change (not "unchanged" against the order as
+    /// read), and a header change keeps the specification keys an earlier one set.
+    #[test]
+    fn a_changeset_plans_each_change_against_the_earlier_ones() {
+        let mut order = json!({"id": "o", "version": 1, "specifications": {"A": "1"},
+            "items": [{"item_number": 10, "quantity": "2", "rejection_reason": null}]});
+        let line = Change::Item("8000000001".into(), "10".into());
+        let body = |q: &str| Bytes::from(json!({ "RequestedQuantity": q }).to_string());
+        let first = plan(&order, &line, &body("5"), &[])
+            .map_err(|_| ())
+            .unwrap();
+        assert_eq!(first.payload, Some(json!({"quantity": "5"})));
+        simulate(&mut order, &line, first.payload.as_ref());
+        let back = plan(&order, &line, &body("2"), &[])
+            .map_err(|_| ())
+            .unwrap();
+        assert_eq!(
+            back.payload,
+            Some(json!({"quantity": "2"})),
+            "a change back is a change"
+        );
+        let header = Change::Header("8000000001".into());
+        simulate(
+            &mut order,
+            &header,
+            Some(&json!({"specifications": {"B": "2"}})),
+        );
+        simulate(
+            &mut order,
+            &header,
+            Some(&json!({"specifications": {"A": null}})),
+        );
+        assert_eq!(order["specifications"], json!({"B": "2"}));
+        simulate(
+            &mut order,
+            &Change::DeleteItem("8000000001".into(), "10".into()),
+            None,
+        );
+        assert_eq!(order["items"], json!([]));
+    }
+
     #[test]
     fn an_etag_sap_issued_is_answered_as_a_stale_one() {
         let order = json!({"version": 4});
