@@ -51,7 +51,11 @@ done
 curl -fsS "http://127.0.0.1:$port/ready" >/dev/null
 
 echo "==> schemathesis run --checks all"
+# One worker: with two, schemathesis' threads hit CPython's spurious "SystemError: AST
+# constructor recursion depth mismatch" in hypothesis' ast.parse now and then (CPython
+# gh-106905, a race in threaded AST construction; seen here on 2026-12-02 under Python 3.11.7),
+# an error of the tool's interpreter, not of the order service.
 # shellcheck disable=SC2086
 schemathesis --config-file services/order-service/schemathesis.toml \
   run "http://127.0.0.1:$port/api/v1/openapi.json" \
-  --checks all --workers 2 ${ST_ARGS:-}
+  --checks all --workers 1 ${ST_ARGS:-}
