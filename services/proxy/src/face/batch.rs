@@ -1,6 +1,12 @@
-//! `POST .../API_SALES_ORDER_SRV/$batch` where the order service serves the route (`events`,
-//! `retired`). In `dual-write` a batch stays refused: SAP would take its changes around the
-//! dual write (see [`crate::serve::server::ProxyState::plan`]).
+//! `POST .../API_SALES_ORDER_SRV/$batch` from `dual-write` on: served part by part, every part
+//! exactly as the same request alone in the route's mode.
+//!
+//! In `dual-write` a read by key is shadowed, a change goes to SAP and then the order service
+//! ([`crate::dual_write::change`]), a create is buffered and written to both; a changeset of
+//! several changes is refused (`501`, nothing reaches SAP): sent to SAP as one it would bypass
+//! the dual write, sent one by one it would not be one unit. Where the order service serves the
+//! route (`events`, `retired`) a changeset of several changes of existing orders is applied in
+//! one order-service transaction.
 //!
 //! The body is read whole within the proxy's body limits and parsed with the shared wire
 //! format ([`sap_odata::batch`], the emulator's parser), at most `PROXY_BATCH_MAX_PARTS`
@@ -15,14 +21,14 @@
 //! | `GET` outside a changeset | the single request's answer |
 //! | a change outside a changeset | `400` in its part (as the emulator) |
 //! | changeset of one change | the single request's answer: a success inside a changeset part, an error alone |
-//! | changeset of several changes of existing orders | each change's answer inside a changeset part, all applied in one order-service transaction ([`crate::face::write::ChangesetPart`], `POST /api/v1/changesets`); or the refused change's error alone, nothing applied |
-//! | changeset of several holding a create (or a read) | one error part (`501`; `400` for a read), nothing applied |
+//! | changeset of several changes of existing orders (`events`, `retired`) | each change's answer inside a changeset part, all applied in one order-service transaction ([`crate::face::write::ChangesetPart`], `POST /api/v1/changesets`); or the refused change's error alone, nothing applied |
+//! | changeset of several holding a create (or a read), or any of several in `dual-write` | one error part (`501`; `400` for a read), nothing applied |
 //!
-//! Each part carries the logon, `Host`, `sap-client` and correlation id of the `$batch` request
-//! and its own `Accept`, `Content-Type`, `If-Match` and other headers. Content-ID references
-//! (`$1/to_Item`) are not served: they name an entity a create in the changeset made. The
-//! answer is `202 Accepted`, `multipart/mixed`, one part per request part, rendered by the
-//! shared code; the answers' bodies together stay within the body limit.
+//! Each part carries the logon, `Host`, `sap-client`, CSRF token, cookies and correlation id of
+//! the `$batch` request and its own `Accept`, `Content-Type`, `If-Match` and other headers.
+//! Content-ID references (`$1/to_Item`) are not served: they name an entity a create in the
+//! changeset made. The answer is `202 Accepted`, `multipart/mixed`, one part per request part,
+//! rendered by the shared code; the answers' bodies together stay within the body limit.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
@@ -42,6 +48,10 @@ use crate::serve::server::{Inbound, ProxyState};
 /// The message of a changeset holding a create beside other changes (or a request the SAP face
 /// does not change orders with).
 pub const SEVERAL_CHANGES: &str = "A changeset that creates a sales order beside other changes is not available while the order service serves this route; send the create in a changeset of its own";
+
+/// The message of a changeset of several changes in `dual-write`: SAP would take them as one
+/// unit apart from the dual write, and one by one they would not be one unit.
+pub const SEVERAL_CHANGES_IN_DUAL_WRITE: &str = "A changeset with more than one change is not available while the sales order route is in dual-write; send one change per changeset";
 
 /// Outer headers a part does not inherit: they describe the `$batch` request's own body and
 /// answer, or a precondition or key of one request.
@@ -65,8 +75,8 @@ fn refusal(e: &BatchError) -> Response<ProxyBody> {
 }
 
 impl ProxyState {
-    /// Serves a `$batch` in `events`/`retired` (see the module documentation).
-    pub(crate) async fn order_service_batch(
+    /// Serves a `$batch` from `dual-write` on (see the module documentation).
+    pub(crate) async fn batch_by_parts(
         &self,
         outer: http::request::Parts,
         body: Incoming,
@@ -107,8 +117,17 @@ impl ProxyState {
                     AnswerPart::Response(answer_part(refusal(&e), &mut budget).await)
                 }
                 BatchPart::Changeset(changes) => {
-                    self.serve_changeset(&outer, root, changes, route, &mut budget)
+                    match self
+                        .serve_changeset(&outer, root, changes, route, &mut budget)
                         .await
+                    {
+                        Ok(answer) => answer,
+                        // SAP refused the session's CSRF token: its answer is the batch's, as
+                        // S/4 refuses a batch with a bad token whole (nothing was written: every
+                        // part carries the same token, and reads before it write nothing), so
+                        // the client fetches a new token and sends the batch again.
+                        Err(whole) => return *whole,
+                    }
                 }
             };
             answers.push(answer);
@@ -124,7 +143,9 @@ impl ProxyState {
         resp
     }
 
-    /// A changeset: of one change, that change as if sent alone; of more, refused whole.
+    /// A changeset: of one change, that change as if sent alone; of several, applied whole or
+    /// refused whole (see the module documentation). `Err`: SAP refused the batch's CSRF
+    /// token, and its answer is the whole batch's.
     async fn serve_changeset(
         &self,
         outer: &http::request::Parts,
@@ -132,16 +153,26 @@ impl ProxyState {
         changes: &[PartRequest],
         route: &Route,
         budget: &mut usize,
-    ) -> AnswerPart {
+    ) -> Result<AnswerPart, Box<Response<ProxyBody>>> {
         let resp = match changes {
             [] => {
-                return AnswerPart::Changeset {
+                return Ok(AnswerPart::Changeset {
                     boundary: changeset_boundary(),
                     responses: Vec::new(),
-                };
+                });
             }
             [one] if one.is_retrieve() => refusal(&BatchError::RetrieveInChangeset),
-            [one] => self.serve_part(outer, root, one, route).await,
+            [one] => {
+                let resp = self.serve_part(outer, root, one, route).await;
+                if csrf_refused(&resp) {
+                    return Err(Box::new(resp));
+                }
+                resp
+            }
+            several if route.mode == crate::routing::routes::Mode::DualWrite => {
+                crate::observe::batch_changeset_refused(several.len());
+                ProxyError::NotSupported(SEVERAL_CHANGES_IN_DUAL_WRITE.into()).to_response()
+            }
             several => match self.face_changes(outer, root, several) {
                 Ok(parts) => match self.sales_orders.change_set(&parts).await {
                     Ok(answers) => {
@@ -149,10 +180,10 @@ impl ProxyState {
                         for a in answers {
                             responses.push(answer_part(a, budget).await);
                         }
-                        return AnswerPart::Changeset {
+                        return Ok(AnswerPart::Changeset {
                             boundary: changeset_boundary(),
                             responses,
-                        };
+                        });
                     }
                     Err(refused) => *refused,
                 },
@@ -161,7 +192,7 @@ impl ProxyState {
         };
         let failed = resp.status().is_client_error() || resp.status().is_server_error();
         let part = answer_part(resp, budget).await;
-        if failed {
+        Ok(if failed {
             // SAP answers a failed changeset with its error alone.
             AnswerPart::Response(part)
         } else {
@@ -169,7 +200,7 @@ impl ProxyState {
                 boundary: changeset_boundary(),
                 responses: vec![part],
             }
-        }
+        })
     }
 
     /// The changes of a changeset of several, each as the SAP face takes it alone; refused
@@ -236,6 +267,16 @@ impl ProxyState {
         self.serve_planned(plan, op, Some(route), head, Inbound::Whole(body))
             .await
     }
+}
+
+/// SAP's refusal of a session's CSRF token: `403` with `x-csrf-token: Required`.
+fn csrf_refused(resp: &Response<ProxyBody>) -> bool {
+    resp.status() == StatusCode::FORBIDDEN
+        && resp
+            .headers()
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("required"))
 }
 
 fn changeset_boundary() -> String {

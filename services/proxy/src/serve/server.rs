@@ -156,9 +156,7 @@ impl ProxyState {
         // Phase 4: handle.
         let (parts, body) = req.into_parts();
         let resp = match (plan, route) {
-            (Plan::OrderServiceBatch, Some(route)) => {
-                self.order_service_batch(parts, body, &route).await
-            }
+            (Plan::BatchByParts, Some(route)) => self.batch_by_parts(parts, body, &route).await,
             (plan, route) => {
                 self.serve_planned(plan, op, route.as_deref(), parts, Inbound::Streaming(body))
                     .await
@@ -184,7 +182,7 @@ impl ProxyState {
     }
 
     /// Phase 4 for one request (a whole request, or one part of a `$batch`): the handler its
-    /// plan names. A `$batch` itself is served by [`Self::order_service_batch`], which comes
+    /// plan names. A `$batch` itself is served by [`Self::batch_by_parts`], which comes
     /// back here for each of its parts.
     pub(crate) async fn serve_planned(
         &self,
@@ -209,7 +207,7 @@ impl ProxyState {
                 ),
             },
             // Only a part of a batch gets here: batches do not nest.
-            (Plan::OrderServiceBatch, _) => crate::error::odata_error(
+            (Plan::BatchByParts, _) => crate::error::odata_error(
                 http::StatusCode::BAD_REQUEST,
                 sap_odata::batch::BATCH_INVALID,
                 "A $batch cannot be sent inside a $batch",
@@ -260,12 +258,11 @@ impl ProxyState {
             // SAP is the system of record; the order service gets what SAP accepted. Legacy
             // leaves changes to SAP alone.
             (Operation::SalesOrderChange, Some(Mode::DualWrite)) => Plan::DualWriteChange,
-            // Where the order service serves the route, a batch's parts are served one by one
-            // as the same requests alone would be.
-            (Operation::Batch, Some(m)) if m >= Mode::Events => Plan::OrderServiceBatch,
-            // A changeset may hold a create (or any write) of the route: SAP alone must not
-            // take it behind the mode's back (in dual-write it would bypass the dual write).
-            // Legacy is SAP alone anyway.
+            // From dual-write on, a batch's parts are served one by one as the same requests
+            // alone would be: in dual-write each change is dual-written, each create buffered and
+            // written to both, each read by key shadowed (SAP alone must not take a changeset
+            // behind the dual write's back). Legacy is SAP alone anyway.
+            (Operation::Batch, Some(m)) if m >= Mode::DualWrite => Plan::BatchByParts,
             (Operation::Batch | Operation::Malformed, Some(m)) if m != Mode::Legacy => Plan::Refuse,
             _ => Plan::PassThrough,
         }
@@ -455,8 +452,8 @@ pub(crate) enum Plan {
     /// A change in `dual-write`: SAP first, then the order service ([`crate::dual_write::change`]).
     DualWriteChange,
     /// A `$batch` whose parts are served one by one as the same requests alone
-    /// (`events`, `retired`; [`crate::face::batch`]).
-    OrderServiceBatch,
+    /// (`dual-write`, `events`, `retired`; [`crate::face::batch`]).
+    BatchByParts,
 }
 
 /// Phase 5: one latency observation for a request, by route, operation, mode and status.

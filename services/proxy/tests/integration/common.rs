@@ -776,3 +776,69 @@ pub fn order_body(reference: &str) -> Value {
 pub fn unique(tag: &str) -> String {
     format!("{tag}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
 }
+
+// `$batch` requests as SAP's JavaScript client builds them, and reading their answers.
+
+/// One `application/http` part as SAP's JavaScript client serializes it (batch-request-
+/// serializer.ts: absolute path with the service root, title-case headers, one-line JSON).
+pub fn http_part(method: &str, path: &str, body: Option<&Value>) -> String {
+    let mut s = String::from("Content-Type: application/http\nContent-Transfer-Encoding: binary\n");
+    if method != "GET" {
+        s.push_str("Content-Id: 1\n");
+    }
+    s.push_str(&format!(
+        "\n{method} {ROOT}{path} HTTP/1.1\nContent-Type: application/json\nAccept: application/json\n\n"
+    ));
+    if let Some(b) = body {
+        s.push_str(&b.to_string());
+    }
+    s.push('\n');
+    s
+}
+
+pub fn changeset(name: &str, parts: &[String]) -> String {
+    format!(
+        "Content-Type: multipart/mixed; boundary={name}\n\n--{name}\n{}\n--{name}--",
+        parts.join(&format!("\n--{name}\n"))
+    )
+}
+
+/// A batch body of `parts`, CRLF as the SDK sends it.
+pub fn batch_body(parts: &[String]) -> String {
+    format!("--batch_t\n{}\n--batch_t--\n", parts.join("\n--batch_t\n")).replace('\n', "\r\n")
+}
+
+pub async fn post_batch(s: &Stack, body: String) -> Resp {
+    let (token, cookies) = s.csrf(&s.proxy_url()).await;
+    into_resp(
+        s.http
+            .post(format!("{}{ROOT}/$batch", s.proxy_url()))
+            .header("x-csrf-token", token)
+            .header("cookie", cookies)
+            .header("accept", "multipart/mixed")
+            .header("content-type", "multipart/mixed; boundary=batch_t")
+            .body(body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+/// The status of each answer part, in order (`HTTP/1.1 204 No Content` → 204).
+pub fn statuses(body: &str) -> Vec<u16> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("HTTP/1.1 "))
+        .filter_map(|l| l.get(..3)?.parse().ok())
+        .collect()
+}
+
+/// The JSON of each top-level answer part, in order: the part's last line, as SAP's
+/// JavaScript client reads it (batch-response-parser.ts).
+pub fn part_jsons(body: &str, boundary: &str) -> Vec<Value> {
+    body.split(&format!("--{boundary}"))
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && *p != "--")
+        .map(|p| serde_json::from_str(p.lines().last().unwrap_or_default()).unwrap_or(Value::Null))
+        .collect()
+}
