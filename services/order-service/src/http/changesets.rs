@@ -197,7 +197,10 @@ pub async fn apply_changeset(
     headers: HeaderMap,
     JsonBody(body): JsonBody<ChangesetRequest>,
 ) -> Result<Response, ServiceError> {
-    let ctx = context(&correlation, &headers)?;
+    // An Idempotency-Key names one change; on a changeset it would make every line add after
+    // the first a silent repeat of it, so a changeset takes none.
+    let mut ctx = context(&correlation, &headers)?;
+    ctx.idempotency_key = None;
     if body.changes.is_empty() || body.changes.len() > MAX_CHANGES {
         return Err(ServiceError::field(
             "changes",

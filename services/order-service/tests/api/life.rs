@@ -1063,3 +1063,27 @@ async fn crossing_changesets_over_the_same_orders_never_deadlock() {
         );
     }
 }
+
+/// An Idempotency-Key sent on a changeset names no one change: two lines added in one
+/// changeset are both added (the key would have made the second a silent repeat of the first).
+#[tokio::test]
+async fn a_changeset_with_an_idempotency_key_adds_every_line_it_names() {
+    let app = spawn_app().await;
+    let (a, _) = create(&app, &priced_body("CS-KEY")).await;
+    let add = |sku: &str| {
+        json!({"op": "add_item", "order": a, "version": 1,
+               "line": {"sku": sku, "quantity": "1", "unit": "PC", "unit_price": "1.00"}})
+    };
+    let r = app
+        .client
+        .post(app.url("/api/v1/changesets"))
+        .header("idempotency-key", "one-key-two-adds")
+        .json(&json!({"changes": [add("TG11"), add("TG12")]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, _, _, order) = state(&app, &a).await;
+    assert_eq!(order["items"].as_array().unwrap().len(), 4, "{order}");
+    assert_eq!(events(&app, &a).await.len(), 3, "created + two adds");
+}

@@ -461,8 +461,11 @@ impl SalesOrders {
                         "version": version, "line": payload}),
                     Change::DeleteItem(_, i) => json!({"op": "remove_item", "order": id,
                         "version": version, "item_number": item(i)}),
-                    // Refused by `plan`.
-                    Change::DeleteOrder(_) => continue,
+                    // Refused by `plan`; kept aligned with the parts all the same.
+                    Change::DeleteOrder(_) => {
+                        sent_as.push(None);
+                        continue;
+                    }
                 };
                 if let Some(o) = running.get_mut(&number) {
                     simulate(o, &c.change, planned.payload.as_ref());
